@@ -1,0 +1,32 @@
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench models clean
+
+setup: $(STAMP)
+
+# torch is installed on its own, first: the CPU wheel pinned here; anything later that
+# asks for torch then finds it satisfied instead of pulling a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[ray,test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python -m curation.demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/classify_throughput.py
+
+models: setup
+	$(BIN)/python scripts/train_default_models.py
+
+clean:
+	rm -rf $(VENV) demo_output

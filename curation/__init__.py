@@ -1,0 +1,1 @@
+"""curation stage of the alignment-pretraining toolkit."""

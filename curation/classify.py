@@ -1,0 +1,144 @@
+"""`curate classify` as a Python API: shards -> datatrove pipeline -> attribute files + summary.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.config import ClassifyConfig
+from curation.errors import CurationError
+from curation.models import ModelSet, resolve
+from curation.shards import attribute_path, list_shards
+
+RUN_FILE = "_run.json"
+
+
+@dataclass
+class ClassifyResult:
+    output: Path
+    shards: int
+    done: int
+    errors: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.done == self.shards
+
+
+def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
+    from curation.steps import AttributeWriter, EmbeddingTagger, FastTextTagger, FinalScores, KeywordTagger, ShardReader
+
+    steps = []
+    if cfg.keyword.enabled:
+        steps.append(KeywordTagger(cfg.keyword.lexicon, models.keyword_calibration, cfg.keyword.min_hits))
+    if cfg.fasttext.enabled:
+        ai, stance = models.file("ai_fasttext"), models.file("stance_fasttext")
+        if not ai or not stance:
+            raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
+        steps.append(FastTextTagger(ai, stance, only_candidates=cfg.fasttext.only_candidates and cfg.keyword.enabled,
+                                    max_chars=cfg.fasttext.max_chars))
+    if cfg.embedding.enabled:
+        head = models.file("embedding_head")
+        if not head:
+            raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
+        steps.append(EmbeddingTagger(head, cfg.embedding.encoder, cfg.embedding.min_prior_score, cfg.embedding.max_chunks))
+    if not steps:
+        raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding")
+    steps.append(FinalScores(models.stance_prior))
+    columns = {}
+    for s in steps:
+        columns.update(s.columns())
+    reader = ShardReader(corpus_root, paths_file, output, text_key=cfg.text_key, id_key=cfg.id_key,
+                         on_bad_doc=cfg.on_bad_doc, max_doc_chars=cfg.max_doc_chars)
+    return [reader, *steps, AttributeWriter(output, columns, run_meta)]
+
+
+def _claim_output(output: Path, run: dict, overwrite: bool) -> None:
+    """An output directory belongs to one run (same config, model and shard list); resuming it is fine, mixing is not."""
+    run_file = output / RUN_FILE
+    if run_file.is_file():
+        old = json.loads(run_file.read_text())
+        if old != run:
+            if not overwrite:
+                diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
+                raise CurationError(f"{output}: holds a different run ({', '.join(diff)} differ); "
+                                    "choose a new --output, or pass --overwrite to replace it")
+            shutil.rmtree(output)
+    elif output.is_dir() and any(output.iterdir()):
+        if not overwrite:
+            raise CurationError(f"{output}: exists and is not a `curate classify` output; choose a new --output or pass --overwrite")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    run_file.write_text(json.dumps(run, indent=1, sort_keys=True))
+
+
+def _progress_thread(output: Path, rels: list[str], stop: threading.Event, show: bool):
+    """Polls committed attribute files; works whatever process or machine does the work."""
+    if not show:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    def loop():
+        with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"), TimeElapsedColumn(),
+                      transient=False) as bar:
+            task = bar.add_task("shards", total=len(rels))
+            while True:
+                bar.update(task, completed=sum((output / attribute_path(r)).is_file() for r in rels))
+                if stop.wait(0.5):
+                    bar.update(task, completed=sum((output / attribute_path(r)).is_file() for r in rels))
+                    return
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
+             progress: bool = True) -> ClassifyResult:
+    from curation.executors import console_sink, make_executor
+    from curation.summary import write_summary
+
+    cfg = cfg or ClassifyConfig()
+    started = time.time()
+    root, rels = list_shards(corpus)
+    if not rels:
+        raise CurationError(f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob")
+    models = resolve(cfg.model)
+    output = Path(output).absolute()
+    run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
+        json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
+    _claim_output(output, run, overwrite)
+    logs = output / "_logs"
+    logs.mkdir(exist_ok=True)
+    paths_file = logs / "paths.txt"
+    paths_file.write_text("".join(r + "\n" for r in rels))
+    run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
+    pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
+    tasks = min(cfg.executor.tasks or len(rels), len(rels))
+    extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
+    executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
+    console_sink("WARNING")
+    stop = threading.Event()
+    thread = _progress_thread(output, rels, stop, progress and cfg.executor.kind != "slurm")
+    crash = None
+    try:
+        executor.run()
+    except Exception as e:  # failed shards are reported from _errors/; anything else is re-raised below
+        crash = e
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+    errors = sorted(p.read_text().strip() for p in (output / "_errors").rglob("*.txt")) if (output / "_errors").is_dir() else []
+    if crash is not None and not errors:
+        raise crash
+    done = sum((output / attribute_path(r)).is_file() for r in rels)
+    summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
+    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary)

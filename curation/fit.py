@@ -1,0 +1,205 @@
+"""`curate fit`: train the keyword calibration, the fastText models and the embedding head from labelled documents."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from curation.errors import CurationError
+from curation.lexicon import Lexicon
+from curation.steps.base import STANCES
+from curation.steps.keyword import keyword_features
+from curation.textnorm import fasttext_line
+
+REQUIRED = ("text", "ai_discourse", "stance")
+
+
+@dataclass
+class FitParams:
+    seed: int = 0
+    valid_fraction: float = 0.15
+    max_negatives_per_positive: float = 10.0
+    epoch: int = 25
+    lr: float = 0.5
+    word_ngrams: int = 2
+    dim: int = 64
+    min_count: int = 2
+    max_chars: int = 20_000
+    quantize_cutoff: int = 200_000
+    embedding: bool = True
+    embedding_max_chunks: int = 4
+    lexicon: str | None = None
+
+
+def load_labelled(paths: list[str]) -> pl.DataFrame:
+    frames = []
+    for p in paths:
+        try:
+            df = pl.read_parquet(p) if p.endswith(".parquet") else pl.read_ndjson(p)
+        except Exception as e:
+            raise CurationError(f"{p}: cannot read labelled data ({type(e).__name__}); give Parquet or JSONL") from None
+        missing = [c for c in REQUIRED if c not in df.columns]
+        if missing:
+            raise CurationError(f"{p}: missing column(s) {', '.join(missing)}; labelled data needs text, ai_discourse (0/1), stance")
+        if "id" not in df.columns:
+            df = df.with_columns(pl.Series("id", [f"{p}#{i}" for i in range(df.height)]))
+        frames.append(df.select(pl.col("id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8),
+                                pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8)))
+    df = pl.concat(frames).filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
+    bad = df.filter(~pl.col("ai_discourse").is_in([0, 1]) | (pl.col("ai_discourse") == 1) & ~pl.col("stance").is_in(list(STANCES)))
+    if bad.height:
+        raise CurationError(f"labelled data: {bad.height} rows have ai_discourse not 0/1 or an AI row without a stance in "
+                            f"{STANCES} (first id {bad['id'][0]}); fix those rows")
+    return df
+
+
+def split(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A seeded hash of the id decides the split, so adding documents never moves existing ones."""
+    h = [int(hashlib.sha256(f"{seed}:{i}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF for i in df["id"]]
+    mask = pl.Series(h) < fraction
+    return df.filter(~mask), df.filter(mask)
+
+
+def _prf(y: np.ndarray, p: np.ndarray) -> dict:
+    tp, fp, fn = int(((p == 1) & (y == 1)).sum()), int(((p == 1) & (y == 0)).sum()), int(((p == 0) & (y == 1)).sum())
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(2 * prec * rec / (prec + rec) if prec + rec else 0.0, 4),
+            "support": int(y.sum()), "n": int(len(y))}
+
+
+def macro_f1(y: list[str], p: list[str]) -> dict:
+    per = {}
+    for s in STANCES:
+        yy, pp = np.array([v == s for v in y], int), np.array([v == s for v in p], int)
+        per[s] = _prf(yy, pp)["f1"]
+    return {"macro_f1": round(float(np.mean(list(per.values()))), 4), "per_class_f1": per, "n": len(y),
+            "accuracy": round(float(np.mean([a == b for a, b in zip(y, p)])) if y else 0.0, 4)}
+
+
+def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
+    """AI-discourse P/R/F1 at 0.5 for each stage and the final score; stance macro-F1 on true AI documents."""
+    y = df["ai_discourse"].to_numpy()
+    out = {}
+    for key, name in (("kw_candidate", "keyword_candidate"), ("kw_ai", "keyword_score"), ("ft_ai", "fasttext"),
+                      ("emb_ai", "embedding"), ("ai_discourse", "final")):
+        if any(key in s for s in scores):
+            pred = np.array([1 if (s.get(key) or 0) >= 0.5 else 0 for s in scores])
+            out[name] = _prf(y, pred)
+    ai_rows = [i for i in range(df.height) if y[i] == 1]
+    truth = [df["stance"][i] for i in ai_rows]
+    for prefix, name in (("stance_", "stance_final"), ("ft_stance_", "stance_fasttext"), ("emb_stance_", "stance_embedding")):
+        if all(f"{prefix}aligned" in scores[i] and scores[i][f"{prefix}aligned"] is not None for i in ai_rows) and ai_rows:
+            pred = [max(STANCES, key=lambda s: scores[i][f"{prefix}{s}"]) for i in ai_rows]
+            out[name] = macro_f1(truth, pred)
+    return out
+
+
+def _train_fasttext(lines: list[str], out: Path, p: FitParams) -> None:
+    import fasttext
+
+    fasttext.FastText.eprint = lambda *a, **k: None
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=p.lr, wordNgrams=p.word_ngrams, dim=p.dim,
+                                      minCount=p.min_count, loss="softmax", thread=1, seed=p.seed, verbose=0)
+    model.quantize(input=f.name, qnorm=True, retrain=True, cutoff=p.quantize_cutoff, thread=1, verbose=0)
+    model.save_model(str(out))
+    Path(f.name).unlink()
+
+
+def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed).fit(x, y)
+
+
+def fit(labelled: list[str], output: str | Path, params: FitParams | None = None, progress=print) -> dict:
+    p = params or FitParams()
+    started = time.time()
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    df = load_labelled(labelled)
+    train, valid = split(df, p.valid_fraction, p.seed)
+    if train.filter(pl.col("ai_discourse") == 1).height < 5 or valid.height == 0:
+        raise CurationError(f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; label more")
+    rng = random.Random(p.seed)
+
+    progress(f"keyword calibration on {train.height} documents")
+    lex = Lexicon.load(p.lexicon)
+    feats = np.array([keyword_features(lex.count(t)) for t in train["text"]])
+    kw = _logreg(feats, train["ai_discourse"].to_numpy(), p.seed)
+    calibration = {"coef": kw.coef_[0].round(6).tolist(), "intercept": round(float(kw.intercept_[0]), 6), "lexicon_version": lex.version}
+
+    pos = train.filter(pl.col("ai_discourse") == 1)
+    neg = train.filter(pl.col("ai_discourse") == 0)
+    n_neg = min(neg.height, int(p.max_negatives_per_positive * pos.height))
+    neg = neg.sample(n_neg, seed=p.seed, shuffle=True) if n_neg < neg.height else neg
+    progress(f"fastText AI-discourse model: {pos.height} AI / {neg.height} other")
+    lines = [f"__label__ai {fasttext_line(t, p.max_chars)}" for t in pos["text"]]
+    lines += [f"__label__other {fasttext_line(t, p.max_chars)}" for t in neg["text"]]
+    rng.shuffle(lines)
+    _train_fasttext(lines, output / "ai.ftz", p)
+    progress(f"fastText stance model: {pos.height} AI documents")
+    lines = [f"__label__{s} {fasttext_line(t, p.max_chars)}" for t, s in zip(pos["text"], pos["stance"])]
+    rng.shuffle(lines)
+    _train_fasttext(lines, output / "stance.ftz", p)
+
+    files = {"ai_fasttext": "ai.ftz", "stance_fasttext": "stance.ftz"}
+    if p.embedding:
+        from curation.embedding import embed_documents
+
+        # the head only ever sees documents the keyword stage passes, so it is trained on those
+        cand = train.filter(pl.Series([(c := lex.count(t))["strong"] + c["cs"] > 0 for t in train["text"]]) | (pl.col("ai_discourse") == 1))
+        progress(f"embedding head on {cand.height} candidate documents")
+        x = embed_documents(cand["text"].to_list(), max_chunks=p.embedding_max_chunks)
+        ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)
+        ai_mask = cand["ai_discourse"].to_numpy() == 1
+        st_head = _logreg(x[ai_mask], np.array(cand["stance"].to_list(), dtype=object)[ai_mask].astype(str), p.seed)
+        np.savez(output / "embed_head.npz", ai_coef=ai_head.coef_.astype(np.float32), ai_intercept=ai_head.intercept_,
+                 stance_coef=st_head.coef_.astype(np.float32), stance_intercept=st_head.intercept_, stance_classes=st_head.classes_)
+        files["embedding_head"] = "embed_head.npz"
+
+    stance_counts = pos.group_by("stance").len()
+    prior = {s: 0.0 for s in STANCES}
+    for s, n in stance_counts.iter_rows():
+        prior[s] = n / pos.height
+    data_hash = hashlib.sha256("".join(sorted(f"{i}:{a}:{s}" for i, a, s in zip(df["id"], df["ai_discourse"], df["stance"]))).encode()).hexdigest()
+    card = {
+        "id": f"curation-classifier-{data_hash[:12]}", "kind": "curation-classifier", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labels": {"ai_discourse": ["ai", "other"], "stance": list(STANCES)}, "files": files,
+        "keyword_calibration": calibration, "stance_prior": {k: round(v, 4) for k, v in prior.items()},
+        "data": {"sources": [str(x) for x in labelled], "sha256": data_hash, "documents": df.height,
+                 "ai_documents": int(df["ai_discourse"].sum()), "train": train.height, "valid": valid.height,
+                 "fasttext_train_negatives": neg.height,
+                 "stance_counts": {s: int(n) for s, n in df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()}},
+        "params": asdict(p),
+        "sizes_bytes": {k: (output / v).stat().st_size for k, v in files.items()},
+    }
+    (output / "card.json").write_text(json.dumps(card, indent=1))
+
+    progress(f"validating on {valid.height} held-back documents")
+    from curation.config import ClassifyConfig
+    from curation.models import load
+    from curation.predict import score_texts
+
+    models = load(output)
+    metrics = {}
+    for name, cfg in (("cascade", ClassifyConfig()), ("fasttext_all_docs", ClassifyConfig(fasttext={"only_candidates": False}, embedding={"enabled": p.embedding}))):
+        if not p.embedding:
+            cfg = cfg.model_copy(update={"embedding": cfg.embedding.model_copy(update={"enabled": False})})
+        metrics[name] = evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
+    casc, full = metrics["cascade"]["final"], metrics["fasttext_all_docs"]["final"]
+    metrics["cascade_recall_cost"] = round(full["recall"] - casc["recall"], 4)
+    card["metrics"] = {"validation": metrics["cascade"], "validation_detail": metrics}
+    card["elapsed_s"] = round(time.time() - started, 1)
+    (output / "card.json").write_text(json.dumps(card, indent=1))
+    return card

@@ -1,0 +1,73 @@
+"""Shared plumbing of the tagging blocks: batching, and shard markers that flow through untouched."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import pyarrow as pa
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.pipeline.base import PipelineStep
+
+STANCES = ("aligned", "misaligned", "neutral")
+ATTRS = "attributes"  # key in Document.metadata holding this document's attribute columns
+MARKER = "_shard_marker"  # metadata key of the end-of-shard / abort-shard markers the reader emits
+
+
+def end_of_shard(rel: str, ndocs: int, fingerprint: dict) -> Document:
+    """Tells the writer a shard was read completely, so its attribute file can be committed."""
+    return Document(text="", id=f"__end__/{rel}", metadata={MARKER: "end", "shard": rel, "ndocs": ndocs, "fingerprint": fingerprint})
+
+
+def abort_shard(rel: str) -> Document:
+    """Tells the writer to discard what it holds of a shard that failed part-way."""
+    return Document(text="", id=f"__abort__/{rel}", metadata={MARKER: "abort", "shard": rel})
+
+
+def is_marker(doc: Document) -> bool:
+    return MARKER in doc.metadata
+
+
+def attrs(doc: Document) -> dict:
+    return doc.metadata.setdefault(ATTRS, {})
+
+
+def scorable(doc: Document) -> bool:
+    """Documents the reader flagged as bad (only kept under --on-bad-doc tag) get no scores."""
+    return not doc.metadata.get("error")
+
+
+class TaggerStep(PipelineStep):
+    """A block that adds attribute columns to documents in batches; markers pass straight through.
+
+    Subclasses declare the columns they add (`columns`) so the writer's schema is known before any data.
+    """
+
+    type = "🏷️ - TAGGER"
+    batch_size: int = 256
+
+    @abstractmethod
+    def columns(self) -> dict[str, pa.DataType]: ...
+
+    @abstractmethod
+    def tag_batch(self, docs: list[Document]) -> None: ...
+
+    def _flush(self, batch: list[Document]):
+        if batch:
+            with self.track_time("batch"):
+                self.tag_batch(batch)
+            self.stat_update("documents", value=len(batch))
+        return batch
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        batch: list[Document] = []
+        for doc in data:
+            if is_marker(doc):
+                yield from self._flush(batch)
+                batch = []
+                yield doc
+                continue
+            batch.append(doc)
+            if len(batch) >= self.batch_size:
+                yield from self._flush(batch)
+                batch = []
+        yield from self._flush(batch)

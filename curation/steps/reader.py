@@ -1,0 +1,169 @@
+"""Reads Parquet/JSONL shards into documents, validating as it goes so bad input fails one shard, clearly."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow.parquet as pq
+from datatrove.data import Document, DocumentsPipeline
+from datatrove.io import get_datafolder, get_shard_from_paths_file
+from datatrove.pipeline.readers.base import BaseDiskReader
+from datatrove.utils.logging import logger
+
+from curation.errors import ShardError, ShardsFailed
+from curation.shards import attribute_path
+from curation.steps.base import abort_shard, end_of_shard
+
+FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"
+
+
+class ShardReader(BaseDiskReader):
+    """One document per input row, in order; shards whose attributes are already committed are skipped.
+
+    With `on_bad_doc="error"` an empty/oversized/undecodable row fails its shard (nothing of it is written);
+    with `"tag"` the row is kept, unscored, with the problem in the `error` column.
+    """
+
+    name = "📚 Shard reader"
+
+    def __init__(self, data_folder: str, paths_file: str, output_folder: str, text_key: str = "text", id_key: str = "id",
+                 on_bad_doc: str = "error", max_doc_chars: int = 5_000_000, batch_size: int = 1000, doc_progress: bool = False):
+        super().__init__(data_folder, paths_file=paths_file, text_key=text_key, id_key=id_key, doc_progress=doc_progress)
+        self.output_folder = get_datafolder(output_folder)
+        self.on_bad_doc = on_bad_doc
+        self.max_doc_chars = max_doc_chars
+        self.batch_size = batch_size
+
+    # -- resumability -------------------------------------------------------------------------------------
+    def fingerprint(self, rel: str) -> dict:
+        info = self.data_folder.info(rel)
+        return {"size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0)}
+
+    def is_committed(self, rel: str, fingerprint: dict) -> bool:
+        out = attribute_path(rel)
+        if not self.output_folder.isfile(out):
+            return False
+        try:
+            with self.output_folder.open(out, "rb") as f:
+                meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+            return json.loads(meta.get(b"curation.input_fingerprint", b"{}")) == fingerprint
+        except Exception:  # unreadable leftovers are simply redone
+            return False
+
+    # -- validation ----------------------------------------------------------------------------------------
+    def _document(self, rel: str, row: int, doc_id, text) -> Document:
+        where = f"row {row}" + (f" (id {doc_id})" if doc_id is not None else "")
+        problem = None
+        if doc_id is None or doc_id == "":
+            problem = f"no `{self.id_key}`"
+        elif not isinstance(text, str) or not text.strip():
+            problem = "empty text"
+        elif len(text) > self.max_doc_chars:
+            problem = f"text of {len(text):,} characters exceeds --max-doc-chars {self.max_doc_chars:,}"
+        if problem and self.on_bad_doc == "error":
+            fix = f"drop or split that row, raise --max-doc-chars, {FIX_TAG}" if "exceeds" in problem else f"fix or drop that row, {FIX_TAG}"
+            raise ShardError(rel, f"{where} has {problem}", fix)
+        meta = {"error": problem} if problem else {}
+        return Document(text="" if problem else text, id=str(doc_id if doc_id is not None else f"{rel}#{row}"), metadata=meta)
+
+    def _read_parquet(self, rel: str):
+        try:
+            f = self.data_folder.open(rel, "rb")
+            pf = pq.ParquetFile(f)
+        except Exception as e:
+            raise ShardError(rel, f"not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                             "re-export the shard or move it out of the corpus") from None
+        names = pf.schema_arrow.names
+        for key, flag in ((self.id_key, "--id-key"), (self.text_key, "--text-key")):
+            if key not in names:
+                raise ShardError(rel, f"has no column `{key}` (columns: {', '.join(names[:12])})", f"pass {flag} NAME")
+        row = 0
+        try:
+            for batch in pf.iter_batches(batch_size=self.batch_size, columns=[self.id_key, self.text_key]):
+                for doc_id, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist()):
+                    yield self._document(rel, row, doc_id, text)
+                    row += 1
+        except ShardError:
+            raise
+        except Exception as e:
+            raise ShardError(rel, f"corrupt Parquet data after row {row} ({type(e).__name__})", "re-export the shard") from None
+        finally:
+            f.close()
+
+    def _read_jsonl(self, rel: str):
+        try:
+            f = self.data_folder.open(rel, "rb", compression="infer")
+        except Exception as e:
+            raise ShardError(rel, f"cannot be opened ({type(e).__name__})", "check the path and permissions") from None
+        with f:
+            for row, raw in enumerate(iter_lines(f)):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    if self.on_bad_doc == "error":
+                        raise ShardError(rel, f"line {row + 1} is not valid UTF-8 (byte {e.start})",
+                                         f"re-encode the file as UTF-8, {FIX_TAG}") from None
+                    line = raw.decode("utf-8", errors="replace")
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise ShardError(rel, f"line {row + 1} is not valid JSON ({e.msg})", "fix or remove that line") from None
+                if not isinstance(obj, dict) or self.text_key not in obj or self.id_key not in obj:
+                    missing = self.text_key if not isinstance(obj, dict) or self.text_key not in obj else self.id_key
+                    flag = "--text-key" if missing == self.text_key else "--id-key"
+                    raise ShardError(rel, f"line {row + 1} has no field `{missing}`", f"pass {flag} NAME")
+                yield self._document(rel, row, obj[self.id_key], obj[self.text_key])
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        return self._read_parquet(filepath) if filepath.endswith(".parquet") else self._read_jsonl(filepath)
+
+    # -- driver ---------------------------------------------------------------------------------------------
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        failed = []
+        for rel in get_shard_from_paths_file(self.paths_file, rank, world_size):
+            fp = self.fingerprint(rel)
+            if self.is_committed(rel, fp):
+                self.stat_update("shards_already_done")
+                continue
+            n = 0
+            try:
+                for doc in self.read_file(rel):
+                    doc.metadata["shard"], doc.metadata["fingerprint"] = rel, fp
+                    self.update_doc_stats(doc)
+                    n += 1
+                    yield doc
+            except ShardError as e:
+                failed.append(str(e))
+                record_error(self.output_folder, rel, str(e))
+                logger.error(str(e))
+                self.stat_update("shards_failed")
+                yield abort_shard(rel)
+                continue
+            clear_error(self.output_folder, rel)
+            self.stat_update("shards_read")
+            yield end_of_shard(rel, n, fp)
+        if failed:
+            raise ShardsFailed(f"{len(failed)} shard(s) failed in task {rank}: " + " | ".join(failed))
+
+
+def iter_lines(f):
+    """Raw lines (bytes, no newline), skipping blank ones; bytes so a bad byte is reported, not silently replaced."""
+    for line in f:
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield line
+
+
+def error_path(rel: str) -> str:
+    return os.path.join("_errors", attribute_path(rel) + ".txt")
+
+
+def record_error(folder, rel: str, message: str) -> None:
+    with folder.open(error_path(rel), "wt") as f:
+        f.write(message + "\n")
+
+
+def clear_error(folder, rel: str) -> None:
+    if folder.isfile(error_path(rel)):
+        folder.rm(error_path(rel))

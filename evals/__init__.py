@@ -1,0 +1,1 @@
+"""evals stage of the alignment-pretraining toolkit."""
