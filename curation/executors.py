@@ -70,7 +70,13 @@ def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_d
         extra = {"time": "24:00:00", "partition": "cpu", "job_name": "curate-classify", **extra}
         return SlurmPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **extra)
     if kind == "ray":
+        import ray
         from datatrove.executor.ray import RayPipelineExecutor
 
+        extra = dict(extra)
+        if not ray.is_initialized():  # address "auto" joins a running cluster; none starts a local instance
+            ray.init(address=extra.pop("address", None), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        extra.pop("address", None)
+        extra.setdefault("mem_per_cpu_gb", 1)
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **extra)
     raise ValueError(kind)
