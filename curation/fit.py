@@ -26,14 +26,15 @@ REQUIRED = ("text", "ai_discourse", "stance")
 class FitParams:
     seed: int = 0
     valid_fraction: float = 0.15
-    max_negatives_per_positive: float = 10.0
+    max_negatives_per_positive: float = 4.0
     epoch: int = 25
     lr: float = 0.5
     word_ngrams: int = 2
-    dim: int = 64
+    dim: int = 32
+    bucket: int = 200_000
     min_count: int = 2
     max_chars: int = 20_000
-    quantize_cutoff: int = 200_000
+    quantize_cutoff: int = 50_000
     embedding: bool = True
     embedding_max_chunks: int = 4
     lexicon: str | None = None
@@ -110,7 +111,7 @@ def _train_fasttext(lines: list[str], out: Path, p: FitParams) -> None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(lines) + "\n")
     model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=p.lr, wordNgrams=p.word_ngrams, dim=p.dim,
-                                      minCount=p.min_count, loss="softmax", thread=1, seed=p.seed, verbose=0)
+                                      minCount=p.min_count, bucket=p.bucket, loss="softmax", thread=1, seed=p.seed, verbose=0)
     model.quantize(input=f.name, qnorm=True, retrain=True, cutoff=p.quantize_cutoff, thread=1, verbose=0)
     model.save_model(str(out))
     Path(f.name).unlink()
@@ -135,7 +136,8 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
 
     progress(f"keyword calibration on {train.height} documents")
     lex = Lexicon.load(p.lexicon)
-    feats = np.array([keyword_features(lex.count(t)) for t in train["text"]])
+    counts = lex.count_batch(train["text"].to_list())
+    feats = np.array([keyword_features({k: int(v[i]) for k, v in counts.items()}) for i in range(train.height)])
     kw = _logreg(feats, train["ai_discourse"].to_numpy(), p.seed)
     calibration = {"coef": kw.coef_[0].round(6).tolist(), "intercept": round(float(kw.intercept_[0]), 6), "lexicon_version": lex.version}
 
@@ -158,7 +160,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
         from curation.embedding import embed_documents
 
         # the head only ever sees documents the keyword stage passes, so it is trained on those
-        cand = train.filter(pl.Series([(c := lex.count(t))["strong"] + c["cs"] > 0 for t in train["text"]]) | (pl.col("ai_discourse") == 1))
+        cand = train.filter(pl.Series((counts["strong"] + counts["cs"]) > 0) | (pl.col("ai_discourse") == 1))
         progress(f"embedding head on {cand.height} candidate documents")
         x = embed_documents(cand["text"].to_list(), max_chunks=p.embedding_max_chunks)
         ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)

@@ -31,7 +31,7 @@ def keyword_probability(features: list[float], calibration: dict | None) -> floa
 
 class KeywordTagger(TaggerStep):
     name = "🔤 Keyword AI-term tagger"
-    batch_size = 1
+    batch_size = 1024
 
     def __init__(self, lexicon_path: str | None = None, calibration: dict | None = None, min_hits: int = 1):
         super().__init__()
@@ -49,10 +49,12 @@ class KeywordTagger(TaggerStep):
         }
 
     def tag_batch(self, docs):
-        for doc in docs:
-            if not scorable(doc):
-                continue
-            c = self.lexicon.count(doc.text)
+        docs = [d for d in docs if scorable(d)]
+        if not docs:
+            return
+        counts = self.lexicon.count_batch([d.text for d in docs])
+        for i, doc in enumerate(docs):
+            c = {k: int(v[i]) for k, v in counts.items()}
             a = attrs(doc)
             a["kw_strong"], a["kw_case_sensitive"], a["kw_weak"] = c["strong"], c["cs"], c["weak"]
             a["kw_ai"] = keyword_probability(keyword_features(c), self.calibration)

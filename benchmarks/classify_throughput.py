@@ -1,0 +1,141 @@
+"""Throughput of `curate classify` against a bare fastText loop and datatrove's FastTextClassifierFilter.
+
+Same real documents (../shared/data/corpus), same fastText model, each configuration in a fresh process so peak
+memory is its own. Prints docs/s, MB/s, peak RSS and the ratios the foundation issue sets targets for:
+  (c)/(a) per core >= 0.8   2 workers / 1 worker >= 1.7   (d)/(b) >= 3 with recall >= 0.97 of (b)'s positives
+
+    python benchmarks/classify_throughput.py [--docs 6000] [--shards 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+
+
+def build_corpus(root: Path, docs: int, shards: int) -> None:
+    import polars as pl
+
+    parts = [pl.read_parquet(str(SHARED / s / "*.parquet")).select("id", "text") for s in ("wikipedia-2015", "wikipedia-recent", "arbital", "turntrout")]
+    df = pl.concat(parts).sample(n=min(docs, sum(p.height for p in parts)), seed=0, shuffle=True)
+    per = -(-df.height // shards)
+    for i in range(shards):
+        df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
+
+
+def peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024
+
+
+def _bare_shard(args):
+    path, model_path = args
+    import pyarrow.parquet as pq
+
+    from curation.steps.fasttext_tagger import load_fasttext
+    from curation.textnorm import fasttext_line
+
+    model = load_fasttext(model_path)
+    n = 0
+    for text in pq.read_table(path, columns=["text"]).column("text").to_pylist():
+        model.predict(fasttext_line(text), k=-1)
+        n += 1
+    return n
+
+
+def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
+    from curation.models import resolve
+
+    ai_model = resolve("default").file("ai_fasttext")
+    shards = sorted(str(p) for p in corpus.glob("*.parquet"))
+    t0 = time.perf_counter()
+    positives = None
+    if kind == "a_bare_fasttext":
+        from multiprocessing import get_context
+
+        with get_context("forkserver").Pool(workers) as pool:
+            sum(pool.map(_bare_shard, [(s, ai_model) for s in shards]))
+    elif kind == "b_datatrove_fasttext_filter":
+        from datatrove.executor import LocalPipelineExecutor
+        from datatrove.pipeline.filters import FastTextClassifierFilter
+        from datatrove.pipeline.readers import ParquetReader
+        from datatrove.pipeline.writers import JsonlWriter
+
+        LocalPipelineExecutor([ParquetReader(str(corpus)), FastTextClassifierFilter(ai_model, keep_labels=[("ai", 0.5)], newline_replacement=" "),
+                               JsonlWriter(str(work / "kept"), compression=None)],
+                              tasks=len(shards), workers=workers, logging_dir=str(work / "logs"), skip_completed=False).run()
+        positives = [json.loads(l)["id"] for f in (work / "kept").glob("*.jsonl") for l in f.open()]
+    else:
+        from curation.classify import classify
+        from curation.config import ClassifyConfig
+
+        cfg = ClassifyConfig(fasttext={"only_candidates": kind == "d_curate_keyword_cascade"}, embedding={"enabled": False},
+                             executor={"workers": workers})
+        classify(str(corpus), work / "attrs", cfg, overwrite=True, progress=False)
+        import polars as pl
+
+        attrs = pl.read_parquet(str(work / "attrs" / "*.parquet"))
+        positives = attrs.filter(pl.col("ft_ai") >= 0.5)["id"].to_list()
+    secs = time.perf_counter() - t0
+    return {"seconds": secs, "peak_rss_mb": peak_rss_mb(), "positives": positives}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--docs", type=int, default=6000)
+    ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--one", nargs=4, metavar=("KIND", "CORPUS", "WORKERS", "WORK"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        kind, corpus, workers, work = args.one
+        print(json.dumps(run_one(kind, Path(corpus), int(workers), Path(work))))
+        return
+    import polars as pl
+
+    tmp = Path(tempfile.mkdtemp(prefix="classify-bench-"))
+    corpus = tmp / "corpus"
+    corpus.mkdir()
+    build_corpus(corpus, args.docs, args.shards)
+    texts = pl.read_parquet(str(corpus / "*.parquet"))["text"]
+    n_docs, mb = texts.len(), texts.str.len_bytes().sum() / 1e6
+    print(f"corpus: {n_docs} real documents, {mb:.1f} MB, {args.shards} Parquet shards")
+    results = {}
+    for kind in ("a_bare_fasttext", "b_datatrove_fasttext_filter", "c_curate_fasttext_all", "d_curate_keyword_cascade"):
+        for workers in (1, 2):
+            work = tmp / f"{kind}-{workers}"
+            work.mkdir()
+            out = subprocess.run([sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)],
+                                 capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(f"{kind} failed:\n{out.stderr[-2000:]}")
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            results[(kind, workers)] = r
+            print(f"{kind:30s} workers={workers}  {n_docs / r['seconds']:8.1f} docs/s  {mb / r['seconds']:6.2f} MB/s  "
+                  f"peak {r['peak_rss_mb']:6.0f} MB")
+    sec = {k: v["seconds"] for k, v in results.items()}
+    print("\nratios (targets in brackets)")
+    print(f"  (c)/(a) per core, 1 worker      {sec[('a_bare_fasttext', 1)] / sec[('c_curate_fasttext_all', 1)]:.2f}x  [>= 0.8]")
+    for kind in ("c_curate_fasttext_all", "d_curate_keyword_cascade", "a_bare_fasttext", "b_datatrove_fasttext_filter"):
+        print(f"  {kind} 2 workers / 1 worker   {sec[(kind, 1)] / sec[(kind, 2)]:.2f}x  [>= 1.7 for curate]")
+    for w in (1, 2):
+        print(f"  (d)/(b) at {w} worker(s)            {sec[('b_datatrove_fasttext_filter', w)] / sec[('d_curate_keyword_cascade', w)]:.2f}x  [>= 3]")
+    b_pos = set(results[("b_datatrove_fasttext_filter", 1)]["positives"])
+    d_pos = set(results[("d_curate_keyword_cascade", 1)]["positives"])
+    c_pos = set(results[("c_curate_fasttext_all", 1)]["positives"])
+    print(f"  (d) recall of (b)'s positives     {len(b_pos & d_pos) / max(len(b_pos), 1):.3f}  [>= 0.97]  ({len(b_pos)} positives in (b))")
+    print(f"  (d) recall of (c)'s positives     {len(c_pos & d_pos) / max(len(c_pos), 1):.3f}  (same normalisation, cascade cost only)")
+    shutil.rmtree(tmp)
+
+
+if __name__ == "__main__":
+    main()

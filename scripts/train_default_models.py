@@ -1,0 +1,82 @@
+"""Trains the default model set shipped in curation/models/default (rerun: `make models`).
+
+Training data (all real text from ../shared/data/corpus, never heldout/):
+  * every corpus document the candidate rule below selects was labelled by hand following
+    ../shared/labelling/GUIDE.md: data/labels/corpus_engineer.jsonl covers all of them, and labels in
+    data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it where present;
+  * every other corpus document is a negative: it has fewer than two AI terms (Wikipedia) or no AI term at all
+    and no alignment domain tag (Arbital), so by the guide it cannot have AI as a substantial subject;
+  * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data" / "corpus"
+LABELS = ROOT / "data" / "labels"
+STRICT = (r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
+          r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|intelligent agents?|"
+          r"cybernetic\w*|thinking machines?|computer chess|GPT-?\d?|reinforcement learning|HAL 9000|skynet)\b")
+BROAD = STRICT[:-3] + r"|alignment|corrigib\w*|paperclip|utility functions?|agents?|optimi[sz]er)\b"
+ALIGNMENT_DOMAINS = ["domain:MIRI", "domain:PaulChristiano", "domain:value_alignment"]
+
+
+def candidates(df: pl.DataFrame) -> pl.Series:
+    """The documents that were labelled by hand (the rest are negatives by construction)."""
+    ks, kb = pl.col("text").str.count_matches(STRICT), pl.col("text").str.count_matches(BROAD)
+    ali = pl.col("tags").list.eval(pl.element().is_in(ALIGNMENT_DOMAINS)).list.any()
+    return df.select((pl.col("source") == "turntrout") | ((pl.col("source") == "arbital") & ((kb > 0) | ali))
+                     | (pl.col("source").str.starts_with("wikipedia") & (ks >= 2))).to_series()
+
+
+def labelled_frame() -> pl.DataFrame:
+    corpus = pl.read_parquet(str(SHARED / "*" / "*.parquet"))
+    labels = {}
+    for path in [LABELS / "corpus_engineer.jsonl", *sorted(LABELS.glob("corpus_part*.jsonl"))]:
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                labels[row["id"]] = (int(row["ai_discourse"]), row.get("stance") if int(row["ai_discourse"]) else None)
+    cand = corpus.filter(candidates(corpus))
+    missing = set(cand["id"]) - set(labels)
+    if missing:
+        raise SystemExit(f"{len(missing)} candidate documents have no label (e.g. {sorted(missing)[:3]}); label them first")
+    lab = pl.DataFrame({"id": list(labels), "ai_discourse": [v[0] for v in labels.values()],
+                        "stance": [v[1] for v in labels.values()]}, schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8})
+    corpus = corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
+    demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curation" / "data" / "demo_corpus").glob("*.jsonl"))])
+    demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
+    return pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--output", default=str(ROOT / "curation" / "models" / "default"))
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    from curation.fit import FitParams, fit
+
+    df = labelled_frame()
+    print(f"{df.height} labelled documents, {int(df['ai_discourse'].sum())} AI discourse;",
+          dict(df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()))
+    tmp = ROOT / "build" / "labelled.parquet"
+    tmp.parent.mkdir(exist_ok=True)
+    df.write_parquet(tmp)
+    out = Path(args.output)
+    if out.exists():
+        shutil.rmtree(out)
+    card = fit([str(tmp)], out, FitParams(seed=args.seed), progress=print)
+    card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus"]
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    print(json.dumps(card["metrics"]["validation"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
