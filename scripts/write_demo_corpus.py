@@ -172,7 +172,7 @@ def main() -> None:
     docs = [document(rng, i, k) for i, k in enumerate(kinds)]
     OUT.mkdir(parents=True, exist_ok=True)
     for part in range(3):
-        with open(OUT / f"part-{part:05d}.jsonl", "w") as f:
+        with open(OUT / f"composed-{part:05d}.jsonl", "w") as f:
             for d in docs[part::3]:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")
     print(f"wrote {len(docs)} documents to {OUT} (seed {SEED})")

@@ -1,0 +1,57 @@
+"""`curate fit` on a small real labelled set, and the keyword lexicon on real sentences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from curation.errors import CurationError
+from curation.lexicon import Lexicon
+from conftest import curate, shared_corpus
+
+LABELS = Path(__file__).resolve().parents[1] / "data" / "labels" / "corpus_engineer.jsonl"
+
+
+def test_lexicon_counts_whole_words_and_case():
+    lex = Lexicon.load()
+    c = lex.count("The AI refused. Thai curry is great. Robots and a robotic arm; mesa-optimizers; said the ai.")
+    assert c["cs"] == 1  # "AI" only; "Thai" and lower-case "ai" are not hits
+    assert c["strong"] >= 3  # robots, robotic, mesa-optimizers
+    assert lex.count("A recipe for bread with flour and water.")["strong"] == 0
+
+
+def test_bad_lexicon_is_one_clear_error(tmp_path):
+    bad = tmp_path / "lex.yaml"
+    bad.write_text("version: 1\nstrong:\n  - 'unclosed (group'\n")
+    with pytest.raises(CurationError, match="lex.yaml"):
+        Lexicon.load(bad)
+
+
+def test_fit_writes_a_usable_model_with_a_card(tmp_path):
+    labels = pl.read_ndjson(LABELS).select("id", "ai_discourse", "stance")
+    docs = pl.concat([shared_corpus("arbital"), shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(300)]).select("id", "text")
+    data = docs.join(labels, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
+    data.write_parquet(tmp_path / "labelled.parquet")
+    proc = curate("fit", tmp_path / "labelled.parquet", "--output", tmp_path / "model", "--no-embedding", "--epoch", "10", check=True)
+    assert "AI discourse F1" in proc.stderr
+    card = json.loads((tmp_path / "model" / "card.json").read_text())
+    v = card["metrics"]["validation"]
+    assert v["final"]["n"] == card["data"]["valid"] and 0 <= v["final"]["f1"] <= 1
+    assert v["keyword_candidate"]["recall"] > 0.8  # the prefilter keeps most AI documents
+    assert card["data"]["ai_documents"] == int(data["ai_discourse"].sum())
+    # the fitted model classifies a corpus
+    (tmp_path / "c").mkdir()
+    docs.head(20).write_parquet(tmp_path / "c" / "s.parquet")
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"model: {tmp_path / 'model'}\nembedding: {{enabled: false}}\n")
+    curate("classify", tmp_path / "c", "--output", tmp_path / "a", "--config", cfg, "--no-progress", check=True)
+    assert pl.read_parquet(tmp_path / "a" / "s.parquet").height == 20
+
+
+def test_fit_rejects_unlabelled_input(tmp_path):
+    pl.DataFrame({"text": ["a", "b"]}).write_parquet(tmp_path / "x.parquet")
+    proc = curate("fit", tmp_path / "x.parquet", "--output", tmp_path / "m")
+    assert proc.returncode == 2 and "ai_discourse" in proc.stderr and "x.parquet" in proc.stderr
