@@ -42,15 +42,14 @@ def _bare_shard(args):
     path, model_path = args
     import pyarrow.parquet as pq
 
-    from curation.steps.fasttext_tagger import load_fasttext
-    from curation.textnorm import fasttext_line
+    from curation.steps.fasttext_tagger import load_fasttext, model_inputs
 
+    # the minimum work for the same ft_ai score: read, build the model's input lines, predict, nothing else
     model = load_fasttext(model_path)
-    n = 0
-    for text in pq.read_table(path, columns=["text"]).column("text").to_pylist():
-        model.predict(fasttext_line(text), k=-1)
-        n += 1
-    return n
+    texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
+    for start in range(0, len(texts), 512):
+        model.predict(model_inputs(texts[start:start + 512]), k=-1)
+    return len(texts)
 
 
 def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:

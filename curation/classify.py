@@ -43,7 +43,7 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
         if not ai or not stance:
             raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
         steps.append(FastTextTagger(ai, stance, only_candidates=cfg.fasttext.only_candidates and cfg.keyword.enabled,
-                                    max_chars=cfg.fasttext.max_chars))
+                                    max_chars=cfg.fasttext.max_chars, stance_min_ai=cfg.fasttext.stance_min_ai))
     if cfg.embedding.enabled:
         head = models.file("embedding_head")
         if not head:

@@ -25,6 +25,7 @@ class FastTextStage(_Strict):
     enabled: bool = True
     only_candidates: bool = Field(True, description="score only keyword candidates (the cascade); false: every document")
     max_chars: int = Field(20_000, ge=100)
+    stance_min_ai: float = Field(0.1, ge=0, le=1, description="run the stance model where ft_ai is at least this")
 
 
 class EmbeddingStage(_Strict):

@@ -17,7 +17,7 @@ from curation.errors import CurationError
 from curation.lexicon import Lexicon
 from curation.steps.base import STANCES
 from curation.steps.keyword import keyword_features
-from curation.textnorm import fasttext_line
+from curation.steps.fasttext_tagger import model_inputs
 
 REQUIRED = ("text", "ai_discourse", "stance")
 
@@ -30,8 +30,8 @@ class FitParams:
     epoch: int = 25
     lr: float = 0.5
     word_ngrams: int = 2
-    dim: int = 32
-    bucket: int = 200_000
+    dim: int = 64
+    bucket: int = 2_000_000
     min_count: int = 2
     max_chars: int = 20_000
     quantize_cutoff: int = 50_000
@@ -146,12 +146,12 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     n_neg = min(neg.height, int(p.max_negatives_per_positive * pos.height))
     neg = neg.sample(n_neg, seed=p.seed, shuffle=True) if n_neg < neg.height else neg
     progress(f"fastText AI-discourse model: {pos.height} AI / {neg.height} other")
-    lines = [f"__label__ai {fasttext_line(t, p.max_chars)}" for t in pos["text"]]
-    lines += [f"__label__other {fasttext_line(t, p.max_chars)}" for t in neg["text"]]
+    lines = [f"__label__ai {x}" for x in model_inputs(pos["text"].to_list(), max_chars=p.max_chars)]
+    lines += [f"__label__other {x}" for x in model_inputs(neg["text"].to_list(), max_chars=p.max_chars)]
     rng.shuffle(lines)
     _train_fasttext(lines, output / "ai.ftz", p)
     progress(f"fastText stance model: {pos.height} AI documents")
-    lines = [f"__label__{s} {fasttext_line(t, p.max_chars)}" for t, s in zip(pos["text"], pos["stance"])]
+    lines = [f"__label__{s} {x}" for x, s in zip(model_inputs(pos["text"].to_list(), max_chars=p.max_chars), pos["stance"])]
     rng.shuffle(lines)
     _train_fasttext(lines, output / "stance.ftz", p)
 

@@ -6,14 +6,15 @@ import pyarrow as pa
 
 from curation.steps.base import STANCES, TaggerStep, attrs, scorable
 
-STAGE_PREFIX = {"embedding": "emb", "fasttext": "ft"}
+STAGE_PREFIX = {"embedding": "emb", "fasttext": "ft"}  # most refined first
+STAGE_NAME = {p: stage for stage, p in STAGE_PREFIX.items()}
 
 
 class FinalScores(TaggerStep):
     """Takes each document's scores from the most refined stages that ran on it.
 
     `ai_discourse` is the mean of the model stages that ran (fastText and/or embedding), else the calibrated
-    keyword score; the stance is taken the same way, else the stance prior of the training data.
+    keyword score; the stance is the mean of the stance models that ran, else the stance prior of the training data.
     """
 
     name = "🧮 Final scores"
@@ -31,14 +32,11 @@ class FinalScores(TaggerStep):
             if not scorable(doc):
                 continue
             a = attrs(doc)
-            ran = [stage for stage, p in STAGE_PREFIX.items() if a.get(f"{p}_ai") is not None]
-            if ran:
-                a["ai_discourse"] = sum(a[f"{STAGE_PREFIX[s]}_ai"] for s in ran) / len(ran)
-                stance = {s: sum(a[f"{STAGE_PREFIX[r]}_stance_{s}"] for r in ran) / len(ran) for s in STANCES}
-            else:
-                a["ai_discourse"] = a.get("kw_ai", 0.0)
-                stance = dict(self.stance_prior)
+            ran = [p for p in STAGE_PREFIX.values() if a.get(f"{p}_ai") is not None]
+            a["ai_discourse"] = sum(a[f"{p}_ai"] for p in ran) / len(ran) if ran else a.get("kw_ai", 0.0)
+            told = [p for p in ran if a.get(f"{p}_stance_aligned") is not None]
+            stance = {s: sum(a[f"{p}_stance_{s}"] for p in told) / len(told) for s in STANCES} if told else dict(self.stance_prior)
             total = sum(stance.values()) or 1.0
             for s in STANCES:
                 a[f"stance_{s}"] = stance[s] / total
-            a["ai_stage"] = ran[0] if ran else "keyword"
+            a["ai_stage"] = STAGE_NAME[ran[0]] if ran else "keyword"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pyarrow as pa
 
 from curation.steps.base import STANCES, TaggerStep, attrs, scorable
-from curation.textnorm import fasttext_line
+from curation.lexicon import Lexicon
+from curation.textnorm import fasttext_lines, keyword_tokens
 
 
 def load_fasttext(path: str):
@@ -27,12 +30,30 @@ def label_probs(model, lines: list[str], labels: tuple[str, ...]) -> list[dict[s
     return out
 
 
+@lru_cache(maxsize=1)
+def default_lexicon() -> Lexicon:
+    return Lexicon.load()
+
+
+def model_inputs(texts: list[str], known: list[dict] | None = None, max_chars: int = 20_000) -> list[str]:
+    """fastText input lines: keyword evidence tokens + normalised text (the same in `curate fit` and tagging)."""
+    if known and all("kw_strong" in a for a in known):
+        counts = {"strong": [a["kw_strong"] for a in known], "cs": [a["kw_case_sensitive"] for a in known],
+                  "words": [a["kw_words"] for a in known]}
+    else:
+        counts = default_lexicon().count_batch(texts)
+    lines = fasttext_lines(texts, max_chars)
+    return [f"{keyword_tokens(int(s), int(c), int(w))} {line}" for s, c, w, line in zip(counts["strong"], counts["cs"], counts["words"], lines)]
+
+
 class FastTextTagger(TaggerStep):
     name = "⚡ fastText AI-discourse + stance"
     batch_size = 512
 
-    def __init__(self, ai_model: str, stance_model: str, only_candidates: bool = True, max_chars: int = 20_000):
+    def __init__(self, ai_model: str, stance_model: str, only_candidates: bool = True, max_chars: int = 20_000,
+                 stance_min_ai: float = 0.1):
         super().__init__()
+        self.stance_min_ai = stance_min_ai  # stance is "given AI discourse": not worth a second model pass on the rest
         self.ai_model, self.stance_model = ai_model, stance_model
         self.only_candidates = only_candidates
         self.max_chars = max_chars
@@ -48,9 +69,13 @@ class FastTextTagger(TaggerStep):
         self.stat_update("skipped_by_cascade", value=len(docs) - len(todo))
         if not todo:
             return
-        lines = [fasttext_line(d.text, self.max_chars) for d in todo]
-        for doc, pa_, ps in zip(todo, label_probs(self._ai, lines, ("ai", "other")), label_probs(self._stance, lines, STANCES)):
-            a = attrs(doc)
-            a["ft_ai"] = pa_["ai"]
-            for s in STANCES:
-                a[f"ft_stance_{s}"] = ps[s]
+        lines = model_inputs([d.text for d in todo], [attrs(d) for d in todo], self.max_chars)
+        for doc, p in zip(todo, label_probs(self._ai, lines, ("ai", "other"))):
+            attrs(doc)["ft_ai"] = p["ai"]
+        likely = [i for i, d in enumerate(todo) if attrs(d)["ft_ai"] >= self.stance_min_ai]
+        self.stat_update("stance_scored", value=len(likely))
+        if likely:
+            for i, ps in zip(likely, label_probs(self._stance, [lines[i] for i in likely], STANCES)):
+                a = attrs(todo[i])
+                for s in STANCES:
+                    a[f"ft_stance_{s}"] = ps[s]

@@ -44,6 +44,7 @@ class KeywordTagger(TaggerStep):
             "kw_strong": pa.int32(),
             "kw_case_sensitive": pa.int32(),
             "kw_weak": pa.int32(),
+            "kw_words": pa.int32(),
             "kw_ai": pa.float32(),
             "kw_candidate": pa.bool_(),
         }
@@ -57,6 +58,7 @@ class KeywordTagger(TaggerStep):
             c = {k: int(v[i]) for k, v in counts.items()}
             a = attrs(doc)
             a["kw_strong"], a["kw_case_sensitive"], a["kw_weak"] = c["strong"], c["cs"], c["weak"]
+            a["kw_words"] = c["words"]
             a["kw_ai"] = keyword_probability(keyword_features(c), self.calibration)
             a["kw_candidate"] = c["strong"] + c["cs"] >= self.min_hits
             self.stat_update("kw_candidate" if a["kw_candidate"] else "kw_not_candidate")

@@ -1,0 +1,63 @@
+"""Measures a model set on ../shared/data/heldout (evaluation only: never used for training or tuning).
+
+Labels: data/labels/heldout_part*.jsonl, written by hand following ../shared/labelling/GUIDE.md.
+Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastText on every document, and for a
+plain keyword blocklist baseline; writes docs/heldout-eval.json.
+
+    python scripts/evaluate_heldout.py [--model default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+HELDOUT = ROOT.parent / "shared" / "data" / "heldout" / "docs.parquet"
+BLOCKLIST = r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|chatbots?)\b"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="default")
+    args = ap.parse_args()
+    from curation.config import ClassifyConfig
+    from curation.fit import _prf, evaluate
+    from curation.models import resolve
+    from curation.predict import score_texts
+
+    labels = pl.concat([pl.read_ndjson(p, schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8, "confidence": pl.Utf8})
+                        for p in sorted((ROOT / "data" / "labels").glob("heldout_part*.jsonl"))])
+    docs = pl.read_parquet(HELDOUT).join(labels, on="id", how="inner")
+    print(f"{docs.height} labelled heldout documents, {int(docs['ai_discourse'].sum())} AI;",
+          dict(docs.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()))
+    models = resolve(args.model)
+    y = docs["ai_discourse"].to_numpy()
+    report = {"model": models.card.get("id"), "documents": docs.height, "ai_documents": int(y.sum())}
+    for n in (1, 3):
+        hits = docs["text"].str.count_matches(BLOCKLIST).to_numpy()
+        report[f"blocklist_at_{n}"] = _prf(y, (hits >= n).astype(int))
+    for name, cfg in (("cascade", ClassifyConfig(model=args.model)),
+                      ("fasttext_all_docs", ClassifyConfig(model=args.model, fasttext={"only_candidates": False})),
+                      ("cascade_no_embedding", ClassifyConfig(model=args.model, embedding={"enabled": False}))):
+        report[name] = evaluate(docs, score_texts(docs["text"].to_list(), cfg, models))
+    # per stratum, for the cascade
+    out = ROOT / "docs" / "heldout-eval.json"
+    out.write_text(json.dumps(report, indent=1))
+    for name in ("blocklist_at_1", "blocklist_at_3"):
+        r = report[name]
+        print(f"{name:22s} AI F1 {r['f1']:.3f} (P {r['precision']:.3f} R {r['recall']:.3f})")
+    for name in ("cascade", "cascade_no_embedding", "fasttext_all_docs"):
+        r = report[name]
+        st = r.get("stance_final", {})
+        print(f"{name:22s} AI F1 {r['final']['f1']:.3f} (P {r['final']['precision']:.3f} R {r['final']['recall']:.3f})  "
+              f"stance macro-F1 {st.get('macro_f1', float('nan')):.3f} on {st.get('n', 0)}")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
