@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
@@ -32,10 +32,28 @@ def build_corpus(root: Path, docs: int, shards: int) -> None:
         df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
 
 
-def peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024
+def run_measured(cmd: list[str], env: dict) -> tuple[str, float]:
+    """Runs a configuration in its own process; returns stdout and the peak summed RSS of its process tree (MB).
+
+    (Sampled every 20 ms: ru_maxrss would report the parent's size, since it survives fork and exec.)
+    """
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+        root, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            sys.exit(f"{' '.join(cmd[-4:])} failed:\n{err.read()[-2000:]}")
+        return out.read(), peak / 2**20
 
 
 def _bare_shard(args):
@@ -53,6 +71,14 @@ def _bare_shard(args):
 
 
 def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
+    # imports first: the clock measures the work, not Python start-up
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import FastTextClassifierFilter
+    from datatrove.pipeline.readers import ParquetReader
+    from datatrove.pipeline.writers import JsonlWriter
+
+    from curation.classify import classify
+    from curation.config import ClassifyConfig
     from curation.models import resolve
 
     ai_model = resolve("default").file("ai_fasttext")
@@ -65,19 +91,11 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
         with get_context("forkserver").Pool(workers) as pool:
             sum(pool.map(_bare_shard, [(s, ai_model) for s in shards]))
     elif kind == "b_datatrove_fasttext_filter":
-        from datatrove.executor import LocalPipelineExecutor
-        from datatrove.pipeline.filters import FastTextClassifierFilter
-        from datatrove.pipeline.readers import ParquetReader
-        from datatrove.pipeline.writers import JsonlWriter
-
         LocalPipelineExecutor([ParquetReader(str(corpus)), FastTextClassifierFilter(ai_model, keep_labels=[("ai", 0.5)], newline_replacement=" "),
                                JsonlWriter(str(work / "kept"), compression=None)],
                               tasks=len(shards), workers=workers, logging_dir=str(work / "logs"), skip_completed=False).run()
         positives = [json.loads(l)["id"] for f in (work / "kept").glob("*.jsonl") for l in f.open()]
     else:
-        from curation.classify import classify
-        from curation.config import ClassifyConfig
-
         cfg = ClassifyConfig(fasttext={"only_candidates": kind == "d_curate_keyword_cascade"}, embedding={"enabled": False},
                              executor={"workers": workers})
         classify(str(corpus), work / "attrs", cfg, overwrite=True, progress=False)
@@ -86,7 +104,7 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
         attrs = pl.read_parquet(str(work / "attrs" / "*.parquet"))
         positives = attrs.filter(pl.col("ft_ai") >= 0.5)["id"].to_list()
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "peak_rss_mb": peak_rss_mb(), "positives": positives}
+    return {"seconds": secs, "positives": positives}
 
 
 def main():
@@ -113,11 +131,11 @@ def main():
         for workers in (1, 2):
             work = tmp / f"{kind}-{workers}"
             work.mkdir()
-            out = subprocess.run([sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)],
-                                 capture_output=True, text=True)
-            if out.returncode:
-                sys.exit(f"{kind} failed:\n{out.stderr[-2000:]}")
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            # one thread per worker everywhere (polars would use every core), so "per core" means per core
+            env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
+            stdout, peak = run_measured([sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)], env)
+            r = json.loads(stdout.strip().splitlines()[-1])
+            r["peak_rss_mb"] = peak
             results[(kind, workers)] = r
             print(f"{kind:30s} workers={workers}  {n_docs / r['seconds']:8.1f} docs/s  {mb / r['seconds']:6.2f} MB/s  "
                   f"peak {r['peak_rss_mb']:6.0f} MB")

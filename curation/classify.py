@@ -124,6 +124,8 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     tasks = min(cfg.executor.tasks or len(rels), len(rels))
     extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
     executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
+    if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
+        os.environ["POLARS_MAX_THREADS"] = "1"
     console_sink("WARNING")
     stop = threading.Event()
     thread = _progress_thread(output, rels, stop, progress and cfg.executor.kind != "slurm")

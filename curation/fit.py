@@ -52,8 +52,9 @@ def load_labelled(paths: list[str]) -> pl.DataFrame:
             raise CurationError(f"{p}: missing column(s) {', '.join(missing)}; labelled data needs text, ai_discourse (0/1), stance")
         if "id" not in df.columns:
             df = df.with_columns(pl.Series("id", [f"{p}#{i}" for i in range(df.height)]))
+        source = pl.col("source").cast(pl.Utf8) if "source" in df.columns else pl.lit(Path(p).stem)
         frames.append(df.select(pl.col("id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8),
-                                pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8)))
+                                pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8), source.alias("source")))
     df = pl.concat(frames).filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
     bad = df.filter(~pl.col("ai_discourse").is_in([0, 1]) | (pl.col("ai_discourse") == 1) & ~pl.col("stance").is_in(list(STANCES)))
     if bad.height:
@@ -104,6 +105,24 @@ def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
     return out
 
 
+def sample_negatives(train: pl.DataFrame, p: FitParams) -> pl.DataFrame:
+    """Every hard negative (keyword hits but not AI discourse), plus others matched by source to the positives.
+
+    Matching by source stops the model from learning a source's style as a proxy for the label (a wiki of
+    alignment essays also holds maths pages); without a `source` column all documents are one source.
+    """
+    neg = train.filter(pl.col("ai_discourse") == 0)
+    hard = neg.filter(pl.col("kw_hits") > 0)
+    easy = neg.filter(pl.col("kw_hits") == 0)
+    src = pl.col("source") if "source" in train.columns else pl.lit("all")
+    pos_per_source = dict(train.filter(pl.col("ai_discourse") == 1).group_by(src.alias("s")).len().iter_rows())
+    parts = [hard]
+    for source, group in easy.group_by(src.alias("s"), maintain_order=True):
+        want = int(p.max_negatives_per_positive * (pos_per_source.get(source[0], 0) + 10))
+        parts.append(group.sample(want, seed=p.seed, shuffle=True) if want < group.height else group)
+    return pl.concat(parts).drop("kw_hits").sort("id")
+
+
 def _train_fasttext(lines: list[str], out: Path, p: FitParams) -> None:
     import fasttext
 
@@ -142,10 +161,8 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     calibration = {"coef": kw.coef_[0].round(6).tolist(), "intercept": round(float(kw.intercept_[0]), 6), "lexicon_version": lex.version}
 
     pos = train.filter(pl.col("ai_discourse") == 1)
-    neg = train.filter(pl.col("ai_discourse") == 0)
-    n_neg = min(neg.height, int(p.max_negatives_per_positive * pos.height))
-    neg = neg.sample(n_neg, seed=p.seed, shuffle=True) if n_neg < neg.height else neg
-    progress(f"fastText AI-discourse model: {pos.height} AI / {neg.height} other")
+    neg = sample_negatives(train.with_columns(pl.Series("kw_hits", counts["strong"] + counts["cs"])), p)
+    progress(f"fastText AI-discourse model: {pos.height} AI / {neg.height} other (hard and source-matched negatives)")
     lines = [f"__label__ai {x}" for x in model_inputs(pos["text"].to_list(), max_chars=p.max_chars)]
     lines += [f"__label__other {x}" for x in model_inputs(neg["text"].to_list(), max_chars=p.max_chars)]
     rng.shuffle(lines)

@@ -53,7 +53,9 @@ def labelled_frame() -> pl.DataFrame:
     corpus = corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
     demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curation" / "data" / "demo_corpus").glob("*.jsonl"))])
     demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
-    return pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo])
+    both = pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo])
+    return both.with_columns(pl.when(pl.col("id").str.starts_with("demo-")).then(pl.lit("demo"))
+                             .otherwise(pl.col("id").str.split("/").list.first()).alias("source"))
 
 
 def main():

@@ -37,7 +37,7 @@ def default_lexicon() -> Lexicon:
 
 def model_inputs(texts: list[str], known: list[dict] | None = None, max_chars: int = 20_000) -> list[str]:
     """fastText input lines: keyword evidence tokens + normalised text (the same in `curate fit` and tagging)."""
-    if known and all("kw_strong" in a for a in known):
+    if known and all("kw_words" in a for a in known):
         counts = {"strong": [a["kw_strong"] for a in known], "cs": [a["kw_case_sensitive"] for a in known],
                   "words": [a["kw_words"] for a in known]}
     else:

@@ -44,7 +44,6 @@ class KeywordTagger(TaggerStep):
             "kw_strong": pa.int32(),
             "kw_case_sensitive": pa.int32(),
             "kw_weak": pa.int32(),
-            "kw_words": pa.int32(),
             "kw_ai": pa.float32(),
             "kw_candidate": pa.bool_(),
         }
