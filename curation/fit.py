@@ -129,8 +129,14 @@ def _train_fasttext(lines: list[str], out: Path, p: FitParams) -> None:
     fasttext.FastText.eprint = lambda *a, **k: None
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
         f.write("\n".join(lines) + "\n")
-    model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=p.lr, wordNgrams=p.word_ngrams, dim=p.dim,
-                                      minCount=p.min_count, bucket=p.bucket, loss="softmax", thread=1, seed=p.seed, verbose=0)
+    for lr in (p.lr, p.lr / 2, p.lr / 4):  # fastText diverges ("Encountered NaN") on some data at a high rate
+        try:
+            model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=lr, wordNgrams=p.word_ngrams, dim=p.dim,
+                                              minCount=p.min_count, bucket=p.bucket, loss="softmax", thread=1, seed=p.seed, verbose=0)
+            break
+        except RuntimeError as e:
+            if "NaN" not in str(e) or lr == p.lr / 4:
+                raise
     model.quantize(input=f.name, qnorm=True, retrain=True, cutoff=p.quantize_cutoff, thread=1, verbose=0)
     model.save_model(str(out))
     Path(f.name).unlink()
