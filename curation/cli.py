@@ -33,7 +33,7 @@ def classify(
     executor: Optional[str] = typer.Option(None, help="local | slurm | ray"),
     tasks: Optional[int] = typer.Option(None, help="datatrove tasks (default: one per shard)"),
     workers: Optional[int] = typer.Option(None, help="tasks run at once"),
-    cascade: Optional[bool] = typer.Option(None, "--cascade/--no-cascade", help="fastText only on keyword candidates"),
+    cascade: Optional[bool] = typer.Option(None, "--cascade/--no-cascade", help="fastText only on keyword candidates (faster; default: every document)"),
     embedding: Optional[bool] = typer.Option(None, "--embedding/--no-embedding", help="sentence-transformers stage"),
     on_bad_doc: Optional[str] = typer.Option(None, "--on-bad-doc", help="error (fail the shard) | tag (keep row, `error` column)"),
     max_doc_chars: Optional[int] = typer.Option(None, "--max-doc-chars"),

@@ -96,6 +96,10 @@ def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
         if any(key in s for s in scores):
             pred = np.array([1 if (s.get(key) or 0) >= 0.5 else 0 for s in scores])
             out[name] = _prf(y, pred)
+    if "source" in df.columns and df["source"].n_unique() > 1:  # how it does on each writing style
+        final = np.array([1 if (s.get("ai_discourse") or 0) >= 0.5 else 0 for s in scores])
+        src = df["source"].to_numpy()
+        out["final_by_source"] = {str(v): _prf(y[src == v], final[src == v]) for v in sorted(set(src))}
     ai_rows = [i for i in range(df.height) if y[i] == 1]
     truth = [df["stance"][i] for i in ai_rows]
     for prefix, name in (("stance_", "stance_final"), ("ft_stance_", "stance_fasttext"), ("emb_stance_", "stance_embedding")):
@@ -146,6 +150,21 @@ def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed).fit(x, y)
+
+
+def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> dict:
+    """Validation metrics of the default configuration and of the keyword cascade, and what the cascade costs."""
+    from curation.config import ClassifyConfig
+    from curation.models import load
+    from curation.predict import score_texts
+
+    models = load(Path(model_dir))
+    emb = {"enabled": embedding}
+    detail = {name: evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
+              for name, cfg in (("default", ClassifyConfig(embedding=emb)),
+                                ("cascade", ClassifyConfig(fasttext={"only_candidates": True}, embedding=emb)))}
+    detail["cascade_recall_cost"] = round(detail["default"]["final"]["recall"] - detail["cascade"]["final"]["recall"], 4)
+    return {"validation": detail["default"], "validation_detail": detail}
 
 
 def fit(labelled: list[str], output: str | Path, params: FitParams | None = None, progress=print) -> dict:
@@ -212,19 +231,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     (output / "card.json").write_text(json.dumps(card, indent=1))
 
     progress(f"validating on {valid.height} held-back documents")
-    from curation.config import ClassifyConfig
-    from curation.models import load
-    from curation.predict import score_texts
-
-    models = load(output)
-    metrics = {}
-    for name, cfg in (("cascade", ClassifyConfig()), ("fasttext_all_docs", ClassifyConfig(fasttext={"only_candidates": False}, embedding={"enabled": p.embedding}))):
-        if not p.embedding:
-            cfg = cfg.model_copy(update={"embedding": cfg.embedding.model_copy(update={"enabled": False})})
-        metrics[name] = evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
-    casc, full = metrics["cascade"]["final"], metrics["fasttext_all_docs"]["final"]
-    metrics["cascade_recall_cost"] = round(full["recall"] - casc["recall"], 4)
-    card["metrics"] = {"validation": metrics["cascade"], "validation_detail": metrics}
+    card["metrics"] = validate(output, valid, p.embedding)
     card["elapsed_s"] = round(time.time() - started, 1)
     (output / "card.json").write_text(json.dumps(card, indent=1))
     return card

@@ -19,7 +19,7 @@ def run(tmp_path_factory, mixed_docs):
     root = tmp_path_factory.mktemp("corpus")
     shards = write_corpus(root, mixed_docs, LAYOUT)
     out = root.parent / (root.name + "-attrs")
-    proc = curate("classify", root, "--output", out, "--no-progress", check=True)
+    proc = curate("classify", root, "--output", out, "--no-progress", "--cascade", check=True)
     return root, out, shards, proc
 
 
@@ -87,7 +87,7 @@ def test_summary_and_stats(run):
 def test_rerun_skips_finished_shards(run):
     root, out, shards, _ = run
     before = {r: (out / attribute_path(r)).stat().st_mtime_ns for r in shards}
-    curate("classify", root, "--output", out, "--no-progress", check=True)
+    curate("classify", root, "--output", out, "--no-progress", "--cascade", check=True)
     assert before == {r: (out / attribute_path(r)).stat().st_mtime_ns for r in shards}
 
 
