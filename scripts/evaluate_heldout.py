@@ -1,6 +1,7 @@
 """Measures a model set on ../shared/data/heldout (evaluation only: never used for training or tuning).
 
-Labels: data/labels/heldout_part*.jsonl, written by hand following ../shared/labelling/GUIDE.md.
+Labels: data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass, preferred), by hand
+following ../shared/labelling/GUIDE.md.
 Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastText on every document, and for a
 plain keyword blocklist baseline; writes docs/heldout-eval.json.
 
@@ -30,8 +31,11 @@ def main():
     from curation.models import resolve
     from curation.predict import score_texts
 
-    labels = pl.concat([pl.read_ndjson(p, schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8, "confidence": pl.Utf8})
-                        for p in sorted((ROOT / "data" / "labels").glob("heldout_part*.jsonl"))])
+    # a careful pass (heldout_part*.jsonl) overrides the fast one (heldout_engineer.jsonl) where both exist
+    files = [ROOT / "data" / "labels" / "heldout_engineer.jsonl", *sorted((ROOT / "data" / "labels").glob("heldout_part*.jsonl"))]
+    schema = {"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8}
+    labels = pl.concat([pl.read_ndjson(p).select(list(schema)).cast(schema) for p in files if p.is_file()])
+    labels = labels.unique("id", keep="last", maintain_order=True)
     docs = pl.read_parquet(HELDOUT).join(labels, on="id", how="inner")
     print(f"{docs.height} labelled heldout documents, {int(docs['ai_discourse'].sum())} AI;",
           dict(docs.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()))
@@ -41,17 +45,16 @@ def main():
     for n in (1, 3):
         hits = docs["text"].str.count_matches(BLOCKLIST).to_numpy()
         report[f"blocklist_at_{n}"] = _prf(y, (hits >= n).astype(int))
-    for name, cfg in (("cascade", ClassifyConfig(model=args.model)),
-                      ("fasttext_all_docs", ClassifyConfig(model=args.model, fasttext={"only_candidates": False})),
-                      ("cascade_no_embedding", ClassifyConfig(model=args.model, embedding={"enabled": False}))):
+    for name, cfg in (("default", ClassifyConfig(model=args.model)),
+                      ("cascade", ClassifyConfig(model=args.model, fasttext={"only_candidates": True})),
+                      ("default_no_embedding", ClassifyConfig(model=args.model, embedding={"enabled": False}))):
         report[name] = evaluate(docs, score_texts(docs["text"].to_list(), cfg, models))
-    # per stratum, for the cascade
     out = ROOT / "docs" / "heldout-eval.json"
     out.write_text(json.dumps(report, indent=1))
     for name in ("blocklist_at_1", "blocklist_at_3"):
         r = report[name]
         print(f"{name:22s} AI F1 {r['f1']:.3f} (P {r['precision']:.3f} R {r['recall']:.3f})")
-    for name in ("cascade", "cascade_no_embedding", "fasttext_all_docs"):
+    for name in ("default", "cascade", "default_no_embedding"):
         r = report[name]
         st = r.get("stance_final", {})
         print(f"{name:22s} AI F1 {r['final']['f1']:.3f} (P {r['final']['precision']:.3f} R {r['final']['recall']:.3f})  "
