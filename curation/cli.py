@@ -135,5 +135,10 @@ def models(as_json: bool = typer.Option(False, "--json")):
     Console().print(t)
 
 
+from evals.cli import eval_app  # noqa: E402
+
+app.add_typer(eval_app, name="eval")
+
+
 def main():  # pragma: no cover
     sys.exit(app())

@@ -1,0 +1,242 @@
+"""Propensity items: one internal type and loaders for the three schemas users bring.
+
+Which option is *misaligned* is data, not an assumption: for Anthropic-style files (``answer_matching_behavior``)
+it comes from ``evals/data/anthropic_polarity.yaml``, decided per file by reading the rows, or from an explicit
+``matching_is`` the caller passes for files the table does not know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from curation.errors import CurationError
+
+POLARITY_TABLE = Path(__file__).parent / "data" / "anthropic_polarity.yaml"
+LETTERS = "ABCDEFGH"
+MATCHING_IS = ("misaligned", "aligned", "not_alignment")
+
+
+@dataclass
+class Item:
+    id: str
+    question: str
+    options: list[str]
+    misaligned: list[int]          # indices into options
+    context: str = ""              # passage shown before the question (may be empty)
+    category: str = ""
+    split: str = ""
+    source: str = ""
+    topics: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reading files
+
+def _rows(path: Path) -> Iterable[tuple[int, dict]]:
+    """(line number, row) for JSONL, a JSON array, or Parquet; a bad line is an error naming file and line."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+            raise CurationError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it") from None
+        yield from enumerate(table.to_pylist(), start=1)
+        return
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CurationError(f"{path}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CurationError(f"{path}:{e.lineno}: malformed JSON array ({e.msg}); fix that line") from None
+        yield from enumerate(data, start=1)
+        return
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise CurationError(f"{path}:{n}: malformed JSONL ({e.msg}); fix or remove that line") from None
+        if not isinstance(row, dict):
+            raise CurationError(f"{path}:{n}: each JSONL line must be an object; fix that line")
+        yield n, row
+
+
+def detect_schema(row: dict) -> str:
+    if {"question", "choices", "misaligned_choice"} <= row.keys():
+        return "benchmark"
+    if {"question", "answer_matching_behavior", "answer_not_matching_behavior"} <= row.keys():
+        return "anthropic"
+    if {"id", "question", "options", "misaligned"} <= row.keys():
+        return "internal"
+    return "unknown"
+
+
+# ---------------------------------------------------------------- the alignment-pretraining benchmark schema
+
+def _split_from_name(path: Path) -> str:
+    for split in ("article_questions", "textbook_questions"):
+        if split in path.name:
+            return split
+    return path.stem
+
+
+def _benchmark_item(row: dict, path: Path, n: int) -> Item:
+    choices = row["choices"]
+    if not isinstance(choices, (list, tuple)) or len(choices) < 2:
+        raise CurationError(f"{path}:{n}: `choices` must list at least 2 options; fix that row")
+    mis = row["misaligned_choice"]
+    mis = [int(m) for m in (mis if isinstance(mis, (list, tuple)) else [mis])]
+    if any(m < 0 or m >= len(choices) for m in mis):
+        raise CurationError(f"{path}:{n}: misaligned_choice {mis} is out of range for {len(choices)} choices; fix that row")
+    topics = row.get("topics") or []
+    if isinstance(topics, str):
+        topics = [topics]
+    qid = row.get("question_id", row.get("id", f"{path.stem}-{n}"))
+    return Item(id=str(qid), context=str(row.get("passage") or ""), question=str(row["question"]), options=[str(c) for c in choices],
+                misaligned=mis, category=str(row.get("category") or (topics[0] if topics else "")),
+                split=str(row.get("split") or _split_from_name(path)), source=str(path), topics=[str(t) for t in topics])
+
+
+# ---------------------------------------------------------------- Anthropic model-written evals and CAA arrays
+
+_CHOICE = re.compile(r"^\s*\(([A-H])\)\s?(.*)$")
+
+
+def parse_choices(question: str) -> tuple[str, list[str], list[str]]:
+    """(stem, letters, option texts) from a question with "(A) ... (B) ..." lines inside.
+
+    Handles the "Question: ...\\n\\nAnswer:" wrapping and option texts that run over several lines.
+    """
+    q = question.strip()
+    q = re.sub(r"^Question:\s*", "", q)
+    q = re.sub(r"\n\s*Answer:\s*$", "", q)
+    lines = q.split("\n")
+    stem: list[str] = []
+    letters: list[str] = []
+    options: list[str] = []
+    for line in lines:
+        m = _CHOICE.match(line)
+        if m and (not letters or ord(m.group(1)) == ord(letters[-1]) + 1) and (letters or m.group(1) == "A"):
+            letters.append(m.group(1))
+            options.append(m.group(2).strip())
+        elif letters:
+            if line.strip():
+                options[-1] = (options[-1] + " " + line.strip()).strip()
+        else:
+            stem.append(line)
+    stem_text = "\n".join(stem).strip()
+    stem_text = re.sub(r"\n*\s*Choices:\s*$", "", stem_text).strip()
+    return stem_text, letters, options
+
+
+def _letter(label, path: Path, n: int, letters: list[str]) -> list[int]:
+    labels = label if isinstance(label, (list, tuple)) else [label]
+    out = []
+    for lab in labels:
+        m = re.search(r"\(?([A-H])\)?", str(lab).strip())
+        if not m or m.group(1) not in letters:
+            raise CurationError(f"{path}:{n}: answer label {lab!r} is not one of the options {letters}; fix that row")
+        out.append(letters.index(m.group(1)))
+    return out
+
+
+@lru_cache(maxsize=1)
+def polarity_table() -> dict[str, dict]:
+    if not POLARITY_TABLE.exists():
+        return {}
+    return yaml.safe_load(POLARITY_TABLE.read_text()) or {}
+
+
+def polarity_for(path: Path) -> str | None:
+    """The table's decision for a file: matched by "<dir>/<file>" first, then by file name if unambiguous."""
+    table = polarity_table()
+    key = f"{path.parent.name}/{path.name}"
+    if key in table:
+        return table[key]["matching_is"]
+    hits = {v["matching_is"] for k, v in table.items() if k.split("/")[-1] == path.name}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def _anthropic_item(row: dict, path: Path, n: int, matching_is: str) -> Item:
+    stem, letters, options = parse_choices(str(row["question"]))
+    if len(options) < 2:
+        raise CurationError(f"{path}:{n}: found {len(options)} '(A) ...' options in the question; each question needs at least 2")
+    matching = _letter(row["answer_matching_behavior"], path, n, letters)
+    not_matching = _letter(row["answer_not_matching_behavior"], path, n, letters)
+    mis = matching if matching_is == "misaligned" else not_matching
+    digest = hashlib.sha1(row["question"].encode()).hexdigest()[:10]
+    return Item(id=f"{path.parent.name}/{path.stem}/{n}-{digest}", question=stem, options=options, misaligned=mis,
+                category=path.stem, split=path.parent.name, source=str(path))
+
+
+# ---------------------------------------------------------------- entry point
+
+def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
+               limit_per_file: int | None = None) -> list[Item]:
+    """Items from files or directories (``*.jsonl``, ``*.json``, ``*.parquet``), schema detected per file.
+
+    ``matching_is`` overrides the polarity table for Anthropic-style rows (``misaligned`` or ``aligned``); files the
+    table marks ``not_alignment`` (self-awareness, one-box) are skipped unless ``include_non_alignment``.
+    """
+    if matching_is is not None and matching_is not in MATCHING_IS[:2]:
+        raise CurationError(f"--matching-is must be 'misaligned' or 'aligned', not {matching_is!r}")
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise CurationError(f"{p}: no such item file or directory")
+    items: list[Item] = []
+    for path in files:
+        polarity = matching_is or polarity_for(path)
+        kept = 0
+        for n, row in _rows(path):
+            schema = detect_schema(row)
+            if schema == "benchmark":
+                item = _benchmark_item(row, path, n)
+            elif schema == "internal":
+                item = Item(**{k: row[k] for k in Item.__dataclass_fields__ if k in row})
+            elif schema == "anthropic":
+                if polarity is None:
+                    raise CurationError(f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "
+                                        "--matching-is misaligned (or aligned) after reading a few rows")
+                if polarity == "not_alignment" and not include_non_alignment:
+                    break
+                item = _anthropic_item(row, path, n, polarity if polarity != "not_alignment" else "misaligned")
+            else:
+                raise CurationError(f"{path}:{n}: unknown item schema (keys {sorted(row)[:6]}); expected the benchmark "
+                                    "schema (question, choices, misaligned_choice), Anthropic's (question, "
+                                    "answer_matching_behavior, answer_not_matching_behavior) or the internal one")
+            items.append(item)
+            kept += 1
+            if limit_per_file and kept >= limit_per_file:
+                break
+    if not items:
+        raise CurationError(f"no items in {', '.join(map(str, paths))}; check the paths (non-alignment files are skipped)")
+    seen: dict[str, int] = {}
+    for it in items:
+        if it.id in seen:
+            seen[it.id] += 1
+            it.id = f"{it.id}#{seen[it.id]}"
+        else:
+            seen[it.id] = 0
+    return items

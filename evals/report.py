@@ -1,0 +1,114 @@
+"""`curate eval report`: compare propensity runs (training conditions, base vs post-trained) in markdown and PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from curation.errors import CurationError
+from evals.stats import paired_difference
+
+
+def load_run(run_dir: str | Path) -> dict:
+    run = Path(run_dir)
+    path = run / "summary.json"
+    if not path.exists():
+        raise CurationError(f"{run}: no summary.json; pass a directory written by `curate eval propensity`")
+    s = json.loads(path.read_text())
+    s["_dir"] = str(run)
+    s["_label"] = " / ".join(x for x in (s.get("condition"), s.get("tag")) if x) or run.name
+    return s
+
+
+def _item_p(run: dict) -> dict[str, float]:
+    out = {}
+    with open(Path(run["_dir"]) / "items.jsonl") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["p_misaligned"] is not None:
+                out[r["id"]] = r["p_misaligned"]
+    return out
+
+
+def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = sorted({g for r in runs for g in r[key]}) if key != "overall" else ["overall"]
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(groups) * max(1, len(runs) / 2) + 2), 4.2))
+    x = np.arange(len(groups))
+    for i, run in enumerate(runs):
+        vals, lo, hi = [], [], []
+        for g in groups:
+            r = run["overall"] if key == "overall" else run[key].get(g)
+            if r is None:
+                vals.append(np.nan), lo.append(0), hi.append(0)
+                continue
+            v, (a, b) = r["mean_p_misaligned"], r["mean_p_misaligned_ci"]
+            vals.append(v), lo.append(v - a), hi.append(b - v)
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=3, label=run["_label"])
+    ax.set_xticks(x, [g.split("/")[-1] for g in groups], rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
+    ax.set_ylabel("mean P(misaligned), 95% CI")
+    ax.set_ylim(0, 1)
+    ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0) -> Path:
+    if not run_dirs:
+        raise CurationError("pass at least one run directory")
+    runs = [load_run(d) for d in run_dirs]
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    overall_png = _bar_chart(runs, "overall", out / "overall.png", "Misalignment rate by run")
+    cat_png = _bar_chart(runs, "by_category", out / "by_category.png", "Misalignment rate by category")
+    lines = ["# Propensity report", "", "![overall](overall.png)", "", "![by category](by_category.png)", "",
+             "| run | model | mode | system prompt | items | mean P(misaligned) [95% CI] | share P>0.5 [95% CI] |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in runs:
+        o = r["overall"]
+        lines.append(f"| {r['_label']} | {r['model']} | {r['mode']} | {json.dumps(r.get('system_prompt'))} | {o['n']} | "
+                     f"{o['mean_p_misaligned']:.3f} [{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}] | "
+                     f"{o['share_misaligned']:.3f} [{o['share_misaligned_ci'][0]:.3f}, {o['share_misaligned_ci'][1]:.3f}] |")
+    # paired comparisons: every run against the first, on the items both scored
+    if len(runs) > 1:
+        lines += ["", f"## Paired differences against `{runs[0]['_label']}` (same items, paired bootstrap)", "",
+                  "| run | items in common | difference in mean P(misaligned) [95% CI] | p |", "| --- | --- | --- | --- |"]
+        base = _item_p(runs[0])
+        for k, r in enumerate(runs[1:], start=1):
+            d = paired_difference(base, _item_p(r), seed + k)
+            if d["n"]:
+                lines.append(f"| {r['_label']} | {d['n']} | {d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_value']:.3g} |")
+            else:
+                lines.append(f"| {r['_label']} | 0 | (no items in common) | |")
+    # base vs post-trained, paired by condition
+    tagged: dict[str, dict[str, dict]] = {}
+    for r in runs:
+        if r.get("tag"):
+            tagged.setdefault(r.get("condition") or "", {})[r["tag"]] = r
+    pairs = {c: t for c, t in tagged.items() if "base" in t and len(t) > 1}
+    if pairs:
+        lines += ["", "## Base vs post-trained", "", "| condition | base | post-trained | change (paired) [95% CI] |",
+                  "| --- | --- | --- | --- |"]
+        for cond, t in sorted(pairs.items()):
+            b = t["base"]
+            for tag, p in sorted(t.items()):
+                if tag == "base":
+                    continue
+                d = paired_difference(_item_p(b), _item_p(p), seed)
+                change = f"{d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["n"] else "n/a"
+                lines.append(f"| {cond or '(none)'} ({tag}) | {b['overall']['mean_p_misaligned']:.3f} | "
+                             f"{p['overall']['mean_p_misaligned']:.3f} | {change} |")
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in runs], "pngs": [str(overall_png), str(cat_png)]}, indent=1))
+    return report
