@@ -170,14 +170,16 @@ def summarise(rows: list[dict], cfg: PropensityConfig, seed: int) -> dict:
     return out
 
 
-def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = True, items: list[Item] | None = None) -> dict:
+def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = True, items: list[Item] | None = None,
+                   loaded: tuple | None = None) -> dict:
+    """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load."""
     from evals.model_loading import load_model, resolve
 
     out = Path(output)
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file)
     source = resolve(cfg.model)
     t0 = time.time()
-    model, tok = load_model(cfg.model, device=cfg.device)
+    model, tok = loaded or load_model(cfg.model, device=cfg.device)
     load_s = time.time() - t0
     style = cfg.style()
     n_prompts = sum(len(orders(len(it.options))) for it in items)
