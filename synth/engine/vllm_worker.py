@@ -1,0 +1,57 @@
+"""vLLM in-process worker: loads `vllm.LLM` once and answers generation batches over stdin/stdout (JSON lines).
+
+Runs inside whichever interpreter has vLLM (the main one on a GPU node, `.venv/vllm` on CPU), so it imports nothing
+from this toolkit. Protocol: first line {"config": {...}} -> {"ready": true, "model": ...}; then one line per batch
+{"messages": [[...], ...], "seeds": [...], "sampling": {...}} -> {"outputs": [{"text", "n_tokens", "finish_reason"}]};
+any failure -> {"error": "..."}.
+"""
+
+import json
+import os
+import sys
+
+
+def main() -> None:
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # vLLM's logs (stdout) go to stderr; stdout is only the protocol
+
+    def send(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
+    cfg = json.loads(sys.stdin.readline())["config"]
+    try:
+        from vllm import LLM, SamplingParams
+
+        kw = dict(model=cfg["model"], max_model_len=cfg["max_model_len"], enforce_eager=cfg.get("enforce_eager", True),
+                  dtype=cfg.get("dtype", "auto"), seed=cfg.get("seed", 0))
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                kw["gpu_memory_utilization"] = cfg.get("gpu_memory_utilization", 0.85)
+        except ImportError:
+            pass
+        llm = LLM(**kw)
+    except Exception as e:  # noqa: BLE001 - reported to the client as one line
+        send({"error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+        return
+    send({"ready": True, "model": cfg["model"]})
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            req = json.loads(line)
+            s = req["sampling"]
+            params = [SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_tokens=s["max_tokens"], seed=seed,
+                                     ignore_eos=bool(req.get("force_length")))
+                      for seed in req["seeds"]]
+            outs = llm.chat(req["messages"], sampling_params=params, use_tqdm=False)
+            send({"outputs": [{"text": o.outputs[0].text, "n_tokens": len(o.outputs[0].token_ids),
+                               "finish_reason": o.outputs[0].finish_reason or ""} for o in outs]})
+        except Exception as e:  # noqa: BLE001
+            send({"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+
+
+if __name__ == "__main__":
+    main()
