@@ -1,0 +1,136 @@
+"""`curate train ...`: tokenize, pretrain, convert (registered in curation/cli.py as `app.add_typer(train_app, name="train")`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+import yaml
+from rich.console import Console
+
+from curation.errors import CurationError
+
+train_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                        help="Tokenise mixes into Megatron datasets, pretrain / midtrain / continue-pretrain, convert checkpoints.")
+console = Console(stderr=True)
+
+
+def _quiet():
+    """megatron-core warns at import time that Transformer Engine / Apex are absent; on CPU that is expected."""
+    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="megatron")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+
+
+def _fail(e: CurationError, code: int = 2):
+    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _parse_weights(items: List[str]) -> Optional[dict]:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        for part in item.split(","):
+            name, sep, val = part.partition("=")
+            try:
+                out[name.strip()] = float(val)
+            except ValueError:
+                raise CurationError(f"--weights {part!r}: expected SOURCE=WEIGHT (e.g. --weights arbital=0.3,wikipedia=0.7)") from None
+    return out
+
+
+@train_app.command()
+def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `curate mix build` (or any directory of Parquet shards with `text`)"),
+             tokenizer: str = typer.Option("smollm2", "--tokenizer", "-t", help="Model spec: smollm2, a .gguf, or an HF directory"),
+             output: Path = typer.Option(..., "--output", "-o", help="Directory for <source>.bin/.idx and blend.json"),
+             workers: int = typer.Option(2, help="Worker processes (one shard each at a time)"),
+             text_key: str = typer.Option("text", "--text-key"),
+             weights: List[str] = typer.Option([], "--weights", help="SOURCE=W[,SOURCE=W...]: overrides the mix's weights"),
+             overwrite: bool = typer.Option(False, help="Replace an output directory that holds another mix's tokens"),
+             progress: bool = typer.Option(True, "--progress/--no-progress")):
+    """Tokenise a mix into Megatron indexed datasets (EOD after every document), one per source, plus blend.json."""
+    _quiet()
+    from train.tokenize import tokenize_mix
+
+    try:
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            with Progress(TextColumn("[bold]tokenize[/bold] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as bar:
+                task = bar.add_task("shards", total=None)
+                res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=_parse_weights(weights),
+                                   overwrite=overwrite, progress=lambda d, n: bar.update(task, completed=d, total=n))
+        else:
+            res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=_parse_weights(weights),
+                               overwrite=overwrite)
+    except CurationError as e:
+        _fail(e)
+    for s in res.blend["sources"]:
+        console.print(f"  {s['name']:<24} {s['documents']:>9,} docs {s['tokens']:>13,} tokens  weight {s['weight']:.4f}", highlight=False)
+    console.print(f"{res.tokens:,} tokens from {res.documents:,} documents in {res.seconds:.1f}s "
+                  f"({res.tokens_per_s:,.0f} tokens/s; {res.shards_skipped} shards already done) -> {res.output}/blend.json",
+                  highlight=False)
+
+
+def _overrides(sets: List[str]) -> dict:
+    out = {}
+    for s in sets:
+        key, sep, val = s.partition("=")
+        if not sep or "." not in key:
+            raise CurationError(f"--set {s!r}: expected SECTION.KEY=VALUE (e.g. --set train.steps=100)")
+        out[key.strip()] = yaml.safe_load(val)
+    return out
+
+
+@train_app.command()
+def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/configs/ and docs/train.md)"),
+             init_from: Optional[str] = typer.Option(None, "--init-from", help="Checkpoint whose weights start this run (midtraining / CPT)"),
+             save_dir: Optional[str] = typer.Option(None, "--save-dir", help="Overrides train.save_dir"),
+             steps: Optional[int] = typer.Option(None, "--steps", help="Overrides train.steps"),
+             sets: List[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
+             progress: bool = typer.Option(True, "--progress/--no-progress")):
+    """Train a Megatron-core GPT model (resumes from <save_dir>/checkpoints when present). Multi-GPU: torchrun -m train."""
+    _quiet()
+    from train.config import PretrainConfig
+    from train.pretrain import pretrain as run
+
+    try:
+        ov = _overrides(sets)
+        for key, val in (("train.init_from", init_from), ("train.save_dir", save_dir), ("train.steps", steps)):
+            if val is not None:
+                ov[key] = val
+        cfg = PretrainConfig.from_yaml(config, ov)
+        res = run(cfg, str(config), progress=progress)
+    except CurationError as e:
+        _fail(e)
+    if int(os.environ.get("RANK", "0")) == 0:
+        console.print(json.dumps({k: res.get(k) for k in ("save_dir", "start_iteration", "iteration", "loss", "tokens_per_s", "mfu")}),
+                      highlight=False)
+
+
+@train_app.command()
+def convert(source: str = typer.Argument(..., help="HF Llama directory / smollm2 / .gguf (with --to megatron), or a checkpoint (with --to hf)"),
+            output: Path = typer.Option(..., "--output", "-o"),
+            to: str = typer.Option(..., "--to", help="megatron | hf"),
+            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --to hf: tokenizer to save alongside (default: the checkpoint's)")):
+    """Convert between Hugging Face Llama checkpoints and this trainer's checkpoints, in either direction."""
+    _quiet()
+    from train.convert import hf_to_megatron, megatron_to_hf
+
+    try:
+        if to == "megatron":
+            out = hf_to_megatron(source, output)
+        elif to == "hf":
+            out = megatron_to_hf(source, output, tokenizer=tokenizer)
+        else:
+            raise CurationError(f"--to {to}: expected `megatron` or `hf`")
+    except CurationError as e:
+        _fail(e)
+    console.print(f"wrote {out}", highlight=False)

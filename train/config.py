@@ -1,0 +1,127 @@
+"""Typed trainer configuration, loaded from YAML (see train/configs/ and docs/train.md for every field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from curation.errors import CurationError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(_Strict):
+    """A LLaMA-style decoder: RMSNorm, SwiGLU, RoPE, optional GQA (num_query_groups < num_attention_heads)."""
+
+    num_layers: int = 2
+    hidden_size: int = 64
+    ffn_hidden_size: int = 172
+    num_attention_heads: int = 4
+    num_query_groups: Optional[int] = None   # None: multi-head attention
+    vocab_size: Optional[int] = None         # None: the tokenizer's, padded to a multiple of 128 * TP
+    max_position_embeddings: int = 2048
+    rotary_base: float = 10000.0
+    norm_epsilon: float = 1e-5
+    tie_embeddings: bool = True
+    init_method_std: float = 0.02
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        if self.num_query_groups and self.num_attention_heads % self.num_query_groups:
+            raise ValueError("num_attention_heads must be a multiple of num_query_groups")
+        return self
+
+    @property
+    def kv_groups(self) -> int:
+        return self.num_query_groups or self.num_attention_heads
+
+
+class DataConfig(_Strict):
+    blend: Optional[str] = None              # blend.json written by `curate train tokenize`
+    prefixes: Optional[list[str]] = None     # or explicit dataset prefixes (+ weights)
+    weights: Optional[list[float]] = None
+    tokenizer: str = "smollm2"               # evals.model_loading spec: alias, .gguf or HF directory
+    seq_length: int = 128
+    split: str = "100,0,0"
+    cache_dir: Optional[str] = None          # default: <save_dir>/data-cache
+    seed: int = 1234
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.blend is None) == (self.prefixes is None):
+            raise ValueError("give exactly one of data.blend (a blend.json) or data.prefixes")
+        if self.weights is not None and self.prefixes is not None and len(self.weights) != len(self.prefixes):
+            raise ValueError("data.weights must have one weight per prefix")
+        return self
+
+
+class OptimConfig(_Strict):
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_steps: int = 10
+    decay_steps: Optional[int] = None        # default: train.steps
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    clip_grad: float = 1.0
+
+
+class TrainConfig(_Strict):
+    steps: int = 100
+    global_batch_size: int = 8
+    micro_batch_size: int = 4
+    seed: int = 1234
+    precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 on GPU, fp32 on CPU
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    recompute: Literal["none", "selective", "full"] = "none"
+    use_distributed_optimizer: bool = True   # GPU only: ZeRO-1 sharding of optimizer state over data parallel
+    save_dir: str = "runs/tiny"
+    save_interval: int = 50
+    log_interval: int = 1
+    peak_tflops: Optional[float] = None      # per device, for MFU; default: known GPUs' bf16 dense peak
+    init_from: Optional[str] = None          # checkpoint whose weights start this run (midtraining / CPT)
+    threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
+
+
+class PretrainConfig(_Strict):
+    model: Optional[ModelConfig] = None      # None with train.init_from: the checkpoint's architecture
+    data: DataConfig
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.model is None and not self.train.init_from:
+            raise ValueError("a model section is needed unless train.init_from names a checkpoint")
+        if self.train.global_batch_size % self.train.micro_batch_size:
+            raise ValueError("train.global_batch_size must be a multiple of train.micro_batch_size")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
+        for dotted, value in (overrides or {}).items():
+            section, key = dotted.split(".", 1)
+            raw.setdefault(section, {})[key] = value
+        return cls.validated(raw, str(path))
+
+    @classmethod
+    def validated(cls, raw: dict, origin: str = "config") -> "PretrainConfig":
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            raise CurationError(f"{origin}: `{loc}`: {err['msg']}; see docs/train.md for the fields") from None

@@ -1,0 +1,79 @@
+"""Process group and Megatron model-parallel state: torchrun's environment when present, else a 1-process group."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+
+from curation.errors import CurationError
+
+
+@dataclass
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    tp: int
+    pp: int
+    dp: int
+    dp_rank: int
+    on_gpu: bool
+
+    @property
+    def device(self) -> str:
+        return f"cuda:{self.local_rank}" if self.on_gpu else "cpu"
+
+    @property
+    def is_logger(self) -> bool:
+        """The rank that logs: last pipeline stage (it has the loss), first tensor and data-parallel rank."""
+        from megatron.core import parallel_state as ps
+
+        return ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0 and self.dp_rank == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init(tp: int, pp: int, seed: int, origin: str = "config") -> Dist:
+    from megatron.core import parallel_state as ps
+    from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
+
+    on_gpu = torch.cuda.is_available()
+    if "WORLD_SIZE" not in os.environ:
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    world, rank, local = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    if world % (tp * pp):
+        raise CurationError(f"{origin}: {world} processes cannot hold tensor_parallel={tp} x pipeline_parallel={pp}; "
+                            f"launch a multiple of {tp * pp} processes with torchrun")
+    if not on_gpu and (world > 1 or tp > 1 or pp > 1):
+        raise CurationError(f"{origin}: without a GPU only one process with tensor_parallel=1 and pipeline_parallel=1 runs; "
+                            "set both to 1 and launch without torchrun (or run on GPUs)")
+    if on_gpu:
+        torch.cuda.set_device(local)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if on_gpu else "gloo", rank=rank, world_size=world)
+    if not ps.model_parallel_is_initialized():
+        ps.initialize_model_parallel(tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp)
+    torch.manual_seed(seed)
+    if on_gpu:
+        model_parallel_cuda_manual_seed(seed)
+    else:
+        from train import cpu_shim
+
+        cpu_shim.seed(seed)
+    return Dist(rank, world, local, tp, pp, ps.get_data_parallel_world_size(), ps.get_data_parallel_rank(), on_gpu)
+
+
+def shutdown() -> None:
+    from megatron.core import parallel_state as ps
+
+    if ps.model_parallel_is_initialized():
+        ps.destroy_model_parallel()
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -1,0 +1,156 @@
+"""`curate train pretrain CONFIG.yaml`: the training loop (pretraining, midtraining, continued pretraining).
+
+Start-up order: distributed state -> the checkpoint to resume (``<save_dir>/checkpoints/latest.json``) or, for a
+fresh run with ``train.init_from``, the checkpoint whose weights start it -> model, engine, data -> steps.
+A resumed run restores model, optimizer and iteration; the data order depends only on the iteration (train.data),
+so the loss curve continues exactly where the killed run's last checkpoint left it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Optional
+
+import torch
+import yaml
+
+from curation.errors import CurationError
+from train import checkpoint, distributed
+from train.config import ModelConfig, PretrainConfig
+from train.data import build_train_dataset, global_batch, resolve_blend
+from train.metrics import MetricsLog, peak_tflops
+from train.model import build_model, flops_per_token, layer_spec_name, pad_vocab
+from train.schedule import lr_at
+
+
+def _tokens_info(cfg: PretrainConfig, origin: str) -> tuple[int, int, str]:
+    """(eod id, tokenizer vocab size, tokenizer spec): from blend.json when it records them, else the tokenizer."""
+    _, _, raw = resolve_blend(cfg.data, origin)
+    if "eod" in raw and "vocab_size" in raw:
+        return int(raw["eod"]), int(raw["vocab_size"]), str(raw.get("tokenizer", cfg.data.tokenizer))
+    from train.tokenize import resolve_tokenizer
+
+    tdir, tok = resolve_tokenizer(cfg.data.tokenizer)
+    return int(tok.eos_token_id), len(tok), str(tdir)
+
+
+def _progress(enabled: bool, total: int, start: int):
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeRemainingColumn(), transient=False)
+
+
+def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = True) -> dict:
+    t = cfg.train
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    dist = distributed.init(t.tensor_parallel, t.pipeline_parallel, t.seed, origin)
+    try:
+        return _run(cfg, origin, dist, progress)
+    finally:
+        distributed.shutdown()
+
+
+def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
+    t, save_dir = cfg.train, Path(cfg.train.save_dir)
+    resume_dir = checkpoint.latest(save_dir)
+    init_dir = checkpoint.resolve(t.init_from) if (t.init_from and resume_dir is None) else None
+    src = resume_dir or init_dir
+    common = checkpoint.read_common(src) if src else {}
+    model_cfg = cfg.model or ModelConfig(**common["model_config"])
+    if common and cfg.model and cfg.model.model_dump() != common["model_config"]:
+        diff = {k: (v, common["model_config"].get(k)) for k, v in cfg.model.model_dump().items() if common["model_config"].get(k) != v}
+        raise CurationError(f"{origin}: model section differs from checkpoint {src} in {diff} (config, checkpoint); "
+                            "drop the model section to use the checkpoint's, or start a new save_dir")
+    eod, tok_vocab, tok_spec = _tokens_info(cfg, origin)
+    vocab_size = model_cfg.vocab_size or int(common.get("vocab_size") or pad_vocab(tok_vocab, t.tensor_parallel))
+    if tok_vocab > vocab_size:
+        raise CurationError(f"{origin}: the tokenizer has {tok_vocab} tokens but the model only {vocab_size}; raise model.vocab_size or use the model's tokenizer")
+    bf16 = t.precision == "bf16" or (t.precision == "auto" and dist.on_gpu)
+    if bf16 and not dist.on_gpu:
+        raise CurationError(f"{origin}: train.precision bf16 needs a GPU; use fp32 (or auto) on CPU")
+    seq = cfg.data.seq_length
+    if seq > model_cfg.max_position_embeddings:
+        raise CurationError(f"{origin}: data.seq_length {seq} exceeds model.max_position_embeddings {model_cfg.max_position_embeddings}")
+    if t.global_batch_size % (t.micro_batch_size * dist.dp):
+        raise CurationError(f"{origin}: train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size x "
+                            f"data-parallel size ({t.micro_batch_size} x {dist.dp})")
+
+    model = build_model(model_cfg, seq_length=seq, vocab_size=vocab_size, tp=t.tensor_parallel, pp=t.pipeline_parallel,
+                        bf16=bf16, recompute=t.recompute, on_gpu=dist.on_gpu)
+    if dist.on_gpu:
+        from train.engine import GpuEngine
+
+        engine = GpuEngine(model, cfg.optim, t, seq_length=seq, bf16=bf16)
+    else:
+        from train.engine import CpuEngine
+
+        engine = CpuEngine(model, cfg.optim, t)
+
+    start = 0
+    if resume_dir:
+        model_sd = model.sharded_state_dict()
+        template = {"model": model_sd}
+        opt_t = engine.optimizer_template(model_sd)
+        if opt_t:
+            template["optimizer"] = opt_t
+        loaded = checkpoint.load(resume_dir, template)
+        model.load_state_dict(loaded["model"], strict=False)
+        engine.load_optimizer_state(loaded)
+        start = int(loaded["iteration"])
+    elif init_dir:
+        loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
+        model.load_state_dict(loaded["model"], strict=False)
+
+    cache = cfg.data.cache_dir or str(save_dir / "data-cache")
+    dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
+                                  cache_dir=cache, with_attention_mask=layer_spec_name(dist.on_gpu) == "local", origin=origin)
+    log = MetricsLog(save_dir / "metrics.jsonl", start, enabled=dist.is_logger)
+    if dist.rank == 0:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        (save_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    fpt = flops_per_token(model_cfg, vocab_size, seq)
+    peak = peak_tflops(t.peak_tflops)
+    tokens_per_step = t.global_batch_size * seq
+    common_state = {"model_config": model_cfg.model_dump(), "vocab_size": vocab_size, "tokenizer_vocab_size": tok_vocab,
+                    "tokenizer": tok_spec, "eod": eod, "layer_spec": layer_spec_name(dist.on_gpu),
+                    "train_config": json.loads(cfg.model_dump_json())}
+
+    def save(iteration: int):
+        model_sd = model.sharded_state_dict()
+        state = {"model": model_sd, "optimizer": engine.sharded_optimizer_state(model_sd), "iteration": iteration, **common_state}
+        checkpoint.save(save_dir, iteration, state, dist.rank == 0)
+
+    last = {"iteration": start}
+    show = progress and dist.is_logger
+    with _progress(show, t.steps, start) as bar:
+        task = bar.add_task("train", total=t.steps, completed=start, info="") if bar else None
+        for it in range(start, t.steps):
+            t0 = time.perf_counter()
+            lr = lr_at(it, cfg.optim, t.steps)
+            engine.set_lr(lr)
+            batches = global_batch(dataset, it, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device)
+            loss, gnorm = engine.step(batches)
+            if dist.on_gpu:
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            tps = tokens_per_step / dt
+            rec = {"iteration": it + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": (it + 1) * tokens_per_step,
+                   "step_s": dt, "tokens_per_s": tps, "tokens_per_s_per_device": tps / dist.world_size,
+                   "mfu": (tps * fpt / (dist.world_size * peak * 1e12)) if peak else None}
+            if (it + 1) % t.log_interval == 0 or it + 1 == t.steps:
+                log.log(rec)
+            last = rec
+            if bar:
+                bar.update(task, completed=it + 1, info=f"loss {loss:.4f} lr {lr:.2e} {tps:,.0f} tok/s")
+            if (it + 1) % t.save_interval == 0 or it + 1 == t.steps:
+                save(it + 1)
+    log.close()
+    return {"save_dir": str(save_dir), "start_iteration": start, "resumed": resume_dir is not None,
+            "initialised_from": str(init_dir) if init_dir else None, **last}

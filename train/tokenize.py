@@ -1,0 +1,318 @@
+"""`curate train tokenize`: Parquet mix shards -> one Megatron indexed dataset (.bin/.idx) per source + blend.json.
+
+Each input shard is tokenised by one worker process into per-source part datasets under ``OUT/parts/`` and marked
+done (``OUT/parts/<shard>.done.json``) only after its parts are complete, so a killed run resumes shard by shard.
+When every shard is done the parts are concatenated per source with Megatron's ``IndexedDatasetBuilder.add_index``
+into ``OUT/<source>.bin/.idx`` and ``OUT/blend.json`` records the prefixes and weights the trainer reads.
+The format is Megatron-core's own (``megatron.core.datasets.indexed_dataset``); an EOD token ends every document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from curation.errors import CurationError
+
+MANIFEST = "tokenize.json"
+BLEND = "blend.json"
+MIX_HANDOFF_NAMES = ("blend.json", "trainer.json", "mix.blend.json")
+
+
+@dataclass
+class TokenizeResult:
+    output: Path
+    blend: dict
+    documents: int = 0
+    tokens: int = 0
+    shards_done: int = 0
+    shards_skipped: int = 0
+    seconds: float = 0.0
+    per_source: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "mix"
+
+
+def find_shards(mix_dir: Path) -> list[Path]:
+    if not mix_dir.is_dir():
+        raise CurationError(f"{mix_dir}: not a directory; pass the output directory of `curate mix build` (or any directory of Parquet shards)")
+    shards = sorted(p for p in mix_dir.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(mix_dir).parts))
+    if not shards:
+        raise CurationError(f"{mix_dir}: no *.parquet shards found; pass the output directory of `curate mix build`")
+    return shards
+
+
+def mix_weights(mix_dir: Path) -> tuple[Optional[dict[str, float]], Optional[str]]:
+    """Per-source weights from the mix's trainer hand-off file, if it has one. Accepts the shapes
+    {"sources": {name: {"weight": w, ...}}}, {"sources": [{"source"|"name": n, "weight": w}]}, {"weights": {name: w}}."""
+    for name in MIX_HANDOFF_NAMES:
+        path = mix_dir / name
+        if not path.exists():
+            continue
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CurationError(f"{path}: unreadable JSON ({e}); rebuild the mix with `curate mix build`") from None
+        weights: dict[str, float] = {}
+        src = raw.get("sources", raw.get("weights"))
+        if isinstance(src, dict):
+            for k, v in src.items():
+                w = v.get("weight", v.get("normalized_weight")) if isinstance(v, dict) else v
+                if isinstance(w, (int, float)):
+                    weights[str(k)] = float(w)
+        elif isinstance(src, list):
+            for item in src:
+                if isinstance(item, dict) and isinstance(item.get("weight"), (int, float)):
+                    weights[str(item.get("source", item.get("name")))] = float(item["weight"])
+        if weights:
+            return weights, str(path)
+    return None, None
+
+
+def _shard_key(mix_dir: Path, shard: Path) -> str:
+    return _safe(str(shard.relative_to(mix_dir).with_suffix("")).replace(os.sep, "__"))
+
+
+def _default_source(mix_dir: Path, shard: Path) -> str:
+    rel = shard.relative_to(mix_dir)
+    return _safe(rel.parts[0]) if len(rel.parts) > 1 else "mix"
+
+
+def token_dtype(vocab_size: int):
+    return np.uint16 if vocab_size < 65500 else np.int32
+
+
+# ---- worker ---------------------------------------------------------------------------------------------------
+
+_TOK = None
+
+
+def _worker_init(tokenizer_dir: str, rust_threads: bool = False):
+    """Loads the tokenizer once per worker: the Rust `tokenizers` object straight from tokenizer.json when there is
+    one (what transformers' fast tokenizers wrap; loads in milliseconds), else transformers' AutoTokenizer."""
+    global _TOK
+    if not rust_threads:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    path = Path(tokenizer_dir) / "tokenizer.json"
+    if path.exists():
+        from tokenizers import Tokenizer
+
+        rust = Tokenizer.from_file(str(path))
+        _TOK = lambda texts: [e.ids for e in rust.encode_batch_fast(texts, add_special_tokens=False)]  # noqa: E731
+    else:
+        from evals.model_loading import load_tokenizer
+
+        hf = load_tokenizer(tokenizer_dir)
+        _TOK = lambda texts: hf(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+
+
+def _tokenize_shard(job: dict) -> dict:
+    """Tokenises one shard into parts/<key>.<source>.{bin,idx}; writes the done marker last."""
+    import pyarrow.parquet as pq
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    shard, parts, key = Path(job["shard"]), Path(job["parts"]), job["key"]
+    text_key, batch = job["text_key"], job["batch_size"]
+    try:
+        pf = pq.ParquetFile(shard)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
+        raise CurationError(f"{shard}: not a readable Parquet file ({type(e).__name__}); regenerate the mix shard") from None
+    names = pf.schema_arrow.names
+    if text_key not in names:
+        raise CurationError(f"{shard}: no `{text_key}` column (has {names}); pass --text-key or rebuild the mix")
+    has_source = "source" in names
+    eod, dtype = job["eod"], np.dtype(job["dtype"]).type
+    builders: dict[str, IndexedDatasetBuilder] = {}
+    counts: dict[str, dict] = {}
+    for rb in pf.iter_batches(batch_size=batch, columns=[text_key] + (["source"] if has_source else [])):
+        texts = rb.column(text_key).to_pylist()
+        sources = rb.column("source").to_pylist() if has_source else [job["default_source"]] * len(texts)
+        keep = [i for i, t in enumerate(texts) if t]
+        if not keep:
+            continue
+        ids = _TOK([texts[i] for i in keep])
+        for i, doc in zip(keep, ids):
+            src = _safe(sources[i] if sources[i] is not None else job["default_source"])
+            b = builders.get(src)
+            if b is None:
+                b = builders[src] = IndexedDatasetBuilder(str(parts / f"{key}.{src}.bin.tmp"), dtype=dtype)
+                counts[src] = {"documents": 0, "tokens": 0}
+            doc.append(eod)
+            b.add_document(doc, [len(doc)])
+            counts[src]["documents"] += 1
+            counts[src]["tokens"] += len(doc)
+    for src, b in builders.items():
+        tmp = parts / f"{key}.{src}"
+        b.finalize(str(tmp) + ".idx.tmp")
+        os.replace(str(tmp) + ".bin.tmp", str(tmp) + ".bin")
+        os.replace(str(tmp) + ".idx.tmp", str(tmp) + ".idx")
+    marker = parts / f"{key}.done.json"
+    marker.with_suffix(".tmp").write_text(json.dumps({"shard": str(shard), "sources": counts}))
+    os.replace(marker.with_suffix(".tmp"), marker)
+    return {"key": key, "sources": counts}
+
+
+# ---- driver ---------------------------------------------------------------------------------------------------
+
+def _fingerprint(tokenizer_dir: Path, text_key: str) -> dict:
+    h = hashlib.sha256()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        p = tokenizer_dir / name
+        if p.exists():
+            h.update(p.read_bytes())
+    return {"tokenizer": str(tokenizer_dir), "tokenizer_sha256": h.hexdigest()[:16], "text_key": text_key}
+
+
+def resolve_tokenizer(spec: str):
+    """(tokenizer directory, tokenizer) for a model spec; GGUF aliases are converted to a cached HF dir once."""
+    from evals.model_loading import hf_directory, load_tokenizer
+
+    tdir = hf_directory(spec)
+    tok = load_tokenizer(tdir)
+    if tok.eos_token_id is None:
+        raise CurationError(f"{tdir}: tokenizer has no EOS token to use as end-of-document; pass a tokenizer that defines eos_token")
+    return tdir, tok
+
+
+def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, workers: int = 2, text_key: str = "text",
+                 weights: Optional[dict[str, float]] = None, batch_size: int = 512, overwrite: bool = False,
+                 progress: Optional[Callable[[int, int], None]] = None) -> TokenizeResult:
+    mix_dir, output = Path(mix_dir), Path(output)
+    t0 = time.perf_counter()
+    shards = find_shards(mix_dir)
+    tdir, tok = resolve_tokenizer(tokenizer)
+    fp = _fingerprint(Path(tdir), text_key)
+    output.mkdir(parents=True, exist_ok=True)
+    parts = output / "parts"
+    manifest = output / MANIFEST
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if old.get("fingerprint") != fp or old.get("mix_dir") != str(mix_dir.resolve()):
+            if not overwrite:
+                raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite or a new --output")
+            import shutil
+
+            shutil.rmtree(parts, ignore_errors=True)
+            for p in output.glob("*.bin"):
+                p.unlink()
+    parts.mkdir(exist_ok=True)
+    manifest.write_text(json.dumps({"fingerprint": fp, "mix_dir": str(mix_dir.resolve())}, indent=1))
+    vocab = len(tok)
+    dtype = np.dtype(token_dtype(vocab)).name
+    jobs, done = [], {}
+    for shard in shards:
+        key = _shard_key(mix_dir, shard)
+        marker = parts / f"{key}.done.json"
+        if marker.exists():
+            done[key] = json.loads(marker.read_text())
+            continue
+        jobs.append({"shard": str(shard), "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
+                     "eod": tok.eos_token_id, "dtype": dtype, "default_source": _default_source(mix_dir, shard)})
+    skipped = len(done)
+    if progress:
+        progress(len(done), len(shards))
+    if jobs:
+        workers = max(1, min(workers, len(jobs)))
+        if workers == 1:
+            _worker_init(str(tdir), rust_threads=True)
+            results = map(_tokenize_shard, jobs)
+            for r in results:
+                done[r["key"]] = r
+                if progress:
+                    progress(len(done), len(shards))
+        else:
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(str(tdir),)) as pool:
+                for r in pool.imap_unordered(_tokenize_shard, jobs):
+                    done[r["key"]] = r
+                    if progress:
+                        progress(len(done), len(shards))
+    blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir)
+    res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
+                         seconds=time.perf_counter() - t0)
+    for s in blend["sources"]:
+        res.documents += s["documents"]
+        res.tokens += s["tokens"]
+        res.per_source[s["name"]] = s
+    return res
+
+
+def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: dict, dtype: str,
+           weights: Optional[dict[str, float]], tok, tdir) -> dict:
+    from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
+
+    per_source: dict[str, dict] = {}
+    for shard in shards:
+        key = _shard_key(mix_dir, shard)
+        for src, c in done[key]["sources"].items():
+            s = per_source.setdefault(src, {"documents": 0, "tokens": 0, "parts": []})
+            s["documents"] += c["documents"]
+            s["tokens"] += c["tokens"]
+            s["parts"].append(str(parts / f"{key}.{src}"))
+    if not per_source:
+        raise CurationError(f"{mix_dir}: every shard is empty (no non-empty `text`); rebuild the mix")
+    weights_from = "token counts"
+    if weights:
+        weights_from = "--weights"
+    else:
+        weights, origin = mix_weights(mix_dir)
+        if weights:
+            weights_from = origin
+    if weights:
+        missing = sorted(set(per_source) - {_safe(k) for k in weights})
+        if missing:
+            raise CurationError(f"{weights_from}: no weight for source(s) {missing}; give every source in the mix a weight")
+        w = {_safe(k): float(v) for k, v in weights.items() if _safe(k) in per_source}
+    else:
+        w = {k: float(v["tokens"]) for k, v in per_source.items()}
+    total = sum(w.values())
+    if total <= 0:
+        raise CurationError(f"{weights_from}: weights sum to {total}; give positive weights")
+    sources = []
+    for src in sorted(per_source):
+        prefix = output / src
+        b = IndexedDatasetBuilder(str(prefix) + ".bin.tmp", dtype=np.dtype(dtype).type)
+        for part in per_source[src]["parts"]:
+            b.add_index(part)
+        b.finalize(str(prefix) + ".idx.tmp")
+        os.replace(str(prefix) + ".bin.tmp", str(prefix) + ".bin")
+        os.replace(str(prefix) + ".idx.tmp", str(prefix) + ".idx")
+        sources.append({"name": src, "prefix": src, "weight": w[src] / total,
+                        "documents": per_source[src]["documents"], "tokens": per_source[src]["tokens"]})
+    blend = {"format": "megatron-indexed-dataset", "dtype": dtype, "eod": tok.eos_token_id, "vocab_size": len(tok),
+             "tokenizer": str(tdir), "weights_from": weights_from, "mix_dir": str(mix_dir.resolve()),
+             "prefixes": [s["prefix"] for s in sources], "weights": [s["weight"] for s in sources], "sources": sources}
+    (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
+    os.replace(output / (BLEND + ".tmp"), output / BLEND)
+    return blend
+
+
+def read_blend(path: str | Path) -> tuple[list[str], list[float], dict]:
+    """(absolute prefixes, weights, raw) from a blend.json written by tokenize_mix (prefixes are relative to it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / BLEND
+    try:
+        raw = json.loads(path.read_text())
+        prefixes = [str((path.parent / p).resolve()) if not os.path.isabs(p) else p for p in raw["prefixes"]]
+        weights = [float(w) for w in raw["weights"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise CurationError(f"{path}: not a blend written by `curate train tokenize` ({type(e).__name__}: {e}); run it first") from None
+    for p in prefixes:
+        if not (Path(p + ".bin").exists() and Path(p + ".idx").exists()):
+            raise CurationError(f"{path}: dataset {p}.bin/.idx is missing; re-run `curate train tokenize`")
+    return prefixes, weights, raw
