@@ -143,6 +143,10 @@ from synth.cli import synth_app  # noqa: E402
 
 app.add_typer(synth_app, name="synth")
 
+from train.cli import train_app  # noqa: E402
+
+app.add_typer(train_app, name="train")
+
 
 def main():  # pragma: no cover
     sys.exit(app())
