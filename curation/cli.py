@@ -143,6 +143,10 @@ from synth.cli import synth_app  # noqa: E402
 
 app.add_typer(synth_app, name="synth")
 
+from curation.mix.cli import mix_app  # noqa: E402
+
+app.add_typer(mix_app, name="mix")
+
 from train.cli import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")

