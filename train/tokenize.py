@@ -1,5 +1,9 @@
 """`curate train tokenize`: Parquet mix shards -> one Megatron indexed dataset (.bin/.idx) per source + blend.json.
 
+Sources: the datasets of the mix's hand-off file (``MIX_DIR/blend.json`` from `curate mix build`: names, weights,
+shard lists; a "mixed" layout is one dataset); without one, the values of the shards' ``source`` column, weighted
+by token count (i.e. as mixed); ``--weights`` overrides either.
+
 Each input shard is tokenised by one worker process into per-source part datasets under ``OUT/parts/`` and marked
 done (``OUT/parts/<shard>.done.json``) only after its parts are complete, so a killed run resumes shard by shard.
 When every shard is done the parts are concatenated per source with Megatron's ``IndexedDatasetBuilder.add_index``
@@ -25,7 +29,6 @@ from curation.errors import CurationError
 
 MANIFEST = "tokenize.json"
 BLEND = "blend.json"
-MIX_HANDOFF_NAMES = ("blend.json", "trainer.json", "mix.blend.json")
 
 
 @dataclass
@@ -57,31 +60,19 @@ def find_shards(mix_dir: Path) -> list[Path]:
     return shards
 
 
-def mix_weights(mix_dir: Path) -> tuple[Optional[dict[str, float]], Optional[str]]:
-    """Per-source weights from the mix's trainer hand-off file, if it has one. Accepts the shapes
-    {"sources": {name: {"weight": w, ...}}}, {"sources": [{"source"|"name": n, "weight": w}]}, {"weights": {name: w}}."""
-    for name in MIX_HANDOFF_NAMES:
-        path = mix_dir / name
-        if not path.exists():
-            continue
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise CurationError(f"{path}: unreadable JSON ({e}); rebuild the mix with `curate mix build`") from None
-        weights: dict[str, float] = {}
-        src = raw.get("sources", raw.get("weights"))
-        if isinstance(src, dict):
-            for k, v in src.items():
-                w = v.get("weight", v.get("normalized_weight")) if isinstance(v, dict) else v
-                if isinstance(w, (int, float)):
-                    weights[str(k)] = float(w)
-        elif isinstance(src, list):
-            for item in src:
-                if isinstance(item, dict) and isinstance(item.get("weight"), (int, float)):
-                    weights[str(item.get("source", item.get("name")))] = float(item["weight"])
-        if weights:
-            return weights, str(path)
-    return None, None
+def mix_datasets(mix_dir: Path) -> tuple[Optional[list[dict]], Optional[str]]:
+    """The datasets of the mix's trainer hand-off (``blend.json`` from `curate mix build`, docs/mix.md "Hand-off"):
+    [{"name", "weight", "shards": [paths relative to the mix]}]; (None, None) when the directory has none."""
+    path = mix_dir / "blend.json"
+    if not path.exists():
+        return None, None
+    try:
+        raw = json.loads(path.read_text())
+        datasets = [{"name": str(d["name"]), "weight": float(d["weight"]), "shards": [str(x) for x in d.get("shards", [])]}
+                    for d in raw["datasets"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise CurationError(f"{path}: not a mix hand-off file ({type(e).__name__}: {e}); rebuild the mix with `curate mix build`") from None
+    return datasets, str(path)
 
 
 def _shard_key(mix_dir: Path, shard: Path) -> str:
@@ -135,7 +126,7 @@ def _tokenize_shard(job: dict) -> dict:
     names = pf.schema_arrow.names
     if text_key not in names:
         raise CurationError(f"{shard}: no `{text_key}` column (has {names}); pass --text-key or rebuild the mix")
-    has_source = "source" in names
+    has_source = "source" in names and job.get("by_column", True)
     eod, dtype = job["eod"], np.dtype(job["dtype"]).type
     builders: dict[str, IndexedDatasetBuilder] = {}
     counts: dict[str, dict] = {}
@@ -214,6 +205,19 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
     manifest.write_text(json.dumps({"fingerprint": fp, "mix_dir": str(mix_dir.resolve())}, indent=1))
     vocab = len(tok)
     dtype = np.dtype(token_dtype(vocab)).name
+    datasets, handoff = mix_datasets(mix_dir)
+    weights_from = "--weights" if weights else (handoff if datasets else "token counts")
+    shard_dataset: dict[str, str] = {}
+    if datasets:
+        for d in datasets:
+            for rel in d["shards"]:
+                shard_dataset[str((mix_dir / rel).resolve())] = _safe(d["name"])
+        listed = [sh for sh in shards if str(sh.resolve()) in shard_dataset]
+        if not listed:
+            raise CurationError(f"{handoff}: lists none of the Parquet shards under {mix_dir}; rebuild the mix")
+        shards = listed
+        if weights is None:
+            weights = {d["name"]: d["weight"] for d in datasets if d["weight"] > 0 and d["shards"]}
     jobs, done = [], {}
     for shard in shards:
         key = _shard_key(mix_dir, shard)
@@ -222,7 +226,8 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
             done[key] = json.loads(marker.read_text())
             continue
         jobs.append({"shard": str(shard), "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
-                     "eod": tok.eos_token_id, "dtype": dtype, "default_source": _default_source(mix_dir, shard)})
+                     "eod": tok.eos_token_id, "dtype": dtype, "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
+                     "by_column": not datasets})
     skipped = len(done)
     if progress:
         progress(len(done), len(shards))
@@ -241,7 +246,8 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                     done[r["key"]] = r
                     if progress:
                         progress(len(done), len(shards))
-    blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir)
+    blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
+                   weights_from=weights_from)
     res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
                          seconds=time.perf_counter() - t0)
     for s in blend["sources"]:
@@ -252,7 +258,7 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
 
 
 def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: dict, dtype: str,
-           weights: Optional[dict[str, float]], tok, tdir) -> dict:
+           weights: Optional[dict[str, float]], tok, tdir, weights_from: str) -> dict:
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     per_source: dict[str, dict] = {}
@@ -265,13 +271,6 @@ def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: d
             s["parts"].append(str(parts / f"{key}.{src}"))
     if not per_source:
         raise CurationError(f"{mix_dir}: every shard is empty (no non-empty `text`); rebuild the mix")
-    weights_from = "token counts"
-    if weights:
-        weights_from = "--weights"
-    else:
-        weights, origin = mix_weights(mix_dir)
-        if weights:
-            weights_from = origin
     if weights:
         missing = sorted(set(per_source) - {_safe(k) for k in weights})
         if missing:
