@@ -140,4 +140,4 @@ def verify(directory: Path = typer.Argument(..., help="A built mix (with mix.loc
         raise typer.Exit(1)
     lock = json.loads((directory / "mix.lock.json").read_text())
     Console().print(f"ok: {len(lock['inputs'])} inputs, {len(lock['outputs'])} output shards and the manifest match "
-                    f"{directory / 'mix.lock.json'}", highlight=False)
+                    f"{directory / 'mix.lock.json'}", highlight=False, soft_wrap=True)

@@ -263,7 +263,7 @@ def make_plan(mf: ManifestFile, work: Path | None = None, count: str | None = No
     resolved = [resolve_source(mf, i) for i in range(len(m.sources))]
     _schema(mf, [SourcePlan(rs) for rs in resolved])   # type clashes fail before the long pass
     try:
-        counter = counter or TokenCounter(m.tokenizer.name)
+        counter = counter or TokenCounter.cached(m.tokenizer.name)
     except CurationError as e:
         raise CurationError(f"{mf.where('tokenizer', 'name')}: {e}") from None
     sps = [SourcePlan(rs) for rs in resolved]

@@ -13,6 +13,9 @@ from curation.errors import CurationError
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
+_CACHE: dict[str, "TokenCounter"] = {}
+
+
 class TokenCounter:
     """Counts tokens of Arrow string arrays. Special tokens (BOS/EOS) are not counted: the trainer adds one per document."""
 
@@ -39,6 +42,13 @@ class TokenCounter:
             batch = [t or "" for t in texts.slice(start, self.batch_docs).to_pylist()]
             out[start:start + len(batch)] = [len(e) for e in enc(batch, add_special_tokens=False)]
         return out
+
+    @classmethod
+    def cached(cls, spec: str) -> "TokenCounter":
+        """One counter per tokenizer spec per process (loading takes seconds)."""
+        if spec not in _CACHE:
+            _CACHE[spec] = cls(spec)
+        return _CACHE[spec]
 
     def describe(self) -> dict:
         return {"spec": self.spec, "fingerprint": self.fingerprint, "vocab_size": self.vocab_size}
