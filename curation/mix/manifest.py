@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from curation.errors import CurationError
 
@@ -62,14 +62,6 @@ class Source(_Strict):
     id_key: str = "id"
     text_key: str = "text"
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.weight is not None and self.tokens is not None:
-            raise ValueError("give either `weight` (share of the mix) or `tokens` (absolute budget), not both")
-        if self.select is not None and self.kind != "synthetic":
-            raise ValueError("`select` (stance/form) applies to `kind: synthetic` sources only")
-        return self
-
 
 class Manifest(_Strict):
     name: str
@@ -79,16 +71,6 @@ class Manifest(_Strict):
     target_tokens: int | None = Field(None, gt=0, description="total tokens of the mix; default: what the budgets add up to")
     output: OutputSpec = OutputSpec()
     sources: list[Source] = Field(..., min_length=1)
-
-    @field_validator("sources")
-    @classmethod
-    def _unique(cls, v):
-        seen = set()
-        for s in v:
-            if s.name in seen:
-                raise ValueError(f"source name '{s.name}' is used twice; names must be unique")
-            seen.add(s.name)
-        return v
 
 
 def _line_map(text: str) -> dict[tuple, int]:
@@ -195,4 +177,19 @@ def load_manifest(path: str | Path) -> ManifestFile:
         elif err["type"] == "missing":
             msg = f"required field `{loc[-1]}` is missing"
         raise CurationError(f"{mf.where(*loc) if loc else str(path) + ':1'}: {msg}; see docs/mix.md for the fields") from None
-    return ManifestFile(path.resolve(), text, m, lines)
+    mf = ManifestFile(path.resolve(), text, m, lines)
+    _check(mf)
+    return mf
+
+
+def _check(mf: ManifestFile) -> None:
+    """Rules across fields, each reported at the line of the field at fault."""
+    seen: dict[str, int] = {}
+    for i, s in enumerate(mf.manifest.sources):
+        if s.name in seen:
+            raise mf.error("sources", i, "name", msg=f"source name '{s.name}' is used twice (also sources[{seen[s.name]}]); names must be unique")
+        seen[s.name] = i
+        if s.weight is not None and s.tokens is not None:
+            raise mf.error("sources", i, "tokens", msg="give either `weight` (share of the mix) or `tokens` (absolute budget), not both")
+        if s.select is not None and s.kind != "synthetic":
+            raise mf.error("sources", i, "select", msg="`select` (stance/form) applies to `kind: synthetic` sources only; use `filter` here")
