@@ -34,6 +34,10 @@ class Dist:
         return ps.is_pipeline_last_stage() and ps.get_tensor_model_parallel_rank() == 0 and self.dp_rank == 0
 
 
+_OWN_ENV = "ALIGNMENT_PRETRAINING_SINGLE_PROCESS"
+_OWN_KEYS = (_OWN_ENV, "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -45,8 +49,11 @@ def init(tp: int, pp: int, seed: int, origin: str = "config") -> Dist:
     from megatron.core.tensor_parallel.random import model_parallel_cuda_manual_seed
 
     on_gpu = torch.cuda.is_available()
-    if "WORLD_SIZE" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+    if "WORLD_SIZE" not in os.environ or _OWN_ENV in os.environ:
+        # not launched by torchrun: a one-process group on a fresh port; shutdown() removes these variables again
+        # so that child processes (and later calls) do not inherit a stale rendezvous
+        os.environ.update({_OWN_ENV: "1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                           "MASTER_PORT": str(_free_port())})
     world, rank, local = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
     if world % (tp * pp):
         raise CurationError(f"{origin}: {world} processes cannot hold tensor_parallel={tp} x pipeline_parallel={pp}; "
@@ -77,3 +84,6 @@ def shutdown() -> None:
         ps.destroy_model_parallel()
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    if _OWN_ENV in os.environ:
+        for key in _OWN_KEYS:
+            os.environ.pop(key, None)
