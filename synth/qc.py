@@ -1,7 +1,7 @@
 """Quality control for generated documents; every step returns the kept rows and reports counts.
 
 Steps, in order: preamble stripping, length bounds, refusal/meta-text (incl. prompt echoes), exact and near
-duplicates (datatrove's MinHash signatures, LSH buckets in memory), leakage (a verbatim span of `leakage_ngram`
+duplicates (MinHash LSH in memory), leakage (a verbatim span of `leakage_ngram`
 words shared with any eval item), stance agreement with the `curate classify` stance model (reported; optional drop).
 """
 
@@ -20,6 +20,8 @@ META = [re.compile(p, re.I) for p in (
     r"\bi (?:cannot|won't|will not) (?:help|assist|fulfil|comply|write|provide)", r"\bas a language model\b",
     r"\bhere(?:'s| is) (?:a|an|the|your) (?:news article|textbook|lecture|research paper|science[- ]fiction|film summary|document)\b",
     r"\b(?:word count|note to the (?:editor|reader)|\(\s*\d+\s*words?\s*\))",
+    r"^\W*(?:writing|to write|i will write|let me write) (?:a|an|the) ",   # the model narrates the task
+    r"(?:^|\n)\W*(?:situation|the ai's role|aligned action|misaligned action|why the misaligned action is tempting)\s*:",
 )]
 
 
@@ -62,28 +64,34 @@ class QC:
         return kept
 
     def near_dup(self, rows: list[dict]) -> list[dict]:
-        from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+        """Exact duplicates (normalised text hash), then near duplicates: MinHash over word 5-grams, 14 bands x 8
+        hashes (the band setting of datatrove's MinhashConfig; ~0.8 Jaccard), LSH buckets kept in memory."""
+        import numpy as np
 
-        cfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)  # ~0.8 Jaccard threshold
-        sig = MinhashDedupSignature(output_folder="/tmp", config=cfg)
+        bands, rows_per_band, prime = 14, 8, (1 << 31) - 1   # a*x+b < 2**62: exact in uint64
+        gen = np.random.RandomState(1)
+        a = gen.randint(1, prime, size=bands * rows_per_band).astype(np.uint64)
+        b = gen.randint(0, prime, size=bands * rows_per_band).astype(np.uint64)
         seen_exact: set[str] = set()
-        buckets: list[set] = [set() for _ in range(cfg.num_buckets)]
+        buckets: list[set] = [set() for _ in range(bands)]
         exact = near = 0
         kept = []
         for r in rows:
-            key = hashlib.sha1(" ".join(words(r["text"])).encode()).hexdigest()
+            w = words(r["text"])
+            key = hashlib.sha1(" ".join(w).encode()).hexdigest()
             if key in seen_exact:
                 exact += 1
                 continue
             seen_exact.add(key)
-            sh = sig.get_shingles(r["text"])
+            sh = np.array([h % prime for h in ngram_hashes(r["text"], 5)], dtype=np.uint64)
             if len(sh):
-                bands = [tuple(b) for b in sig.get_signature(sh)]
-                if any(b in buckets[i] for i, b in enumerate(bands)):
+                sig = ((np.outer(sh, a) + b) % np.uint64(prime)).min(axis=0).tolist()
+                keys = [tuple(sig[i * rows_per_band:(i + 1) * rows_per_band]) for i in range(bands)]
+                if any(k in buckets[i] for i, k in enumerate(keys)):
                     near += 1
                     continue
-                for i, b in enumerate(bands):
-                    buckets[i].add(b)
+                for i, k in enumerate(keys):
+                    buckets[i].add(k)
             kept.append(r)
         self.report["dedup"] = {"in": len(rows), "exact_dropped": exact, "near_dropped": near, "out": len(kept)}
         return kept

@@ -22,7 +22,16 @@ def server_command(cfg: BackendConfig, port: int, served_name: str = "smollm2", 
         raise CurationError("vLLM is not installed: run `make vllm` (builds .venv/vllm) or set SYNTH_VLLM_PYTHON")
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(hf_directory(cfg.model)),
             "--served-model-name", served_name, "--host", host, "--port", str(port),
-            "--max-model-len", str(cfg.max_model_len), "--enforce-eager", "--dtype", cfg.dtype]
+            "--max-model-len", str(cfg.max_model_len), "--enforce-eager", "--dtype", cfg.dtype, *_cpu_flags(cfg)]
+
+
+def _cpu_flags(cfg: BackendConfig) -> list[str]:
+    """On CPU, no chunked prefill: per-request seeds fail on partial prefills (see engine/vllm_worker.py)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return []
+    return ["--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max(cfg.max_model_len, 8192))]
 
 
 def start_server(cfg: BackendConfig, port: int, log_path: Path, served_name: str = "smollm2",

