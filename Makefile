@@ -38,7 +38,9 @@ test: setup vllm
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/classify_throughput.py
+	$(BIN)/python benchmarks/propensity_throughput.py
 
 models: setup
 	$(BIN)/python scripts/train_default_models.py
