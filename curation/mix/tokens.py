@@ -16,14 +16,36 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 _CACHE: dict[str, "TokenCounter"] = {}
 
 
+def _fast_path(spec: str):
+    """The Rust tokenizer straight from tokenizer.json when load_tokenizer would read that same file (an HF
+    directory, or the cached conversion of the GGUF): skips importing transformers, seconds per process."""
+    from tokenizers import Tokenizer
+
+    from evals import model_loading as ml
+
+    try:
+        src = ml.resolve(spec)
+        if src.gguf is not None:
+            key = getattr(ml, "_gguf_key", None)
+            if key is None:
+                return None
+            path = ml.cache_root() / "gguf" / f"{src.gguf.stem}-{key(src.gguf)}" / "tokenizer.json"
+        else:
+            path = src.path / "tokenizer.json"
+        return Tokenizer.from_file(str(path)) if path.is_file() else None
+    except Exception:  # any doubt: the ordinary loader decides (and reports errors)
+        return None
+
+
 class TokenCounter:
     """Counts tokens of Arrow string arrays. Special tokens (BOS/EOS) are not counted: the trainer adds one per document."""
 
     def __init__(self, spec: str, batch_docs: int = 256):
-        from evals.model_loading import load_tokenizer
+        backend = _fast_path(spec)
+        if backend is None:   # first use of a GGUF (converts it) or a directory without tokenizer.json
+            from evals.model_loading import load_tokenizer
 
-        tok = load_tokenizer(spec)
-        backend = getattr(tok, "backend_tokenizer", None)
+            backend = getattr(load_tokenizer(spec), "backend_tokenizer", None)
         if backend is None:
             raise CurationError(f"{spec}: a fast (Rust) tokenizer is needed for token counts; pass a directory with tokenizer.json")
         self.spec = str(spec)

@@ -37,7 +37,7 @@ class ShardWriter:
             path = self.dir / f"part-{len(self.files):05d}.parquet"
             self.files.append((path, 0))
             self.writer = pq.ParquetWriter(str(path), self.schema, compression=self.compression)
-        piece = self.buf.slice(0, n).combine_chunks()
+        piece = self.buf.slice(0, n)
         rest = self.buf.slice(n)
         self.buf = rest if rest.num_rows else None
         self.writer.write_table(piece, row_group_size=n)

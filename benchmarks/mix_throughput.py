@@ -1,0 +1,135 @@
+"""Throughput and memory of `curate mix build` against a plain pyarrow read-and-write of the same bytes.
+
+Real documents (../shared/data/corpus), copied into a 1x corpus and a 4x corpus (four copies as four sources).
+Every configuration runs in its own process so its peak RSS (sampled process tree) is its own. Prints MB/s of
+text, peak RSS, and the ratios the mix issue sets targets for:
+  build MB/s / pyarrow read+write MB/s >= 0.5      peak RSS at 4x / peak RSS at 1x ~ 1 (flat)
+
+    python benchmarks/mix_throughput.py [--sources wikipedia-recent,arbital,turntrout,wikipedia-2015:1] [--bucket-mb 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+
+
+def run_measured(cmd: list[str]) -> tuple[str, float]:
+    """stdout and the peak summed RSS (MB) of the process tree, sampled every 20 ms."""
+    import psutil
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        root, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+            except psutil.Error:
+                pass
+            time.sleep(0.02)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode:
+            sys.exit(f"{' '.join(cmd[-4:])} failed:\n{err.read()[-3000:]}")
+        return out.read(), peak / 2**20
+
+
+def make_corpus(root: Path, spec: str) -> list[Path]:
+    """spec: comma-separated sources, `name:N` takes the first N shards."""
+    files = []
+    for item in spec.split(","):
+        name, _, n = item.partition(":")
+        shards = sorted((SHARED / name).glob("*.parquet"))
+        for s in shards[: int(n) if n else None]:
+            dst = root / name / s.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(s, dst)
+            files.append(dst)
+    return files
+
+
+def write_manifest(path: Path, roots: list[Path], bucket_mb: float, count: str) -> None:
+    lines = ["name: bench", "seed: 0", "tokenizer:", "  name: smollm2", f"  count: {count}", "output:",
+             f"  bucket_mb: {bucket_mb}", "  shard_docs: 5000", "sources:"]
+    for i, r in enumerate(roots):
+        lines += [f"  - name: copy{i}", f"    path: {r}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def one(kind: str, arg: str, out: str) -> dict:
+    import pyarrow.parquet as pq
+
+    from curation.mix import build   # imports first: the clock measures the work, not Python start-up
+
+    t0 = time.perf_counter()
+    if kind == "pyarrow":
+        # the floor: read id+text of every shard and write it back as zstd Parquet, nothing else
+        files = json.loads(arg)
+        for i, f in enumerate(files):
+            pq.write_table(pq.read_table(f, columns=["id", "text"]), f"{out}/plain-{i:05d}.parquet", compression="zstd")
+    else:
+        build(arg, out, overwrite=True)      # includes loading the tokenizer, hashing inputs, plan, both passes, lock
+    return {"seconds": time.perf_counter() - t0}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sources", default="wikipedia-recent,arbital,turntrout,wikipedia-2015:1")
+    ap.add_argument("--bucket-mb", type=float, default=32)
+    ap.add_argument("--count", default="estimate", choices=["estimate", "exact"])
+    ap.add_argument("--one", nargs=3, metavar=("KIND", "ARG", "OUT"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(*args.one)))
+        return
+    import polars as pl
+
+    tmp = Path(tempfile.mkdtemp(prefix="mix-bench-"))
+    try:
+        base = tmp / "corpus-0"
+        files = make_corpus(base, args.sources)
+        roots4 = [base] + [tmp / f"corpus-{i}" for i in range(1, 4)]
+        for r in roots4[1:]:
+            shutil.copytree(base, r)
+        mb1 = pl.scan_parquet([str(f) for f in files]).select(pl.col("text").str.len_bytes().sum()).collect().item() / 1e6
+        docs1 = pl.scan_parquet([str(f) for f in files]).select(pl.len()).collect().item()
+        print(f"corpus 1x: {docs1} real documents, {mb1:.1f} MB of text in {len(files)} shards ({args.sources}); "
+              f"4x: four copies as four sources; tokens: {args.count}; bucket_mb {args.bucket_mb}")
+        res = {}
+        for scale, roots in (("1x", roots4[:1]), ("4x", roots4)):
+            all_files = [str(f).replace(str(base), str(r)) for r in roots for f in files]
+            mb = mb1 * len(roots)
+            out = tmp / f"plain-{scale}"
+            out.mkdir()
+            stdout, peak = run_measured([sys.executable, __file__, "--one", "pyarrow", json.dumps(all_files), str(out)])
+            res[("pyarrow", scale)] = (json.loads(stdout.strip().splitlines()[-1])["seconds"], peak, mb)
+            shutil.rmtree(out)
+            man = tmp / f"bench-{scale}.yaml"
+            write_manifest(man, roots, args.bucket_mb, args.count)
+            stdout, peak = run_measured([sys.executable, __file__, "--one", "build", str(man), str(tmp / f"mix-{scale}")])
+            res[("build", scale)] = (json.loads(stdout.strip().splitlines()[-1])["seconds"], peak, mb)
+            shutil.rmtree(tmp / f"mix-{scale}")
+            for kind in ("pyarrow", "build"):
+                s, p, m = res[(kind, scale)]
+                print(f"{kind:8s} {scale}  {m:7.1f} MB  {s:7.2f} s  {m / s:7.1f} MB/s  peak RSS {p:7.0f} MB")
+        print("\nratios (targets in brackets)")
+        for scale in ("1x", "4x"):
+            b, p = res[("build", scale)], res[("pyarrow", scale)]
+            print(f"  build / pyarrow read+write MB/s at {scale}   {(b[2] / b[0]) / (p[2] / p[0]):.2f}x  [>= 0.5]")
+        print(f"  build peak RSS 4x / 1x                {res[('build', '4x')][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]")
+        print(f"  pyarrow peak RSS 4x / 1x              {res[('pyarrow', '4x')][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
