@@ -104,9 +104,8 @@ def build(manifest: Path = typer.Argument(..., help="Manifest YAML"),
         res = run_build(manifest, output, dry_run=dry_run, overwrite=overwrite, progress=progress, count=count)
     except CurationError as e:
         _fail(e)
-    pd = res.lock if res.lock else res.plan.to_dict()
     if as_json:
-        print(json.dumps(res.plan.to_dict() if dry_run else {k: v for k, v in res.lock.items()}, indent=1))
+        print(json.dumps(res.plan.to_dict() if dry_run else res.lock, indent=1))
         return
     out = _out()
     if dry_run:
@@ -120,7 +119,6 @@ def build(manifest: Path = typer.Argument(..., help="Manifest YAML"),
     t = res.lock["totals"]
     out.print(f"built {len(res.lock['outputs'])} shards, {t['docs']:,} documents, {_fmt(t['tokens'])} tokens -> {res.output}"
               f" (mix.lock.json, blend.json)", highlight=False)
-    del pd
 
 
 @mix_app.command()
