@@ -134,3 +134,8 @@ def convert(source: str = typer.Argument(..., help="HF Llama directory / smollm2
     except CurationError as e:
         _fail(e)
     console.print(f"wrote {out}", highlight=False)
+
+
+from train.posttrain.cli import register as _register_posttrain  # noqa: E402  (sft, dpo, posttrain: docs/posttrain.md)
+
+_register_posttrain(train_app)

@@ -1,0 +1,147 @@
+"""Typed post-training config (one YAML for `curate train sft`, `dpo` and `posttrain`); errors name the file and field."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import List, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from curation.errors import CurationError
+
+DOCS = "docs/posttrain.md"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChatTemplateConfig(_Strict):
+    """`persona` builds a template from the markers below (the default matches `curate synth reflect`'s
+    `<assistant>...</assistant>` reflections); `tokenizer` keeps the checkpoint's own template; `jinja` reads `path`."""
+
+    style: Literal["persona", "tokenizer", "jinja"] = "persona"
+    system_marker: str = "<system>"
+    system_marker_end: str = "</system>"
+    user_marker: str = "<user>"
+    user_marker_end: str = "</user>"
+    assistant_marker: str = "<assistant>"
+    assistant_marker_end: str = "</assistant>"
+    separator: str = "\n\n"
+    add_eos: bool = True                 # end every assistant turn with the tokenizer's EOS (so the model learns to stop)
+    path: Optional[str] = None           # style: jinja
+    system_prompt: Optional[str] = None  # prepended as a system turn to examples without one
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.style == "jinja" and not self.path:
+            raise ValueError("style `jinja` needs `path` (a .jinja file with {% generation %} markers)")
+        if self.style == "persona" and not self.assistant_marker:
+            raise ValueError("style `persona` needs a non-empty `assistant_marker` (e.g. <assistant>)")
+        return self
+
+
+class StageConfig(_Strict):
+    """Hyperparameters shared by SFT and DPO (TrainingArguments underneath)."""
+
+    data: List[str] = Field(default_factory=list)   # JSONL / Parquet files, directories, globs, or `demo`
+    steps: int = Field(-1, ge=-1)                   # -1: run `epochs` epochs
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-5, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    max_length: int = Field(512, ge=16)
+    save_steps: int = Field(50, ge=1)
+    save_total_limit: Optional[int] = Field(2, ge=1)
+    logging_steps: int = Field(1, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 on a GPU that has it, else fp32
+    gradient_checkpointing: bool = False
+    limit: Optional[int] = Field(None, ge=1)         # use only the first N examples (smoke runs)
+
+
+class SFTConfig(StageConfig):
+    lr: float = Field(2e-5, gt=0)
+    packing: bool = False
+    packing_strategy: Literal["bfd", "bfd_split", "wrapped"] = "bfd"
+    assistant_only_loss: bool = True
+
+
+class DPOConfig(StageConfig):
+    lr: float = Field(5e-7, gt=0)
+    beta: float = Field(0.1, gt=0)
+    loss_type: str = "sigmoid"
+    max_length: int = Field(512, ge=16)
+
+
+class EvalConfig(_Strict):
+    items: List[str] = Field(default_factory=list)   # when set, `curate train posttrain` scores base and post-trained
+    mode: Literal["base", "chat", "generate"] = "base"
+    limit_per_file: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class PosttrainConfig(_Strict):
+    model: str = "smollm2"              # base checkpoint: HF Llama directory, .gguf, or `smollm2`
+    output: str                         # OUT/sft, OUT/dpo, OUT/posttrain.json (paths: relative to the working directory)
+    condition: str = "default"          # training condition name, carried into eval tags
+    seed: int = 0
+    device: Optional[str] = None        # default: cuda when available, else cpu
+    chat_template: ChatTemplateConfig = ChatTemplateConfig()
+    sft: SFTConfig = SFTConfig()
+    dpo: DPOConfig = DPOConfig()
+    eval: EvalConfig = EvalConfig()
+
+    _origin: str = PrivateAttr("config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise CurationError(f"{path}: no such config file; pass a YAML file (see {DOCS})")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
+        if not isinstance(raw, dict):
+            raise CurationError(f"{path}: expected a mapping of fields at the top level; see {DOCS}")
+        for dotted, value in (overrides or {}).items():
+            parts = dotted.split(".")
+            node = raw
+            for key in parts[:-1]:
+                node = node.setdefault(key, {})
+            node[parts[-1]] = value
+        return cls.validated(raw, str(path))
+
+    @classmethod
+    def validated(cls, raw: dict, origin: str = "config") -> "PosttrainConfig":
+        try:
+            cfg = cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown field"
+            elif err["type"] == "missing":
+                msg = "required field is missing"
+            raise CurationError(f"{origin}: `{loc}`: {msg}; fix it (fields: {DOCS})") from None
+        cfg._origin = origin
+        return cfg
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    def stage_hash(self, stage: str) -> str:
+        """What must not change between a killed run and its resumption (data, hyperparameters, template, seed)."""
+        d = {"model": self.model, "seed": self.seed, "chat_template": self.chat_template.model_dump(),
+             stage: getattr(self, stage).model_dump()}
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+

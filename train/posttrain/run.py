@@ -1,0 +1,250 @@
+"""SFT and DPO stages on Hugging Face checkpoints with TRL, resumable, logged to JSONL like pretraining.
+
+Layout of ``cfg.output``::
+
+    sft/checkpoints/checkpoint-N/   HF Trainer checkpoints (model, optimizer, scheduler, RNG, trainer_state.json)
+    sft/metrics.jsonl               one line per logged step (`iteration`, loss, lr, grad_norm, samples_per_s, ...)
+    sft/run.json                    config hash, resume point, throughput
+    sft/model/                      final HF checkpoint + tokenizer (with the chat template) + posttrain.json
+    dpo/...                         the same for DPO
+    posttrain.json                  `curate train posttrain`: condition, tag, models, eval commands
+
+A stage whose ``model/posttrain.json`` exists with the same config hash is skipped; a killed stage resumes from its
+newest *complete* checkpoint (one with ``trainer_state.json``, which the Trainer writes last).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from curation.errors import CurationError
+
+from .config import PosttrainConfig
+
+STAGES = ("sft", "dpo")
+
+
+def _device(cfg: PosttrainConfig) -> str:
+    import torch
+
+    return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _precision(stage_cfg, device: str) -> dict:
+    import torch
+
+    p = stage_cfg.precision
+    if p == "auto":
+        p = "bf16" if device.startswith("cuda") and torch.cuda.is_bf16_supported() else "fp32"
+    if p != "fp32" and not device.startswith("cuda"):
+        raise CurationError(f"precision {p} needs a GPU; set precision: fp32 (or auto) for CPU runs")
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    """Newest complete checkpoint; incomplete ones (killed mid-save) are removed so the Trainer never sees them."""
+    if not ckpt_dir.is_dir():
+        return None
+    found = sorted((int(p.name.split("-")[-1]), p) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit())
+    best = None
+    for step, p in found:
+        if (p / "trainer_state.json").exists():
+            best = p
+    for step, p in found:
+        if best is None or step > int(best.name.split("-")[-1]):
+            shutil.rmtree(p, ignore_errors=True)
+    return best
+
+
+def _metrics_callback(path: Path, resume_step: int, samples_per_step: int):
+    from transformers import TrainerCallback
+
+    from train.metrics import MetricsLog
+
+    class JsonlMetrics(TrainerCallback):
+        """metrics.jsonl as in pretraining (`iteration` first); measures samples/s between logged steps."""
+
+        def __init__(self):
+            self.log = MetricsLog(path, resume_step)
+            self.t_first = self.t_last = None
+            self.step_first = self.step_last = 0
+            self.delay = float(os.environ.get("CURATE_POSTTRAIN_STEP_DELAY", "0") or 0)   # tests: keep a run alive
+
+        def on_step_end(self, args, state, control, **kw):
+            now = time.perf_counter()
+            if self.t_first is None:               # the first step includes warm-up; throughput counts from its end
+                self.t_first, self.step_first = now, state.global_step
+            self.t_last, self.step_last = now, state.global_step
+            if self.delay:
+                time.sleep(self.delay)
+
+        def samples_per_s(self) -> float | None:
+            if self.t_first is None or self.step_last <= self.step_first:
+                return None
+            return (self.step_last - self.step_first) * samples_per_step / (self.t_last - self.t_first - self.delay * (self.step_last - self.step_first))
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "train_runtime" in logs:
+                return
+            rec = {"iteration": state.global_step}
+            for k, v in logs.items():
+                if isinstance(v, (int, float)):
+                    rec["lr" if k == "learning_rate" else k.replace("/", "_")] = float(v)
+            sps = self.samples_per_s()
+            if sps:
+                rec["samples_per_s"] = sps
+            self.log.log(rec)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.log.close()
+
+    return JsonlMetrics()
+
+
+def _load_model(path: Path, device: str):
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(path), dtype="float32").to(device)
+    except (OSError, ValueError) as e:
+        raise CurationError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory") from None
+
+
+def eval_commands(base: str, model: str | Path, items: list[str], out: Path, condition: str) -> list[str]:
+    its = " ".join(f"--items {shlex.quote(i)}" for i in (items or ["ITEMS.jsonl"]))
+    q = shlex.quote
+    return [f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} --tag base --condition {q(condition)}",
+            f"curate eval propensity --model {q(str(model))} {its} --output {q(str(out / 'eval' / 'posttrained'))} "
+            f"--tag posttrained --condition {q(condition)}",
+            f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}"]
+
+
+def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progress: bool = True) -> dict:
+    """Train one stage (sft or dpo) from `init` (default cfg.model); returns a summary dict (also in run.json)."""
+    from evals.model_loading import hf_directory, load_tokenizer
+
+    from .data import load_examples
+    from .templates import apply
+
+    sc = getattr(cfg, stage)
+    out = Path(cfg.output) / stage
+    final = out / "model"
+    ckpts = out / "checkpoints"
+    chash = cfg.stage_hash(stage)
+    init_dir = hf_directory(init or cfg.model)
+
+    for marker in (final / "posttrain.json", out / "run.json"):
+        if marker.exists():
+            prev = json.loads(marker.read_text())
+            if prev.get("config_hash") != chash or prev.get("init") != str(init_dir):
+                raise CurationError(f"{out}: holds a {stage} run with a different config or starting model; "
+                                    f"set a new `output` in {cfg.origin} or delete {out}")
+    if (final / "posttrain.json").exists():
+        done = json.loads((final / "run.json").read_text()) if (final / "run.json").exists() else json.loads(out.joinpath("run.json").read_text())
+        done["skipped"] = True
+        return done
+
+    examples = load_examples(sc.data, stage, cfg.chat_template.system_prompt, sc.limit)
+    device = _device(cfg)
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    tok = apply(cfg.chat_template, load_tokenizer(init_dir))
+    model = _load_model(init_dir, device)
+    dataset = Dataset.from_list(examples)
+
+    common = dict(output_dir=str(ckpts), max_steps=sc.steps, num_train_epochs=sc.epochs, per_device_train_batch_size=sc.batch_size,
+                  gradient_accumulation_steps=sc.grad_accum, learning_rate=sc.lr, lr_scheduler_type=sc.lr_scheduler,
+                  warmup_steps=sc.warmup_ratio,   # transformers 5: a value below 1 is a ratio of the total steps
+                  weight_decay=sc.weight_decay, max_grad_norm=sc.max_grad_norm, max_length=sc.max_length,
+                  save_strategy="steps", save_steps=sc.save_steps, save_total_limit=sc.save_total_limit,
+                  logging_steps=sc.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
+                  gradient_checkpointing=sc.gradient_checkpointing, use_cpu=not device.startswith("cuda"),
+                  disable_tqdm=not progress, dataloader_num_workers=0, dataset_num_proc=None, **_precision(sc, device))
+    resume = latest_checkpoint(ckpts)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "run.json").write_text(json.dumps({"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "running"}, indent=1))
+    cb = _metrics_callback(out / "metrics.jsonl", int(resume.name.split("-")[-1]) if resume else 0, sc.batch_size * sc.grad_accum)
+
+    try:
+        if stage == "sft":
+            from trl import SFTConfig, SFTTrainer
+
+            args = SFTConfig(packing=sc.packing, packing_strategy=sc.packing_strategy, assistant_only_loss=sc.assistant_only_loss,
+                             **common)
+            trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb])
+        else:
+            from trl import DPOConfig, DPOTrainer
+
+            # TRL 1.16 reloads a missing reference from model.config._name_or_path, which is empty for an in-memory
+            # model: always pass the reference explicitly (the starting checkpoint, frozen).
+            ref = _load_model(init_dir, device).eval()
+            args = DPOConfig(beta=sc.beta, loss_type=[sc.loss_type], **common)
+            trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb])
+    except ValueError as e:
+        raise CurationError(f"{cfg.origin}: TRL rejected the {stage} setup ({str(e).splitlines()[0]}); fix the `{stage}` section") from None
+
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - t0
+
+    tmp = out / ".model-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tok.save_pretrained(str(tmp))
+    steps = trainer.state.global_step
+    summary = {"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "done", "model": str(final),
+               "condition": cfg.condition, "tag": "posttrained", "base_model": cfg.model, "seed": cfg.seed,
+               "examples": len(examples), "steps": steps, "resumed_from": str(resume) if resume else None,
+               "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+               "seconds": seconds, "samples_per_s": cb.samples_per_s(),
+               "trainer_samples_per_s": result.metrics.get("train_samples_per_second"),
+               "samples_per_step": sc.batch_size * sc.grad_accum, "device": device, "torch": torch.__version__,
+               "chat_template": cfg.chat_template.style, "assistant_marker": cfg.chat_template.assistant_marker}
+    (tmp / "posttrain.json").write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    (out / "run.json").write_text(json.dumps(summary, indent=1))
+    del trainer, model
+    return summary
+
+
+def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
+    """SFT, then DPO from the SFT model (reference = the SFT model), then tags and (optionally) evaluates."""
+    sft = run_stage(cfg, "sft", progress=progress)
+    dpo = run_stage(cfg, "dpo", init=sft["model"], progress=progress)
+    out = Path(cfg.output)
+    cmds = eval_commands(cfg.model, dpo["model"], cfg.eval.items, out, cfg.condition)
+    res = {"condition": cfg.condition, "tag": "posttrained", "base_model": cfg.model, "model": dpo["model"],
+           "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
+           "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
+           "eval_commands": cmds}
+    if cfg.eval.items:
+        res["eval"] = evaluate(cfg, dpo["model"], progress=progress)
+    (out / "posttrain.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def evaluate(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
+    """`curate eval propensity` on the base and post-trained models (tagged base/posttrained) and `curate eval report`."""
+    from evals.propensity import PropensityConfig, run_propensity
+    from evals.report import make_report
+
+    out = Path(cfg.output) / "eval"
+    runs = {}
+    for tag, spec in (("base", cfg.model), ("posttrained", model)):
+        pc = PropensityConfig(model=str(spec), items=list(cfg.eval.items), mode=cfg.eval.mode, batch_size=cfg.eval.batch_size,
+                              seed=cfg.seed, limit_per_file=cfg.eval.limit_per_file, tag=tag, condition=cfg.condition,
+                              device=cfg.device)
+        s = run_propensity(pc, out / tag, progress=progress)
+        runs[tag] = s["overall"]["mean_p_misaligned"]
+    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed)
+    return {"mean_p_misaligned": runs, "report": str(report)}
