@@ -98,7 +98,7 @@ def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress)
                 row["p_misaligned_by_order"].append(float(o[LETTERS.index(letter)] in items[k].misaligned))
     else:
         scorer = LetterScorer(model, tok, batch_size=cfg.batch_size)
-        lps = scorer.letter_logprobs(prompts, [len(o) for _, o in shown], progress=progress)
+        lps = scorer.letter_logprobs(prompts, [len(o) for _, o in shown], groups=[k for k, _ in shown], progress=progress)
         for (k, o), lp in zip(shown, lps):
             probs = option_probs(lp)
             by_option = [0.0] * len(o)

@@ -43,35 +43,70 @@ class LetterScorer:
         enc = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
         return [ids[-self.max_tokens:] for ids in enc]
 
-    def letter_logprobs(self, prompts: Sequence[str], n_options: Sequence[int],
+    def letter_logprobs(self, prompts: Sequence[str], n_options: Sequence[int], groups: Sequence[int] | None = None,
                         progress: Callable[[int], None] | None = None) -> list[list[float]]:
-        """For each prompt, log P(letter) for its first n options (full-vocabulary softmax, not renormalised)."""
+        """For each prompt, log P(letter) for its first n options (full-vocabulary softmax, not renormalised).
+
+        Prompts with the same ``groups`` value (the orders of one item) share their common token prefix: it runs once,
+        and its KV cache is reused for each member's suffix. The tokens are exactly the full prompts' tokens, so the
+        result equals scoring each prompt on its own.
+        """
         import torch
 
         encoded = self.encode(prompts)
-        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        members: dict[int, list[int]] = {}
+        for i, g in enumerate(groups if groups is not None else range(len(encoded))):
+            members.setdefault(g, []).append(i)
+        units = []
+        for idx in members.values():
+            shortest = min(len(encoded[i]) for i in idx)
+            k = 0
+            while k < shortest - 1 and all(encoded[i][k] == encoded[idx[0]][k] for i in idx):
+                k += 1
+            units.append((idx, k))
+        units.sort(key=lambda u: -sum(len(encoded[i]) for i in u[0]))
         out: list[list[float] | None] = [None] * len(encoded)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         device = next(self.model.parameters()).device
         letter_ids = torch.tensor(self.letter_ids, device=device)
+
+        def left_padded(seqs):
+            width = max(len(x) for x in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for row, x in enumerate(seqs):  # left padding: every sequence ends in the last column
+                if x:
+                    ids[row, width - len(x):] = torch.tensor(x)
+                    mask[row, width - len(x):] = 1
+            return ids.to(device), mask.to(device)
+
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start: start + self.batch_size]
-                width = max(len(encoded[i]) for i in idx)
-                ids = torch.full((len(idx), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for row, i in enumerate(idx):  # left padding, so every prompt's last token is the last column
-                    ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                    mask[row, width - len(encoded[i]):] = 1
-                ids, mask = ids.to(device), mask.to(device)
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)  # padding must not shift the rotary positions
-                final = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
+            start = 0
+            while start < len(units):
+                batch, rows = [], 0
+                while start < len(units) and (not batch or rows + len(units[start][0]) <= self.batch_size):
+                    batch.append(units[start])
+                    rows += len(units[start][0])
+                    start += 1
+                flat = [(u, i) for u, (idx, _) in enumerate(batch) for i in idx]
+                # 1) shared prefixes, once per item; rotary positions count real tokens only
+                p_ids, p_mask = left_padded([encoded[idx[0]][:k] for idx, k in batch])
+                p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
+                cache = self.model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
+                                   logits_to_keep=1).past_key_values
+                cache.reorder_cache(torch.tensor([u for u, _ in flat], device=device))
+                # 2) each prompt's own suffix on top of its item's prefix cache
+                s_ids, s_mask = left_padded([encoded[i][batch[u][1]:] for u, i in flat])
+                prefix_len = p_mask.sum(-1)[torch.tensor([u for u, _ in flat], device=device)]
+                s_pos = prefix_len[:, None] + (s_mask.cumsum(-1) - 1).clamp(min=0)
+                mask = torch.cat([p_mask[torch.tensor([u for u, _ in flat], device=device)], s_mask], dim=1)
+                final = self.model(input_ids=s_ids, attention_mask=mask, position_ids=s_pos, past_key_values=cache,
                                    logits_to_keep=1).logits[:, -1].float()
                 lp = torch.log_softmax(final, dim=-1)[:, letter_ids].cpu().tolist()
-                for row, i in enumerate(idx):
+                for row, (_, i) in enumerate(flat):
                     out[i] = lp[row][: n_options[i]]
                 if progress:
-                    progress(len(idx))
+                    progress(len(flat))
         return out  # type: ignore[return-value]
 
 
