@@ -151,3 +151,13 @@ def test_cli_propensity_report_and_priming(tmp_path, few_items):
     rows = {r["id"]: r for r in map(json.loads, (tmp_path / "prime" / "priming.jsonl").read_text().splitlines())}
     assert rows["a"]["p_phrase"] > rows["b"]["p_phrase"]
     assert rows["b"]["high_priming_risk"] and not rows["a"]["high_priming_risk"]
+
+
+def test_chat_mode_without_template_is_one_clear_error(smol, few_items):
+    from copy import deepcopy
+
+    _, tok = smol
+    bare = deepcopy(tok)
+    bare.chat_template = None
+    with pytest.raises(CurationError, match="chat mode needs a model with a chat template"):
+        PromptStyle(mode="chat").render(few_items[0], [0, 1], bare)
