@@ -140,8 +140,9 @@ class PosttrainConfig(_Strict):
         return self._origin
 
     def stage_hash(self, stage: str) -> str:
-        """What must not change between a killed run and its resumption (data, hyperparameters, template, seed)."""
-        d = {"model": self.model, "seed": self.seed, "chat_template": self.chat_template.model_dump(),
+        """What must not change between a killed run and its resumption (data, hyperparameters, template, seed);
+        the starting model is checked separately (for DPO in `posttrain` it is the SFT output, not `model`)."""
+        d = {"seed": self.seed, "chat_template": self.chat_template.model_dump(),
              stage: getattr(self, stage).model_dump()}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
