@@ -167,7 +167,7 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
                   weight_decay=sc.weight_decay, max_grad_norm=sc.max_grad_norm, max_length=sc.max_length,
                   save_strategy="steps", save_steps=sc.save_steps, save_total_limit=sc.save_total_limit,
                   logging_steps=sc.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-                  gradient_checkpointing=sc.gradient_checkpointing, use_cpu=not device.startswith("cuda"),
+                  activation_checkpointing=sc.gradient_checkpointing, use_cpu=not device.startswith("cuda"),
                   disable_tqdm=not progress, dataloader_num_workers=0, dataset_num_proc=None, **_precision(sc, device))
     resume = latest_checkpoint(ckpts)
     out.mkdir(parents=True, exist_ok=True)
