@@ -35,6 +35,7 @@ def propensity(
     tag: Optional[str] = typer.Option(None, help="base | posttrained (the report pairs them)"),
     condition: Optional[str] = typer.Option(None, help="Training condition name, for reports"),
     device: Optional[str] = typer.Option(None),
+    backend: str = typer.Option("hf", help="hf (transformers) | vllm (prompt_logprobs; `make vllm`)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
@@ -42,7 +43,7 @@ def propensity(
 
     cfg = PropensityConfig(model=model, items=items, mode=mode, system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,
-                           include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device)
+                           include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device, backend=backend)
     try:
         s = run_propensity(cfg, output, progress=progress)
     except CurationError as e:

@@ -38,6 +38,8 @@ class PropensityConfig:
     tag: str | None = None              # e.g. base | posttrained: the report pairs runs by condition and tag
     condition: str | None = None        # e.g. unfiltered | alignment-upsampled
     device: str | None = None
+    dtype: str = "auto"                 # auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
+    backend: str = "hf"                 # hf (transformers) | vllm (prompt_logprobs, in vLLM's own environment)
 
     def style(self) -> PromptStyle:
         mode = "chat" if self.mode in ("chat", "generate") else "base"
@@ -97,8 +99,17 @@ def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress)
             else:
                 row["p_misaligned_by_order"].append(float(o[LETTERS.index(letter)] in items[k].misaligned))
     else:
-        scorer = LetterScorer(model, tok, batch_size=cfg.batch_size)
-        lps = scorer.letter_logprobs(prompts, [len(o) for _, o in shown], groups=[k for k, _ in shown], progress=progress)
+        if cfg.backend == "vllm":
+            from evals.scoring import VLLMLetterScorer
+
+            scorer = VLLMLetterScorer(tok, model=cfg.model, dtype=cfg.dtype)
+        else:
+            scorer = LetterScorer(model, tok, batch_size=cfg.batch_size)
+        try:
+            lps = scorer.letter_logprobs(prompts, [len(o) for _, o in shown], groups=[k for k, _ in shown], progress=progress)
+        finally:
+            if cfg.backend == "vllm":
+                scorer.close()
         for (k, o), lp in zip(shown, lps):
             probs = option_probs(lp)
             by_option = [0.0] * len(o)
@@ -179,7 +190,16 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file)
     source = resolve(cfg.model)
     t0 = time.time()
-    model, tok = loaded or load_model(cfg.model, device=cfg.device)
+    if cfg.backend not in ("hf", "vllm"):
+        raise CurationError(f"--backend must be hf or vllm, not {cfg.backend!r}")
+    if cfg.backend == "vllm":
+        if cfg.mode == "generate":
+            raise CurationError("--mode generate runs on the hf backend; use --backend hf (or synth's vLLM engine)")
+        from evals.model_loading import hf_directory, load_tokenizer
+
+        model, tok = None, load_tokenizer(hf_directory(cfg.model))
+    else:
+        model, tok = loaded or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
     load_s = time.time() - t0
     style = cfg.style()
     n_prompts = sum(len(orders(len(it.options))) for it in items)

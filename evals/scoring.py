@@ -24,7 +24,11 @@ class LetterScorer:
     max_tokens: int = 2048
 
     def __post_init__(self):
+        import inspect
+
         self.letter_ids = self._letter_ids()
+        # transformers renamed forward(past_key_values=) to cache=; use whichever this version takes
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _letter_ids(self) -> list[int]:
         """The token each letter becomes right after "(": read off the tokenizer, not assumed."""
@@ -100,7 +104,7 @@ class LetterScorer:
                 prefix_len = p_mask.sum(-1)[torch.tensor([u for u, _ in flat], device=device)]
                 s_pos = prefix_len[:, None] + (s_mask.cumsum(-1) - 1).clamp(min=0)
                 mask = torch.cat([p_mask[torch.tensor([u for u, _ in flat], device=device)], s_mask], dim=1)
-                final = self.model(input_ids=s_ids, attention_mask=mask, position_ids=s_pos, past_key_values=cache,
+                final = self.model(input_ids=s_ids, attention_mask=mask, position_ids=s_pos, **{self._cache_kw: cache},
                                    logits_to_keep=1).logits[:, -1].float()
                 lp = torch.log_softmax(final, dim=-1)[:, letter_ids].cpu().tolist()
                 for row, (_, i) in enumerate(flat):
@@ -108,6 +112,34 @@ class LetterScorer:
                 if progress:
                     progress(len(flat))
         return out  # type: ignore[return-value]
+
+
+class VLLMLetterScorer(LetterScorer):
+    """The same letter log-probs from vLLM: each prompt + letter is scored with ``prompt_logprobs`` (vLLM's prefix
+    cache shares the prompt across letters and orders). vLLM runs in its worker process (synth's engine)."""
+
+    def __init__(self, tokenizer, model: str = "smollm2", batch_size: int = 256, **backend):
+        from synth.config import BackendConfig
+        from synth.engine.vllm_client import VLLMGenerator
+
+        self.tokenizer, self.batch_size, self.max_tokens = tokenizer, batch_size, 2048
+        self.letter_ids = self._letter_ids()
+        self.engine = VLLMGenerator(BackendConfig(kind="vllm", model=model, **backend))
+
+    def letter_logprobs(self, prompts, n_options, groups=None, progress=None):
+        encoded = self.encode(prompts)
+        flat = [(k, ids + [self.letter_ids[j]]) for k, ids in enumerate(encoded) for j in range(n_options[k])]
+        out: list[list[float]] = [[] for _ in encoded]
+        for start in range(0, len(flat), self.batch_size):
+            chunk = flat[start: start + self.batch_size]
+            for (k, _), lp in zip(chunk, self.engine.score_last_tokens([ids for _, ids in chunk])):
+                out[k].append(lp)
+            if progress:
+                progress(len({k for k, _ in chunk}))
+        return out
+
+    def close(self):
+        self.engine.close()
 
 
 def option_probs(letter_lp: Sequence[float]) -> list[float]:

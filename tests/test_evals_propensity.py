@@ -161,3 +161,22 @@ def test_chat_mode_without_template_is_one_clear_error(smol, few_items):
     bare.chat_template = None
     with pytest.raises(CurationError, match="chat mode needs a model with a chat template"):
         PromptStyle(mode="chat").render(few_items[0], [0, 1], bare)
+
+
+def test_vllm_backend_matches_transformers(few_items, tmp_path):
+    """The vLLM path (prompt_logprobs in .venv/vllm, built by `make test`) gives the same letter log-probs."""
+    import os
+
+    from synth.engine.vllm_client import vllm_python
+
+    if vllm_python() is None:
+        if os.environ.get("CI"):
+            pytest.fail("vLLM is not installed in CI: `make test` should have built .venv/vllm")
+        pytest.skip("vLLM not installed (make vllm)")
+    items = few_items[:4]
+    run_propensity(PropensityConfig(backend="vllm", dtype="float32", n_boot=50), tmp_path / "v", progress=False, items=items)
+    run_propensity(PropensityConfig(n_boot=50), tmp_path / "h", progress=False, items=items)
+    rv, rh = ([json.loads(x) for x in (tmp_path / d / "items.jsonl").read_text().splitlines()] for d in ("v", "h"))
+    for a, b in zip(rv, rh):
+        for la, lb in zip(a["letter_logprobs"], b["letter_logprobs"]):
+            assert la == pytest.approx(lb, abs=2e-2)

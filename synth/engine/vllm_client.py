@@ -124,6 +124,18 @@ class VLLMGenerator:
             raise CurationError(f"vLLM generation failed: {reply['error']}; see {self.log_path}")
         return [Completion(o["text"].strip(), o["n_tokens"], o["finish_reason"]) for o in reply["outputs"]]
 
+    def score_last_tokens(self, token_lists: list[list[int]]) -> list[float]:
+        """log P(last token | preceding tokens) for each list (vLLM prompt_logprobs); used by evals' vLLM scorer."""
+        if not token_lists:
+            return []
+        if self.proc is None:
+            self._start()
+        self._send({"score": token_lists})
+        reply = self._recv(max(600.0, len(token_lists) / 2))
+        if "error" in reply:
+            raise CurationError(f"vLLM scoring failed: {reply['error']}; see {self.log_path}")
+        return reply["logprobs"]
+
     def close(self) -> None:
         if self.proc is not None:
             try:

@@ -48,6 +48,13 @@ def main() -> None:
             continue
         try:
             req = json.loads(line)
+            if "score" in req:  # evals: log P(last token | the rest) for each token list, via prompt_logprobs
+                from vllm.inputs import TokensPrompt
+
+                outs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in req["score"]],
+                                    SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0), use_tqdm=False)
+                send({"logprobs": [o.prompt_logprobs[-1][ids[-1]].logprob for o, ids in zip(outs, req["score"])]})
+                continue
             s = req["sampling"]
             params = [SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_tokens=s["max_tokens"], seed=seed,
                                      ignore_eos=bool(req.get("force_length")))
