@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from curation.errors import CurationError
+from curation.yamlconfig import read_yaml, validate
 
 
 class _Strict(BaseModel):
@@ -58,20 +57,11 @@ class ClassifyConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "ClassifyConfig":
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
-        return cls.validated(raw, str(path))
+        return cls.validated(read_yaml(path, "docs/classify.md"), str(path))
 
     @classmethod
     def validated(cls, raw: dict, origin: str = "config") -> "ClassifyConfig":
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise CurationError(f"{origin}: `{loc}`: {err['msg']}; see docs/classify.md for the fields") from None
+        return validate(cls, raw, origin, "docs/classify.md")
 
     def fingerprint(self) -> dict:
         """What decides the values in the attribute files (not how the work is scheduled)."""

@@ -8,7 +8,6 @@ it comes from ``evals/data/anthropic_polarity.yaml``, decided per file by readin
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -18,6 +17,7 @@ from typing import Iterable
 import yaml
 
 from curation.errors import CurationError
+from curation.records import read_records
 
 POLARITY_TABLE = Path(__file__).parent / "data" / "anthropic_polarity.yaml"
 LETTERS = "ABCDEFGH"
@@ -41,41 +41,6 @@ class Item:
 
 
 # ---------------------------------------------------------------- reading files
-
-def _rows(path: Path) -> Iterable[tuple[int, dict]]:
-    """(line number, row) for JSONL, a JSON array, or Parquet; a bad line is an error naming file and line."""
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise CurationError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it") from None
-        yield from enumerate(table.to_pylist(), start=1)
-        return
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise CurationError(f"{path}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise CurationError(f"{path}:{e.lineno}: malformed JSON array ({e.msg}); fix that line") from None
-        yield from enumerate(data, start=1)
-        return
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CurationError(f"{path}:{n}: malformed JSONL ({e.msg}); fix or remove that line") from None
-        if not isinstance(row, dict):
-            raise CurationError(f"{path}:{n}: each JSONL line must be an object; fix that line")
-        yield n, row
-
 
 def detect_schema(row: dict) -> str:
     if {"question", "choices", "misaligned_choice"} <= row.keys():
@@ -209,7 +174,7 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
     for path in files:
         polarity = matching_is or polarity_for(path)
         kept = 0
-        for n, row in _rows(path):
+        for n, row in read_records(path):
             schema = detect_schema(row)
             if schema == "benchmark":
                 item = _benchmark_item(row, path, n)

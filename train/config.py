@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from curation.errors import CurationError
+from curation.yamlconfig import apply_overrides, read_yaml, validate
 
 
 class _Strict(BaseModel):
@@ -108,20 +107,8 @@ class PretrainConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
-        try:
-            raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
-        for dotted, value in (overrides or {}).items():
-            section, key = dotted.split(".", 1)
-            raw.setdefault(section, {})[key] = value
-        return cls.validated(raw, str(path))
+        return cls.validated(apply_overrides(read_yaml(path, "docs/train.md"), overrides), str(path))
 
     @classmethod
     def validated(cls, raw: dict, origin: str = "config") -> "PretrainConfig":
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-            raise CurationError(f"{origin}: `{loc}`: {err['msg']}; see docs/train.md for the fields") from None
+        return validate(cls, raw, origin, "docs/train.md")

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 from typing import List, Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from curation.errors import CurationError
+from curation.yamlconfig import apply_overrides, read_yaml, validate
 
 DOCS = "docs/posttrain.md"
 
@@ -102,36 +101,12 @@ class PosttrainConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
-        p = Path(path)
-        if not p.is_file():
-            raise CurationError(f"{path}: no such config file; pass a YAML file (see {DOCS})")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
-            raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {str(e).splitlines()[0]}); fix the YAML") from None
-        if not isinstance(raw, dict):
-            raise CurationError(f"{path}: expected a mapping of fields at the top level; see {DOCS}")
-        for dotted, value in (overrides or {}).items():
-            parts = dotted.split(".")
-            node = raw
-            for key in parts[:-1]:
-                node = node.setdefault(key, {})
-            node[parts[-1]] = value
+        raw = apply_overrides(read_yaml(path, DOCS), overrides)
         return cls.validated(raw, str(path))
 
     @classmethod
     def validated(cls, raw: dict, origin: str = "config") -> "PosttrainConfig":
-        try:
-            cfg = cls.model_validate(raw)
-        except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown field"
-            elif err["type"] == "missing":
-                msg = "required field is missing"
-            raise CurationError(f"{origin}: `{loc}`: {msg}; fix it (fields: {DOCS})") from None
+        cfg = validate(cls, raw, origin, DOCS)
         cfg._origin = origin
         return cfg
 

@@ -9,10 +9,10 @@ turns; the answer's assistant turn). Either may carry a ``system`` string. ``dem
 from __future__ import annotations
 
 import glob
-import json
 from pathlib import Path
 
 from curation.errors import CurationError
+from curation.records import read_records
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO = {"sft": DATA_DIR / "sft_demo.jsonl", "dpo": DATA_DIR / "dpo_demo.jsonl"}
@@ -48,32 +48,6 @@ def expand(specs: list[str], kind: str) -> list[Path]:
     return out
 
 
-def _rows(path: Path):
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            table = pq.read_table(path)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise CurationError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it") from None
-        yield from enumerate(table.to_pylist(), start=1)
-        return
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise CurationError(f"{path}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CurationError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove the line") from None
-        if not isinstance(row, dict):
-            raise CurationError(f"{path}:{n}: expected a JSON object per line; fix the line")
-        yield n, row
-
-
 def _turns(value, where: str, what: str, default_role: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
@@ -99,7 +73,7 @@ def load_examples(specs: list[str], kind: str, system_prompt: str | None = None,
     out: list[dict] = []
     for path in expand(specs, kind):
         seen = False
-        for n, row in _rows(path):
+        for n, row in read_records(path):
             where = f"{path}:{n}"
             if not seen:
                 seen = True
