@@ -74,7 +74,7 @@ def init(preset: str = typer.Option(..., "--preset", "-p", help="unfiltered | fi
     from curation.mix.presets import render_preset
 
     try:
-        text = render_preset(preset, corpus, attributes, synthetic)
+        text = render_preset(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
     except CurationError as e:
         _fail(e)
     if output is None:

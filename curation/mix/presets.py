@@ -91,18 +91,29 @@ def _corpus_sources(corpus: str) -> list[tuple[str, str]]:
     return subs or [(root.name or "corpus", str(root))]
 
 
+def _rebase(path: str, base: str | Path | None) -> str:
+    """A path given relative to the working directory, written relative to `base` (the manifest's directory), since
+    `curate mix build` resolves relative manifest paths against the manifest's directory. Absolute paths stay."""
+    if base is None or os.path.isabs(path):
+        return str(path)
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+
 def render_preset(preset: str, corpus: str = "data/corpus", attributes: str = "data/attributes",
-                  synthetic: str = "data/synthetic") -> str:
+                  synthetic: str = "data/synthetic", base: str | Path | None = None) -> str:
+    """The manifest text; relative paths are taken from the working directory and, with `base` (the directory the
+    manifest will be written to), rewritten relative to it."""
     if preset not in PRESETS:
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     text = HEADER.format(desc=PRESETS[preset], preset=preset)
     srcs = _corpus_sources(corpus)
     for name, path in srcs:
         attrs = attributes if len(srcs) == 1 else str(Path(attributes) / name)
-        text += CORPUS.format(name=name, path=path, attrs=attrs, filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
+        text += CORPUS.format(name=name, path=_rebase(path, base), attrs=_rebase(attrs, base),
+                              filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
                               epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS)
     if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
         stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
-        text += SYNTH.format(name=f"synthetic-{stance}", path=synthetic, stance=stance,
+        text += SYNTH.format(name=f"synthetic-{stance}", path=_rebase(synthetic, base), stance=stance,
                              transform=REFLECT if preset == "reflections" else "")
     return text
