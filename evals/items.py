@@ -180,6 +180,8 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
                 item = _benchmark_item(row, path, n)
             elif schema == "internal":
                 item = Item(**{k: row[k] for k in Item.__dataclass_fields__ if k in row})
+                item.source = item.source or str(path)
+                item.split = item.split or path.stem
             elif schema == "anthropic":
                 if polarity is None:
                     raise CurationError(f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "
