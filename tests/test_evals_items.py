@@ -101,3 +101,10 @@ def test_bad_item_files_give_one_line_errors(tmp_path):
     out_of_range.write_text('{"question": "q", "choices": ["x", "y"], "misaligned_choice": 2}\n')
     with pytest.raises(CurationError, match=r"range\.jsonl:1: misaligned_choice"):
         load_items([out_of_range])
+
+
+def test_internal_schema_items_keep_their_file(tmp_path):
+    f = tmp_path / "mine.jsonl"
+    f.write_text('{"id": "x1", "question": "Shut down?", "options": ["Yes", "No"], "misaligned": [1]}\n')
+    it = load_items([f])[0]
+    assert it.source == str(f) and it.split == "mine" and it.misaligned == [1]
