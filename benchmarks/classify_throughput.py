@@ -13,11 +13,13 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import run_measured  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
 
@@ -30,30 +32,6 @@ def build_corpus(root: Path, docs: int, shards: int) -> None:
     per = -(-df.height // shards)
     for i in range(shards):
         df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
-
-
-def run_measured(cmd: list[str], env: dict) -> tuple[str, float]:
-    """Runs a configuration in its own process; returns stdout and the peak summed RSS of its process tree (MB).
-
-    (Sampled every 20 ms: ru_maxrss would report the parent's size, since it survives fork and exec.)
-    """
-    import psutil
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        root, peak = psutil.Process(proc.pid), 0
-        while proc.poll() is None:
-            try:
-                tree = [root, *root.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in tree))
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode:
-            sys.exit(f"{' '.join(cmd[-4:])} failed:\n{err.read()[-2000:]}")
-        return out.read(), peak / 2**20
 
 
 def _bare_shard(args):

@@ -12,35 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import run_measured  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
-
-
-def run_measured(cmd: list[str]) -> tuple[str, float]:
-    """stdout and the peak summed RSS (MB) of the process tree, sampled every 20 ms."""
-    import psutil
-
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
-        root, peak = psutil.Process(proc.pid), 0
-        while proc.poll() is None:
-            try:
-                peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
-            except psutil.Error:
-                pass
-            time.sleep(0.02)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode:
-            sys.exit(f"{' '.join(cmd[-4:])} failed:\n{err.read()[-3000:]}")
-        return out.read(), peak / 2**20
 
 
 def make_corpus(root: Path, spec: str) -> list[Path]:
