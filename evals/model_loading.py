@@ -72,9 +72,11 @@ def resolve(spec: str | os.PathLike | None = None) -> ModelSource:
     return ModelSource(spec, path)
 
 
-def _gguf_key(gguf: Path) -> str:
+def converted_dir(gguf: Path) -> Path:
+    """Where a GGUF's safetensors conversion is cached: keyed by its path, size and mtime, so a changed file reconverts."""
     st = gguf.stat()
-    return hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_root() / "gguf" / f"{gguf.stem}-{key}"
 
 
 def hf_directory(spec: str | os.PathLike | None = None) -> Path:
@@ -82,7 +84,7 @@ def hf_directory(spec: str | os.PathLike | None = None) -> Path:
     src = resolve(spec)
     if src.gguf is None:
         return src.path
-    out = cache_root() / "gguf" / f"{src.gguf.stem}-{_gguf_key(src.gguf)}"
+    out = converted_dir(src.gguf)
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
         return out
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -113,7 +115,7 @@ def load_tokenizer(spec: str | os.PathLike | None = None):
 
     src = resolve(spec)
     if src.gguf is not None:
-        cached = cache_root() / "gguf" / f"{src.gguf.stem}-{_gguf_key(src.gguf)}"
+        cached = converted_dir(src.gguf)
         if (cached / "tokenizer.json").exists():
             return AutoTokenizer.from_pretrained(str(cached))
         return AutoTokenizer.from_pretrained(str(src.gguf.parent), gguf_file=src.gguf.name)

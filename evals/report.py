@@ -21,13 +21,16 @@ def load_run(run_dir: str | Path) -> dict:
 
 
 def _item_p(run: dict) -> dict[str, float]:
-    out = {}
-    with open(Path(run["_dir"]) / "items.jsonl") as f:
-        for line in f:
-            r = json.loads(line)
-            if r["p_misaligned"] is not None:
-                out[r["id"]] = r["p_misaligned"]
-    return out
+    """Per-item P(misaligned), read once per run (a run can appear in several comparisons)."""
+    if "_item_p" not in run:
+        out = {}
+        with open(Path(run["_dir"]) / "items.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                if r["p_misaligned"] is not None:
+                    out[r["id"]] = r["p_misaligned"]
+        run["_item_p"] = out
+    return run["_item_p"]
 
 
 def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:

@@ -26,10 +26,7 @@ def _fast_path(spec: str):
     try:
         src = ml.resolve(spec)
         if src.gguf is not None:
-            key = getattr(ml, "_gguf_key", None)
-            if key is None:
-                return None
-            path = ml.cache_root() / "gguf" / f"{src.gguf.stem}-{key(src.gguf)}" / "tokenizer.json"
+            path = ml.converted_dir(src.gguf) / "tokenizer.json"
         else:
             path = src.path / "tokenizer.json"
         return Tokenizer.from_file(str(path)) if path.is_file() else None
