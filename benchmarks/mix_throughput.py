@@ -6,6 +6,7 @@ text, peak RSS, and the ratios the mix issue sets targets for:
   build MB/s / pyarrow read+write MB/s >= 0.5      peak RSS at 4x / peak RSS at 1x ~ 1 (flat)
 
     python benchmarks/mix_throughput.py [--sources wikipedia-recent,arbital,turntrout,wikipedia-2015:1] [--bucket-mb 32]
+                                        [--scales 1,4,16]
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main():
     ap.add_argument("--sources", default="wikipedia-recent,arbital,turntrout,wikipedia-2015:1")
     ap.add_argument("--bucket-mb", type=float, default=32)
     ap.add_argument("--count", default="estimate", choices=["estimate", "exact"])
+    ap.add_argument("--scales", default="1,4", help="corpus sizes to run, as copies of the 1x corpus (first must be 1)")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "ARG", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -78,16 +80,21 @@ def main():
     try:
         base = tmp / "corpus-0"
         files = make_corpus(base, args.sources)
-        big = tmp / "corpus-4x"            # one source with every shard four times: per-source fixed costs stay fixed
-        for i in range(4):
-            shutil.copytree(base, big / f"copy{i}")
+        scales = [int(x) for x in args.scales.split(",")]
+        runs = []
+        for k in scales:             # one source with every shard k times: per-source fixed costs stay fixed
+            root = base if k == 1 else tmp / f"corpus-{k}x"
+            for i in range(k if k > 1 else 0):
+                shutil.copytree(base, root / f"copy{i}")
+            runs.append((f"{k}x", root, k))
         mb1 = pl.scan_parquet([str(f) for f in files]).select(pl.col("text").str.len_bytes().sum()).collect().item() / 1e6
         docs1 = pl.scan_parquet([str(f) for f in files]).select(pl.len()).collect().item()
         print(f"corpus 1x: {docs1} real documents, {mb1:.1f} MB of text in {len(files)} shards ({args.sources}); "
-              f"4x: the same shards four times in one source; tokens: {args.count}; bucket_mb {args.bucket_mb}")
+              f"Nx: the same shards N times in one source; tokens: {args.count}; bucket_mb {args.bucket_mb}")
         res = {}
-        for scale, roots, copies in (("1x", [base], 1), ("4x", [big], 4)):
-            all_files = [str(f) for f in files] if copies == 1 else sorted(str(f) for f in big.rglob("*.parquet"))
+        for scale, root, copies in runs:
+            roots = [root]
+            all_files = [str(f) for f in files] if copies == 1 else sorted(str(f) for f in root.rglob("*.parquet"))
             mb = mb1 * copies
             out = tmp / f"plain-{scale}"
             out.mkdir()
@@ -103,11 +110,12 @@ def main():
                 s, p, m = res[(kind, scale)]
                 print(f"{kind:8s} {scale}  {m:7.1f} MB  {s:7.2f} s  {m / s:7.1f} MB/s  peak RSS {p:7.0f} MB")
         print("\nratios (targets in brackets)")
-        for scale in ("1x", "4x"):
+        for scale, _, _ in runs:
             b, p = res[("build", scale)], res[("pyarrow", scale)]
-            print(f"  build / pyarrow read+write MB/s at {scale}   {(b[2] / b[0]) / (p[2] / p[0]):.2f}x  [>= 0.5]")
-        print(f"  build peak RSS 4x / 1x                {res[('build', '4x')][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]")
-        print(f"  pyarrow peak RSS 4x / 1x              {res[('pyarrow', '4x')][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)")
+            print(f"  build / pyarrow read+write MB/s at {scale:4s} {(b[2] / b[0]) / (p[2] / p[0]):.2f}x  [>= 0.5]")
+        for scale, _, _ in runs[1:]:
+            print(f"  build peak RSS {scale} / 1x          {res[('build', scale)][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]")
+            print(f"  pyarrow peak RSS {scale} / 1x        {res[('pyarrow', scale)][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

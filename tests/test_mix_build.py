@@ -217,3 +217,30 @@ def test_presets_write_commented_manifests_that_build(mix_data, tmp_path, preset
     if preset == "unfiltered":
         assert [s["repetition"] for s in lock["sources"]] == [1.0, 1.0]
     assert verify(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("layout", ["mixed", "per_source"])
+def test_single_read_build_matches_two_read_build(mix_data, tmp_path, layout):
+    """Spilling first copies during the planning scan (then extra copies of upsampled sources, then dropping what a
+    downsampled source did not select) must write exactly what reading every source again writes (the shards'
+    bytes differ only in the manifest hash in their metadata)."""
+    probe = build(_mix(mix_data, tmp_path), tmp_path / "probe", dry_run=True).plan
+    wiki_half = int(probe.sources[1].tokens_selected * 0.4)          # wiki: under one epoch, so rows are dropped
+    kw = dict(ai=AI_FILTER, wiki=f"    tokens: {wiki_half}\n", extra_sources=SYNTH.format(data=mix_data))
+    outs = {}
+    for mode in ("true", "false"):
+        m = manifest(tmp_path, base_manifest(mix_data, output=f"  layout: {layout}\n  bucket_mb: 0.05\n  single_read: {mode}\n", **kw),
+                     f"{mode}.yaml")
+        r = build(m, tmp_path / mode)
+        assert r.plan.single_read is (mode == "true") and r.plan.buckets > 1
+        ai, wiki = r.plan.sources[0], r.plan.sources[1]
+        assert ai.full_epochs >= 1 and wiki.full_epochs == 0 and 0 < wiki.unique_docs < wiki.docs_selected
+        outs[mode] = (sorted(p.relative_to(tmp_path / mode) for p in _shards(tmp_path / mode)), r.lock)
+    (fa, la), (fb, lb) = outs["true"], outs["false"]
+    assert fa == fb and len(fa) > 2
+    for rel in fa:
+        assert pl.read_parquet(tmp_path / "true" / rel).equals(pl.read_parquet(tmp_path / "false" / rel)), rel
+    assert [o["rows"] for o in la["outputs"]] == [o["rows"] for o in lb["outputs"]] and la["totals"] == lb["totals"]
+    df = pl.read_parquet([str(tmp_path / "true" / p) for p in fa])
+    for s in la["sources"]:
+        assert df.filter(pl.col("source") == s["name"]).height == s["realised_docs"] == s["expected_docs"]

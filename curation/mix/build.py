@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.errors import CurationError
 from curation.mix.handoff import BLEND_NAME, write_blend
-from curation.mix.hashing import hash_bins, row_hash, splitmix64, stream_key
+from curation.mix.hashing import hash_bins, row_hash, stream_key
 from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_versions, write_lock
 from curation.mix.manifest import ManifestFile, load_manifest
-from curation.mix.plan import Plan, SourcePlan, make_plan, tokens_path
+from curation.mix.plan import Plan, SourcePlan, make_plan
+from curation.mix.scatter import scatter
 from curation.mix.progress import bar
 from curation.mix.shuffle import BucketSpill
 from curation.mix.sources import iter_batches
@@ -50,61 +49,50 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _conform(t: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
-    n = t.num_rows
-    cols = []
-    for f in schema:
-        if f.name == "source":
-            col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([source])).dictionary_decode()
-        elif f.name in t.column_names:
-            col = t.column(f.name)
-            if col.type != f.type:
-                col = pc.cast(col, f.type)
-        else:
-            col = pa.nulls(n, f.type)
-        cols.append(col)
-    return pa.Table.from_arrays(cols, schema=schema)
+def _shuffle_key(plan: Plan, sp: SourcePlan) -> np.uint64:
+    return stream_key(plan.mf.manifest.seed, sp.name, "shuffle")
 
 
-def _spill_source(sp: SourcePlan, plan: Plan, spill: BucketSpill, adv) -> dict:
-    m = plan.mf.manifest
-    rs = sp.rs
-    sel_key = stream_key(m.seed, rs.name, "select")
-    shuf_key = stream_key(m.seed, rs.name, "shuffle")
-    exact = plan.count == "exact"
-    docs = tokens = 0
-    unique = 0
-    cur, shard_tokens, shard_row0 = -1, None, 0
-    for si, row0, t, keep in iter_batches(rs):
-        n = t.num_rows
-        adv(n)
-        if exact:
-            if si != cur:
-                cur, shard_tokens, shard_row0 = si, np.load(tokens_path(plan.work, rs.index, si)), row0
-            toks = shard_tokens[row0 - shard_row0: row0 - shard_row0 + n].astype(np.float64)
-        else:
-            nbytes = pc.fill_null(pc.binary_length(t.column("text")), 0).to_numpy(zero_copy_only=False)
-            toks = nbytes / sp.bytes_per_token
-        rows = np.arange(row0, row0 + n, dtype=np.uint64)
-        copies = np.where(keep, sp.full_epochs, 0).astype(np.int64)
-        if sp.threshold_bin >= 0:
-            copies += (keep & (hash_bins(row_hash(sel_key, rows)) <= sp.threshold_bin)).astype(np.int64)
-        total = int(copies.sum())
-        if total == 0:
-            continue
-        docs += total
-        unique += int((copies > 0).sum())
-        tokens += float((copies * toks).sum())
-        if total == n and (copies == 1).all():
-            idx = np.arange(n)          # every row once, in order: no copy of the text needed
-        else:
-            idx = np.repeat(np.arange(n), copies)
-        starts = np.repeat(np.cumsum(copies) - copies, copies)
-        copy_no = (np.arange(total) - starts).astype(np.uint64)
-        keys = splitmix64(row_hash(shuf_key, rows[idx]) ^ splitmix64(copy_no + np.uint64(0x51ED)))
-        spill.add(_conform(t if len(idx) == n and total == n and (copies == 1).all() else t.take(pa.array(idx)),
-                           plan.schema, rs.name), keys)
-    return {"docs": docs, "unique_docs": unique, "tokens": round(tokens)}
+def _copies(plan: Plan, sp: SourcePlan, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Copies of each row the plan selected: full epochs, plus one where the row's hash falls under the threshold."""
+    copies = np.where(keep, sp.full_epochs, 0).astype(np.int64)
+    if sp.threshold_bin >= 0:
+        sel_key = stream_key(plan.mf.manifest.seed, sp.name, "select")
+        copies += (keep & (hash_bins(row_hash(sel_key, rows)) <= sp.threshold_bin)).astype(np.int64)
+    return copies
+
+
+def _spill_rest(plan: Plan, sp: SourcePlan, spill: BucketSpill, adv) -> None:
+    """Pass 1: read the source and spill the copies the planning scan did not (all of them, or copies 1..)."""
+    first_done = 1 if plan.single_read else 0
+    if plan.single_read and sp.full_epochs + (sp.threshold_bin >= 0) <= 1:
+        return                                   # at most one copy per row: the scan spilled them all
+    key = _shuffle_key(plan, sp)
+    for _, row0, t, keep in iter_batches(sp.rs):
+        adv(t.num_rows)
+        rows = np.arange(row0, row0 + t.num_rows, dtype=np.uint64)
+        copies = _copies(plan, sp, rows, keep)
+        scatter(spill, plan.schema, sp.name, sp.rs.index, key, t, rows, np.full(len(rows), first_done, np.int64), copies)
+
+
+def _drop_unselected(plan: Plan):
+    """Pass 2 filter of a single-read build: the scan spilled every kept row once, before the plan knew that a
+    downsampled source (under one epoch) keeps only rows whose hash falls under its threshold."""
+    if not plan.single_read:
+        return None
+    down = [sp for sp in plan.sources if sp.full_epochs == 0]
+    if not down:
+        return None
+
+    def keep(src: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        mask = np.ones(len(src), bool)
+        for sp in down:
+            m = src == sp.rs.index
+            if m.any():
+                mask[m] = _copies(plan, sp, rows[m], np.ones(int(m.sum()), bool)) > 0
+        return mask
+
+    return keep
 
 
 def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: bool = False, overwrite: bool = False,
@@ -113,24 +101,32 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
     m = mf.manifest
     out = Path(output).resolve()
     if dry_run:
-        return BuildResult(make_plan(mf, None, count, progress), None, None)
+        return BuildResult(make_plan(mf, count, progress), None, None)
     _prepare_output(out, overwrite)
     work = out / "_work"
     work.mkdir()
+    spill: BucketSpill | None = None
     try:
-        plan = make_plan(mf, work, count, progress)
+        def start(skeleton: Plan):
+            nonlocal spill
+            spill = BucketSpill(work / "buckets", skeleton.buckets, skeleton.schema,
+                                chunk_bytes=min(64 * 2**20, int(m.output.bucket_mb * 1e6)))
+            if not skeleton.single_read:
+                return None
+            return lambda sp, t, rows, keep: scatter(spill, skeleton.schema, sp.name, sp.rs.index, _shuffle_key(skeleton, sp),
+                                                     t, rows, np.zeros(len(rows), np.int64), keep.astype(np.int64))
+
+        plan = make_plan(mf, count, progress, on_plan_start=start)
         pd = plan.to_dict()
         (out / "plan.json").write_text(json.dumps(pd, indent=1) + "\n")
         files = [(sp.name, role, path) for sp in plan.sources for role, path in sp.rs.inputs()]
         with bar(progress, "hashing inputs", len(files), unit="files") as adv:
             inputs = hash_inputs(files, adv)
-        bucket_bytes = int(m.output.bucket_mb * 1e6)
-        spill = BucketSpill(work / "buckets", plan.buckets, plan.schema, chunk_bytes=min(64 * 2**20, bucket_bytes))
-        realised = {}
-        total_rows = sum(s.rows or 0 for sp in plan.sources for s in sp.rs.shards)
-        with bar(progress, f"pass 1: select and scatter to {plan.buckets} buckets", total_rows, unit="docs") as adv:
-            for sp in plan.sources:
-                realised[sp.name] = _spill_source(sp, plan, spill, adv)
+        rest = [sp for sp in plan.sources if not plan.single_read or sp.full_epochs + (sp.threshold_bin >= 0) > 1]
+        with bar(progress, f"pass 1: select and scatter to {plan.buckets} buckets", sum(s.rows or 0 for sp in rest for s in sp.rs.shards),
+                 unit="docs") as adv:
+            for sp in rest:
+                _spill_rest(plan, sp, spill, adv)
         meta = {"curation.mix": json.dumps({"name": m.name, "seed": m.seed, "manifest_sha256": mf.sha256})}
         o = m.output
         writers: dict[str, ShardWriter] = {}
@@ -140,12 +136,15 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             for sp in plan.sources:
                 writers[sp.name] = ShardWriter(out / "shards" / sp.name, plan.schema, o.shard_docs, o.row_group_docs,
                                                o.compression, meta)
+        docs: dict[str, int] = dict.fromkeys((sp.name for sp in plan.sources), 0)
         with bar(progress, "pass 2: shuffle buckets, write shards", plan.buckets, unit="buckets") as adv:
-            for t in spill.drain():
+            for t in spill.drain(keep=_drop_unselected(plan)):
+                src = t.column("source")
+                for v in pc.value_counts(src).to_pylist():
+                    docs[v["values"]] += v["counts"]
                 if o.layout == "mixed":
                     writers["mix"].append(t)
                 else:
-                    src = t.column("source")
                     for name, w in writers.items():
                         w.append(t.filter(pc.equal(src, name)))
                 adv(1)
@@ -154,9 +153,14 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         changed = [f"{i['path']}" for i in inputs if Path(i["path"]).stat().st_size != i["size"]]
         if changed:
             raise CurationError(f"{changed[0]}: changed while the mix was being built; rerun the build")
+        realised = {}
         for sp in plan.sources:
+            if docs[sp.name] != sp.expected_docs:     # the copies are a function of the plan: a mismatch is a bug
+                raise CurationError(f"{sp.name}: wrote {docs[sp.name]} documents but the plan expected {sp.expected_docs}; "
+                                    f"please report this with the manifest")
+            realised[sp.name] = {"docs": docs[sp.name], "unique_docs": sp.unique_docs, "tokens": round(sp.expected_tokens)}
             d = pd["sources"][sp.rs.index]
-            d.update({"realised_docs": realised[sp.name]["docs"], "realised_unique_docs": realised[sp.name]["unique_docs"],
+            d.update({"realised_docs": realised[sp.name]["docs"], "realised_unique_docs": sp.unique_docs,
                       "realised_tokens": realised[sp.name]["tokens"]})
         lock = {"name": m.name, "stage": m.stage, "seed": m.seed,
                 "manifest": {"path": str(mf.path), "sha256": mf.sha256, "resolved": m.model_dump(mode="json")},
@@ -168,5 +172,7 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         write_blend(out, pd, o.layout, realised, outputs)
         write_lock(out, lock)
     finally:
+        if spill is not None:
+            spill.close()
         shutil.rmtree(work, ignore_errors=True)
     return BuildResult(plan, out, lock)

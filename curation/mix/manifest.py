@@ -33,6 +33,8 @@ class OutputSpec(_Strict):
     row_group_docs: int = Field(1_000, ge=1)
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     bucket_mb: float = Field(256, gt=0, description="shuffle bucket size: bounds the memory of the second pass")
+    single_read: Literal["auto"] | bool = Field("auto", description="spill while planning, so sources are read once unless "
+                                                "upsampled (auto: true unless the mix is under half of the sources)")
 
 
 class Select(_Strict):

@@ -17,17 +17,19 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from curation.errors import CurationError
 from curation.mix.hashing import BINS, hash_bins, row_hash, stream_key
 from curation.mix.manifest import ManifestFile
 from curation.mix.sources import ResolvedSource, iter_batches, resolve_source
 from curation.mix.tokens import TokenCounter
+
+GUESS_BYTES_PER_TOKEN = 4.0   # only sizes the shuffle buckets before any text is read
 
 
 @dataclass
@@ -48,6 +50,7 @@ class SourcePlan:
     expected_docs: int = 0
     expected_tokens: float = 0.0
     expected_bytes: float = 0.0
+    unique_docs: int = 0                          # selected documents with at least one copy
     share: float = 0.0
     hist_docs: np.ndarray = field(default=None, repr=False)
     hist_bytes: np.ndarray = field(default=None, repr=False)
@@ -86,22 +89,18 @@ class Plan:
     total_tokens: float
     buckets: int
     schema: pa.Schema
-    work: Path | None = None     # exact mode: per-shard token counts saved here for the build
+    single_read: bool = False    # the planning scan spills first copies (see _bucket_plan)
 
     def to_dict(self) -> dict:
         m = self.mf.manifest
         return {"name": m.name, "stage": m.stage, "seed": m.seed, "manifest": str(self.mf.path),
                 "tokenizer": {**self.tokenizer, "count": self.count}, "target_tokens": m.target_tokens,
                 "total_tokens": round(self.total_tokens), "total_docs": sum(s.expected_docs for s in self.sources),
-                "buckets": self.buckets, "layout": m.output.layout,
+                "buckets": self.buckets, "single_read": self.single_read, "layout": m.output.layout,
                 "columns": [f.name for f in self.schema], "sources": [s.to_dict() for s in self.sources]}
 
 
-def tokens_path(work: Path, source: int, shard: int) -> Path:
-    return work / "tokens" / f"{source:03d}" / f"{shard:05d}.npy"
-
-
-def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, work: Path | None, progress) -> list[pa.Array]:
+def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, progress, on_batch=None) -> list[pa.Array]:
     rs = sp.rs
     m = mf.manifest
     exact = m.tokenizer.count == "exact"
@@ -113,18 +112,7 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, work: Path | 
     sp.hist_docs = np.zeros(BINS, np.float64)
     sp.hist_bytes = np.zeros(BINS, np.float64)
     sp.hist_tokens = np.zeros(BINS, np.float64)
-    cur_shard, shard_tokens = -1, []
-
-    def flush():
-        if exact and work is not None and cur_shard >= 0:
-            p = tokens_path(work, rs.index, cur_shard)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            np.save(p, np.concatenate(shard_tokens) if shard_tokens else np.zeros(0, np.int64))
-
     for si, row0, t, keep in iter_batches(rs):
-        if si != cur_shard:
-            flush()
-            cur_shard, shard_tokens = si, []
         n = t.num_rows
         text = t.column("text").combine_chunks()
         valid = pc.is_valid(text).to_numpy(zero_copy_only=False)
@@ -132,7 +120,6 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, work: Path | 
         rows = np.arange(row0, row0 + n, dtype=np.uint64)
         if exact:
             toks = counter.count(text)
-            shard_tokens.append(toks)
         else:
             toks = nbytes
             u = row_hash(smp_key, rows)
@@ -149,10 +136,46 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, work: Path | 
         sp.hist_docs += np.bincount(bins, minlength=BINS)
         sp.hist_bytes += np.bincount(bins, weights=nbytes[keep], minlength=BINS)
         sp.hist_tokens += np.bincount(bins, weights=toks[keep].astype(np.float64), minlength=BINS)
+        if on_batch is not None:
+            on_batch(sp, t, rows, keep)
         if progress:
             progress(n)
-    flush()
     return sample
+
+
+def _stored_text_bytes(rs: ResolvedSource) -> float:
+    """The source's text size from file metadata alone (Parquet: the text column's uncompressed size; JSONL: the
+    file size, x4 when gzipped): an estimate, available before any document is read."""
+    total = 0.0
+    for s in rs.shards:
+        if s.path.endswith(".parquet"):
+            md = pq.ParquetFile(s.path).metadata
+            col = md.schema.names.index(rs.spec.text_key)
+            total += sum(md.row_group(g).column(col).total_uncompressed_size for g in range(md.num_row_groups))
+        else:
+            total += os.path.getsize(s.path) * (4 if s.path.endswith(".gz") else 1)
+    return total
+
+
+def _bucket_plan(mf: ManifestFile, resolved: list[ResolvedSource]) -> tuple[int, bool]:
+    """(number of shuffle buckets, whether the planning scan spills every kept row's first copy).
+
+    Both come from the manifest and file metadata, before the scan, so the scan can spill and the order (a
+    function of the bucket count) is the same whichever way a build runs. The scan spills unless the mix is
+    expected to be under half of what the sources hold: then most first copies would be spilled only to be
+    dropped, and a separate pass reads the sources again instead."""
+    m = mf.manifest
+    stored = [_stored_text_bytes(rs) for rs in resolved]
+    avail = sum(stored) or 1.0
+    if m.target_tokens:
+        expected = m.target_tokens * GUESS_BYTES_PER_TOKEN
+    else:
+        w = sum(s.weight or 0.0 for s in m.sources)
+        fixed = sum((s.tokens or 0) * GUESS_BYTES_PER_TOKEN if (s.tokens or s.weight) else b for s, b in zip(m.sources, stored))
+        expected = fixed / max(1 - w, 1e-3)
+    buckets = max(1, math.ceil(expected / (m.output.bucket_mb * 1e6)))
+    fuse = expected >= 0.5 * avail if m.output.single_read == "auto" else bool(m.output.single_read)
+    return buckets, fuse
 
 
 def _budgets(mf: ManifestFile, sps: list[SourcePlan]) -> float:
@@ -226,6 +249,7 @@ def _realise(mf: ManifestFile, sp: SourcePlan) -> None:
         k = j if abs(cum[j] - rest) <= abs(rest - below) else j - 1
     sp.full_epochs, sp.threshold_bin = full, k
     part_docs = int(np.cumsum(sp.hist_docs)[k]) if k >= 0 else 0
+    sp.unique_docs = sp.docs_selected if full >= 1 else part_docs
     part_tokens = float(cum[k]) if k >= 0 else 0.0
     part_bytes = float(np.cumsum(sp.hist_bytes)[k]) if k >= 0 else 0.0
     sp.expected_docs = full * sp.docs_selected + part_docs
@@ -254,25 +278,32 @@ def _schema(mf: ManifestFile, sps: list[SourcePlan]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def make_plan(mf: ManifestFile, work: Path | None = None, count: str | None = None, progress: bool = False,
-              counter: TokenCounter | None = None) -> Plan:
-    """The plan for a manifest. `work`: where exact token counts are kept for the build (none for a dry run)."""
+def make_plan(mf: ManifestFile, count: str | None = None, progress: bool = False, counter: TokenCounter | None = None,
+              on_plan_start=None) -> Plan:
+    """The plan for a manifest: one streaming scan of every source.
+
+    on_plan_start(plan skeleton) -> on_batch(source plan, table, global rows, keep mask) or None: lets the build
+    see every batch while the scan holds it (the single-read build spills first copies there)."""
     m = mf.manifest
     if count:
         m.tokenizer.count = count
     resolved = [resolve_source(mf, i) for i in range(len(m.sources))]
-    _schema(mf, [SourcePlan(rs) for rs in resolved])   # type clashes fail before the long pass
+    schema = _schema(mf, [SourcePlan(rs) for rs in resolved])   # type clashes fail before the long pass
     try:
         counter = counter or TokenCounter.cached(m.tokenizer.name)
     except CurationError as e:
         raise CurationError(f"{mf.where('tokenizer', 'name')}: {e}") from None
     sps = [SourcePlan(rs) for rs in resolved]
+    buckets, single_read = _bucket_plan(mf, resolved)
+    plan = Plan(mf, sps, {**counter.describe(), "name": m.tokenizer.name}, m.tokenizer.count, 0.0, buckets, schema,
+                single_read)
+    on_batch = on_plan_start(plan) if on_plan_start else None
     total_rows = sum(s.rows or 0 for rs in resolved for s in rs.shards)
     from curation.mix.progress import bar
 
     with bar(progress, f"planning ({m.tokenizer.count} token counts)", total_rows, unit="docs") as adv:
         for sp in sps:
-            sample = _scan(sp, counter, mf, work, adv)
+            sample = _scan(sp, counter, mf, adv, on_batch)
             if m.tokenizer.count == "estimate":
                 arr = pa.concat_arrays(sample) if sample else pa.array([], pa.large_string())
                 toks = int(counter.count(arr).sum()) if len(arr) else 0
@@ -282,13 +313,12 @@ def make_plan(mf: ManifestFile, work: Path | None = None, count: str | None = No
                 sp.tokens_available /= sp.bytes_per_token
                 sp.tokens_selected /= sp.bytes_per_token
                 sp.hist_tokens = sp.hist_tokens / sp.bytes_per_token
-    total = _budgets(mf, sps)
+    _budgets(mf, sps)
     for sp in sps:
         _realise(mf, sp)
     realised = sum(sp.expected_tokens for sp in sps) or 1.0
     for sp in sps:
         sp.share = sp.expected_tokens / realised
-    exp_bytes = sum(sp.expected_bytes + 64 * sp.expected_docs for sp in sps)
-    buckets = max(1, math.ceil(exp_bytes / (m.output.bucket_mb * 1e6)))
-    return Plan(mf, sps, {**counter.describe(), "name": m.tokenizer.name}, m.tokenizer.count,
-                sum(sp.expected_tokens for sp in sps), buckets, _schema(mf, sps), work)
+    plan.total_tokens = sum(sp.expected_tokens for sp in sps)
+    plan.schema = _schema(mf, sps)
+    return plan

@@ -5,20 +5,22 @@ number of bytes, then scattered to B on-disk Arrow IPC buckets by the key's high
 Pass 2 (`drain`): each bucket is read alone, sorted by key and handed on. Memory: one buffer in pass 1, one
 bucket (about `bucket_mb`) in pass 2, whatever the corpus size; B grows with the corpus instead.
 The order is a pure function of the keys (and, for equal keys, of the input order), so it is deterministic.
+Each spilled row also carries its source index and row number, so pass 2 can drop copies the plan, finished
+after they were spilled, did not select (see scatter.py).
 """
 
 from __future__ import annotations
 
 import resource
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
 
 from curation.errors import CurationError
 
-KEY, BUCKET = "_key", "_bucket"
+KEY, SRC, ROW = "_key", "_src", "_row"
 CHUNK_BYTES = 64 * 2**20
 
 
@@ -39,7 +41,7 @@ class BucketSpill:
     def __init__(self, root: Path, buckets: int, schema: pa.Schema, chunk_bytes: int = CHUNK_BYTES):
         _raise_nofile(buckets)
         self.root, self.buckets, self.chunk_bytes = root, buckets, chunk_bytes
-        self.schema = schema.append(pa.field(KEY, pa.uint64()))
+        self.schema = schema.append(pa.field(KEY, pa.uint64())).append(pa.field(SRC, pa.uint16())).append(pa.field(ROW, pa.uint64()))
         root.mkdir(parents=True, exist_ok=True)
         self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self.pending: list[pa.Table] = []
@@ -49,9 +51,10 @@ class BucketSpill:
     def path(self, b: int) -> Path:
         return self.root / f"bucket-{b:05d}.arrow"
 
-    def add(self, table: pa.Table, keys: np.ndarray) -> None:
-        """table has the output schema; keys: uint64 per row."""
-        t = table.append_column(KEY, pa.array(keys, pa.uint64()))
+    def add(self, table: pa.Table, keys: np.ndarray, sources: np.ndarray, rows: np.ndarray) -> None:
+        """table has the output schema; keys, source indices and global row numbers: one per row."""
+        t = (table.append_column(KEY, pa.array(keys, pa.uint64())).append_column(SRC, pa.array(sources, pa.uint16()))
+             .append_column(ROW, pa.array(rows, pa.uint64())))
         self.pending.append(t)
         self.pending_bytes += t.nbytes
         self.rows += t.num_rows
@@ -61,7 +64,8 @@ class BucketSpill:
     def flush(self) -> None:
         if not self.pending:
             return
-        t = pa.concat_tables(self.pending)
+        # one chunk: Arrow's take on a many-chunk string column is an order of magnitude slower than on one
+        t = pa.concat_tables(self.pending).combine_chunks()
         self.pending, self.pending_bytes = [], 0
         keys = t.column(KEY).to_numpy()
         bucket = ((keys >> np.uint64(32)) % np.uint64(self.buckets)).astype(np.int64)
@@ -82,18 +86,24 @@ class BucketSpill:
             w.close()
         self.writers.clear()
 
-    def drain(self, delete: bool = True) -> Iterator[pa.Table]:
-        """Each bucket in order, sorted by key, without the key column."""
+    def drain(self, delete: bool = True,
+              keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Iterator[pa.Table]:
+        """Each bucket in order, sorted by key, without the spill's own columns.
+
+        keep(source indices, row numbers) -> boolean mask: rows to keep (default all)."""
         self.close()
         for b in range(self.buckets):
             p = self.path(b)
             if not p.exists():
                 continue
             with pa.ipc.open_stream(str(p)) as r:
-                t = r.read_all()
+                t = r.read_all().combine_chunks()
             keys = t.column(KEY).to_numpy()
             order = np.argsort(keys, kind="stable")
-            t = t.take(pa.array(order)).drop_columns([KEY])
+            if keep is not None:
+                mask = keep(t.column(SRC).to_numpy(), t.column(ROW).to_numpy())
+                order = order[mask[order]]
+            t = t.take(pa.array(order)).drop_columns([KEY, SRC, ROW])
             if delete:
                 p.unlink()
             yield t
