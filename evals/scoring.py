@@ -24,11 +24,7 @@ class LetterScorer:
     max_tokens: int = 2048
 
     def __post_init__(self):
-        import inspect
-
         self.letter_ids = self._letter_ids()
-        # transformers renamed forward(past_key_values=) to cache=; use whichever this version takes
-        self._cache_kw = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
 
     def _letter_ids(self) -> list[int]:
         """The token each letter becomes right after "(": read off the tokenizer, not assumed."""
@@ -51,9 +47,11 @@ class LetterScorer:
                         progress: Callable[[int], None] | None = None) -> list[list[float]]:
         """For each prompt, log P(letter) for its first n options (full-vocabulary softmax, not renormalised).
 
-        Prompts with the same ``groups`` value (the orders of one item) share their common token prefix: it runs once,
-        and its KV cache is reused for each member's suffix. The tokens are exactly the full prompts' tokens, so the
-        result equals scoring each prompt on its own.
+        Prompts with the same ``groups`` value (the orders of one item) are packed into one row as a tree: their
+        common token prefix once, then each member's own suffix, with a 4D attention mask that lets a suffix see the
+        prefix and itself but not its siblings, and position ids that restart each suffix where the prefix ends. Each
+        token therefore sees exactly the tokens it sees in its own prompt, so the result equals scoring every prompt
+        alone, while the prefix runs once and there is one forward pass per batch (no KV-cache copies).
         """
         import torch
 
@@ -61,56 +59,61 @@ class LetterScorer:
         members: dict[int, list[int]] = {}
         for i, g in enumerate(groups if groups is not None else range(len(encoded))):
             members.setdefault(g, []).append(i)
-        units = []
+        units = []   # (member prompt indices, shared prefix length, packed length)
         for idx in members.values():
             shortest = min(len(encoded[i]) for i in idx)
             k = 0
             while k < shortest - 1 and all(encoded[i][k] == encoded[idx[0]][k] for i in idx):
                 k += 1
-            units.append((idx, k))
-        units.sort(key=lambda u: -sum(len(encoded[i]) for i in u[0]))
+            units.append((idx, k, k + sum(len(encoded[i]) - k for i in idx)))
+        units.sort(key=lambda u: -u[2])
         out: list[list[float] | None] = [None] * len(encoded)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         device = next(self.model.parameters()).device
         letter_ids = torch.tensor(self.letter_ids, device=device)
 
-        def left_padded(seqs):
-            width = max(len(x) for x in seqs)
-            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for row, x in enumerate(seqs):  # left padding: every sequence ends in the last column
-                if x:
-                    ids[row, width - len(x):] = torch.tensor(x)
-                    mask[row, width - len(x):] = 1
-            return ids.to(device), mask.to(device)
-
         with torch.inference_mode():
             start = 0
             while start < len(units):
-                batch, rows = [], 0
-                while start < len(units) and (not batch or rows + len(units[start][0]) <= self.batch_size):
+                batch, prompts_in = [], 0
+                while start < len(units) and (not batch or prompts_in + len(units[start][0]) <= self.batch_size):
                     batch.append(units[start])
-                    rows += len(units[start][0])
+                    prompts_in += len(units[start][0])
                     start += 1
-                flat = [(u, i) for u, (idx, _) in enumerate(batch) for i in idx]
-                # 1) shared prefixes, once per item; rotary positions count real tokens only
-                p_ids, p_mask = left_padded([encoded[idx[0]][:k] for idx, k in batch])
-                p_pos = (p_mask.cumsum(-1) - 1).clamp(min=0)
-                cache = self.model(input_ids=p_ids, attention_mask=p_mask, position_ids=p_pos, use_cache=True,
-                                   logits_to_keep=1).past_key_values
-                cache.reorder_cache(torch.tensor([u for u, _ in flat], device=device))
-                # 2) each prompt's own suffix on top of its item's prefix cache
-                s_ids, s_mask = left_padded([encoded[i][batch[u][1]:] for u, i in flat])
-                prefix_len = p_mask.sum(-1)[torch.tensor([u for u, _ in flat], device=device)]
-                s_pos = prefix_len[:, None] + (s_mask.cumsum(-1) - 1).clamp(min=0)
-                mask = torch.cat([p_mask[torch.tensor([u for u, _ in flat], device=device)], s_mask], dim=1)
-                final = self.model(input_ids=s_ids, attention_mask=mask, position_ids=s_pos, **{self._cache_kw: cache},
-                                   logits_to_keep=1).logits[:, -1].float()
-                lp = torch.log_softmax(final, dim=-1)[:, letter_ids].cpu().tolist()
-                for row, (_, i) in enumerate(flat):
-                    out[i] = lp[row][: n_options[i]]
+                width = max(u[2] for u in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                pos = torch.zeros((len(batch), width), dtype=torch.long)
+                seg = torch.full((len(batch), width), -1, dtype=torch.long)    # 0 prefix, m+1 member m, -1 padding
+                reads = []                                                     # (row, column, prompt index)
+                for row, (idx, k, _) in enumerate(batch):
+                    first = encoded[idx[0]][:k]
+                    ids[row, :k] = torch.tensor(first, dtype=torch.long)
+                    pos[row, :k] = torch.arange(k)
+                    seg[row, :k] = 0
+                    col = k
+                    for m, i in enumerate(idx):
+                        tail = encoded[i][k:]
+                        ids[row, col:col + len(tail)] = torch.tensor(tail, dtype=torch.long)
+                        pos[row, col:col + len(tail)] = torch.arange(k, k + len(tail))
+                        seg[row, col:col + len(tail)] = m + 1
+                        col += len(tail)
+                        reads.append((row, col - 1, i))
+                q, kv = seg[:, :, None], seg[:, None, :]
+                causal = torch.ones(width, width, dtype=torch.bool).tril()
+                allowed = causal & ((kv == 0) | (kv == q)) & (q >= 0)
+                allowed |= torch.eye(width, dtype=torch.bool)                    # padding attends to itself: no NaN rows
+                cols = sorted({c for _, c, _ in reads})
+                where = {c: j for j, c in enumerate(cols)}
+                logits = self.model(input_ids=ids.to(device), attention_mask=allowed[:, None].to(device),
+                                    position_ids=pos.to(device), use_cache=False,
+                                    logits_to_keep=torch.tensor(cols, device=device)).logits
+                rows_t = torch.tensor([r for r, _, _ in reads], device=device)
+                cols_t = torch.tensor([where[c] for _, c, _ in reads], device=device)
+                lp = torch.log_softmax(logits[rows_t, cols_t].float(), dim=-1)[:, letter_ids].cpu().tolist()
+                for (_, _, i), row_lp in zip(reads, lp):
+                    out[i] = row_lp[: n_options[i]]
                 if progress:
-                    progress(len(flat))
+                    progress(len(reads))
         return out  # type: ignore[return-value]
 
 

@@ -49,16 +49,19 @@ def test_batched_letter_logprobs_match_single_prompts(smol, few_items):
 
     model, tok = smol
     style = PromptStyle()
-    prompts = [style.render(it, o, tok) for it in few_items[:4] for o in orders(len(it.options))]
-    n = [len(o) for it in few_items[:4] for o in orders(len(it.options))]
-    scorer = LetterScorer(model, tok, batch_size=8)
+    shown = [(g, o) for g, it in enumerate(few_items[:5]) for o in orders(len(it.options))]
+    prompts = [style.render(few_items[g], o, tok) for g, o in shown]
+    n = [len(o) for _, o in shown]
+    scorer = LetterScorer(model, tok, batch_size=4)   # several batches, rows of different packed lengths (padding)
     assert [tok.decode([i]) for i in scorer.letter_ids[:2]] == ["A", "B"]
-    batched = scorer.letter_logprobs(prompts, n)
-    for k in (0, 3, len(prompts) - 1):
+    plain = scorer.letter_logprobs(prompts, n)
+    packed = scorer.letter_logprobs(prompts, n, groups=[g for g, _ in shown])   # the orders of an item share a row
+    for k in range(len(prompts)):
         ids = tok(prompts[k], return_tensors="pt")
         with torch.inference_mode():
             single = torch.log_softmax(model(**ids).logits[0, -1].float(), -1)[scorer.letter_ids[: n[k]]].tolist()
-        assert batched[k] == pytest.approx(single, abs=2e-3)
+        assert plain[k] == pytest.approx(single, abs=1e-3), k
+        assert packed[k] == pytest.approx(single, abs=1e-3), k
 
 
 def test_propensity_run_base_mode(smol, few_items, tmp_path):

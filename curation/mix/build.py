@@ -15,6 +15,7 @@ from curation.mix.handoff import BLEND_NAME, write_blend
 from curation.mix.hashing import hash_bins, row_hash, stream_key
 from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_versions, write_lock
 from curation.mix.manifest import ManifestFile, load_manifest
+from curation.mix.overlap import Behind, prefetch
 from curation.mix.plan import Plan, SourcePlan, make_plan
 from curation.mix.scatter import scatter
 from curation.mix.progress import bar
@@ -68,7 +69,7 @@ def _spill_rest(plan: Plan, sp: SourcePlan, spill: BucketSpill, adv) -> None:
     if plan.single_read and sp.full_epochs + (sp.threshold_bin >= 0) <= 1:
         return                                   # at most one copy per row: the scan spilled them all
     key = _shuffle_key(plan, sp)
-    for _, row0, t, keep in iter_batches(sp.rs):
+    for _, row0, t, keep in prefetch(iter_batches(sp.rs)):
         adv(t.num_rows)
         rows = np.arange(row0, row0 + t.num_rows, dtype=np.uint64)
         copies = _copies(plan, sp, rows, keep)
@@ -137,17 +138,20 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
                 writers[sp.name] = ShardWriter(out / "shards" / sp.name, plan.schema, o.shard_docs, o.row_group_docs,
                                                o.compression, meta)
         docs: dict[str, int] = dict.fromkeys((sp.name for sp in plan.sources), 0)
-        with bar(progress, "pass 2: shuffle buckets, write shards", plan.buckets, unit="buckets") as adv:
-            for t in spill.drain(keep=_drop_unselected(plan)):
-                src = t.column("source")
-                for v in pc.value_counts(src).to_pylist():
-                    docs[v["values"]] += v["counts"]
-                if o.layout == "mixed":
-                    writers["mix"].append(t)
-                else:
-                    for name, w in writers.items():
-                        w.append(t.filter(pc.equal(src, name)))
-                adv(1)
+        behind = Behind()            # bucket k is encoded and written while bucket k+1 is read and sorted
+        try:
+            with bar(progress, "pass 2: shuffle buckets, write shards", plan.buckets, unit="buckets") as adv:
+                for t in spill.drain(keep=_drop_unselected(plan)):
+                    src = t.column("source")
+                    for v in pc.value_counts(src).to_pylist():
+                        docs[v["values"]] += v["counts"]
+                    if o.layout == "mixed":
+                        behind.submit(writers["mix"].append, t)
+                    else:
+                        behind.submit(lambda t, src: [w.append(t.filter(pc.equal(src, name))) for name, w in writers.items()], t, src)
+                    adv(1)
+        finally:
+            behind.close()
         written = [f for w in writers.values() for f in w.close()]
         outputs = describe_outputs(out, written)
         changed = [f"{i['path']}" for i in inputs if Path(i["path"]).stat().st_size != i["size"]]

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from curation.errors import CurationError
 from curation.mix.hashing import BINS, hash_bins, row_hash, stream_key
 from curation.mix.manifest import ManifestFile
+from curation.mix.overlap import prefetch
 from curation.mix.sources import ResolvedSource, iter_batches, resolve_source
 from curation.mix.tokens import TokenCounter
 
@@ -112,7 +113,7 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, progress, on_
     sp.hist_docs = np.zeros(BINS, np.float64)
     sp.hist_bytes = np.zeros(BINS, np.float64)
     sp.hist_tokens = np.zeros(BINS, np.float64)
-    for si, row0, t, keep in iter_batches(rs):
+    for si, row0, t, keep in prefetch(iter_batches(rs)):
         n = t.num_rows
         text = t.column("text").combine_chunks()
         valid = pc.is_valid(text).to_numpy(zero_copy_only=False)
