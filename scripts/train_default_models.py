@@ -6,7 +6,12 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
     data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it where present;
   * every other corpus document is a negative: it has fewer than two AI terms (Wikipedia) or no AI term at all
     and no alignment domain tag (Arbital), so by the guide it cannot have AI as a substantial subject;
-  * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels.
+  * corpus documents outside that rule read and labelled by hand anyway (data/labels/corpus_extra.jsonl: Wikipedia
+    articles with at most one AI term, about fiction, machines and people, mostly hard negatives);
+  * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
+  * documents written for training by this project (data/written/*.jsonl, labelled as written): encyclopedic
+    articles on fiction with machine characters, AI people and techniques, hard negatives, and essays, wiki pages,
+    stories, abstracts and forum threads that separate the three stances.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def candidates(df: pl.DataFrame) -> pl.Series:
 def labelled_frame() -> pl.DataFrame:
     corpus = pl.read_parquet(str(SHARED / "*" / "*.parquet"))
     labels = {}
-    for path in [LABELS / "corpus_engineer.jsonl", *sorted(LABELS.glob("corpus_part*.jsonl"))]:
+    for path in [LABELS / "corpus_engineer.jsonl", *sorted(LABELS.glob("corpus_part*.jsonl")), LABELS / "corpus_extra.jsonl"]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -53,8 +58,12 @@ def labelled_frame() -> pl.DataFrame:
     corpus = corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
     demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curation" / "data" / "demo_corpus").glob("*.jsonl"))])
     demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
-    both = pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo])
+    written = pl.concat([pl.read_ndjson(p).select("id", "text", "ai_discourse", "stance")
+                         for p in sorted((ROOT / "data" / "written").glob("*.jsonl"))])
+    written = written.select("id", "text", pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8))
+    both = pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo, written])
     return both.with_columns(pl.when(pl.col("id").str.starts_with("demo-")).then(pl.lit("demo"))
+                             .when(pl.col("id").str.starts_with("written-")).then(pl.lit("written"))
                              .otherwise(pl.col("id").str.split("/").list.first()).alias("source"))
 
 
@@ -75,7 +84,7 @@ def main():
     if out.exists():
         shutil.rmtree(out)
     card = fit([str(tmp)], out, FitParams(seed=args.seed), progress=print)
-    card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus"]
+    card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus", "data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))
 
