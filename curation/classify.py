@@ -43,7 +43,8 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
         if not ai or not stance:
             raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
         steps.append(FastTextTagger(ai, stance, only_candidates=cfg.fasttext.only_candidates and cfg.keyword.enabled,
-                                    max_chars=cfg.fasttext.max_chars, stance_min_ai=cfg.fasttext.stance_min_ai))
+                                    max_chars=cfg.fasttext.max_chars, stance_min_ai=cfg.fasttext.stance_min_ai,
+                                    screen_chars=cfg.fasttext.screen_chars, screen_min_ai=cfg.fasttext.screen_min_ai))
     if cfg.embedding.enabled:
         head = models.file("embedding_head")
         if not head:
@@ -102,11 +103,13 @@ def _progress_thread(output: Path, rels: list[str], stop: threading.Event, show:
 
 def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
              progress: bool = True) -> ClassifyResult:
-    from curation.executors import console_sink, make_executor
+    from curation.executors import console_sink, make_executor, start_forkserver
     from curation.summary import write_summary
 
     cfg = cfg or ClassifyConfig()
     started = time.time()
+    if cfg.executor.kind == "local" and cfg.executor.workers > 1:
+        start_forkserver()
     root, rels = list_shards(corpus)
     if not rels:
         raise CurationError(f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob")

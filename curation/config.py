@@ -22,8 +22,12 @@ class KeywordStage(_Strict):
 
 class FastTextStage(_Strict):
     enabled: bool = True
-    only_candidates: bool = Field(False, description="true: score only keyword candidates (the cascade: ~3x faster, "
-                                  "loses recall on AI text without AI vocabulary); false: every document")
+    only_candidates: bool = Field(False, description="true: the cascade, scoring keyword candidates and the documents "
+                                  "the prefix screen passes (several times faster); false: every document")
+    screen_chars: int = Field(1000, ge=0, description="cascade: score the first this many characters of each "
+                              "non-candidate and pass it on if that scores at least screen_min_ai; 0: keywords alone decide")
+    screen_min_ai: float = Field(0.0005, ge=0, le=1, description="cascade: prefix score that passes a non-candidate on "
+                                 "(lower: more recall, more documents scored in full)")
     max_chars: int = Field(20_000, ge=100)
     stance_min_ai: float = Field(0.1, ge=0, le=1, description="run the stance model where ft_ai is at least this")
 

@@ -23,6 +23,33 @@ def test_lexicon_counts_whole_words_and_case():
     assert lex.count("A recipe for bread with flour and water.")["strong"] == 0
 
 
+def test_fasttext_lines_keep_the_trained_normalisation():
+    from curation.textnorm import fasttext_lines
+
+    texts = ["Hello,  World!\tA_b\n\nc", " x ", "", "a\u00a0b\u2003 c\r\nd", "\u3000全角\u3000", "\x0b\x0c\x1c\x85 end"]
+    s = pl.Series(texts).str.slice(0, 20_000).str.to_lowercase()  # the formula the default model was trained with
+    old = s.str.replace_all(r"([^\w\s]|_)", " $1 ").str.replace_all(r"\s+", " ").str.strip_chars().to_list()
+    assert fasttext_lines(texts) == old
+    assert fasttext_lines(["Hello,  World"], 8) == ["hello ,"]
+
+
+def test_cascade_screen_decides_who_is_scored_not_the_score():
+    from curation.config import ClassifyConfig
+    from curation.predict import score_texts
+
+    texts = pl.concat([shared_corpus("arbital").head(40), shared_corpus("wikipedia-recent").head(40)])["text"].to_list()
+    emb = {"enabled": False}
+    full = score_texts(texts, ClassifyConfig(embedding=emb))
+    keywords = score_texts(texts, ClassifyConfig(fasttext={"only_candidates": True, "screen_chars": 0}, embedding=emb))
+    screened = score_texts(texts, ClassifyConfig(fasttext={"only_candidates": True}, embedding=emb))
+    everyone = score_texts(texts, ClassifyConfig(fasttext={"only_candidates": True, "screen_min_ai": 0}, embedding=emb))
+    assert all((k.get("ft_ai") is None) == (not k["kw_candidate"]) for k in keywords)
+    scored = [i for i, a in enumerate(screened) if a.get("ft_ai") is not None]
+    assert {i for i, a in enumerate(keywords) if a["kw_candidate"]} <= set(scored)
+    assert all(screened[i]["ft_ai"] == full[i]["ft_ai"] for i in scored)
+    assert [a["ft_ai"] for a in everyone] == [a["ft_ai"] for a in full]
+
+
 def test_bad_lexicon_is_one_clear_error(tmp_path):
     bad = tmp_path / "lex.yaml"
     bad.write_text("version: 1\nstrong:\n  - 'unclosed (group'\n")

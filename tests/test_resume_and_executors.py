@@ -51,6 +51,10 @@ def test_two_local_workers_match_one(wiki_corpus, tmp_path):
     curate("classify", root, "--output", tmp_path / "w2", "--no-progress", "--no-embedding", "--workers", "2", check=True)
     for rel in shards:
         assert pl.read_parquet(tmp_path / "w1" / attribute_path(rel)).equals(pl.read_parquet(tmp_path / "w2" / attribute_path(rel)))
+    # this process works next to a pool of one: every task still completes once and logs to its own file
+    logs = tmp_path / "w2" / "_logs"
+    assert len(list((logs / "completions").iterdir())) == len(list((logs / "logs").glob("task_*.log"))) == len(shards)
+    assert all("Processing done" in f.read_text() for f in (logs / "logs").glob("task_*.log"))
 
 
 @pytest.mark.ray

@@ -60,4 +60,6 @@ class KeywordTagger(TaggerStep):
             a["kw_words"] = c["words"]
             a["kw_ai"] = keyword_probability(keyword_features(c), self.calibration)
             a["kw_candidate"] = c["strong"] + c["cs"] >= self.min_hits
-            self.stat_update("kw_candidate" if a["kw_candidate"] else "kw_not_candidate")
+        n = sum(attrs(d)["kw_candidate"] for d in docs)
+        self.stat_update("kw_candidate", value=n)
+        self.stat_update("kw_not_candidate", value=len(docs) - n)
