@@ -33,7 +33,8 @@ class ClassifyResult:
 
 
 def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
-    from curation.steps import AttributeWriter, EmbeddingTagger, FastTextTagger, FinalScores, KeywordTagger, ShardReader
+    from curation.steps import (AttributeWriter, EmbeddingTagger, FastTextTagger, FinalScores, KeywordTagger, LLMJudgeTagger,
+                                ShardReader)
 
     steps = []
     if cfg.keyword.enabled:
@@ -50,8 +51,11 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
         if not head:
             raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
         steps.append(EmbeddingTagger(head, cfg.embedding.encoder, cfg.embedding.min_prior_score, cfg.embedding.max_chunks))
+    if cfg.llm_judge.enabled:
+        j = cfg.llm_judge
+        steps.append(LLMJudgeTagger(j.model, j.min_prior_score, j.max_chars, j.device))
     if not steps:
-        raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding")
+        raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding, llm_judge")
     steps.append(FinalScores(models.stance_prior))
     columns = {}
     for s in steps:

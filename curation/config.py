@@ -39,6 +39,15 @@ class EmbeddingStage(_Strict):
     max_chunks: int = Field(4, ge=1)
 
 
+class LLMJudgeStage(_Strict):
+    enabled: bool = Field(False, description="ask a causal LM the guide's two questions (slow: one forward pass per question)")
+    model: str = Field("smollm2", description="Hugging Face model directory, .gguf file, or 'smollm2'")
+    min_prior_score: float = Field(0.3, ge=0, le=1, description="run on documents whose embedding (else fastText, else "
+                                   "keyword) score is at least this")
+    max_chars: int = Field(3000, ge=100, description="characters of each document shown to the judge")
+    device: str | None = Field(None, description="cpu, cuda, ...; default: cuda when available")
+
+
 class ExecutorConfig(_Strict):
     kind: Literal["local", "slurm", "ray"] = "local"
     tasks: int | None = Field(None, ge=1, description="datatrove tasks; default one per shard, so completions are per shard")
@@ -57,6 +66,7 @@ class ClassifyConfig(_Strict):
     keyword: KeywordStage = KeywordStage()
     fasttext: FastTextStage = FastTextStage()
     embedding: EmbeddingStage = EmbeddingStage()
+    llm_judge: LLMJudgeStage = LLMJudgeStage()
     executor: ExecutorConfig = ExecutorConfig()
 
     @classmethod

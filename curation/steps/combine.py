@@ -6,7 +6,7 @@ import pyarrow as pa
 
 from curation.steps.base import STANCES, TaggerStep, attrs, scorable
 
-STAGE_PREFIX = {"embedding": "emb", "fasttext": "ft"}  # most refined first
+STAGE_PREFIX = {"llm_judge": "llm", "embedding": "emb", "fasttext": "ft"}  # most refined first
 STAGE_NAME = {p: stage for stage, p in STAGE_PREFIX.items()}
 
 
@@ -14,7 +14,7 @@ class FinalScores(TaggerStep):
     """Takes each document's scores from the most refined stages that ran on it.
 
     `ai_discourse` is the mean of the probabilities of every stage that ran on the document (calibrated keyword
-    score, fastText, embedding head): on the default model's validation split the three together beat any subset
+    score, fastText, embedding head, LLM judge when enabled): on the default model's validation split the three together beat any subset
     (F1 0.92 vs 0.89 without the keyword score). The stance is the mean of the stance models that ran, else the
     stance prior of the training data.
     """

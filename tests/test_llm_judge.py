@@ -1,0 +1,66 @@
+"""The optional LLM-judge stage: real SmolLM2 forward passes on real corpus text, wired into classify's cascade."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import shared_corpus
+from curation.classify import classify
+from curation.config import ClassifyConfig
+from curation.predict import score_texts
+from curation.steps.base import STANCES
+from curation.steps.llm_judge import AI_QUESTION, LLMJudgeTagger
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    ai = shared_corpus("turntrout").head(3)["text"].to_list()           # alignment posts: past every earlier stage
+    other = shared_corpus("wikipedia-recent").head(3)["text"].to_list()  # unrelated articles: skipped by the cascade
+    return ai + other
+
+
+def test_judge_scores_candidates_and_joins_the_final_mean(texts):
+    cfg = ClassifyConfig(embedding={"enabled": False}, llm_judge={"enabled": True, "min_prior_score": 0.3, "max_chars": 1200})
+    rows = score_texts(texts, cfg)
+    judged = [r for r in rows if r.get("llm_ai") is not None]
+    assert 0 < len(judged) < len(rows)
+    for r in rows:
+        prior = r["ft_ai"]
+        assert (r.get("llm_ai") is not None) == (prior >= 0.3)             # runs exactly where the cascade lets it
+        if r.get("llm_ai") is None:
+            assert r["ai_stage"] != "llm_judge"
+            continue
+        assert 0 < r["llm_ai"] < 1 and r["ai_stage"] == "llm_judge"
+        assert sum(r[f"llm_stance_{s}"] for s in STANCES) == pytest.approx(1, abs=1e-6)
+        assert r["ai_discourse"] == pytest.approx((r["kw_ai"] + r["ft_ai"] + r["llm_ai"]) / 3, abs=1e-6)
+        told = [p for p in ("ft", "llm") if r.get(f"{p}_stance_aligned") is not None]
+        for s in STANCES:
+            assert r[f"stance_{s}"] == pytest.approx(sum(r[f"{p}_stance_{s}"] for p in told) / len(told), abs=1e-5)
+
+
+def test_judge_probability_is_the_letter_choice_of_the_model(texts):
+    step = LLMJudgeTagger(max_chars=800)
+    scorer = step._load()
+    lp = scorer.letter_logprobs([AI_QUESTION.format(text=texts[0][:800])], [2])[0]
+    from datatrove.data import Document
+
+    doc = Document(text=texts[0], id="x", metadata={"attributes": {"kw_ai": 0.9}})
+    step.tag_batch([doc])
+    import math
+
+    assert doc.metadata["attributes"]["llm_ai"] == pytest.approx(math.exp(lp[0]) / (math.exp(lp[0]) + math.exp(lp[1])))
+
+
+def test_classify_writes_judge_columns(texts, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pl.DataFrame({"id": [f"d{i}" for i in range(len(texts))], "text": texts}).write_parquet(corpus / "part-0.parquet")
+    cfg = ClassifyConfig(embedding={"enabled": False}, llm_judge={"enabled": True, "max_chars": 600})
+    res = classify(str(corpus), tmp_path / "attrs", cfg, progress=False)
+    assert res.ok, res.errors
+    t = pq.read_table(tmp_path / "attrs" / "part-0.parquet").to_pydict()
+    assert t["id"] == [f"d{i}" for i in range(len(texts))]
+    assert any(v is not None for v in t["llm_ai"]) and any(v is None for v in t["llm_ai"])
+    assert res.summary["config"]["llm_judge"]["model"] == "smollm2"
