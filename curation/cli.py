@@ -35,6 +35,8 @@ def classify(
     workers: Optional[int] = typer.Option(None, help="tasks run at once"),
     cascade: Optional[bool] = typer.Option(None, "--cascade/--no-cascade", help="fastText only on keyword candidates (faster; default: every document)"),
     embedding: Optional[bool] = typer.Option(None, "--embedding/--no-embedding", help="sentence-transformers stage"),
+    llm_judge: Optional[str] = typer.Option(None, "--llm-judge", help="enable the LLM-judge stage with this model (HF "
+                                            "directory, .gguf or 'smollm2')"),
     on_bad_doc: Optional[str] = typer.Option(None, "--on-bad-doc", help="error (fail the shard) | tag (keep row, `error` column)"),
     max_doc_chars: Optional[int] = typer.Option(None, "--max-doc-chars"),
     overwrite: bool = typer.Option(False, help="Replace an output directory that holds a different run"),
@@ -51,7 +53,8 @@ def classify(
             if val is not None:
                 raw[key] = val
         for section, key, val in (("executor", "kind", executor), ("executor", "tasks", tasks), ("executor", "workers", workers),
-                                  ("fasttext", "only_candidates", cascade), ("embedding", "enabled", embedding)):
+                                  ("fasttext", "only_candidates", cascade), ("embedding", "enabled", embedding),
+                                  ("llm_judge", "enabled", True if llm_judge else None), ("llm_judge", "model", llm_judge)):
             if val is not None:
                 raw.setdefault(section, {})[key] = val
         cfg = ClassifyConfig.validated(raw, str(config or "command line"))

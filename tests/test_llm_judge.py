@@ -6,7 +6,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import shared_corpus
+from conftest import curate, shared_corpus
 from curation.classify import classify
 from curation.config import ClassifyConfig
 from curation.predict import score_texts
@@ -64,3 +64,13 @@ def test_classify_writes_judge_columns(texts, tmp_path):
     assert t["id"] == [f"d{i}" for i in range(len(texts))]
     assert any(v is not None for v in t["llm_ai"]) and any(v is None for v in t["llm_ai"])
     assert res.summary["config"]["llm_judge"]["model"] == "smollm2"
+
+
+def test_cli_flag_enables_the_judge(texts, tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    pl.DataFrame({"id": ["a", "b"], "text": [texts[0], texts[3]]}).write_parquet(corpus / "part-0.parquet")
+    curate("classify", corpus, "--output", tmp_path / "attrs", "--no-embedding", "--llm-judge", "smollm2", "--no-progress",
+           check=True)
+    t = pq.read_table(tmp_path / "attrs" / "part-0.parquet")
+    assert "llm_ai" in t.column_names and "llm_stance_neutral" in t.column_names
