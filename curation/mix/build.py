@@ -66,8 +66,6 @@ def _copies(plan: Plan, sp: SourcePlan, rows: np.ndarray, keep: np.ndarray) -> n
 def _spill_rest(plan: Plan, sp: SourcePlan, spill: BucketSpill, adv) -> None:
     """Pass 1: read the source and spill the copies the planning scan did not (all of them, or copies 1..)."""
     first_done = 1 if plan.single_read else 0
-    if plan.single_read and sp.full_epochs + (sp.threshold_bin >= 0) <= 1:
-        return                                   # at most one copy per row: the scan spilled them all
     key = _shuffle_key(plan, sp)
     for _, row0, t, keep in prefetch(iter_batches(sp.rs)):
         adv(t.num_rows)
@@ -123,7 +121,8 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         files = [(sp.name, role, path) for sp in plan.sources for role, path in sp.rs.inputs()]
         with bar(progress, "hashing inputs", len(files), unit="files") as adv:
             inputs = hash_inputs(files, adv)
-        rest = [sp for sp in plan.sources if not plan.single_read or sp.full_epochs + (sp.threshold_bin >= 0) > 1]
+        # a single-read scan spilled every first copy: only upsampled sources are read again
+        rest = [sp for sp in plan.sources if not plan.single_read or sp.max_copies > 1]
         with bar(progress, f"pass 1: select and scatter to {plan.buckets} buckets", sum(s.rows or 0 for sp in rest for s in sp.rs.shards),
                  unit="docs") as adv:
             for sp in rest:

@@ -50,16 +50,19 @@ class SourcePlan:
     threshold_bin: int = -1                       # documents with hash bin <= this get one more copy
     expected_docs: int = 0
     expected_tokens: float = 0.0
-    expected_bytes: float = 0.0
     unique_docs: int = 0                          # selected documents with at least one copy
     share: float = 0.0
     hist_docs: np.ndarray = field(default=None, repr=False)
-    hist_bytes: np.ndarray = field(default=None, repr=False)
     hist_tokens: np.ndarray = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.rs.name
+
+    @property
+    def max_copies(self) -> int:
+        """The most copies any selected row gets: full epochs, plus one where the hash threshold applies."""
+        return self.full_epochs + (self.threshold_bin >= 0)
 
     @property
     def epochs(self) -> float:
@@ -111,7 +114,6 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, progress, on_
     p_sample = min(1.0, m.tokenizer.sample_docs / total_rows)
     sample: list[pa.Array] = []
     sp.hist_docs = np.zeros(BINS, np.float64)
-    sp.hist_bytes = np.zeros(BINS, np.float64)
     sp.hist_tokens = np.zeros(BINS, np.float64)
     for si, row0, t, keep in prefetch(iter_batches(rs)):
         n = t.num_rows
@@ -135,7 +137,6 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, progress, on_
         sp.tokens_selected += float(toks[keep].sum())
         bins = hash_bins(row_hash(sel_key, rows))[keep]
         sp.hist_docs += np.bincount(bins, minlength=BINS)
-        sp.hist_bytes += np.bincount(bins, weights=nbytes[keep], minlength=BINS)
         sp.hist_tokens += np.bincount(bins, weights=toks[keep].astype(np.float64), minlength=BINS)
         if on_batch is not None:
             on_batch(sp, t, rows, keep)
@@ -252,10 +253,8 @@ def _realise(mf: ManifestFile, sp: SourcePlan) -> None:
     part_docs = int(np.cumsum(sp.hist_docs)[k]) if k >= 0 else 0
     sp.unique_docs = sp.docs_selected if full >= 1 else part_docs
     part_tokens = float(cum[k]) if k >= 0 else 0.0
-    part_bytes = float(np.cumsum(sp.hist_bytes)[k]) if k >= 0 else 0.0
     sp.expected_docs = full * sp.docs_selected + part_docs
     sp.expected_tokens = full * sp.tokens_selected + part_tokens
-    sp.expected_bytes = full * sp.bytes_selected + part_bytes
 
 
 def _schema(mf: ManifestFile, sps: list[SourcePlan]) -> pa.Schema:
