@@ -86,18 +86,16 @@ class LetterScorer:
                 seg = torch.full((len(batch), width), -1, dtype=torch.long)    # 0 prefix, m+1 member m, -1 padding
                 reads = []                                                     # (row, column, prompt index)
                 for row, (idx, k, _) in enumerate(batch):
-                    first = encoded[idx[0]][:k]
-                    ids[row, :k] = torch.tensor(first, dtype=torch.long)
-                    pos[row, :k] = torch.arange(k)
-                    seg[row, :k] = 0
-                    col = k
-                    for m, i in enumerate(idx):
-                        tail = encoded[i][k:]
-                        ids[row, col:col + len(tail)] = torch.tensor(tail, dtype=torch.long)
-                        pos[row, col:col + len(tail)] = torch.arange(k, k + len(tail))
-                        seg[row, col:col + len(tail)] = m + 1
-                        col += len(tail)
-                        reads.append((row, col - 1, i))
+                    col = 0
+                    # segment 0 is the shared prefix (positions from 0); segment m + 1 is member m (from k)
+                    for m, piece in enumerate([encoded[idx[0]][:k]] + [encoded[i][k:] for i in idx]):
+                        end, start_pos = col + len(piece), (k if m else 0)
+                        ids[row, col:end] = torch.tensor(piece, dtype=torch.long)
+                        pos[row, col:end] = torch.arange(start_pos, start_pos + len(piece))
+                        seg[row, col:end] = m
+                        col = end
+                        if m:
+                            reads.append((row, col - 1, idx[m - 1]))
                 q, kv = seg[:, :, None], seg[:, None, :]
                 causal = torch.ones(width, width, dtype=torch.bool).tril()
                 allowed = causal & ((kv == 0) | (kv == q)) & (q >= 0)

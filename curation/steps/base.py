@@ -31,6 +31,14 @@ def attrs(doc: Document) -> dict:
     return doc.metadata.setdefault(ATTRS, {})
 
 
+def first_score(a: dict, keys: tuple[str, ...]) -> float | None:
+    """The first of `keys` an earlier stage filled in (most refined first), or None: a cascade stage's prior."""
+    for key in keys:
+        if a.get(key) is not None:
+            return a[key]
+    return None
+
+
 def scorable(doc: Document) -> bool:
     """Documents the reader flagged as bad (only kept under --on-bad-doc tag) get no scores."""
     return not doc.metadata.get("error")

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.embedding import embed_documents, sigmoid, softmax
-from curation.steps.base import STANCES, TaggerStep, attrs, scorable
+from curation.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
 
 
 class EmbeddingTagger(TaggerStep):
@@ -24,9 +24,7 @@ class EmbeddingTagger(TaggerStep):
         return {"emb_ai": pa.float32(), **{f"emb_stance_{s}": pa.float32() for s in STANCES}}
 
     def _is_candidate(self, a: dict) -> bool:
-        prior = a.get("ft_ai")
-        if prior is None:
-            prior = a.get("kw_ai")
+        prior = first_score(a, ("ft_ai", "kw_ai"))
         return prior is None or prior >= self.min_prior_score
 
     def tag_batch(self, docs):

@@ -7,9 +7,11 @@ stage, so it runs only on documents an earlier stage already scores as likely AI
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import pyarrow as pa
 
-from curation.steps.base import STANCES, TaggerStep, attrs, scorable
+from curation.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
 
 AI_QUESTION = """Definition: a text is AI discourse when artificial intelligence systems are a substantial subject of it (the main
 topic, or at least a full paragraph): AI agents, machine-learning systems, robots or computers with artificial minds,
@@ -38,6 +40,18 @@ Question: How does this text mainly portray AI systems?
 Answer: ("""
 
 STANCE_ORDER = ("misaligned", "aligned", "neutral")   # the letters A, B, C of STANCE_QUESTION
+PRIOR = ("emb_ai", "ft_ai", "kw_ai")                    # the earlier scores that gate the judge, most refined first
+
+
+@lru_cache(maxsize=2)
+def _shared_scorer(model: str, device: str | None, batch_size: int):
+    """Loaded once per process: datatrove unpickles a fresh pipeline for every task (one per shard by default), so a
+    model held by the step alone would be loaded again for every shard."""
+    from evals.model_loading import load_model
+    from evals.scoring import LetterScorer
+
+    m, tok = load_model(model, device=device)
+    return LetterScorer(m, tok, batch_size=batch_size)
 
 
 class LLMJudgeTagger(TaggerStep):
@@ -53,25 +67,15 @@ class LLMJudgeTagger(TaggerStep):
     def columns(self):
         return {"llm_ai": pa.float32(), **{f"llm_stance_{s}": pa.float32() for s in STANCES}}
 
-    def _prior(self, a: dict) -> float | None:
-        for key in ("emb_ai", "ft_ai", "kw_ai"):
-            if a.get(key) is not None:
-                return a[key]
-        return None
-
     def _load(self):
         if self._scorer is None:
-            from evals.model_loading import load_model
-            from evals.scoring import LetterScorer
-
-            model, tok = load_model(self.model, device=self.device)
-            self._scorer = LetterScorer(model, tok, batch_size=self.batch_size)
+            self._scorer = _shared_scorer(self.model, self.device, self.batch_size)
         return self._scorer
 
     def tag_batch(self, docs):
         from evals.scoring import option_probs
 
-        todo = [d for d in docs if scorable(d) and (self._prior(attrs(d)) or 0.0) >= self.min_prior_score]
+        todo = [d for d in docs if scorable(d) and (first_score(attrs(d), PRIOR) or 0.0) >= self.min_prior_score]
         self.stat_update("skipped_by_cascade", value=len(docs) - len(todo))
         if not todo:
             return
