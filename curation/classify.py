@@ -45,7 +45,8 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
             raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
         steps.append(FastTextTagger(ai, stance, only_candidates=cfg.fasttext.only_candidates and cfg.keyword.enabled,
                                     max_chars=cfg.fasttext.max_chars, stance_min_ai=cfg.fasttext.stance_min_ai,
-                                    screen_chars=cfg.fasttext.screen_chars, screen_min_ai=cfg.fasttext.screen_min_ai))
+                                    screen_chars=cfg.fasttext.screen_chars, screen_chunks=cfg.fasttext.screen_chunks,
+                                    screen_min_ai=cfg.fasttext.screen_min_ai))
     if cfg.embedding.enabled:
         head = models.file("embedding_head")
         if not head:

@@ -24,10 +24,13 @@ class FastTextStage(_Strict):
     enabled: bool = True
     only_candidates: bool = Field(False, description="true: the cascade, scoring keyword candidates and the documents "
                                   "the prefix screen passes (several times faster); false: every document")
-    screen_chars: int = Field(1000, ge=0, description="cascade: score the first this many characters of each "
-                              "non-candidate and pass it on if that scores at least screen_min_ai; 0: keywords alone decide")
-    screen_min_ai: float = Field(0.0005, ge=0, le=1, description="cascade: prefix score that passes a non-candidate on "
-                                 "(lower: more recall, more documents scored in full)")
+    screen_chars: int = Field(750, ge=0, description="cascade: score this many characters of each non-candidate "
+                              "(screen_chunks pieces spread over its first max_chars) and pass it on if that scores at "
+                              "least screen_min_ai; 0: keywords alone decide")
+    screen_chunks: int = Field(3, ge=1, description="cascade: pieces the screen's characters are taken in (1: a prefix)")
+    screen_min_ai: float = Field(0.3, ge=0, le=1, description="cascade: screen score (the sample's normalised text "
+                                 "alone, without keyword tokens) that passes a non-candidate on (lower: more recall, "
+                                 "more documents scored in full)")
     max_chars: int = Field(20_000, ge=100)
     stance_min_ai: float = Field(0.1, ge=0, le=1, description="run the stance model where ft_ai is at least this")
 

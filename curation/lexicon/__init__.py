@@ -50,13 +50,13 @@ class Lexicon:
         terms = {"strong": self.strong, "cs": self.case_sensitive, "weak": self.weak}
         return {g: _compile(terms[g], flags) for g, flags in GROUPS.items()}
 
-    def count_batch(self, texts: list[str]) -> dict[str, np.ndarray]:
-        """Hit counts per group, one entry per text.
+    def count_batch(self, texts: list[str] | pl.Series) -> dict[str, np.ndarray]:
+        """Hit counts per group, one entry per text (a list, or a polars Series: no copy out of Python).
 
         Weak terms and the word count (the density features divide by it) only matter next to a strong or
         acronym hit, so they are counted only for those texts (0 elsewhere): most documents cost two regex passes.
         """
-        s = pl.Series(texts, dtype=pl.Utf8)
+        s = texts if isinstance(texts, pl.Series) else pl.Series(texts, dtype=pl.Utf8)
         n = len(texts)
         p = self.patterns
         zero = pl.zeros(n, pl.UInt32, eager=True)

@@ -30,16 +30,21 @@ class FinalScores(TaggerStep):
         return {"ai_discourse": pa.float32(), **{f"stance_{s}": pa.float32() for s in STANCES}, "ai_stage": pa.string()}
 
     def tag_batch(self, docs):
+        stages = [(p, f"{p}_ai", f"{p}_stance_aligned", tuple(f"{p}_stance_{s}" for s in STANCES)) for p in STAGE_PREFIX.values()]
+        finals = tuple(f"stance_{s}" for s in STANCES)
+        prior = tuple(self.stance_prior[s] for s in STANCES)
         for doc in docs:
             if not scorable(doc):
                 continue
             a = attrs(doc)
-            ran = [p for p in STAGE_PREFIX.values() if a.get(f"{p}_ai") is not None]
-            probs = [a[f"{p}_ai"] for p in ran] + ([a["kw_ai"]] if a.get("kw_ai") is not None else [])
+            ran = [st for st in stages if a.get(st[1]) is not None]
+            probs = [a[st[1]] for st in ran]
+            if a.get("kw_ai") is not None:
+                probs.append(a["kw_ai"])
             a["ai_discourse"] = sum(probs) / len(probs) if probs else 0.0
-            told = [p for p in ran if a.get(f"{p}_stance_aligned") is not None]
-            stance = {s: sum(a[f"{p}_stance_{s}"] for p in told) / len(told) for s in STANCES} if told else dict(self.stance_prior)
-            total = sum(stance.values()) or 1.0
-            for s in STANCES:
-                a[f"stance_{s}"] = stance[s] / total
-            a["ai_stage"] = STAGE_NAME[ran[0]] if ran else "keyword"
+            told = [st[3] for st in ran if a.get(st[2]) is not None]
+            stance = [sum(a[keys[i]] for keys in told) / len(told) for i in range(len(STANCES))] if told else prior
+            total = sum(stance) or 1.0
+            for key, v in zip(finals, stance):
+                a[key] = v / total
+            a["ai_stage"] = STAGE_NAME[ran[0][0]] if ran else "keyword"

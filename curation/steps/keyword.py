@@ -7,7 +7,7 @@ import math
 import pyarrow as pa
 
 from curation.lexicon import Lexicon
-from curation.steps.base import TaggerStep, attrs, scorable
+from curation.steps.base import TaggerStep, attrs, scorable, text_series
 
 
 def keyword_features(counts: dict[str, int]) -> list[float]:
@@ -52,14 +52,17 @@ class KeywordTagger(TaggerStep):
         docs = [d for d in docs if scorable(d)]
         if not docs:
             return
-        counts = self.lexicon.count_batch([d.text for d in docs])
-        for i, doc in enumerate(docs):
-            c = {k: int(v[i]) for k, v in counts.items()}
+        counts = self.lexicon.count_batch(text_series(docs))
+        strong, cs, weak, words = (counts[k].tolist() for k in ("strong", "cs", "weak", "words"))
+        zero = keyword_probability(keyword_features({"strong": 0, "cs": 0, "weak": 0, "words": 0}), self.calibration)
+        n = 0
+        for doc, s, c, w, nw in zip(docs, strong, cs, weak, words):
             a = attrs(doc)
-            a["kw_strong"], a["kw_case_sensitive"], a["kw_weak"] = c["strong"], c["cs"], c["weak"]
-            a["kw_words"] = c["words"]
-            a["kw_ai"] = keyword_probability(keyword_features(c), self.calibration)
-            a["kw_candidate"] = c["strong"] + c["cs"] >= self.min_hits
-        n = sum(attrs(d)["kw_candidate"] for d in docs)
+            a["kw_strong"], a["kw_case_sensitive"], a["kw_weak"], a["kw_words"] = s, c, w, nw
+            # count_batch counts weak terms and words only next to a hit, so every other document has the same score
+            a["kw_ai"] = keyword_probability(keyword_features({"strong": s, "cs": c, "weak": w, "words": nw}),
+                                             self.calibration) if s or c else zero
+            a["kw_candidate"] = cand = s + c >= self.min_hits
+            n += cand
         self.stat_update("kw_candidate", value=n)
         self.stat_update("kw_not_candidate", value=len(docs) - n)
