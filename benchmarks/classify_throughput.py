@@ -13,7 +13,7 @@ faster prediction); (b) is datatrove's filter loading the model file itself, as 
 cached copy of the model is removed first (`_forget_datatrove_copy`): datatrove keeps the first copy of a local
 model path forever, so runs before the fix scored (b) with a stale model.
 
-    python benchmarks/classify_throughput.py [--docs 6000] [--shards 8]
+    python benchmarks/classify_throughput.py [--docs 6000] [--shards 8] [--copies 1]
 """
 
 from __future__ import annotations
@@ -33,11 +33,15 @@ from measure import run_measured  # noqa: E402
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
 
 
-def build_corpus(root: Path, docs: int, shards: int) -> None:
+def build_corpus(root: Path, docs: int, shards: int, copies: int = 1) -> None:
+    """`copies` > 1 tiles the sample (ids suffixed #k): a corpus long enough that per-process start-up, which a user's
+    billion-document run never notices, stops deciding the worker scaling."""
     import polars as pl
 
     parts = [pl.read_parquet(str(SHARED / s / "*.parquet")).select("id", "text") for s in ("wikipedia-2015", "wikipedia-recent", "arbital", "turntrout")]
     df = pl.concat(parts).sample(n=min(docs, sum(p.height for p in parts)), seed=0, shuffle=True)
+    if copies > 1:
+        df = pl.concat([df.with_columns(pl.col("id") + f"#{k}") if k else df for k in range(copies)]).sample(fraction=1.0, seed=1, shuffle=True)
     per = -(-df.height // shards)
     for i in range(shards):
         df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
@@ -146,6 +150,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=6000)
     ap.add_argument("--shards", type=int, default=8)
+    ap.add_argument("--copies", type=int, default=1, help="tile the sampled corpus this many times (steady-state scaling)")
     ap.add_argument("--one", nargs=4, metavar=("KIND", "CORPUS", "WORKERS", "WORK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -157,10 +162,11 @@ def main():
     tmp = Path(tempfile.mkdtemp(prefix="classify-bench-"))
     corpus = tmp / "corpus"
     corpus.mkdir()
-    build_corpus(corpus, args.docs, args.shards)
+    build_corpus(corpus, args.docs, args.shards, args.copies)
     texts = pl.read_parquet(str(corpus / "*.parquet"))["text"]
     n_docs, mb = texts.len(), texts.str.len_bytes().sum() / 1e6
-    print(f"corpus: {n_docs} real documents, {mb:.1f} MB, {args.shards} Parquet shards")
+    print(f"corpus: {n_docs} real documents ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of the sample), {mb:.1f} MB, "
+          f"{args.shards} Parquet shards")
     results = {}
     for kind in ("a_bare_fasttext", "b_datatrove_fasttext_filter", "c_curate_fasttext_all", "d_curate_keyword_cascade",
                  "d_keywords_only"):

@@ -57,7 +57,7 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
         steps.append(LLMJudgeTagger(j.model, j.min_prior_score, j.max_chars, j.device))
     if not steps:
         raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding, llm_judge")
-    steps.append(FinalScores(models.stance_prior))
+    steps.append(FinalScores(models.stance_prior, models.stance_class_weights))
     columns = {}
     for s in steps:
         columns.update(s.columns())

@@ -107,12 +107,16 @@ def stats(attrs: Path = typer.Argument(..., help="Attribute directory or its sum
 def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: text, ai_discourse (0/1), stance"),
         output: Path = typer.Option(..., "--output", "-o", help="Model directory to write"),
         seed: int = typer.Option(0), epoch: int = typer.Option(25), embedding: bool = typer.Option(True, "--embedding/--no-embedding"),
-        valid_fraction: float = typer.Option(0.15)):
+        valid_fraction: float = typer.Option(0.15),
+        stance_class_weights: str = typer.Option("", help="Multipliers on the stance probabilities, e.g. aligned=2,misaligned=1.5 "
+                                                 "(a prior shift for target text unlike the training data)")):
     """Train the fastText models and the embedding head; writes a model card with validation metrics."""
-    from curation.fit import FitParams, fit as run_fit
+    from curation.fit import FitParams, fit as run_fit, parse_class_weights
 
     try:
-        card = run_fit(labelled, output, FitParams(seed=seed, epoch=epoch, embedding=embedding, valid_fraction=valid_fraction),
+        params = FitParams(seed=seed, epoch=epoch, embedding=embedding, valid_fraction=valid_fraction,
+                           stance_class_weights=parse_class_weights(stance_class_weights))
+        card = run_fit(labelled, output, params,
                        progress=lambda m: console.print(f"[dim]fit:[/dim] {m}", highlight=False))
     except CurationError as e:
         _fail(e)

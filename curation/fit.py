@@ -38,6 +38,25 @@ class FitParams:
     embedding: bool = True
     embedding_max_chunks: int = 4
     lexicon: str | None = None
+    # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
+    # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
+    stance_class_weights: dict[str, float] | None = None
+
+
+def parse_class_weights(spec: str) -> dict[str, float] | None:
+    """`aligned=2,misaligned=1.5` -> {"aligned": 2.0, "misaligned": 1.5}; empty -> None."""
+    if not spec.strip():
+        return None
+    out = {}
+    for part in spec.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise CurationError(f"--stance-class-weights: '{part}' is not stance=number; e.g. aligned=2,misaligned=1.5") from None
+        if name.strip() not in STANCES or out[name.strip()] <= 0:
+            raise CurationError(f"--stance-class-weights: '{part}' needs a stance in {STANCES} and a positive weight")
+    return out
 
 
 def load_labelled(paths: list[str]) -> pl.DataFrame:
@@ -221,6 +240,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
         "id": f"curation-classifier-{data_hash[:12]}", "kind": "curation-classifier", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "labels": {"ai_discourse": ["ai", "other"], "stance": list(STANCES)}, "files": files,
         "keyword_calibration": calibration, "stance_prior": {k: round(v, 4) for k, v in prior.items()},
+        **({"stance_class_weights": {s: float(p.stance_class_weights.get(s, 1.0)) for s in STANCES}} if p.stance_class_weights else {}),
         "data": {"sources": [str(x) for x in labelled], "sha256": data_hash, "documents": df.height,
                  "ai_documents": int(df["ai_discourse"].sum()), "train": train.height, "valid": valid.height,
                  "fasttext_train_negatives": neg.height,

@@ -35,6 +35,10 @@ class ModelSet:
     def stance_prior(self) -> dict[str, float]:
         return self.card.get("stance_prior") or {"aligned": 1 / 3, "misaligned": 1 / 3, "neutral": 1 / 3}
 
+    @property
+    def stance_class_weights(self) -> dict[str, float] | None:
+        return self.card.get("stance_class_weights")
+
     def summary(self, origin: str) -> dict:
         files = {k: str(self.path / v) for k, v in self.card.get("files", {}).items()}
         return {"name": self.name, "origin": origin, "kind": self.card.get("kind"), "labels": self.card.get("labels"),

@@ -11,7 +11,14 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
   * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
   * documents written for training by this project (data/written/*.jsonl, labelled as written): encyclopedic
     articles on fiction with machine characters, AI people and techniques, hard negatives, and essays, wiki pages,
-    stories, abstracts and forum threads that separate the three stances.
+    stories, abstracts and forum threads that separate the three stances; Wikipedia-style articles on AI fiction,
+    people and techniques with look-alike hard negatives (encyclopedic2.jsonl); Arbital- and blog-style alignment
+    posts across the three stances with decision-theory hard negatives (forum.jsonl).
+
+Stance class weights (aligned x2, misaligned x1.5): the models under-predict both on real text, whose style the
+written documents teach them to read as "neutral". Chosen by 5-fold cross-validation on the labelled real corpus
+documents (scripts/crossval_real.py), stable across two versions of the training data: pooled stance macro-F1
+0.512 -> 0.543 and 0.523 -> 0.554.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from pathlib import Path
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
+STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = ROOT / "data" / "labels"
 STRICT = (r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
@@ -83,7 +91,7 @@ def main():
     out = Path(args.output)
     if out.exists():
         shutil.rmtree(out)
-    card = fit([str(tmp)], out, FitParams(seed=args.seed), progress=print)
+    card = fit([str(tmp)], out, FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS), progress=print)
     card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus", "data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))

@@ -62,13 +62,15 @@ def test_fit_writes_a_usable_model_with_a_card(tmp_path):
     docs = pl.concat([shared_corpus("arbital"), shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(300)]).select("id", "text")
     data = docs.join(labels, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
     data.write_parquet(tmp_path / "labelled.parquet")
-    proc = curate("fit", tmp_path / "labelled.parquet", "--output", tmp_path / "model", "--no-embedding", "--epoch", "10", check=True)
+    proc = curate("fit", tmp_path / "labelled.parquet", "--output", tmp_path / "model", "--no-embedding", "--epoch", "10",
+                  "--stance-class-weights", "aligned=2,misaligned=1.5", check=True)
     assert "AI discourse F1" in proc.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     v = card["metrics"]["validation"]
     assert v["final"]["n"] == card["data"]["valid"] and 0 <= v["final"]["f1"] <= 1
     assert v["keyword_candidate"]["recall"] > 0.8  # the prefilter keeps most AI documents
     assert card["data"]["ai_documents"] == int(data["ai_discourse"].sum())
+    assert card["stance_class_weights"] == {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
     # the fitted model classifies a corpus
     (tmp_path / "c").mkdir()
     docs.head(20).write_parquet(tmp_path / "c" / "s.parquet")
@@ -82,3 +84,25 @@ def test_fit_rejects_unlabelled_input(tmp_path):
     pl.DataFrame({"text": ["a", "b"]}).write_parquet(tmp_path / "x.parquet")
     proc = curate("fit", tmp_path / "x.parquet", "--output", tmp_path / "m")
     assert proc.returncode == 2 and "ai_discourse" in proc.stderr and "x.parquet" in proc.stderr
+
+
+def test_stance_class_weights_shift_the_final_stance():
+    from datatrove.data import Document
+
+    from curation.fit import parse_class_weights
+    from curation.steps.combine import FinalScores
+
+    def final(weights):
+        doc = Document(text="x", id="1", metadata={"attributes": {
+            "kw_ai": 0.9, "ft_ai": 0.8, "ft_stance_aligned": 0.3, "ft_stance_misaligned": 0.2, "ft_stance_neutral": 0.5,
+            "emb_ai": 0.7, "emb_stance_aligned": 0.2, "emb_stance_misaligned": 0.3, "emb_stance_neutral": 0.5}})
+        FinalScores({"aligned": 0.2, "misaligned": 0.3, "neutral": 0.5}, weights).tag_batch([doc])
+        return doc.metadata["attributes"]
+
+    plain, shifted = final(None), final(parse_class_weights("aligned=2,misaligned=1.5"))
+    assert plain["stance_aligned"] == pytest.approx(0.25) and plain["stance_neutral"] == pytest.approx(0.5)
+    assert shifted["stance_aligned"] == pytest.approx(0.5 / 1.375) and shifted["stance_neutral"] == pytest.approx(0.5 / 1.375)
+    assert sum(shifted[f"stance_{s}"] for s in ("aligned", "misaligned", "neutral")) == pytest.approx(1.0)
+    assert plain["ai_discourse"] == shifted["ai_discourse"] == pytest.approx(0.8)
+    with pytest.raises(CurationError, match="stance-class-weights"):
+        parse_class_weights("friendly=2")

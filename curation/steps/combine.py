@@ -16,15 +16,19 @@ class FinalScores(TaggerStep):
     `ai_discourse` is the mean of the probabilities of every stage that ran on the document (calibrated keyword
     score, fastText, embedding head, LLM judge when enabled): on the default model's validation split the three together beat any subset
     (F1 0.92 vs 0.89 without the keyword score). The stance is the mean of the stance models that ran, else the
-    stance prior of the training data.
+    stance prior of the training data. A model card may carry `stance_class_weights`: multipliers applied to the
+    model stances before renormalising (a prior shift: written training documents make the models read real-text
+    style as "neutral"; the default's weights were chosen by cross-validation on real corpus text, see
+    scripts/crossval_real.py).
     """
 
     name = "🧮 Final scores"
     batch_size = 1024
 
-    def __init__(self, stance_prior: dict[str, float]):
+    def __init__(self, stance_prior: dict[str, float], stance_class_weights: dict[str, float] | None = None):
         super().__init__()
         self.stance_prior = stance_prior
+        self.stance_class_weights = stance_class_weights or {}
 
     def columns(self):
         return {"ai_discourse": pa.float32(), **{f"stance_{s}": pa.float32() for s in STANCES}, "ai_stage": pa.string()}
@@ -33,6 +37,7 @@ class FinalScores(TaggerStep):
         stages = [(p, f"{p}_ai", f"{p}_stance_aligned", tuple(f"{p}_stance_{s}" for s in STANCES)) for p in STAGE_PREFIX.values()]
         finals = tuple(f"stance_{s}" for s in STANCES)
         prior = tuple(self.stance_prior[s] for s in STANCES)
+        weights = tuple(float(self.stance_class_weights.get(s, 1.0)) for s in STANCES)
         for doc in docs:
             if not scorable(doc):
                 continue
@@ -43,7 +48,7 @@ class FinalScores(TaggerStep):
                 probs.append(a["kw_ai"])
             a["ai_discourse"] = sum(probs) / len(probs) if probs else 0.0
             told = [st[3] for st in ran if a.get(st[2]) is not None]
-            stance = [sum(a[keys[i]] for keys in told) / len(told) for i in range(len(STANCES))] if told else prior
+            stance = [w * sum(a[keys[i]] for keys in told) for i, w in enumerate(weights)] if told else prior
             total = sum(stance) or 1.0
             for key, v in zip(finals, stance):
                 a[key] = v / total
