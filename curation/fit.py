@@ -45,17 +45,12 @@ class FitParams:
 
 def parse_class_weights(spec: str) -> dict[str, float] | None:
     """`aligned=2,misaligned=1.5` -> {"aligned": 2.0, "misaligned": 1.5}; empty -> None."""
-    if not spec.strip():
-        return None
-    out = {}
-    for part in spec.split(","):
-        name, _, value = part.partition("=")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise CurationError(f"--stance-class-weights: '{part}' is not stance=number; e.g. aligned=2,misaligned=1.5") from None
-        if name.strip() not in STANCES or out[name.strip()] <= 0:
-            raise CurationError(f"--stance-class-weights: '{part}' needs a stance in {STANCES} and a positive weight")
+    from curation.yamlconfig import parse_weights
+
+    out = parse_weights([spec] if spec.strip() else [], "--stance-class-weights", "STANCE=WEIGHT", "aligned=2,misaligned=1.5")
+    for name, weight in (out or {}).items():
+        if name not in STANCES or weight <= 0:
+            raise CurationError(f"--stance-class-weights '{name}={weight:g}': needs a stance in {STANCES} and a positive weight")
     return out
 
 

@@ -45,3 +45,16 @@ def validate(cls: type[M], raw: dict, origin: str, docs: str) -> M:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(err["type"], err["msg"])
         raise CurationError(f"{origin}: `{loc}`: {msg}; see {docs} for the fields") from None
+
+
+def parse_weights(items: list[str], flag: str, form: str, example: str) -> dict[str, float] | None:
+    """`NAME=NUMBER` pairs from one or more comma-separated CLI values (`a=2,b=1.5`); none given -> None."""
+    out = {}
+    for item in items:
+        for part in item.split(","):
+            name, _, value = part.partition("=")
+            try:
+                out[name.strip()] = float(value)
+            except ValueError:
+                raise CurationError(f"{flag} {part!r}: expected {form} (e.g. {flag} {example})") from None
+    return out or None

@@ -13,6 +13,7 @@ import yaml
 from rich.console import Console
 
 from curation.errors import CurationError
+from curation.yamlconfig import parse_weights
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Tokenise mixes into Megatron datasets, pretrain / midtrain / continue-pretrain, convert checkpoints.")
@@ -31,20 +32,6 @@ def _fail(e: CurationError, code: int = 2):
     raise typer.Exit(code)
 
 
-def _parse_weights(items: List[str]) -> Optional[dict]:
-    if not items:
-        return None
-    out = {}
-    for item in items:
-        for part in item.split(","):
-            name, sep, val = part.partition("=")
-            try:
-                out[name.strip()] = float(val)
-            except ValueError:
-                raise CurationError(f"--weights {part!r}: expected SOURCE=WEIGHT (e.g. --weights arbital=0.3,wikipedia=0.7)") from None
-    return out
-
-
 @train_app.command()
 def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `curate mix build` (or any directory of Parquet shards with `text`)"),
              tokenizer: str = typer.Option("smollm2", "--tokenizer", "-t", help="Model spec: smollm2, a .gguf, or an HF directory"),
@@ -59,16 +46,17 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
     from train.tokenize import tokenize_mix
 
     try:
+        source_weights = parse_weights(weights, "--weights", "SOURCE=WEIGHT", "arbital=0.3,wikipedia=0.7")
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(TextColumn("[bold]tokenize[/bold] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=console) as bar:
                 task = bar.add_task("shards", total=None)
-                res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=_parse_weights(weights),
+                res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
                                    overwrite=overwrite, progress=lambda d, n: bar.update(task, completed=d, total=n))
         else:
-            res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=_parse_weights(weights),
+            res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
                                overwrite=overwrite)
     except CurationError as e:
         _fail(e)
