@@ -51,13 +51,14 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
         head = models.file("embedding_head")
         if not head:
             raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
-        steps.append(EmbeddingTagger(head, cfg.embedding.encoder, cfg.embedding.min_prior_score, cfg.embedding.max_chunks))
+        steps.append(EmbeddingTagger(head, cfg.embedding.encoder, cfg.embedding.min_prior_score, cfg.embedding.max_chunks,
+                                     cfg.embedding.keyword_candidates))
     if cfg.llm_judge.enabled:
         j = cfg.llm_judge
         steps.append(LLMJudgeTagger(j.model, j.min_prior_score, j.max_chars, j.device))
     if not steps:
         raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding, llm_judge")
-    steps.append(FinalScores(models.stance_prior, models.stance_class_weights))
+    steps.append(FinalScores(models.stance_prior, models.stance_class_weights, models.ai_combiner))
     columns = {}
     for s in steps:
         columns.update(s.columns())

@@ -109,13 +109,17 @@ def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: 
         seed: int = typer.Option(0), epoch: int = typer.Option(25), embedding: bool = typer.Option(True, "--embedding/--no-embedding"),
         valid_fraction: float = typer.Option(0.15),
         stance_class_weights: str = typer.Option("", help="Multipliers on the stance probabilities, e.g. aligned=2,misaligned=1.5 "
-                                                 "(a prior shift for target text unlike the training data)")):
+                                                 "(a prior shift for target text unlike the training data)"),
+        ai_combiner: Optional[Path] = typer.Option(None, help="JSON combiner of the stage probabilities (written by "
+                                                   "scripts/crossval_real.py --write-combiner); default: their mean")):
     """Train the fastText models and the embedding head; writes a model card with validation metrics."""
+    from curation.combiner import AICombiner
     from curation.fit import FitParams, fit as run_fit, parse_class_weights
 
     try:
         params = FitParams(seed=seed, epoch=epoch, embedding=embedding, valid_fraction=valid_fraction,
-                           stance_class_weights=parse_class_weights(stance_class_weights))
+                           stance_class_weights=parse_class_weights(stance_class_weights),
+                           ai_combiner=AICombiner.load(ai_combiner).to_dict() if ai_combiner else None)
         card = run_fit(labelled, output, params,
                        progress=lambda m: console.print(f"[dim]fit:[/dim] {m}", highlight=False))
     except CurationError as e:

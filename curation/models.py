@@ -39,6 +39,10 @@ class ModelSet:
     def stance_class_weights(self) -> dict[str, float] | None:
         return self.card.get("stance_class_weights")
 
+    @property
+    def ai_combiner(self) -> dict | None:
+        return self.card.get("ai_combiner")
+
     def summary(self, origin: str) -> dict:
         files = {k: str(self.path / v) for k, v in self.card.get("files", {}).items()}
         return {"name": self.name, "origin": origin, "kind": self.card.get("kind"), "labels": self.card.get("labels"),

@@ -3,10 +3,12 @@
 Why: the fit's own validation split mixes in documents written for training, which are easy; this measures what the
 model does on real text it has not seen. Each fold trains the production `fit` on the other folds plus every written
 and demo document, and validates on the fold's real documents cut to 4,000 characters (the length heldout/ uses).
-It then prints the pooled metrics and, for the pooled stance probabilities, macro-F1 under a grid of stance class
-weights (how the default's `stance_class_weights` were chosen). MiniLM embeddings are cached in build/cv/ by text.
+It then prints the pooled metrics; for the pooled stance probabilities, macro-F1 under a grid of stance class
+weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/combiner.py):
+its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores, and, with --write-combiner, the
+combiner fitted on all of them (how scripts/default_combiner.json is made). MiniLM embeddings are cached in build/cv/.
 
-    python scripts/crossval_real.py [--folds 5] [--tag NAME]
+    python scripts/crossval_real.py [--folds 5] [--tag NAME] [--reuse-models] [--write-combiner PATH]
 """
 
 from __future__ import annotations
@@ -55,8 +57,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--tag", default="cv")
+    ap.add_argument("--reuse-models", action="store_true", help="score with fold models already fitted on the same data")
+    ap.add_argument("--write-combiner", help="write the AI combiner fitted on all out-of-fold scores here (JSON)")
     args = ap.parse_args()
     import curation.fit as cf
+    from curation.combiner import fit_combiner
     from curation.config import ClassifyConfig
     from curation.models import load
     from curation.predict import score_texts
@@ -79,7 +84,9 @@ def main():
         train = df.filter(pl.Series(fold != k))
         cf.split = lambda d, f, s, _t=train, _v=valid: (_t, _v)  # the fold instead of the hash split
         out = WORK / f"model-{args.tag}-{k}"
-        cf.fit([str(data)], out, cf.FitParams(stance_class_weights=STANCE_CLASS_WEIGHTS), progress=lambda *a: None)
+        if not (args.reuse_models and (out / "card.json").is_file()
+                and json.loads((out / "card.json").read_text())["data"]["sha256"] == cf.fit_data_hash(df)):
+            cf.fit([str(data)], out, cf.FitParams(stance_class_weights=STANCE_CLASS_WEIGHTS), progress=lambda *a: None)
         valids.append(valid)
         scores += score_texts(valid["text"].to_list(), ClassifyConfig(), load(out))
         cache_path.write_bytes(pickle.dumps(cache))
@@ -95,6 +102,21 @@ def main():
     grid = sorted(((cf.macro_f1(truth, [STANCES[j] for j in (base * [wa, wm, 1.0]).argmax(1)])["macro_f1"], wa, wm)
                    for wa in (1, 1.5, 2, 3) for wm in (1, 1.25, 1.5, 2)), reverse=True)
     print("stance macro-F1 by class weights (aligned, misaligned; neutral 1):", " ".join(f"{f:.3f}@{a},{m}" for f, a, m in grid[:8]))
+    # the AI combiner: each fold's documents scored by a combiner fitted on the other folds' out-of-fold scores
+    vfold = np.concatenate([np.full(v.height, k) for k, v in enumerate(valids)])
+    y = valid["ai_discourse"].to_numpy()
+    stacked = [dict(s) for s in scores]
+    for k in range(args.folds):
+        comb = fit_combiner([s for s, f in zip(scores, vfold) if f != k], y[vfold != k])
+        for i in np.flatnonzero(vfold == k):
+            stacked[i]["ai_discourse"] = comb.score(scores[i]) if comb.score(scores[i]) is not None else scores[i]["ai_discourse"]
+    ev = cf.evaluate(valid, stacked)
+    print("AI combiner (nested by fold):", json.dumps({"final": ev["final"], "by_source": {k: v["f1"] for k, v in ev["final_by_source"].items()}}))
+    if args.write_combiner:
+        comb = fit_combiner(scores, y, fitted_on=f"out-of-fold scores of {valid.height} real corpus documents "
+                            f"({int(y.sum())} AI), {args.folds}-fold scripts/crossval_real.py, data {cf.fit_data_hash(df)[:12]}")
+        Path(args.write_combiner).write_text(json.dumps(comb.to_dict(), indent=1) + "\n")
+        print(f"wrote {args.write_combiner}: {comb.to_dict()}")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
+COMBINER = ROOT / "scripts" / "default_combiner.json"  # written by scripts/crossval_real.py --write-combiner
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = ROOT / "data" / "labels"
 STRICT = (r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
@@ -80,6 +81,7 @@ def main():
     ap.add_argument("--output", default=str(ROOT / "curation" / "models" / "default"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    from curation.combiner import AICombiner
     from curation.fit import FitParams, fit
 
     df = labelled_frame()
@@ -91,7 +93,8 @@ def main():
     out = Path(args.output)
     if out.exists():
         shutil.rmtree(out)
-    card = fit([str(tmp)], out, FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS), progress=print)
+    card = fit([str(tmp)], out, FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS,
+                                        ai_combiner=AICombiner.load(COMBINER).to_dict()), progress=print)
     card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus", "data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))

@@ -62,8 +62,10 @@ def test_fit_writes_a_usable_model_with_a_card(tmp_path):
     docs = pl.concat([shared_corpus("arbital"), shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(300)]).select("id", "text")
     data = docs.join(labels, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
     data.write_parquet(tmp_path / "labelled.parquet")
+    combiner = {"features": ["kw_ai", "ft_ai", "emb_ai"], "coef": [0.5, 0.3, 0.5], "presence": [None, None, 0.7], "intercept": -2.0}
+    (tmp_path / "combiner.json").write_text(json.dumps(combiner))
     proc = curate("fit", tmp_path / "labelled.parquet", "--output", tmp_path / "model", "--no-embedding", "--epoch", "10",
-                  "--stance-class-weights", "aligned=2,misaligned=1.5", check=True)
+                  "--stance-class-weights", "aligned=2,misaligned=1.5", "--ai-combiner", tmp_path / "combiner.json", check=True)
     assert "AI discourse F1" in proc.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     v = card["metrics"]["validation"]
@@ -77,7 +79,56 @@ def test_fit_writes_a_usable_model_with_a_card(tmp_path):
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"model: {tmp_path / 'model'}\nembedding: {{enabled: false}}\n")
     curate("classify", tmp_path / "c", "--output", tmp_path / "a", "--config", cfg, "--no-progress", check=True)
-    assert pl.read_parquet(tmp_path / "a" / "s.parquet").height == 20
+    rows = pl.read_parquet(tmp_path / "a" / "s.parquet").to_dicts()
+    assert len(rows) == 20 and card["ai_combiner"]["coef"] == [0.5, 0.3, 0.5]
+    # the card's combiner makes ai_discourse (no embedding ran: no emb term, no presence term)
+    from curation.combiner import AICombiner
+
+    comb = AICombiner.from_dict(card["ai_combiner"])
+    assert all(r.get("emb_ai") is None for r in rows)
+    assert [r["ai_discourse"] for r in rows] == pytest.approx([comb.score(r) for r in rows], abs=1e-6)
+    assert [r["ai_discourse"] for r in rows] != pytest.approx([(r["kw_ai"] + r["ft_ai"]) / 2 for r in rows], abs=1e-3)
+
+
+def test_bad_ai_combiner_is_one_clear_error(tmp_path):
+    (tmp_path / "c.json").write_text('{"features": ["kw_ai"], "weights": [1]}')
+    pl.DataFrame({"text": ["a"], "ai_discourse": [0], "stance": [None]}).write_parquet(tmp_path / "x.parquet")
+    proc = curate("fit", tmp_path / "x.parquet", "--output", tmp_path / "m", "--ai-combiner", tmp_path / "c.json")
+    assert proc.returncode == 2 and "c.json" in proc.stderr and "crossval_real.py" in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+def test_ai_combiner_scores_with_the_stages_that_ran_else_the_mean():
+    import math
+
+    from datatrove.data import Document
+
+    from curation.combiner import AICombiner, fit_combiner
+    from curation.steps.combine import FinalScores
+
+    comb = {"features": ["kw_ai", "ft_ai", "emb_ai"], "coef": [0.5, 0.3, 0.5], "presence": [None, None, 0.7], "intercept": -2.0}
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+
+    def final(**a):
+        doc = Document(text="x", id="1", metadata={"attributes": dict(a)})
+        FinalScores({"aligned": 0.2, "misaligned": 0.3, "neutral": 0.5}, None, comb).tag_batch([doc])
+        return doc.metadata["attributes"]["ai_discourse"]
+
+    z = -2.0 + 0.5 * logit(0.9) + 0.3 * logit(0.2) + 0.5 * logit(0.6) + 0.7
+    assert final(kw_ai=0.9, ft_ai=0.2, emb_ai=0.6) == pytest.approx(1 / (1 + math.exp(-z)))
+    z = -2.0 + 0.5 * logit(0.9) + 0.3 * logit(0.2)  # the embedding stage did not run on it
+    assert final(kw_ai=0.9, ft_ai=0.2) == pytest.approx(1 / (1 + math.exp(-z)))
+    assert final(kw_ai=0.9) == pytest.approx(0.9)  # fastText skipped (the cascade): the mean
+    assert final(kw_ai=0.9, ft_ai=0.2, emb_ai=0.6, llm_ai=0.1) == pytest.approx(0.45)  # a stage it does not know: the mean
+    # fitting: a stage present only on some rows gets a presence term, and the fit follows the evidence
+    scores = [{"kw_ai": k, "ft_ai": f, **({"emb_ai": e} if e is not None else {})}
+              for k, f, e in [(0.9, 0.95, 0.9), (0.8, 0.7, 0.8), (0.9, 0.1, None), (0.2, 0.05, None), (0.6, 0.9, 0.95),
+                              (0.3, 0.02, None), (0.7, 0.3, 0.2), (0.1, 0.01, None)] * 5]
+    y = [1, 1, 0, 0, 1, 0, 0, 0] * 5
+    fitted = fit_combiner(scores, y, C=10.0)
+    assert fitted.presence[:2] == [None, None] and fitted.presence[2] is not None and fitted.coef[1] > 0
+    assert [round(fitted.score(s)) for s in scores[:8]] == y[:8]
+    assert AICombiner.from_dict(fitted.to_dict()) == fitted
 
 
 def test_fit_rejects_unlabelled_input(tmp_path):

@@ -13,10 +13,12 @@ class EmbeddingTagger(TaggerStep):
     name = "🧭 Embedding AI-discourse + stance"
     batch_size = 64
 
-    def __init__(self, head_path: str, encoder_path: str | None = None, min_prior_score: float = 0.1, max_chunks: int = 4):
+    def __init__(self, head_path: str, encoder_path: str | None = None, min_prior_score: float = 0.1, max_chunks: int = 4,
+                 keyword_candidates: bool = True):
         super().__init__()
         self.head_path, self.encoder_path = head_path, encoder_path
         self.min_prior_score = min_prior_score
+        self.keyword_candidates = keyword_candidates
         self.max_chunks = max_chunks
         self._head = None
 
@@ -24,6 +26,8 @@ class EmbeddingTagger(TaggerStep):
         return {"emb_ai": pa.float32(), **{f"emb_stance_{s}": pa.float32() for s in STANCES}}
 
     def _is_candidate(self, a: dict) -> bool:
+        if self.keyword_candidates and a.get("kw_candidate"):
+            return True
         prior = first_score(a, ("ft_ai", "kw_ai"))
         return prior is None or prior >= self.min_prior_score
 
