@@ -26,6 +26,7 @@ class ClassifyResult:
     done: int
     errors: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    submitted: str | None = None  # a Slurm job id: the shards are being tagged by the cluster, not yet here
 
     @property
     def ok(self) -> bool:
@@ -152,4 +153,6 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         raise crash
     done = sum((output / attribute_path(r)).is_file() for r in rels)
     summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
-    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary)
+    job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
+    submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
+    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted)

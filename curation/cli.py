@@ -66,6 +66,10 @@ def classify(
                   f"{s.get('share_flagged_at_0.5', 0):.2%} AI discourse at 0.5 -> {result.output}", highlight=False)
     for err in result.errors:
         console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+    if result.submitted and not result.errors:
+        console.print(f"submitted to Slurm (job {result.submitted}; logs in {result.output}/_logs). When it has finished, "
+                      "rerun the same command: it launches only unfinished shards and rewrites summary.json.", highlight=False)
+        return
     if not result.ok:
         console.print(f"{len(result.errors)} shard(s) failed; fix them and rerun the same command: finished shards are kept.")
         raise typer.Exit(1)

@@ -1,4 +1,4 @@
-"""The demo entry point, empty shards, and executor construction for Slurm (no Slurm here: built, not submitted)."""
+"""The demo entry point, empty shards, and the Slurm executor (through a local sbatch stand-in: no cluster here)."""
 
 from __future__ import annotations
 
@@ -38,3 +38,39 @@ def test_slurm_executor_is_datatroves(tmp_path):
     ex = make_executor("slurm", [lambda data, rank, world_size: data], tasks=12, workers=4, logging_dir=str(tmp_path),
                        extra={"partition": "cpu-long", "time": "01:00:00"})
     assert isinstance(ex, SlurmPipelineExecutor) and ex.tasks == 12 and ex.partition == "cpu-long"
+
+
+def test_slurm_run_through_datatroves_executor_with_a_local_sbatch(tmp_path, mixed_docs):
+    """`executor.kind: slurm` end to end: datatrove's SlurmPipelineExecutor writes its array script and calls
+    `sbatch`; tests/slurm_shim's sbatch and srun (no cluster here) run the array tasks in this machine. The attribute
+    files must equal a local run's, and a rerun launches nothing and writes the finished summary."""
+    import os
+    from pathlib import Path
+
+    shim = Path(__file__).parent / "slurm_shim"
+    env = {"PATH": f"{shim}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "SLURM_SHIM_LOG": str(tmp_path / "shim.log")}
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    for i in range(3):
+        mixed_docs.slice(20 * i, 20).select("id", "text").write_parquet(corpus / f"part-{i}.parquet")
+    cfg = tmp_path / "slurm.yaml"
+    cfg.write_text("embedding: {enabled: false}\n"
+                   "executor: {kind: slurm, tasks: 3, workers: 2, slurm: {partition: test, time: '00:10:00', cpus_per_task: 1}}\n")
+    # submitted, still queued: a success that says so, and nothing written yet
+    queued = curate("classify", corpus, "--output", tmp_path / "s", "--config", cfg, "--no-progress",
+                    env={**env, "SLURM_SHIM_QUEUE_ONLY": "1"}, check=True)
+    assert "submitted to Slurm (job " in queued.stderr and "0/3 shards" in queued.stderr
+    assert not list((tmp_path / "s").glob("*.parquet"))
+    proc = curate("classify", corpus, "--output", tmp_path / "s", "--config", cfg, "--no-progress", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "shim.log").read_text()
+    script = (tmp_path / "s" / "_logs" / "launch_script.slurm").read_text()
+    assert "#SBATCH --array=0-2%2" in script and "#SBATCH --partition=test" in script and "launch_pickled_pipeline" in script
+    curate("classify", corpus, "--output", tmp_path / "l", "--no-embedding", "--no-progress", check=True)
+    for i in range(3):
+        s, loc = (pl.read_parquet(tmp_path / d / f"part-{i}.parquet") for d in ("s", "l"))
+        assert s["id"].to_list() == loc["id"].to_list() == mixed_docs.slice(20 * i, 20)["id"].to_list()
+        assert s["ai_discourse"].to_list() == loc["ai_discourse"].to_list()
+    rerun = curate("classify", corpus, "--output", tmp_path / "s", "--config", cfg, "--no-progress", env=env, check=True)
+    assert "submitted" not in rerun.stderr and "3/3 shards, 60 docs" in rerun.stderr
+    assert json.loads((tmp_path / "s" / "summary.json").read_text())["shards_done"] == 3
