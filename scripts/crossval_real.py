@@ -6,7 +6,8 @@ and demo document, and validates on the fold's real documents cut to 4,000 chara
 It then prints the pooled metrics; for the pooled stance probabilities, macro-F1 under a grid of stance class
 weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/combiner.py):
 its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores, and, with --write-combiner, the
-combiner fitted on all of them (how scripts/default_combiner.json is made). MiniLM embeddings are cached in build/cv/.
+combiner fitted on all of them (how scripts/default_combiner.json is made). MiniLM embeddings are cached in build/cv/;
+the out-of-fold scores are kept there too (oof-TAG.pkl), to try other combinations without refitting the folds.
 
     python scripts/crossval_real.py [--folds 5] [--tag NAME] [--reuse-models] [--write-combiner PATH]
 """
@@ -93,6 +94,8 @@ def main():
         v = cf.evaluate(valid, scores[-valid.height:])
         print(f"fold {k}: AI F1 {v['final']['f1']:.3f}  stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f}", flush=True)
     valid = pl.concat(valids)
+    # the out-of-fold attribute dicts, for trying other combinations without refitting the folds
+    (WORK / f"oof-{args.tag}.pkl").write_bytes(pickle.dumps({"ids": valid["id"].to_list(), "scores": scores}))
     pooled = cf.evaluate(valid, scores)
     print(json.dumps({k: pooled[k] for k in ("final", "fasttext", "embedding", "final_by_source", "stance_final") if k in pooled}, indent=1))
     # the stance grid: undo the weights the folds were fitted with, then apply each candidate
