@@ -53,7 +53,10 @@ def test_judge_probability_is_the_letter_choice_of_the_model(texts):
     step.tag_batch([doc])
     import math
 
-    assert doc.metadata["attributes"]["llm_ai"] == pytest.approx(math.exp(lp[0]) / (math.exp(lp[0]) + math.exp(lp[1])))
+    # the step batches this prompt with its stance question, so float32 padding and kernel choice move the last digits
+    # (1.9e-6 seen in a CI-like run); the other letter's share (1 - p) or the unnormalised exp would be far off
+    expected = math.exp(lp[0]) / (math.exp(lp[0]) + math.exp(lp[1]))
+    assert abs(expected - 0.5) > 0.01 and doc.metadata["attributes"]["llm_ai"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_classify_writes_judge_columns(texts, tmp_path):
