@@ -37,6 +37,14 @@ def cut(text: str, n: int = 4000) -> str:
     return text[: j if j > 0 else n]
 
 
+def real_folds(df: pl.DataFrame, folds: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows are real corpus text, and each one's fold (a hash of the id; -1 for written and demo rows)."""
+    real = ~df["source"].is_in(["demo", "written"]).to_numpy()
+    fold = np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % folds for i in df["id"]])
+    fold[~real] = -1
+    return real, fold
+
+
 def cached_embeddings(cache: dict):
     import curation.embedding as ce
     import curation.steps.embedding as se
@@ -76,9 +84,7 @@ def main():
     df = labelled_frame()
     data = WORK / "labelled.parquet"
     df.write_parquet(data)
-    real = ~df["source"].is_in(["demo", "written"]).to_numpy()
-    fold = np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % args.folds for i in df["id"]])
-    fold[~real] = -1
+    real, fold = real_folds(df, args.folds)
     valids, scores = [], []
     for k in range(args.folds):
         valid = df.filter(pl.Series(fold == k)).with_columns(pl.col("text").map_elements(cut, return_dtype=pl.Utf8))

@@ -4,7 +4,7 @@ Why: `crossval_real.py` refits every stage per fold (about 15 minutes a fold her
 stance models. Same folds as crossval_real.py: each trains the fastText stance model and the embedding stance head
 on the other folds' real AI documents plus the written and demo ones, and scores the fold's real documents cut to
 4,000 characters. Prints macro-F1 at the default class weights (aligned x2, misaligned x1.5) and the best of a grid.
-Window embeddings are cached in build/cv-stance/. Each argument is one configuration, NAME[:key=value,...], keys:
+MiniLM embeddings share crossval_real.py's cache in build/cv/. Each argument is one configuration, NAME[:key=value,...], keys:
 real_mult (real documents counted N times), use_written, use_demo (0/1), C (head), ftw (fastText weight in the mean).
 
     python scripts/crossval_stance.py base real_mult3:real_mult=3 nowritten:real_mult=3,use_written=0 head_c1:C=1
@@ -12,7 +12,6 @@ real_mult (real documents counted N times), use_written, use_demo (0/1), C (head
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import random
@@ -25,49 +24,31 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-WORK = ROOT / "build" / "cv-stance"
-STANCES = ("aligned", "misaligned", "neutral")
 GRID = [(wa, wm) for wa in (1, 1.5, 2, 3, 4) for wm in (1, 1.25, 1.5, 2, 3)]
 
 
-def window_cache(texts: list[str]) -> dict:
-    from curation.textnorm import head_chunks
-
-    path = WORK / "windows.pkl"
-    cache = pickle.loads(path.read_bytes()) if path.exists() else {}
-    miss = sorted({c for t in texts for c in head_chunks(t, max_chunks=4)} - set(cache))
-    if miss:
-        from curation.embedding import load_encoder
-
-        cache.update(zip(miss, load_encoder(None).encode(miss, batch_size=64, normalize_embeddings=True, show_progress_bar=True)))
-        WORK.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pickle.dumps(cache))
-    return cache
-
-
 def main():
-    from crossval_real import cut
+    from crossval_real import WORK, cached_embeddings, cut, real_folds
     from sklearn.linear_model import LogisticRegression
 
     import curation.fit as cf
-    from curation.steps.fasttext_tagger import model_inputs
-    from curation.textnorm import head_chunks
+    from curation.embedding import embed_documents
+    from curation.steps.base import STANCES
+    from curation.steps.fasttext_tagger import label_probs, load_fasttext, model_inputs
     from train_default_models import labelled_frame
 
     df = labelled_frame().filter(pl.col("ai_discourse") == 1)
     src = df["source"].to_numpy()
-    real = ~np.isin(src, ["demo", "written"])
-    fold = np.array([int(hashlib.sha256(i.encode()).hexdigest()[:8], 16) % 5 for i in df["id"]])
-    fold[~real] = -1
+    real, fold = real_folds(df)
     texts = df["text"].to_list()
     cuts = [cut(t) for t in texts]
     y = np.array(df["stance"].to_list())
-    cache = window_cache(texts + [c for c, r in zip(cuts, real) if r])
-
-    def emb(t):
-        v = np.sum([cache[c] for c in head_chunks(t, max_chunks=4)], 0)
-        return v / max(np.linalg.norm(v), 1e-8)
-
+    cache_path = WORK / "embeddings.pkl"
+    cache = pickle.loads(cache_path.read_bytes()) if cache_path.exists() else {}
+    cached_embeddings(cache)
+    emb_full, emb_cut = embed_documents(texts), embed_documents(cuts)
+    WORK.mkdir(parents=True, exist_ok=True)
+    cache_path.write_bytes(pickle.dumps(cache))
     full_in, cut_in = model_inputs(texts), model_inputs(cuts)
     p = cf.FitParams()
     ai = np.flatnonzero(real)
@@ -86,17 +67,12 @@ def main():
             random.Random(0).shuffle(lines)
             with tempfile.TemporaryDirectory() as tmp:
                 cf._train_fasttext(lines, Path(tmp) / "stance.ftz", p)
-                import fasttext
-
-                model = fasttext.load_model(str(Path(tmp) / "stance.ftz"))
-            labels, probs = model.predict([cut_in[i] for i in va], k=3)
-            for row, (ls, ps) in zip(va, zip(labels, probs)):
-                for lab, pr in zip(ls, ps):
-                    pf[row, STANCES.index(lab.replace("__label__", ""))] = pr
+                model = load_fasttext(str(Path(tmp) / "stance.ftz"))
+            pf[va] = [[d[s] for s in STANCES] for d in label_probs(model, [cut_in[i] for i in va], STANCES)]
             head = LogisticRegression(max_iter=3000, C=o["C"], class_weight="balanced").fit(
-                np.stack([emb(texts[i]) for i in tr]), y[tr], sample_weight=np.array(mult, float))
+                emb_full[tr], y[tr], sample_weight=np.array(mult, float))
             order = [list(head.classes_).index(s) for s in STANCES]
-            pe[va] = head.predict_proba(np.stack([emb(cuts[i]) for i in va]))[:, order]
+            pe[va] = head.predict_proba(emb_cut[va])[:, order]
         mixed = o["ftw"] * pf + (1 - o["ftw"]) * pe
 
         def f1(P, wa=2.0, wm=1.5):
