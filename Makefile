@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := $(VENV)/vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup vllm demo test bench models clean
+.PHONY: setup vllm demo test lint bench models clean
 
 setup: $(STAMP)
 
@@ -31,10 +31,14 @@ $(VLLM_STAMP): | $(STAMP)
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
 
+lint: setup
+	$(BIN)/ruff check .
+
 demo: setup
 	$(BIN)/python -m curation.demo
 
 test: setup vllm
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -33,8 +33,8 @@ def main():
     import torch
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    from evals.items import LETTERS, load_items
-    from evals.model_loading import load_model
+    from curation.core.items import LETTERS, load_items
+    from curation.lm.loading import load_model
     from evals.prompts import PromptStyle, orders
     from evals.propensity import PropensityConfig, run_propensity
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synth.config import BackendConfig, Sampling  # noqa: E402
-from synth.engine import Request  # noqa: E402
+from curation.lm.engines import Request  # noqa: E402
 from synth.prompts import DocTemplates  # noqa: E402
 from synth.scenarios import load_scenarios  # noqa: E402
 from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR  # noqa: E402
@@ -55,7 +55,7 @@ def main():
     res = {"model": a.model, "prompts": a.prompts, "max_tokens": a.max_tokens, "threads": a.threads,
            "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}"}
 
-    from synth.engine.vllm_client import VLLMGenerator
+    from curation.lm.engines.vllm_client import VLLMGenerator
 
     t0 = time.perf_counter()
     v = VLLMGenerator(BackendConfig(kind="vllm", model=a.model, dtype="float32"))
@@ -70,7 +70,7 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    from synth.engine.hf import TransformersGenerator
+    from curation.lm.engines.hf import TransformersGenerator
 
     h = TransformersGenerator(BackendConfig(kind="transformers", model=a.model, dtype="float32"), max_batch=a.prompts)
     secs, toks = timed(h, reqs, sampling)

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.config import ClassifyConfig
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.models import ModelSet, resolve
-from curation.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, list_shards
 
 RUN_FILE = "_run.json"
 

@@ -11,15 +11,23 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from curation.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.errors import CurationError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alignment-pretraining toolkit: tag, mix, train, evaluate.")
 console = Console(stderr=True)
 
 
-def _fail(e: CurationError, code: int = 2):
-    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+@app.callback()
+def _services(ctx: typer.Context):
+    """Hands stages what they use from another stage without importing it: synth QC's stance check uses the classifier."""
+    ctx.obj = {"stance_scorer": _classifier_scores}
+
+
+def _classifier_scores(texts: list[str]) -> list[dict]:
+    from curation.predict import score_texts  # imported when QC runs, not by every command
+
+    return score_texts(texts)
 
 
 @app.command()
@@ -163,7 +171,10 @@ from curation.mix.cli import mix_app  # noqa: E402
 app.add_typer(mix_app, name="mix")
 
 from train.cli import train_app  # noqa: E402
+from train.posttrain.cli import register as _register_posttrain  # noqa: E402
+from curation.workflows import posttrain_and_evaluate  # noqa: E402
 
+_register_posttrain(train_app, run_posttrain=posttrain_and_evaluate)  # sft, dpo, posttrain: docs/posttrain.md
 app.add_typer(train_app, name="train")
 
 

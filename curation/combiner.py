@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 FEATURES = ("kw_ai", "ft_ai", "emb_ai")
 

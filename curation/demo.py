@@ -9,7 +9,7 @@ import polars as pl
 
 from curation.classify import classify
 from curation.plots import plot_summary
-from curation.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, list_shards
 
 DEMO_CORPUS = Path(__file__).parent / "data" / "demo_corpus"
 

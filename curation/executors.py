@@ -20,7 +20,7 @@ from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.logging import logger
 from datatrove.utils.stats import PipelineStats
 
-from curation.errors import ShardsFailed
+from curation.core.errors import ShardsFailed
 
 _FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 _console_level = "WARNING"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.lexicon import Lexicon
 from curation.steps.base import STANCES
 from curation.steps.keyword import keyword_features
@@ -48,7 +48,7 @@ class FitParams:
 
 def parse_class_weights(spec: str) -> dict[str, float] | None:
     """`aligned=2,misaligned=1.5` -> {"aligned": 2.0, "misaligned": 1.5}; empty -> None."""
-    from curation.yamlconfig import parse_weights
+    from curation.core.config import parse_weights
 
     out = parse_weights([spec] if spec.strip() else [], "--stance-class-weights", "STANCE=WEIGHT", "aligned=2,misaligned=1.5")
     for name, weight in (out or {}).items():

@@ -52,7 +52,7 @@ class ModelSet:
 def load(path: Path, name: str | None = None) -> ModelSet:
     card_path = path / CARD
     if not card_path.is_file():
-        from curation.errors import CurationError
+        from curation.core.errors import CurationError
 
         raise CurationError(f"{path}: no {CARD} here, so it is not a model set; train one with `curate fit` or pass --model default")
     return ModelSet(name or path.name, path, json.loads(card_path.read_text()))
@@ -63,7 +63,7 @@ def resolve(model: str = "default") -> ModelSet:
     for candidate in (Path(model), SHIPPED_ROOT / model, installed_root() / model):
         if (candidate / CARD).is_file():
             return load(candidate, model if candidate != Path(model) else candidate.name)
-    from curation.errors import CurationError
+    from curation.core.errors import CurationError
 
     known = ", ".join(m["name"] for m in list_models()) or "none"
     raise CurationError(f"model `{model}` not found (known: {known}); pass a directory written by `curate fit`")

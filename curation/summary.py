@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curation.shards import attribute_path
+from curation.core.shards import attribute_path
 from curation.steps.base import STANCES
 
 SUMMARY = "summary.json"
@@ -60,7 +60,7 @@ def write_summary(output: Path, rels: list[str], cfg, models, elapsed: float, er
 
 
 def load_summary(path: str | Path) -> dict:
-    from curation.errors import CurationError
+    from curation.core.errors import CurationError
 
     p = Path(path)
     p = p / SUMMARY if p.is_dir() else p

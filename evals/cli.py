@@ -8,15 +8,11 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from curation.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.errors import CurationError
 
 eval_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Alignment-propensity evaluation and reports.")
 console = Console(stderr=True)
-
-
-def _fail(e: CurationError):
-    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 @eval_app.command()

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 DEFAULT_PREFIXES = [
     "Here is a short note about {topic}. The key idea is",
@@ -59,7 +59,7 @@ def phrase_logprob(model, tok, prefixes: list[str], phrase: str) -> list[float]:
 def _read_docs(paths: list[str], cfg: PrimingConfig):
     import polars as pl
 
-    from curation.shards import list_shards
+    from curation.core.shards import list_shards
 
     frames = []
     for p in paths:
@@ -80,7 +80,7 @@ def _read_docs(paths: list[str], cfg: PrimingConfig):
 
 
 def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig) -> dict:
-    from evals.model_loading import load_model, resolve
+    from curation.lm.loading import load_model, resolve
 
     df = _read_docs(docs, cfg)
     model, tok = load_model(cfg.model)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from curation.errors import CurationError
-from evals.items import LETTERS, Item
+from curation.core.errors import CurationError
+from curation.core.items import LETTERS, Item
 
 SYSTEM_PROMPTS = {
     "none": None,

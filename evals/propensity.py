@@ -14,10 +14,10 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from curation.errors import CurationError
-from evals.items import LETTERS, Item, load_items
+from curation.core.errors import CurationError
+from curation.core.items import LETTERS, Item, load_items
 from evals.prompts import PromptStyle, orders, system_prompt
-from evals.scoring import option_probs
+from curation.lm.scoring import option_probs
 from evals.stats import rates
 
 
@@ -79,7 +79,7 @@ def _versions() -> dict:
 
 
 def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress) -> list[dict]:
-    from evals.scoring import LetterScorer
+    from curation.lm.scoring import LetterScorer
 
     style = cfg.style()
     shown = [(k, o) for k, it in enumerate(items) for o in orders(len(it.options))]
@@ -100,7 +100,7 @@ def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress)
                 row["p_misaligned_by_order"].append(float(o[LETTERS.index(letter)] in items[k].misaligned))
     else:
         if cfg.backend == "vllm":
-            from evals.scoring import VLLMLetterScorer
+            from curation.lm.scoring import VLLMLetterScorer
 
             scorer = VLLMLetterScorer(tok, model=cfg.model, dtype=cfg.dtype)
         else:
@@ -184,7 +184,7 @@ def summarise(rows: list[dict], cfg: PropensityConfig, seed: int) -> dict:
 def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = True, items: list[Item] | None = None,
                    loaded: tuple | None = None) -> dict:
     """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load."""
-    from evals.model_loading import load_model, resolve
+    from curation.lm.loading import load_model, resolve
 
     out = Path(output)
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file)
@@ -195,7 +195,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
     if cfg.backend == "vllm":
         if cfg.mode == "generate":
             raise CurationError("--mode generate runs on the hf backend; use --backend hf (or synth's vLLM engine)")
-        from evals.model_loading import hf_directory, load_tokenizer
+        from curation.lm.loading import hf_directory, load_tokenizer
 
         model, tok = None, load_tokenizer(hf_directory(cfg.model))
     else:

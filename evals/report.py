@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from evals.stats import paired_difference
 
 

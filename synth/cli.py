@@ -12,20 +12,21 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
-from curation.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.errors import CurationError
 
 synth_app = typer.Typer(help="Synthetic aligned/misaligned documents and persona reflections (docs/synth.md).",
                         no_args_is_help=True, add_completion=False)
 console = Console(stderr=True)
 
 
-def _fail(e: CurationError):
-    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
-
-
 def _progress(msg: str):
     console.print(f"[dim]synth:[/dim] {msg}", highlight=False)
+
+
+def _stance_scorer(ctx: typer.Context):
+    """The classifier's scorer for QC's stance check, handed down by the root CLI (synth does not import classify)."""
+    return (ctx.find_root().obj or {}).get("stance_scorer")
 
 
 def _backend_overrides(backend, model, base_url, vllm_python, concurrency, timeout, retries) -> dict:
@@ -44,7 +45,7 @@ RETRIES = typer.Option(None, "--retries", help="openai: retries with exponential
 
 
 @synth_app.command()
-def docs(output: Path = typer.Option(..., "--output", "-o", help="output corpus directory"),
+def docs(ctx: typer.Context, output: Path = typer.Option(..., "--output", "-o", help="output corpus directory"),
          config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML DocsConfig (docs/synth.md)"),
          scenarios: Optional[List[str]] = typer.Option(None, "--scenarios", help="scenario YAML or propensity item files (repeatable)"),
          n: Optional[int] = typer.Option(None, "--n", help="documents per scenario x form x stance"),
@@ -66,11 +67,11 @@ def docs(output: Path = typer.Option(..., "--output", "-o", help="output corpus 
          vllm_python: Optional[str] = VLLM_PY, concurrency: Optional[int] = CONC, timeout: Optional[float] = TIMEOUT,
          retries: Optional[int] = RETRIES):
     """Generate documents (resumable: a rerun skips finished ones), run QC, write OUT/docs-*.parquet."""
-    from synth.config import DocsConfig, load_config
+    from synth.config import DocsConfig
     from synth.docs import run_docs
 
     try:
-        cfg = load_config(config, DocsConfig, {
+        cfg = DocsConfig.from_yaml(config, {
             "scenarios": scenarios or None, "n_per": n, "forms": forms.split(",") if forms else None,
             "stances": stances.split(",") if stances else None, "max_scenarios": max_scenarios,
             "heldout_fraction": heldout_fraction, "seed": seed, "sampling.max_tokens": max_tokens,
@@ -78,7 +79,7 @@ def docs(output: Path = typer.Option(..., "--output", "-o", help="output corpus 
             "templates": str(templates) if templates else None, "qc.eval_items": eval_items or None,
             "qc.min_words": min_words, "qc.max_words": max_words, "qc.stance_check": stance_check,
             **_backend_overrides(backend, model, base_url, vllm_python, concurrency, timeout, retries)})
-        report = run_docs(cfg, output, progress=_progress)
+        report = run_docs(cfg, output, progress=_progress, stance_scorer=_stance_scorer(ctx))
     except CurationError as e:
         _fail(e)
     _print_qc(report)
@@ -95,18 +96,18 @@ def _print_qc(report: dict):
 
 
 @synth_app.command()
-def qc(output: Path = typer.Argument(..., help="a `curate synth docs` output directory"),
+def qc(ctx: typer.Context, output: Path = typer.Argument(..., help="a `curate synth docs` output directory"),
        config: Optional[Path] = typer.Option(None, "--config", "-c")):
     """Re-run QC on stored generations (e.g. after changing QC options) without generating anything."""
-    from synth.config import DocsConfig, load_config
+    from synth.config import DocsConfig
     from synth.docs import run_qc
 
     try:
         run_json = output / "_run.json"
         if config is None and not run_json.exists():
             raise CurationError(f"{output}: no _run.json; pass the docs output directory or --config")
-        cfg = load_config(config, DocsConfig) if config else DocsConfig.model_validate(json.loads(run_json.read_text())["config"])
-        report = run_qc(cfg, output)
+        cfg = DocsConfig.from_yaml(config) if config else DocsConfig.model_validate(json.loads(run_json.read_text())["config"])
+        report = run_qc(cfg, output, stance_scorer=_stance_scorer(ctx))
     except CurationError as e:
         _fail(e)
     (output / "qc_report.json").write_text(json.dumps(report, indent=1))
@@ -131,11 +132,11 @@ def reflect(corpus: str = typer.Argument(..., help="corpus directory or glob (pa
             vllm_python: Optional[str] = VLLM_PY, concurrency: Optional[int] = CONC, timeout: Optional[float] = TIMEOUT,
             retries: Optional[int] = RETRIES):
     """Insert persona reflections into a seeded-hash sample of documents; writes the whole corpus to OUTPUT."""
-    from synth.config import ReflectConfig, load_config
+    from synth.config import ReflectConfig
     from synth.reflect import run_reflect
 
     try:
-        cfg = load_config(config, ReflectConfig, {
+        cfg = ReflectConfig.from_yaml(config, {
             "rate": rate, "seed": seed, "person": person, "position": position, "marker": marker, "marker_end": marker_end,
             "constitution": str(constitution) if constitution else None, "sampling.max_tokens": max_tokens,
             "batch_size": batch_size, "id_key": id_key, "text_key": text_key,
@@ -189,7 +190,7 @@ def serve(model: str = typer.Option("smollm2", "--model"), port: int = typer.Opt
           max_model_len: int = typer.Option(2048, "--max-model-len"), vllm_python: Optional[str] = VLLM_PY):
     """Run vLLM's OpenAI-compatible server (foreground) for --backend openai."""
     from synth.config import BackendConfig
-    from synth.engine.vllm_client import worker_env
+    from curation.lm.engines.vllm_client import worker_env
     from synth.server import server_command
 
     try:

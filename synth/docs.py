@@ -17,7 +17,7 @@ from typing import Callable
 
 import polars as pl
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from synth.config import DocsConfig
 from synth.prompts import DocTemplates, prompt_hash
 from synth.qc import QC
@@ -55,7 +55,7 @@ def plan(cfg: DocsConfig, templates: DocTemplates, scenarios) -> list[dict]:
 def eval_item_texts(paths: list[str]) -> list[str]:
     if not paths:
         return []
-    from evals.items import load_items
+    from curation.core.items import load_items
 
     return [" ".join([i.context, i.question, *i.options]) for i in load_items(paths)]
 
@@ -83,7 +83,7 @@ def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None
     n_tokens = 0
     t_gen = time.time()
     if todo:
-        from synth.engine import Request, make_generator
+        from curation.lm.engines import Request, make_generator
 
         generator = make_generator(cfg.backend, log_dir=str(out / "_logs"))
         try:
@@ -121,7 +121,8 @@ def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_score
         pos = {i: n for n, i in enumerate(order)}
         raw = raw.with_columns(pl.col("id").replace_strict(pos, default=len(pos)).alias("_o")).sort("_o").drop("_o")
     if stance_scorer is None and cfg.qc.stance_check:
-        from curation.predict import score_texts as stance_scorer
+        raise CurationError("qc.stance_check needs the classifier's stance scorer: run `curate synth docs`/`qc`, pass "
+                            "stance_scorer=curation.predict.score_texts, or set qc.stance_check: false")
     item_sources = [p for p in cfg.scenarios if not p.endswith((".yaml", ".yml"))]
     templates = DocTemplates(cfg.templates, cfg.forms, cfg.stances)
     qc = QC(cfg.qc, eval_item_texts(list(cfg.qc.eval_items) + item_sources), templates.texts(), stance_scorer)

@@ -11,7 +11,7 @@ import hashlib
 from pathlib import Path
 from string import Template
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from synth.scenarios import Scenario
 
 DOC_FIELDS = {"setting", "ai_role", "aligned_action", "misaligned_action", "why_tempting", "topics", "form", "stance"}

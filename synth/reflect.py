@@ -21,8 +21,8 @@ from typing import Callable
 import polars as pl
 import yaml
 
-from curation.errors import CurationError
-from curation.shards import attribute_path, list_shards
+from curation.core.errors import CurationError
+from curation.core.shards import attribute_path, list_shards
 from synth.config import ReflectConfig
 from synth.docs import job_seed
 from synth.prompts import ReflectTemplate, prompt_hash
@@ -126,7 +126,7 @@ def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: C
     progress(f"{n_docs} documents in {len(rels)} shards; {len(jobs)} selected at rate {cfg.rate}; "
              f"{len(jobs) - len(todo)} reflections already done, {len(todo)} to generate")
     if todo:
-        from synth.engine import Request, make_generator
+        from curation.lm.engines import Request, make_generator
 
         gen = make_generator(cfg.backend, log_dir=str(out / "_logs"))
         try:

@@ -1,6 +1,6 @@
 """The scenario bank: situations where an AI can take an aligned or a misaligned action.
 
-Scenarios come from YAML files (schema below) or from propensity items (any file `evals.items.load_items` reads).
+Scenarios come from YAML files (schema below) or from propensity items (any file `curation.core.items.load_items` reads).
 A seeded hash splits them into a generation set and a held-out set; the leakage manifest records the split so
 evals can report in-distribution and held-out items separately.
 
@@ -18,7 +18,7 @@ from typing import Iterable
 
 import yaml
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 REQUIRED = ("id", "setting", "ai_role", "aligned_action", "misaligned_action")
 FIELDS = REQUIRED + ("why_tempting", "topics", "source", "item_ids")
@@ -96,7 +96,7 @@ def load_scenarios(paths: Iterable[str | Path], max_scenarios: int | None = None
         else:
             item_paths.append(p)
     if item_paths:
-        from evals.items import load_items
+        from curation.core.items import load_items
 
         for item in load_items(item_paths):
             s = from_item(item)

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import requests
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from synth.config import BackendConfig
-from synth.engine.vllm_client import vllm_python, worker_env
+from curation.lm.engines.vllm_client import vllm_python, worker_env
 
 
 def server_command(cfg: BackendConfig, port: int, served_name: str = "smollm2", host: str = "127.0.0.1") -> list[str]:
-    from evals.model_loading import hf_directory
+    from curation.lm.loading import hf_directory
 
     python = vllm_python(cfg.vllm_python)
     if python is None:
@@ -26,7 +26,7 @@ def server_command(cfg: BackendConfig, port: int, served_name: str = "smollm2", 
 
 
 def _cpu_flags(cfg: BackendConfig) -> list[str]:
-    """On CPU, no chunked prefill: per-request seeds fail on partial prefills (see engine/vllm_worker.py)."""
+    """On CPU, no chunked prefill: per-request seeds fail on partial prefills (see curation/lm/engines/vllm_worker.py)."""
     import torch
 
     if torch.cuda.is_available():

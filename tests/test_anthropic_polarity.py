@@ -1,4 +1,4 @@
-"""evals/data/anthropic_polarity.yaml against the real Anthropic advanced-ai-risk files.
+"""curation/core/data/anthropic_polarity.yaml against the real Anthropic advanced-ai-risk files.
 
 Self-contained on purpose: reads the YAML and the jsonl files directly and does not
 import the project's evals code.
@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-TABLE = REPO / "evals" / "data" / "anthropic_polarity.yaml"
+TABLE = REPO / "curation" / "core" / "data" / "anthropic_polarity.yaml"
 DATA = REPO.parent / "shared" / "data" / "propensity" / "anthropic-advanced-ai-risk"
 KINDS = ("human_generated_evals", "lm_generated_evals")
 VALUES = {"misaligned", "aligned", "not_alignment"}

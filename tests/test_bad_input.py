@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from curation.shards import attribute_path
+from curation.core.shards import attribute_path
 from conftest import curate, write_corpus
 
 

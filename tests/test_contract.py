@@ -8,7 +8,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from curation.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, list_shards
 from conftest import curate, write_corpus
 
 LAYOUT = {"a/part-0.parquet": slice(0, 25), "a/part-1.jsonl": slice(25, 40), "b/part-2.jsonl.gz": slice(40, 60)}

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from curation.errors import CurationError
-from evals.items import load_items, parse_choices, polarity_for
+from curation.core.errors import CurationError
+from curation.core.items import load_items, parse_choices, polarity_for
 from tests.conftest import SHARED
 
 ANTH = SHARED / "propensity" / "anthropic-advanced-ai-risk"

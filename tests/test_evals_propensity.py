@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from curation.errors import CurationError
-from evals.items import load_items
+from curation.core.errors import CurationError
+from curation.core.items import load_items
 from evals.propensity import PropensityConfig, extract_letter, run_propensity
 from evals.prompts import PromptStyle, orders
-from evals.scoring import LetterScorer, option_probs
+from curation.lm.scoring import LetterScorer, option_probs
 from evals.stats import bootstrap_ci, paired_difference, rates
 from tests.conftest import SHARED
 
@@ -22,7 +22,7 @@ HUMAN = ANTH / "human_generated_evals"
 
 @pytest.fixture(scope="module")
 def smol():
-    from evals.model_loading import load_model
+    from curation.lm.loading import load_model
 
     return load_model("smollm2")
 
@@ -35,7 +35,7 @@ def few_items():
 
 
 def test_gguf_conversion_is_a_plain_cached_safetensors_dir(smol):
-    from evals.model_loading import hf_directory
+    from curation.lm.loading import hf_directory
 
     d = hf_directory("smollm2")
     cfg = json.loads((d / "config.json").read_text())
@@ -170,7 +170,7 @@ def test_vllm_backend_matches_transformers(few_items, tmp_path):
     """The vLLM path (prompt_logprobs in .venv/vllm, built by `make test`) gives the same letter log-probs."""
     import os
 
-    from synth.engine.vllm_client import vllm_python
+    from curation.lm.engines.vllm_client import vllm_python
 
     if vllm_python() is None:
         if os.environ.get("CI"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.lexicon import Lexicon
 from conftest import curate, shared_corpus
 

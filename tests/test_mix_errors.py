@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from conftest import curate
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.mix import build
 from test_mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 

@@ -55,7 +55,7 @@ def tiny(tmp_path_factory) -> Path:
     """2 layers, hidden 64, the SmolLM2 tokenizer (49152 tokens)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from evals.model_loading import hf_directory, load_tokenizer
+    from curation.lm.loading import hf_directory, load_tokenizer
 
     out = tmp_path_factory.mktemp("tiny") / "model"
     tok = load_tokenizer(hf_directory("smollm2"))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from train.posttrain.config import ChatTemplateConfig, PosttrainConfig
 from train.posttrain.data import DEMO, load_examples
 from train.posttrain.templates import apply
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tok():
-    from evals.model_loading import hf_directory, load_tokenizer
+    from curation.lm.loading import hf_directory, load_tokenizer
 
     return apply(ChatTemplateConfig(), load_tokenizer(hf_directory("smollm2")))
 
@@ -100,7 +100,7 @@ def test_config_errors(tmp_path):
                          ("sft: {steps: 3}\n", "`output`: required field is missing"),
                          ("output: x\nsft: {batch_size: 0}\n", "`sft.batch_size`"),
                          ("output: x\nchat_template: {style: jinja}\n", "needs `path`"),
-                         ("output: [unclosed\n", "cannot read config")]:
+                         ("output: [unclosed\n", "not valid YAML")]:
         good.write_text(text)
         with pytest.raises(CurationError) as e:
             PosttrainConfig.from_yaml(good)

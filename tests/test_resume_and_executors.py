@@ -10,7 +10,7 @@ import time
 import polars as pl
 import pytest
 
-from curation.shards import attribute_path
+from curation.core.shards import attribute_path
 from conftest import CURATE, curate, shared_corpus, write_corpus
 
 

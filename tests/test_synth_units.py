@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from conftest import SHARED, curate
-from curation.errors import CurationError
-from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR, BackendConfig, DocsConfig, QCConfig, ReflectConfig, Sampling, load_config
+from curation.core.errors import CurationError
+from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR, BackendConfig, DocsConfig, QCConfig, ReflectConfig, Sampling
 from synth.prompts import DocTemplates
 from synth.qc import QC
 from synth.reflect import insert, load_constitution, pause_offset
@@ -62,12 +60,12 @@ def test_scenario_yaml_errors_name_the_file(tmp_path):
 def test_config_errors_are_one_line(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text("n_per: 0\n")
-    with pytest.raises(CurationError, match=r"c.yaml: n_per: .*fix that option"):
-        load_config(cfg, DocsConfig)
+    with pytest.raises(CurationError, match=r"c.yaml: `n_per`: .*docs/synth.md"):
+        DocsConfig.from_yaml(cfg)
     cfg.write_text("backend: {kind: tgi}\n")
     with pytest.raises(CurationError, match="backend.kind"):
-        load_config(cfg, DocsConfig)
-    ok = load_config(cfg.with_name("missing.yaml") if False else None, DocsConfig, {"backend.kind": "openai", "n_per": 3})
+        DocsConfig.from_yaml(cfg)
+    ok = DocsConfig.from_yaml(None, {"backend.kind": "openai", "n_per": 3})
     assert ok.backend.kind == "openai" and ok.n_per == 3
     proc = curate("synth", "docs", "-o", tmp_path / "out", "--config", cfg)
     assert proc.returncode == 2 and "backend.kind" in proc.stderr and "Traceback" not in proc.stderr
@@ -171,8 +169,8 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 
 
 def test_openai_client_retries_then_succeeds_and_fails_in_one_line():
-    from synth.engine.openai_client import OpenAIGenerator
-    from synth.engine import Request
+    from curation.lm.engines.openai_client import OpenAIGenerator
+    from curation.lm.engines import Request
 
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import os
 import socket
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from conftest import curate
-from synth.engine.vllm_client import vllm_python
+from curation.lm.engines.vllm_client import vllm_python
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,6 @@ SmolLM2 continues pretraining on CPU, converts back, and is scored by `curate ev
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -70,7 +69,7 @@ def test_bad_conversion_sources(tmp_path):
 def test_smollm2_round_trip_continued_pretraining_and_eval(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from evals.model_loading import hf_directory
+    from curation.lm.loading import hf_directory
     from train.tokenize import tokenize_mix
 
     proc = curate("train", "convert", "smollm2", "--to", "megatron", "-o", tmp_path / "smol")

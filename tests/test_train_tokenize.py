@@ -38,7 +38,7 @@ def make_mix(root: Path, n_shards: int = 3, per_source: int = 12) -> pl.DataFram
 
 @pytest.fixture(scope="module")
 def tok():
-    from evals.model_loading import load_tokenizer
+    from curation.lm.loading import load_tokenizer
 
     return load_tokenizer("smollm2")
 

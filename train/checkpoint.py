@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 KEEP = 2
 

@@ -1,4 +1,4 @@
-"""`curate train ...`: tokenize, pretrain, convert (registered in curation/cli.py as `app.add_typer(train_app, name="train")`)."""
+"""`curate train ...`: tokenize, pretrain, convert (mounted by curation/cli.py, which also adds sft, dpo and posttrain)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-import yaml
 from rich.console import Console
 
-from curation.errors import CurationError
-from curation.yamlconfig import parse_weights
+from curation.core.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.config import parse_set, parse_weights
 
 train_app = typer.Typer(add_completion=False, no_args_is_help=True,
                         help="Tokenise mixes into Megatron datasets, pretrain / midtrain / continue-pretrain, convert checkpoints.")
@@ -25,11 +25,6 @@ def _quiet():
     warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
     warnings.filterwarnings("ignore", category=FutureWarning, module="megatron")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
-
-
-def _fail(e: CurationError, code: int = 2):
-    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @train_app.command()
@@ -67,16 +62,6 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
                   highlight=False)
 
 
-def _overrides(sets: List[str]) -> dict:
-    out = {}
-    for s in sets:
-        key, sep, val = s.partition("=")
-        if not sep or "." not in key:
-            raise CurationError(f"--set {s!r}: expected SECTION.KEY=VALUE (e.g. --set train.steps=100)")
-        out[key.strip()] = yaml.safe_load(val)
-    return out
-
-
 @train_app.command()
 def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/configs/ and docs/train.md)"),
              init_from: Optional[str] = typer.Option(None, "--init-from", help="Checkpoint whose weights start this run (midtraining / CPT)"),
@@ -90,7 +75,7 @@ def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/con
     from train.pretrain import pretrain as run
 
     try:
-        ov = _overrides(sets)
+        ov = parse_set(sets, "train.steps=100")
         for key, val in (("train.init_from", init_from), ("train.save_dir", save_dir), ("train.steps", steps)):
             if val is not None:
                 ov[key] = val
@@ -122,8 +107,3 @@ def convert(source: str = typer.Argument(..., help="HF Llama directory / smollm2
     except CurationError as e:
         _fail(e)
     console.print(f"wrote {out}", highlight=False)
-
-
-from train.posttrain.cli import register as _register_posttrain  # noqa: E402  (sft, dpo, posttrain: docs/posttrain.md)
-
-_register_posttrain(train_app)

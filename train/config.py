@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
 
-from curation.yamlconfig import apply_overrides, read_yaml, validate
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from curation.core.config import Strict
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     """A LLaMA-style decoder: RMSNorm, SwiGLU, RoPE, optional GQA (num_query_groups < num_attention_heads)."""
 
     num_layers: int = 2
@@ -42,11 +37,11 @@ class ModelConfig(_Strict):
         return self.num_query_groups or self.num_attention_heads
 
 
-class DataConfig(_Strict):
+class DataConfig(Strict):
     blend: Optional[str] = None              # blend.json written by `curate train tokenize`
     prefixes: Optional[list[str]] = None     # or explicit dataset prefixes (+ weights)
     weights: Optional[list[float]] = None
-    tokenizer: str = "smollm2"               # evals.model_loading spec: alias, .gguf or HF directory
+    tokenizer: str = "smollm2"               # curation.lm.loading spec: alias, .gguf or HF directory
     seq_length: int = 128
     split: str = "100,0,0"
     cache_dir: Optional[str] = None          # default: <save_dir>/data-cache
@@ -61,7 +56,7 @@ class DataConfig(_Strict):
         return self
 
 
-class OptimConfig(_Strict):
+class OptimConfig(Strict):
     lr: float = 3e-4
     min_lr: float = 3e-5
     warmup_steps: int = 10
@@ -73,7 +68,7 @@ class OptimConfig(_Strict):
     clip_grad: float = 1.0
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     steps: int = 100
     global_batch_size: int = 8
     micro_batch_size: int = 4
@@ -91,7 +86,8 @@ class TrainConfig(_Strict):
     threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
 
 
-class PretrainConfig(_Strict):
+class PretrainConfig(Strict):
+    DOCS = "docs/train.md"
     model: Optional[ModelConfig] = None      # None with train.init_from: the checkpoint's architecture
     data: DataConfig
     optim: OptimConfig = OptimConfig()
@@ -105,10 +101,3 @@ class PretrainConfig(_Strict):
             raise ValueError("train.global_batch_size must be a multiple of train.micro_batch_size")
         return self
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
-        return cls.validated(apply_overrides(read_yaml(path, "docs/train.md"), overrides), str(path))
-
-    @classmethod
-    def validated(cls, raw: dict, origin: str = "config") -> "PretrainConfig":
-        return validate(cls, raw, origin, "docs/train.md")

@@ -28,7 +28,7 @@ from typing import Optional
 
 import torch
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from train.config import ModelConfig
 
 TE_ALIASES = {"self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
@@ -120,7 +120,7 @@ def hf_to_megatron(source: str, output: str | Path) -> Path:
     """HF Llama directory / smollm2 alias / .gguf -> <output>/checkpoints/iter_0000000 (+ latest.json)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from evals.model_loading import hf_directory
+    from curation.lm.loading import hf_directory
     from train import checkpoint, distributed
     from train.model import build_model, layer_spec_name, pad_vocab
 
@@ -193,7 +193,7 @@ def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str
     hf.save_pretrained(str(tmp), safe_serialization=True)
     tok_spec = tokenizer or common.get("tokenizer")
     if tok_spec:
-        from evals.model_loading import load_tokenizer
+        from curation.lm.loading import load_tokenizer
 
         try:
             load_tokenizer(tok_spec).save_pretrained(str(tmp))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from train.config import DataConfig
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 
 @dataclass

@@ -12,12 +12,11 @@ import json
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional
 
 import torch
 import yaml
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from train import checkpoint, distributed
 from train.config import ModelConfig, PretrainConfig
 from train.data import build_train_dataset, global_batch, resolve_blend

@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 MANIFEST = "tokenize.json"
 BLEND = "blend.json"
@@ -106,7 +106,7 @@ def _worker_init(tokenizer_dir: str, rust_threads: bool = False):
         rust = Tokenizer.from_file(str(path))
         _TOK = lambda texts: [e.ids for e in rust.encode_batch_fast(texts, add_special_tokens=False)]  # noqa: E731
     else:
-        from evals.model_loading import load_tokenizer
+        from curation.lm.loading import load_tokenizer
 
         hf = load_tokenizer(tokenizer_dir)
         _TOK = lambda texts: hf(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -171,7 +171,7 @@ def _fingerprint(tokenizer_dir: Path, text_key: str) -> dict:
 
 def resolve_tokenizer(spec: str):
     """(tokenizer directory, tokenizer) for a model spec; GGUF aliases are converted to a cached HF dir once."""
-    from evals.model_loading import hf_directory, load_tokenizer
+    from curation.lm.loading import hf_directory, load_tokenizer
 
     tdir = hf_directory(spec)
     tok = load_tokenizer(tdir)

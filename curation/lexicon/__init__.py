@@ -40,7 +40,7 @@ class Lexicon:
             lex.count_batch(["a test sentence about AI"])  # a bad regex is reported here, not mid-run
             return lex
         except (OSError, yaml.YAMLError, AttributeError, pl.exceptions.ComputeError) as e:
-            from curation.errors import CurationError
+            from curation.core.errors import CurationError
 
             msg = str(e).splitlines()[0][:160]
             raise CurationError(f"{path}: not a usable lexicon ({type(e).__name__}: {msg}); see curation/lexicon/ai_terms.yaml") from None

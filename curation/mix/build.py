@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.mix.handoff import BLEND_NAME, write_blend
 from curation.mix.hashing import hash_bins, row_hash, stream_key
 from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_versions, write_lock

@@ -10,16 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from curation.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.errors import CurationError
 
 mix_app = typer.Typer(add_completion=False, no_args_is_help=True,
                       help="Build data mixtures from a manifest: shuffled Parquet shards, mix.lock.json, blend.json.")
 err = Console(stderr=True)
-
-
-def _fail(e: CurationError, code: int = 2):
-    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(code)
 
 
 def _out() -> Console:

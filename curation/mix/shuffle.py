@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pyarrow as pa
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 KEY, SRC, ROW = "_key", "_src", "_row"
 CHUNK_BYTES = 64 * 2**20

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 from curation.mix.manifest import ManifestFile, Source
-from curation.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, list_shards
 
 BATCH_ROWS = 4096
 

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
@@ -21,7 +21,7 @@ def _fast_path(spec: str):
     directory, or the cached conversion of the GGUF): skips importing transformers, seconds per process."""
     from tokenizers import Tokenizer
 
-    from evals import model_loading as ml
+    from curation.lm import loading as ml
 
     try:
         src = ml.resolve(spec)
@@ -40,7 +40,7 @@ class TokenCounter:
     def __init__(self, spec: str, batch_docs: int = 256):
         backend = _fast_path(spec)
         if backend is None:   # first use of a GGUF (converts it) or a directory without tokenizer.json
-            from evals.model_loading import load_tokenizer
+            from curation.lm.loading import load_tokenizer
 
             backend = getattr(load_tokenizer(spec), "backend_tokenizer", None)
         if backend is None:

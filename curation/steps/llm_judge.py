@@ -47,8 +47,8 @@ PRIOR = ("emb_ai", "ft_ai", "kw_ai")                    # the earlier scores tha
 def _shared_scorer(model: str, device: str | None, batch_size: int):
     """Loaded once per process: datatrove unpickles a fresh pipeline for every task (one per shard by default), so a
     model held by the step alone would be loaded again for every shard."""
-    from evals.model_loading import load_model
-    from evals.scoring import LetterScorer
+    from curation.lm.loading import load_model
+    from curation.lm.scoring import LetterScorer
 
     m, tok = load_model(model, device=device)
     return LetterScorer(m, tok, batch_size=batch_size)
@@ -73,7 +73,7 @@ class LLMJudgeTagger(TaggerStep):
         return self._scorer
 
     def tag_batch(self, docs):
-        from evals.scoring import option_probs
+        from curation.lm.scoring import option_probs
 
         todo = [d for d in docs if scorable(d) and (first_score(attrs(d), PRIOR) or 0.0) >= self.min_prior_score]
         self.stat_update("skipped_by_cascade", value=len(docs) - len(todo))

@@ -15,8 +15,8 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.logging import logger
 from datatrove.utils.stats import MetricStats
 
-from curation.errors import ShardError, ShardsFailed
-from curation.shards import attribute_path
+from curation.core.errors import ShardError, ShardsFailed
+from curation.core.shards import attribute_path
 from curation.steps.base import TEXT_REF, abort_shard, end_of_shard
 
 FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"

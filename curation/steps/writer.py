@@ -11,7 +11,7 @@ from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
-from curation.shards import attribute_path
+from curation.core.shards import attribute_path
 from curation.steps.base import ATTRS, MARKER
 
 BASE_COLUMNS = {"id": pa.string(), "n_bytes": pa.int64(), "error": pa.string()}

@@ -8,28 +8,19 @@ from pathlib import Path
 from typing import List
 
 import typer
-import yaml
 from rich.console import Console
 
-from curation.errors import CurationError
+from curation.core.cli import fail as _fail
+from curation.core.config import parse_set
+from curation.core.errors import CurationError
 
 console = Console(stderr=True)
-
-
-def _fail(e: CurationError):
-    console.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
 
 
 def _config(config: Path, sets: List[str]):
     from .config import PosttrainConfig
 
-    ov = {}
-    for s in sets:
-        key, sep, val = s.partition("=")
-        if not sep:
-            raise CurationError(f"--set {s!r}: expected KEY=VALUE with dotted keys (e.g. --set sft.steps=10)")
-        ov[key.strip()] = yaml.safe_load(val)
+    ov = parse_set(sets, "sft.steps=10")
     return PosttrainConfig.from_yaml(config, ov)
 
 
@@ -63,7 +54,10 @@ def _stage(stage: str, config: Path, sets: List[str], progress: bool):
                   highlight=False, soft_wrap=True)
 
 
-def register(app: typer.Typer) -> None:
+def register(app: typer.Typer, run_posttrain=None) -> None:
+    """Adds sft, dpo and posttrain to `app`. `run_posttrain(cfg, progress)` runs the posttrain command: the root CLI
+    passes `curation.workflows.posttrain_and_evaluate` (which also evaluates); the default only trains."""
+
     @app.command()
     def sft(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):
         """Supervised fine-tuning (TRL SFTTrainer) of an HF checkpoint: chat template, assistant-only loss, packing, resume."""
@@ -78,8 +72,9 @@ def register(app: typer.Typer) -> None:
     def posttrain(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):
         """SFT then DPO with one config; tags the result (posttrain.json) and evaluates base vs post-trained if eval.items is set."""
         _quiet()
-        from .run import posttrain as run
+        from .run import posttrain
 
+        run = run_posttrain or posttrain
         try:
             cfg = _config(config, sets)
             res = run(cfg, progress=progress)

@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
-from curation.yamlconfig import apply_overrides, read_yaml, validate
+from curation.core.config import Strict
 
 DOCS = "docs/posttrain.md"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ChatTemplateConfig(_Strict):
+class ChatTemplateConfig(Strict):
     """`persona` builds a template from the markers below (the default matches `curate synth reflect`'s
     `<assistant>...</assistant>` reflections); `tokenizer` keeps the checkpoint's own template; `jinja` reads `path`."""
 
@@ -43,7 +38,7 @@ class ChatTemplateConfig(_Strict):
         return self
 
 
-class StageConfig(_Strict):
+class StageConfig(Strict):
     """Hyperparameters shared by SFT and DPO (TrainingArguments underneath)."""
 
     data: List[str] = Field(default_factory=list)   # JSONL / Parquet files, directories, globs, or `demo`
@@ -79,14 +74,15 @@ class DPOConfig(StageConfig):
     max_length: int = Field(512, ge=16)
 
 
-class EvalConfig(_Strict):
+class EvalConfig(Strict):
     items: List[str] = Field(default_factory=list)   # when set, `curate train posttrain` scores base and post-trained
     mode: Literal["base", "chat", "generate"] = "base"
     limit_per_file: Optional[int] = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
 
 
-class PosttrainConfig(_Strict):
+class PosttrainConfig(Strict):
+    DOCS = DOCS
     model: str = "smollm2"              # base checkpoint: HF Llama directory, .gguf, or `smollm2`
     output: str                         # OUT/sft, OUT/dpo, OUT/posttrain.json (paths: relative to the working directory)
     condition: str = "default"          # training condition name, carried into eval tags
@@ -100,13 +96,8 @@ class PosttrainConfig(_Strict):
     _origin: str = PrivateAttr("config")
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
-        raw = apply_overrides(read_yaml(path, DOCS), overrides)
-        return cls.validated(raw, str(path))
-
-    @classmethod
     def validated(cls, raw: dict, origin: str = "config") -> "PosttrainConfig":
-        cfg = validate(cls, raw, origin, DOCS)
+        cfg = super().validated(raw, origin)
         cfg._origin = origin
         return cfg
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from curation.errors import CurationError
-from curation.records import read_records
+from curation.core.errors import CurationError
+from curation.core.records import read_records
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO = {"sft": DATA_DIR / "sft_demo.jsonl", "dpo": DATA_DIR / "dpo_demo.jsonl"}

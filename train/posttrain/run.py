@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 from .config import PosttrainConfig
 
@@ -127,7 +127,7 @@ def eval_commands(base: str, model: str | Path, items: list[str], out: Path, con
 
 def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progress: bool = True) -> dict:
     """Train one stage (sft or dpo) from `init` (default cfg.model); returns a summary dict (also in run.json)."""
-    from evals.model_loading import hf_directory, load_tokenizer
+    from curation.lm.loading import hf_directory, load_tokenizer
 
     from .data import load_examples
     from .templates import apply
@@ -218,7 +218,9 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
 
 
 def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
-    """SFT, then DPO from the SFT model (reference = the SFT model), then tags and (optionally) evaluates."""
+    """SFT, then DPO from the SFT model (reference = the SFT model), then tags the result.
+
+    Evaluating it is the evals stage's work: `curation.workflows.posttrain_and_evaluate` runs both."""
     sft = run_stage(cfg, "sft", progress=progress)
     dpo = run_stage(cfg, "dpo", init=sft["model"], progress=progress)
     out = Path(cfg.output)
@@ -227,24 +229,5 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
            "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "eval_commands": cmds}
-    if cfg.eval.items:
-        res["eval"] = evaluate(cfg, dpo["model"], progress=progress)
     (out / "posttrain.json").write_text(json.dumps(res, indent=1))
     return res
-
-
-def evaluate(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
-    """`curate eval propensity` on the base and post-trained models (tagged base/posttrained) and `curate eval report`."""
-    from evals.propensity import PropensityConfig, run_propensity
-    from evals.report import make_report
-
-    out = Path(cfg.output) / "eval"
-    runs = {}
-    for tag, spec in (("base", cfg.model), ("posttrained", model)):
-        pc = PropensityConfig(model=str(spec), items=list(cfg.eval.items), mode=cfg.eval.mode, batch_size=cfg.eval.batch_size,
-                              seed=cfg.seed, limit_per_file=cfg.eval.limit_per_file, tag=tag, condition=cfg.condition,
-                              device=cfg.device)
-        s = run_propensity(pc, out / tag, progress=progress)
-        runs[tag] = s["overall"]["mean_p_misaligned"]
-    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed)
-    return {"mean_p_misaligned": runs, "report": str(report)}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 from .config import ChatTemplateConfig
 

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from curation.errors import CurationError
-from synth.config import BackendConfig, Sampling
-from synth.engine.base import Completion, Request
+from curation.core.errors import CurationError
+from curation.lm.config import BackendConfig, Sampling
+from curation.lm.engines.base import Completion, Request
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

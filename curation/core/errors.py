@@ -1,8 +1,14 @@
 """Errors that reach the user as one line: what went wrong, in which file, and what to do."""
 
 
-class CurationError(Exception):
-    """A problem with the user's input or configuration (never a bug): printed as one line, exit code 2."""
+class ToolkitError(Exception):
+    """A problem with the user's input or configuration (never a bug): printed as one line, exit code 2.
+
+    The one error type of every stage; the CLIs catch it and print it (`curation.core.cli.fail`).
+    """
+
+
+CurationError = ToolkitError  # the name every stage used first; kept so user code that catches it still works
 
 
 class ShardError(CurationError):

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from curation.errors import CurationError
+from curation.core.errors import CurationError
 
 
 def read_records(path: Path) -> Iterable[tuple[int, dict]]:

@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from curation.errors import CurationError
-from synth.config import BackendConfig, Sampling
-from synth.engine.base import Completion, Request
+from curation.core.errors import CurationError
+from curation.lm.config import BackendConfig, Sampling
+from curation.lm.engines.base import Completion, Request
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
 
@@ -55,7 +55,7 @@ def worker_env(cfg: BackendConfig) -> dict:
 
 class VLLMGenerator:
     def __init__(self, cfg: BackendConfig, log_dir: str | None = None, start_timeout_s: float = 900.0):
-        from evals.model_loading import hf_directory, resolve
+        from curation.lm.loading import hf_directory, resolve
 
         self.cfg = cfg
         self.python = vllm_python(cfg.vllm_python)

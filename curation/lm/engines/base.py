@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from synth.config import BackendConfig, Sampling
+from curation.lm.config import BackendConfig, Sampling
 
 
 @dataclass
@@ -32,13 +32,13 @@ class Generator(Protocol):
 def make_generator(cfg: BackendConfig, log_dir: str | None = None) -> Generator:
     """The backend the config names; model loading or server start happens here, once."""
     if cfg.kind == "transformers":
-        from synth.engine.hf import TransformersGenerator
+        from curation.lm.engines.hf import TransformersGenerator
 
         return TransformersGenerator(cfg)
     if cfg.kind == "openai":
-        from synth.engine.openai_client import OpenAIGenerator
+        from curation.lm.engines.openai_client import OpenAIGenerator
 
         return OpenAIGenerator(cfg)
-    from synth.engine.vllm_client import VLLMGenerator
+    from curation.lm.engines.vllm_client import VLLMGenerator
 
     return VLLMGenerator(cfg, log_dir=log_dir)

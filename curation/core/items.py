@@ -1,7 +1,7 @@
 """Propensity items: one internal type and loaders for the three schemas users bring.
 
 Which option is *misaligned* is data, not an assumption: for Anthropic-style files (``answer_matching_behavior``)
-it comes from ``evals/data/anthropic_polarity.yaml``, decided per file by reading the rows, or from an explicit
+it comes from ``curation/core/data/anthropic_polarity.yaml``, decided per file by reading the rows, or from an explicit
 ``matching_is`` the caller passes for files the table does not know.
 """
 
@@ -16,8 +16,8 @@ from typing import Iterable
 
 import yaml
 
-from curation.errors import CurationError
-from curation.records import read_records
+from curation.core.errors import CurationError
+from curation.core.records import read_records
 
 POLARITY_TABLE = Path(__file__).parent / "data" / "anthropic_polarity.yaml"
 LETTERS = "ABCDEFGH"

@@ -10,8 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from curation.errors import CurationError
-from evals.items import LETTERS
+from curation.core.errors import CurationError
+from curation.core.items import LETTERS
 
 
 @dataclass
@@ -120,8 +120,8 @@ class VLLMLetterScorer(LetterScorer):
     cache shares the prompt across letters and orders). vLLM runs in its worker process (synth's engine)."""
 
     def __init__(self, tokenizer, model: str = "smollm2", batch_size: int = 256, **backend):
-        from synth.config import BackendConfig
-        from synth.engine.vllm_client import VLLMGenerator
+        from curation.lm.config import BackendConfig
+        from curation.lm.engines.vllm_client import VLLMGenerator
 
         self.tokenizer, self.batch_size, self.max_tokens = tokenizer, batch_size, 2048
         self.letter_ids = self._letter_ids()

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from synth.config import BackendConfig, Sampling
-from synth.engine.base import Completion, Request
+from curation.lm.config import BackendConfig, Sampling
+from curation.lm.engines.base import Completion, Request
 
 
 class TransformersGenerator:
     def __init__(self, cfg: BackendConfig, max_batch: int = 16):
         import torch
 
-        from evals.model_loading import load_model, resolve
+        from curation.lm.loading import load_model, resolve
 
         self.torch = torch
         self.model, self.tok = load_model(cfg.model, dtype="auto" if cfg.dtype == "auto" else cfg.dtype)

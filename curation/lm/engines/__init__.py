@@ -1,5 +1,5 @@
 """Generation engine: one interface (`Generator.generate`), three backends (vLLM, OpenAI-compatible server, transformers)."""
 
-from synth.engine.base import Completion, Generator, Request, make_generator
+from curation.lm.engines.base import Completion, Generator, Request, make_generator
 
 __all__ = ["Completion", "Generator", "Request", "make_generator"]
