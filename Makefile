@@ -47,7 +47,7 @@ bench: setup
 	$(BIN)/python benchmarks/propensity_throughput.py
 
 models: setup
-	$(BIN)/python scripts/train_default_models.py
+	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set
 
 clean:
 	rm -rf $(VENV) demo_output

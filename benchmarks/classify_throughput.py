@@ -51,7 +51,7 @@ def _bare_shard(args):
     path, model_path = args
     import pyarrow.parquet as pq
 
-    from curation.steps.fasttext_tagger import load_fasttext, model_inputs
+    from curation.fasttext_model import load_fasttext, model_inputs
 
     # the minimum work for the same ft_ai score: read, build the model's input lines, predict, nothing else
     model = load_fasttext(model_path)
@@ -72,7 +72,7 @@ def _model_input_step():
 
     from datatrove.pipeline.base import PipelineStep
 
-    from curation.steps.fasttext_tagger import model_inputs
+    from curation.fasttext_model import model_inputs
 
     class FastTextModelInput(PipelineStep):
         name = "fastText model input"

@@ -34,32 +34,11 @@ class ClassifyResult:
 
 
 def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
-    from curation.steps import (AttributeWriter, EmbeddingTagger, FastTextTagger, FinalScores, KeywordTagger, LLMJudgeTagger,
-                                ShardReader)
+    """reader -> the tagging stages (`curation.taggers.build_taggers`) -> attribute writer."""
+    from curation.steps import AttributeWriter, ShardReader
+    from curation.taggers import build_taggers
 
-    steps = []
-    if cfg.keyword.enabled:
-        steps.append(KeywordTagger(cfg.keyword.lexicon, models.keyword_calibration, cfg.keyword.min_hits))
-    if cfg.fasttext.enabled:
-        ai, stance = models.file("ai_fasttext"), models.file("stance_fasttext")
-        if not ai or not stance:
-            raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
-        steps.append(FastTextTagger(ai, stance, only_candidates=cfg.fasttext.only_candidates and cfg.keyword.enabled,
-                                    max_chars=cfg.fasttext.max_chars, stance_min_ai=cfg.fasttext.stance_min_ai,
-                                    screen_chars=cfg.fasttext.screen_chars, screen_chunks=cfg.fasttext.screen_chunks,
-                                    screen_min_ai=cfg.fasttext.screen_min_ai))
-    if cfg.embedding.enabled:
-        head = models.file("embedding_head")
-        if not head:
-            raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
-        steps.append(EmbeddingTagger(head, cfg.embedding.encoder, cfg.embedding.min_prior_score, cfg.embedding.max_chunks,
-                                     cfg.embedding.keyword_candidates))
-    if cfg.llm_judge.enabled:
-        j = cfg.llm_judge
-        steps.append(LLMJudgeTagger(j.model, j.min_prior_score, j.max_chars, j.device))
-    if not steps:
-        raise CurationError("every tagging stage is disabled; enable at least one of keyword, fasttext, embedding, llm_judge")
-    steps.append(FinalScores(models.stance_prior, models.stance_class_weights, models.ai_combiner))
+    steps = build_taggers(cfg, models)
     columns = {}
     for s in steps:
         columns.update(s.columns())

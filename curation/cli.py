@@ -123,7 +123,7 @@ def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: 
         stance_class_weights: str = typer.Option("", help="Multipliers on the stance probabilities, e.g. aligned=2,misaligned=1.5 "
                                                  "(a prior shift for target text unlike the training data)"),
         ai_combiner: Optional[Path] = typer.Option(None, help="JSON combiner of the stage probabilities (written by "
-                                                   "scripts/crossval_real.py --write-combiner); default: their mean")):
+                                                   "scripts/classifier/crossval_real.py --write-combiner); default: their mean")):
     """Train the fastText models and the embedding head; writes a model card with validation metrics."""
     from curation.combiner import AICombiner
     from curation.fit import FitParams, fit as run_fit, parse_class_weights

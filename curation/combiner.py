@@ -2,7 +2,7 @@
 
 Why: the plain mean of the stage probabilities lets one over-confident stage decide (fastText gives 1e-5 to real
 encyclopedic AI articles), and it is not calibrated to the share of AI discourse in real text. A logistic regression
-on the stages' clipped log-odds, fitted on out-of-fold scores of real documents (scripts/crossval_real.py), raised
+on the stages' clipped log-odds, fitted on out-of-fold scores of real documents (scripts/classifier/crossval_real.py), raised
 real-text CV AI F1 from 0.856 to 0.878 (precision 0.86 -> 0.94). Stages that run only on some documents (the
 embedding head) get a presence term; a document missing a stage the combiner always saw falls back to the mean.
 """
@@ -57,9 +57,9 @@ class AICombiner:
         try:
             c = cls(**d)
         except TypeError as e:
-            raise CurationError(f"{origin}: not an AI combiner ({e}); write one with scripts/crossval_real.py --write-combiner") from None
+            raise CurationError(f"{origin}: not an AI combiner ({e}); write one with scripts/classifier/crossval_real.py --write-combiner") from None
         if not (len(c.features) == len(c.coef) == len(c.presence)):
-            raise CurationError(f"{origin}: features, coef and presence differ in length; rewrite it with scripts/crossval_real.py")
+            raise CurationError(f"{origin}: features, coef and presence differ in length; rewrite it with scripts/classifier/crossval_real.py")
         return c
 
     @classmethod
@@ -68,7 +68,7 @@ class AICombiner:
             return cls.from_dict(json.loads(Path(path).read_text()), str(path))
         except (OSError, json.JSONDecodeError) as e:
             raise CurationError(f"{path}: cannot read the AI combiner ({type(e).__name__}); give a JSON file written by "
-                                "scripts/crossval_real.py --write-combiner") from None
+                                "scripts/classifier/crossval_real.py --write-combiner") from None
 
 
 def fit_combiner(scores: list[dict], labels, features=FEATURES, C: float = 0.1, clip: float = 1e-4, fitted_on: str = "") -> AICombiner:

@@ -1,7 +1,11 @@
-"""Datatrove executors for `curate classify`, tuned so one bad shard neither stops the others nor floods the console.
+"""The toolkit's coupling to datatrove's executors, in one module: `curate classify` runs through them, tuned so one
+bad shard neither stops the others nor floods the console.
 
-Importing this module (which every worker does, to unpickle these classes) installs a console log sink that shows
-warnings and errors as single lines; full logs, tracebacks included, still go to `<output>/_logs/logs/`.
+It overrides executor internals (`_launch_run_for_rank`, the task-logger hooks), so it checks that the installed
+datatrove is a version it was tested with (`SUPPORTED`, the same range pyproject pins) before running anything.
+`install_logging` (called by `make_executor` and again in every local worker) replaces datatrove's per-task log sinks
+with a console sink that shows warnings and errors as single lines; full logs, tracebacks included, still go to
+`<output>/_logs/logs/`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,22 @@ from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.logging import logger
 from datatrove.utils.stats import PipelineStats
 
-from curation.core.errors import ShardsFailed
+from curation.core.errors import CurationError, ShardsFailed
+
+SUPPORTED = (">=0.10.1", "<0.11")  # keep in step with pyproject's datatrove pin
+
+
+def check_datatrove_version(installed: str | None = None) -> None:
+    """A one-line error, before any work, when datatrove is outside the tested range (its internals change)."""
+    import importlib.metadata
+
+    from packaging.specifiers import SpecifierSet
+
+    installed = installed or importlib.metadata.version("datatrove")
+    spec = SpecifierSet(",".join(SUPPORTED))
+    if installed not in spec:
+        raise CurationError(f"datatrove {installed} is installed; curate classify is tested with datatrove{spec}: "
+                            f"pip install 'datatrove[io,processing]{spec}'")
 
 _FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 _console_level = "WARNING"
@@ -77,8 +96,10 @@ def _close_task_logger(logfile):
     logfile.close()
 
 
-for _mod in (_dt_base, _dt_ray):
-    _mod.add_task_logger, _mod.close_task_logger = _add_task_logger, _close_task_logger
+def install_logging() -> None:
+    """Points datatrove's task-logger hooks at ours (idempotent; each local worker process calls it too)."""
+    for mod in (_dt_base, _dt_ray):
+        mod.add_task_logger, mod.close_task_logger = _add_task_logger, _close_task_logger
 
 
 class ShardTolerantLocalExecutor(LocalPipelineExecutor):
@@ -90,6 +111,7 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
     """
 
     def _launch_run_for_rank(self, rank, ranks_q, completed=None, completed_lock=None):
+        install_logging()  # this may be a pool process that has only unpickled the executor
         try:
             return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
         except ShardsFailed:
@@ -168,6 +190,8 @@ def start_forkserver() -> None:
 
 
 def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: str, extra: dict):
+    check_datatrove_version()
+    install_logging()
     if kind == "local":
         return ShardTolerantLocalExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **extra)
     if kind == "slurm":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from curation.core.errors import CurationError
 from curation.lexicon import Lexicon
 from curation.steps.base import STANCES
 from curation.steps.keyword import keyword_features
-from curation.steps.fasttext_tagger import model_inputs
+from curation.fasttext_model import model_inputs, train_fasttext
 
 REQUIRED = ("text", "ai_discourse", "stance")
 
@@ -42,7 +41,7 @@ class FitParams:
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
     stance_class_weights: dict[str, float] | None = None
     # a learned combination of the stage probabilities (curation/combiner.py, fitted on out-of-fold scores of real text
-    # by scripts/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
+    # by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
     ai_combiner: dict | None = None
 
 
@@ -149,29 +148,6 @@ def sample_negatives(train: pl.DataFrame, p: FitParams) -> pl.DataFrame:
     return pl.concat(parts).drop("kw_hits").sort("id")
 
 
-def _train_fasttext(lines: list[str], out: Path, p: FitParams) -> None:
-    import fasttext
-
-    fasttext.FastText.eprint = lambda *a, **k: None
-    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-        f.write("\n".join(lines) + "\n")
-    # fastText raises "Encountered NaN" on some data at a high rate; this build (fasttext-numpy2-wheel) also diverges
-    # at random run to run with a small `bucket` (5000: NaN in about half the runs, at any rate; none in 10 at 2M),
-    # sometimes without noticing: the weights are checked, and a failed run is retried before the rate is lowered
-    rates = (p.lr, p.lr, p.lr / 2, p.lr / 2, p.lr / 4, p.lr / 4)
-    for attempt, lr in enumerate(rates):
-        try:
-            model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=lr, wordNgrams=p.word_ngrams, dim=p.dim,
-                                              minCount=p.min_count, bucket=p.bucket, loss="softmax", thread=1, seed=p.seed, verbose=0)
-            if not (np.isfinite(model.get_input_matrix()).all() and np.isfinite(model.get_output_matrix()).all()):
-                raise RuntimeError("Encountered NaN in the trained weights")  # it does not always notice itself
-            break
-        except RuntimeError as e:
-            if "NaN" not in str(e) or attempt == len(rates) - 1:
-                raise
-    model.quantize(input=f.name, qnorm=True, retrain=True, cutoff=p.quantize_cutoff, thread=1, verbose=0)
-    model.save_model(str(out))
-    Path(f.name).unlink()
 
 
 def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
@@ -219,11 +195,11 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     lines = [f"__label__ai {x}" for x in model_inputs(pos["text"].to_list(), max_chars=p.max_chars)]
     lines += [f"__label__other {x}" for x in model_inputs(neg["text"].to_list(), max_chars=p.max_chars)]
     rng.shuffle(lines)
-    _train_fasttext(lines, output / "ai.ftz", p)
+    train_fasttext(lines, output / "ai.ftz", p)
     progress(f"fastText stance model: {pos.height} AI documents")
     lines = [f"__label__{s} {x}" for x, s in zip(model_inputs(pos["text"].to_list(), max_chars=p.max_chars), pos["stance"])]
     rng.shuffle(lines)
-    _train_fasttext(lines, output / "stance.ftz", p)
+    train_fasttext(lines, output / "stance.ftz", p)
 
     files = {"ai_fasttext": "ai.ftz", "stance_fasttext": "stance.ftz"}
     if p.embedding:

@@ -10,11 +10,11 @@ from curation.models import ModelSet, resolve
 
 def score_texts(texts: list[str], cfg: ClassifyConfig | None = None, models: ModelSet | None = None) -> list[dict]:
     """Attribute dicts (the columns of an attribute file) for each text, cascade as configured."""
-    from curation.classify import build_pipeline
+    from curation.taggers import build_taggers
 
     cfg = cfg or ClassifyConfig()
     models = models or resolve(cfg.model)
-    steps = build_pipeline(cfg, models, ".", "/dev/null", ".", {})[1:-1]  # drop reader and writer
+    steps = build_taggers(cfg, models)
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
     for step in steps:
         for start in range(0, len(docs), 4096):

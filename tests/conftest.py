@@ -12,7 +12,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
 CURATE = [sys.executable, "-m", "curation"]
 
 

@@ -20,7 +20,7 @@ class FinalScores(TaggerStep):
     stance prior of the training data. A model card may carry `stance_class_weights`: multipliers applied to the
     model stances before renormalising (a prior shift: written training documents make the models read real-text
     style as "neutral"; the default's weights were chosen by cross-validation on real corpus text, see
-    scripts/crossval_real.py).
+    scripts/classifier/crossval_real.py).
     """
 
     name = "🧮 Final scores"

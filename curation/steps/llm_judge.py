@@ -55,6 +55,7 @@ def _shared_scorer(model: str, device: str | None, batch_size: int):
 
 
 class LLMJudgeTagger(TaggerStep):
+    _requires_dependencies = ["transformers", "torch"]
     name = "⚖️ LLM judge AI-discourse + stance"
     batch_size = 16
 

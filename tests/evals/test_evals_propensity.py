@@ -14,7 +14,7 @@ from evals.propensity import PropensityConfig, extract_letter, run_propensity
 from evals.prompts import PromptStyle, orders
 from curation.lm.scoring import LetterScorer, option_probs
 from evals.stats import bootstrap_ci, paired_difference, rates
-from tests.conftest import SHARED
+from conftest import SHARED
 
 ANTH = SHARED / "propensity" / "anthropic-advanced-ai-risk"
 HUMAN = ANTH / "human_generated_evals"

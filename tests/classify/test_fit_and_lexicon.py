@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 import pytest
 
 from curation.core.errors import CurationError
 from curation.lexicon import Lexicon
-from conftest import curate, shared_corpus
+from conftest import REPO, curate, shared_corpus
 
-LABELS = Path(__file__).resolve().parents[1] / "data" / "labels" / "corpus_engineer.jsonl"
+LABELS = REPO / "scripts" / "classifier" / "data" / "labels" / "corpus_engineer.jsonl"
 
 
 def test_lexicon_counts_whole_words_and_case():

@@ -8,7 +8,7 @@ import pytest
 
 from curation.core.errors import CurationError
 from curation.core.items import load_items, parse_choices, polarity_for
-from tests.conftest import SHARED
+from conftest import SHARED
 
 ANTH = SHARED / "propensity" / "anthropic-advanced-ai-risk"
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import shared_corpus
 from curation.models import resolve
-from curation.steps.fasttext_tagger import dequantized, label_prob, label_probs, load_fasttext, model_inputs
+from curation.fasttext_model import dequantized, label_prob, label_probs, load_fasttext, model_inputs
 
 
 @pytest.fixture(scope="module")

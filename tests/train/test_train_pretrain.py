@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+from conftest import REPO
+
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from test_train_tokenize import curate, make_mix
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 TINY = ROOT / "train" / "configs" / "tiny_cpu.yaml"
 STEPS = 8
 

@@ -6,10 +6,10 @@ and demo document, and validates on the fold's real documents cut to 4,000 chara
 It then prints the pooled metrics; for the pooled stance probabilities, macro-F1 under a grid of stance class
 weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/combiner.py):
 its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores, and, with --write-combiner, the
-combiner fitted on all of them (how scripts/default_combiner.json is made). MiniLM embeddings are cached in build/cv/;
+combiner fitted on all of them (how scripts/classifier/default_combiner.json is made). MiniLM embeddings are cached in build/cv/;
 the out-of-fold scores are kept there too (oof-TAG.pkl), to try other combinations without refitting the folds.
 
-    python scripts/crossval_real.py [--folds 5] [--tag NAME] [--reuse-models] [--write-combiner PATH]
+    python scripts/classifier/crossval_real.py [--folds 5] [--tag NAME] [--reuse-models] [--write-combiner PATH]
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 WORK = ROOT / "build" / "cv"
 
 
@@ -123,7 +123,7 @@ def main():
     print("AI combiner (nested by fold):", json.dumps({"final": ev["final"], "by_source": {k: v["f1"] for k, v in ev["final_by_source"].items()}}))
     if args.write_combiner:
         comb = fit_combiner(scores, y, fitted_on=f"out-of-fold scores of {valid.height} real corpus documents "
-                            f"({int(y.sum())} AI), {args.folds}-fold scripts/crossval_real.py, data {cf.fit_data_hash(df)[:12]}")
+                            f"({int(y.sum())} AI), {args.folds}-fold scripts/classifier/crossval_real.py, data {cf.fit_data_hash(df)[:12]}")
         Path(args.write_combiner).write_text(json.dumps(comb.to_dict(), indent=1) + "\n")
         print(f"wrote {args.write_combiner}: {comb.to_dict()}")
 

@@ -9,7 +9,7 @@ import sys
 import polars as pl
 
 from curation.executors import make_executor
-from conftest import curate
+from conftest import REPO, curate
 
 
 def test_demo_writes_attributes_summary_and_chart(tmp_path):
@@ -47,7 +47,7 @@ def test_slurm_run_through_datatroves_executor_with_a_local_sbatch(tmp_path, mix
     import os
     from pathlib import Path
 
-    shim = Path(__file__).parent / "slurm_shim"
+    shim = REPO / "tests" / "slurm_shim"
     env = {"PATH": f"{shim}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "SLURM_SHIM_LOG": str(tmp_path / "shim.log")}
     corpus = tmp_path / "c"

@@ -1,11 +1,11 @@
 """Measures a model set on ../shared/data/heldout (evaluation only: never used for training or tuning).
 
-Labels: data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass, preferred), by hand
+Labels: scripts/classifier/data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass, preferred), by hand
 following ../shared/labelling/GUIDE.md.
 Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastText on every document, and for a
-plain keyword blocklist baseline; writes docs/heldout-eval.json.
+plain keyword blocklist baseline; writes scripts/classifier/heldout-eval.json.
 
-    python scripts/evaluate_heldout.py [--model default]
+    python scripts/classifier/evaluate_heldout.py [--model default]
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 HELDOUT = ROOT.parent / "shared" / "data" / "heldout" / "docs.parquet"
 BLOCKLIST = r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|chatbots?)\b"
 
@@ -31,7 +32,7 @@ def main():
     from curation.predict import score_texts
 
     # a careful pass (heldout_part*.jsonl) overrides the fast one (heldout_engineer.jsonl) where both exist
-    files = [ROOT / "data" / "labels" / "heldout_engineer.jsonl", *sorted((ROOT / "data" / "labels").glob("heldout_part*.jsonl"))]
+    files = [HERE / "data" / "labels" / "heldout_engineer.jsonl", *sorted((HERE / "data" / "labels").glob("heldout_part*.jsonl"))]
     schema = {"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8}
     labels = pl.concat([pl.read_ndjson(p).select(list(schema)).cast(schema) for p in files if p.is_file()])
     labels = labels.unique("id", keep="last", maintain_order=True)
@@ -48,7 +49,7 @@ def main():
                       ("cascade", ClassifyConfig(model=args.model, fasttext={"only_candidates": True})),
                       ("default_no_embedding", ClassifyConfig(model=args.model, embedding={"enabled": False}))):
         report[name] = evaluate(docs, score_texts(docs["text"].to_list(), cfg, models))
-    out = ROOT / "docs" / "heldout-eval.json"
+    out = HERE / "heldout-eval.json"
     out.write_text(json.dumps(report, indent=1))
     for name in ("blocklist_at_1", "blocklist_at_3"):
         r = report[name]

@@ -6,14 +6,15 @@ import the project's evals code.
 
 from __future__ import annotations
 
+from conftest import REPO
+
 import json
 from functools import lru_cache
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO
 TABLE = REPO / "curation" / "core" / "data" / "anthropic_polarity.yaml"
 DATA = REPO.parent / "shared" / "data" / "propensity" / "anthropic-advanced-ai-risk"
 KINDS = ("human_generated_evals", "lm_generated_evals")

@@ -12,7 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpus"
+from conftest import SHARED as SHARED_DATA
+
+SHARED = SHARED_DATA / "corpus"
 CURATE = [sys.executable, "-m", "curation"]
 
 

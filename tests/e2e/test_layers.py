@@ -7,9 +7,8 @@ is caught too.
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO as ROOT
 PACKAGES = ("curation", "synth", "train", "evals")
 TOP = ("curation.cli", "curation.__main__", "curation.workflows", "curation.demo", "curation.experiment",
        "train.__main__")  # the torchrun entry point mounts train and post-training commands

@@ -7,7 +7,7 @@ on the other folds' real AI documents plus the written and demo ones, and scores
 MiniLM embeddings share crossval_real.py's cache in build/cv/. Each argument is one configuration, NAME[:key=value,...], keys:
 real_mult (real documents counted N times), use_written, use_demo (0/1), C (head), ftw (fastText weight in the mean).
 
-    python scripts/crossval_stance.py base real_mult3:real_mult=3 nowritten:real_mult=3,use_written=0 head_c1:C=1
+    python scripts/classifier/crossval_stance.py base real_mult3:real_mult=3 nowritten:real_mult=3,use_written=0 head_c1:C=1
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 GRID = [(wa, wm) for wa in (1, 1.5, 2, 3, 4) for wm in (1, 1.25, 1.5, 2, 3)]
 
 
@@ -34,7 +34,7 @@ def main():
     import curation.fit as cf
     from curation.embedding import embed_documents
     from curation.steps.base import STANCES
-    from curation.steps.fasttext_tagger import label_probs, load_fasttext, model_inputs
+    from curation.fasttext_model import label_probs, load_fasttext, model_inputs
     from train_default_models import labelled_frame
 
     df = labelled_frame().filter(pl.col("ai_discourse") == 1)

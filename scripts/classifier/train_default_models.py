@@ -2,14 +2,14 @@
 
 Training data (all real text from ../shared/data/corpus, never heldout/):
   * every corpus document the candidate rule below selects was labelled by hand following
-    ../shared/labelling/GUIDE.md: data/labels/corpus_engineer.jsonl covers all of them, and labels in
-    data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it where present;
+    ../shared/labelling/GUIDE.md: scripts/classifier/data/labels/corpus_engineer.jsonl covers all of them, and labels in
+    scripts/classifier/data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it where present;
   * every other corpus document is a negative: it has fewer than two AI terms (Wikipedia) or no AI term at all
     and no alignment domain tag (Arbital), so by the guide it cannot have AI as a substantial subject;
-  * corpus documents outside that rule read and labelled by hand anyway (data/labels/corpus_extra.jsonl: Wikipedia
+  * corpus documents outside that rule read and labelled by hand anyway (scripts/classifier/data/labels/corpus_extra.jsonl: Wikipedia
     articles with at most one AI term, about fiction, machines and people, mostly hard negatives);
   * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
-  * documents written for training by this project (data/written/*.jsonl, labelled as written): encyclopedic
+  * documents written for training by this project (scripts/classifier/data/written/*.jsonl, labelled as written): encyclopedic
     articles on fiction with machine characters, AI people and techniques, hard negatives, and essays, wiki pages,
     stories, abstracts and forum threads that separate the three stances; Wikipedia-style articles on AI fiction,
     people and techniques with look-alike hard negatives (encyclopedic2.jsonl); Arbital- and blog-style alignment
@@ -17,7 +17,7 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
 
 Stance class weights (aligned x2, misaligned x1.5): the models under-predict both on real text, whose style the
 written documents teach them to read as "neutral". Chosen by 5-fold cross-validation on the labelled real corpus
-documents (scripts/crossval_real.py), stable across two versions of the training data: pooled stance macro-F1
+documents (scripts/classifier/crossval_real.py), stable across two versions of the training data: pooled stance macro-F1
 0.512 -> 0.543 and 0.523 -> 0.554.
 """
 
@@ -30,11 +30,12 @@ from pathlib import Path
 
 import polars as pl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
-COMBINER = ROOT / "scripts" / "default_combiner.json"  # written by scripts/crossval_real.py --write-combiner
+COMBINER = HERE / "default_combiner.json"  # written by scripts/classifier/crossval_real.py --write-combiner
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
-LABELS = ROOT / "data" / "labels"
+LABELS = HERE / "data" / "labels"
 STRICT = (r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
           r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|intelligent agents?|"
           r"cybernetic\w*|thinking machines?|computer chess|GPT-?\d?|reinforcement learning|HAL 9000|skynet)\b")
@@ -68,7 +69,7 @@ def labelled_frame() -> pl.DataFrame:
     demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curation" / "data" / "demo_corpus").glob("*.jsonl"))])
     demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
     written = pl.concat([pl.read_ndjson(p).select("id", "text", "ai_discourse", "stance")
-                         for p in sorted((ROOT / "data" / "written").glob("*.jsonl"))])
+                         for p in sorted((HERE / "data" / "written").glob("*.jsonl"))])
     written = written.select("id", "text", pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8))
     both = pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo, written])
     return both.with_columns(pl.when(pl.col("id").str.starts_with("demo-")).then(pl.lit("demo"))
@@ -78,9 +79,14 @@ def labelled_frame() -> pl.DataFrame:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--output", default=str(ROOT / "curation" / "models" / "default"))
+    ap.add_argument("--output", default=str(ROOT / "build" / "models" / "candidate"),
+                    help="where the retrained set goes (build/ is not committed: an experiment never grows git history)")
+    ap.add_argument("--promote", action="store_true",
+                    help="write into curation/models/default instead: only for a set that becomes the default (docs/models.md)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    if args.promote:
+        args.output = str(ROOT / "curation" / "models" / "default")
     from curation.combiner import AICombiner
     from curation.fit import FitParams, fit
 
@@ -95,7 +101,7 @@ def main():
         shutil.rmtree(out)
     card = fit([str(tmp)], out, FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS,
                                         ai_combiner=AICombiner.load(COMBINER).to_dict()), progress=print)
-    card["data"]["sources"] = ["../shared/data/corpus (labels: data/labels/)", "curation/data/demo_corpus", "data/written"]
+    card["data"]["sources"] = ["../shared/data/corpus (labels: scripts/classifier/data/labels/)", "curation/data/demo_corpus", "scripts/classifier/data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))
 
