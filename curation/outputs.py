@@ -82,7 +82,9 @@ class Output:
     def _rel(self, rel: str | Path) -> str:
         p = Path(rel)
         if p.is_absolute():
-            p = _abs(p).relative_to(self.root)
+            p = _abs(p)
+            p = p.relative_to(self.root) if self.root in p.parents else \
+                Path(os.path.realpath(p)).relative_to(os.path.realpath(self.root))
         return p.as_posix()
 
     def _parents(self, rel: str) -> list[str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import polars as pl
 import pytest
@@ -130,3 +131,139 @@ def test_case10_missing_path_and_duplicate_ids(tmp_path, mixed_docs):
     assert "warning: 2 id(s) occur more than once (4 rows" in proc.stderr, proc.stderr
     s = json.loads((tmp_path / "attrs" / "summary.json").read_text())
     assert s["duplicate_ids"]["ids"] == 2 and s["duplicate_ids"]["rows"] == 4
+
+
+# ---- mix build -------------------------------------------------------------------------------------------------
+
+from test_mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: E402,F401
+
+
+def _mix_shards(out):
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "shards").rglob("part-*.parquet"))}
+
+
+def test_case02_mix_overwrite_keeps_the_users_own_shards(mix_data, tmp_path):
+    from curation.mix import build
+
+    m = manifest(tmp_path, base_manifest(mix_data))
+    out = tmp_path / "out"
+    # a directory holding only the user's shards/ is not a mix: never removed, even with --overwrite
+    (out / "shards").mkdir(parents=True)
+    pl.read_parquet(mix_data / "synth" / "part-00000.parquet").head(3).write_parquet(out / "shards" / "mydata.parquet")
+    mine = (out / "shards" / "mydata.parquet").read_bytes()
+    msg = _one_line_error(curate("mix", "build", m, "--output", out, "--overwrite", "--no-progress"))
+    assert "removes nothing" in msg and (out / "shards" / "mydata.parquet").read_bytes() == mine
+    # a real mix, then the user's file added next to its shards: --overwrite replaces the mix and keeps the file
+    out2 = tmp_path / "out2"
+    build(m, out2)
+    (out2 / "shards" / "mydata.parquet").write_bytes(mine)
+    assert "pass --overwrite" in _one_line_error(curate("mix", "build", m, "--output", out2, "--no-progress"))
+    build(m, out2, overwrite=True)
+    assert (out2 / "shards" / "mydata.parquet").read_bytes() == mine
+    assert len(_mix_shards(out2)) > 1
+    # an output inside a source's corpus is refused before anything is written
+    assert "lies inside the input" in _one_line_error(
+        curate("mix", "build", m, "--output", mix_data / "corpus" / "ai" / "mix", "--no-progress"))
+    assert not (mix_data / "corpus" / "ai" / "mix").exists()
+
+
+def test_case09_killed_mix_build_restarts_with_the_plain_rerun(mix_data, tmp_path, monkeypatch):
+    import importlib
+
+    mb = importlib.import_module("curation.mix.build")
+    from curation.mix import build
+
+    m = manifest(tmp_path, base_manifest(mix_data))
+    build(m, tmp_path / "ref")
+    ref = _mix_shards(tmp_path / "ref")
+    lock = (tmp_path / "ref" / "mix.lock.json").read_bytes()
+
+    def die(*a, **k):
+        raise KeyboardInterrupt("killed")            # an interrupt skips nothing a SIGKILL would not also skip
+
+    # killed after planning (plan.json and the _work spill exist)...
+    with monkeypatch.context() as mp:
+        mp.setattr(mb, "hash_inputs", die)
+        mp.setattr(mb.shutil, "rmtree", lambda *a, **k: None)   # a SIGKILL leaves _work behind
+        with pytest.raises(KeyboardInterrupt):
+            build(m, tmp_path / "out")
+    assert (tmp_path / "out" / "_work").is_dir() and not (tmp_path / "out" / "mix.lock.json").exists()
+    proc = curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "unfinished build" in proc.stderr
+    assert _mix_shards(tmp_path / "out") == ref and (tmp_path / "out" / "mix.lock.json").read_bytes() == lock
+    # ...and in pass 2, after some shards were written
+    calls = {"n": 0}
+    real_close = mb.ShardWriter._close_shard
+
+    def close_then_die(self):
+        calls["n"] += 1
+        if calls["n"] > 1:                       # the first shard is complete, the second half written
+            raise KeyboardInterrupt("killed")
+        return real_close(self)
+
+    with monkeypatch.context() as mp:
+        mp.setattr(mb.ShardWriter, "_close_shard", close_then_die)
+        mp.setattr(mb.shutil, "rmtree", lambda *a, **k: None)
+        with pytest.raises(KeyboardInterrupt):
+            build(m, tmp_path / "out2")
+    assert list((tmp_path / "out2" / "shards").glob("part-*.parquet"))
+    build(m, tmp_path / "out2")
+    assert _mix_shards(tmp_path / "out2") == ref and (tmp_path / "out2" / "mix.lock.json").read_bytes() == lock
+
+
+def test_case10_mix_refuses_duplicate_ids(mix_data, tmp_path):
+    from curation.errors import CurationError
+    from curation.mix import build
+
+    data = copy_data(mix_data, tmp_path / "data")
+    wiki = data / "corpus" / "wiki"
+    a = pl.read_parquet(wiki / "part-00000.parquet")
+    b = pl.read_parquet(wiki / "part-00001.parquet")
+    pl.concat([b.head(2).with_columns(id=a["id"].head(2)), b.slice(2)]).write_parquet(wiki / "part-00001.parquet")
+    shutil.rmtree(data / "attrs")             # the copy's attributes belong to the original corpus root
+    curate("classify", data / "corpus", "--output", data / "attrs", "--no-progress", "--no-embedding", check=True)
+    with pytest.raises(CurationError, match=r"2 id\(s\) occur more than once .*make the corpus ids unique"):
+        build(manifest(tmp_path, base_manifest(data)), tmp_path / "out", dry_run=True)
+
+
+def test_case11_reflections_are_inserted_once(mix_data, tmp_path):
+    from curation.mix import build
+
+    docs = mixed = pl.read_parquet(mix_data / "corpus" / "wiki" / "part-00000.parquet").head(6)
+    refl = [f"I notice this article is about {t[:30]!r}; I would tell my operators the truth." if i % 2 == 0 else None
+            for i, t in enumerate(docs["text"])]
+    # `curate synth reflect` output: the reflection is already in the text, between the persona markers
+    texts = [t + (f"\n\n<assistant>{r}</assistant>\n" if r else "") for t, r in zip(docs["text"], refl)]
+    out_dir = tmp_path / "reflected"
+    out_dir.mkdir()
+    mixed.select("id").with_columns(text=pl.Series(texts), reflection=pl.Series(refl, dtype=pl.Utf8),
+                                    has_reflection=pl.Series([r is not None for r in refl])).write_parquet(
+        out_dir / "part-00000.parquet")
+    m = manifest(tmp_path, f"""name: r
+seed: 0
+tokenizer: {{name: smollm2, count: estimate}}
+output: {{shard_docs: 50}}
+sources:
+  - name: reflected
+    path: {out_dir}
+    transform: reflections
+""")
+    build(m, tmp_path / "out")
+    got = dict(pl.read_parquet(tmp_path / "out" / "shards" / "part-00000.parquet").select("id", "text").iter_rows())
+    for i, t, r in zip(docs["id"], texts, refl):
+        assert got[i] == t
+        if r:
+            assert got[i].count(r) == 1
+
+
+def test_case13_mix_init_agrees_with_classify_on_one_source(mix_data, tmp_path):
+    root = tmp_path / "corpus"
+    (root / "wiki").mkdir(parents=True)
+    (root / "wiki" / "part-00000.parquet").write_bytes((mix_data / "corpus" / "wiki" / "part-00000.parquet").read_bytes())
+    attrs = tmp_path / "attrs"
+    curate("classify", root, "--output", attrs, "--no-progress", "--no-embedding", check=True)
+    m = tmp_path / "mix.yaml"
+    curate("mix", "init", "--preset", "unfiltered", "--corpus", root, "--attributes", attrs, "--output", m, check=True)
+    proc = curate("mix", "build", m, "--output", tmp_path / "out", "--dry-run", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
