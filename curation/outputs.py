@@ -67,7 +67,7 @@ class Output:
     files: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
-    previous: bool = False  # the directory already held output of this command when it was claimed
+    previous: bool = False  # the directory already held files this command recorded creating when it was claimed
 
     @property
     def record(self) -> Path:
@@ -199,7 +199,7 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
             raise CurationError(f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
                                 f"into nor removes it, even with --overwrite; choose another {flag}")
         out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])))
-        out.previous = bool(out.files or out.trees or out.dirs)
+        out.previous = any((root / rel).exists() for rel in out.files + out.trees)
         return out
     if root.is_dir() and any(root.iterdir()):
         adopted = legacy(root) if legacy else None

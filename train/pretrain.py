@@ -9,6 +9,7 @@ so the loss curve continues exactly where the killed run's last checkpoint left 
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -57,8 +58,30 @@ def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = Tr
         distributed.shutdown()
 
 
+def _legacy_save_dir(save_dir: Path) -> dict | None:
+    """A save_dir written before ownership records (it has the trainer's checkpoints): adopted, so it resumes."""
+    if (save_dir / "checkpoints" / "latest.json").is_file() or (save_dir / "config.yaml").is_file():
+        return {"files": ["config.yaml", "metrics.jsonl"], "trees": ["checkpoints", "data-cache"]}
+    return None
+
+
+def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
+    """save_dir as a `curate train pretrain` output (curation/outputs.py): it resumes from its own checkpoints, is
+    never the data or the checkpoint it starts from, and never a directory of someone else's files."""
+    from curation.outputs import claim
+
+    d = cfg.data
+    data = [os.path.dirname(os.path.abspath(d.blend))] if d.blend else [os.path.dirname(os.path.abspath(p)) for p in d.prefixes or []]
+    out = claim(cfg.train.save_dir, "train pretrain", inputs=[*data, cfg.train.init_from], legacy=_legacy_save_dir,
+                flag=f"train.save_dir in {origin}")
+    out.own("config.yaml", "metrics.jsonl")
+    out.own("checkpoints", "data-cache", tree=True)
+
+
 def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
     t, save_dir = cfg.train, Path(cfg.train.save_dir)
+    if dist.rank == 0:
+        claim_save_dir(cfg, origin)
     resume_dir = checkpoint.latest(save_dir)
     init_dir = checkpoint.resolve(t.init_from) if (t.init_from and resume_dir is None) else None
     src = resume_dir or init_dir

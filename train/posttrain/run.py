@@ -125,6 +125,15 @@ def eval_commands(base: str, model: str | Path, items: list[str], out: Path, con
             f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}"]
 
 
+def claim_output(cfg: PosttrainConfig):
+    """cfg.output as a `curate train posttrain` output (curation/outputs.py): never the starting model or the data,
+    never a directory of someone else's files. Its stages resume; a different config there is refused per stage."""
+    from curation.outputs import claim
+
+    inputs = [p for p in [cfg.model, *cfg.sft.data, *cfg.dpo.data] if p != "demo" and os.path.exists(str(p))]
+    return claim(cfg.output, "train posttrain", inputs=inputs, flag=f"`output` in {cfg.origin}")
+
+
 def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progress: bool = True) -> dict:
     """Train one stage (sft or dpo) from `init` (default cfg.model); returns a summary dict (also in run.json)."""
     from evals.model_loading import hf_directory, load_tokenizer
@@ -133,6 +142,7 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     from .templates import apply
 
     sc = getattr(cfg, stage)
+    claim_output(cfg).own(stage, tree=True)
     out = Path(cfg.output) / stage
     final = out / "model"
     ckpts = out / "checkpoints"
@@ -227,7 +237,10 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
            "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "eval_commands": cmds}
+    owned = claim_output(cfg)
+    owned.own("posttrain.json")
     if cfg.eval.items:
+        owned.own("eval", tree=True)
         res["eval"] = evaluate(cfg, dpo["model"], progress=progress)
     (out / "posttrain.json").write_text(json.dumps(res, indent=1))
     return res
@@ -244,7 +257,7 @@ def evaluate(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
         pc = PropensityConfig(model=str(spec), items=list(cfg.eval.items), mode=cfg.eval.mode, batch_size=cfg.eval.batch_size,
                               seed=cfg.seed, limit_per_file=cfg.eval.limit_per_file, tag=tag, condition=cfg.condition,
                               device=cfg.device)
-        s = run_propensity(pc, out / tag, progress=progress)
+        s = run_propensity(pc, out / tag, progress=progress, overwrite=True)   # a rerun re-evaluates
         runs[tag] = s["overall"]["mean_p_misaligned"]
-    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed)
+    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed, overwrite=True)
     return {"mean_p_misaligned": runs, "report": str(report)}
