@@ -80,8 +80,6 @@ def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
 
 def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
     t, save_dir = cfg.train, Path(cfg.train.save_dir)
-    if dist.rank == 0:
-        claim_save_dir(cfg, origin)
     resume_dir = checkpoint.latest(save_dir)
     init_dir = checkpoint.resolve(t.init_from) if (t.init_from and resume_dir is None) else None
     src = resume_dir or init_dir
@@ -131,6 +129,8 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
         loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
         model.load_state_dict(loaded["model"], strict=False)
 
+    if dist.rank == 0:   # after the config and data checks, before anything is written under save_dir
+        claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
     dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
                                   cache_dir=cache, with_attention_mask=layer_spec_name(dist.on_gpu) == "local", origin=origin)
