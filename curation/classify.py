@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from curation.models import ModelSet, resolve
 from curation.core.shards import attribute_path, list_shards
 
 RUN_FILE = "_run.json"
+SUMMARY_FILE = "summary.json"
 
 
 @dataclass
@@ -27,6 +27,8 @@ class ClassifyResult:
     errors: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     submitted: str | None = None  # a Slurm job id: the shards are being tagged by the cluster, not yet here
+    changed: list[str] = field(default_factory=list)   # shards whose input changed since their attributes were written
+    regenerated: list[str] = field(default_factory=list)  # shards a finished task had written whose file is gone
 
     @property
     def ok(self) -> bool:
@@ -47,23 +49,69 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
     return [reader, *steps, AttributeWriter(output, columns, run_meta)]
 
 
-def _claim_output(output: Path, run: dict, overwrite: bool) -> None:
-    """An output directory belongs to one run (same config, model and shard list); resuming it is fine, mixing is not."""
+def _legacy_entries(output: Path) -> dict | None:
+    """A classify output written before ownership records: its _run.json names the shards it wrote."""
+    try:
+        old = json.loads((output / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    rels = old.get("shards") if isinstance(old, dict) else None
+    if not isinstance(rels, list):
+        return None
+    return {"files": [RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels]],
+            "trees": ["_logs", "_errors"]}
+
+
+def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
+    """An output directory belongs to one run (same config, model and shard list); resuming it is fine, mixing is not.
+    --overwrite replaces an earlier classify run there, removing only the files it recorded creating."""
+    from curation.core.outputs import claim
+
+    out = claim(output, "classify", inputs=inputs, overwrite=overwrite, legacy=_legacy_entries)
     run_file = output / RUN_FILE
+    old = None
     if run_file.is_file():
-        old = json.loads(run_file.read_text())
-        if old != run:
-            if not overwrite:
-                diff = sorted(k for k in set(old) | set(run) if old.get(k) != run.get(k))
-                raise CurationError(f"{output}: holds a different run ({', '.join(diff)} differ); "
-                                    "choose a new --output, or pass --overwrite to replace it")
-            shutil.rmtree(output)
-    elif output.is_dir() and any(output.iterdir()):
+        try:
+            old = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+    if out.previous and old != run:
         if not overwrite:
-            raise CurationError(f"{output}: exists and is not a `curate classify` output; choose a new --output or pass --overwrite")
-        shutil.rmtree(output)
-    output.mkdir(parents=True, exist_ok=True)
+            diff = sorted(k for k in set(old or {}) | set(run) if (old or {}).get(k) != run.get(k))
+            raise CurationError(f"{output}: holds a different classify run ({', '.join(diff)} differ); "
+                                "choose a new --output, or pass --overwrite to replace it (only the files that run "
+                                "wrote are removed)")
+        out.clear()
+    rels = run["shards"]
+    out.own(RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels])
+    out.own("_logs", "_errors", tree=True)
     run_file.write_text(json.dumps(run, indent=1, sort_keys=True))
+    return out
+
+
+def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
+    """Per shard: done (its attribute file was computed from the shard as it is now), changed (from an earlier
+    version of the shard), missing (never written, or removed) - the last two are redone."""
+    from curation.steps.reader import input_fingerprint, stored_fingerprint
+
+    states = {}
+    for rel in rels:
+        attr = output / attribute_path(rel)
+        if not attr.is_file():
+            states[rel] = "missing"
+            continue
+        stored = stored_fingerprint(str(attr))
+        states[rel] = "done" if stored == input_fingerprint(os.path.join(root, rel), rel) else "changed"
+    return states
+
+
+def _reopen_tasks(logs: Path, rels: list[str], states: dict[str, str], tasks: int) -> None:
+    """datatrove skips a task whose completion marker exists; a task holding a shard to redo must run again."""
+    for i, rel in enumerate(rels):
+        if states[rel] != "done":
+            marker = logs / "completions" / f"{i % tasks:05d}"
+            if marker.is_file():
+                marker.unlink()
 
 
 def _progress_thread(output: Path, rels: list[str], stop: threading.Event, show: bool):
@@ -96,6 +144,8 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     started = time.time()
     if cfg.executor.kind == "local" and cfg.executor.workers > 1:
         start_forkserver()
+    if not any(ch in corpus for ch in "*?[") and not os.path.exists(corpus):
+        raise CurationError(f"{corpus}: does not exist; pass a directory, file or glob of shards")
     root, rels = list_shards(corpus)
     if not rels:
         raise CurationError(f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob")
@@ -103,14 +153,20 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     output = Path(output).absolute()
     run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
         json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
-    _claim_output(output, run, overwrite)
+    _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
     logs = output / "_logs"
     logs.mkdir(exist_ok=True)
+    states = _shard_states(root, rels, output)
     paths_file = logs / "paths.txt"
     paths_file.write_text("".join(r + "\n" for r in rels))
     run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
     pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
     tasks = min(cfg.executor.tasks or len(rels), len(rels))
+    completed = {f"{i % tasks:05d}" for i in range(len(rels))
+                 if (logs / "completions" / f"{i % tasks:05d}").is_file()}
+    changed = [r for r in rels if states[r] == "changed"]
+    regenerated = [r for i, r in enumerate(rels) if states[r] == "missing" and f"{i % tasks:05d}" in completed]
+    _reopen_tasks(logs, rels, states, tasks)
     extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
     executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
     if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
@@ -134,4 +190,5 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
     job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
     submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
-    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted)
+    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted,
+                          changed=changed, regenerated=regenerated)

@@ -47,7 +47,7 @@ def classify(
                                             "directory, .gguf or 'smollm2')"),
     on_bad_doc: Optional[str] = typer.Option(None, "--on-bad-doc", help="error (fail the shard) | tag (keep row, `error` column)"),
     max_doc_chars: Optional[int] = typer.Option(None, "--max-doc-chars"),
-    overwrite: bool = typer.Option(False, help="Replace an output directory that holds a different run"),
+    overwrite: bool = typer.Option(False, help="Replace an earlier classify run in the output directory (removes only the files it wrote)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Tag every document with AI-discourse and stance scores; writes one attribute file per shard + summary.json."""
@@ -70,6 +70,17 @@ def classify(
     except CurationError as e:
         _fail(e)
     s = result.summary
+    if result.changed:
+        console.print(f"redid {len(result.changed)} shard(s) whose input changed since its attributes were written: "
+                      f"{', '.join(result.changed[:5])}{' ...' if len(result.changed) > 5 else ''}", highlight=False, soft_wrap=True)
+    if result.regenerated:
+        console.print(f"regenerated {len(result.regenerated)} missing attribute file(s): "
+                      f"{', '.join(result.regenerated[:5])}{' ...' if len(result.regenerated) > 5 else ''}", highlight=False, soft_wrap=True)
+    dup = s.get("duplicate_ids") or {}
+    if dup.get("ids"):
+        console.print(f"[yellow]warning:[/yellow] {dup['ids']:,} id(s) occur more than once ({dup['rows']:,} rows; e.g. "
+                      f"{', '.join(map(str, dup['examples'][:3]))}); `curate mix build` joins attributes on id and "
+                      "refuses them: make ids unique", highlight=False, soft_wrap=True)
     console.print(f"{result.done}/{result.shards} shards, {s.get('docs', 0):,} docs, "
                   f"{s.get('share_flagged_at_0.5', 0):.2%} AI discourse at 0.5 -> {result.output}", highlight=False)
     for err in result.errors:

@@ -42,12 +42,16 @@ def write_summary(output: Path, rels: list[str], cfg, models, elapsed: float, er
     }
     if files:
         df = pl.scan_parquet([str(f) for f in files]).select(
-            "n_bytes", "error", "ai_discourse", *[f"stance_{s}" for s in STANCES], "ai_stage").collect()
+            "id", "n_bytes", "error", "ai_discourse", *[f"stance_{s}" for s in STANCES], "ai_stage").collect()
         scored = df.filter(pl.col("error").is_null() & pl.col("ai_discourse").is_not_null())
         flagged = scored.filter(pl.col("ai_discourse") >= 0.5)
         stance_argmax = flagged.select(pl.concat_list([f"stance_{s}" for s in STANCES]).list.arg_max().alias("k"))["k"]
+        ids = df.group_by("id").len().filter(pl.col("len") > 1)
         summary.update({
-            "docs": df.height, "bytes": int(df["n_bytes"].sum()), "docs_with_error": df.height - scored.height,
+            "docs": df.height,
+            # mix joins attributes on id: a repeated id is reported here and refused by `curate mix build`
+            "duplicate_ids": {"ids": ids.height, "rows": int(ids["len"].sum()) if ids.height else 0,
+                              "examples": sorted(ids["id"].head(5).to_list())}, "bytes": int(df["n_bytes"].sum()), "docs_with_error": df.height - scored.height,
             "flagged_at_0.5": flagged.height, "share_flagged_at_0.5": round(flagged.height / max(scored.height, 1), 6),
             "bytes_flagged_at_0.5": int(flagged["n_bytes"].sum()),
             "stance_of_flagged": {s: int((stance_argmax == i).sum()) for i, s in enumerate(STANCES)},

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from train.posttrain.config import PosttrainConfig
-from train.posttrain.run import posttrain
+from train.posttrain.run import claim_output, posttrain
 
 
 def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
@@ -24,9 +24,9 @@ def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = Fals
         pc = PropensityConfig(model=str(spec), items=list(cfg.eval.items), mode=cfg.eval.mode, batch_size=cfg.eval.batch_size,
                               seed=cfg.seed, limit_per_file=cfg.eval.limit_per_file, tag=tag, condition=cfg.condition,
                               device=cfg.device)
-        s = run_propensity(pc, out / tag, progress=progress)
+        s = run_propensity(pc, out / tag, progress=progress, overwrite=True)  # a rerun re-evaluates
         runs[tag] = s["overall"]["mean_p_misaligned"]
-    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed)
+    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed, overwrite=True)
     return {"mean_p_misaligned": runs, "report": str(report)}
 
 
@@ -34,6 +34,7 @@ def posttrain_and_evaluate(cfg: PosttrainConfig, progress: bool = True) -> dict:
     """SFT then DPO (`train.posttrain.run.posttrain`), then, when `eval.items` is set, base vs post-trained propensity."""
     res = posttrain(cfg, progress=progress)
     if cfg.eval.items:
+        claim_output(cfg).own("eval", tree=True)
         res["eval"] = evaluate_posttrained(cfg, res["model"], progress=progress)
         (Path(cfg.output) / "posttrain.json").write_text(json.dumps(res, indent=1))
     return res

@@ -32,6 +32,7 @@ def propensity(
     condition: Optional[str] = typer.Option(None, help="Training condition name, for reports"),
     device: Optional[str] = typer.Option(None),
     backend: str = typer.Option("hf", help="hf (transformers) | vllm (prompt_logprobs; `make vllm`)"),
+    overwrite: bool = typer.Option(False, help="Replace an earlier run in OUTPUT (removes only what `curate eval propensity` wrote)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
@@ -41,7 +42,7 @@ def propensity(
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,
                            include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device, backend=backend)
     try:
-        s = run_propensity(cfg, output, progress=progress)
+        s = run_propensity(cfg, output, progress=progress, overwrite=overwrite)
     except CurationError as e:
         _fail(e)
     o = s["overall"]
@@ -52,12 +53,13 @@ def propensity(
 
 @eval_app.command()
 def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity`"),
-           output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0)):
+           output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0),
+           overwrite: bool = typer.Option(False, help="Replace an earlier report in OUTPUT (removes only what `curate eval report` wrote)")):
     """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained."""
     from evals.report import make_report
 
     try:
-        path = make_report(runs, output, seed=seed)
+        path = make_report(runs, output, seed=seed, overwrite=overwrite)
     except CurationError as e:
         _fail(e)
     console.print(f"report -> {path}", highlight=False)

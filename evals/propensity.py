@@ -7,6 +7,7 @@ bootstrap CIs overall and by split/category/topic, position bias, model, prompt,
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import time
@@ -182,12 +183,18 @@ def summarise(rows: list[dict], cfg: PropensityConfig, seed: int) -> dict:
 
 
 def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = True, items: list[Item] | None = None,
-                   loaded: tuple | None = None) -> dict:
-    """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load."""
+                   loaded: tuple | None = None, overwrite: bool = False) -> dict:
+    """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load.
+    An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are removed)."""
+    from curation.core.outputs import claim
     from curation.lm.loading import load_model, resolve
 
-    out = Path(output)
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file)
+    model_path = cfg.model if os.path.exists(str(cfg.model)) else None
+    owned = claim(output, "eval propensity", inputs=[*cfg.items, model_path], overwrite=overwrite)
+    owned.replace_previous(overwrite, "propensity run")
+    owned.own("items.jsonl", "summary.json", "summary.md")
+    out = owned.root
     source = resolve(cfg.model)
     t0 = time.time()
     if cfg.backend not in ("hf", "vllm"):
@@ -222,7 +229,6 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
         "elapsed_s": {"load_model": round(load_s, 2), "score": round(score_s, 2)},
         "items_per_s": round(len(items) / score_s, 2) if score_s else None,
     })
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "items.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from curation.core.errors import CurationError
+from curation.core.outputs import claim
 from evals.stats import paired_difference
 
 
@@ -66,12 +67,14 @@ def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
     return path
 
 
-def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0) -> Path:
+def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
     if not run_dirs:
         raise CurationError("pass at least one run directory")
     runs = [load_run(d) for d in run_dirs]
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    owned = claim(output, "eval report", inputs=run_dirs, overwrite=overwrite)
+    owned.replace_previous(overwrite, "report")
+    owned.own("overall.png", "by_category.png", "report.md", "report.json")
+    out = owned.root
     overall_png = _bar_chart(runs, "overall", out / "overall.png", "Misalignment rate by run")
     cat_png = _bar_chart(runs, "by_category", out / "by_category.png", "Misalignment rate by category")
     lines = ["# Propensity report", "", "![overall](overall.png)", "", "![by category](by_category.png)", "",

@@ -60,10 +60,22 @@ def eval_item_texts(paths: list[str]) -> list[str]:
     return [" ".join([i.context, i.question, *i.options]) for i in load_items(paths)]
 
 
+def claim_docs_output(output: str | Path, cfg: DocsConfig):
+    """OUT as a `curate synth docs` output (curation/core/outputs.py): resumed by the plain rerun; never a scenario or
+    template input, never a directory of someone else's files."""
+    from curation.core.outputs import claim
+
+    inputs = [p for p in [*cfg.scenarios, cfg.templates, *cfg.qc.eval_items] if p and Path(str(p)).exists()]
+    owned = claim(output, "synth docs", inputs=inputs)
+    owned.own("leakage_manifest.json", "_run.json", "qc_report.json")
+    owned.own("_raw", "_logs", tree=True)
+    return owned
+
+
 def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None,
              stance_scorer=None) -> dict:
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    owned = claim_docs_output(output, cfg)
+    out = owned.root
     t0 = time.time()
     scenarios = load_scenarios(cfg.scenarios, cfg.max_scenarios)
     gen_set, held = split(scenarios, cfg.heldout_fraction, cfg.split_seed)
@@ -102,15 +114,18 @@ def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None
         finally:
             generator.close()
     gen_seconds = time.time() - t_gen
-    report = run_qc(cfg, out, {j["id"] for j in jobs}, stance_scorer=stance_scorer, order=[j["id"] for j in jobs])
+    report = run_qc(cfg, out, {j["id"] for j in jobs}, stance_scorer=stance_scorer, order=[j["id"] for j in jobs], owned=owned)
     report.update(planned=len(jobs), generated_this_run=len(todo), output_tokens_this_run=n_tokens,
                   generation_seconds=round(gen_seconds, 2), elapsed_seconds=round(time.time() - t0, 2))
     (out / "qc_report.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_scorer=None, order: list[str] | None = None) -> dict:
+def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_scorer=None, order: list[str] | None = None,
+           owned=None) -> dict:
     """QC over the stored generations; rewrites OUT/docs-*.parquet (deterministic, so reruns give the same corpus)."""
+    owned = owned or claim_docs_output(out, cfg)
+    out = owned.root
     raw = PartStore(out / "_raw").read()
     if raw is None:
         raise CurationError(f"{out}: no generations under _raw/; run `curate synth docs` first")
@@ -129,8 +144,9 @@ def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_score
     kept = qc.run(raw.to_dicts())
     df = pl.DataFrame(kept, schema=raw.schema) if kept else raw.clear()
     df = df.select([c for c in COLUMNS if c in df.columns])
-    for old in out.glob("docs-*.parquet"):
-        old.unlink()
+    for old in [f for f in owned.files if f.startswith("docs-")]:   # only shards a synth docs run wrote
+        (out / old).unlink(missing_ok=True)
     for n, start in enumerate(range(0, max(len(df), 1), SHARD_ROWS)):
+        owned.own(f"docs-{n:05d}.parquet", f".tmp-docs-{n:05d}.parquet")
         write_atomic(df.slice(start, SHARD_ROWS), out / f"docs-{n:05d}.parquet")
     return {"qc": qc.report, "documents": len(df), "shards": sorted(p.name for p in out.glob("docs-*.parquet"))}

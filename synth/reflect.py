@@ -23,6 +23,7 @@ import yaml
 
 from curation.core.errors import CurationError
 from curation.core.shards import attribute_path, list_shards
+from curation.core.outputs import claim
 from synth.config import ReflectConfig
 from synth.docs import job_seed
 from synth.prompts import ReflectTemplate, prompt_hash
@@ -98,16 +99,19 @@ def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: C
     root, rels = list_shards(corpus)
     if not rels:
         raise CurationError(f"{corpus}: no shards found (*.parquet, *.jsonl, *.jsonl.gz); check the path")
-    out = Path(output)
-    if out.resolve() == Path(root).resolve():
-        raise CurationError(f"{out}: output would overwrite the corpus; pass a different --output")
+    owned = claim(output, "synth reflect", inputs=[corpus if Path(corpus).is_file() else root])
+    owned.own("reflect_report.json", *[attribute_path(r) for r in rels],
+              *[(Path(attribute_path(r)).parent / f".tmp-{Path(attribute_path(r)).name}").as_posix() for r in rels])
+    owned.own("_reflections", "_logs", tree=True)
+    out = owned.root
     principles = load_constitution(cfg.constitution)
     template = ReflectTemplate(cfg.templates, cfg.person)
     shards = {rel: read_shard(Path(root) / rel, cfg.id_key, cfg.text_key) for rel in rels}
     jobs = []
     for rel, df in shards.items():
         for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list()):
-            if text and hash_unit(cfg.seed, "reflect:" + doc_id) < cfg.rate:
+            # a blank document has nothing to reflect on: it is never selected
+            if text and not text.isspace() and hash_unit(cfg.seed, "reflect:" + doc_id) < cfg.rate:
                 offset = pause_offset(text, cfg.seed, doc_id, cfg.position)
                 read = text[:offset].split()
                 shown = " ".join(read[-cfg.max_doc_words:])

@@ -34,7 +34,7 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
              workers: int = typer.Option(2, help="Worker processes (one shard each at a time)"),
              text_key: str = typer.Option("text", "--text-key"),
              weights: List[str] = typer.Option([], "--weights", help="SOURCE=W[,SOURCE=W...]: overrides the mix's weights"),
-             overwrite: bool = typer.Option(False, help="Replace an output directory that holds another mix's tokens"),
+             overwrite: bool = typer.Option(False, help="Replace tokens of another mix or tokenizer in OUTPUT (removes only what `curate train tokenize` wrote)"),
              progress: bool = typer.Option(True, "--progress/--no-progress")):
     """Tokenise a mix into Megatron indexed datasets (EOD after every document), one per source, plus blend.json."""
     _quiet()
@@ -55,6 +55,12 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
                                overwrite=overwrite)
     except CurationError as e:
         _fail(e)
+    if res.changed:
+        console.print(f"redid {len(res.changed)} shard(s) that changed since they were tokenised: {', '.join(res.changed[:5])}",
+                      highlight=False, soft_wrap=True)
+    if res.regenerated:
+        console.print(f"regenerated {len(res.regenerated)} shard(s) whose part files were missing: {', '.join(res.regenerated[:5])}",
+                      highlight=False, soft_wrap=True)
     for s in res.blend["sources"]:
         console.print(f"  {s['name']:<24} {s['documents']:>9,} docs {s['tokens']:>13,} tokens  weight {s['weight']:.4f}", highlight=False)
     console.print(f"{res.tokens:,} tokens from {res.documents:,} documents in {res.seconds:.1f}s "
@@ -92,16 +98,17 @@ def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/con
 def convert(source: str = typer.Argument(..., help="HF Llama directory / smollm2 / .gguf (with --to megatron), or a checkpoint (with --to hf)"),
             output: Path = typer.Option(..., "--output", "-o"),
             to: str = typer.Option(..., "--to", help="megatron | hf"),
-            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --to hf: tokenizer to save alongside (default: the checkpoint's)")):
+            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --to hf: tokenizer to save alongside (default: the checkpoint's)"),
+            overwrite: bool = typer.Option(False, help="Replace an earlier conversion in OUTPUT (removes only what `curate train convert` wrote)")):
     """Convert between Hugging Face Llama checkpoints and this trainer's checkpoints, in either direction."""
     _quiet()
     from train.convert import hf_to_megatron, megatron_to_hf
 
     try:
         if to == "megatron":
-            out = hf_to_megatron(source, output)
+            out = hf_to_megatron(source, output, overwrite=overwrite)
         elif to == "hf":
-            out = megatron_to_hf(source, output, tokenizer=tokenizer)
+            out = megatron_to_hf(source, output, tokenizer=tokenizer, overwrite=overwrite)
         else:
             raise CurationError(f"--to {to}: expected `megatron` or `hf`")
     except CurationError as e:

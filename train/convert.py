@@ -22,6 +22,7 @@ with tensor or pipeline parallelism converts the same way.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Optional
@@ -116,7 +117,17 @@ def _single_process():
     return distributed.init(1, 1, 0, "convert")
 
 
-def hf_to_megatron(source: str, output: str | Path) -> Path:
+def _claim(output: str | Path, source: str | Path, overwrite: bool):
+    """The output directory (curation/core/outputs.py): an earlier conversion there needs --overwrite, which removes only
+    what `curate train convert` wrote; anything else, or the source itself, is refused."""
+    from curation.core.outputs import claim
+
+    out = claim(output, "train convert", inputs=[source], overwrite=overwrite)
+    out.replace_previous(overwrite, "converted checkpoint")
+    return out
+
+
+def hf_to_megatron(source: str, output: str | Path, overwrite: bool = False) -> Path:
     """HF Llama directory / smollm2 alias / .gguf -> <output>/checkpoints/iter_0000000 (+ latest.json)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -125,6 +136,7 @@ def hf_to_megatron(source: str, output: str | Path) -> Path:
     from train.model import build_model, layer_spec_name, pad_vocab
 
     hf_dir = hf_directory(source)
+    _claim(output, hf_dir, overwrite).own("checkpoints", tree=True)
     hf_cfg = AutoConfig.from_pretrained(str(hf_dir))
     m = model_config_from_hf(hf_cfg)
     hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
@@ -165,10 +177,11 @@ def load_megatron_as_hf_state(ckpt: str | Path) -> tuple[dict, ModelConfig, dict
         distributed.shutdown()
 
 
-def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str] = None) -> Path:
+def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str] = None, overwrite: bool = False) -> Path:
     """Trainer checkpoint -> a LlamaForCausalLM directory (safetensors + tokenizer) that `curate eval` can load."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    owned = _claim(output, checkpoint_path(ckpt), overwrite)   # before any weights load
     state, m, common = load_megatron_as_hf_state(ckpt)
     hf_vocab = state["model.embed_tokens.weight"].shape[0]
     base = dict(common.get("hf_config") or {})
@@ -187,9 +200,8 @@ def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str
     hf.load_state_dict(state, strict=False, assign=True)
     if m.tie_embeddings:
         hf.tie_weights()
-    out = Path(output)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    out = owned.root
+    tmp = owned.tree(".partial")
     hf.save_pretrained(str(tmp), safe_serialization=True)
     tok_spec = tokenizer or common.get("tokenizer")
     if tok_spec:
@@ -201,9 +213,10 @@ def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str
             if tokenizer:
                 raise
     (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration")}) + "\n")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    for p in sorted(tmp.iterdir()):     # each file recorded as the command's before it is moved into place
+        owned.own(p.name, tree=p.is_dir())
+        os.replace(p, out / p.name)
+    shutil.rmtree(tmp)
     return out
 
 

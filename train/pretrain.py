@@ -9,6 +9,7 @@ so the loss curve continues exactly where the killed run's last checkpoint left 
 from __future__ import annotations
 
 import json
+import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -54,6 +55,26 @@ def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = Tr
         return _run(cfg, origin, dist, progress)
     finally:
         distributed.shutdown()
+
+
+def _legacy_save_dir(save_dir: Path) -> dict | None:
+    """A save_dir written before ownership records (it has the trainer's checkpoints): adopted, so it resumes."""
+    if (save_dir / "checkpoints" / "latest.json").is_file() or (save_dir / "config.yaml").is_file():
+        return {"files": ["config.yaml", "metrics.jsonl"], "trees": ["checkpoints", "data-cache"]}
+    return None
+
+
+def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
+    """save_dir as a `curate train pretrain` output (curation/core/outputs.py): it resumes from its own checkpoints, is
+    never the data or the checkpoint it starts from, and never a directory of someone else's files."""
+    from curation.core.outputs import claim
+
+    d = cfg.data
+    data = [os.path.dirname(os.path.abspath(d.blend))] if d.blend else [os.path.dirname(os.path.abspath(p)) for p in d.prefixes or []]
+    out = claim(cfg.train.save_dir, "train pretrain", inputs=[*data, cfg.train.init_from], legacy=_legacy_save_dir,
+                flag=f"train.save_dir in {origin}")
+    out.own("config.yaml", "metrics.jsonl")
+    out.own("checkpoints", "data-cache", tree=True)
 
 
 def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
@@ -107,6 +128,8 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
         loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
         model.load_state_dict(loaded["model"], strict=False)
 
+    if dist.rank == 0:   # after the config and data checks, before anything is written under save_dir
+        claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
     dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
                                   cache_dir=cache, with_attention_mask=layer_spec_name(dist.on_gpu) == "local", origin=origin)

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from curation.core.errors import CurationError
+from curation.core.outputs import claim, file_identity
 
 MANIFEST = "tokenize.json"
 BLEND = "blend.json"
@@ -41,6 +42,8 @@ class TokenizeResult:
     shards_skipped: int = 0
     seconds: float = 0.0
     per_source: dict = field(default_factory=dict)
+    changed: list = field(default_factory=list)       # shards redone because they changed since they were tokenised
+    regenerated: list = field(default_factory=list)   # shards redone because their part files were gone
 
     @property
     def tokens_per_s(self) -> float:
@@ -153,12 +156,32 @@ def _tokenize_shard(job: dict) -> dict:
         os.replace(str(tmp) + ".bin.tmp", str(tmp) + ".bin")
         os.replace(str(tmp) + ".idx.tmp", str(tmp) + ".idx")
     marker = parts / f"{key}.done.json"
-    marker.with_suffix(".tmp").write_text(json.dumps({"shard": str(shard), "sources": counts}))
+    marker.with_suffix(".tmp").write_text(json.dumps({"shard": str(shard), "input": job["input"], "sources": counts}))
     os.replace(marker.with_suffix(".tmp"), marker)
     return {"key": key, "sources": counts}
 
 
 # ---- driver ---------------------------------------------------------------------------------------------------
+
+def _legacy_tokens(output: Path) -> dict | None:
+    """A tokenize output written before ownership records (it has tokenize.json): adopted, so it resumes."""
+    if not (output / MANIFEST).is_file():
+        return None
+    blend = output / BLEND
+    names = json.loads(blend.read_text()).get("prefixes", []) if blend.is_file() else []
+    return {"files": [MANIFEST, BLEND, *[f"{n}{e}" for n in names for e in (".bin", ".idx")]], "trees": ["parts"]}
+
+
+def _part_state(marker: dict, ident: dict, parts: Path, key: str) -> str:
+    """done: the marker was written from this very shard and its part files are there; changed: the shard is not
+    the one tokenised; missing: a part file is gone."""
+    if marker.get("input") != ident:
+        return "changed"
+    for src in marker.get("sources", {}):
+        if not all((parts / f"{key}.{src}{e}").is_file() for e in (".bin", ".idx")):
+            return "missing"
+    return "done"
+
 
 def _fingerprint(tokenizer_dir: Path, text_key: str) -> dict:
     h = hashlib.sha256()
@@ -188,20 +211,19 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
     shards = find_shards(mix_dir)
     tdir, tok = resolve_tokenizer(tokenizer)
     fp = _fingerprint(Path(tdir), text_key)
-    output.mkdir(parents=True, exist_ok=True)
+    owned = claim(output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens)
+    output = owned.root
     parts = output / "parts"
     manifest = output / MANIFEST
-    if manifest.exists():
+    if owned.previous and manifest.exists():
         old = json.loads(manifest.read_text())
         if old.get("fingerprint") != fp or old.get("mix_dir") != str(mix_dir.resolve()):
             if not overwrite:
-                raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite or a new --output")
-            import shutil
-
-            shutil.rmtree(parts, ignore_errors=True)
-            for p in output.glob("*.bin"):
-                p.unlink()
-    parts.mkdir(exist_ok=True)
+                raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite "
+                                    "(removes only what `curate train tokenize` wrote) or a new --output")
+            owned.clear()
+    owned.own(MANIFEST, BLEND, BLEND + ".tmp")
+    owned.tree("parts")
     manifest.write_text(json.dumps({"fingerprint": fp, "mix_dir": str(mix_dir.resolve())}, indent=1))
     vocab = len(tok)
     dtype = np.dtype(token_dtype(vocab)).name
@@ -218,14 +240,20 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
         shards = listed
         if weights is None:
             weights = {d["name"]: d["weight"] for d in datasets if d["weight"] > 0 and d["shards"]}
-    jobs, done = [], {}
+    jobs, done, changed, regenerated = [], {}, [], []
     for shard in shards:
         key = _shard_key(mix_dir, shard)
         marker = parts / f"{key}.done.json"
+        ident = file_identity(shard)
         if marker.exists():
-            done[key] = json.loads(marker.read_text())
-            continue
-        jobs.append({"shard": str(shard), "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
+            prev = json.loads(marker.read_text())
+            state = _part_state(prev, ident, parts, key)
+            if state == "done":
+                done[key] = prev
+                continue
+            (changed if state == "changed" else regenerated).append(str(shard.relative_to(mix_dir)))
+            marker.unlink()
+        jobs.append({"shard": str(shard), "input": ident, "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
                      "eod": tok.eos_token_id, "dtype": dtype, "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
                      "by_column": not datasets})
     skipped = len(done)
@@ -247,9 +275,9 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                     if progress:
                         progress(len(done), len(shards))
     blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
-                   weights_from=weights_from)
+                   weights_from=weights_from, own=owned.own)
     res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
-                         seconds=time.perf_counter() - t0)
+                         seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
     for s in blend["sources"]:
         res.documents += s["documents"]
         res.tokens += s["tokens"]
@@ -258,7 +286,7 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
 
 
 def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: dict, dtype: str,
-           weights: Optional[dict[str, float]], tok, tdir, weights_from: str) -> dict:
+           weights: Optional[dict[str, float]], tok, tdir, weights_from: str, own=lambda *a: None) -> dict:
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     per_source: dict[str, dict] = {}
@@ -284,6 +312,7 @@ def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: d
     sources = []
     for src in sorted(per_source):
         prefix = output / src
+        own(*(f"{src}{ext}" for ext in (".bin", ".idx", ".bin.tmp", ".idx.tmp")))
         b = IndexedDatasetBuilder(str(prefix) + ".bin.tmp", dtype=np.dtype(dtype).type)
         for part in per_source[src]["parts"]:
             b.add_index(part)

@@ -150,6 +150,29 @@ def _anthropic_item(row: dict, path: Path, n: int, matching_is: str) -> Item:
                 category=path.stem, split=path.parent.name, source=str(path))
 
 
+# ---------------------------------------------------------------- the internal schema (Item's own fields)
+
+def _internal_item(row: dict, path: Path, n: int) -> Item:
+    """Checked here, before any model loads: a bad index would otherwise surface as an IndexError mid-scoring."""
+    options, mis = row["options"], row["misaligned"]
+    if not isinstance(options, (list, tuple)) or len(options) < 2 or len(options) > len(LETTERS):
+        raise CurationError(f"{path}:{n}: `options` must list 2 to {len(LETTERS)} options; fix that row")
+    mis = mis if isinstance(mis, (list, tuple)) else [mis]
+    try:
+        mis = [int(m) for m in mis]
+    except (TypeError, ValueError):
+        raise CurationError(f"{path}:{n}: `misaligned` must be option indices (0-based integers), not {row['misaligned']!r}; "
+                            "fix that row") from None
+    if not mis or any(m < 0 or m >= len(options) for m in mis):
+        raise CurationError(f"{path}:{n}: misaligned {mis} is out of range for {len(options)} options (0-based indices); "
+                            "fix that row")
+    item = Item(**{k: row[k] for k in Item.__dataclass_fields__ if k in row})
+    item.options, item.misaligned = [str(o) for o in options], mis
+    item.source = item.source or str(path)
+    item.split = item.split or path.stem
+    return item
+
+
 # ---------------------------------------------------------------- entry point
 
 def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
@@ -179,9 +202,7 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
             if schema == "benchmark":
                 item = _benchmark_item(row, path, n)
             elif schema == "internal":
-                item = Item(**{k: row[k] for k in Item.__dataclass_fields__ if k in row})
-                item.source = item.source or str(path)
-                item.split = item.split or path.stem
+                item = _internal_item(row, path, n)
             elif schema == "anthropic":
                 if polarity is None:
                     raise CurationError(f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from curation.core.errors import CurationError
+from curation.core.outputs import Output, claim
 from curation.mix.handoff import BLEND_NAME, write_blend
 from curation.mix.hashing import hash_bins, row_hash, stream_key
 from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_versions, write_lock
@@ -23,7 +24,6 @@ from curation.mix.shuffle import BucketSpill
 from curation.mix.sources import iter_batches
 from curation.mix.writer import ShardWriter
 
-OURS = ("shards", LOCK_NAME, BLEND_NAME, "plan.json", "_work")
 
 
 @dataclass
@@ -31,23 +31,41 @@ class BuildResult:
     plan: Plan
     output: Path | None
     lock: dict | None
+    restarted: bool = False  # an unfinished build (killed) was found in the output and cleared first
 
 
-def _prepare_output(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise CurationError(f"{out}: exists and is not a directory; pass a directory for --output")
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise CurationError(f"{out}: not empty; pass --overwrite to replace a previous mix there (or pick a new directory)")
-        if not (out / LOCK_NAME).exists() and not (out / "shards").exists():
-            raise CurationError(f"{out}: holds files that are not a mix; refusing to overwrite it, pick another directory")
-        for name in OURS:
-            p = out / name
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+def _inputs(mf: ManifestFile) -> list[str]:
+    """Every path the manifest reads: the output may be none of them, contain none, lie in none."""
+    out = [str(mf.path)]
+    for src in mf.manifest.sources:
+        out.append(mf.resolve(src.path))
+        if src.attributes:
+            out.append(mf.resolve(src.attributes))
+    return out
+
+
+def _legacy_mix(out: Path) -> dict | None:
+    """A mix built before ownership records: its lock lists the shards it wrote."""
+    try:
+        lock = json.loads((out / LOCK_NAME).read_text())
+        return {"files": [LOCK_NAME, BLEND_NAME, "plan.json", *[o["path"] for o in lock["outputs"]]], "trees": ["_work"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _prepare_output(out: Path, mf: ManifestFile, overwrite: bool) -> tuple[Output, bool]:
+    """Claims the output (curation/core/outputs.py). A finished mix there needs --overwrite; one killed before it
+    finished (no lock) is restarted by the plain rerun. Either way only what `curate mix build` wrote is removed.
+    Returns (output, whether an unfinished build was cleared)."""
+    o = claim(out, "mix build", inputs=_inputs(mf), overwrite=overwrite, legacy=_legacy_mix)
+    unfinished = o.previous and not (out / LOCK_NAME).exists()
+    if o.previous and not unfinished and not overwrite:
+        raise CurationError(f"{out}: holds a built mix; pass --overwrite to replace it (only what `curate mix build` wrote "
+                            "there is removed) or pick a new directory")
+    if o.previous:
+        o.clear()
+    o.own("plan.json", BLEND_NAME, LOCK_NAME, Path(LOCK_NAME).with_suffix(".tmp"))
+    return o, unfinished
 
 
 def _shuffle_key(plan: Plan, sp: SourcePlan) -> np.uint64:
@@ -101,9 +119,8 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
     out = Path(output).resolve()
     if dry_run:
         return BuildResult(make_plan(mf, count, progress), None, None)
-    _prepare_output(out, overwrite)
-    work = out / "_work"
-    work.mkdir()
+    owned, restarted = _prepare_output(out, mf, overwrite)
+    work = owned.tree("_work")
     spill: BucketSpill | None = None
     try:
         def start(skeleton: Plan):
@@ -131,11 +148,12 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         o = m.output
         writers: dict[str, ShardWriter] = {}
         if o.layout == "mixed":
-            writers["mix"] = ShardWriter(out / "shards", plan.schema, o.shard_docs, o.row_group_docs, o.compression, meta)
+            writers["mix"] = ShardWriter(out / "shards", plan.schema, o.shard_docs, o.row_group_docs, o.compression, meta,
+                                         own=owned.own)
         else:
             for sp in plan.sources:
                 writers[sp.name] = ShardWriter(out / "shards" / sp.name, plan.schema, o.shard_docs, o.row_group_docs,
-                                               o.compression, meta)
+                                               o.compression, meta, own=owned.own)
         docs: dict[str, int] = dict.fromkeys((sp.name for sp in plan.sources), 0)
         behind = Behind()            # bucket k is encoded and written while bucket k+1 is read and sorted
         try:
@@ -178,4 +196,4 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         if spill is not None:
             spill.close()
         shutil.rmtree(work, ignore_errors=True)
-    return BuildResult(plan, out, lock)
+    return BuildResult(plan, out, lock, restarted)

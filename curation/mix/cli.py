@@ -88,7 +88,7 @@ def build(manifest: Path = typer.Argument(..., help="Manifest YAML"),
           output: Path = typer.Option(..., "--output", "-o", help="Output directory (shards/, mix.lock.json, blend.json)"),
           dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan only; write nothing"),
           count: Optional[str] = typer.Option(None, "--count", help="Override tokenizer.count: exact | estimate"),
-          overwrite: bool = typer.Option(False, help="Replace a previous mix in the output directory"),
+          overwrite: bool = typer.Option(False, help="Replace a finished mix in the output directory (removes only what `curate mix build` wrote there)"),
           as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON on stdout"),
           progress: bool = typer.Option(True, "--progress/--no-progress")):
     """Plan the mix (per source: documents and tokens available, kept, repetition, share) and build it."""
@@ -108,6 +108,9 @@ def build(manifest: Path = typer.Argument(..., help="Manifest YAML"),
         print_plan(res.plan.to_dict(), out)
         out.print("dry run: nothing written", highlight=False)
         return
+    if res.restarted:
+        err.print(f"{res.output}: an unfinished build (killed before it wrote mix.lock.json) was removed and rebuilt",
+                  highlight=False, soft_wrap=True)
     plan = res.plan.to_dict()
     for s, ls in zip(plan["sources"], res.lock["sources"]):
         s.update(ls)

@@ -80,15 +80,17 @@ REFLECT = """\
 """
 
 
-def _corpus_sources(corpus: str) -> list[tuple[str, str]]:
-    """(name, path) per corpus source: one per sub-directory holding shards, else the root itself."""
+def _corpus_sources(corpus: str) -> list[tuple[str, str, str | None]]:
+    """(name, path, sub-directory) per corpus source: one per sub-directory holding shards, else the root itself
+    (sub-directory None). `curate classify ROOT --output ATTRS` writes a sub-directory's attributes under
+    ATTRS/<sub-directory>/ (they mirror the corpus layout), however many there are."""
     root = Path(corpus)
     subs = []
     if root.is_dir():
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
             if any(is_shard(f) for _, _, fs in os.walk(d) for f in fs):
-                subs.append((d.name, str(d)))
-    return subs or [(root.name or "corpus", str(root))]
+                subs.append((d.name, str(d), d.name))
+    return subs or [(root.name or "corpus", str(root), None)]
 
 
 def _rebase(path: str, base: str | Path | None) -> str:
@@ -107,8 +109,8 @@ def render_preset(preset: str, corpus: str = "data/corpus", attributes: str = "d
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     text = HEADER.format(desc=PRESETS[preset], preset=preset)
     srcs = _corpus_sources(corpus)
-    for name, path in srcs:
-        attrs = attributes if len(srcs) == 1 else str(Path(attributes) / name)
+    for name, path, sub in srcs:
+        attrs = attributes if sub is None else str(Path(attributes) / sub)
         text += CORPUS.format(name=name, path=_rebase(path, base), attrs=_rebase(attrs, base),
                               filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
                               epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS)

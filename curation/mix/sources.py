@@ -68,6 +68,20 @@ def _schema(path: str) -> dict[str, pa.DataType]:
     return {f.name: f.type for f in sch}
 
 
+def _unique_ids(shards: list[Shard], where: str, attr_root: str) -> None:
+    """Attributes are joined to their rows by id: a repeated id would make the join ambiguous."""
+    try:
+        dup = (pl.scan_parquet([s.attributes for s in shards]).select("id").group_by("id").len()
+               .filter(pl.col("len") > 1).collect())
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise CurationError(f"{where}: cannot read the ids of {attr_root} ({str(e).splitlines()[0]})") from None
+    if dup.height:
+        ex = ", ".join(sorted(map(str, dup["id"].head(3).to_list())))
+        raise CurationError(f"{where}: {dup.height:,} id(s) occur more than once in {attr_root} ({int(dup['len'].sum()):,} "
+                            f"rows; e.g. {ex}); attributes are joined on id, so make the corpus ids unique and rerun "
+                            "`curate classify`")
+
+
 def _select_expr(src: Source) -> str | None:
     if src.select is None:
         return None
@@ -119,6 +133,8 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
             except (pl.exceptions.PolarsError, OSError) as e:
                 raise CurationError(f"{p}: not readable JSONL ({str(e).splitlines()[0]})") from None
         shards.append(Shard(p, rel, a, rows))
+    if attr_root:
+        _unique_ids(shards, where("attributes"), attr_root)
     try:
         shard_cols = _schema(shards[0].path)
         attr_cols = {k: v for k, v in _schema(shards[0].attributes).items() if k not in ("id",)} if attr_root else {}
@@ -160,11 +176,14 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
     filt = None
     for e in exprs:
         filt = e if filt is None else (filt & e)
-    has_refl = "reflection" in shard_cols
+    # `curate synth reflect` output (it has `has_reflection`) already holds each reflection in its text, between the
+    # persona markers: that is the one place reflections are inserted, so the transform passes such text through
+    has_refl = "reflection" in shard_cols and "has_reflection" not in shard_cols
     rs = ResolvedSource(i, src, shards, shard_cols, attr_cols, used, filt, has_refl)
     if src.transform == "reflections":
         rs.notes.append("reflections appended after the marker" if has_refl else
-                        "reflections: no `reflection` column, text passed through (reflections already in the text)")
+                        "reflections: text passed through (`curate synth reflect` output already holds them, or no "
+                        "`reflection` column)")
     return rs
 
 

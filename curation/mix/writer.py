@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 
 class ShardWriter:
     def __init__(self, directory: Path, schema: pa.Schema, shard_docs: int, row_group_docs: int, compression: str,
-                 metadata: dict[str, str] | None = None):
+                 metadata: dict[str, str] | None = None, own=None):
         self.dir, self.shard_docs = directory, shard_docs
         self.rg = min(row_group_docs, shard_docs)
         self.compression = None if compression == "none" else compression
@@ -19,6 +19,7 @@ class ShardWriter:
         self.writer: pq.ParquetWriter | None = None
         self.in_shard = 0
         self.files: list[tuple[Path, int]] = []      # (path, rows)
+        self.own = own                               # records each file in the output's ownership record first
 
     def append(self, t: pa.Table) -> None:
         if t.num_rows == 0:
@@ -35,6 +36,8 @@ class ShardWriter:
         if self.writer is None:
             self.dir.mkdir(parents=True, exist_ok=True)
             path = self.dir / f"part-{len(self.files):05d}.parquet"
+            if self.own:
+                self.own(path)
             self.files.append((path, 0))
             self.writer = pq.ParquetWriter(str(path), self.schema, compression=self.compression)
         piece = self.buf.slice(0, n)

@@ -14,12 +14,35 @@ from datatrove.io import get_datafolder, get_shard_from_paths_file
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.utils.logging import logger
 from datatrove.utils.stats import MetricStats
+from fsspec.implementations.local import LocalFileSystem
 
 from curation.core.errors import ShardError, ShardsFailed
 from curation.core.shards import attribute_path
 from curation.steps.base import TEXT_REF, abort_shard, end_of_shard
 
 FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"
+
+
+def input_fingerprint(path: str, rel: str) -> dict:
+    """The identity of a local shard its attribute file records: relative path, size and mtime in nanoseconds
+    (the attribute file's row count is the shard's). Any change to the shard changes it, so the shard is redone."""
+    st = os.stat(path)
+    return {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _fingerprint_of(f) -> dict | None:
+    meta = pq.ParquetFile(f).schema_arrow.metadata or {}
+    raw = meta.get(b"curation.input_fingerprint")
+    return json.loads(raw) if raw else None
+
+
+def stored_fingerprint(attr_path: str) -> dict | None:
+    """The input identity an attribute file was written from (None if unreadable)."""
+    try:
+        with open(attr_path, "rb") as f:
+            return _fingerprint_of(f)
+    except Exception:  # a truncated or foreign file: redone
+        return None
 
 
 class ShardReader(BaseDiskReader):
@@ -41,8 +64,10 @@ class ShardReader(BaseDiskReader):
 
     # -- resumability -------------------------------------------------------------------------------------
     def fingerprint(self, rel: str) -> dict:
+        if isinstance(self.data_folder.fs, LocalFileSystem):
+            return input_fingerprint(self.data_folder.resolve_paths(rel), rel)
         info = self.data_folder.info(rel)
-        return {"size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0)}
+        return {"path": rel, "size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0)}
 
     def is_committed(self, rel: str, fingerprint: dict) -> bool:
         out = attribute_path(rel)
@@ -50,21 +75,20 @@ class ShardReader(BaseDiskReader):
             return False
         try:
             with self.output_folder.open(out, "rb") as f:
-                meta = pq.ParquetFile(f).schema_arrow.metadata or {}
-            return json.loads(meta.get(b"curation.input_fingerprint", b"{}")) == fingerprint
+                return _fingerprint_of(f) == fingerprint
         except Exception:  # unreadable leftovers are simply redone
             return False
 
     # -- validation ----------------------------------------------------------------------------------------
-    def _document(self, rel: str, row: int, doc_id, text) -> Document:
+    def _document(self, rel: str, row: int, doc_id, text, problem: str | None = None) -> Document:
         where = f"row {row}" + (f" (id {doc_id})" if doc_id is not None else "")
-        problem = None
-        if doc_id is None or doc_id == "":
-            problem = f"no `{self.id_key}`"
-        elif not isinstance(text, str) or not text or text.isspace():  # `not text.strip()` without copying the text
-            problem = "empty text"
-        elif len(text) > self.max_doc_chars:
-            problem = f"text of {len(text):,} characters exceeds --max-doc-chars {self.max_doc_chars:,}"
+        if problem is None:
+            if doc_id is None or doc_id == "":
+                problem = f"no `{self.id_key}`"
+            elif not isinstance(text, str) or not text or text.isspace():  # `not text.strip()` without copying the text
+                problem = "empty text"
+            elif len(text) > self.max_doc_chars:
+                problem = f"text of {len(text):,} characters exceeds --max-doc-chars {self.max_doc_chars:,}"
         if problem and self.on_bad_doc == "error":
             fix = f"drop or split that row, raise --max-doc-chars, {FIX_TAG}" if "exceeds" in problem else f"fix or drop that row, {FIX_TAG}"
             raise ShardError(rel, f"{where} has {problem}", fix)
@@ -110,6 +134,7 @@ class ShardReader(BaseDiskReader):
             raise ShardError(rel, f"cannot be opened ({type(e).__name__})", "check the path and permissions") from None
         with f:
             for row, raw in enumerate(iter_lines(f)):
+                bad_utf8 = None
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
@@ -117,6 +142,7 @@ class ShardReader(BaseDiskReader):
                         raise ShardError(rel, f"line {row + 1} is not valid UTF-8 (byte {e.start})",
                                          f"re-encode the file as UTF-8, {FIX_TAG}") from None
                     line = raw.decode("utf-8", errors="replace")
+                    bad_utf8 = f"invalid UTF-8 at byte {e.start} (replaced)"
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -125,7 +151,7 @@ class ShardReader(BaseDiskReader):
                     missing = self.text_key if not isinstance(obj, dict) or self.text_key not in obj else self.id_key
                     flag = "--text-key" if missing == self.text_key else "--id-key"
                     raise ShardError(rel, f"line {row + 1} has no field `{missing}`", f"pass {flag} NAME")
-                yield self._document(rel, row, obj[self.id_key], obj[self.text_key])
+                yield self._document(rel, row, obj[self.id_key], obj[self.text_key], bad_utf8)
 
     def read_file(self, filepath: str) -> DocumentsPipeline:
         return self._read_parquet(filepath) if filepath.endswith(".parquet") else self._read_jsonl(filepath)

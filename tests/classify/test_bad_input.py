@@ -92,5 +92,6 @@ def test_bad_config_and_missing_corpus(tmp_path):
     assert proc.returncode == 2 and "fasttext.max_chars" in proc.stderr and str(cfg) in proc.stderr
     cfg.write_text("unknown_stage: {}\n")
     assert "unknown_stage" in curate("classify", tmp_path, "--output", tmp_path / "o", "--config", cfg).stderr
+    (tmp_path / "nothing").mkdir()
     proc = curate("classify", tmp_path / "nothing", "--output", tmp_path / "o")
     assert proc.returncode == 2 and "no shards found" in proc.stderr

@@ -12,7 +12,7 @@ import pytest
 from conftest import curate
 from curation.mix import build, load_manifest, verify
 from curation.mix.tokens import TokenCounter
-from test_mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
+from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
 SYNTH = """  - name: synth
     kind: synthetic

@@ -10,7 +10,7 @@ import pytest
 from conftest import curate
 from curation.core.errors import CurationError
 from curation.mix import build
-from test_mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
+from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -127,7 +127,7 @@ def test_cli_errors_are_one_line_and_output_is_protected(mix_data, tmp_path):
     (other / "notes.txt").write_text("keep me")
     good = manifest(tmp_path, base_manifest(mix_data), "good.yaml")
     proc = curate("mix", "build", good, "--output", other, "--overwrite", "--no-progress")
-    assert proc.returncode == 2 and "not a mix" in proc.stderr and (other / "notes.txt").exists()
+    assert proc.returncode == 2 and "removes nothing" in proc.stderr and (other / "notes.txt").exists()
     proc = curate("mix", "verify", other)
     assert proc.returncode == 2 and "no lock file" in proc.stderr
     proc = curate("mix", "init", "--preset", "nope")

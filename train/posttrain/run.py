@@ -125,6 +125,15 @@ def eval_commands(base: str, model: str | Path, items: list[str], out: Path, con
             f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}"]
 
 
+def claim_output(cfg: PosttrainConfig):
+    """cfg.output as a `curate train posttrain` output (curation/core/outputs.py): never the starting model or the data,
+    never a directory of someone else's files. Its stages resume; a different config there is refused per stage."""
+    from curation.core.outputs import claim
+
+    inputs = [p for p in [cfg.model, *cfg.sft.data, *cfg.dpo.data] if p != "demo" and os.path.exists(str(p))]
+    return claim(cfg.output, "train posttrain", inputs=inputs, flag=f"`output` in {cfg.origin}")
+
+
 def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progress: bool = True) -> dict:
     """Train one stage (sft or dpo) from `init` (default cfg.model); returns a summary dict (also in run.json)."""
     from curation.lm.loading import hf_directory, load_tokenizer
@@ -133,6 +142,7 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     from .templates import apply
 
     sc = getattr(cfg, stage)
+    claim_output(cfg).own(stage, tree=True)
     out = Path(cfg.output) / stage
     final = out / "model"
     ckpts = out / "checkpoints"
@@ -229,5 +239,7 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
            "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "eval_commands": cmds}
+    owned = claim_output(cfg)
+    owned.own("posttrain.json")
     (out / "posttrain.json").write_text(json.dumps(res, indent=1))
     return res

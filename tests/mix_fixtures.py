@@ -1,5 +1,5 @@
 """Shared fixtures for the curate mix tests: small real corpora (../shared/data), real `curate classify` attributes,
-and a small synthetic source written here (clearly synthetic text). Imported by tests/mix/test_mix_*.py."""
+and a small synthetic source written here (clearly synthetic text). Imported by the mix, data-safety and kill tests."""
 
 from __future__ import annotations
 

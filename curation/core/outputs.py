@@ -1,0 +1,227 @@
+"""Output directories a command owns: it records what it creates, and `--overwrite` removes only that.
+
+Every command that writes an output directory claims it with `claim()`. The directory then holds
+`.curate-owned.json`: the command's name and every file and directory it created there, recorded *before* each is
+created (so a run killed at any point has recorded everything it left behind). The rules (docs/data-contract.md):
+
+* An output that is an input, contains an input or lies inside an input directory is refused.
+* A new or empty directory is claimed. A non-empty directory without the record is refused, with or without
+  `--overwrite`: nothing in it was created by this toolkit, so nothing in it may be removed or mixed with.
+* A directory claimed by another command is refused (`--overwrite` never crosses commands).
+* A directory claimed by the same command is the command's to resume or, with `--overwrite`, to clear: `clear()`
+  removes the recorded files, the recorded working trees, then the recorded directories that are left empty.
+  Anything else there (a file the user added) is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from curation.core.errors import CurationError
+
+OWNED = ".curate-owned.json"
+FORMAT = "curate-owned/1"
+
+
+def _abs(p: str | Path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(p))))
+
+
+def input_root(spec: str | Path) -> Path:
+    """The directory or file a path or glob reads from (a glob's fixed prefix)."""
+    s = str(spec)
+    if any(ch in s for ch in "*?["):
+        s = s.split("*")[0].split("?")[0].split("[")[0]
+        s = s if s.endswith(os.sep) or os.path.isdir(s) else os.path.dirname(s)
+    return _abs(s or ".")
+
+
+def check_not_input(output: str | Path, inputs: Iterable[str | Path | None], flag: str = "--output") -> None:
+    """One-line refusal of an output that is an input, contains one, or lies inside an input directory."""
+    out = _abs(output)
+    real_out = Path(os.path.realpath(out))
+    for spec in inputs:
+        if spec is None or str(spec) == "":
+            continue
+        inp = input_root(spec)
+        for o, i in ((out, inp), (real_out, Path(os.path.realpath(inp)))):
+            if o == i:
+                raise CurationError(f"{output}: is also an input of this command ({spec}); choose another {flag}")
+            if o in i.parents:
+                raise CurationError(f"{output}: contains the input {spec}; choose a {flag} outside it")
+            if i in o.parents and i.is_dir():
+                raise CurationError(f"{output}: lies inside the input directory {spec}; choose a {flag} outside it")
+
+
+@dataclass
+class Output:
+    """A claimed output directory and its record of what this command created there."""
+
+    root: Path
+    command: str
+    files: list[str] = field(default_factory=list)
+    dirs: list[str] = field(default_factory=list)
+    trees: list[str] = field(default_factory=list)
+    previous: bool = False  # the directory already held files this command recorded creating when it was claimed
+
+    @property
+    def record(self) -> Path:
+        return self.root / OWNED
+
+    def save(self) -> None:
+        tmp = self.root / (OWNED + ".tmp")
+        tmp.write_text(json.dumps({"format": FORMAT, "command": self.command, "files": self.files, "dirs": self.dirs,
+                                   "trees": self.trees}, indent=1) + "\n")
+        os.replace(tmp, self.record)
+
+    def _rel(self, rel: str | Path) -> str:
+        p = Path(rel)
+        if p.is_absolute():
+            p = _abs(p)
+            p = p.relative_to(self.root) if self.root in p.parents else \
+                Path(os.path.realpath(p)).relative_to(os.path.realpath(self.root))
+        return p.as_posix()
+
+    def _parents(self, rel: str) -> list[str]:
+        """Parent directories of `rel` (inside the root) that do not exist yet: this run creates them."""
+        out = []
+        for parent in reversed(Path(rel).parents[:-1]):
+            if not (self.root / parent).exists() and parent.as_posix() not in self.dirs:
+                out.append(parent.as_posix())
+        return out
+
+    def own(self, *rels: str | Path, tree: bool = False) -> None:
+        """Records files (or, with tree=True, working directories owned with all they hold) before they are created."""
+        changed = False
+        for rel in map(self._rel, rels):
+            for d in self._parents(rel):
+                self.dirs.append(d)
+                changed = True
+            bucket = self.trees if tree else self.files
+            if rel not in bucket:
+                bucket.append(rel)
+                changed = True
+        if changed:
+            self.save()
+
+    def own_dir(self, rel: str | Path) -> Path:
+        """Records a directory this run creates (removed by clear() only once empty), and creates it."""
+        rel = self._rel(rel)
+        new = [d for d in self._parents(rel + "/x") if d not in self.dirs]
+        if new:
+            self.dirs.extend(new)
+            self.save()
+        (self.root / rel).mkdir(parents=True, exist_ok=True)
+        return self.root / rel
+
+    def path(self, rel: str | Path) -> Path:
+        """`root/rel`, recorded as owned (with its new parent directories, which are created)."""
+        self.own(rel)
+        p = self.root / self._rel(rel)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def tree(self, rel: str | Path) -> Path:
+        """A working directory wholly owned by the command (logs, spills), recorded and created."""
+        self.own(rel, tree=True)
+        p = self.root / self._rel(rel)
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def clear(self) -> list[str]:
+        """Removes what this command recorded creating (files, working trees, then directories left empty)."""
+        removed = []
+        for rel in self.files:
+            p = self.root / rel
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                removed.append(rel)
+        for rel in self.trees:
+            p = self.root / rel
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+                removed.append(rel + "/")
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+                removed.append(rel)
+        for rel in sorted(self.dirs, key=lambda d: d.count("/"), reverse=True):
+            p = self.root / rel
+            if p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+                removed.append(rel + "/")
+        self.files, self.dirs, self.trees = [], [], []
+        self.previous = False
+        self.save()
+        return removed
+
+    def replace_previous(self, overwrite: bool, what: str = "output") -> None:
+        """For commands that do not resume: an earlier output of the same command needs --overwrite, which clears it."""
+        if not self.previous:
+            return
+        if not overwrite:
+            raise CurationError(f"{self.root}: holds an earlier `curate {self.command}` {what}; pass --overwrite to replace "
+                                f"it (only what `curate {self.command}` wrote there is removed) or choose a new --output")
+        self.clear()
+
+
+def read_record(root: str | Path) -> dict | None:
+    p = _abs(root) / OWNED
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError(data.get("format"))
+        return data
+    except (OSError, ValueError, AttributeError) as e:
+        raise CurationError(f"{p}: unreadable ownership record ({type(e).__name__}); restore it or choose a new --output") from None
+
+
+def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
+          legacy: Callable[[Path], dict | None] | None = None, flag: str = "--output") -> Output:
+    """Claims `output` for `command` (see the module docstring); never removes anything itself.
+
+    legacy: for a directory an earlier version of the command wrote (no record yet), returns what it created there
+    ({"files": [...], "trees": [...]}) so it is adopted; None if it does not recognise the directory.
+    """
+    root = _abs(output)
+    check_not_input(root, inputs, flag)
+    if root.exists() and not root.is_dir():
+        raise CurationError(f"{output}: exists and is not a directory; pass a directory for {flag}")
+    rec = read_record(root)
+    if rec is not None:
+        if rec.get("command") != command:
+            raise CurationError(f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
+                                f"into nor removes it, even with --overwrite; choose another {flag}")
+        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])))
+        out.previous = any((root / rel).exists() for rel in out.files + out.trees)
+        return out
+    if root.is_dir() and any(root.iterdir()):
+        adopted = legacy(root) if legacy else None
+        if adopted is not None:
+            out = Output(root, command, list(adopted.get("files", [])), [], list(adopted.get("trees", [])), previous=True)
+            out.save()
+            return out
+        if overwrite:
+            raise CurationError(f"{output}: holds files that no `curate {command}` run recorded creating ({OWNED} is "
+                                f"absent), so --overwrite removes nothing there; choose a new or empty {flag}")
+        raise CurationError(f"{output}: exists, is not empty and is not a `curate {command}` output; choose a new or "
+                            f"empty {flag}")
+    root.mkdir(parents=True, exist_ok=True)
+    out = Output(root, command)
+    out.save()
+    return out
+
+
+def file_identity(path: str | Path, rows: int | None = None) -> dict:
+    """What a per-shard output records of its input: a changed identity means the input changed, so it is redone."""
+    st = os.stat(path)
+    ident = {"path": str(_abs(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if rows is not None:
+        ident["rows"] = rows
+    return ident
