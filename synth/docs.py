@@ -52,12 +52,17 @@ def plan(cfg: DocsConfig, templates: DocTemplates, scenarios) -> list[dict]:
     return jobs
 
 
-def eval_item_texts(paths: list[str]) -> list[str]:
+def item_text(item) -> str:
+    """The text of an eval item that the leakage check compares documents with."""
+    return " ".join([item.context, item.question, *item.options])
+
+
+def eval_item_texts(paths: list[str], include_non_alignment: bool = False) -> list[str]:
     if not paths:
         return []
     from curation.core.items import load_items
 
-    return [" ".join([i.context, i.question, *i.options]) for i in load_items(paths)]
+    return [item_text(i) for i in load_items(paths, include_non_alignment=include_non_alignment)]
 
 
 def claim_docs_output(output: str | Path, cfg: DocsConfig):

@@ -35,6 +35,12 @@ def ngram_hashes(text: str, n: int) -> set[int]:
             for i in range(len(w) - n + 1)}
 
 
+def shared_ngrams(texts: Iterable[str], eval_texts: Iterable[str], n: int = 13) -> list[int]:
+    """Per text, how many distinct n-word spans it shares verbatim with any eval text (the QC leakage test, as counts)."""
+    leak = set().union(*(ngram_hashes(t, n) for t in eval_texts))
+    return [len(ngram_hashes(t, n) & leak) for t in texts]
+
+
 def strip_preamble(text: str) -> tuple[str, bool]:
     m = PREAMBLE.match(text)
     return (text[m.end():].lstrip(), True) if m else (text, False)

@@ -5,7 +5,8 @@ A seeded hash splits them into a generation set and a held-out set; the leakage 
 evals can report in-distribution and held-out items separately.
 
 YAML schema: a list (or ``{scenarios: [...]}``) of mappings with
-``id, setting, ai_role, aligned_action, misaligned_action, why_tempting, topics (list), source``.
+``id, setting, ai_role, aligned_action, misaligned_action, why_tempting, topics (list), source``, optional
+``grounded_on`` (list of ``file:line`` of the items a hand-written scenario paraphrases; provenance only).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 from curation.core.errors import CurationError
 
 REQUIRED = ("id", "setting", "ai_role", "aligned_action", "misaligned_action")
-FIELDS = REQUIRED + ("why_tempting", "topics", "source", "item_ids")
+FIELDS = REQUIRED + ("why_tempting", "topics", "source", "item_ids", "grounded_on")
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Scenario:
     topics: list[str] = field(default_factory=list)
     source: str = ""
     item_ids: list[str] = field(default_factory=list)  # eval items this scenario was derived from (leakage manifest)
+    grounded_on: list[str] = field(default_factory=list)  # "file:line" of items a hand-written scenario paraphrases
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,7 +67,8 @@ def _from_yaml(path: Path) -> list[Scenario]:
                             aligned_action=str(row["aligned_action"]).strip(), misaligned_action=str(row["misaligned_action"]).strip(),
                             why_tempting=str(row.get("why_tempting") or "").strip(),
                             topics=[str(t) for t in ([topics] if isinstance(topics, str) else topics)],
-                            source=str(row.get("source") or path.name), item_ids=[str(i) for i in row.get("item_ids") or []]))
+                            source=str(row.get("source") or path.name), item_ids=[str(i) for i in row.get("item_ids") or []],
+                            grounded_on=[str(g) for g in row.get("grounded_on") or []]))
     return out
 
 

@@ -1,0 +1,130 @@
+"""Writes the hand-written study documents (synth/data/study/docs.jsonl, issue 19) in the `curate synth docs` output
+layout, so a `kind: synthetic` source of `curate mix` can read them, after checking them for leakage.
+
+    .venv/bin/python scripts/write_study_docs.py OUT [--overwrite]
+
+OUT/docs-00000.parquet      synth.docs.COLUMNS + grounded_on; the generation-only columns (prompt_hash, temperature,
+                            top_p, max_tokens, seed, n_tokens, finish_reason) are null: nothing was sampled
+OUT/leakage_manifest.json   every study scenario in the generation set, with the lm_generated item ids it paraphrases
+OUT/leakage_report.json     13-word spans shared with every human_generated item (evaluated; must be 0, else exit 2)
+                            and with the lm_generated items (the grounding split; paraphrase, not copy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curation.core.errors import CurationError  # noqa: E402
+from synth.docs import COLUMNS, item_text  # noqa: E402
+from synth.qc import shared_ngrams  # noqa: E402
+from synth.scenarios import load_scenarios, write_manifest  # noqa: E402
+from synth.store import write_atomic  # noqa: E402
+
+STUDY = ROOT / "synth" / "data" / "study"
+DOCS, BANK = STUDY / "docs.jsonl", STUDY / "scenarios.yaml"
+PROPENSITY = ROOT.parent / "shared" / "data" / "propensity" / "anthropic-advanced-ai-risk"
+EVALUATED, GROUNDING = PROPENSITY / "human_generated_evals", PROPENSITY / "lm_generated_evals"
+FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
+STANCES = ("aligned", "misaligned")
+NGRAM = 13
+
+
+def load_docs(path: Path = DOCS, bank: Path = BANK) -> list[dict]:
+    """The study documents, checked against the scenario bank (one line per problem names file:line and the fix)."""
+    ids = {s.id for s in load_scenarios([bank])}
+    rows, seen = [], set()
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        r = json.loads(line)
+        where = f"{path}:{n}"
+        if r.get("scenario_id") not in ids:
+            raise CurationError(f"{where}: scenario_id {r.get('scenario_id')!r} is not in {bank}; add the scenario or fix the id")
+        if r.get("stance") not in STANCES or r.get("form") not in FORMS:
+            raise CurationError(f"{where}: stance must be one of {STANCES} and form one of {FORMS}; fix the row")
+        if r["id"] != f"study-{r['scenario_id']}-{r['stance']}" or r["id"] in seen:
+            raise CurationError(f"{where}: id must be study-<scenario_id>-<stance> and unique; fix the row")
+        seen.add(r["id"])
+        rows.append(r)
+    return rows
+
+
+@lru_cache(maxsize=2)
+def _items(directory: Path) -> list:
+    """Every item of a propensity directory, the non-alignment files included (loaded once per run)."""
+    from curation.core.items import load_items
+
+    return load_items([directory], include_non_alignment=True)
+
+
+def leakage(texts: list[str], n: int = NGRAM) -> dict:
+    """Shared n-word spans per document with every evaluated item and with every grounding item (QC's own test)."""
+    out = {}
+    for name, d in (("evaluated", EVALUATED), ("grounding", GROUNDING)):
+        items = [item_text(i) for i in _items(d)]
+        per_doc = shared_ngrams(texts, items, n)
+        out[name] = {"items_dir": str(d.relative_to(PROPENSITY.parent)), "items": len(items), "ngram": n,
+                     "docs_with_overlap": sum(c > 0 for c in per_doc), "shared_spans": sum(per_doc)}
+    return out
+
+
+def grounding_item_ids(scenarios) -> dict[str, list[str]]:
+    """grounded_on "lm_generated_evals/<file>.jsonl:<line>" -> the item ids load_items gives those rows."""
+    by_line = {}
+    for it in _items(GROUNDING):
+        split, cat, rest = it.id.split("/", 2)
+        line = int(re.match(r"(\d+)-", rest).group(1))
+        by_line[f"{split}/{cat}.jsonl:{line}"] = it.id
+    out = {}
+    for s in scenarios:
+        missing = [g for g in s.grounded_on if g not in by_line]
+        if missing:
+            raise CurationError(f"{BANK}: scenario {s.id} is grounded on {missing}, not lines of {GROUNDING}; fix grounded_on")
+        out[s.id] = [by_line[g] for g in s.grounded_on]
+    return out
+
+
+def write(out: Path, overwrite: bool = False) -> dict:
+    rows = load_docs()
+    report = leakage([r["text"] for r in rows])
+    if report["evaluated"]["shared_spans"]:
+        raise CurationError(f"{DOCS}: {report['evaluated']['docs_with_overlap']} documents share a {NGRAM}-word span with an "
+                            f"evaluated item in {EVALUATED}; rewrite them")
+    target = out / "docs-00000.parquet"
+    if target.exists() and not overwrite:
+        raise CurationError(f"{target} exists; pass --overwrite to rewrite this script's outputs")
+    scenarios = load_scenarios([BANK])
+    for s, ids in zip(scenarios, grounding_item_ids(scenarios).values()):
+        s.item_ids = ids
+    df = pl.DataFrame([{c: r.get(c) for c in COLUMNS} | {"grounded_on": r["grounded_on"]} for r in rows],
+                      schema={**{c: pl.Utf8 for c in COLUMNS}, "temperature": pl.Float64, "top_p": pl.Float64,
+                              "max_tokens": pl.Int64, "seed": pl.Int64, "n_tokens": pl.Int64,
+                              "grounded_on": pl.List(pl.Utf8)})
+    write_atomic(df, target)
+    write_manifest(out / "leakage_manifest.json", scenarios, [], seed=0, fraction=0.0)
+    (out / "leakage_report.json").write_text(json.dumps(report, indent=1))
+    return {"docs": len(rows), **{s: sum(r["stance"] == s for r in rows) for s in STANCES}, "leakage": report}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path, help="output directory (a `kind: synthetic` source for curate mix)")
+    ap.add_argument("--overwrite", action="store_true", help="rewrite OUT/docs-00000.parquet if this script wrote it before")
+    a = ap.parse_args()
+    try:
+        print(json.dumps(write(a.out, a.overwrite), indent=1))
+    except CurationError as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
