@@ -6,7 +6,6 @@ One test (or a clearly marked part of one) per numbered case of the issue, on sm
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import polars as pl

@@ -5,13 +5,9 @@ from __future__ import annotations
 
 import http.server
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 
-import polars as pl
 import pytest
 
 from conftest import SHARED, curate
@@ -195,29 +191,3 @@ def test_cli_unreachable_endpoint_is_one_line(tmp_path):
     proc = curate("synth", "docs", "-o", tmp_path / "o", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
                   "--retries", "1", "--max-scenarios", "2", "--heldout-fraction", "0")
     assert proc.returncode == 2 and "unreachable after 2 tries" in proc.stderr and "Traceback" not in proc.stderr
-
-
-@pytest.mark.slow
-def test_resume_after_sigkill_no_duplicates(tmp_path):
-    out = tmp_path / "out"
-    args = [sys.executable, "-m", "curation", "synth", "docs", "-o", str(out), "--backend", "transformers",
-            "--max-scenarios", "2", "--heldout-fraction", "0", "--forms", "news,scifi", "--n", "2", "--max-tokens", "12",
-            "--batch-size", "2", "--min-words", "1", "--no-stance-check"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 240
-    while time.time() < deadline and len(list((out / "_raw").glob("part-*.parquet"))) < 2:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    parts_before = len(list((out / "_raw").glob("part-*.parquet")))
-    assert 2 <= parts_before < 8, "the kill should land mid-run"
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert f"{2 * parts_before} already done, {16 - 2 * parts_before} to generate" in " ".join(done.stderr.split())
-    raw = pl.read_parquet(str(out / "_raw" / "*.parquet"))
-    assert raw.height == 16 and raw["id"].n_unique() == 16
-    docs = pl.read_parquet(str(out / "docs-*.parquet"))
-    assert docs.height == json.loads((out / "qc_report.json").read_text())["qc"]["kept"]
-    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
-    assert "16 already done, 0 to generate" in " ".join(again.stderr.split())
-    assert pl.read_parquet(str(out / "_raw" / "*.parquet")).height == 16
