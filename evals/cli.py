@@ -55,6 +55,41 @@ def propensity(
 
 
 @eval_app.command()
+def capability(
+    suites: str = typer.Option("core", "--suites", help="Comma list: arc_easy, arc_challenge, piqa, hellaswag, lambada, "
+                               "mmlu, boolq, core (arc_easy, piqa, hellaswag, lambada, mmlu), all, or JSONL paths"),
+    output: Path = typer.Option(..., "--output", "-o", help="Run directory"),
+    model: str = typer.Option("smollm2", help="HF model directory, .gguf file, or 'smollm2'"),
+    data_dir: Optional[str] = typer.Option(None, help="Directory of the named suites (default $CURATE_CAPABILITY_DATA, "
+                                           "else ../shared/data/capability)"),
+    perplexity: List[str] = typer.Option([], "--perplexity", help="Parquet file or directory: held-out bits per byte"),
+    text_column: str = typer.Option("text", help="Text column of the --perplexity Parquet"),
+    limit: Optional[int] = typer.Option(None, help="A seeded random subset of N items per suite (documents for perplexity)"),
+    seed: int = typer.Option(0),
+    shots: int = typer.Option(0, help="Few-shot examples (from the suite's dev split where there is one)"),
+    batch_size: int = typer.Option(16),
+    tag: Optional[str] = typer.Option(None, help="base | posttrained (the report pairs them)"),
+    condition: Optional[str] = typer.Option(None, help="Training condition name, for reports"),
+    device: Optional[str] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
+    """Capability benchmarks scored like lm-evaluation-harness (acc, acc_norm, LAMBADA, bits per byte), with CIs."""
+    from evals.capability import CapabilityConfig, fmt_metric, run_capability
+
+    cfg = CapabilityConfig(model=model, suites=[suites], perplexity=list(perplexity), data_dir=data_dir, limit=limit,
+                           seed=seed, shots=shots, batch_size=batch_size, text_column=text_column, tag=tag,
+                           condition=condition, device=device)
+    try:
+        s = run_capability(cfg, output, progress=progress)
+    except CurationError as e:
+        _fail(e)
+    for name, r in s["suites"].items():
+        main = {"choice": "acc_norm", "lambada": "acc", "perplexity": "bits_per_byte"}[r["kind"]]
+        console.print(f"{name}: {r['n']} items, {main} {fmt_metric(r[main])}, {r['seconds']} s", highlight=False)
+    console.print(f"-> {output}/summary.md", highlight=False)
+
+
+@eval_app.command()
 def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity`"),
            output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0)):
     """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained."""
