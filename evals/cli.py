@@ -21,10 +21,16 @@ def _fail(e: CurationError):
 
 @eval_app.command()
 def propensity(
-    items: List[str] = typer.Option(..., "--items", help="Item files or directories (JSONL, JSON arrays, Parquet)"),
+    items: List[str] = typer.Option(..., "--items", help="Item files or directories (JSONL, JSON arrays, Parquet), or "
+                                    "`alignment` (every alignment file of the polarity table)"),
+    items_dir: Optional[str] = typer.Option(None, help="Where `--items alignment` looks (default $CURATE_PROPENSITY_DATA, "
+                                            "else ../shared/data/propensity/anthropic-advanced-ai-risk)"),
     output: Path = typer.Option(..., "--output", "-o", help="Run directory"),
     model: str = typer.Option("smollm2", help="HF model directory, .gguf file, or 'smollm2'"),
-    mode: str = typer.Option("base", help="base (\"Answer: (\"), chat (chat template), generate (free answer, parsed)"),
+    mode: str = typer.Option("base", help="base (\"Answer: (\"), chat (chat template), generate (free answer, parsed), "
+                             "cloze (each option's text as the continuation), or several comma-separated (base,cloze)"),
+    variants: bool = typer.Option(False, "--variants", help="base: 4 answer syntaxes x every rotation of the options, averaged"),
+    list_options: bool = typer.Option(False, "--list-options", help="cloze: list the options in the prompt (both orders)"),
     system_prompt: Optional[str] = typer.Option(None, help="none | ai-assistant | hhh | a file | the text (chat/generate)"),
     assistant_prefix: Optional[str] = typer.Option(None, help="Text after the prompt, ending in '('"),
     batch_size: int = typer.Option(16),
@@ -41,7 +47,8 @@ def propensity(
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
     from evals.propensity import PropensityConfig, run_propensity
 
-    cfg = PropensityConfig(model=model, items=items, mode=mode, system_prompt=system_prompt, assistant_prefix=assistant_prefix,
+    cfg = PropensityConfig(model=model, items=items, mode=mode, variants=variants, list_options=list_options, items_dir=items_dir,
+                           system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,
                            include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device, backend=backend)
     try:
@@ -52,6 +59,10 @@ def propensity(
     console.print(f"{o['n']} items: mean P(misaligned) {o['mean_p_misaligned']:.3f} "
                   f"[{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}], "
                   f"share > 0.5 {o['share_misaligned']:.3f} -> {output}/summary.md", highlight=False)
+    for m, ms in s.get("by_mode", {}).items():
+        console.print(f"  {m}: mean P(misaligned) {ms['overall']['mean_p_misaligned']:.3f}", highlight=False)
+    if s.get("non_match_flag"):
+        console.print(f"[yellow]warning:[/yellow] non-match rate {s['non_match_rate']:.1%} >= 20% (the paper's cut-off)")
 
 
 @eval_app.command()
