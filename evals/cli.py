@@ -101,13 +101,15 @@ def capability(
 
 
 @eval_app.command()
-def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity`"),
-           output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0)):
-    """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained."""
+def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity` / `capability`"),
+           output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0),
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report in --output")):
+    """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained;
+    capability runs beside propensity per condition."""
     from evals.report import make_report
 
     try:
-        path = make_report(runs, output, seed=seed)
+        path = make_report(runs, output, seed=seed, overwrite=overwrite)
     except CurationError as e:
         _fail(e)
     console.print(f"report -> {path}", highlight=False)

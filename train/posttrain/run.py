@@ -246,5 +246,5 @@ def evaluate(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
                               device=cfg.device)
         s = run_propensity(pc, out / tag, progress=progress)
         runs[tag] = s["overall"]["mean_p_misaligned"]
-    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed)
+    report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed, overwrite=True)  # its own report
     return {"mean_p_misaligned": runs, "report": str(report)}
