@@ -153,6 +153,9 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
     units = _pack_units(encoded, groups)
     pad = pad_id if pad_id is not None else 0
     device = next(model.parameters()).device
+    body, head = getattr(model, getattr(model, "base_model_prefix", ""), None), model.get_output_embeddings()
+    if body is None or head is None or getattr(model.config, "final_logit_softcapping", None):
+        body = None                     # a head that is not a plain projection: let the model compute its logits
     with torch.inference_mode():
         start = 0
         while start < len(units):
@@ -182,13 +185,21 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
             causal = torch.ones(width, width, dtype=torch.bool).tril()
             allowed = causal & ((kv == 0) | (kv == q)) & (q >= 0)
             allowed |= torch.eye(width, dtype=torch.bool)                    # padding attends to itself: no NaN rows
-            cols = sorted({c for _, _, cs in reads for c in cs})
-            where = {c: j for j, c in enumerate(cols)}
-            logits = model(input_ids=ids.to(device), attention_mask=allowed[:, None].to(device),
-                           position_ids=pos.to(device), use_cache=False,
-                           logits_to_keep=torch.tensor(cols, device=device)).logits
-            for i, row, cs in reads:
-                yield i, logits[row, [where[c] for c in cs]]
+            at_rows = torch.tensor([row for _, row, cs in reads for _ in cs], device=device)
+            at_cols = torch.tensor([c for _, _, cs in reads for c in cs], device=device)
+            kw = dict(attention_mask=allowed[:, None].to(device), position_ids=pos.to(device), use_cache=False)
+            if body is not None:
+                # the vocabulary projection only on the (row, column) pairs read: rows of a batch need different columns
+                hidden = body(input_ids=ids.to(device), **kw).last_hidden_state
+                logits = head(hidden[at_rows, at_cols])
+            else:
+                cols = sorted(set(at_cols.tolist()))
+                where = torch.tensor([cols.index(c) for c in at_cols.tolist()], device=device)
+                logits = model(input_ids=ids.to(device), logits_to_keep=torch.tensor(cols, device=device), **kw).logits[at_rows, where]
+            j = 0
+            for i, _, cs in reads:
+                yield i, logits[j: j + len(cs)]
+                j += len(cs)
             if progress:
                 progress(len(reads))
 
