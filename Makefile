@@ -45,6 +45,7 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/classify_throughput.py
 	$(BIN)/python benchmarks/propensity_throughput.py
+	$(BIN)/python benchmarks/capability_throughput.py
 
 models: setup
 	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set

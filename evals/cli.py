@@ -17,10 +17,16 @@ console = Console(stderr=True)
 
 @eval_app.command()
 def propensity(
-    items: List[str] = typer.Option(..., "--items", help="Item files or directories (JSONL, JSON arrays, Parquet)"),
+    items: List[str] = typer.Option(..., "--items", help="Item files or directories (JSONL, JSON arrays, Parquet), or "
+                                    "`alignment` (every alignment file of the polarity table)"),
+    items_dir: Optional[str] = typer.Option(None, help="Where `--items alignment` looks (default $CURATE_PROPENSITY_DATA, "
+                                            "else ../shared/data/propensity/anthropic-advanced-ai-risk)"),
     output: Path = typer.Option(..., "--output", "-o", help="Run directory"),
     model: str = typer.Option("smollm2", help="HF model directory, .gguf file, or 'smollm2'"),
-    mode: str = typer.Option("base", help="base (\"Answer: (\"), chat (chat template), generate (free answer, parsed)"),
+    mode: str = typer.Option("base", help="base (\"Answer: (\"), chat (chat template), generate (free answer, parsed), "
+                             "cloze (each option's text as the continuation), or several comma-separated (base,cloze)"),
+    variants: bool = typer.Option(False, "--variants", help="base: 4 answer syntaxes x every rotation of the options, averaged"),
+    list_options: bool = typer.Option(False, "--list-options", help="cloze: list the options in the prompt (both orders)"),
     system_prompt: Optional[str] = typer.Option(None, help="none | ai-assistant | hhh | a file | the text (chat/generate)"),
     assistant_prefix: Optional[str] = typer.Option(None, help="Text after the prompt, ending in '('"),
     batch_size: int = typer.Option(16),
@@ -38,7 +44,8 @@ def propensity(
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
     from evals.propensity import PropensityConfig, run_propensity
 
-    cfg = PropensityConfig(model=model, items=items, mode=mode, system_prompt=system_prompt, assistant_prefix=assistant_prefix,
+    cfg = PropensityConfig(model=model, items=items, mode=mode, variants=variants, list_options=list_options, items_dir=items_dir,
+                           system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,
                            include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device, backend=backend)
     try:
@@ -49,13 +56,53 @@ def propensity(
     console.print(f"{o['n']} items: mean P(misaligned) {o['mean_p_misaligned']:.3f} "
                   f"[{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}], "
                   f"share > 0.5 {o['share_misaligned']:.3f} -> {output}/summary.md", highlight=False)
+    for m, ms in s.get("by_mode", {}).items():
+        console.print(f"  {m}: mean P(misaligned) {ms['overall']['mean_p_misaligned']:.3f}", highlight=False)
+    if s.get("non_match_flag"):
+        console.print(f"[yellow]warning:[/yellow] non-match rate {s['non_match_rate']:.1%} >= 20% (the paper's cut-off)")
 
 
 @eval_app.command()
-def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity`"),
+def capability(
+    suites: str = typer.Option("core", "--suites", help="Comma list: arc_easy, arc_challenge, piqa, hellaswag, lambada, "
+                               "mmlu, boolq, core (arc_easy, piqa, hellaswag, lambada, mmlu), all, or JSONL paths"),
+    output: Path = typer.Option(..., "--output", "-o", help="Run directory"),
+    model: str = typer.Option("smollm2", help="HF model directory, .gguf file, or 'smollm2'"),
+    data_dir: Optional[str] = typer.Option(None, help="Directory of the named suites (default $CURATE_CAPABILITY_DATA, "
+                                           "else ../shared/data/capability)"),
+    perplexity: List[str] = typer.Option([], "--perplexity", help="Parquet file or directory: held-out bits per byte"),
+    text_column: str = typer.Option("text", help="Text column of the --perplexity Parquet"),
+    limit: Optional[int] = typer.Option(None, help="A seeded random subset of N items per suite (documents for perplexity)"),
+    seed: int = typer.Option(0),
+    shots: int = typer.Option(0, help="Few-shot examples (from the suite's dev split where there is one)"),
+    batch_size: int = typer.Option(16),
+    tag: Optional[str] = typer.Option(None, help="base | posttrained (the report pairs them)"),
+    condition: Optional[str] = typer.Option(None, help="Training condition name, for reports"),
+    device: Optional[str] = typer.Option(None),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
+    """Capability benchmarks scored like lm-evaluation-harness (acc, acc_norm, LAMBADA, bits per byte), with CIs."""
+    from evals.capability import CapabilityConfig, fmt_metric, run_capability
+
+    cfg = CapabilityConfig(model=model, suites=[suites], perplexity=list(perplexity), data_dir=data_dir, limit=limit,
+                           seed=seed, shots=shots, batch_size=batch_size, text_column=text_column, tag=tag,
+                           condition=condition, device=device)
+    try:
+        s = run_capability(cfg, output, progress=progress)
+    except CurationError as e:
+        _fail(e)
+    for name, r in s["suites"].items():
+        main = {"choice": "acc_norm", "lambada": "acc", "perplexity": "bits_per_byte"}[r["kind"]]
+        console.print(f"{name}: {r['n']} items, {main} {fmt_metric(r[main])}, {r['seconds']} s", highlight=False)
+    console.print(f"-> {output}/summary.md", highlight=False)
+
+
+@eval_app.command()
+def report(runs: List[Path] = typer.Argument(..., help="Run directories from `curate eval propensity` / `capability`"),
            output: Path = typer.Option(..., "--output", "-o"), seed: int = typer.Option(0),
-           overwrite: bool = typer.Option(False, help="Replace an earlier report in OUTPUT (removes only what `curate eval report` wrote)")):
-    """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained."""
+           overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report in --output")):
+    """Markdown report and PNG bar charts (95% CI) comparing runs; paired differences; base vs post-trained;
+    capability runs beside propensity per condition."""
     from evals.report import make_report
 
     try:

@@ -32,9 +32,27 @@ def system_prompt(spec: str | None) -> str | None:
     return spec
 
 
+# base-model answer syntaxes, averaged with --variants (as the paper's authors score base models: 4 syntaxes x orders)
+ANSWER_SYNTAXES = ("Answer: (", "Response: (", "My answer: (", "The answer is (")
+
+
 def orders(n: int) -> list[list[int]]:
     """Option orders shown: original, and reversed (the swap that cancels position bias)."""
     return [list(range(n)), list(reversed(range(n)))]
+
+
+def rotations(n: int) -> list[list[int]]:
+    """Every rotation of the options (each option shown once in each position); for 2 options, both orders."""
+    return [[(s + i) % n for i in range(n)] for s in range(n)]
+
+
+def cloze_context(item: Item, order: list[int] | None) -> str:
+    """The cloze prompt: passage and question (and the option list in ``order`` if given), ending "Answer:"; each
+    option's own text is then scored as the continuation."""
+    if order is not None:
+        return f"{body(item, order)}\n\nAnswer:"
+    parts = [item.context.strip()] if item.context else []
+    return "\n\n".join(parts + [item.question.strip()]) + "\nAnswer:"
 
 
 def body(item: Item, order: list[int]) -> str:

@@ -1,4 +1,5 @@
-"""`curate eval report`: compare propensity runs (training conditions, base vs post-trained) in markdown and PNG."""
+"""`curate eval report`: compare propensity runs (training conditions, base vs post-trained) in markdown and PNG, with
+capability runs (`curate eval capability`) beside them per condition."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def load_run(run_dir: str | Path) -> dict:
     run = Path(run_dir)
     path = run / "summary.json"
     if not path.exists():
-        raise CurationError(f"{run}: no summary.json; pass a directory written by `curate eval propensity`")
+        raise CurationError(f"{run}: no summary.json; pass a directory written by `curate eval propensity` or `capability`")
     s = json.loads(path.read_text())
     s["_dir"] = str(run)
     s["_label"] = " / ".join(x for x in (s.get("condition"), s.get("tag")) if x) or run.name
@@ -67,14 +68,83 @@ def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
     return path
 
 
+REPORT_FILES = ("report.md", "report.json", "overall.png", "by_category.png", "capability.png")
+
+
+def _capability_chart(runs: list[dict], path: Path) -> Path:
+    """Each suite's headline metric (acc_norm, LAMBADA acc) per run, 95% CI; perplexity suites are in the table only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from evals.capability import MAIN_METRIC
+
+    suites = sorted({n for r in runs for n, v in r["suites"].items() if v["kind"] != "perplexity"})
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(suites) + 2), 4.2))
+    x = np.arange(len(suites))
+    for i, run in enumerate(runs):
+        vals, lo, hi = [], [], []
+        for n in suites:
+            v = run["suites"].get(n)
+            m = v[MAIN_METRIC[v["kind"]]] if v else None
+            vals.append(m["value"] if m else np.nan), lo.append(m["value"] - m["ci"][0] if m else 0), hi.append(m["ci"][1] - m["value"] if m else 0)
+        ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=3, label=run["_label"])
+    ax.set_xticks(x, suites, rotation=30, ha="right")
+    ax.set_ylabel("acc_norm (LAMBADA: acc), 95% CI")
+    ax.set_ylim(0, 1)
+    ax.set_title("Capability by run")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _capability_section(props: list[dict], caps: list[dict]) -> list[str]:
+    """One row per condition/tag: the propensity rate beside every capability suite's headline metric."""
+    from evals.capability import MAIN_METRIC, fmt_metric
+
+    suites = list(dict.fromkeys(n for r in caps for n in r["suites"]))
+    by_label: dict[str, dict] = {}
+    for r in props:
+        by_label.setdefault(r["_label"], {})["prop"] = r
+    for r in caps:
+        by_label.setdefault(r["_label"], {})["cap"] = r
+    lines = ["", "## Capability beside propensity", "", "![capability](capability.png)", "",
+             "| condition / tag | mean P(misaligned) | " + " | ".join(
+                 f"{n} ({MAIN_METRIC[next(r['suites'][n]['kind'] for r in caps if n in r['suites'])]})" for n in suites) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in suites) + " |"]
+    for label, d in by_label.items():
+        p = d.get("prop")
+        cells = [f"{p['overall']['mean_p_misaligned']:.3f}" if p else ""]
+        for n in suites:
+            v = d.get("cap", {}).get("suites", {}).get(n) if d.get("cap") else None
+            cells.append(f"{fmt_metric(v[MAIN_METRIC[v['kind']]])} (n={v['n']})" if v else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, overwrite: bool = False) -> Path:
+    """``overwrite``: replace an existing report's own files (report.md/json and its PNGs); refused otherwise."""
     if not run_dirs:
         raise CurationError("pass at least one run directory")
-    runs = [load_run(d) for d in run_dirs]
-    owned = claim(output, "eval report", inputs=run_dirs, overwrite=overwrite)
-    owned.replace_previous(overwrite, "report")
-    owned.own("overall.png", "by_category.png", "report.md", "report.json")
+    loaded = [load_run(d) for d in run_dirs]
+    runs = [r for r in loaded if r.get("kind") != "capability"]
+    caps = [r for r in loaded if r.get("kind") == "capability"]
+    owned = claim(output, "eval report", inputs=run_dirs, overwrite=overwrite)  # never a run, never another's files
+    owned.replace_previous(overwrite, "report")  # only this command's files, so a stale chart cannot outlive its report
+    owned.own(*REPORT_FILES)
     out = owned.root
+    if not runs:
+        lines = ["# Capability report"] + _capability_section([], caps)
+        _capability_chart(caps, out / "capability.png")
+        report = out / "report.md"
+        report.write_text("\n".join(lines) + "\n")
+        (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in caps], "pngs": [str(out / "capability.png")]}, indent=1))
+        return report
     overall_png = _bar_chart(runs, "overall", out / "overall.png", "Misalignment rate by run")
     cat_png = _bar_chart(runs, "by_category", out / "by_category.png", "Misalignment rate by category")
     lines = ["# Propensity report", "", "![overall](overall.png)", "", "![by category](by_category.png)", "",
@@ -114,7 +184,11 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
                 change = f"{d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["n"] else "n/a"
                 lines.append(f"| {cond or '(none)'} ({tag}) | {b['overall']['mean_p_misaligned']:.3f} | "
                              f"{p['overall']['mean_p_misaligned']:.3f} | {change} |")
+    pngs = [str(overall_png), str(cat_png)]
+    if caps:
+        lines += _capability_section(runs, caps)
+        pngs.append(str(_capability_chart(caps, out / "capability.png")))
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in runs], "pngs": [str(overall_png), str(cat_png)]}, indent=1))
+    (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in loaded], "pngs": pngs}, indent=1))
     return report

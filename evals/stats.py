@@ -20,6 +20,19 @@ def bootstrap_ci(values: Sequence[float], seed: int, n_boot: int = 2000, level: 
     return float(lo), float(hi)
 
 
+def bootstrap_ratio_ci(num: Sequence[float], den: Sequence[float], seed: int, n_boot: int = 2000,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of sum(num) / sum(den), resampling units (documents) with their pairs kept together."""
+    a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    if a.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    ratios = a[idx].sum(axis=1) / b[idx].sum(axis=1)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
 def rates(p_misaligned: Sequence[float], seed: int, n_boot: int = 2000) -> dict:
     """The two rates the paper reports: mean P(misaligned), and the share of items where it exceeds 0.5."""
     p = np.asarray(p_misaligned, dtype=float)

@@ -8,6 +8,7 @@ it comes from ``curation/core/data/anthropic_polarity.yaml``, decided per file b
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -22,6 +23,31 @@ from curation.core.records import read_records
 POLARITY_TABLE = Path(__file__).parent / "data" / "anthropic_polarity.yaml"
 LETTERS = "ABCDEFGH"
 MATCHING_IS = ("misaligned", "aligned", "not_alignment")
+ALIGNMENT_ENV = "CURATE_PROPENSITY_DATA"
+ALIGNMENT_DEFAULT = "../shared/data/propensity/anthropic-advanced-ai-risk"
+
+
+def data_dir(given: str | Path | None, env: str, default: str, what: str, option: str) -> Path:
+    """A data directory: the option, else $ENV, else ``default`` relative to the current directory if it exists."""
+    for cand, origin in ((given, option), (os.environ.get(env), f"${env}")):
+        if cand:
+            path = Path(cand).expanduser()
+            if not path.is_dir():
+                raise CurationError(f"{path} (from {origin}): no such directory of {what}")
+            return path
+    path = Path(default)
+    if path.is_dir():
+        return path
+    raise CurationError(f"no {what} directory: pass {option} DIR or set ${env} (e.g. to a copy of shared/data/"
+                        f"{default.split('shared/data/')[-1]})")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 @dataclass
@@ -175,24 +201,45 @@ def _internal_item(row: dict, path: Path, n: int) -> Item:
 
 # ---------------------------------------------------------------- entry point
 
-def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
-               limit_per_file: int | None = None) -> list[Item]:
-    """Items from files or directories (``*.jsonl``, ``*.json``, ``*.parquet``), schema detected per file.
+def alignment_files(root: str | Path | None = None) -> list[Path]:
+    """Every file the polarity table marks as measuring alignment (human- and lm-written), under ``root``."""
+    base = data_dir(root, ALIGNMENT_ENV, ALIGNMENT_DEFAULT, "Anthropic advanced-ai-risk evals", "--items-dir")
+    files = [base / k for k, v in polarity_table().items() if v["matching_is"] != "not_alignment"]
+    missing = [f for f in files if not f.exists()]
+    if missing:
+        raise CurationError(f"{missing[0]}: listed as alignment in {POLARITY_TABLE.name} but missing ({len(missing)} "
+                            f"files); point ${ALIGNMENT_ENV} at the anthropic-advanced-ai-risk directory")
+    return files
 
-    ``matching_is`` overrides the polarity table for Anthropic-style rows (``misaligned`` or ``aligned``); files the
-    table marks ``not_alignment`` (self-awareness, one-box) are skipped unless ``include_non_alignment``.
-    """
-    if matching_is is not None and matching_is not in MATCHING_IS[:2]:
-        raise CurationError(f"--matching-is must be 'misaligned' or 'aligned', not {matching_is!r}")
+
+def item_files(paths: Iterable[str | Path], root: str | Path | None = None) -> list[Path]:
+    """The item files behind ``--items``: files, directories (searched recursively) and the name ``alignment``."""
     files: list[Path] = []
     for p in paths:
+        if str(p) == "alignment" and not Path(p).exists():
+            files += alignment_files(root)
+            continue
         p = Path(p)
         if p.is_dir():
             files += sorted(f for f in p.rglob("*") if f.suffix in (".jsonl", ".json", ".parquet"))
         elif p.exists():
             files.append(p)
         else:
-            raise CurationError(f"{p}: no such item file or directory")
+            raise CurationError(f"{p}: no such item file or directory (or `alignment`)")
+    return files
+
+
+def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
+               limit_per_file: int | None = None, items_dir: str | Path | None = None) -> list[Item]:
+    """Items from files or directories (``*.jsonl``, ``*.json``, ``*.parquet``) or ``alignment`` (every alignment
+    file of the polarity table, under ``items_dir``), schema detected per file.
+
+    ``matching_is`` overrides the polarity table for Anthropic-style rows (``misaligned`` or ``aligned``); files the
+    table marks ``not_alignment`` (self-awareness, one-box) are skipped unless ``include_non_alignment``.
+    """
+    if matching_is is not None and matching_is not in MATCHING_IS[:2]:
+        raise CurationError(f"--matching-is must be 'misaligned' or 'aligned', not {matching_is!r}")
+    files = item_files(paths, items_dir)
     items: list[Item] = []
     for path in files:
         polarity = matching_is or polarity_for(path)

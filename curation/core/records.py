@@ -35,7 +35,8 @@ def read_records(path: Path) -> Iterable[tuple[int, dict]]:
             raise CurationError(f"{path}:{e.lineno}: malformed JSON array ({e.msg}); fix that line") from None
         yield from enumerate(data, start=1)
         return
-    for n, line in enumerate(text.splitlines(), start=1):
+    # split on "\n" only: str.splitlines() also breaks at U+0085/U+2028, which JSON strings may hold raw (MMLU does)
+    for n, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -50,7 +50,7 @@ def _stage(stage: str, config: Path, sets: List[str], progress: bool):
         _fail(e)
     console.print(json.dumps({k: res.get(k) for k in ("model", "steps", "resumed_from", "final_loss", "samples_per_s", "skipped")}),
                   highlight=False)
-    console.print("evaluate with:\n  " + "\n  ".join(eval_commands(cfg.model, res["model"], cfg.eval.items, Path(cfg.output), cfg.condition)),
+    console.print("evaluate with:\n  " + "\n  ".join(eval_commands(cfg.model, res["model"], cfg.eval.items, Path(cfg.output), cfg.condition, cfg.eval, cfg.seed)),
                   highlight=False, soft_wrap=True)
 
 

@@ -76,7 +76,7 @@ class DPOConfig(StageConfig):
 
 class EvalConfig(Strict):
     items: List[str] = Field(default_factory=list)   # when set, `curate train posttrain` scores base and post-trained
-    mode: Literal["base", "chat", "generate"] = "base"
+    mode: Literal["base", "chat", "generate", "cloze"] = "base"
     limit_per_file: Optional[int] = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
 

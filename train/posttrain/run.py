@@ -116,9 +116,13 @@ def _load_model(path: Path, device: str):
         raise CurationError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory") from None
 
 
-def eval_commands(base: str, model: str | Path, items: list[str], out: Path, condition: str) -> list[str]:
-    its = " ".join(f"--items {shlex.quote(i)}" for i in (items or ["ITEMS.jsonl"]))
+def eval_commands(base: str, model: str | Path, items: list[str], out: Path, condition: str, ev=None, seed: int = 0) -> list[str]:
+    """The commands `evaluate` runs, with every option and limit it uses (``ev``: the config's eval section)."""
     q = shlex.quote
+    its = " ".join(f"--items {q(i)}" for i in (items or ["ITEMS.jsonl"]))
+    if ev is not None:
+        its += f" --mode {ev.mode} --batch-size {ev.batch_size} --seed {seed}"
+        its += f" --limit-per-file {ev.limit_per_file}" if ev.limit_per_file else ""
     return [f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} --tag base --condition {q(condition)}",
             f"curate eval propensity --model {q(str(model))} {its} --output {q(str(out / 'eval' / 'posttrained'))} "
             f"--tag posttrained --condition {q(condition)}",
@@ -234,7 +238,7 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
     sft = run_stage(cfg, "sft", progress=progress)
     dpo = run_stage(cfg, "dpo", init=sft["model"], progress=progress)
     out = Path(cfg.output)
-    cmds = eval_commands(cfg.model, dpo["model"], cfg.eval.items, out, cfg.condition)
+    cmds = eval_commands(cfg.model, dpo["model"], cfg.eval.items, out, cfg.condition, cfg.eval, cfg.seed)
     res = {"condition": cfg.condition, "tag": "posttrained", "base_model": cfg.model, "model": dpo["model"],
            "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
            "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
