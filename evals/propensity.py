@@ -19,6 +19,7 @@ from curation.core.errors import CurationError
 from curation.core.items import LETTERS, POLARITY_TABLE, Item, file_sha256, load_items
 from evals.prompts import ANSWER_SYNTAXES, PromptStyle, cloze_context, orders, rotations, system_prompt
 from curation.lm.scoring import option_probs
+from curation.lm.session import LanguageModel
 from evals.stats import rates
 
 
@@ -108,13 +109,11 @@ def shown_prompts(items: list[Item], cfg: PropensityConfig, mode: str, tok) -> t
     return shown, prompts
 
 
-def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress, mode: str | None = None) -> list[dict]:
-    from curation.lm.scoring import LetterScorer
-
+def _score_items(items: list[Item], cfg: PropensityConfig, lm: LanguageModel, progress, mode: str | None = None) -> list[dict]:
     mode = mode or cfg.modes()[0]
     if mode == "cloze":
-        return _score_cloze(items, cfg, model, tok, progress)
-    shown, prompts = shown_prompts(items, cfg, mode, tok)
+        return _score_cloze(items, cfg, lm, progress)
+    shown, prompts = shown_prompts(items, cfg, mode, lm.tokenizer)
     rows = [{"id": it.id, "category": it.category, "split": it.split, "topics": it.topics, "n_options": len(it.options),
              "misaligned": it.misaligned, "orders": [], "letter_logprobs": [], "p_options": [], "p_misaligned_by_order": []}
             for it in items]
@@ -122,7 +121,7 @@ def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress,
         for k, _, syn in shown:
             rows[k].setdefault("syntaxes", []).append(syn)
     if mode == "generate":
-        outs = _generate(prompts, model, tok, cfg, progress)
+        outs = lm.complete(prompts, cfg.max_new_tokens, progress)
         for (k, o, _), text in zip(shown, outs):
             letter = extract_letter(text, len(o))
             row = rows[k]
@@ -133,17 +132,8 @@ def _score_items(items: list[Item], cfg: PropensityConfig, model, tok, progress,
             else:
                 row["p_misaligned_by_order"].append(float(o[LETTERS.index(letter)] in items[k].misaligned))
     else:
-        if cfg.backend == "vllm":
-            from curation.lm.scoring import VLLMLetterScorer
-
-            scorer = VLLMLetterScorer(tok, model=cfg.model, dtype=cfg.dtype)
-        else:
-            scorer = LetterScorer(model, tok, batch_size=cfg.batch_size)
-        try:
-            lps = scorer.letter_logprobs(prompts, [len(o) for _, o, _ in shown], groups=[k for k, _, _ in shown], progress=progress)
-        finally:
-            if cfg.backend == "vllm":
-                scorer.close()
+        lps = lm.letter_scorer().letter_logprobs(prompts, [len(o) for _, o, _ in shown], groups=[k for k, _, _ in shown],
+                                                 progress=progress)
         for (k, o, _), lp in zip(shown, lps):
             _add_shown(rows[k], items[k], o, option_probs(lp))
             rows[k]["letter_logprobs"].append(lp)
@@ -176,12 +166,10 @@ def cloze_probs(loglik: list[float], texts: list[str]) -> list[float]:
     return option_probs([ll / b * mean for ll, b in zip(loglik, nbytes)])
 
 
-def _score_cloze(items: list[Item], cfg: PropensityConfig, model, tok, progress) -> list[dict]:
+def _score_cloze(items: list[Item], cfg: PropensityConfig, lm: LanguageModel, progress) -> list[dict]:
     """Each option's own text is the continuation of the prompt (lm-eval's multiple-choice formulation): no letters,
     which is what carries signal at small scale. With ``list_options`` the prompt lists the options too, in both
     orders (every rotation with ``variants``)."""
-    from curation.lm.scoring import ContinuationScorer
-
     order_fn = rotations if cfg.variants else orders
     shown = [(k, o) for k, it in enumerate(items) for o in (order_fn(len(it.options)) if cfg.list_options else [None])]
     reqs, groups = [], []
@@ -190,7 +178,7 @@ def _score_cloze(items: list[Item], cfg: PropensityConfig, model, tok, progress)
         for opt in items[k].options:
             reqs.append((ctx, " " + opt))
             groups.append(k)
-    res = ContinuationScorer(model, tok, batch_size=cfg.batch_size).loglikelihoods(reqs, groups=groups, progress=progress)
+    res = lm.continuation_scorer().loglikelihoods(reqs, groups=groups, progress=progress)
     rows = [{"id": it.id, "category": it.category, "split": it.split, "topics": it.topics, "n_options": len(it.options),
              "misaligned": it.misaligned, "orders": [], "cloze_loglik": [], "p_options": [], "p_misaligned_by_order": []}
             for it in items]
@@ -205,23 +193,6 @@ def _score_cloze(items: list[Item], cfg: PropensityConfig, model, tok, progress)
         rows[k]["orders"][-1] = o if o is not None else list(range(n))
     return _finish(rows)
 
-
-def _generate(prompts: list[str], model, tok, cfg: PropensityConfig, progress) -> list[str]:
-    import torch
-
-    torch.manual_seed(cfg.seed)
-    tok.padding_side = "left"
-    outs: list[str] = []
-    device = next(model.parameters()).device
-    for start in range(0, len(prompts), cfg.batch_size):
-        batch = prompts[start: start + cfg.batch_size]
-        enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=cfg.max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        outs += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        if progress:
-            progress(len(batch))
-    return outs
 
 
 def position_bias(rows: list[dict]) -> dict:
@@ -272,7 +243,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
     """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load.
     An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are removed)."""
     from curation.core.outputs import claim
-    from curation.lm.loading import load_model, resolve
+    from curation.lm.loading import resolve
 
     modes = cfg.modes()
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file,
@@ -284,31 +255,28 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
     out = owned.root
     source = resolve(cfg.model)
     t0 = time.time()
-    if cfg.backend not in ("hf", "vllm"):
-        raise CurationError(f"--backend must be hf or vllm, not {cfg.backend!r}")
-    if cfg.backend == "vllm":
-        if set(modes) & {"generate", "cloze"}:
-            raise CurationError("--mode generate and cloze run on the hf backend; use --backend hf")
-        from curation.lm.loading import hf_directory, load_tokenizer
-
-        model, tok = None, load_tokenizer(hf_directory(cfg.model))
-    else:
-        model, tok = loaded or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    if cfg.backend == "vllm" and set(modes) & {"generate", "cloze"}:
+        raise CurationError("--mode generate and cloze run on the hf backend; use --backend hf")
+    lm = LanguageModel.open(cfg.model, cfg.backend, cfg.dtype, cfg.device, cfg.batch_size, loaded)  # the one backend choice
+    tok = lm.tokenizer
     load_s = time.time() - t0
     style = cfg.style()
     t1 = time.time()
-    by_mode = {}
-    for mode in modes:
-        if progress:
-            from rich.progress import Progress
+    try:
+        by_mode = {}
+        for mode in modes:
+            if progress:
+                from rich.progress import Progress
 
-            n_units = (sum(len(it.options) for it in items) * (2 if cfg.list_options else 1) if mode == "cloze"
-                       else len(shown_prompts(items, cfg, mode, tok)[0]))
-            with Progress(transient=True) as bar:
-                task = bar.add_task(f"{mode}: scoring {len(items)} items ({n_units} prompts)", total=n_units)
-                by_mode[mode] = _score_items(items, cfg, model, tok, lambda n: bar.advance(task, n), mode)
-        else:
-            by_mode[mode] = _score_items(items, cfg, model, tok, None, mode)
+                n_units = (sum(len(it.options) for it in items) * (2 if cfg.list_options else 1) if mode == "cloze"
+                           else len(shown_prompts(items, cfg, mode, tok)[0]))
+                with Progress(transient=True) as bar:
+                    task = bar.add_task(f"{mode}: scoring {len(items)} items ({n_units} prompts)", total=n_units)
+                    by_mode[mode] = _score_items(items, cfg, lm, lambda n: bar.advance(task, n), mode)
+            else:
+                by_mode[mode] = _score_items(items, cfg, lm, None, mode)
+    finally:
+        lm.close()  # the vLLM worker, when there is one
     score_s = time.time() - t1
     rows = by_mode[modes[0]]
     summary = summarise(rows, cfg, cfg.seed)

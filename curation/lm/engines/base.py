@@ -12,6 +12,7 @@ from curation.lm.config import BackendConfig, Sampling
 class Request:
     messages: list[dict]   # chat messages: [{"role": "system"|"user", "content": ...}]
     seed: int | None   # per-request sampling seed (None: the engine's own stream; faster on CPU vLLM)
+    prompt: str | None = None  # raw text, already templated (transformers backend): used instead of `messages`
 
 
 @dataclass

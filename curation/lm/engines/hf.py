@@ -19,8 +19,23 @@ class TransformersGenerator:
         self.max_batch = max_batch
         self.device = next(self.model.parameters()).device
 
+    @classmethod
+    def from_loaded(cls, model, tok, spec: str, max_batch: int = 16) -> "TransformersGenerator":
+        """A generator over a model another caller already loaded (evals' generate mode)."""
+        self = cls.__new__(cls)
+        import torch
+
+        from curation.lm.loading import resolve
+
+        self.torch, self.model, self.tok, self.max_batch = torch, model, tok, max_batch
+        self.tok.padding_side = "left"
+        self.model_id = resolve(spec).model_id
+        self.device = next(model.parameters()).device
+        return self
+
     def _encode(self, requests: list[Request]):
-        texts = [self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+        texts = [r.prompt if r.prompt is not None else
+                 self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     def generate(self, requests: list[Request], sampling: Sampling, force_length: bool = False) -> list[Completion]:
