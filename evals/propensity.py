@@ -40,6 +40,7 @@ class PropensityConfig:
     device: str | None = None
     dtype: str = "auto"                 # auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     backend: str = "hf"                 # hf (transformers) | vllm (prompt_logprobs, in vLLM's own environment)
+    lineage: dict | None = None         # where the model came from (condition, mix lock, checkpoint, ...): into summary.json
 
     def style(self) -> PromptStyle:
         mode = "chat" if self.mode in ("chat", "generate") else "base"
@@ -218,7 +219,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
         "model": source.model_id, "mode": cfg.mode, "system_prompt": style.system, "assistant_prefix": style.assistant_prefix,
         "example_prompt": style.render(items[0], orders(len(items[0].options))[0], tok),
         "item_files": sorted({it.source for it in items}), "seed": cfg.seed, "n_boot": cfg.n_boot, "tag": cfg.tag,
-        "condition": cfg.condition, "config": asdict(cfg), "versions": _versions(),
+        "condition": cfg.condition, "lineage": cfg.lineage or {}, "config": asdict(cfg), "versions": _versions(),
         "elapsed_s": {"load_model": round(load_s, 2), "score": round(score_s, 2)},
         "items_per_s": round(len(items) / score_s, 2) if score_s else None,
     })

@@ -7,7 +7,28 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from curation.errors import CurationError
 from curation.yamlconfig import apply_overrides, read_yaml, validate
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def shipped_configs(directory: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def resolve_config(spec: str | Path, directory: Path = CONFIG_DIR) -> Path:
+    """A config file path, or the name of a shipped config (`tiny_cpu`, `llama_350m_gpu`; `train/configs/tiny_cpu.yaml`
+    works too) from any directory."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    named = directory / f"{p.stem}.yaml"
+    if (len(p.parts) == 1 or p.parent.as_posix().endswith(directory.relative_to(directory.parents[1]).as_posix())) \
+            and named.is_file():
+        return named
+    raise CurationError(f"{spec}: no such config file or shipped config; pass a YAML path or one of "
+                        f"{', '.join(shipped_configs(directory))}")
 
 
 class _Strict(BaseModel):
@@ -89,6 +110,7 @@ class TrainConfig(_Strict):
     peak_tflops: Optional[float] = None      # per device, for MFU; default: known GPUs' bf16 dense peak
     init_from: Optional[str] = None          # checkpoint whose weights start this run (midtraining / CPT)
     threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
+    keep_checkpoints: int = 2                # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
 
 
 class PretrainConfig(_Strict):
@@ -107,6 +129,7 @@ class PretrainConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
+        path = resolve_config(path)
         return cls.validated(apply_overrides(read_yaml(path, "docs/train.md"), overrides), str(path))
 
     @classmethod

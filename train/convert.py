@@ -200,7 +200,8 @@ def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str
         except CurationError:
             if tokenizer:
                 raise
-    (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration")}) + "\n")
+    (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration"),
+                                            "lineage": common.get("lineage") or {}}) + "\n")
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)

@@ -101,6 +101,9 @@ class PosttrainConfig(_Strict):
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
+        from train.config import resolve_config
+
+        path = resolve_config(path, Path(__file__).parent / "configs")
         raw = apply_overrides(read_yaml(path, DOCS), overrides)
         return cls.validated(raw, str(path))
 
