@@ -166,6 +166,10 @@ from train.cli import train_app  # noqa: E402
 
 app.add_typer(train_app, name="train")
 
+from curation.experiment.cli import experiment_app  # noqa: E402
+
+app.add_typer(experiment_app, name="experiment")
+
 
 def main():  # pragma: no cover
     sys.exit(app())
