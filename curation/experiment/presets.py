@@ -90,10 +90,11 @@ train:
   gpus: 8                       # Slurm: GPUs per node (torchrun processes); 0 = CPU
   nodes: 1
 
-# SFT then DPO, identical for every condition (a `curate train posttrain` config without model/output/condition).
+# SFT then DPO, identical for every condition (a `curate train posttrain` config without model/output/condition);
+# `demo` is the tiny shipped set that only exercises the loop: put real SFT / preference data here.
 posttrain:
-  sft: {{data: [demo], steps: 200, batch_size: 8, max_length: 512}}
-  dpo: {{data: [demo], steps: 100, batch_size: 4, max_length: 512}}
+  sft: {data: [demo], steps: 200, batch_size: 8, max_length: 512}
+  dpo: {data: [demo], steps: 100, batch_size: 4, max_length: 512}
 """,
     "demo": """\
 seeds: [0]                      # replicates: one training run per condition and seed

@@ -33,8 +33,12 @@ class Ctx:
         return dict(self.dep(kind)[2].get("lineage") or {})
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def lock_digest(path: Path) -> str:
+    """sha256 of a mix lock without the path of its manifest (which lies in the node's directory): the same mix gives
+    the same digest wherever the experiment's output directory is."""
+    lock = json.loads(path.read_text())
+    lock["manifest"].pop("path", None)
+    return hashlib.sha256(json.dumps(lock, sort_keys=True).encode()).hexdigest()
 
 
 def classify(ctx: Ctx) -> dict:
@@ -72,8 +76,7 @@ def mix(ctx: Ctx) -> dict:
     path = ctx.dir / "manifest.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     res = build(path, ctx.dir / "mix", overwrite=True, progress=False)
-    lock = ctx.dir / "mix" / "mix.lock.json"
-    lin = {"condition": ctx.node.condition, "mix": {"name": manifest["name"], "lock_sha256": _sha(lock),
+    lin = {"condition": ctx.node.condition, "mix": {"name": manifest["name"], "lock_sha256": lock_digest(ctx.dir / "mix" / "mix.lock.json"),
                                                     "tokens": res.lock["totals"]["tokens"], "documents": res.lock["totals"]["docs"],
                                                     "sources": {s["name"]: round(s["share"], 6) for s in res.lock["sources"]}}}
     return {"outputs": {"mix": "mix"}, "lineage": lin}
@@ -88,7 +91,7 @@ def tokens(ctx: Ctx) -> dict:
     b = res.blend
     lin = ctx.lineage("mix")
     lin["blend"] = {"prefixes": b["prefixes"], "weights": b["weights"], "tokens": res.tokens, "documents": res.documents,
-                    "max_tokens": p["max_tokens"], "sha256": _sha(ctx.dir / "tokens" / "blend.json")}
+                    "max_tokens": p["max_tokens"]}
     return {"outputs": {"blend": "tokens/blend.json"}, "lineage": lin}
 
 
