@@ -39,8 +39,10 @@ def propensity(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
+    from curation.quiet import quiet_third_party
     from evals.propensity import PropensityConfig, run_propensity
 
+    quiet_third_party(progress)
     cfg = PropensityConfig(model=model, items=items, mode=mode, system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,
                            include_non_alignment=include_non_alignment, tag=tag, condition=condition, device=device, backend=backend)

@@ -12,26 +12,7 @@ import os
 import platform
 import sys
 import time
-import warnings
 from pathlib import Path
-
-
-def quiet() -> None:
-    """Third-party start-up chatter and bars (Apex/TE, Megatron, TRL, transformers, tqdm, datatrove) stay out of the
-    node logs' way; the stages' own progress is off in nodes."""
-    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(megatron|torch|trl|transformers)")
-    for k, v in (("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error"), ("HF_HUB_DISABLE_PROGRESS_BARS", "1"),
-                 ("TQDM_DISABLE", "1"), ("HF_HUB_OFFLINE", "1"), ("DATATROVE_COLORIZE_LOGS", "0"), ("PYTHONWARNINGS", "ignore")):
-        os.environ.setdefault(k, v)
-    try:
-        from transformers.utils import logging as tlog
-
-        tlog.set_verbosity_error()
-        tlog.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 def run_node(out: Path, node_id: str) -> dict:
@@ -58,7 +39,10 @@ def run_node(out: Path, node_id: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    quiet()
+    from curation.quiet import quiet_third_party
+
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    quiet_third_party(progress=False)
     from curation.errors import CurationError
 
     out, node_id = Path(argv[0]), argv[1]
