@@ -44,8 +44,9 @@ class Node:
         return asdict(self)
 
 
-def fingerprint(paths: list[str]) -> list[list]:
-    """[relative path, size, mtime_ns] of every file under the paths (directories recursively, hidden ones skipped)."""
+def fingerprint(paths: list[str], suffixes: tuple[str, ...] | None = None) -> list[list]:
+    """[relative path, size, mtime_ns] of every file under the paths (directories recursively; hidden and `_`-prefixed
+    entries skipped, as shard listings skip them; with `suffixes`, only files ending so)."""
     out = []
     for p in paths:
         root = Path(p)
@@ -54,9 +55,9 @@ def fingerprint(paths: list[str]) -> list[list]:
             out.append([str(root), st.st_size, st.st_mtime_ns])
         elif root.is_dir():
             for dirpath, dirs, files in os.walk(root):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
                 for f in sorted(files):
-                    if f.startswith("."):
+                    if f.startswith((".", "_")) or (suffixes and not f.endswith(suffixes)):
                         continue
                     fp = Path(dirpath) / f
                     st = fp.stat()
@@ -191,7 +192,7 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
     shared_deps: list[str] = []
     if exp.inputs.attributes:
         attributes = ef.resolve(exp.inputs.attributes)
-        attr_fp = fingerprint([attributes])
+        attr_fp = fingerprint([attributes], suffixes=(".parquet",))   # the attribute files, not summary.json or logs
     else:
         add(Node("_shared/classify", "classify", {"corpus": corpus, "inputs": fingerprint([corpus])}))
         attributes, attr_fp = CLASSIFY_REF, None

@@ -174,10 +174,13 @@ class _Lock:
         self.f.close()
 
 
-def prepare_output(out: Path, plan: Plan) -> None:
-    if out.exists() and any(out.iterdir()) and not (out / "graph.json").exists():
+def claim_output(out: Path) -> None:
+    if out.exists() and any(p.name != ".lock" for p in out.iterdir()) and not (out / "graph.json").exists():
         raise CurationError(f"{out}: not empty and not an experiment directory; pick another --output")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_output(out: Path, plan: Plan) -> None:
     (out / "logs").mkdir(exist_ok=True)
     write_graph(out, plan.ef, plan.nodes)
     shutil.copyfile(plan.ef.path, out / "experiment.yaml")
@@ -258,9 +261,10 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
     for n in plan.notes:
         log(f"note: {n}")
-    prepare_output(out, plan)
+    claim_output(out)
     lock = _Lock(out)
     try:
+        prepare_output(out, plan)
         cached = [n.id for n in plan.nodes if plan.done[n.id]]
         log(f"{len(plan.nodes)} nodes: {len(cached)} finished, {len(plan.to_run)} to run -> {out}")
         if executor == "slurm":
