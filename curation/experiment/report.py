@@ -203,7 +203,7 @@ def _headline(res: dict, path: Path) -> Path | None:
     plt = _plt()
     metrics = sorted({d["metric"] for d in ds})
     conds = [c for c in res["conditions"] if c != res["baseline"]]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(5, 3.2 * len(metrics) + 1.5), 0.5 * len(conds) + 2.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(max(7, 3.2 * len(metrics) + 1.5), 0.5 * len(conds) + 2.4), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for j, (st, mk) in enumerate((("base", "o"), ("posttrained", "s"))):
             pts = [(conds.index(d["condition"]), d) for d in ds if d["metric"] == metric and d["stage"] == st]
@@ -214,6 +214,7 @@ def _headline(res: dict, path: Path) -> Path | None:
             err = [[d["diff"] - d["ci"][0] for _, d in pts], [d["ci"][1] - d["diff"] for _, d in pts]]
             ax.errorbar(x, y, xerr=err, fmt=mk, capsize=3, label=st)
         ax.axvline(0, color="grey", lw=0.8)
+        ax.set_ylim(-0.6, len(conds) - 0.4)
         ax.set_yticks(range(len(conds)), conds)
         ax.set_title(metric.split("/", 1)[1], fontsize=9)
         ax.set_xlabel(f"mean P(misaligned) minus {res['baseline']}")
