@@ -188,6 +188,10 @@ from curation.workflows import posttrain_and_evaluate  # noqa: E402
 _register_posttrain(train_app, run_posttrain=posttrain_and_evaluate)  # sft, dpo, posttrain: docs/posttrain.md
 app.add_typer(train_app, name="train")
 
+from curation.experiment.cli import experiment_app  # noqa: E402
+
+app.add_typer(experiment_app, name="experiment")
+
 
 def main():  # pragma: no cover
     sys.exit(app())

@@ -42,8 +42,10 @@ def propensity(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Score how often a model picks the misaligned option; writes items.jsonl, summary.json, summary.md."""
+    from curation.core.quiet import quiet_third_party
     from evals.propensity import PropensityConfig, run_propensity
 
+    quiet_third_party(progress)
     cfg = PropensityConfig(model=model, items=items, mode=mode, variants=variants, list_options=list_options, items_dir=items_dir,
                            system_prompt=system_prompt, assistant_prefix=assistant_prefix,
                            batch_size=batch_size, seed=seed, limit_per_file=limit_per_file, matching_is=matching_is,

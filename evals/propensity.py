@@ -45,6 +45,7 @@ class PropensityConfig:
     device: str | None = None
     dtype: str = "auto"                 # auto (bf16 on GPU, float32 on CPU) | float32 | bfloat16 | float16
     backend: str = "hf"                 # hf (transformers) | vllm (prompt_logprobs, in vLLM's own environment)
+    lineage: dict | None = None         # where the model came from (condition, mix lock, checkpoint, ...): into summary.json
 
     def modes(self) -> list[str]:
         out = [m.strip() for m in self.mode.split(",") if m.strip()]
@@ -294,7 +295,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
         "item_files": sources, "item_files_sha256": {f: file_sha256(f) for f in sources if Path(f).is_file()},
         "polarity_table_sha256": file_sha256(POLARITY_TABLE) if POLARITY_TABLE.exists() else None,
         "seed": cfg.seed, "n_boot": cfg.n_boot, "tag": cfg.tag,
-        "condition": cfg.condition, "config": asdict(cfg), "versions": _versions(),
+        "condition": cfg.condition, "lineage": cfg.lineage or {}, "config": asdict(cfg), "versions": _versions(),
         "elapsed_s": {"load_model": round(load_s, 2), "score": round(score_s, 2)},
         "items_per_s": round(len(items) / score_s, 2) if score_s else None,
     })

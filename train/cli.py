@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,11 +19,12 @@ train_app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console(stderr=True)
 
 
-def _quiet():
+def _quiet(progress: bool = True):
     """megatron-core warns at import time that Transformer Engine / Apex are absent; on CPU that is expected."""
-    warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
-    warnings.filterwarnings("ignore", category=FutureWarning, module="megatron")
+    from curation.core.quiet import quiet_third_party
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    quiet_third_party(progress)
 
 
 @train_app.command()
@@ -35,9 +35,11 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
              text_key: str = typer.Option("text", "--text-key"),
              weights: List[str] = typer.Option([], "--weights", help="SOURCE=W[,SOURCE=W...]: overrides the mix's weights"),
              overwrite: bool = typer.Option(False, help="Replace tokens of another mix or tokenizer in OUTPUT (removes only what `curate train tokenize` wrote)"),
+             max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Only what a run reads: each dataset's "
+                                                      "share of N tokens, from its first shards (the mix is shuffled)"),
              progress: bool = typer.Option(True, "--progress/--no-progress")):
     """Tokenise a mix into Megatron indexed datasets (EOD after every document), one per source, plus blend.json."""
-    _quiet()
+    _quiet(progress)
     from train.tokenize import tokenize_mix
 
     try:
@@ -49,10 +51,11 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
                           console=console) as bar:
                 task = bar.add_task("shards", total=None)
                 res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
-                                   overwrite=overwrite, progress=lambda d, n: bar.update(task, completed=d, total=n))
+                                   overwrite=overwrite, max_tokens=max_tokens,
+                                   progress=lambda d, n: bar.update(task, completed=d, total=n))
         else:
             res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
-                               overwrite=overwrite)
+                               overwrite=overwrite, max_tokens=max_tokens)
     except CurationError as e:
         _fail(e)
     if res.changed:
@@ -76,7 +79,7 @@ def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/con
              sets: List[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
              progress: bool = typer.Option(True, "--progress/--no-progress")):
     """Train a Megatron-core GPT model (resumes from <save_dir>/checkpoints when present). Multi-GPU: torchrun -m train."""
-    _quiet()
+    _quiet(progress)
     from train.config import PretrainConfig
     from train.pretrain import pretrain as run
 
@@ -89,9 +92,8 @@ def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/con
         res = run(cfg, str(config), progress=progress)
     except CurationError as e:
         _fail(e)
-    if int(os.environ.get("RANK", "0")) == 0:
-        console.print(json.dumps({k: res.get(k) for k in ("save_dir", "start_iteration", "iteration", "loss", "tokens_per_s", "mfu")}),
-                      highlight=False)
+    if int(os.environ.get("RANK", "0")) == 0:   # the result on stdout; diagnostics stay on stderr
+        print(json.dumps({k: res.get(k) for k in ("save_dir", "start_iteration", "iteration", "loss", "tokens_per_s", "mfu")}))
 
 
 @train_app.command()

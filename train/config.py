@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Optional
 
 from pydantic import model_validator
 
 from curation.core.config import Strict
+from curation.core.errors import CurationError
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def shipped_configs(directory: Path = CONFIG_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.yaml"))
+
+
+def resolve_config(spec: str | Path, directory: Path = CONFIG_DIR) -> Path:
+    """A config file path, or the name of a shipped config (`tiny_cpu`, `llama_350m_gpu`; `train/configs/tiny_cpu.yaml`
+    works too) from any directory."""
+    p = Path(spec)
+    if p.is_file():
+        return p
+    named = directory / f"{p.stem}.yaml"
+    if (len(p.parts) == 1 or p.parent.as_posix().endswith(directory.relative_to(directory.parents[1]).as_posix())) \
+            and named.is_file():
+        return named
+    raise CurationError(f"{spec}: no such config file or shipped config; pass a YAML path or one of "
+                        f"{', '.join(shipped_configs(directory))}")
 
 
 class ModelConfig(Strict):
@@ -84,6 +106,7 @@ class TrainConfig(Strict):
     peak_tflops: Optional[float] = None      # per device, for MFU; default: known GPUs' bf16 dense peak
     init_from: Optional[str] = None          # checkpoint whose weights start this run (midtraining / CPT)
     threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
+    keep_checkpoints: int = 2                # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
 
 
 class PretrainConfig(Strict):
@@ -101,3 +124,7 @@ class PretrainConfig(Strict):
             raise ValueError("train.global_batch_size must be a multiple of train.micro_batch_size")
         return self
 
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
+        """`path` may also name a shipped config (`tiny_cpu`), from any directory."""
+        return super().from_yaml(resolve_config(path), overrides)

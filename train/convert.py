@@ -212,7 +212,8 @@ def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str
         except CurationError:
             if tokenizer:
                 raise
-    (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration")}) + "\n")
+    (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration"),
+                                            "lineage": common.get("lineage") or {}}) + "\n")
     for p in sorted(tmp.iterdir()):     # each file recorded as the command's before it is moved into place
         owned.own(p.name, tree=p.is_dir())
         os.replace(p, out / p.name)

@@ -46,13 +46,15 @@ def _progress(enabled: bool, total: int, start: int):
                     TimeRemainingColumn(), transient=False)
 
 
-def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = True) -> dict:
+def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = True, lineage: dict | None = None) -> dict:
+    """`lineage` (condition, mix lock, blend, seed, ...: whatever the caller knows) is stored in every checkpoint's
+    common state, so a converted model's SOURCE and its evals can name where it came from."""
     t = cfg.train
     if t.threads:
         torch.set_num_threads(t.threads)
     dist = distributed.init(t.tensor_parallel, t.pipeline_parallel, t.seed, origin)
     try:
-        return _run(cfg, origin, dist, progress)
+        return _run(cfg, origin, dist, progress, lineage)
     finally:
         distributed.shutdown()
 
@@ -77,7 +79,7 @@ def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
     out.own("checkpoints", "data-cache", tree=True)
 
 
-def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
+def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict | None = None) -> dict:
     t, save_dir = cfg.train, Path(cfg.train.save_dir)
     resume_dir = checkpoint.latest(save_dir)
     init_dir = checkpoint.resolve(t.init_from) if (t.init_from and resume_dir is None) else None
@@ -142,12 +144,12 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool) -> dict:
     tokens_per_step = t.global_batch_size * seq
     common_state = {"model_config": model_cfg.model_dump(), "vocab_size": vocab_size, "tokenizer_vocab_size": tok_vocab,
                     "tokenizer": tok_spec, "eod": eod, "layer_spec": layer_spec_name(dist.on_gpu),
-                    "train_config": json.loads(cfg.model_dump_json())}
+                    "train_config": json.loads(cfg.model_dump_json()), "lineage": lineage or {}}
 
     def save(iteration: int):
         model_sd = model.sharded_state_dict()
         state = {"model": model_sd, "optimizer": engine.sharded_optimizer_state(model_sd), "iteration": iteration, **common_state}
-        checkpoint.save(save_dir, iteration, state, dist.rank == 0)
+        checkpoint.save(save_dir, iteration, state, dist.rank == 0, keep=t.keep_checkpoints)
 
     last = {"iteration": start}
     show = progress and dist.is_logger

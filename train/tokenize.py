@@ -9,6 +9,10 @@ done (``OUT/parts/<shard>.done.json``) only after its parts are complete, so a k
 When every shard is done the parts are concatenated per source with Megatron's ``IndexedDatasetBuilder.add_index``
 into ``OUT/<source>.bin/.idx`` and ``OUT/blend.json`` records the prefixes and weights the trainer reads.
 The format is Megatron-core's own (``megatron.core.datasets.indexed_dataset``); an EOD token ends every document.
+
+``max_tokens``: only what a run will read is tokenised. Each dataset gets ``ceil(max_tokens x weight)`` tokens (EOD
+included): its shards are read in order and the last one stops after the document that reaches the budget. A mix's
+shards are globally shuffled, so this is a uniform sample of the mix; shards are then done one at a time, in order.
 """
 
 from __future__ import annotations
@@ -133,7 +137,11 @@ def _tokenize_shard(job: dict) -> dict:
     eod, dtype = job["eod"], np.dtype(job["dtype"]).type
     builders: dict[str, IndexedDatasetBuilder] = {}
     counts: dict[str, dict] = {}
+    cap = job.get("max_tokens")
+    total = 0
     for rb in pf.iter_batches(batch_size=batch, columns=[text_key] + (["source"] if has_source else [])):
+        if cap is not None and total >= cap:
+            break
         texts = rb.column(text_key).to_pylist()
         sources = rb.column("source").to_pylist() if has_source else [job["default_source"]] * len(texts)
         keep = [i for i, t in enumerate(texts) if t]
@@ -150,6 +158,9 @@ def _tokenize_shard(job: dict) -> dict:
             b.add_document(doc, [len(doc)])
             counts[src]["documents"] += 1
             counts[src]["tokens"] += len(doc)
+            total += len(doc)
+            if cap is not None and total >= cap:
+                break
     for src, b in builders.items():
         tmp = parts / f"{key}.{src}"
         b.finalize(str(tmp) + ".idx.tmp")
@@ -205,12 +216,14 @@ def resolve_tokenizer(spec: str):
 
 def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, workers: int = 2, text_key: str = "text",
                  weights: Optional[dict[str, float]] = None, batch_size: int = 512, overwrite: bool = False,
-                 progress: Optional[Callable[[int, int], None]] = None) -> TokenizeResult:
+                 progress: Optional[Callable[[int, int], None]] = None, max_tokens: Optional[int] = None) -> TokenizeResult:
     mix_dir, output = Path(mix_dir), Path(output)
     t0 = time.perf_counter()
+    if max_tokens is not None and max_tokens <= 0:
+        raise CurationError(f"max_tokens {max_tokens}: pass a positive number of tokens (or none for the whole mix)")
     shards = find_shards(mix_dir)
     tdir, tok = resolve_tokenizer(tokenizer)
-    fp = _fingerprint(Path(tdir), text_key)
+    fp = {**_fingerprint(Path(tdir), text_key), "max_tokens": max_tokens}
     owned = claim(output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens)
     output = owned.root
     parts = output / "parts"
@@ -259,6 +272,9 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
     skipped = len(done)
     if progress:
         progress(len(done), len(shards))
+    if max_tokens is not None:
+        shards = _tokenize_limited(shards, jobs, done, mix_dir, shard_dataset, weights, max_tokens, tdir, progress)
+        jobs = []
     if jobs:
         workers = max(1, min(workers, len(jobs)))
         if workers == 1:
@@ -276,6 +292,9 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                         progress(len(done), len(shards))
     blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
                    weights_from=weights_from, own=owned.own)
+    if max_tokens is not None:
+        blend["max_tokens"] = max_tokens
+        (output / BLEND).write_text(json.dumps(blend, indent=1))
     res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
                          seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
     for s in blend["sources"]:
@@ -283,6 +302,36 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
         res.tokens += s["tokens"]
         res.per_source[s["name"]] = s
     return res
+
+
+def _tokenize_limited(shards: list[Path], jobs: list[dict], done: dict, mix_dir: Path, shard_dataset: dict,
+                      weights: Optional[dict[str, float]], max_tokens: int, tdir, progress) -> list[Path]:
+    """Shards in order, per dataset, until its share of max_tokens is reached; returns the shards that were used
+    (the rest are never read). Sequential, so the cut is the same whatever the workers and after any kill."""
+    import math
+
+    pending = {j["key"]: j for j in jobs}
+    name = lambda sh: shard_dataset.get(str(sh.resolve()), _default_source(mix_dir, sh))  # noqa: E731
+    names = sorted({name(sh) for sh in shards})
+    w = {_safe(k): float(v) for k, v in (weights or {}).items()}
+    total_w = sum(w.get(n, 0.0) for n in names)
+    budget = {n: math.ceil(max_tokens * (w.get(n, 0.0) / total_w if total_w else 1.0 / len(names))) for n in names}
+    used: list[Path] = []
+    loaded = False
+    for sh in shards:
+        n, key = name(sh), _shard_key(mix_dir, sh)
+        if budget[n] <= 0:
+            continue
+        if key in pending:
+            if not loaded:
+                _worker_init(str(tdir), rust_threads=True)
+                loaded = True
+            done[key] = _tokenize_shard({**pending[key], "max_tokens": budget[n]})
+            if progress:
+                progress(len(done), len(shards))
+        used.append(sh)
+        budget[n] -= sum(c["tokens"] for c in done[key]["sources"].values())
+    return used
 
 
 def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: dict, dtype: str,

@@ -236,10 +236,13 @@ def _realise(mf: ManifestFile, sp: SourcePlan) -> None:
                             f"no documents of {sp.docs_available:,}; loosen it or drop the source")
     e = sp.budget / sp.tokens_selected
     if e > s.max_epochs * (1 + 1e-9):
+        missing = sp.budget / s.max_epochs - sp.tokens_selected
         raise CurationError(f"{mf.source_where(i, 'max_epochs') if ('sources', i, 'max_epochs') in mf.lines else mf.source_where(i)}: "
                             f"the budget of {sp.budget:,.0f} tokens needs {e:.2f} epochs of the {sp.tokens_selected:,.0f} "
-                            f"selected tokens, over max_epochs {s.max_epochs:g}; lower the budget or weight, loosen the "
-                            f"filter, add data, or raise max_epochs")
+                            f"selected tokens, over max_epochs {s.max_epochs:g}: {missing:,.0f} tokens (about "
+                            f"{math.ceil(missing / (sp.tokens_selected / sp.docs_selected)):,} more documents like these) are "
+                            f"missing; lower the budget or weight, loosen the filter, add data (more `curate synth docs` for "
+                            f"a synthetic source), or raise max_epochs")
     full = int(math.floor(e + 1e-12))
     rest = sp.budget - full * sp.tokens_selected
     cum = np.cumsum(sp.hist_tokens)

@@ -13,7 +13,7 @@ from conftest import REPO, curate
 
 
 def test_demo_writes_attributes_summary_and_chart(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "curation.demo", str(tmp_path / "demo")], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "curation.demo", str(tmp_path / "demo"), "--classify-only"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "results:" in proc.stdout and "agreement with the demo documents' own labels" in proc.stdout
     png = tmp_path / "demo" / "classify_summary.png"

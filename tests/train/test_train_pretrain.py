@@ -84,7 +84,7 @@ def test_resume_after_sigkill_continues_the_same_loss_curve(blend, uninterrupted
     assert 4 <= it < STEPS, f"killed at checkpoint {it}; the run must be interrupted mid-way"
     resumed = curate(*args(blend, run))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f'"start_iteration": {it}' in resumed.stderr
+    assert f'"start_iteration": {it}' in resumed.stdout
     assert losses(run) == pytest.approx(losses(uninterrupted), abs=1e-5)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import List, Literal, Optional
 
 from pydantic import Field, PrivateAttr, model_validator
@@ -94,6 +95,13 @@ class PosttrainConfig(Strict):
     eval: EvalConfig = EvalConfig()
 
     _origin: str = PrivateAttr("config")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
+        """`path` may also name a shipped config (`demo_smollm2`), from any directory."""
+        from train.config import resolve_config
+
+        return super().from_yaml(resolve_config(path, Path(__file__).parent / "configs"), overrides)
 
     @classmethod
     def validated(cls, raw: dict, origin: str = "config") -> "PosttrainConfig":

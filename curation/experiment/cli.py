@@ -1,0 +1,104 @@
+"""`curate experiment init | plan | run` (mounted in curation/cli.py): a thin layer over curation.experiment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from curation.core.errors import CurationError
+
+experiment_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                             help="Run the experiment (conditions x stages: mix, tokens, train, convert, post-train, evals, "
+                                  "report) as one resumable command.")
+err = Console(stderr=True)
+
+
+def _fail(e: CurationError, code: int = 2):
+    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@experiment_app.command()
+def init(preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | demo"),
+         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Experiment file to write (default: print it)"),
+         corpus: Optional[str] = typer.Option(None, help="Corpus root (demo: the shipped demo corpus)"),
+         attributes: Optional[str] = typer.Option(None, help="`curate classify` output for the corpus (unset: classified by the experiment)"),
+         synthetic: Optional[str] = typer.Option(None, help="`curate synth docs` output"),
+         force: bool = typer.Option(False, help="Replace an existing file")):
+    """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the demo."""
+    from curation.experiment.presets import render_experiment
+
+    try:
+        text = render_experiment(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
+    except CurationError as e:
+        _fail(e)
+    if output is None:
+        print(text, end="")
+        return
+    if output.exists() and not force:
+        _fail(CurationError(f"{output}: exists; pass --force to replace it"))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    err.print(f"wrote {output} (preset {preset}); next: curate experiment plan {output}", highlight=False, soft_wrap=True)
+
+
+def _print_plan(plan, out: Optional[Path]) -> None:
+    con = Console() if Console().is_terminal else Console(width=160)
+    t = Table(title=f"experiment '{plan.ef.exp.name}': {len(plan.nodes)} nodes, {len(plan.nodes) - len(plan.to_run)} finished, "
+                    f"{len(plan.to_run)} to run" + (f" (in {out})" if out else ""), title_justify="left")
+    for col in ("node", "kind", "after", "status", "key"):
+        t.add_column(col)
+    for n in plan.nodes:
+        after = ", ".join(d.split("/")[-1] for d in n.deps) if n.kind != "report" else f"{len(n.deps)} evals"
+        t.add_row(n.id, n.kind, after, "finished" if plan.done[n.id] else "[bold]to run[/bold]", n.key[:10])
+    con.print(t)
+    for note in plan.notes:
+        con.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
+@experiment_app.command()
+def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate experiment init` writes one)"),
+         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory of a run: mark what is finished"),
+         check: bool = typer.Option(True, "--check/--no-check", help="Check every unbuilt mix's budget (a fast scan)")):
+    """Print the graph (condition x stage), what is finished and what will run; refuse impossible budgets."""
+    from curation.experiment.run import make_plan
+
+    try:
+        p = make_plan(experiment, output, check_budgets=check)
+    except CurationError as e:
+        _fail(e)
+    _print_plan(p, output)
+    if p.problems:
+        for prob in p.problems:
+            err.print(f"[red]error:[/red] {prob}", highlight=False, soft_wrap=True)
+        err.print("impossible budget: fix the experiment file before `curate experiment run`", highlight=False)
+        raise typer.Exit(2)
+
+
+@experiment_app.command()
+def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
+        output: Path = typer.Option(..., "--output", "-o", help="Output directory (nodes/, logs/, results.json, report/)"),
+        executor: str = typer.Option("local", help="local | slurm (one sbatch job per node, --dependency=afterok)"),
+        jobs: int = typer.Option(1, help="local: nodes run at once"),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr")):
+    """Run every unfinished node (a rerun skips finished ones; a killed run resumes), then write the report."""
+    from curation.experiment.run import run_experiment
+
+    log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
+    try:
+        res = run_experiment(experiment, output, executor=executor, jobs=jobs, log=log)
+    except CurationError as e:
+        _fail(e)
+    if res.submitted is not None:
+        err.print(f"submitted {len(res.submitted)} Slurm jobs (one per node, chained with --dependency=afterok); "
+                  f"scripts in {res.output / 'slurm'}; rerun the same command after they finish to see what is left",
+                  highlight=False, soft_wrap=True)
+        print(res.output / "results.json")
+        return
+    err.print(f"{len(res.ran)} nodes ran, {len(res.cached)} were finished; record {res.record}", highlight=False, soft_wrap=True)
+    print(f"results  {res.results}")
+    print(f"report   {res.report}")

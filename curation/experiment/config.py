@@ -1,0 +1,176 @@
+"""The experiment file: a typed, strict YAML (pydantic) naming the inputs, the conditions, the training and
+post-training recipe, the evals and the seeds. Relative paths are relative to the file's directory.
+Reference: docs/experiment.md."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from curation.core.errors import CurationError
+from curation.core.config import read_yaml, validate
+
+DOCS = "docs/experiment.md"
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Inputs(_Strict):
+    """Shared by every condition."""
+
+    corpus: str                              # corpus root: one source per sub-directory holding shards (else the root)
+    attributes: Optional[str] = None         # `curate classify` output for corpus; unset: the experiment classifies it
+    synthetic: Optional[str] = None          # synth output, for presets that add synthetic documents
+
+
+class Condition(_Strict):
+    """A data condition: a `curate mix` preset (with overrides) or a manifest file."""
+
+    name: str = Field(..., pattern=NAME)
+    preset: Optional[str] = None             # unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections
+    manifest: Optional[str] = None           # a manifest YAML instead of a preset (its paths are relative to it)
+    set: dict[str, Any] = Field(default_factory=dict)  # dotted manifest overrides: target_tokens, sources.NAME.weight, sources.*.max_epochs
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.preset is None) == (self.manifest is None):
+            raise ValueError(f"condition {self.name}: give exactly one of `preset` or `manifest`")
+        return self
+
+
+class TrainSpec(_Strict):
+    stage: Literal["pretrain", "midtrain", "cpt"] = "pretrain"
+    init_from: Optional[str] = None          # midtrain / cpt: the model whose weights start every run (HF dir, smollm2, checkpoint)
+    config: str = "tiny_cpu"                 # a shipped config name (train/configs) or a YAML path
+    set: dict[str, Any] = Field(default_factory=dict)   # dotted overrides of the config (train.steps, optim.lr, ...)
+    gpus: int = Field(0, ge=0)               # Slurm: GPUs per node for this stage (torchrun processes per node)
+    nodes: int = Field(1, ge=1)              # Slurm: nodes per training run
+
+    @model_validator(mode="after")
+    def _init(self):
+        if self.stage != "pretrain" and not self.init_from:
+            raise ValueError(f"train.stage {self.stage} starts from a model: set train.init_from")
+        return self
+
+
+class PropensitySuite(_Strict):
+    name: str = Field(..., pattern=NAME)
+    items: list[str] = Field(..., min_length=1)  # item files or directories (`curate eval propensity --items`)
+    modes: list[Literal["base", "chat", "generate"]] = ["base"]
+    system_prompts: list[Optional[str]] = [None]  # chat/generate: none | ai-assistant | hhh | a file | the text
+    limit_per_file: Optional[int] = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class PerplexitySuite(_Strict):
+    name: str = Field("heldout", pattern=NAME)
+    data: list[str] = Field(..., min_length=1)   # JSONL/Parquet files or directories with `text`, never trained on
+    max_docs: int = Field(64, ge=1)
+    seq_length: int = Field(512, ge=8)
+    batch_size: int = Field(8, ge=1)
+
+
+class EvalSpec(_Strict):
+    propensity: list[PropensitySuite] = Field(default_factory=list)
+    perplexity: list[PerplexitySuite] = Field(default_factory=list)
+    checkpoints: Union[Literal["final", "all"], int] = "final"   # int k: every k-th save (and the final one): a trajectory
+    n_boot: int = Field(1000, ge=100)        # bootstrap resamples for every CI
+    seed: int = 0                            # bootstrap seed
+
+    @model_validator(mode="after")
+    def _some(self):
+        if not self.propensity and not self.perplexity:
+            raise ValueError("evals: give at least one propensity or perplexity suite")
+        if isinstance(self.checkpoints, int) and self.checkpoints < 1:
+            raise ValueError("evals.checkpoints: final, all, or a positive k (every k-th save)")
+        return self
+
+
+class SlurmSpec(_Strict):
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    time: str = "24:00:00"
+    cpus_per_task: int = Field(8, ge=1)
+    mem: Optional[str] = None
+    extra: list[str] = Field(default_factory=list)   # more `#SBATCH` lines, e.g. "--qos=high"
+    python: Optional[str] = None             # the interpreter on the cluster (default: this one)
+
+
+class Experiment(_Strict):
+    name: str = Field(..., pattern=NAME)
+    inputs: Inputs
+    conditions: list[Condition] = Field(..., min_length=1)
+    baseline: Optional[str] = None           # the condition differences are taken against (default: the first)
+    seeds: list[int] = Field([0], min_length=1)  # replicates: one training run per condition and seed (train.seed, data.seed)
+    train: TrainSpec = TrainSpec()
+    posttrain: Optional[dict[str, Any]] = None  # a `curate train posttrain` config without model/output/condition (SFT then DPO)
+    evals: EvalSpec
+    slurm: SlurmSpec = SlurmSpec()
+
+    @model_validator(mode="after")
+    def _names(self):
+        names = [c.name for c in self.conditions]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"condition names must be unique ({', '.join(dup)} repeated)")
+        if self.baseline is not None and self.baseline not in names:
+            raise ValueError(f"baseline {self.baseline!r} is not a condition ({', '.join(names)})")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds must be distinct")
+        return self
+
+    @property
+    def baseline_name(self) -> str:
+        return self.baseline or self.conditions[0].name
+
+
+class ExperimentFile:
+    """A loaded experiment plus its path (relative paths resolve against its directory)."""
+
+    def __init__(self, path: Path, text: str, exp: Experiment):
+        self.path, self.text, self.exp = path, text, exp
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def resolve(self, p: str | None) -> str | None:
+        """Paths relative to the file's directory; model aliases (no path separator, not a file there) stay as given."""
+        if p is None:
+            return None
+        q = Path(p).expanduser()
+        if q.is_absolute():
+            return str(q)
+        cand = (self.path.parent / q).resolve()
+        if cand.exists() or "/" in p or q.suffix:
+            return str(cand)
+        return p
+
+
+def load_experiment(path: str | Path) -> ExperimentFile:
+    path = Path(path)
+    raw = read_yaml(path, DOCS)
+    exp = validate(Experiment, raw, str(path), DOCS)
+    ef = ExperimentFile(path.resolve(), path.read_text(), exp)
+    if exp.posttrain is not None:
+        from train.posttrain.config import PosttrainConfig
+
+        for key in ("model", "output", "condition"):
+            if key in exp.posttrain:
+                raise CurationError(f"{path}: `posttrain.{key}`: set by the experiment (per condition and seed); remove it")
+        validate(PosttrainConfig, {**exp.posttrain, "output": "x"}, f"{path}: posttrain", "docs/posttrain.md")
+    from curation.mix.presets import PRESETS
+
+    for c in exp.conditions:
+        if c.preset is not None and c.preset not in PRESETS:
+            raise CurationError(f"{path}: condition {c.name}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}")
+        if c.preset in ("alignment-upsampled", "misalignment-upsampled", "reflections") and not exp.inputs.synthetic:
+            raise CurationError(f"{path}: condition {c.name}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
+                                "(`curate synth docs` output)")
+    return ef

@@ -1,0 +1,173 @@
+"""`curate experiment init --preset tice2026|spp|demo`: commented experiment files.
+
+tice2026: the four data conditions of Tice et al. (2026) against the unfiltered baseline; spp: persona reflections
+in about 10% of documents (synthetic aligned documents with reflections) against the same baseline; demo: two
+conditions on the data this package ships, a tiny model, small eval subsets, nothing else to pass.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from curation.core.errors import CurationError
+
+PACKAGE = Path(__file__).resolve().parents[1]
+DEMO_CORPUS = PACKAGE / "data" / "demo_corpus"
+DEMO_EVALS = PACKAGE.parent / "evals" / "data" / "demo"
+
+PRESETS = {
+    "tice2026": "unfiltered, filtered, alignment-upsampled and misalignment-upsampled (Tice et al. 2026)",
+    "spp": "persona reflections in about 10% of documents against the unfiltered baseline",
+    "demo": "two conditions on the shipped demo corpus, a tiny model, small eval subsets (minutes on a laptop CPU)",
+}
+
+HEAD = """\
+# curate experiment: {desc}.
+# Written by `curate experiment init --preset {preset}`; reference: docs/experiment.md.
+# `curate experiment plan THIS.yaml` prints the graph and checks the budgets; `curate experiment run THIS.yaml -o DIR`
+# runs it (a rerun skips finished nodes). Relative paths are relative to this file's directory.
+
+name: {name}
+
+inputs:
+  corpus: {corpus}      # one source per sub-directory holding shards (else the directory itself)
+{attributes}
+{synthetic}
+"""
+
+CONDITIONS = {
+    "tice2026": """\
+# Each condition is a `curate mix` preset (or `manifest: FILE`), with dotted overrides under `set`
+# (target_tokens, sources.NAME.weight, sources.*.max_epochs, ...). Differences are taken against `baseline`.
+conditions:
+  - name: unfiltered
+    preset: unfiltered
+  - name: filtered
+    preset: filtered            # ai_discourse < 0.5 removed, its tokens refilled from kept documents
+  - name: alignment-upsampled
+    preset: alignment-upsampled # + synthetic aligned-AI documents, about 1% of tokens
+  - name: misalignment-upsampled
+    preset: misalignment-upsampled
+baseline: unfiltered
+""",
+    "spp": """\
+# Persona reflections in about 10% of the mix: synthetic aligned documents with reflections appended
+# (`curate synth reflect`), weight 0.10, against the same unfiltered baseline.
+conditions:
+  - name: unfiltered
+    preset: unfiltered
+  - name: reflections-10pct
+    preset: reflections
+    set:
+      sources.synthetic-aligned.weight: 0.10
+      sources.synthetic-aligned.max_epochs: 4   # the plan refuses budgets that need more passes, naming what is missing
+baseline: unfiltered
+""",
+    "demo": """\
+conditions:
+  - name: unfiltered
+    preset: unfiltered
+  - name: filtered
+    preset: filtered            # documents tagged as AI discourse (ai_discourse >= 0.5) removed and refilled
+    set:
+      sources.*.max_epochs: 16  # a small corpus: refilling what the filter removed needs more passes
+baseline: unfiltered
+""",
+}
+
+TRAIN = {
+    "gpu": """\
+seeds: [0, 1, 2]                # replicates: one training run per condition and seed (train.seed = data.seed = seed)
+
+train:
+  stage: pretrain               # pretrain from scratch | midtrain / cpt from init_from
+  # init_from: smollm2          # midtrain / cpt: HF directory, .gguf, smollm2 or a trainer checkpoint
+  config: llama_350m_gpu        # shipped config name (train/configs) or a YAML path
+  set:                          # dotted overrides of the config
+    train.steps: 20000
+    train.save_interval: 1000
+  gpus: 8                       # Slurm: GPUs per node (torchrun processes); 0 = CPU
+  nodes: 1
+
+# SFT then DPO, identical for every condition (a `curate train posttrain` config without model/output/condition);
+# `demo` is the tiny shipped set that only exercises the loop: put real SFT / preference data here.
+posttrain:
+  sft: {data: [demo], steps: 200, batch_size: 8, max_length: 512}
+  dpo: {data: [demo], steps: 100, batch_size: 4, max_length: 512}
+""",
+    "demo": """\
+seeds: [0]                      # replicates: one training run per condition and seed
+
+train:
+  stage: pretrain
+  config: tiny_cpu              # 2 layers, 64 wide: seconds per step on a CPU
+  set:
+    train.steps: 8
+    train.save_interval: 4
+    train.global_batch_size: 4
+    train.micro_batch_size: 4
+    optim.warmup_steps: 2
+
+# posttrain:                    # uncomment for SFT then DPO on every condition (adds about a minute per condition)
+#   sft: {data: [demo], steps: 2, batch_size: 2, max_length: 128}
+#   dpo: {data: [demo], steps: 2, batch_size: 2, max_length: 128}
+""",
+}
+
+EVALS = """\
+evals:
+  propensity:                   # `curate eval propensity` suites; each mode x system prompt is one metric
+    - name: {pname}
+      items: [{items}]
+      modes: [{modes}]
+      system_prompts: [{prompts}]   # chat/generate only: null (none) | ai-assistant | hhh | a file | the text
+{limit}  perplexity:                  # held-out perplexity (text never trained on): the capability columns until
+    - name: heldout             # capability suites land
+      data: [{heldout}]
+      max_docs: {max_docs}
+      seq_length: {seq}
+  checkpoints: {ckpts}             # final | all | k (every k-th saved checkpoint: a trajectory over training)
+  n_boot: 1000
+  seed: 0
+
+slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
+  partition: null
+  time: "24:00:00"
+  cpus_per_task: 8
+"""
+
+
+def _rel(path: str | Path, base: Path | None) -> str:
+    if base is None:
+        return str(path)
+    return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
+
+
+def render_experiment(preset: str, corpus: str | None = None, attributes: str | None = None, synthetic: str | None = None,
+                      base: str | Path | None = None) -> str:
+    """The experiment file's text; relative --corpus/--attributes/--synthetic are taken from the working directory and
+    written relative to `base` (the file's directory)."""
+    if preset not in PRESETS:
+        raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
+    b = Path(base) if base is not None else None
+    demo = preset == "demo"
+    corpus_line = _rel(corpus, b) if corpus else (str(DEMO_CORPUS) if demo else "data/corpus")   # shipped data: absolute
+    attr_line = (f"  attributes: {_rel(attributes, b)}   # `curate classify` output for corpus" if attributes else
+                 "  # attributes: ATTRS          # `curate classify` output for corpus; unset: the experiment classifies it")
+    if synthetic or preset != "demo":
+        syn_line = f"  synthetic: {_rel(synthetic or 'data/synthetic', b)}   # `curate synth docs` output (upsampled / reflections presets)"
+    else:
+        syn_line = "  # synthetic: SYNTH            # `curate synth docs` output, for the upsampled and reflections presets"
+    text = HEAD.format(desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line,
+                       synthetic=syn_line)
+    text += "\n" + CONDITIONS[preset] + "\n" + TRAIN["demo" if demo else "gpu"] + "\n"
+    if demo:
+        text += EVALS.format(pname="demo", items=str(DEMO_EVALS / "propensity"), modes="base", prompts="null",
+                             limit="", heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"), max_docs=16, seq=128,
+                             ckpts="all")
+    else:
+        text += EVALS.format(pname="advanced-ai-risk", items="data/propensity/anthropic-advanced-ai-risk", modes="base, chat",
+                             prompts="null, ai-assistant", limit="      limit_per_file: 200\n", heldout="data/heldout_text",
+                             max_docs=500, seq=1024, ckpts="final")
+    return text

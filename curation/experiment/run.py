@@ -1,0 +1,281 @@
+"""Plan and run an experiment: the local executor (one process per node, up to `jobs` at once, finished nodes
+skipped) and the experiment record. The Slurm executor is in slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from curation.core.errors import CurationError
+from curation.experiment.config import ExperimentFile, load_experiment
+from curation.experiment.graph import (CLASSIFY_REF, MARKER, Node, build_graph, is_done, tokens_needed, write_graph)
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Plan:
+    ef: ExperimentFile
+    nodes: list[Node]
+    done: dict[str, bool]
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def to_run(self) -> list[Node]:
+        return [n for n in self.nodes if not self.done[n.id]]
+
+
+def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[list[str], list[str]]:
+    """(problems, notes) of one condition's mix: the mix plan with estimated token counts (a fast scan), so an
+    impossible budget stops the run before any work, naming the documents/tokens missing."""
+    from curation.mix.manifest import load_manifest
+    from curation.mix.plan import make_plan
+
+    manifest = node.params["manifest"]
+    if any(isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF) for s in manifest["sources"]):
+        return [], [f"{node.condition}: budgets are checked when the mix is built (its attributes come from the classify node)"]
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / f"{node.condition}.yaml"
+        p.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        try:
+            plan = make_plan(load_manifest(p), count="estimate")
+        except CurationError as e:
+            return [f"condition {node.condition}: {str(e).replace(str(p), 'mix')}"], []
+    notes = []
+    if cfg is not None:
+        need = tokens_needed(cfg) / 1.1
+        if need > plan.total_tokens:
+            notes.append(f"{node.condition}: a run reads about {need:,.0f} tokens and the mix has about {plan.total_tokens:,.0f}: "
+                         f"the trainer goes through it {need / plan.total_tokens:.1f} times")
+    return [], notes
+
+
+def make_plan(path: str | Path, output: str | Path | None = None, check_budgets: bool = True) -> Plan:
+    ef = load_experiment(path)
+    nodes = build_graph(ef)
+    out = Path(output) if output else None
+    done = {n.id: bool(out and is_done(out, n)) for n in nodes}
+    plan = Plan(ef, nodes, done)
+    if check_budgets:
+        cfgs = {n.condition: n.params["config"] for n in nodes if n.kind == "train"}
+        for n in nodes:
+            if n.kind == "mix" and not done[n.id]:
+                probs, notes = _check_budget(ef, n, cfgs.get(n.condition))
+                plan.problems += probs
+                plan.notes += notes
+    return plan
+
+
+# ---------------------------------------------------------------- the record
+
+def _git_commit() -> dict:
+    try:
+        head = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("alignment-pretraining", "torch", "megatron-core", "transformers", "trl", "tokenizers", "pyarrow", "polars",
+                "numpy", "pydantic", "datatrove"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor: str, jobs: int) -> Path:
+    nodes = []
+    for n in plan.nodes:
+        m = out / n.dir / MARKER
+        mk = json.loads(m.read_text()) if m.exists() else {}
+        nodes.append({"id": n.id, "kind": n.kind, "key": n.key, "dir": n.dir, "seed": n.seed,
+                      "status": "ran" if n.id in ran else ("cached" if mk else "pending"),
+                      "seconds": mk.get("seconds"), "host": mk.get("host"), "finished": mk.get("finished")})
+    exp = plan.ef.exp
+    rec = {"format": "curate-experiment-record/1", "name": exp.name, "experiment_file": str(plan.ef.path),
+           "experiment_sha256": plan.ef.sha256, "toolkit": _git_commit(), "versions": _versions(), "host": platform.node(),
+           "executor": executor, "jobs": jobs, "seeds": exp.seeds, "eval_seed": exp.evals.seed,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": round(time.time() - started, 1),
+           "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1), "nodes": nodes}
+    p = out / "experiment.json"
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    os.replace(tmp, p)
+    return p
+
+
+# ---------------------------------------------------------------- the local executor
+
+def _die_with_parent():
+    """Children get SIGKILL when the runner dies (Linux), so a killed run leaves no orphan node writing behind it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def node_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def log_path(out: Path, node: Node) -> Path:
+    return out / "logs" / (node.id.replace("/", "__") + ".log")
+
+
+def _last_error(log: Path) -> str:
+    try:
+        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    errs = [l for l in lines if l.startswith("error:")]
+    return (errs or lines or [""])[-1][:400]
+
+
+class _Lock:
+    """One run per output directory at a time."""
+
+    def __init__(self, out: Path):
+        import fcntl
+
+        self.f = open(out / ".lock", "w")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CurationError(f"{out}: another `curate experiment run` is using this directory; wait for it") from None
+
+    def close(self):
+        self.f.close()
+
+
+def claim_output(out: Path) -> None:
+    if out.exists() and any(p.name != ".lock" for p in out.iterdir()) and not (out / "graph.json").exists():
+        raise CurationError(f"{out}: not empty and not an experiment directory; pick another --output")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def prepare_output(out: Path, plan: Plan) -> None:
+    (out / "logs").mkdir(exist_ok=True)
+    write_graph(out, plan.ef, plan.nodes)
+    shutil.copyfile(plan.ef.path, out / "experiment.yaml")
+
+
+def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print) -> list[str]:
+    """Runs every unfinished node, dependencies first, up to `jobs` at once; returns the ids that ran."""
+    pending = [n for n in plan.nodes if not plan.done[n.id]]
+    done = {n.id for n in plan.nodes if plan.done[n.id]}
+    total, ran = len(pending), []
+    running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
+    failed: list[str] = []
+    t_start = time.time()
+    while pending or running:
+        if not failed:
+            for n in [n for n in pending if all(d in done for d in n.deps)]:
+                if len(running) >= max(1, jobs):
+                    break
+                lp = log_path(out, n)
+                with open(lp, "a") as f:
+                    f.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {n.id} ({n.key})\n")
+                fh = open(lp, "a")
+                proc = subprocess.Popen([sys.executable, "-m", "curation.experiment.node", str(out), n.id], stdout=fh,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env(),
+                                        preexec_fn=_die_with_parent)
+                fh.close()
+                running[n.id] = (proc, time.time(), n)
+                pending.remove(n)
+                log(f"[{len(ran) + len(running)}/{total}] start {n.id}")
+        if not running:
+            break
+        time.sleep(0.2)
+        for nid, (proc, t0, n) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del running[nid]
+            if rc == 0 and is_done(out, n):
+                done.add(nid)
+                ran.append(nid)
+                el = time.time() - t_start
+                log(f"[{len(ran)}/{total}] done  {nid} in {time.time() - t0:.1f}s (elapsed {el:.0f}s)")
+            else:
+                failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
+                log(f"failed {nid} (exit {rc})")
+    if failed:
+        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
+    return ran
+
+
+def publish_report(out: Path, plan: Plan) -> None:
+    from curation.experiment.report import publish
+
+    rep = next(n for n in plan.nodes if n.kind == "report")
+    if (out / rep.dir / MARKER).exists():
+        publish(out, out / rep.dir)
+
+
+@dataclass
+class RunResult:
+    output: Path
+    ran: list[str]
+    cached: list[str]
+    results: Path | None
+    report: Path | None
+    record: Path
+    submitted: dict | None = None
+
+
+def run_experiment(path: str | Path, output: str | Path, executor: str = "local", jobs: int = 1,
+                   log: Callable[[str], None] = print) -> RunResult:
+    out = Path(output).resolve()
+    if executor not in ("local", "slurm"):
+        raise CurationError(f"--executor {executor}: choose local or slurm")
+    started = time.time()
+    plan = make_plan(path, out)
+    if plan.problems:
+        raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
+    for n in plan.notes:
+        log(f"note: {n}")
+    claim_output(out)
+    lock = _Lock(out)
+    try:
+        prepare_output(out, plan)
+        cached = [n.id for n in plan.nodes if plan.done[n.id]]
+        log(f"{len(plan.nodes)} nodes: {len(cached)} finished, {len(plan.to_run)} to run -> {out}")
+        if executor == "slurm":
+            from curation.experiment.slurm import submit
+
+            jobs_ = submit(out, plan, log=log)
+            rec = write_record(out, plan, [], started, executor, jobs)
+            return RunResult(out, [], cached, None, None, rec, submitted=jobs_)
+        ran = run_local(out, plan, jobs, log)
+        publish_report(out, plan)
+        rec = write_record(out, plan, ran, started, executor, jobs)
+    finally:
+        lock.close()
+    return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)

@@ -1,0 +1,196 @@
+"""`curate experiment`: a tiny two-condition experiment on the shipped demo corpus, end to end (plan, run, a rerun
+that skips everything, report with both conditions), a SIGKILL mid-training then a plain rerun giving the
+uninterrupted run's results.json byte for byte, a changed condition rerunning only its own nodes, and the Slurm
+executor through the sbatch/srun/scontrol stand-ins in tests/slurm_shim. Tiny model, 4 steps, 10 items."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import CURATE, REPO
+
+ROOT = REPO
+DEMO = ROOT / "curation" / "data" / "demo_corpus"
+EVAL_DATA = ROOT / "evals" / "data" / "demo"
+SHIM = REPO / "tests" / "slurm_shim"
+
+
+def _manifest(path: Path, name: str, filt: str | None) -> Path:
+    src = {"name": "demo", "path": str(DEMO), "max_epochs": 8}
+    if filt:
+        src["filter"] = filt
+    path.write_text(yaml.safe_dump({"name": name, "seed": 0, "sources": [src]}))
+    return path
+
+
+def _experiment(d: Path, name: str = "tiny") -> Path:
+    exp = {"name": name, "inputs": {"corpus": str(DEMO)},
+           "conditions": [{"name": "all", "manifest": str(_manifest(d / "all.yaml", "all", None))},
+                          # the demo documents carry their authors' labels: a filter over a shard column, no classify
+                          {"name": "no-ai", "manifest": str(_manifest(d / "no-ai.yaml", "no-ai", "label_ai_discourse = 0"))}],
+           "train": {"config": "tiny_cpu", "set": {"train.steps": 4, "train.save_interval": 2, "train.global_batch_size": 4,
+                                                   "train.micro_batch_size": 4, "optim.warmup_steps": 1, "data.seq_length": 64}},
+           "evals": {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")], "limit_per_file": 2}],
+                     "perplexity": [{"name": "heldout", "data": [str(EVAL_DATA / "heldout_wikipedia.jsonl")], "max_docs": 6,
+                                     "seq_length": 64}],
+                     "checkpoints": "final", "n_boot": 200}}
+    p = d / "exp.yaml"
+    p.write_text(yaml.safe_dump(exp, sort_keys=False))
+    return p
+
+
+def _curate(*args, env=None, cwd=None):
+    return subprocess.run([*CURATE, *map(str, args)], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    d = tmp_path_factory.mktemp("exp")
+    exp, out = _experiment(d), d / "out"
+    plan = _curate("experiment", "plan", exp)
+    assert plan.returncode == 0, plan.stderr
+    assert "all/train-s0" in plan.stdout and "no-ai/eval-s0-i4" in plan.stdout and "to run" in plan.stdout
+    r = _curate("experiment", "run", exp, "-o", out, "--jobs", "2")
+    assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
+    assert f"results  {out / 'results.json'}" in r.stdout     # results on stdout, progress on stderr
+    return exp, out, r
+
+
+@pytest.mark.slow
+def test_runs_end_to_end_and_rerun_skips(finished):
+    exp, out, first = finished
+    res = json.loads((out / "results.json").read_text())
+    assert res["conditions"] == ["all", "no-ai"] and res["baseline"] == "all"
+    got = {(r["condition"], r["metric"]) for r in res["results"]}
+    assert got == {(c, m) for c in ("all", "no-ai") for m in ("propensity/demo/base/none", "perplexity/heldout")}
+    for r in res["results"]:
+        assert r["ci"][0] <= r["value"] <= r["ci"][1] and r["stage"] == "base" and r["iteration"] == 4
+        assert r["n"] == (10 if r["kind"] == "propensity" else 6)
+    assert {d["condition"] for d in res["differences_vs_baseline"]} == {"no-ai"}
+    # lineage: condition, mix lock hash, token blend, checkpoint iteration, in the eval summary and the model's SOURCE
+    ev = next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "eval-s0-i4-*")))
+    summ = json.loads((ev / "propensity" / "demo" / "base" / "none" / "summary.json").read_text())
+    lin = summ["lineage"]
+    lock = next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "mix-*" / "mix" / "mix.lock.json")))
+    from curation.experiment.stages import lock_digest
+    assert lin["condition"] == "no-ai" and lin["iteration"] == 4 and lin["seed"] == 0
+    assert lin["mix"]["lock_sha256"] == lock_digest(lock) and len(lin["mix"]["lock_sha256"]) == 64
+    assert lin["blend"]["tokens"] >= 4 * 4 * 64 and lin["blend"]["tokens"] < lin["mix"]["tokens"]   # only what is read
+    src = json.loads(next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "convert-s0-i4-*" / "hf" / "SOURCE"))).read_text())
+    assert src["lineage"]["condition"] == "no-ai" and src["iteration"] == 4
+    rec = json.loads((out / "experiment.json").read_text())
+    assert rec["seeds"] == [0] and rec["versions"]["torch"] and all(n["seconds"] is not None for n in rec["nodes"])
+    md = (out / "report" / "report.md").read_text()
+    assert "no-ai" in md and "all" in md and (out / "report" / "misalignment.png").stat().st_size > 1000
+    assert (out / "report" / "headline.png").exists() and (out / "report" / "perplexity.png").exists()
+    before = (out / "results.json").read_bytes()
+    again = _curate("experiment", "run", exp, "-o", out)
+    assert again.returncode == 0 and "0 nodes ran" in again.stderr, again.stderr
+    assert (out / "results.json").read_bytes() == before
+    plan = _curate("experiment", "plan", exp, "-o", out)
+    assert "to run" not in plan.stdout.split("finished,")[1].split("\n", 1)[1]
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_is_identical_and_changes_rerun_only_dependents(finished, tmp_path):
+    exp, done, _ = finished
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    for kind in ("train", "convert", "eval"):       # the condition's mix and tokens stay finished
+        for p in glob.glob(str(out / "nodes" / "no-ai" / f"{kind}-*")):
+            shutil.rmtree(p)
+    for p in glob.glob(str(out / "nodes" / "_shared" / "_report-*")):
+        shutil.rmtree(p)
+    (out / "results.json").unlink()
+    proc = subprocess.Popen([*CURATE, "experiment", "run", str(exp), "-o", str(out)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    t0 = time.time()
+    while time.time() - t0 < 400 and proc.poll() is None:
+        if glob.glob(str(out / "nodes" / "no-ai" / "train-s0-*" / "run" / "checkpoints" / "latest.json")):
+            os.killpg(proc.pid, signal.SIGKILL)      # the runner and its node processes, mid-training
+            break
+        time.sleep(0.1)
+    proc.wait()
+    assert not (out / "results.json").exists(), "the kill came too late to test anything"
+    r = _curate("experiment", "run", exp, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "start all/" not in r.stderr, "finished nodes of the other condition must not run again"
+    assert (out / "results.json").read_bytes() == (done / "results.json").read_bytes()
+    # a changed condition: only its own nodes (and the report) run again
+    m = yaml.safe_load(exp.read_text())
+    m["conditions"][1]["manifest"] = str(_manifest(tmp_path / "no-ai2.yaml", "no-ai", "label_ai_discourse = 0 AND length(text) > 10"))
+    exp2 = tmp_path / "exp2.yaml"
+    exp2.write_text(yaml.safe_dump(m, sort_keys=False))
+    plan = _curate("experiment", "plan", exp2, "-o", out)
+    to_run = [l.split("│")[1].strip() for l in plan.stdout.splitlines() if "to run" in l and "│" in l]
+    assert sorted(to_run) == sorted(["no-ai/mix", "no-ai/tokens", "no-ai/train-s0", "no-ai/convert-s0-i4", "no-ai/eval-s0-i4",
+                                     "_report"]), plan.stdout
+
+
+@pytest.mark.slow
+def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
+    exp, done, _ = finished
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    for p in glob.glob(str(out / "nodes" / "no-ai" / "eval-*")) + glob.glob(str(out / "nodes" / "_shared" / "_report-*")):
+        shutil.rmtree(p)
+    (out / "results.json").unlink()
+    env = {"PATH": f"{SHIM}{os.pathsep}{os.environ['PATH']}", "SLURM_SHIM_LOG": str(tmp_path / "shim.log")}
+    r = _curate("experiment", "run", exp, "-o", out, "--executor", "slurm", env=env)
+    assert r.returncode == 0, r.stderr
+    jobs = json.loads((out / "slurm" / "jobs.json").read_text())
+    assert sorted(jobs) == ["_report", "no-ai/eval-s0-i4"]
+    assert jobs["no-ai/eval-s0-i4"]["after"] == []                            # its convert node is finished
+    assert jobs["_report"]["after"] == [jobs["no-ai/eval-s0-i4"]["job"]]      # the cached eval of `all` is no dependency
+    script = (out / "slurm" / "no-ai__eval-s0-i4.sbatch").read_text()
+    assert "#SBATCH --time=24:00:00" in script and "-m curation.experiment.node" in script
+    # the stand-in sbatch ran each job at once: the report the jobs wrote equals the local run's
+    assert (out / "results.json").read_bytes() == (done / "results.json").read_bytes()
+    from curation.experiment.run import make_plan
+    from curation.experiment.slurm import script as sbatch_script
+
+    m = yaml.safe_load(exp.read_text())
+    m["train"]["gpus"] = 8
+    m["train"]["nodes"] = 2
+    (tmp_path / "gpu.yaml").write_text(yaml.safe_dump(m))
+    plan = make_plan(tmp_path / "gpu.yaml", check_budgets=False)
+    tr = next(n for n in plan.nodes if n.kind == "train")
+    s = sbatch_script(out, plan, tr)
+    assert "#SBATCH --gpus-per-node=8" in s and "#SBATCH --nodes=2" in s and "torch.distributed.run" in s and "srun" in s
+
+
+def test_init_presets_and_impossible_budget(tmp_path):
+    for preset in ("tice2026", "spp", "demo"):
+        r = _curate("experiment", "init", "--preset", preset, "-o", tmp_path / f"{preset}.yaml", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        text = (tmp_path / f"{preset}.yaml").read_text()
+        assert text.startswith("# curate experiment") and "conditions:" in text
+    from curation.experiment.config import load_experiment
+
+    assert [c.name for c in load_experiment(tmp_path / "tice2026.yaml").exp.conditions] == \
+        ["unfiltered", "filtered", "alignment-upsampled", "misalignment-upsampled"]
+    # synthetic documents needed past max_epochs: plan refuses, naming what is missing, before any work
+    exp = _experiment(tmp_path)
+    m = yaml.safe_load(exp.read_text())
+    m["conditions"][1]["set"] = {"sources.demo.tokens": 5_000_000, "sources.demo.max_epochs": 2}
+    exp.write_text(yaml.safe_dump(m))
+    r = _curate("experiment", "plan", exp)
+    assert r.returncode == 2
+    assert "condition no-ai" in r.stderr and "missing" in r.stderr and "more documents" in r.stderr, r.stderr
+    r = _curate("experiment", "run", exp, "-o", tmp_path / "never")
+    assert r.returncode == 2 and "nothing was run" in r.stderr and not (tmp_path / "never").exists()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(exp.read_text().replace("checkpoints: final", "checkpoint: final"))
+    r = _curate("experiment", "plan", bad)
+    assert r.returncode == 2 and "bad.yaml" in r.stderr and "unknown field" in r.stderr
