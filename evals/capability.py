@@ -28,6 +28,7 @@ import numpy as np
 from curation.core.errors import CurationError
 from curation.core.records import read_records
 from curation.core.items import data_dir, file_sha256
+from evals.perplexity import read_texts, score_perplexity
 from evals.stats import bootstrap_ci, bootstrap_ratio_ci
 
 QA = "Question: {question}\nAnswer:"
@@ -222,44 +223,6 @@ def score_lambada_suite(items: list[CapItem], prefixes: list[str], scorer, progr
             for it, r in zip(items, res)]
 
 
-def read_texts(files: list[Path], column: str) -> list[tuple[str, str]]:
-    import pyarrow.parquet as pq
-
-    out = []
-    for f in files:
-        try:
-            table = pq.read_table(f)
-        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise CurationError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-        if column not in table.column_names:
-            raise CurationError(f"{f}: no `{column}` column (has {table.column_names[:6]}); pass --text-column")
-        ids = table.column("id").to_pylist() if "id" in table.column_names else [f"{f.stem}-{i}" for i in range(table.num_rows)]
-        out += [(str(i), t) for i, t in zip(ids, table.column(column).to_pylist()) if t]
-    if not out:
-        raise CurationError(f"{files[0]}: no non-empty `{column}` values")
-    return out
-
-
-def score_perplexity(docs: list[tuple[str, str]], scorer, window: int, progress=None) -> list[dict]:
-    """lm-eval's loglikelihood_rolling: disjoint windows of ``window`` predicted tokens, the first after the
-    end-of-text token, each later one conditioned on the token before it."""
-    tok = scorer.tokenizer
-    pairs, owner = [], []
-    for d, (_, text) in enumerate(docs):
-        ids = tok(text, add_special_tokens=False)["input_ids"]
-        for s in range(0, len(ids), window):
-            pairs.append(([tok.eos_token_id] if s == 0 else [ids[s - 1]], ids[s: s + window]))
-            owner.append(d)
-    res = scorer.token_loglikelihoods(pairs, progress=progress)
-    ll = np.zeros(len(docs))
-    ntok = np.zeros(len(docs), dtype=int)
-    for d, r in zip(owner, res):
-        ll[d] += r[0]
-        ntok[d] += r[2]
-    return [{"id": i, "loglik": float(ll[d]), "n_tokens": int(ntok[d]), "n_bytes": len(t.encode("utf-8")),
-             "n_words": len(re.split(r"\s+", t))} for d, (i, t) in enumerate(docs)]
-
-
 # ---------------------------------------------------------------- metrics
 
 def _metric(values, seed: int, n_boot: int) -> dict:
@@ -351,12 +314,14 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
                 continue
         t1 = time.time()
         if suite.kind == "perplexity":
-            docs = read_texts(suite.files, cfg.text_column)
+            docs = read_texts(suite.files, None, cfg.text_column)
+            if not docs:
+                raise CurationError(f"{suite.files[0]}: no non-empty `{cfg.text_column}` values; pass --text-column")
             docs = [docs[i] for i in seeded_subset(len(docs), cfg.limit, cfg.seed)]
             n_units = len(docs)
             # every position goes through the vocabulary projection here: batch ~2k tokens, not 16 windows
             ppl_scorer = ContinuationScorer(model, tok, batch_size=max(1, 2048 // cfg.window), max_tokens=cfg.window)
-            work = lambda cb: score_perplexity(docs, ppl_scorer, cfg.window, cb)  # noqa: E731
+            work = lambda cb: score_perplexity(docs, ppl_scorer, cfg.window, progress=cb)  # noqa: E731
             total = None
         else:
             items = load_suite_items(suite.files[0], suite)

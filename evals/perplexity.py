@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,11 @@ import numpy as np
 from curation.core.errors import CurationError
 from curation.core.records import read_records
 from curation.core.shards import is_shard, list_shards
+from evals.stats import bootstrap_ratio_ci
 
 
-def read_texts(paths: list[str], max_docs: int, text_key: str = "text") -> list[tuple[str, str]]:
-    """(id, text) of the first max_docs documents of the files (or directories, in sorted order)."""
+def read_texts(paths: list, max_docs: int | None, text_key: str = "text") -> list[tuple[str, str]]:
+    """(id, text) of the first max_docs (None: all) documents of the JSONL/Parquet files or directories, in sorted order."""
     out: list[tuple[str, str]] = []
     for spec in paths:
         root, rels = list_shards(str(spec))
@@ -34,54 +36,55 @@ def read_texts(paths: list[str], max_docs: int, text_key: str = "text") -> list[
                 if not text:
                     continue
                 out.append((str(row.get("id", f"{rel}:{n}")), str(text)))
-                if len(out) >= max_docs:
+                if max_docs is not None and len(out) >= max_docs:
                     return out
     return out
 
 
 def ppl_with_ci(nll: np.ndarray, tokens: np.ndarray, seed: int, n_boot: int) -> tuple[float, tuple[float, float]]:
+    """Perplexity exp(sum NLL / sum tokens) and its 95% CI, resampling documents (evals.stats.bootstrap_ratio_ci)."""
     ppl = float(math.exp(nll.sum() / tokens.sum()))
     if len(nll) < 2:
         return ppl, (ppl, ppl)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(nll), size=(n_boot, len(nll)))
-    boots = np.exp(nll[idx].sum(1) / tokens[idx].sum(1))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    return ppl, (float(lo), float(hi))
+    lo, hi = bootstrap_ratio_ci(nll, tokens, seed, n_boot)
+    return ppl, (float(math.exp(lo)), float(math.exp(hi)))
+
+
+def score_perplexity(docs: list[tuple[str, str]], scorer, window: int, max_tokens: int | None = None,
+                     progress=None) -> list[dict]:
+    """lm-eval's loglikelihood_rolling: disjoint windows of ``window`` predicted tokens, the first after the
+    end-of-text token, each later one conditioned on the token before it. ``max_tokens``: only each document's first
+    tokens (what an experiment's quick held-out check reads)."""
+    tok = scorer.tokenizer
+    pairs, owner = [], []
+    for d, (_, text) in enumerate(docs):
+        ids = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
+        for s in range(0, len(ids), window):
+            pairs.append(([tok.eos_token_id] if s == 0 else [ids[s - 1]], ids[s: s + window]))
+            owner.append(d)
+    res = scorer.token_loglikelihoods(pairs, progress=progress)
+    ll = np.zeros(len(docs))
+    ntok = np.zeros(len(docs), dtype=int)
+    for d, r in zip(owner, res):
+        ll[d] += r[0]
+        ntok[d] += r[2]
+    return [{"id": i, "loglik": float(ll[d]), "n_tokens": int(ntok[d]), "n_bytes": len(t.encode("utf-8")),
+             "n_words": len(re.split(r"\s+", t))} for d, (i, t) in enumerate(docs)]
 
 
 def run_perplexity(model: str, data: list[str], output: str | Path, *, max_docs: int = 64, seq_length: int = 512,
                    batch_size: int = 8, seed: int = 0, n_boot: int = 1000, lineage: dict | None = None,
                    text_key: str = "text", loaded: tuple | None = None) -> dict:
-    import torch
-
-    from curation.lm.loading import load_model
+    """Perplexity on each document's first ``seq_length`` tokens (scored as `curate eval capability --perplexity`)."""
+    from curation.lm.session import LanguageModel
 
     docs = read_texts(data, max_docs, text_key)
     if not docs:
         raise CurationError(f"{data}: no documents with `{text_key}`; pass held-out text")
-    model_, tok = loaded or load_model(model)
-    device = next(model_.parameters()).device
-    enc = [tok(t, add_special_tokens=False)["input_ids"][:seq_length] for _, t in docs]
-    rows = []
-    order = sorted(range(len(docs)), key=lambda i: len(enc[i]))
-    for start in range(0, len(order), batch_size):
-        idx = [i for i in order[start: start + batch_size] if len(enc[i]) >= 2]
-        if not idx:
-            continue
-        width = max(len(enc[i]) for i in idx)
-        ids = torch.full((len(idx), width), tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            ids[r, : len(enc[i])] = torch.tensor(enc[i])
-            mask[r, : len(enc[i])] = 1
-        with torch.inference_mode():
-            logits = model_(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        lp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-        lp = (lp * mask[:, 1:].to(device)).sum(1)
-        for r, i in enumerate(idx):
-            rows.append({"id": docs[i][0], "tokens": len(enc[i]) - 1, "nll": float(-lp[r])})
-    rows.sort(key=lambda r: r["id"])
+    scorer = LanguageModel.open(model, batch_size=batch_size, loaded=loaded).continuation_scorer(max_tokens=seq_length + 1)
+    scored = score_perplexity(docs, scorer, window=seq_length, max_tokens=seq_length)
+    rows = sorted(({"id": r["id"], "tokens": r["n_tokens"], "nll": -r["loglik"]} for r in scored if r["n_tokens"]),
+                  key=lambda r: r["id"])
     nll = np.array([r["nll"] for r in rows])
     ntok = np.array([r["tokens"] for r in rows], dtype=float)
     ppl, ci = ppl_with_ci(nll, ntok, seed, n_boot)

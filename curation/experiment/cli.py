@@ -9,17 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from curation.core.cli import fail as _fail
+from curation.core.cli import write_rendered
 from curation.core.errors import CurationError
 
 experiment_app = typer.Typer(add_completion=False, no_args_is_help=True,
                              help="Run the experiment (conditions x stages: mix, tokens, train, convert, post-train, evals, "
                                   "report) as one resumable command.")
 err = Console(stderr=True)
-
-
-def _fail(e: CurationError, code: int = 2):
-    err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 @experiment_app.command()
@@ -36,14 +33,7 @@ def init(preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp 
         text = render_experiment(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
     except CurationError as e:
         _fail(e)
-    if output is None:
-        print(text, end="")
-        return
-    if output.exists() and not force:
-        _fail(CurationError(f"{output}: exists; pass --force to replace it"))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    err.print(f"wrote {output} (preset {preset}); next: curate experiment plan {output}", highlight=False, soft_wrap=True)
+    write_rendered(text, output, force, f"preset {preset}", f"curate experiment plan {output}")
 
 
 def _print_plan(plan, out: Optional[Path]) -> None:

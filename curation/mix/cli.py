@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from curation.core.cli import fail as _fail
+from curation.core.cli import write_rendered
 from curation.core.errors import CurationError
 
 mix_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -73,14 +74,7 @@ def init(preset: str = typer.Option(..., "--preset", "-p", help="unfiltered | fi
         text = render_preset(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
     except CurationError as e:
         _fail(e)
-    if output is None:
-        print(text, end="")
-        return
-    if output.exists() and not force:
-        _fail(CurationError(f"{output}: exists; pass --force to replace it"))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
-    err.print(f"wrote {output} (preset {preset}); next: curate mix build {output} --output DIR --dry-run", highlight=False, soft_wrap=True)
+    write_rendered(text, output, force, f"preset {preset}", f"curate mix build {output} --output DIR --dry-run")
 
 
 @mix_app.command()
