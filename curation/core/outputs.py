@@ -190,10 +190,12 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
     ({"files": [...], "trees": [...]}) so it is adopted; None if it does not recognise the directory.
     """
     root = _abs(output)
+    rec = read_record(root) if root.is_dir() else None
+    if rec is not None and rec.get("command") == command:  # an input this command made here earlier (posttrain's DPO
+        inputs = [i for i in inputs if not _recorded(root, rec, i)]  # starting from its own SFT model) is its own output
     check_not_input(root, inputs, flag)
     if root.exists() and not root.is_dir():
         raise CurationError(f"{output}: exists and is not a directory; pass a directory for {flag}")
-    rec = read_record(root)
     if rec is not None:
         if rec.get("command") != command:
             raise CurationError(f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
@@ -216,6 +218,17 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
     out = Output(root, command)
     out.save()
     return out
+
+
+def _recorded(root: Path, rec: dict, spec: str | Path | None) -> bool:
+    """Whether `spec` is a file or lies in a tree that the record says the command created under `root`."""
+    if spec is None or str(spec) == "":
+        return False
+    try:
+        rel = _abs(spec).relative_to(root).as_posix()
+    except ValueError:
+        return False
+    return rel in rec.get("files", []) or any(rel == t or rel.startswith(t.rstrip("/") + "/") for t in rec.get("trees", []))
 
 
 def file_identity(path: str | Path, rows: int | None = None) -> dict:
