@@ -33,9 +33,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
-# the embedding head's windows: one window of the first 100 words, 128 tokens (was four of 180 words, 256 tokens);
-# chosen on the real-text CV for speed at equal quality (docs/models.md)
-EMBEDDING_WINDOW = {"embedding_words_per_chunk": 100, "embedding_max_chunks": 1, "embedding_max_tokens": 128}
+# the embedding head's windows (the card's `embedding_window`): four of 180 words, MiniLM's 256 tokens. One window of
+# 100 words (128 tokens) is 5-10x cheaper but lost stance macro-F1 on the real-text CV (0.545 -> 0.51; docs/models.md)
+EMBEDDING_WINDOW = {"embedding_words_per_chunk": 180, "embedding_max_chunks": 4, "embedding_max_tokens": None}
 COMBINER = HERE / "default_combiner.json"  # written by scripts/classifier/crossval_real.py --write-combiner
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = HERE / "data" / "labels"
