@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
         out.clear()
     rels = run["shards"]
     out.own(RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels])
-    out.own("_logs", "_errors", tree=True)
+    out.own("_logs", "_errors", "_progress", tree=True)
     run_file.write_text(json.dumps(run, indent=1, sort_keys=True))
     return out
 
@@ -114,20 +115,65 @@ def _reopen_tasks(logs: Path, rels: list[str], states: dict[str, str], tasks: in
                 marker.unlink()
 
 
-def _progress_thread(output: Path, rels: list[str], stop: threading.Event, show: bool):
-    """Polls committed attribute files; works whatever process or machine does the work."""
+def shard_rows(root: str, rels: list[str]) -> dict[str, int | None]:
+    """Rows of each shard where the format says so without reading the data (Parquet footers); None elsewhere."""
+    import pyarrow.parquet as pq
+
+    rows = {}
+    for rel in rels:
+        try:
+            rows[rel] = pq.ParquetFile(os.path.join(root, rel)).metadata.num_rows if rel.endswith(".parquet") else None
+        except Exception:  # a bad shard fails in the reader, with its own message
+            rows[rel] = None
+    return rows
+
+
+def documents_done(output: Path, rows: dict[str, int | None]) -> tuple[int, int]:
+    """(documents, shards) done so far: committed shards count whole, open ones by the writers' `_progress` files."""
+    committed = {r for r in rows if (output / attribute_path(r)).is_file()}
+    docs = sum(rows[r] or 0 for r in committed)
+    for f in (output / "_progress").glob("rank-*.json") if (output / "_progress").is_dir() else ():
+        try:
+            p = json.loads(f.read_text())
+        except (OSError, ValueError):  # being rewritten
+            continue
+        if p.get("shard") in rows and p["shard"] not in committed:
+            docs += int(p.get("rows", 0))
+    return docs, len(committed)
+
+
+def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.Event, show: bool):
+    """Polls committed attribute files and the writers' progress files; works whatever process does the work.
+
+    Counts documents (docs/s and an ETA from the Parquet footers' row counts); shards without a row count in their
+    metadata (JSONL) leave the total open.
+    """
     if not show:
         return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    rows = shard_rows(root, rels)
+    total = sum(rows.values()) if all(v is not None for v in rows.values()) else None
+    start_docs, _ = documents_done(output, rows)  # a resumed run: what is already done does not count toward speed
+    t0 = time.monotonic()
 
     def loop():
-        with Progress(TextColumn("classify"), BarColumn(), MofNCompleteColumn(), TextColumn("shards"), TimeElapsedColumn(),
-                      transient=False) as bar:
-            task = bar.add_task("shards", total=len(rels))
+        with Progress(TextColumn("classify"), BarColumn(), TextColumn("{task.completed:,}/{task.fields[total_text]} docs"),
+                      TextColumn("{task.fields[rate]} docs/s"), TextColumn("{task.fields[shards]} shards"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False) as bar:
+            task = bar.add_task("docs", total=total, total_text=f"{total:,}" if total is not None else "?", rate="-",
+                                shards=f"0/{len(rels)}")
+
+            def refresh():
+                docs, shards = documents_done(output, rows)
+                secs = time.monotonic() - t0
+                rate = (docs - start_docs) / secs if secs > 0 else 0.0
+                bar.update(task, completed=docs, rate=f"{rate:,.0f}", shards=f"{shards}/{len(rels)}")
+
             while True:
-                bar.update(task, completed=sum((output / attribute_path(r)).is_file() for r in rels))
+                refresh()
                 if stop.wait(0.5):
-                    bar.update(task, completed=sum((output / attribute_path(r)).is_file() for r in rels))
+                    refresh()
                     return
 
     t = threading.Thread(target=loop, daemon=True)
@@ -154,6 +200,7 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
         json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
     _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
+    shutil.rmtree(output / "_progress", ignore_errors=True)  # the writers' progress files of an earlier attempt (its own)
     logs = output / "_logs"
     logs.mkdir(exist_ok=True)
     states = _shard_states(root, rels, output)
@@ -173,7 +220,7 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         os.environ["POLARS_MAX_THREADS"] = "1"
     console_sink("WARNING")
     stop = threading.Event()
-    thread = _progress_thread(output, rels, stop, progress and cfg.executor.kind != "slurm")
+    thread = _progress_thread(output, root, rels, stop, progress and cfg.executor.kind != "slurm")
     crash = None
     try:
         executor.run()

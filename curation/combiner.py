@@ -49,6 +49,11 @@ class AICombiner:
             z += c * _logit(float(v), self.clip) + (pres or 0.0)
         return 1.0 / (1.0 + math.exp(-z))
 
+    def score_without(self, a: dict, stage: str) -> float | None:
+        """P(AI discourse) from the stages before `stage`, as if it did not run (its presence term left out too):
+        what the embedding stage's gate reads to skip documents the cheaper stages already decide."""
+        return self.score({k: v for k, v in a.items() if k != stage})
+
     def to_dict(self) -> dict:
         return asdict(self)
 

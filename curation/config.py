@@ -9,6 +9,9 @@ from pydantic import Field
 from curation.core.config import Strict
 
 
+MIN_COMBINED = 0.12  # the embedding gate: chosen on the real-text CV (docs/models.md), never on heldout
+
+
 class KeywordStage(Strict):
     enabled: bool = True
     lexicon: str | None = Field(None, description="YAML lexicon; default: the shipped curation/lexicon/ai_terms.yaml")
@@ -36,7 +39,12 @@ class EmbeddingStage(Strict):
     min_prior_score: float = Field(0.1, ge=0, le=1, description="run on documents whose fastText (else keyword) score is at least this")
     keyword_candidates: bool = Field(True, description="also run on every keyword candidate, whatever fastText says "
                                      "(fastText is over-confident on encyclopedic text: real-text CV recall +0.05)")
-    max_chunks: int = Field(4, ge=1)
+    min_combined: float | None = Field(MIN_COMBINED, ge=0, le=1, description="and only where the model card's AI combiner, "
+                                       "from the keyword and fastText scores alone, gives at least this probability "
+                                       "(documents those stages already rule out are not embedded); null: no such gate")
+    max_chunks: int | None = Field(None, ge=1, description="windows per document; default: the model card's (what the head was trained on)")
+    words_per_chunk: int | None = Field(None, ge=8, description="words per window; default: the model card's")
+    max_tokens: int | None = Field(None, ge=8, description="tokens per window; default: the model card's")
 
 
 class LLMJudgeStage(Strict):

@@ -36,6 +36,8 @@ class FitParams:
     quantize_cutoff: int = 50_000
     embedding: bool = True
     embedding_max_chunks: int = 4
+    embedding_words_per_chunk: int = 180
+    embedding_max_tokens: int | None = None  # None: the encoder's own limit (MiniLM: 256)
     lexicon: str | None = None
     # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
@@ -156,6 +158,27 @@ def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
     return LogisticRegression(max_iter=2000, C=4.0, class_weight="balanced", random_state=seed).fit(x, y)
 
 
+def head_candidates(train: pl.DataFrame, counts: dict) -> pl.DataFrame:
+    """The documents the embedding head is trained on: keyword hits (what the stage mostly sees) and every AI document."""
+    return train.filter(pl.Series((counts["strong"] + counts["cs"]) > 0) | (pl.col("ai_discourse") == 1))
+
+
+def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
+    """Logistic heads (AI discourse; stance on the AI documents) on the candidates' embeddings, saved to `out`.
+    Returns the windows they were embedded with, which the card carries so tagging embeds the same way."""
+    from curation.embedding import embed_documents
+
+    window = {"words_per_chunk": p.embedding_words_per_chunk, "max_chunks": p.embedding_max_chunks,
+              "max_tokens": p.embedding_max_tokens}
+    x = embed_documents(cand["text"].to_list(), **window)
+    ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)
+    ai_mask = cand["ai_discourse"].to_numpy() == 1
+    st_head = _logreg(x[ai_mask], np.array(cand["stance"].to_list(), dtype=object)[ai_mask].astype(str), p.seed)
+    np.savez(out, ai_coef=ai_head.coef_.astype(np.float32), ai_intercept=ai_head.intercept_,
+             stance_coef=st_head.coef_.astype(np.float32), stance_intercept=st_head.intercept_, stance_classes=st_head.classes_)
+    return window
+
+
 def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> dict:
     """Validation metrics of the default configuration and of the keyword cascade, and what the cascade costs."""
     from curation.config import ClassifyConfig
@@ -202,19 +225,12 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     train_fasttext(lines, output / "stance.ftz", p)
 
     files = {"ai_fasttext": "ai.ftz", "stance_fasttext": "stance.ftz"}
+    card_extra = {}
     if p.embedding:
-        from curation.embedding import embed_documents
-
-        # the head only ever sees documents the keyword stage passes, so it is trained on those
-        cand = train.filter(pl.Series((counts["strong"] + counts["cs"]) > 0) | (pl.col("ai_discourse") == 1))
+        cand = head_candidates(train, counts)
         progress(f"embedding head on {cand.height} candidate documents")
-        x = embed_documents(cand["text"].to_list(), max_chunks=p.embedding_max_chunks)
-        ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)
-        ai_mask = cand["ai_discourse"].to_numpy() == 1
-        st_head = _logreg(x[ai_mask], np.array(cand["stance"].to_list(), dtype=object)[ai_mask].astype(str), p.seed)
-        np.savez(output / "embed_head.npz", ai_coef=ai_head.coef_.astype(np.float32), ai_intercept=ai_head.intercept_,
-                 stance_coef=st_head.coef_.astype(np.float32), stance_intercept=st_head.intercept_, stance_classes=st_head.classes_)
         files["embedding_head"] = "embed_head.npz"
+        card_extra["embedding_window"] = fit_embedding_head(cand, output / files["embedding_head"], p)
 
     stance_counts = pos.group_by("stance").len()
     prior = {s: 0.0 for s in STANCES}
@@ -227,6 +243,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
         "keyword_calibration": calibration, "stance_prior": {k: round(v, 4) for k, v in prior.items()},
         **({"stance_class_weights": {s: float(p.stance_class_weights.get(s, 1.0)) for s in STANCES}} if p.stance_class_weights else {}),
         **({"ai_combiner": p.ai_combiner} if p.ai_combiner else {}),
+        **card_extra,
         "data": {"sources": [str(x) for x in labelled], "sha256": data_hash, "documents": df.height,
                  "ai_documents": int(df["ai_discourse"].sum()), "train": train.height, "valid": valid.height,
                  "fasttext_train_negatives": neg.height,

@@ -43,6 +43,14 @@ class ModelSet:
     def ai_combiner(self) -> dict | None:
         return self.card.get("ai_combiner")
 
+    @property
+    def embedding_window(self) -> dict:
+        """The windows the embedding head was trained on (cards before `embedding_window`: 4 of 180 words, 256 tokens)."""
+        w = self.card.get("embedding_window") or {}
+        return {"words_per_chunk": w.get("words_per_chunk", 180),
+                "max_chunks": w.get("max_chunks", self.card.get("params", {}).get("embedding_max_chunks", 4)),
+                "max_tokens": w.get("max_tokens")}
+
     def summary(self, origin: str) -> dict:
         files = {k: str(self.path / v) for k, v in self.card.get("files", {}).items()}
         return {"name": self.name, "origin": origin, "kind": self.card.get("kind"), "labels": self.card.get("labels"),

@@ -66,8 +66,11 @@ def _embedding(cfg: ClassifyConfig, models: ModelSet):
     head = models.file("embedding_head")
     if not head:
         raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
-    e = cfg.embedding
-    return EmbeddingTagger(head, e.encoder, e.min_prior_score, e.max_chunks, e.keyword_candidates)
+    e, window = cfg.embedding, models.embedding_window
+    return EmbeddingTagger(head, e.encoder, e.min_prior_score, e.max_chunks or window["max_chunks"], e.keyword_candidates,
+                           words_per_chunk=e.words_per_chunk or window["words_per_chunk"],
+                           max_tokens=e.max_tokens or window["max_tokens"], after_fasttext=cfg.fasttext.enabled,
+                           ai_combiner=models.ai_combiner, min_combined=e.min_combined)
 
 
 @register("llm_judge")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import polars as pl
 import pyarrow as pa
@@ -34,11 +35,22 @@ class AttributeWriter(PipelineStep):
         self._shard = self._writer = self._file = None
         self._rows: list = []
         self._written = 0
+        self._seen, self._rank, self._reported = 0, 0, 0.0
+
+    def _report(self, force: bool = False):
+        """Rows of the open shard so far, in `_progress/rank-N.json` (about once a second): the progress bar of
+        `curate classify` counts documents from these and the committed files, whichever process does the work."""
+        now = time.monotonic()
+        if self._shard is None or not (force or now - self._reported >= 1.0):
+            return
+        self._reported = now
+        with self.output_folder.open(f"_progress/rank-{self._rank:05d}.json", "w") as f:
+            f.write(json.dumps({"shard": self._shard, "rows": self._seen}))
 
     def _open(self, shard: str, fingerprint: dict):
         meta = {"curation.input_fingerprint": json.dumps(fingerprint, sort_keys=True),
                 "curation.shard": shard, "curation.run": json.dumps(self.run_metadata, sort_keys=True)}
-        self._shard, self._written = shard, 0
+        self._shard, self._written, self._seen = shard, 0, 0
         self._file = self.output_folder.open(attribute_path(shard) + ".tmp", "wb")
         self._writer = pq.ParquetWriter(self._file, self.schema.with_metadata(meta), compression="zstd")
 
@@ -67,6 +79,7 @@ class AttributeWriter(PipelineStep):
         self._writer = self._file = self._shard = None
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        self._rank = rank
         try:
             for doc in data:
                 kind = doc.metadata.get(MARKER)
@@ -91,8 +104,10 @@ class AttributeWriter(PipelineStep):
                        "error": doc.metadata.get("error")}
                 row.update(doc.metadata.get(ATTRS, {}))
                 self._rows.append(row)
+                self._seen += 1
                 if len(self._rows) >= self.rows_per_group:
                     self._flush()
+                self._report()
         finally:
             self._close(commit=False)  # whatever is still open was not finished
         return

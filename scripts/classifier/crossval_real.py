@@ -51,11 +51,13 @@ def cached_embeddings(cache: dict):
 
     original = ce.embed_documents
 
-    def embed(texts, encoder_path=None, max_chunks=4, batch_size=64):
-        keys = [hashlib.sha1(f"{max_chunks}:{t}".encode()).hexdigest() for t in texts]
+    def embed(texts, encoder_path=None, max_chunks=4, batch_size=64, words_per_chunk=180, max_tokens=None):
+        keys = [hashlib.sha1(f"{max_chunks}:{t}".encode() if (words_per_chunk, max_tokens) == (180, None) else
+                             f"{max_chunks}:{words_per_chunk}:{max_tokens}:{t}".encode()).hexdigest() for t in texts]
         miss = [i for i, k in enumerate(keys) if k not in cache]
         if miss:
-            for i, row in zip(miss, original([texts[i] for i in miss], encoder_path, max_chunks, batch_size)):
+            for i, row in zip(miss, original([texts[i] for i in miss], encoder_path, max_chunks, batch_size,
+                                             words_per_chunk, max_tokens)):
                 cache[keys[i]] = row
         return np.stack([cache[k] for k in keys]) if texts else np.zeros((0, 384), np.float32)
 

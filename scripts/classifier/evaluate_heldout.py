@@ -46,6 +46,7 @@ def main():
         hits = docs["text"].str.count_matches(BLOCKLIST).to_numpy()
         report[f"blocklist_at_{n}"] = _prf(y, (hits >= n).astype(int))
     for name, cfg in (("default", ClassifyConfig(model=args.model)),
+                      ("default_ungated", ClassifyConfig(model=args.model, embedding={"min_combined": None})),
                       ("cascade", ClassifyConfig(model=args.model, fasttext={"only_candidates": True})),
                       ("default_no_embedding", ClassifyConfig(model=args.model, embedding={"enabled": False}))):
         report[name] = evaluate(docs, score_texts(docs["text"].to_list(), cfg, models))
@@ -54,7 +55,7 @@ def main():
     for name in ("blocklist_at_1", "blocklist_at_3"):
         r = report[name]
         print(f"{name:22s} AI F1 {r['f1']:.3f} (P {r['precision']:.3f} R {r['recall']:.3f})")
-    for name in ("default", "cascade", "default_no_embedding"):
+    for name in ("default", "default_ungated", "cascade", "default_no_embedding"):
         r = report[name]
         st = r.get("stance_final", {})
         print(f"{name:22s} AI F1 {r['final']['f1']:.3f} (P {r['final']['precision']:.3f} R {r['final']['recall']:.3f})  "

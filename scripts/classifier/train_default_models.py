@@ -33,6 +33,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
+# the embedding head's windows (the card's `embedding_window`): four of 180 words, MiniLM's 256 tokens. One window of
+# 100 words (128 tokens) is 5-10x cheaper but lost stance macro-F1 on the real-text CV (0.545 -> 0.51; docs/models.md)
+EMBEDDING_WINDOW = {"embedding_words_per_chunk": 180, "embedding_max_chunks": 4, "embedding_max_tokens": None}
 COMBINER = HERE / "default_combiner.json"  # written by scripts/classifier/crossval_real.py --write-combiner
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = HERE / "data" / "labels"
@@ -77,6 +80,27 @@ def labelled_frame() -> pl.DataFrame:
                              .otherwise(pl.col("id").str.split("/").list.first()).alias("source"))
 
 
+def retrain_head(df: pl.DataFrame, out: Path, p) -> None:
+    """A new embedding head (and combiner) for a model set whose fastText models stay byte-identical: the same
+    training split and candidates `curate fit` uses, the same head recipe (`fit_embedding_head`)."""
+    from curation.fit import fit_data_hash, fit_embedding_head, head_candidates, split, validate
+    from curation.lexicon import Lexicon
+
+    card = json.loads((out / "card.json").read_text())
+    if card["data"]["sha256"] != fit_data_hash(df):
+        raise SystemExit(f"{out}: its card was trained on other data; retrain the whole set instead")
+    train, valid = split(df, p.valid_fraction, p.seed)
+    counts = Lexicon.load(p.lexicon).count_batch(train["text"].to_list())
+    card["embedding_window"] = fit_embedding_head(head_candidates(train, counts), out / card["files"]["embedding_head"], p)
+    card["params"].update({k: getattr(p, k) for k in EMBEDDING_WINDOW})
+    card["ai_combiner"] = p.ai_combiner
+    card["sizes_bytes"]["embedding_head"] = (out / card["files"]["embedding_head"]).stat().st_size
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    card["metrics"] = validate(out, valid, True)
+    (out / "card.json").write_text(json.dumps(card, indent=1))
+    print(json.dumps(card["metrics"]["validation"], indent=1))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--output", default=str(ROOT / "build" / "models" / "candidate"),
@@ -84,6 +108,9 @@ def main():
     ap.add_argument("--promote", action="store_true",
                     help="write into curation/models/default instead: only for a set that becomes the default (docs/models.md)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--embedding-head-only", action="store_true",
+                    help="keep the model set's fastText models and keyword calibration; retrain only the embedding head "
+                    "(EMBEDDING_WINDOW) and put the current combiner in its card")
     args = ap.parse_args()
     if args.promote:
         args.output = str(ROOT / "curation" / "models" / "default")
@@ -97,10 +124,13 @@ def main():
     tmp.parent.mkdir(exist_ok=True)
     df.write_parquet(tmp)
     out = Path(args.output)
+    params = FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS, ai_combiner=AICombiner.load(COMBINER).to_dict(),
+                       **EMBEDDING_WINDOW)
+    if args.embedding_head_only:
+        return retrain_head(df, out, params)
     if out.exists():
         shutil.rmtree(out)
-    card = fit([str(tmp)], out, FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS,
-                                        ai_combiner=AICombiner.load(COMBINER).to_dict()), progress=print)
+    card = fit([str(tmp)], out, params, progress=print)
     card["data"]["sources"] = ["../shared/data/corpus (labels: scripts/classifier/data/labels/)", "curation/data/demo_corpus", "scripts/classifier/data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))

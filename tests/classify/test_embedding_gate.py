@@ -1,0 +1,75 @@
+"""Where the embedding stage runs (the gate that decides classify's speed), its bf16 encoder, and document progress."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+
+from conftest import shared_corpus, write_corpus
+
+
+def _texts() -> list[str]:
+    """16 real documents: alignment posts (AI discourse) and Wikipedia articles (mostly not)."""
+    return pl.concat([shared_corpus("turntrout").head(6), shared_corpus("wikipedia-recent").head(10)])["text"].to_list()
+
+
+def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
+    from curation.combiner import AICombiner
+    from curation.config import ClassifyConfig
+    from curation.models import resolve
+    from curation.predict import score_texts
+
+    texts, models = _texts(), resolve("default")
+    comb = AICombiner.from_dict(models.ai_combiner)
+    window = dict(max_chunks=1, max_tokens=64)  # short windows: the test checks the gate, not the head
+    open_gate = score_texts(texts, ClassifyConfig(embedding={**window, "min_combined": None}), models)
+    p0 = [comb.score_without(a, "emb_ai") for a in open_gate]
+    embedded = sorted(p for p, a in zip(p0, open_gate) if a.get("emb_ai") is not None)
+    cut = (embedded[0] + embedded[-1]) / 2  # between the least and the most certain of the documents embedded
+    rows = score_texts(texts, ClassifyConfig(embedding={**window, "min_combined": cut}), models)
+    for a, b, p in zip(rows, open_gate, p0):
+        assert (a.get("emb_ai") is not None) == (b.get("emb_ai") is not None and p >= cut)
+        if a.get("emb_ai") is not None:
+            assert a["emb_ai"] == b["emb_ai"] and a["ai_discourse"] == b["ai_discourse"]  # who is embedded, not the score
+        else:  # ruled out by keyword + fastText: the final score is theirs alone
+            assert a["ai_discourse"] == p
+    assert 0 < sum(a.get("emb_ai") is not None for a in rows) < sum(b.get("emb_ai") is not None for b in open_gate)
+    # the fastText cascade's skipped documents are not embedded (their keyword prior used to let them all through)
+    cascade = score_texts(texts, ClassifyConfig(fasttext={"only_candidates": True, "screen_chars": 0},
+                                                embedding={**window, "min_combined": None}), models)
+    skipped = [a for a in cascade if a.get("ft_ai") is None]
+    assert skipped and all(a.get("emb_ai") is None for a in skipped)
+
+
+def test_bf16_encoder_matches_float32(monkeypatch):
+    from curation.embedding import embed_documents, low_precision
+
+    texts, bf16 = _texts()[:3], low_precision("cpu")
+    fast = embed_documents(texts, max_chunks=1, max_tokens=64)
+    monkeypatch.setenv("CURATE_EMBED_FP32", "1")
+    exact = embed_documents(texts, max_chunks=1, max_tokens=64)
+    assert fast.shape == exact.shape == (3, 384)
+    assert (fast * exact).sum(1).min() > 0.999
+    assert bf16 != np.array_equal(fast, exact)  # bf16 ran where the CPU has it, float32 elsewhere
+
+
+def test_progress_counts_documents_from_footers_and_writers(tmp_path):
+    from curation.classify import classify, documents_done, shard_rows
+    from curation.config import ClassifyConfig
+    from curation.core.shards import attribute_path
+
+    df = shared_corpus("wikipedia-recent").head(30).select("id", "text")
+    write_corpus(tmp_path / "c", df, {"a.parquet": slice(0, 10), "b.parquet": slice(10, 30)})
+    out = tmp_path / "attrs"
+    r = classify(str(tmp_path / "c"), out, ClassifyConfig(embedding={"enabled": False}), progress=False)
+    assert r.ok
+    rows = shard_rows(str(tmp_path / "c"), ["a.parquet", "b.parquet"])
+    assert rows == {"a.parquet": 10, "b.parquet": 20}
+    assert documents_done(out, rows) == (30, 2)
+    assert json.loads((out / "_progress" / "rank-00000.json").read_text())["shard"] == "a.parquet"  # the writer reports
+    # a shard not yet committed counts the rows its writer reported
+    (out / attribute_path("b.parquet")).unlink()
+    (out / "_progress" / "rank-00001.json").write_text(json.dumps({"shard": "b.parquet", "rows": 7}))
+    assert documents_done(out, rows) == (17, 1)
