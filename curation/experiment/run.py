@@ -174,10 +174,23 @@ class _Lock:
         self.f.close()
 
 
-def claim_output(out: Path) -> None:
-    if out.exists() and any(p.name != ".lock" for p in out.iterdir()) and not (out / "graph.json").exists():
-        raise CurationError(f"{out}: not empty and not an experiment directory; pick another --output")
-    out.mkdir(parents=True, exist_ok=True)
+RUN_FILES = ("graph.json", "experiment.yaml", "experiment.json", "results.json", ".lock")
+RUN_TREES = ("logs", "nodes", "report", "slurm")
+
+
+def _legacy_run(out: Path) -> dict | None:
+    """An experiment directory written before ownership records (it has graph.json): adopted, so it resumes."""
+    return {"files": list(RUN_FILES), "trees": list(RUN_TREES)} if (out / "graph.json").is_file() else None
+
+
+def claim_output(out: Path, inputs: list = ()) -> None:
+    """The output as a `curate experiment run` output (curation/core/outputs.py): never an input or inside one, never
+    a directory of someone else's files; the runner never deletes anything (a rerun resumes)."""
+    from curation.core.outputs import claim
+
+    owned = claim(out, "experiment run", inputs=inputs, legacy=_legacy_run)
+    owned.own(*RUN_FILES)
+    owned.own(*RUN_TREES, tree=True)
 
 
 def prepare_output(out: Path, plan: Plan) -> None:
@@ -261,7 +274,7 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
     for n in plan.notes:
         log(f"note: {n}")
-    claim_output(out)
+    claim_output(out, [path])
     lock = _Lock(out)
     try:
         prepare_output(out, plan)
