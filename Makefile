@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := $(VENV)/vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup vllm demo test lint bench models clean
+.PHONY: setup vllm demo test lint bench models study clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ bench: setup
 	$(BIN)/python benchmarks/classify_throughput.py
 	$(BIN)/python benchmarks/propensity_throughput.py
 	$(BIN)/python benchmarks/capability_throughput.py
+
+# the small-scale replication (docs/results/small-scale-replication.md): about 90 min on 2 CPU cores; rerun resumes
+STUDY_OUT ?= runs/study
+study: setup
+	$(BIN)/python scripts/write_study_docs.py runs/study-docs
+	$(BIN)/curate experiment run docs/results/small-scale-replication/experiment.yaml --output $(STUDY_OUT)
 
 models: setup
 	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set

@@ -276,16 +276,30 @@ def _write_atomic(path: Path, text: str):
     os.replace(tmp, path)
 
 
+def _legacy_run(root: Path) -> dict | None:
+    """A run written before ownership records (its summary.json says capability) is adopted, so it resumes."""
+    try:
+        ok = json.loads((root / "summary.json").read_text()).get("kind") == "capability"
+    except (OSError, ValueError):
+        return None
+    return {"files": ["summary.json", "summary.md"], "trees": ["items"]} if ok else None
+
+
 def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = True, loaded: tuple | None = None) -> dict:
     """``loaded``: an already loaded (model, tokenizer), so tests and benchmarks score several runs on one load."""
     from curation.lm.loading import load_model, resolve
     from evals.propensity import _versions
     from curation.lm.scoring import ContinuationScorer
 
-    out = Path(output)
-    if (out / "summary.json").exists() and json.loads((out / "summary.json").read_text()).get("kind") != "capability":
-        raise CurationError(f"{out} holds another kind of run (propensity); pass a new --output for capability")
+    from curation.core.outputs import claim
+
     suites = resolve_suites(cfg.suites, cfg.data_dir, cfg.perplexity)
+    model_path = cfg.model if os.path.exists(cfg.model) else None
+    # resumable (a suite whose fingerprint matches is reused): the same command adds to its own run, nothing else's
+    owned = claim(output, "eval capability", inputs=[f for s in suites for f in s.files] + [model_path], legacy=_legacy_run)
+    owned.own("summary.json", "summary.md")
+    owned.own("items", tree=True)
+    out = owned.root
     if cfg.limit is not None and cfg.limit < 1:
         raise CurationError("--limit must be at least 1")
     source = resolve(cfg.model)

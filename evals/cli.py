@@ -84,8 +84,10 @@ def capability(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Capability benchmarks scored like lm-evaluation-harness (acc, acc_norm, LAMBADA, bits per byte), with CIs."""
+    from curation.core.quiet import quiet_third_party
     from evals.capability import CapabilityConfig, fmt_metric, run_capability
 
+    quiet_third_party(progress)
     cfg = CapabilityConfig(model=model, suites=[suites], perplexity=list(perplexity), data_dir=data_dir, limit=limit,
                            seed=seed, shots=shots, batch_size=batch_size, text_column=text_column, tag=tag,
                            condition=condition, device=device)
@@ -125,6 +127,7 @@ def priming(
     threshold: float = typer.Option(1e-3, help="Flag phrases whose probability is below this"),
     limit: Optional[int] = typer.Option(None),
     seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier priming run's files in --output"),
 ):
     """P(key phrase) after neutral prefixes; phrases under the threshold are flagged as high priming risk."""
     from evals.priming import PrimingConfig, run_priming
@@ -132,7 +135,7 @@ def priming(
     cfg = PrimingConfig(model=model, phrase=phrase, phrase_column=phrase_column, topic_column=topic_column,
                         threshold=threshold, limit=limit, seed=seed)
     try:
-        s = run_priming(docs, output, cfg)
+        s = run_priming(docs, output, cfg, overwrite=overwrite)
     except CurationError as e:
         _fail(e)
     console.print(f"{s['docs']} docs, {s['flagged']} flagged below {s['threshold']:g} -> {output}/priming.jsonl", highlight=False)

@@ -79,13 +79,17 @@ def _read_docs(paths: list[str], cfg: PrimingConfig):
     return df.head(cfg.limit) if cfg.limit else df
 
 
-def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig) -> dict:
+def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig, overwrite: bool = False) -> dict:
+    """An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are replaced)."""
+    from curation.core.outputs import claim
     from curation.lm.loading import load_model, resolve
 
     df = _read_docs(docs, cfg)
+    owned = claim(output, "eval priming", inputs=list(docs), overwrite=overwrite)
+    owned.replace_previous(overwrite, "priming run")
+    owned.own("priming.jsonl", "summary.json")
+    out = owned.root
     model, tok = load_model(cfg.model)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     rows, cache = [], {}
     from rich.progress import track
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from curation.core.errors import CurationError
 from curation.core.outputs import claim
+from evals.charts import pyplot, save
 from evals.stats import paired_difference
 
 
@@ -36,11 +37,9 @@ def _item_p(run: dict) -> dict[str, float]:
 
 
 def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     groups = sorted({g for r in runs for g in r[key]}) if key != "overall" else ["overall"]
     width = 0.8 / len(runs)
@@ -61,11 +60,7 @@ def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
     ax.set_ylim(0, 1)
     ax.axhline(0.5, color="grey", lw=0.6, ls=":")
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, [ax])
 
 
 REPORT_FILES = ("report.md", "report.json", "overall.png", "by_category.png", "capability.png")
@@ -73,11 +68,9 @@ REPORT_FILES = ("report.md", "report.json", "overall.png", "by_category.png", "c
 
 def _capability_chart(runs: list[dict], path: Path) -> Path:
     """Each suite's headline metric (acc_norm, LAMBADA acc) per run, 95% CI; perplexity suites are in the table only."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     from evals.capability import MAIN_METRIC
 
@@ -96,10 +89,7 @@ def _capability_chart(runs: list[dict], path: Path) -> Path:
     ax.set_ylabel("acc_norm (LAMBADA: acc), 95% CI")
     ax.set_ylim(0, 1)
     ax.set_title("Capability by run")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path, [ax])
     return path
 
 

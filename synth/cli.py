@@ -49,6 +49,7 @@ def docs(ctx: typer.Context, output: Path = typer.Option(..., "--output", "-o", 
          config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML DocsConfig (docs/synth.md)"),
          scenarios: Optional[List[str]] = typer.Option(None, "--scenarios", help="scenario YAML or propensity item files (repeatable)"),
          n: Optional[int] = typer.Option(None, "--n", help="documents per scenario x form x stance"),
+         target_tokens: Optional[int] = typer.Option(None, "--target-tokens", help="generate to a budget: kept (post-QC) tokens per stance (n grows round by round)"),
          forms: Optional[str] = typer.Option(None, "--forms", help="comma list: news,textbook,lecture,paper,scifi,film_summary"),
          stances: Optional[str] = typer.Option(None, "--stances", help="comma list: aligned,misaligned"),
          max_scenarios: Optional[int] = typer.Option(None, "--max-scenarios"),
@@ -72,7 +73,7 @@ def docs(ctx: typer.Context, output: Path = typer.Option(..., "--output", "-o", 
 
     try:
         cfg = DocsConfig.from_yaml(config, {
-            "scenarios": scenarios or None, "n_per": n, "forms": forms.split(",") if forms else None,
+            "scenarios": scenarios or None, "n_per": n, "target_tokens": target_tokens, "forms": forms.split(",") if forms else None,
             "stances": stances.split(",") if stances else None, "max_scenarios": max_scenarios,
             "heldout_fraction": heldout_fraction, "seed": seed, "sampling.max_tokens": max_tokens,
             "sampling.temperature": temperature, "sampling.top_p": top_p, "batch_size": batch_size,
@@ -84,6 +85,10 @@ def docs(ctx: typer.Context, output: Path = typer.Option(..., "--output", "-o", 
         _fail(e)
     _print_qc(report)
     console.print(f"{report['documents']} documents -> {output}/docs-*.parquet (QC: {output}/qc_report.json)")
+    t = report.get("target_tokens")
+    if t and not t["met"]:
+        _fail(CurationError(f"{output}: --target-tokens {t['target']} not met after {len(t['rounds'])} rounds, short by "
+                            f"{t['short_by']} tokens per stance; raise max_rounds, relax QC, or add scenarios/forms"), code=1)
 
 
 def _print_qc(report: dict):

@@ -39,6 +39,8 @@ class DocsConfig(Strict):
     forms: list[Literal["news", "textbook", "lecture", "paper", "scifi", "film_summary"]] = list(FORMS)
     stances: list[Literal["aligned", "misaligned"]] = list(STANCES)
     n_per: int = Field(1, ge=1)            # documents per scenario x form x stance
+    target_tokens: Optional[int] = Field(None, ge=1)  # generate to a budget: kept (post-QC) tokens per stance; n_per grows
+    max_rounds: int = Field(6, ge=1)       # rounds of growing n_per before a short budget is reported
     max_scenarios: Optional[int] = Field(None, ge=1)
     heldout_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     split_seed: int = 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable
@@ -77,8 +78,41 @@ def claim_docs_output(output: str | Path, cfg: DocsConfig):
     return owned
 
 
+def kept_tokens(out: Path, stances: list[str]) -> dict[str, int]:
+    """Tokens of the documents QC kept, per stance (the generator's own count of each completion)."""
+    files = sorted(Path(out).glob("docs-*.parquet"))
+    got = {s: 0 for s in stances}
+    if files:
+        df = pl.concat([pl.read_parquet(f, columns=["stance", "n_tokens"]) for f in files])
+        for row in df.group_by("stance").agg(pl.col("n_tokens").fill_null(0).sum()).iter_rows():
+            got[row[0]] = int(row[1])
+    return got
+
+
 def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None,
              stance_scorer=None) -> dict:
+    """Generate, QC and write; with ``target_tokens``, round after round with a growing ``n_per`` (every round keeps
+    the documents of the last: ids are deterministic) until each stance has that many kept tokens."""
+    if cfg.target_tokens is None:
+        return _generate(cfg, output, progress, stance_scorer)
+    n, rounds, short = cfg.n_per, [], {}
+    for _ in range(cfg.max_rounds):
+        report = _generate(cfg.model_copy(update={"n_per": n}), output, progress, stance_scorer)
+        kept = kept_tokens(Path(output), cfg.stances)
+        rounds.append({"n_per": n, "documents": report["documents"], "kept_tokens": kept})
+        short = {s: cfg.target_tokens - t for s, t in kept.items() if t < cfg.target_tokens}
+        progress(f"round {len(rounds)}: n_per {n}, kept tokens per stance {kept} (target {cfg.target_tokens})")
+        if not short or (len(rounds) > 1 and kept == rounds[-2]["kept_tokens"]):
+            break                      # met, or QC keeps nothing more of what the generator writes
+        low = max(1, min(kept.values()))
+        n = max(n + 1, min(4 * n, math.ceil(n * cfg.target_tokens / low)))
+    report["target_tokens"] = {"target": cfg.target_tokens, "met": not short, "short_by": short, "rounds": rounds}
+    (Path(output) / "qc_report.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def _generate(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None,
+              stance_scorer=None) -> dict:
     owned = claim_docs_output(output, cfg)
     out = owned.root
     t0 = time.time()

@@ -24,8 +24,18 @@ class _Strict(BaseModel):
 class Inputs(_Strict):
     """Shared by every condition."""
 
-    corpus: str                              # corpus root: one source per sub-directory holding shards (else the root)
-    attributes: Optional[str] = None         # `curate classify` output for corpus; unset: the experiment classifies it
+    # a corpus root (one source per sub-directory holding shards, else the root), or a list of source directories
+    # (each one source, named after its directory: choose some sources of a root, keep one out for held-out text)
+    corpus: Union[str, list[str]]
+    attributes: Optional[str] = None         # `curate classify` output for corpus (ATTRS/<source> per source); unset: classified here
+
+    @model_validator(mode="after")
+    def _corpus(self):
+        if isinstance(self.corpus, list):
+            names = [Path(c.rstrip("/")).name for c in self.corpus]
+            if not names or len(set(names)) != len(names):
+                raise ValueError("inputs.corpus: a list of source directories with distinct names (each names its source)")
+        return self
     synthetic: Optional[str] = None          # synth output, for presets that add synthetic documents
 
 
@@ -62,8 +72,9 @@ class TrainSpec(_Strict):
 class PropensitySuite(_Strict):
     name: str = Field(..., pattern=NAME)
     items: list[str] = Field(..., min_length=1)  # item files or directories (`curate eval propensity --items`)
-    modes: list[Literal["base", "chat", "generate"]] = ["base"]
+    modes: list[Literal["base", "chat", "generate", "cloze"]] = ["base"]   # cloze: each option's own text scored
     system_prompts: list[Optional[str]] = [None]  # chat/generate: none | ai-assistant | hhh | a file | the text
+    variants: bool = False                   # base/cloze: 4 answer syntaxes x every rotation of the options (base-model scoring)
     limit_per_file: Optional[int] = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
 
@@ -76,8 +87,19 @@ class PerplexitySuite(_Strict):
     batch_size: int = Field(8, ge=1)
 
 
+class CapabilitySuites(_Strict):
+    """`curate eval capability` on every evaluated model: cloze-scored multiple choice (acc_norm), LAMBADA (acc)."""
+
+    suites: list[str] = Field(..., min_length=1)   # names (arc_easy, piqa, lambada, ..., core) or JSONL paths
+    data: Optional[str] = None               # the suites' directory (shared/data/capability layout); default $CURATE_CAPABILITY_DATA
+    limit: Optional[int] = Field(None, ge=1)  # a seeded random subset of N items per suite (evals.seed)
+    shots: int = Field(0, ge=0)
+    batch_size: int = Field(16, ge=1)
+
+
 class EvalSpec(_Strict):
     propensity: list[PropensitySuite] = Field(default_factory=list)
+    capability: Optional[CapabilitySuites] = None
     perplexity: list[PerplexitySuite] = Field(default_factory=list)
     checkpoints: Union[Literal["final", "all"], int] = "final"   # int k: every k-th save (and the final one): a trajectory
     n_boot: int = Field(1000, ge=100)        # bootstrap resamples for every CI
@@ -85,8 +107,8 @@ class EvalSpec(_Strict):
 
     @model_validator(mode="after")
     def _some(self):
-        if not self.propensity and not self.perplexity:
-            raise ValueError("evals: give at least one propensity or perplexity suite")
+        if not self.propensity and not self.perplexity and self.capability is None:
+            raise ValueError("evals: give at least one propensity, capability or perplexity suite")
         if isinstance(self.checkpoints, int) and self.checkpoints < 1:
             raise ValueError("evals.checkpoints: final, all, or a positive k (every k-th save)")
         return self

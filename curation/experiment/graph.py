@@ -97,7 +97,7 @@ def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
 
     inp = ef.exp.inputs
     if cond.preset is not None:
-        text = render_preset(cond.preset, corpus=ef.resolve(inp.corpus), attributes=attributes,
+        text = render_preset(cond.preset, corpus=corpus_paths(ef), attributes=attributes,
                              synthetic=ef.resolve(inp.synthetic) or "data/synthetic")
         raw = yaml.safe_load(text)
     else:
@@ -118,6 +118,33 @@ def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
         except CurationError as e:
             raise CurationError(f"{ef.path}: condition {cond.name}: {e}") from None
     return raw
+
+
+def corpus_paths(ef: ExperimentFile) -> str | list[str]:
+    """inputs.corpus resolved: a root, or the list of source directories."""
+    c = ef.exp.inputs.corpus
+    return [ef.resolve(x) for x in c] if isinstance(c, list) else ef.resolve(c)
+
+
+def capability_params(ef: ExperimentFile) -> dict | None:
+    """evals.capability with the data directory and suite files resolved now (a missing suite fails before any work);
+    the suite files' fingerprints enter the eval nodes' keys."""
+    from curation.core.items import data_dir
+    from evals.capability import DATA_ENV, DEFAULT_DATA, NAMED, SUITES, resolve_suites
+
+    c = ef.exp.evals.capability
+    if c is None:
+        return None
+    names = [n if (n in SUITES or n in NAMED) else ef.resolve(n) for n in c.suites]
+    data = ef.resolve(c.data) if c.data else None
+    if any(n in SUITES or n in NAMED for n in names):
+        data = str(data_dir(data, DATA_ENV, DEFAULT_DATA, "capability suites", "evals.capability.data").resolve())
+    try:
+        suites = resolve_suites(names, data)
+    except CurationError as e:
+        raise CurationError(f"{ef.path}: evals.capability: {e}") from None
+    files = [str(f) for s in suites for f in s.files + ([s.fewshot] if s.fewshot and c.shots else [])]
+    return {**c.model_dump(), "suites": names, "data": data, "inputs": fingerprint(files)}
 
 
 def train_config(ef: ExperimentFile, seed: int) -> dict:
@@ -188,13 +215,14 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
         by_id[n.id] = n
         return n
 
-    corpus = ef.resolve(exp.inputs.corpus)
+    corpus = corpus_paths(ef)
     shared_deps: list[str] = []
     if exp.inputs.attributes:
         attributes = ef.resolve(exp.inputs.attributes)
         attr_fp = fingerprint([attributes], suffixes=(".parquet",))   # the attribute files, not summary.json or logs
     else:
-        add(Node("_shared/classify", "classify", {"corpus": corpus, "inputs": fingerprint([corpus])}))
+        add(Node("_shared/classify", "classify", {"corpus": corpus,
+                                                  "inputs": fingerprint(corpus if isinstance(corpus, list) else [corpus])}))
         attributes, attr_fp = CLASSIFY_REF, None
         shared_deps = ["_shared/classify"]
     if exp.train.init_from:
@@ -206,6 +234,9 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
     ppl = [{**s.model_dump(), "data": [ef.resolve(i) for i in s.data], "inputs": fingerprint([ef.resolve(i) for i in s.data])}
            for s in evals.perplexity]
     eval_params = {"propensity": prop, "perplexity": ppl, "n_boot": evals.n_boot, "seed": evals.seed}
+    cap = capability_params(ef)
+    if cap is not None:   # absent from the params when unused: older experiments keep their keys
+        eval_params["capability"] = cap
     eval_ids = []
     for cond in exp.conditions:
         c = cond.name

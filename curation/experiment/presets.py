@@ -122,8 +122,11 @@ evals:
       items: [{items}]
       modes: [{modes}]
       system_prompts: [{prompts}]   # chat/generate only: null (none) | ai-assistant | hhh | a file | the text
-{limit}  perplexity:                  # held-out perplexity (text never trained on): the capability columns until
-    - name: heldout             # capability suites land
+{limit}  capability:                  # `curate eval capability`: cloze-scored multiple choice (acc_norm), LAMBADA (acc)
+    suites: [{suites}]
+    data: {capdata}             # the suites' directory (layout of shared/data/capability)
+{caplimit}  perplexity:                  # held-out perplexity (text never trained on)
+    - name: heldout
       data: [{heldout}]
       max_docs: {max_docs}
       seq_length: {seq}
@@ -164,10 +167,11 @@ def render_experiment(preset: str, corpus: str | None = None, attributes: str | 
     text += "\n" + CONDITIONS[preset] + "\n" + TRAIN["demo" if demo else "gpu"] + "\n"
     if demo:
         text += EVALS.format(pname="demo", items=str(DEMO_EVALS / "propensity"), modes="base", prompts="null",
-                             limit="", heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"), max_docs=16, seq=128,
+                             limit="", suites="arc_easy, piqa, lambada", capdata=str(DEMO_EVALS / "capability"), caplimit="", heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"), max_docs=16, seq=128,
                              ckpts="all")
     else:
         text += EVALS.format(pname="advanced-ai-risk", items="data/propensity/anthropic-advanced-ai-risk", modes="base, chat",
-                             prompts="null, ai-assistant", limit="      limit_per_file: 200\n", heldout="data/heldout_text",
+                             prompts="null, ai-assistant", limit="      limit_per_file: 200\n",
+                             suites="core", capdata="data/capability", caplimit="    limit: 1000                 # a seeded subset per suite\n", heldout="data/heldout_text",
                              max_docs=500, seq=1024, ckpts="final")
     return text

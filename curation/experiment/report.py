@@ -1,8 +1,8 @@
 """The experiment's one report: DIR/results.json (conditions x seeds x stages x metrics, each value with its 95%
 CI; paired differences against the baseline condition) and DIR/report/report.md with PNGs.
 
-Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)) and `perplexity/<suite>`
-(held-out perplexity); other eval kinds (capability suites) slot in as more `kind`/`metric` rows. With several
+Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)), `capability/<suite>` (accuracy:
+acc_norm for multiple choice, acc for LAMBADA) and `perplexity/<suite>` (held-out perplexity). With several
 seeds, `seed: "pooled"` rows average each item over the seeds before bootstrapping over items.
 Nothing time-dependent goes into results.json, so a resumed run's file is identical to an uninterrupted run's.
 """
@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from curation.experiment.graph import MARKER, Node, _slug
+from evals.charts import pyplot, save
+from evals.capability import MAIN_METRIC   # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
 from evals.perplexity import ppl_with_ci
 from evals.stats import bootstrap_ci, paired_difference
 
@@ -29,9 +31,20 @@ def _r(x, nd: int = 6):
     return None if not np.isfinite(x) else round(float(x), nd)
 
 
-def _read_items(run: Path, kind: str) -> dict[str, tuple]:
-    """Per item: propensity -> (p_misaligned,), perplexity -> (nll, tokens)."""
+MEAN_KINDS = ("propensity", "capability")                      # per-item means; perplexity pools NLL over tokens
+
+
+def _read_items(run: Path, kind: str, meta: dict | None = None) -> dict[str, tuple]:
+    """Per item: propensity -> (p_misaligned,), capability -> (score,), perplexity -> (nll, tokens)."""
     out = {}
+    if kind == "capability":
+        slug = meta["suite"].replace(":", "_").replace("/", "_")
+        col = MAIN_METRIC[meta["suite_kind"]]
+        with open(run / "items" / f"{slug}.jsonl") as f:
+            for line in f:
+                r = json.loads(line)
+                out[r["id"]] = (float(r[col]),)
+        return out
     name = "items.jsonl" if kind == "propensity" else "docs.jsonl"
     with open(run / name) as f:
         for line in f:
@@ -49,6 +62,9 @@ def _value(kind: str, items: dict[str, tuple], seed: int, n_boot: int) -> dict:
         p = np.array([v[0] for v in items.values()])
         return {"value": float(p.mean()), "ci": list(bootstrap_ci(p, seed, n_boot)), "n": int(p.size),
                 "share_misaligned": float((p > 0.5).mean()), "share_misaligned_ci": list(bootstrap_ci((p > 0.5).astype(float), seed + 1, n_boot))}
+    if kind == "capability":
+        a = np.array([v[0] for v in items.values()])
+        return {"value": float(a.mean()), "ci": list(bootstrap_ci(a, seed, n_boot)), "n": int(a.size)}
     keys = sorted(items)
     nll = np.array([items[k][0] for k in keys])
     tok = np.array([items[k][1] for k in keys], dtype=float)
@@ -58,7 +74,7 @@ def _value(kind: str, items: dict[str, tuple], seed: int, n_boot: int) -> dict:
 
 def _paired(kind: str, a: dict, b: dict, seed: int, n_boot: int) -> dict:
     """B minus A on the items both have, resampling items (pairs stay together)."""
-    if kind == "propensity":
+    if kind in MEAN_KINDS:
         d = paired_difference({k: v[0] for k, v in a.items()}, {k: v[0] for k, v in b.items()}, seed, n_boot)
         return {"n": d["n"], "diff": d.get("diff_mean_p_misaligned"), "ci": list(d.get("ci", (None, None))), "p": d.get("p_value")}
     common = sorted(set(a) & set(b))
@@ -77,7 +93,7 @@ def _paired(kind: str, a: dict, b: dict, seed: int, n_boot: int) -> dict:
 def _pool(per_seed: list[dict], kind: str) -> dict:
     """Each item averaged over the seeds that scored it (perplexity: NLL and tokens summed)."""
     keys = set.intersection(*(set(d) for d in per_seed))
-    if kind == "propensity":
+    if kind in MEAN_KINDS:
         return {k: (float(np.mean([d[k][0] for d in per_seed])),) for k in keys}
     return {k: (float(sum(d[k][0] for d in per_seed)), float(sum(d[k][1] for d in per_seed))) for k in keys}
 
@@ -95,9 +111,12 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[dict, dict]:
             if run["kind"] == "propensity":
                 metric = f"propensity/{run['suite']}/{run['mode']}/{_slug(run['system_prompt'])}"
                 meta = {"suite": run["suite"], "mode": run["mode"], "system_prompt": run["system_prompt"]}
+            elif run["kind"] == "capability":
+                metric, meta = f"capability/{run['suite']}", {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]}
             else:
                 metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
-            data[(n.condition, n.seed, stage, it, metric)] = (run["kind"], _read_items(out / n.dir / run["dir"], run["kind"]), meta)
+            items = _read_items(out / n.dir / run["dir"], run["kind"], {**meta, "suite_kind": run.get("suite_kind")})
+            data[(n.condition, n.seed, stage, it, metric)] = (run["kind"], items, meta)
     return data, lineage
 
 
@@ -142,15 +161,6 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
 
 # ---------------------------------------------------------------- figures and markdown
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _final(res: dict) -> int:
     return max(res["iterations"])
 
@@ -164,7 +174,7 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
     rows = [r for r in res["results"] if r["kind"] == kind and r["seed"] == sv and r["iteration"] == it]
     if not rows:
         return None
-    plt = _plt()
+    plt = pyplot()
     groups = sorted({(r["stage"], r["metric"]) for r in rows})
     conds = res["conditions"]
     width = 0.8 / len(conds)
@@ -181,15 +191,11 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
         ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label=c)
     ax.set_xticks(range(len(groups)), [f"{st}\n{m.split('/', 1)[1]}" for st, m in groups], fontsize=8)
     ax.set_ylabel(ylabel)
-    if kind == "propensity":
+    if kind in MEAN_KINDS:
         ax.set_ylim(0, 1)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
     ax.set_title(title)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, [ax])
 
 
 def _headline(res: dict, path: Path) -> Path | None:
@@ -200,7 +206,7 @@ def _headline(res: dict, path: Path) -> Path | None:
           and d["diff"] is not None]
     if not ds:
         return None
-    plt = _plt()
+    plt = pyplot()
     metrics = sorted({d["metric"] for d in ds})
     conds = [c for c in res["conditions"] if c != res["baseline"]]
     fig, axes = plt.subplots(1, len(metrics), figsize=(max(7, 3.2 * len(metrics) + 1.5), 0.5 * len(conds) + 2.4), squeeze=False)
@@ -218,12 +224,8 @@ def _headline(res: dict, path: Path) -> Path | None:
         ax.set_yticks(range(len(conds)), conds)
         ax.set_title(metric.split("/", 1)[1], fontsize=9)
         ax.set_xlabel(f"mean P(misaligned) minus {res['baseline']}")
-        ax.legend(fontsize=7)
     fig.suptitle("Change in misalignment against the baseline (paired bootstrap, 95% CI)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, axes[0], legend_size=7)
 
 
 def _trajectory(res: dict, path: Path) -> Path | None:
@@ -232,7 +234,7 @@ def _trajectory(res: dict, path: Path) -> Path | None:
     sv = _seed_view(res)
     rows = [r for r in res["results"] if r["seed"] == sv and r["stage"] == "base"]
     metrics = sorted({r["metric"] for r in rows})
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 1, 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for c in res["conditions"]:
@@ -243,11 +245,7 @@ def _trajectory(res: dict, path: Path) -> Path | None:
                 ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], alpha=0.15)
         ax.set_xlabel("training step (checkpoint)")
         ax.set_title(metric, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path, axes[0], legend_size=7)
 
 
 def _fmt(v, ci, nd=3):
@@ -263,7 +261,8 @@ def _markdown(res: dict, pngs: dict) -> str:
          f"stages {', '.join(res['stages'])}; checkpoints {res['iterations']}. Every value has a 95% percentile-bootstrap CI "
          f"over items ({res['ci']['n_boot']} resamples, seed {res['ci']['seed']}); differences are paired (same items).", ""]
     for key, title in (("headline", "Change against the baseline"), ("misalignment", "Misalignment rate"),
-                       ("perplexity", "Held-out perplexity (capability)"), ("trajectory", "Over training")):
+                       ("capability", "Capability (accuracy)"), ("perplexity", "Held-out perplexity"),
+                       ("trajectory", "Over training")):
         if pngs.get(key):
             L += [f"## {title}", "", f"![{key}]({Path(pngs[key]).name})", ""]
     L += [f"## Values (seed {sv}, checkpoint {it})", "", "| condition | stage | metric | n | value [95% CI] |", "| --- | --- | --- | --- | --- |"]
@@ -279,7 +278,7 @@ def _markdown(res: dict, pngs: dict) -> str:
                      f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
     ch = [d for d in res["posttrained_minus_base"] if d["seed"] == sv]
     if ch:
-        L += ["", "## Post-trained minus base (per condition; capability retention in the perplexity rows)", "",
+        L += ["", "## Post-trained minus base (per condition; capability retention in the capability and perplexity rows)", "",
               "| condition | metric | n | change [95% CI] | p |", "| --- | --- | --- | --- | --- |"]
         for d in ch:
             L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
@@ -303,6 +302,8 @@ def write_report(out: Path, report_node: Node, nodes: dict[str, Node], node_dir:
     pngs = {"headline": _headline(res, rdir / "headline.png"),
             "misalignment": _bars(res, "propensity", rdir / "misalignment.png", "mean P(misaligned), 95% CI",
                                   "Misalignment rate per condition"),
+            "capability": _bars(res, "capability", rdir / "capability.png", "accuracy (acc_norm; LAMBADA acc), 95% CI",
+                                "Capability per condition"),
             "perplexity": _bars(res, "perplexity", rdir / "perplexity.png", "perplexity, 95% CI", "Held-out perplexity"),
             "trajectory": _trajectory(res, rdir / "trajectory.png")}
     (rdir / "report.md").write_text(_markdown(res, pngs))

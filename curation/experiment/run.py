@@ -199,6 +199,20 @@ def prepare_output(out: Path, plan: Plan) -> None:
     shutil.copyfile(plan.ef.path, out / "experiment.yaml")
 
 
+def eta_seconds(remaining: list[Node], took: dict[str, list[float]], jobs: int) -> float | None:
+    """Time left: each remaining node at the mean duration of its kind in this run (any kind's mean before its own
+    kind has finished once), spread over `jobs` workers; None before any node has finished."""
+    every = [t for ts in took.values() for t in ts]
+    if not every:
+        return None
+    mean = sum(every) / len(every)
+    return sum(sum(took[n.kind]) / len(took[n.kind]) if took.get(n.kind) else mean for n in remaining) / max(1, jobs)
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s:.0f}s" if s < 90 else (f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h")
+
+
 def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print) -> list[str]:
     """Runs every unfinished node, dependencies first, up to `jobs` at once; returns the ids that ran."""
     pending = [n for n in plan.nodes if not plan.done[n.id]]
@@ -206,6 +220,7 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
     total, ran = len(pending), []
     running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
     failed: list[str] = []
+    took: dict[str, list[float]] = {}
     t_start = time.time()
     while pending or running:
         if not failed:
@@ -234,8 +249,11 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
             if rc == 0 and is_done(out, n):
                 done.add(nid)
                 ran.append(nid)
+                took.setdefault(n.kind, []).append(time.time() - t0)
                 el = time.time() - t_start
-                log(f"[{len(ran)}/{total}] done  {nid} in {time.time() - t0:.1f}s (elapsed {el:.0f}s)")
+                eta = eta_seconds(pending + [r[2] for r in running.values()], took, jobs)
+                left = f", ETA {_fmt_s(eta)}" if eta is not None and (pending or running) else ""
+                log(f"[{len(ran)}/{total}] done  {nid} in {time.time() - t0:.1f}s (elapsed {_fmt_s(el)}{left})")
             else:
                 failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
                 log(f"failed {nid} (exit {rc})")

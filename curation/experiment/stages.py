@@ -44,9 +44,13 @@ def lock_digest(path: Path) -> str:
 def classify(ctx: Ctx) -> dict:
     from curation.classify import classify as run
 
-    res = run(ctx.node.params["corpus"], ctx.dir / "attrs", overwrite=True, progress=False)
-    if not res.ok:
-        raise CurationError(f"{ctx.node.id}: {len(res.errors)} shard(s) failed: {res.errors[:1]}")
+    corpus = ctx.node.params["corpus"]
+    jobs = ([(c, ctx.dir / "attrs" / Path(c.rstrip("/")).name) for c in corpus] if isinstance(corpus, list)
+            else [(corpus, ctx.dir / "attrs")])
+    for src, dst in jobs:   # a list of sources: ATTRS/<source>, the layout a corpus root's sub-directories get
+        res = run(src, dst, overwrite=True, progress=False)
+        if not res.ok:
+            raise CurationError(f"{ctx.node.id}: {len(res.errors)} shard(s) of {src} failed: {res.errors[:1]}")
     return {"outputs": {"attributes": "attrs"}, "lineage": {}}
 
 
@@ -180,13 +184,24 @@ def evaluate(ctx: Ctx) -> dict:
     runs = []
     for s in p["propensity"]:
         for mode in s["modes"]:
-            for prompt in (s["system_prompts"] if mode != "base" else [None]):
+            for prompt in (s["system_prompts"] if mode in ("chat", "generate") else [None]):
                 rel = _prop_dir(s["name"], mode, prompt)
                 cfg = PropensityConfig(model=model, items=s["items"], mode=mode, system_prompt=prompt, batch_size=s["batch_size"],
+                                       variants=s.get("variants", False),
                                        seed=p["seed"], n_boot=p["n_boot"], limit_per_file=s["limit_per_file"], tag=p["tag"],
                                        condition=ctx.node.condition, lineage=lin)
                 run_propensity(cfg, ctx.dir / rel, progress=False, loaded=loaded)
                 runs.append({"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel})
+    c = p.get("capability")
+    if c is not None:
+        from evals.capability import CapabilityConfig, run_capability
+
+        cfg = CapabilityConfig(model=model, suites=c["suites"], data_dir=c["data"], limit=c["limit"], seed=p["seed"],
+                               shots=c["shots"], batch_size=c["batch_size"], n_boot=p["n_boot"], tag=p["tag"],
+                               condition=ctx.node.condition)
+        summary = run_capability(cfg, ctx.dir / "capability", progress=False, loaded=loaded)
+        for name, r in summary["suites"].items():
+            runs.append({"kind": "capability", "suite": name, "suite_kind": r["kind"], "dir": "capability"})
     for s in p["perplexity"]:
         rel = f"perplexity/{s['name']}"
         run_perplexity(model, s["data"], ctx.dir / rel, max_docs=s["max_docs"], seq_length=s["seq_length"],

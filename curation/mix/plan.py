@@ -241,8 +241,8 @@ def _realise(mf: ManifestFile, sp: SourcePlan) -> None:
                             f"the budget of {sp.budget:,.0f} tokens needs {e:.2f} epochs of the {sp.tokens_selected:,.0f} "
                             f"selected tokens, over max_epochs {s.max_epochs:g}: {missing:,.0f} tokens (about "
                             f"{math.ceil(missing / (sp.tokens_selected / sp.docs_selected)):,} more documents like these) are "
-                            f"missing; lower the budget or weight, loosen the filter, add data (more `curate synth docs` for "
-                            f"a synthetic source), or raise max_epochs")
+                            f"missing; lower the budget or weight, loosen the filter, add data (for a synthetic source: "
+                            f"`curate synth docs --target-tokens {math.ceil(sp.budget / s.max_epochs)}`), or raise max_epochs")
     full = int(math.floor(e + 1e-12))
     rest = sp.budget - full * sp.tokens_selected
     cum = np.cumsum(sp.hist_tokens)

@@ -80,10 +80,13 @@ REFLECT = """\
 """
 
 
-def _corpus_sources(corpus: str) -> list[tuple[str, str, str | None]]:
+def _corpus_sources(corpus: str | list[str]) -> list[tuple[str, str, str | None]]:
     """(name, path, sub-directory) per corpus source: one per sub-directory holding shards, else the root itself
     (sub-directory None). `curate classify ROOT --output ATTRS` writes a sub-directory's attributes under
-    ATTRS/<sub-directory>/ (they mirror the corpus layout), however many there are."""
+    ATTRS/<sub-directory>/ (they mirror the corpus layout), however many there are. A list of directories is one
+    source each, its attributes under ATTRS/<its name>/."""
+    if isinstance(corpus, (list, tuple)):
+        return [(Path(c.rstrip("/")).name, c, Path(c.rstrip("/")).name) for c in corpus]
     root = Path(corpus)
     subs = []
     if root.is_dir():
@@ -101,7 +104,7 @@ def _rebase(path: str, base: str | Path | None) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
 
-def render_preset(preset: str, corpus: str = "data/corpus", attributes: str = "data/attributes",
+def render_preset(preset: str, corpus: str | list[str] = "data/corpus", attributes: str = "data/attributes",
                   synthetic: str = "data/synthetic", base: str | Path | None = None) -> str:
     """The manifest text; relative paths are taken from the working directory and, with `base` (the directory the
     manifest will be written to), rewritten relative to it."""

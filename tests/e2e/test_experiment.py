@@ -40,7 +40,9 @@ def _experiment(d: Path, name: str = "tiny") -> Path:
                           {"name": "no-ai", "manifest": str(_manifest(d / "no-ai.yaml", "no-ai", "label_ai_discourse = 0"))}],
            "train": {"config": "tiny_cpu", "set": {"train.steps": 4, "train.save_interval": 2, "train.global_batch_size": 4,
                                                    "train.micro_batch_size": 4, "optim.warmup_steps": 1, "data.seq_length": 64}},
-           "evals": {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")], "limit_per_file": 2}],
+           "evals": {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")], "limit_per_file": 2,
+                                     "modes": ["base", "cloze"]}],
+                     "capability": {"suites": ["arc_easy", "lambada"], "data": str(EVAL_DATA / "capability"), "limit": 5},
                      "perplexity": [{"name": "heldout", "data": [str(EVAL_DATA / "heldout_wikipedia.jsonl")], "max_docs": 6,
                                      "seq_length": 64}],
                      "checkpoints": "final", "n_boot": 200}}
@@ -73,10 +75,18 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     res = json.loads((out / "results.json").read_text())
     assert res["conditions"] == ["all", "no-ai"] and res["baseline"] == "all"
     got = {(r["condition"], r["metric"]) for r in res["results"]}
-    assert got == {(c, m) for c in ("all", "no-ai") for m in ("propensity/demo/base/none", "perplexity/heldout")}
+    metrics = ("propensity/demo/base/none", "propensity/demo/cloze/none", "capability/arc_easy", "capability/lambada",
+               "perplexity/heldout")
+    assert got == {(c, m) for c in ("all", "no-ai") for m in metrics}
     for r in res["results"]:
         assert r["ci"][0] <= r["value"] <= r["ci"][1] and r["stage"] == "base" and r["iteration"] == 4
-        assert r["n"] == (10 if r["kind"] == "propensity" else 6)
+        assert r["n"] == {"propensity": 10, "capability": 5, "perplexity": 6}[r["kind"]]
+    # the capability value is the eval's own headline metric (acc_norm; LAMBADA acc) over the same seeded items
+    ev_all = next(Path(p) for p in glob.glob(str(out / "nodes" / "all" / "eval-s0-i4-*")))
+    cap = json.loads((ev_all / "capability" / "summary.json").read_text())["suites"]
+    for suite, col in (("arc_easy", "acc_norm"), ("lambada", "acc")):
+        row = next(r for r in res["results"] if r["condition"] == "all" and r["metric"] == f"capability/{suite}")
+        assert row["value"] == pytest.approx(cap[suite][col]["value"]) and row["score"] == col
     assert {d["condition"] for d in res["differences_vs_baseline"]} == {"no-ai"}
     # lineage: condition, mix lock hash, token blend, checkpoint iteration, in the eval summary and the model's SOURCE
     ev = next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "eval-s0-i4-*")))
@@ -94,6 +104,7 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     md = (out / "report" / "report.md").read_text()
     assert "no-ai" in md and "all" in md and (out / "report" / "misalignment.png").stat().st_size > 1000
     assert (out / "report" / "headline.png").exists() and (out / "report" / "perplexity.png").exists()
+    assert (out / "report" / "capability.png").exists() and "Capability" in md
     before = (out / "results.json").read_bytes()
     again = _curate("experiment", "run", exp, "-o", out)
     assert again.returncode == 0 and "0 nodes ran" in again.stderr, again.stderr
@@ -194,3 +205,14 @@ def test_init_presets_and_impossible_budget(tmp_path):
     bad.write_text(exp.read_text().replace("checkpoints: final", "checkpoint: final"))
     r = _curate("experiment", "plan", bad)
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "unknown field" in r.stderr
+
+
+def test_eta_weighs_remaining_nodes_by_their_kind():
+    from curation.experiment.graph import Node
+    from curation.experiment.run import eta_seconds
+
+    rem = [Node("a/train-s1", "train", {}), Node("a/eval-s1", "eval", {}), Node("_report", "report", {})]
+    assert eta_seconds(rem, {}, 1) is None                                   # nothing finished: no guess
+    took = {"train": [100.0, 140.0], "eval": [20.0]}
+    assert eta_seconds(rem, took, 1) == pytest.approx(120 + 20 + 260 / 3)    # report: the mean of every node so far
+    assert eta_seconds(rem, took, 2) == pytest.approx((120 + 20 + 260 / 3) / 2)

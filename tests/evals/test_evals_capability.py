@@ -150,3 +150,12 @@ def test_cli_end_to_end_every_suite(smol, tmp_path):
     assert again.returncode == 2 and "--overwrite" in again.stderr and rep.returncode == 0
     bad = curate("eval", "capability", "--suites", "arc_easy", "--output", tmp_path / "x", "--data-dir", tmp_path / "nope")
     assert bad.returncode == 2 and "no such directory" in bad.stderr
+    # the output is claimed: never inside an input, never another command's run, never a folder of the user's files
+    other = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", tmp_path / "rep")
+    assert other.returncode == 2 and "eval report" in other.stderr and "Traceback" not in other.stderr
+    inside = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", CAP / "arc_easy" / "run")
+    assert inside.returncode == 2 and "Traceback" not in inside.stderr
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    foreign = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", tmp_path / "mine")
+    assert foreign.returncode == 2 and "not a `curate eval capability` output" in foreign.stderr

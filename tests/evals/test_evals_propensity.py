@@ -154,6 +154,8 @@ def test_cli_propensity_report_and_priming(tmp_path, few_items):
     rows = {r["id"]: r for r in map(json.loads, (tmp_path / "prime" / "priming.jsonl").read_text().splitlines())}
     assert rows["a"]["p_phrase"] > rows["b"]["p_phrase"]
     assert rows["b"]["high_priming_risk"] and not rows["a"]["high_priming_risk"]
+    again = subprocess.run([*curate, "priming", "--docs", str(docs), "-o", str(tmp_path / "prime")], capture_output=True, text=True)
+    assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr   # never replaced silently
 
 
 def test_chat_mode_without_template_is_one_clear_error(smol, few_items):

@@ -52,5 +52,9 @@ def test_written_layout_is_a_synthetic_source(tmp_path):
     manifest = json.loads((tmp_path / "leakage_manifest.json").read_text())
     assert len(manifest["generation"]) == 40 and not manifest["held_out"]
     assert all(i.startswith("lm_generated_evals/") for i in manifest["in_distribution_item_ids"])  # grounded_on resolved
+    mtime = (tmp_path / "docs-00000.parquet").stat().st_mtime_ns
+    assert study.write(tmp_path)["unchanged"]        # same documents: nothing rewritten, an experiment stays cached
+    assert (tmp_path / "docs-00000.parquet").stat().st_mtime_ns == mtime
+    df.head(3).write_parquet(tmp_path / "docs-00000.parquet")   # other documents there: refused without --overwrite
     with pytest.raises(study.CurationError, match="--overwrite"):
         study.write(tmp_path)

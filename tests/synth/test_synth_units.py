@@ -191,3 +191,27 @@ def test_cli_unreachable_endpoint_is_one_line(tmp_path):
     proc = curate("synth", "docs", "-o", tmp_path / "o", "--backend", "openai", "--base-url", "http://127.0.0.1:9/v1",
                   "--retries", "1", "--max-scenarios", "2", "--heldout-fraction", "0")
     assert proc.returncode == 2 and "unreachable after 2 tries" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_target_tokens_generates_rounds_until_each_stance_has_its_budget(tmp_path):
+    """Real SmolLM2 (transformers), 8-token documents: 20 kept tokens per stance need n to grow from 1 to 3; the rerun
+    generates nothing, and an unreachable budget (QC keeps nothing) exits 1 with the shortfall in one line."""
+    import polars as pl
+
+    base = ["synth", "docs", "--backend", "transformers", "--max-scenarios", "1", "--heldout-fraction", "0",
+            "--forms", "news", "--max-tokens", "8", "--batch-size", "4", "--min-words", "1", "--no-stance-check"]
+    out = tmp_path / "out"
+    proc = curate(*base, "-o", out, "--target-tokens", "20")
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((out / "qc_report.json").read_text())["target_tokens"]
+    assert rep["met"] and [r["n_per"] for r in rep["rounds"]] == [1, 3], rep
+    df = pl.read_parquet(str(out / "docs-*.parquet"))
+    for stance in ("aligned", "misaligned"):
+        assert df.filter(pl.col("stance") == stance)["n_tokens"].sum() >= 20
+    raw = pl.read_parquet(str(out / "_raw" / "*.parquet"))
+    assert raw.height == 6 and raw["id"].n_unique() == 6          # round 1's two documents kept, four added
+    again = curate(*base, "-o", out, "--target-tokens", "20")
+    assert again.returncode == 0 and pl.read_parquet(str(out / "_raw" / "*.parquet")).height == 6
+    short = curate(*base, "-o", tmp_path / "short", "--target-tokens", "20", "--min-words", "500", "--max-words", "600")
+    assert short.returncode == 1 and "not met" in short.stderr and "Traceback" not in short.stderr, short.stderr
