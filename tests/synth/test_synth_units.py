@@ -195,8 +195,9 @@ def test_cli_unreachable_endpoint_is_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_target_tokens_generates_rounds_until_each_stance_has_its_budget(tmp_path):
-    """Real SmolLM2 (transformers), 8-token documents: 20 kept tokens per stance need n to grow from 1 to 3; the rerun
-    generates nothing, and an unreachable budget (QC keeps nothing) exits 1 with the shortfall in one line."""
+    """Real SmolLM2 (transformers), 8-token documents: 20 kept tokens per stance need n to grow past 1 (by the
+    shortfall, at most 4x a round); the rerun generates nothing, and an unreachable budget (QC keeps nothing) exits 1
+    with the shortfall in one line."""
     import polars as pl
 
     base = ["synth", "docs", "--backend", "transformers", "--max-scenarios", "1", "--heldout-fraction", "0",
@@ -205,13 +206,16 @@ def test_target_tokens_generates_rounds_until_each_stance_has_its_budget(tmp_pat
     proc = curate(*base, "-o", out, "--target-tokens", "20")
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((out / "qc_report.json").read_text())["target_tokens"]
-    assert rep["met"] and [r["n_per"] for r in rep["rounds"]] == [1, 3], rep
+    ns = [r["n_per"] for r in rep["rounds"]]
+    assert rep["met"] and ns[0] == 1 and len(ns) >= 2 and all(b > a and b <= 4 * a for a, b in zip(ns, ns[1:])), rep
     df = pl.read_parquet(str(out / "docs-*.parquet"))
     for stance in ("aligned", "misaligned"):
         assert df.filter(pl.col("stance") == stance)["n_tokens"].sum() >= 20
+        assert rep["rounds"][-1]["kept_tokens"][stance] >= 20
     raw = pl.read_parquet(str(out / "_raw" / "*.parquet"))
-    assert raw.height == 6 and raw["id"].n_unique() == 6          # round 1's two documents kept, four added
+    assert raw.height == 2 * ns[-1] and raw["id"].n_unique() == raw.height    # each round kept the last round's documents
     again = curate(*base, "-o", out, "--target-tokens", "20")
-    assert again.returncode == 0 and pl.read_parquet(str(out / "_raw" / "*.parquet")).height == 6
-    short = curate(*base, "-o", tmp_path / "short", "--target-tokens", "20", "--min-words", "500", "--max-words", "600")
+    assert again.returncode == 0 and pl.read_parquet(str(out / "_raw" / "*.parquet")).height == raw.height
+    # QC that keeps nothing: the second round adds no kept tokens, so it stops (here without generating: ids exist)
+    short = curate(*base, "-o", out, "--target-tokens", "20", "--min-words", "500", "--max-words", "600")
     assert short.returncode == 1 and "not met" in short.stderr and "Traceback" not in short.stderr, short.stderr
