@@ -1,5 +1,6 @@
 """`make demo`: classify the demo corpus shipped in the package, then run the demo experiment on it (two conditions,
-unfiltered vs filtered; a tiny model for a few steps; propensity and held-out perplexity on small subsets) and show
+unfiltered vs filtered; a tiny model for a few steps; propensity, capability and held-out perplexity on small
+subsets) and show
 where the results are."""
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def run_experiment_demo(out: Path, attrs: Path, t0: float) -> int:
     print(f"\n{len(res.ran)} nodes ran ({len(res.cached)} were finished already); demo took {time.time() - t0:.0f} s in all")
     print("results:")
     print(f"  report       {res.report}  (misalignment rate per condition with CIs, the paired difference against "
-          "the unfiltered baseline, held-out perplexity, the trajectory over the two checkpoints)")
+          "the unfiltered baseline, capability (ARC-Easy, PIQA, LAMBADA subsets), held-out perplexity, the trajectory "
+          "over the two checkpoints)")
     print(f"  results      {res.results}  (conditions x seeds x stages x metrics, each with its 95% CI)")
     print(f"  record       {res.record}  (toolkit commit, versions, host, durations, seeds)")
     print("A tiny model trained for 8 steps on 450 documents measures nothing: the demo shows the loop, not a result.")

@@ -85,6 +85,7 @@ class Suite:
     files: list[Path]
     template: str = QA
     fewshot: Path | None = None
+    root: Path | None = None        # the directory it was resolved in: an input, so no output may land inside it
 
 
 @dataclass
@@ -115,7 +116,7 @@ def resolve_suites(names: list[str], data: str | None, perplexity: list[str] = (
                 raise CurationError(f"{path}: suite {name!r} is missing from the data directory; point --data-dir "
                                     f"(or ${DATA_ENV}) at a copy of shared/data/capability")
             pool = root / spec.fewshot if spec.fewshot and (root / spec.fewshot).exists() else None
-            suite = Suite(name, spec.kind, [path], spec.template, pool)
+            suite = Suite(name, spec.kind, [path], spec.template, pool, root)
         elif name.endswith((".jsonl", ".json")) or Path(name).exists():
             path = Path(name)
             if not path.is_file():
@@ -139,7 +140,7 @@ def resolve_suites(names: list[str], data: str | None, perplexity: list[str] = (
         name = f"ppl:{path.name if path.is_dir() else path.stem}"
         if name not in seen:
             seen.add(name)
-            out.append(Suite(name, "perplexity", files))
+            out.append(Suite(name, "perplexity", files, root=path if path.is_dir() else None))
     if not out:
         raise CurationError("no suites to score; pass --suites core (or names / JSONL paths) or --perplexity PARQUET")
     return out
@@ -296,7 +297,7 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
     suites = resolve_suites(cfg.suites, cfg.data_dir, cfg.perplexity)
     model_path = cfg.model if os.path.exists(cfg.model) else None
     # resumable (a suite whose fingerprint matches is reused): the same command adds to its own run, nothing else's
-    owned = claim(output, "eval capability", inputs=[f for s in suites for f in s.files] + [model_path], legacy=_legacy_run)
+    owned = claim(output, "eval capability", inputs=[f for s in suites for f in s.files] + [s.root for s in suites] + [model_path], legacy=_legacy_run)
     owned.own("summary.json", "summary.md")
     owned.own("items", tree=True)
     out = owned.root

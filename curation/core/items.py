@@ -17,6 +17,7 @@ from typing import Iterable
 
 import yaml
 
+from curation.core.digests import file_sha256  # noqa: F401  (re-exported for the evals)
 from curation.core.errors import CurationError
 from curation.core.records import read_records
 
@@ -40,14 +41,6 @@ def data_dir(given: str | Path | None, env: str, default: str, what: str, option
         return path
     raise CurationError(f"no {what} directory: pass {option} DIR or set ${env} (e.g. to a copy of shared/data/"
                         f"{default.split('shared/data/')[-1]})")
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass

@@ -4,7 +4,8 @@ plus shared nodes (classify when no attributes are given, the init checkpoint of
 A node's key is a hash of its own parameters and of the keys of the nodes it reads, and its output directory is
 named after the key, so a changed condition changes the keys of exactly the nodes downstream of it: they run in new
 directories while every other node is found finished (its ``node.json``, written last, records the same key).
-External files (corpus, attributes, items) enter the key by path, size and modification time.
+External files (corpus, attributes, items) enter the key by path, size and content digest (cached by modification
+time, see curation/core/digests.py): a fresh clone or a copied corpus finds its finished nodes again.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
 from curation.experiment.config import ExperimentFile
 
@@ -45,14 +47,14 @@ class Node:
 
 
 def fingerprint(paths: list[str], suffixes: tuple[str, ...] | None = None) -> list[list]:
-    """[relative path, size, mtime_ns] of every file under the paths (directories recursively; hidden and `_`-prefixed
+    """[relative path, size, sha256] of every file under the paths (directories recursively; hidden and `_`-prefixed
     entries skipped, as shard listings skip them; with `suffixes`, only files ending so)."""
     out = []
     for p in paths:
         root = Path(p)
         if root.is_file():
             st = root.stat()
-            out.append([str(root), st.st_size, st.st_mtime_ns])
+            out.append([str(root), st.st_size, cached_sha256(root)])
         elif root.is_dir():
             for dirpath, dirs, files in os.walk(root):
                 dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
@@ -61,7 +63,7 @@ def fingerprint(paths: list[str], suffixes: tuple[str, ...] | None = None) -> li
                         continue
                     fp = Path(dirpath) / f
                     st = fp.stat()
-                    out.append([str(fp.relative_to(root.parent)), st.st_size, st.st_mtime_ns])
+                    out.append([str(fp.relative_to(root.parent)), st.st_size, cached_sha256(fp)])
         else:
             out.append([str(root), None, None])
     return out

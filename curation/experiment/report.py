@@ -150,7 +150,9 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
             d = _paired(kind, data[(c, s, "base", it, metric)][1], items, seed, n_boot)
             changes.append({"condition": c, "seed": s, "iteration": it, "kind": kind, "metric": metric, "n": d["n"],
                             "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
-    lin = [{"condition": c, "seed": s, "stage": st, "iteration": it, **l} for (c, s, st, it), l in
+    # the lineage's own `stage` is the training stage (pretrain/midtrain/cpt): kept as `training`, beside the eval stage
+    lin = [{"condition": c, "seed": s, "stage": st, "iteration": it,
+            **{("training" if k == "stage" else k): v for k, v in l.items()}} for (c, s, st, it), l in
            sorted(lineage.items(), key=lambda kv: (p["conditions"].index(kv[0][0]), kv[0][1], kv[0][2], kv[0][3]))]
     return {"format": FORMAT, "experiment": p["experiment"], "baseline": base, "conditions": p["conditions"],
             "seeds": seeds, "stages": sorted({r["stage"] for r in rows}), "iterations": sorted({r["iteration"] for r in rows}),
@@ -285,12 +287,12 @@ def _markdown(res: dict, pngs: dict) -> str:
                      f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
     if len(res["seeds"]) > 1:
         L += ["", "Per-seed values are in results.json (`seed`: each replicate, and `pooled`)."]
-    L += ["", "## Lineage", "", "| condition | seed | stage | checkpoint | mix lock (sha256) | mix tokens | tokens tokenised |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+    L += ["", "## Lineage", "", "| condition | seed | stage | training | post-training | checkpoint | mix lock (sha256) | "
+          "mix tokens | tokens tokenised |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for l in res["lineage"]:
         mix, blend = l.get("mix") or {}, l.get("blend") or {}
-        L.append(f"| {l['condition']} | {l['seed']} | {l['stage']} | {l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | "
-                 f"{mix.get('tokens', '')} | {blend.get('tokens', '')} |")
+        L.append(f"| {l['condition']} | {l['seed']} | {l['stage']} | {l.get('training', '')} | {l.get('posttrain') or '-'} | "
+                 f"{l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | {mix.get('tokens', '')} | {blend.get('tokens', '')} |")
     L += ["", "Record of the run (toolkit commit, versions, host, durations, seeds): ../experiment.json"]
     return "\n".join(L) + "\n"
 

@@ -7,9 +7,10 @@ and inputs give the same selection and order on any machine.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import numpy as np
+
+from curation.core.digests import file_sha256  # noqa: F401  (re-exported: lock and verify use it)
 
 _U = np.uint64
 BINS = 1 << 16   # resolution of the fractional-epoch threshold (see plan.py)
@@ -38,7 +39,3 @@ def row_hash(key: np.uint64, rows: np.ndarray) -> np.ndarray:
 def hash_bins(h: np.ndarray) -> np.ndarray:
     return (h >> _U(48)).astype(np.int64)
 
-
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

@@ -151,11 +151,15 @@ def test_cli_end_to_end_every_suite(smol, tmp_path):
     bad = curate("eval", "capability", "--suites", "arc_easy", "--output", tmp_path / "x", "--data-dir", tmp_path / "nope")
     assert bad.returncode == 2 and "no such directory" in bad.stderr
     # the output is claimed: never inside an input, never another command's run, never a folder of the user's files
-    other = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", tmp_path / "rep")
+    other = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--limit", "2", "--output", tmp_path / "rep")
     assert other.returncode == 2 and "eval report" in other.stderr and "Traceback" not in other.stderr
-    inside = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", CAP / "arc_easy" / "run")
-    assert inside.returncode == 2 and "Traceback" not in inside.stderr
+    mini = tmp_path / "capdata" / "arc_easy"  # a copy: a failure here must not write into ../shared
+    mini.mkdir(parents=True)
+    (mini / "test.jsonl").write_text("".join((CAP / "arc_easy" / "test.jsonl").read_text().splitlines(True)[:3]))
+    inside = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", mini.parent, "--limit", "2",
+                    "--output", mini / "run")
+    assert inside.returncode == 2 and "Traceback" not in inside.stderr and not (mini / "run").exists()
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    foreign = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--output", tmp_path / "mine")
+    foreign = curate("eval", "capability", "--suites", "arc_easy", "--data-dir", CAP, "--limit", "2", "--output", tmp_path / "mine")
     assert foreign.returncode == 2 and "not a `curate eval capability` output" in foreign.stderr

@@ -142,6 +142,7 @@ def test_sft_resumes_after_sigkill_on_the_same_loss_curve(posttrained, tiny, tmp
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     res = json.loads((tmp_path / "run" / "sft" / "run.json").read_text())
     assert res["resumed_from"].endswith(f"checkpoint-{done[-1]}") and res["steps"] == SFT["steps"]
+    assert not ckpts.exists() and (tmp_path / "run" / "sft" / "model" / "posttrain.json").exists()  # finished: resume state dropped
     recs = read_metrics(tmp_path / "run" / "sft")
     assert [r["iteration"] for r in recs] == list(range(1, SFT["steps"] + 1))     # no duplicated or missing steps
     ref = read_metrics(posttrained["run"] / "sft")                              # the uninterrupted run, same config

@@ -55,6 +55,8 @@ class StageConfig(Strict):
     max_length: int = Field(512, ge=16)
     save_steps: int = Field(50, ge=1)
     save_total_limit: Optional[int] = Field(2, ge=1)
+    keep_checkpoints: bool = False                  # resume checkpoints (optimizer included, ~3x the model) after the
+                                                    # stage finished; only the final model/ is needed downstream
     logging_steps: int = Field(1, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool = False
@@ -117,6 +119,6 @@ class PosttrainConfig(Strict):
         """What must not change between a killed run and its resumption (data, hyperparameters, template, seed);
         the starting model is checked separately (for DPO in `posttrain` it is the SFT output, not `model`)."""
         d = {"seed": self.seed, "chat_template": self.chat_template.model_dump(),
-             stage: getattr(self, stage).model_dump()}
+             stage: getattr(self, stage).model_dump(exclude={"keep_checkpoints"})}   # bookkeeping, not training
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

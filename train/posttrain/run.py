@@ -2,7 +2,8 @@
 
 Layout of ``cfg.output``::
 
-    sft/checkpoints/checkpoint-N/   HF Trainer checkpoints (model, optimizer, scheduler, RNG, trainer_state.json)
+    sft/checkpoints/checkpoint-N/   HF Trainer checkpoints (model, optimizer, scheduler, RNG, trainer_state.json);
+                                    removed when the stage finishes unless `keep_checkpoints: true`
     sft/metrics.jsonl               one line per logged step (`iteration`, loss, lr, grad_norm, samples_per_s, ...)
     sft/run.json                    config hash, resume point, throughput
     sft/model/                      final HF checkpoint + tokenizer (with the chat template) + posttrain.json
@@ -227,6 +228,8 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     (out / "run.json").write_text(json.dumps(summary, indent=1))
+    if not sc.keep_checkpoints:  # they exist to resume a killed stage; a finished one is skipped, never resumed
+        shutil.rmtree(ckpts, ignore_errors=True)
     del trainer, model
     return summary
 
