@@ -211,7 +211,9 @@ def _headline(res: dict, path: Path) -> Path | None:
     plt = pyplot()
     metrics = sorted({d["metric"] for d in ds})
     conds = [c for c in res["conditions"] if c != res["baseline"]]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(max(7, 3.2 * len(metrics) + 1.5), 0.5 * len(conds) + 2.4), squeeze=False)
+    label_w = 0.075 * max(len(c) for c in conds)   # inches for the condition names, shown once (shared y axis)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(label_w + 2.6 * len(metrics) + 0.6, 0.5 * len(conds) + 2.4),
+                             squeeze=False, sharey=True)
     for ax, metric in zip(axes[0], metrics):
         for j, (st, mk) in enumerate((("base", "o"), ("posttrained", "s"))):
             pts = [(conds.index(d["condition"]), d) for d in ds if d["metric"] == metric and d["stage"] == st]
@@ -224,10 +226,12 @@ def _headline(res: dict, path: Path) -> Path | None:
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_ylim(-0.6, len(conds) - 0.4)
         ax.set_yticks(range(len(conds)), conds)
-        ax.set_title(metric.split("/", 1)[1], fontsize=9)
-        ax.set_xlabel(f"mean P(misaligned) minus {res['baseline']}")
-    fig.suptitle("Change in misalignment against the baseline (paired bootstrap, 95% CI)", fontsize=10)
-    return save(fig, path, axes[0], legend_size=7)
+        suite, mode, sp = (metric.split("/", 1)[1].split("/") + ["", ""])[:3]
+        ax.set_title(f"{suite}: {mode}" + (f", system prompt {sp}" if mode == "chat" else ""), fontsize=9)
+        ax.set_xlabel("P(misaligned) difference", fontsize=8)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle(f"Change in misalignment against `{res['baseline']}` (paired bootstrap over items, 95% CI)", fontsize=10)
+    return save(fig, path, axes[0][-1:], legend_size=7)
 
 
 def _trajectory(res: dict, path: Path) -> Path | None:
