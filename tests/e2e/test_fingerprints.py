@@ -30,3 +30,16 @@ def test_fingerprint_follows_content_not_mtime(tmp_path, monkeypatch):
     (src / "part-0.parquet").write_bytes(b"one_shard")             # an in-place edit of the same size: caught
     os.utime(src / "part-0.parquet", (2, 2))                       # (the cache trusts size + mtime + inode, as make does)
     assert fingerprint([str(src)])[0][2] == digests.file_sha256(src / "part-0.parquet") != before[0][2]
+
+
+def test_large_files_are_identified_by_size_head_and_tail(tmp_path, monkeypatch):
+    monkeypatch.setattr(digests, "FULL_HASH_MAX", 64)
+    monkeypatch.setattr(digests, "SAMPLE", 16)
+    f = tmp_path / "big.parquet"
+    f.write_bytes(b"H" * 16 + b"middle" * 20 + b"footer-and-stats")
+    d = digests.content_digest(f)
+    assert d.startswith("sampled:")
+    f.write_bytes(b"H" * 16 + b"middle" * 20 + b"footer-and-STATS")      # a rewritten footer: a new identity
+    assert digests.content_digest(f) != d
+    monkeypatch.setenv("CURATE_FULL_HASH", "1")
+    assert digests.content_digest(f) == digests.file_sha256(f)
