@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from curation.core.errors import CurationError
-from curation.core.items import LETTERS, POLARITY_TABLE, Item, file_sha256, load_items
+from curation.core.items import (ALIGNMENT_DEFAULT, ALIGNMENT_ENV, LETTERS, POLARITY_TABLE, Item, data_dir, file_sha256,
+                                 load_items)
 from evals.prompts import ANSWER_SYNTAXES, PromptStyle, cloze_context, orders, rotations, system_prompt
 from curation.lm.scoring import option_probs
 from curation.lm.session import LanguageModel
@@ -250,7 +251,10 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file,
                                                        cfg.items_dir)
     model_path = cfg.model if os.path.exists(str(cfg.model)) else None
-    owned = claim(output, "eval propensity", inputs=[*cfg.items, model_path], overwrite=overwrite)
+    named = [p for p in cfg.items if str(p) == "alignment" and not os.path.exists(str(p))]
+    roots = [data_dir(cfg.items_dir, ALIGNMENT_ENV, ALIGNMENT_DEFAULT, "Anthropic advanced-ai-risk evals", "--items-dir")
+             ] if named else []   # `alignment` names the data directory: no output inside it
+    owned = claim(output, "eval propensity", inputs=[*cfg.items, *roots, model_path], overwrite=overwrite)
     owned.replace_previous(overwrite, "propensity run")
     owned.own("items.jsonl", "summary.json", "summary.md")
     out = owned.root

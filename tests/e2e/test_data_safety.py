@@ -356,3 +356,19 @@ def test_case12_eval_report_needs_overwrite(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "rep" / "notes.md").read_text() == "the user's"
     assert "is also an input" in _one_line_error(curate("eval", "report", run, "-o", run))
+
+
+def test_eval_outputs_never_land_inside_their_data_directories(tmp_path):
+    """`--items alignment` and a capability suite name read a whole data directory: no output may go inside it."""
+    from conftest import SHARED
+
+    src = SHARED / "propensity" / "anthropic-advanced-ai-risk"
+    if not src.is_dir():
+        pytest.skip(f"{src} not present")
+    data = tmp_path / "aar"   # links to the shared files: a failure here writes into tmp_path, never ../shared
+    data.mkdir()
+    for sub in src.iterdir():
+        (data / sub.name).symlink_to(sub)
+    proc = curate("eval", "propensity", "--model", "smollm2", "--items", "alignment", "--items-dir", data,
+                  "--limit-per-file", "1", "--output", data / "run")
+    assert proc.returncode == 2 and "inside the input directory" in proc.stderr and not (data / "run").exists()
