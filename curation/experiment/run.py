@@ -3,6 +3,8 @@ skipped) and the experiment record. The Slurm executor is in slurm.py."""
 
 from __future__ import annotations
 
+import copy
+
 import json
 import os
 import platform
@@ -43,9 +45,14 @@ def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[lis
     from curation.mix.manifest import load_manifest
     from curation.mix.plan import make_plan
 
-    manifest = node.params["manifest"]
-    if any(isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF) for s in manifest["sources"]):
-        return [], [f"{node.condition}: budgets are checked when the mix is built (its attributes come from the classify node)"]
+    manifest, notes = copy.deepcopy(node.params["manifest"]), []
+    deferred = [s for s in manifest["sources"] if isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF)]
+    filtered = any(s.get("filter") for s in deferred)
+    for s in deferred:   # attributes come from the classify node: check the sources before filtering (an upper bound,
+        s.update(attributes=None, filter=None, columns=[])   # so a budget impossible here is impossible after it too)
+    if filtered:
+        notes.append(f"{node.condition}: budgets checked before filtering; the filters apply when the mix is built "
+                     "(its attributes come from the classify node)")
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / f"{node.condition}.yaml"
         p.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -53,7 +60,6 @@ def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[lis
             plan = make_plan(load_manifest(p), count="estimate")
         except CurationError as e:
             return [f"condition {node.condition}: {str(e).replace(str(p), 'mix')}"], []
-    notes = []
     if cfg is not None:
         need = tokens_needed(cfg) / 1.1
         if need > plan.total_tokens:

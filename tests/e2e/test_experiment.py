@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -205,6 +206,26 @@ def test_init_presets_and_impossible_budget(tmp_path):
     bad.write_text(exp.read_text().replace("checkpoints: final", "checkpoint: final"))
     r = _curate("experiment", "plan", bad)
     assert r.returncode == 2 and "bad.yaml" in r.stderr and "unknown field" in r.stderr
+
+
+def test_plan_checks_synthetic_budgets_before_the_classify_node_runs(tmp_path):
+    """A condition filtered on classify attributes still has its synthetic budget checked at plan time."""
+    syn = tmp_path / "syn"
+    w = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), str(syn)], capture_output=True,
+                       text=True, timeout=300)
+    if w.returncode != 0:
+        pytest.skip(f"study documents unavailable: {w.stderr[-300:]}")
+    exp = tmp_path / "t.yaml"
+    r = _curate("experiment", "init", "--preset", "tice2026", "--corpus", DEMO, "--synthetic", syn, "-o", exp, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    m = yaml.safe_load(exp.read_text())
+    assert "attributes" not in (m.get("inputs") or {})                      # the filtered conditions need the classify node
+    m["conditions"][2]["set"] = {"target_tokens": 200_000, "sources.synthetic-aligned.weight": 0.5}
+    m["evals"] = {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")]}]}   # the preset's are placeholders
+    exp.write_text(yaml.safe_dump(m))
+    r = _curate("experiment", "plan", exp)
+    assert r.returncode == 2 and "condition alignment-upsampled" in r.stderr and "(synthetic-aligned)" in r.stderr, r.stderr
+    assert "synth docs --target-tokens" in r.stderr
 
 
 def test_eta_weighs_remaining_nodes_by_their_kind():
