@@ -80,34 +80,53 @@ def converted_dir(gguf: Path) -> Path:
 
 
 def hf_directory(spec: str | os.PathLike | None = None) -> Path:
-    """An HF directory for the spec, converting and caching a GGUF the first time (atomic: a crash leaves no half cache)."""
+    """An HF directory for the spec, converting and caching a GGUF the first time.
+
+    Atomic and safe under concurrency: the conversion happens in a temporary directory renamed into place, and a
+    file lock makes parallel workers (experiment nodes, datatrove tasks) wait for the first conversion instead of
+    replacing a finished cache another process may be reading.
+    """
     src = resolve(spec)
     if src.gguf is None:
         return src.path
     out = converted_dir(src.gguf)
-    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+    if _complete(out):
         return out
+    import fcntl
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _complete(out):            # another process converted it while we waited
+            return out
+        _convert(src.gguf, out)
+    return out
+
+
+def _complete(out: Path) -> bool:
+    return all((out / f).exists() for f in ("config.json", "model.safetensors", "tokenizer.json"))
+
+
+def _convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    kw = dict(gguf_file=src.gguf.name)
-    tok = AutoTokenizer.from_pretrained(str(src.gguf.parent), **kw)
-    model = AutoModelForCausalLM.from_pretrained(str(src.gguf.parent), **kw)
+    kw = dict(gguf_file=gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), **kw)
     # save_pretrained refuses a GGUF-"quantised" model; the weights are already dequantised to float32
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".convert-"))
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "SOURCE").write_text(f"converted from {src.gguf}\n")
-        if out.exists():
+        (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
+        if out.exists():              # an incomplete cache left by an older version: nobody can be using it
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return out
 
 
 def load_tokenizer(spec: str | os.PathLike | None = None):
