@@ -104,6 +104,8 @@ class EvalSpec(_Strict):
     checkpoints: Union[Literal["final", "all"], int] = "final"   # int k: every k-th save (and the final one): a trajectory
     n_boot: int = Field(1000, ge=100)        # bootstrap resamples for every CI
     seed: int = 0                            # bootstrap seed
+    start: bool = True                       # midtrain/cpt: evaluate the starting model (init_from) once, as the
+                                             # reference every condition moved from ("start" rows, changes from it)
 
     @model_validator(mode="after")
     def _some(self):

@@ -269,6 +269,9 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
                 ev = add(Node(f"{c}/eval-s{seed}-posttrained", "eval", {**eval_params, "tag": "posttrained", "iteration": its[-1]},
                               deps=[pt.id], condition=c, seed=seed))
                 eval_ids.append(ev.id)
+    if exp.train.init_from and evals.start:   # the starting model, once: what every condition moved from
+        eval_ids.insert(0, add(Node("_shared/eval-start", "eval", {**eval_params, "tag": "start", "iteration": 0},
+                                    deps=["_shared/init"])).id)
     add(Node("_report", "report", {"experiment": exp.name, "baseline": exp.baseline_name,
                                    "conditions": [c.name for c in exp.conditions], "seeds": exp.seeds,
                                    "n_boot": evals.n_boot, "seed": evals.seed}, deps=eval_ids))

@@ -21,6 +21,7 @@ from evals.perplexity import ppl_with_ci
 from evals.stats import bootstrap_ci, paired_difference
 
 FORMAT = "curate-experiment-results/1"
+START = "start"   # the starting model of midtraining (graph node _shared/eval-start): a reference, not a condition
 
 
 def _r(x, nd: int = 6):
@@ -106,7 +107,8 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[dict, dict]:
             continue
         m = json.loads((out / n.dir / MARKER).read_text())
         stage, it = n.params["tag"], n.params["iteration"]
-        lineage[(n.condition, n.seed, stage, it)] = m.get("lineage", {})
+        cond = n.condition or START
+        lineage[(cond, n.seed, stage, it)] = m.get("lineage", {})
         for run in m["outputs"]["runs"]:
             if run["kind"] == "propensity":
                 metric = f"propensity/{run['suite']}/{run['mode']}/{_slug(run['system_prompt'])}"
@@ -116,7 +118,7 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[dict, dict]:
             else:
                 metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
             items = _read_items(out / n.dir / run["dir"], run["kind"], {**meta, "suite_kind": run.get("suite_kind")})
-            data[(n.condition, n.seed, stage, it, metric)] = (run["kind"], items, meta)
+            data[(cond, n.seed, stage, it, metric)] = (run["kind"], items, meta)
     return data, lineage
 
 
@@ -125,14 +127,19 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
     seed, n_boot, base = p["seed"], p["n_boot"], p["baseline"]
     data, lineage = collect(out, nodes)
     seeds = p["seeds"]
+    view = "pooled" if len(seeds) > 1 else seeds[0]
+    for key in [k for k in data if k[0] == START]:   # one model, no replicates: it stands in every seed view
+        data[(START, view) + key[2:]] = data.pop(key)
+    lineage = {((START, view) + k[2:] if k[0] == START else k): v for k, v in lineage.items()}
+    conds = ([START] if any(k[0] == START for k in data) else []) + p["conditions"]
     if len(seeds) > 1:   # pooled rows
         groups: dict[tuple, list] = {}
         for (c, s, st, it, metric), (kind, items, meta) in data.items():
             groups.setdefault((c, st, it, metric), []).append((kind, items, meta))
         for (c, st, it, metric), g in groups.items():
-            if len(g) == len(seeds):
+            if len(g) == len(seeds) and c != START:
                 data[(c, "pooled", st, it, metric)] = (g[0][0], _pool([x[1] for x in g], g[0][0]), g[0][2])
-    order = lambda k: (p["conditions"].index(k[0]), str(k[1]), k[2], k[3], k[4])  # noqa: E731
+    order = lambda k: (conds.index(k[0]), str(k[1]), k[2], k[3], k[4])  # noqa: E731
     rows, diffs = [], []
     for key in sorted(data, key=order):
         c, s, st, it, metric = key
@@ -140,10 +147,17 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
         v = _value(kind, items, seed, n_boot)
         rows.append({"condition": c, "seed": s, "stage": st, "iteration": it, "kind": kind, "metric": metric, **meta,
                      **{k: _r(x) for k, x in v.items()}})
-        if c != base and (base, s, st, it, metric) in data:
+        if c not in (base, START) and (base, s, st, it, metric) in data:
             d = _paired(kind, data[(base, s, st, it, metric)][1], items, seed, n_boot)
             diffs.append({"condition": c, "baseline": base, "seed": s, "stage": st, "iteration": it, "kind": kind,
                           "metric": metric, "n": d["n"], "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
+    moved = []     # each condition's base model minus the starting model: how far training moved it, same items
+    for (c, s, st, it, metric), (kind, items, _) in sorted(data.items(), key=lambda kv: order(kv[0])):
+        ref = next((k for k in data if k[0] == START and k[4] == metric), None)
+        if st == "base" and c != START and ref is not None:
+            d = _paired(kind, data[ref][1], items, seed, n_boot)
+            moved.append({"condition": c, "seed": s, "iteration": it, "kind": kind, "metric": metric, "n": d["n"],
+                          "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
     changes = []   # post-trained minus base (final checkpoint), per condition: how much of the effect survives
     for (c, s, st, it, metric), (kind, items, _) in sorted(data.items(), key=lambda kv: order(kv[0])):
         if st == "posttrained" and (c, s, "base", it, metric) in data:
@@ -153,12 +167,15 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
     # the lineage's own `stage` is the training stage (pretrain/midtrain/cpt): kept as `training`, beside the eval stage
     lin = [{"condition": c, "seed": s, "stage": st, "iteration": it,
             **{("training" if k == "stage" else k): v for k, v in l.items()}} for (c, s, st, it), l in
-           sorted(lineage.items(), key=lambda kv: (p["conditions"].index(kv[0][0]), kv[0][1], kv[0][2], kv[0][3]))]
+           sorted(lineage.items(), key=lambda kv: (conds.index(kv[0][0]), str(kv[0][1]), kv[0][2], kv[0][3]))]
+    trained = [r for r in rows if r["condition"] != START]
     return {"format": FORMAT, "experiment": p["experiment"], "baseline": base, "conditions": p["conditions"],
-            "seeds": seeds, "stages": sorted({r["stage"] for r in rows}), "iterations": sorted({r["iteration"] for r in rows}),
+            "reference": START if START in conds else None,
+            "seeds": seeds, "stages": sorted({r["stage"] for r in trained}), "iterations": sorted({r["iteration"] for r in trained}),
             "metrics": sorted({r["metric"] for r in rows}), "ci": {"level": 0.95, "method": "percentile bootstrap over items",
                                                                     "n_boot": n_boot, "seed": seed},
-            "results": rows, "differences_vs_baseline": diffs, "posttrained_minus_base": changes, "lineage": lin}
+            "results": rows, "differences_vs_baseline": diffs, "posttrained_minus_base": changes, "change_from_start": moved,
+            "lineage": lin}
 
 
 # ---------------------------------------------------------------- figures and markdown
@@ -176,9 +193,10 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
     rows = [r for r in res["results"] if r["kind"] == kind and r["seed"] == sv and r["iteration"] == it]
     if not rows:
         return None
+    rows += [dict(r, stage="base") for r in res["results"] if r["kind"] == kind and r["condition"] == START]
     plt = pyplot()
     groups = sorted({(r["stage"], r["metric"]) for r in rows})
-    conds = res["conditions"]
+    conds = ([START] if res.get("reference") else []) + res["conditions"]
     width = 0.8 / len(conds)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4.2))
     for i, c in enumerate(conds):
@@ -190,7 +208,8 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
                 vals.append(r["value"])
                 lo.append(r["value"] - r["ci"][0])
                 hi.append(r["ci"][1] - r["value"])
-        ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label=c)
+        ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label="starting model" if c == START else c,
+               **({"color": "0.75"} if c == START else {}))
     ax.set_xticks(range(len(groups)), [f"{st}\n{m.split('/', 1)[1]}" for st, m in groups], fontsize=8)
     ax.set_ylabel(ylabel)
     if kind in MEAN_KINDS:
@@ -239,17 +258,20 @@ def _trajectory(res: dict, path: Path) -> Path | None:
         return None
     sv = _seed_view(res)
     rows = [r for r in res["results"] if r["seed"] == sv and r["stage"] == "base"]
+    start = {r["metric"]: r for r in res["results"] if r["condition"] == START}   # step 0 of every line
     metrics = sorted({r["metric"] for r in rows})
     plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 1, 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for c in res["conditions"]:
             pts = sorted((r["iteration"], r["value"], r["ci"]) for r in rows if r["condition"] == c and r["metric"] == metric)
+            if pts and metric in start and start[metric]["value"] is not None:
+                pts.insert(0, (0, start[metric]["value"], start[metric]["ci"]))
             if pts:
                 xs = [p[0] for p in pts]
                 ax.plot(xs, [p[1] for p in pts], marker="o", label=c)
                 ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], alpha=0.15)
-        ax.set_xlabel("training step (checkpoint)")
+        ax.set_xlabel("training step (checkpoint; 0 = the starting model)" if start else "training step (checkpoint)")
         ax.set_title(metric, fontsize=9)
     return save(fig, path, axes[0], legend_size=7)
 
@@ -273,7 +295,7 @@ def _markdown(res: dict, pngs: dict) -> str:
             L += [f"## {title}", "", f"![{key}]({Path(pngs[key]).name})", ""]
     L += [f"## Values (seed {sv}, checkpoint {it})", "", "| condition | stage | metric | n | value [95% CI] |", "| --- | --- | --- | --- | --- |"]
     for r in res["results"]:
-        if r["seed"] == sv and r["iteration"] == it:
+        if r["seed"] == sv and (r["iteration"] == it or r["condition"] == START):
             L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} |")
     ds = [d for d in res["differences_vs_baseline"] if d["seed"] == sv and d["iteration"] == it]
     if ds:
@@ -281,6 +303,15 @@ def _markdown(res: dict, pngs: dict) -> str:
               "| --- | --- | --- | --- | --- | --- |"]
         for d in ds:
             L.append(f"| {d['condition']} | {d['stage']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
+                     f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
+    mv = [d for d in res.get("change_from_start", []) if d["seed"] == sv and d["iteration"] == it]
+    if mv:
+        L += ["", "## Change from the starting model (each condition's base model minus `start`, paired)", "",
+              "How far training moved each model on the same items: a condition that moves as far as the baseline does, "
+              "in the same direction, has no effect of its own.", "",
+              "| condition | metric | n | change [95% CI] | p |", "| --- | --- | --- | --- | --- |"]
+        for d in mv:
+            L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
                      f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
     ch = [d for d in res["posttrained_minus_base"] if d["seed"] == sv]
     if ch:

@@ -170,16 +170,33 @@ def _prop_dir(suite: str, mode: str, prompt: str | None) -> str:
     return f"propensity/{suite}/{mode}/{_slug(prompt)}"
 
 
+def _start_model(ctx: Ctx) -> str:
+    """The model midtraining started from, as a Hugging Face model: the init source itself when it is one, else the
+    Megatron checkpoint it names, converted here."""
+    from train.convert import megatron_to_hf
+
+    n, d, m = ctx.dep("init")
+    ck = m["outputs"]["checkpoint"]
+    if ck == "ckpt":                      # the init node converted an HF model: evaluate that model
+        return n.params["source"]
+    if not (ctx.dir / "hf" / "config.json").exists():
+        megatron_to_hf(ck, ctx.dir / "hf")
+    return str(ctx.dir / "hf")
+
+
 def evaluate(ctx: Ctx) -> dict:
     from curation.lm.loading import load_model
     from evals.perplexity import run_perplexity
     from evals.propensity import PropensityConfig, run_propensity
 
     p = ctx.node.params
-    kind = "posttrain" if p["tag"] == "posttrained" else "convert"
-    _, d, m = ctx.dep(kind)
-    model = str(d / m["outputs"]["model"])
-    lin = ctx.lineage(kind)
+    if p["tag"] == "start":
+        model, lin = _start_model(ctx), ctx.lineage("init")
+    else:
+        kind = "posttrain" if p["tag"] == "posttrained" else "convert"
+        _, d, m = ctx.dep(kind)
+        model = str(d / m["outputs"]["model"])
+        lin = ctx.lineage(kind)
     loaded = load_model(model)
     runs = []
     for s in p["propensity"]:
@@ -189,7 +206,7 @@ def evaluate(ctx: Ctx) -> dict:
                 cfg = PropensityConfig(model=model, items=s["items"], mode=mode, system_prompt=prompt, batch_size=s["batch_size"],
                                        variants=s.get("variants", False),
                                        seed=p["seed"], n_boot=p["n_boot"], limit_per_file=s["limit_per_file"], tag=p["tag"],
-                                       condition=ctx.node.condition, lineage=lin)
+                                       condition=ctx.node.condition or "start", lineage=lin)
                 run_propensity(cfg, ctx.dir / rel, progress=False, loaded=loaded)
                 runs.append({"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel})
     c = p.get("capability")
@@ -198,7 +215,7 @@ def evaluate(ctx: Ctx) -> dict:
 
         cfg = CapabilityConfig(model=model, suites=c["suites"], data_dir=c["data"], limit=c["limit"], seed=p["seed"],
                                shots=c["shots"], batch_size=c["batch_size"], n_boot=p["n_boot"], tag=p["tag"],
-                               condition=ctx.node.condition)
+                               condition=ctx.node.condition or "start")
         summary = run_capability(cfg, ctx.dir / "capability", progress=False, loaded=loaded)
         for name, r in summary["suites"].items():
             runs.append({"kind": "capability", "suite": name, "suite_kind": r["kind"], "dir": "capability"})

@@ -182,6 +182,34 @@ def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
     assert "#SBATCH --gpus-per-node=8" in s and "#SBATCH --nodes=2" in s and "torch.distributed.run" in s and "srun" in s
 
 
+@pytest.mark.slow
+def test_midtraining_reports_the_starting_model(finished, tmp_path):
+    """Midtraining from a model evaluates that model once (`start`), and each condition's change from it."""
+    exp, done, _ = finished
+    out = tmp_path / "out"
+    shutil.copytree(done, out)                        # mix and tokens stay finished: their keys do not involve training
+    start = next(Path(p) for p in glob.glob(str(out / "nodes" / "all" / "convert-s0-i4-*" / "hf")))
+    m = yaml.safe_load(exp.read_text())
+    m["train"].update(stage="midtrain", init_from=str(start))
+    m["conditions"] = m["conditions"][:1]
+    exp2 = tmp_path / "mid.yaml"
+    exp2.write_text(yaml.safe_dump(m, sort_keys=False))
+    r = _curate("experiment", "run", exp2, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "start _shared/eval-start" in r.stderr and "start all/mix" not in r.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["reference"] == "start" and res["conditions"] == ["all"] and res["iterations"] == [4]
+    first = {r["metric"]: r for r in json.loads((done / "results.json").read_text())["results"] if r["condition"] == "all"}
+    rows = [r for r in res["results"] if r["condition"] == "start"]
+    assert {r["metric"] for r in rows} == set(first) and all(r["stage"] == "start" and r["iteration"] == 0 for r in rows)
+    for r in rows:                                    # the starting model is the first run's `all` model: same scores
+        assert r["value"] == pytest.approx(first[r["metric"]]["value"], abs=1e-6), r["metric"]
+    moved = {d["metric"]: d for d in res["change_from_start"] if d["condition"] == "all"}
+    assert set(moved) == set(first) and all(d["n"] == first[k]["n"] for k, d in moved.items())
+    md = (out / "report" / "report.md").read_text()
+    assert "## Change from the starting model" in md and "| start | start |" in md
+
+
 def test_init_presets_and_impossible_budget(tmp_path):
     for preset in ("tice2026", "spp", "demo"):
         r = _curate("experiment", "init", "--preset", preset, "-o", tmp_path / f"{preset}.yaml", cwd=tmp_path)
