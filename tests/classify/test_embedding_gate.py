@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 
 from conftest import shared_corpus, write_corpus
 
@@ -32,7 +33,10 @@ def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
     for a, b, p in zip(rows, open_gate, p0):
         assert (a.get("emb_ai") is not None) == (b.get("emb_ai") is not None and p >= cut)
         if a.get("emb_ai") is not None:
-            assert a["emb_ai"] == b["emb_ai"] and a["ai_discourse"] == b["ai_discourse"]  # who is embedded, not the score
+            # who is embedded, not the score: the same document in another batch differs by bf16 rounding (the padding and
+            # the kernels' blocking depend on the batch), about 1e-4
+            assert a["emb_ai"] == pytest.approx(b["emb_ai"], abs=1e-3)
+            assert a["ai_discourse"] == pytest.approx(b["ai_discourse"], abs=1e-3)
         else:  # ruled out by keyword + fastText: the final score is theirs alone
             assert a["ai_discourse"] == p
     assert 0 < sum(a.get("emb_ai") is not None for a in rows) < sum(b.get("emb_ai") is not None for b in open_gate)
