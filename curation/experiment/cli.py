@@ -74,13 +74,16 @@ def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
         output: Path = typer.Option(..., "--output", "-o", help="Output directory (nodes/, logs/, results.json, report/)"),
         executor: str = typer.Option("local", help="local | slurm (one sbatch job per node, --dependency=afterok)"),
         jobs: int = typer.Option(1, help="local: nodes run at once"),
+        only: Optional[str] = typer.Option(None, help="Run only nodes of these kinds, comma-separated (e.g. "
+                                           "classify,mix,tokens: the data side here, training on another machine)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr")):
     """Run every unfinished node (a rerun skips finished ones; a killed run resumes), then write the report."""
     from curation.experiment.run import run_experiment
 
     log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
+    kinds = {k.strip() for k in only.split(",") if k.strip()} if only else None
     try:
-        res = run_experiment(experiment, output, executor=executor, jobs=jobs, log=log)
+        res = run_experiment(experiment, output, executor=executor, jobs=jobs, log=log, only=kinds)
     except CurationError as e:
         _fail(e)
     if res.submitted is not None:
@@ -90,5 +93,9 @@ def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
         print(res.output / "results.json")
         return
     err.print(f"{len(res.ran)} nodes ran, {len(res.cached)} were finished; record {res.record}", highlight=False, soft_wrap=True)
+    if res.report is None:
+        err.print(f"--only {only}: nodes of other kinds are left; the same command without --only runs them and the report",
+                  highlight=False, soft_wrap=True)
+        return
     print(f"results  {res.results}")
     print(f"report   {res.report}")

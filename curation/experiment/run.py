@@ -219,9 +219,28 @@ def _fmt_s(s: float) -> str:
     return f"{s:.0f}s" if s < 90 else (f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h")
 
 
-def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print) -> list[str]:
-    """Runs every unfinished node, dependencies first, up to `jobs` at once; returns the ids that ran."""
-    pending = [n for n in plan.nodes if not plan.done[n.id]]
+def selected(plan: Plan, only: set[str] | None) -> list[Node]:
+    """The unfinished nodes to run: all of them, or those of the kinds in `only` (the data side on a CPU machine, say,
+    and training elsewhere), refused when one of them needs an unfinished node of a kind left out."""
+    pending = [n for n in plan.nodes if not plan.done[n.id] and (only is None or n.kind in only)]
+    if only is not None:
+        unknown = sorted(only - {n.kind for n in plan.nodes})
+        if unknown:
+            raise CurationError(f"--only {','.join(sorted(only))}: no node of kind {', '.join(unknown)} in this experiment; "
+                                f"kinds: {', '.join(sorted({n.kind for n in plan.nodes}))}")
+        ids, byid = {n.id for n in pending}, {n.id: n for n in plan.nodes}
+        for n in pending:
+            for d in n.deps:
+                if not plan.done[d] and d not in ids:
+                    raise CurationError(f"--only: {n.id} needs {d}, an unfinished {byid[d].kind} node; add {byid[d].kind} to --only")
+    return pending
+
+
+def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print,
+              only: set[str] | None = None) -> list[str]:
+    """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once;
+    returns the ids that ran."""
+    pending = selected(plan, only)
     done = {n.id for n in plan.nodes if plan.done[n.id]}
     total, ran = len(pending), []
     running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
@@ -288,10 +307,12 @@ class RunResult:
 
 
 def run_experiment(path: str | Path, output: str | Path, executor: str = "local", jobs: int = 1,
-                   log: Callable[[str], None] = print) -> RunResult:
+                   log: Callable[[str], None] = print, only: set[str] | None = None) -> RunResult:
     out = Path(output).resolve()
     if executor not in ("local", "slurm"):
         raise CurationError(f"--executor {executor}: choose local or slurm")
+    if only is not None and executor != "local":
+        raise CurationError("--only runs with the local executor")
     started = time.time()
     plan = make_plan(path, out)
     if plan.problems:
@@ -310,9 +331,14 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
             jobs_ = submit(out, plan, log=log)
             rec = write_record(out, plan, [], started, executor, jobs)
             return RunResult(out, [], cached, None, None, rec, submitted=jobs_)
-        ran = run_local(out, plan, jobs, log)
+        if only is not None:
+            selected(plan, only)   # refuse before any work
+        ran = run_local(out, plan, jobs, log, only)
         publish_report(out, plan)
         rec = write_record(out, plan, ran, started, executor, jobs)
     finally:
         lock.close()
-    return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)
+    rep = out / "report" / "report.md"
+    if only is not None and not all(is_done(out, n) for n in plan.nodes if n.kind == "report"):
+        return RunResult(out, ran, cached, None, None, rec)   # the rest is left for a later run
+    return RunResult(out, ran, cached, out / "results.json", rep, rec)

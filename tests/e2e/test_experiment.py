@@ -265,3 +265,18 @@ def test_eta_weighs_remaining_nodes_by_their_kind():
     took = {"train": [100.0, 140.0], "eval": [20.0]}
     assert eta_seconds(rem, took, 1) == pytest.approx(120 + 20 + 260 / 3)    # report: the mean of every node so far
     assert eta_seconds(rem, took, 2) == pytest.approx((120 + 20 + 260 / 3) / 2)
+
+
+def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp_path):
+    """`--only classify,mix,tokens`: the data side alone (prepared on a CPU machine, trained elsewhere); `--only train` on a fresh
+    output names the unfinished tokens node it needs and runs nothing."""
+    exp, out = _experiment(tmp_path), tmp_path / "out"
+    bad = _curate("experiment", "run", exp, "-o", tmp_path / "fresh", "--only", "train")
+    assert bad.returncode == 2 and "needs all/tokens" in bad.stderr and "add tokens to --only" in bad.stderr
+    assert not list((tmp_path / "fresh").glob("nodes/**/node.json"))
+    r = _curate("experiment", "run", exp, "-o", out, "--only", "classify,mix,tokens")
+    assert r.returncode == 0, r.stderr
+    assert "results" not in r.stdout and "without --only runs them" in r.stderr
+    kinds = {json.loads(p.read_text())["kind"] for p in out.glob("nodes/**/node.json")}
+    assert kinds == {"classify", "mix", "tokens"}
+    assert len(list(out.glob("nodes/*/tokens-*/tokens/blend.json"))) == 2
