@@ -30,7 +30,12 @@ def _tokens_info(cfg: PretrainConfig, origin: str) -> tuple[int, int, str]:
     """(eod id, tokenizer vocab size, tokenizer spec): from blend.json when it records them, else the tokenizer."""
     _, _, raw = resolve_blend(cfg.data, origin)
     if "eod" in raw and "vocab_size" in raw:
-        return int(raw["eod"]), int(raw["vocab_size"]), str(raw.get("tokenizer", cfg.data.tokenizer))
+        # the directory the tokens were made with, where it exists; on another machine (tokens made here, trained on a
+        # GPU machine) the spec it was resolved from, which the checkpoint's conversion can resolve again there
+        tok = raw.get("tokenizer")
+        if not tok or not Path(tok).exists():
+            tok = raw.get("tokenizer_spec") or cfg.data.tokenizer
+        return int(raw["eod"]), int(raw["vocab_size"]), str(tok)
     from train.tokenize import resolve_tokenizer
 
     tdir, tok = resolve_tokenizer(cfg.data.tokenizer)

