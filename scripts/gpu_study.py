@@ -121,10 +121,14 @@ def prepare(args) -> None:
     print(f"data side: {time.time() - t0:.0f}s -> {out}", file=sys.stderr)
     graph, nodes = read_graph(out)
 
-    pack = Path(args.pack).resolve()
-    if pack.exists():
-        shutil.rmtree(pack)           # build/gpu is this script's own scratch space (git-ignored)
-    run = pack / "run"
+    from curation.core.outputs import claim
+
+    # a rerun repacks: only what an earlier prepare wrote there is removed (the ownership record every command keeps)
+    owned = claim(args.pack, "gpu-study prepare", inputs=[out, args.exp, args.docs], flag="--pack")
+    owned.clear()
+    pack = owned.root
+    run = owned.tree("run")
+    owned.tree("a"), owned.tree("b")
     (run / "exp").mkdir(parents=True)
     text = (out / "graph.json").read_text()
     ext = _external_paths(nodes.values(), out)
@@ -157,7 +161,6 @@ def prepare(args) -> None:
     half = -(-gguf.stat().st_size // 2)
     with open(gguf, "rb") as f:
         for part in ("a", "b"):
-            (pack / part).mkdir()
             (pack / part / f"{gguf.name}.{part}").write_bytes(f.read(half))
     manifest = {"experiment": str(Path(args.exp).resolve()), "output": str(out), "gguf": gguf.name,
                 "gguf_sha256": _sha256(gguf), "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
@@ -310,7 +313,12 @@ def main() -> None:
     c.add_argument("--exp", default=str(EXP))
     c.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
     args = ap.parse_args()
-    {"prepare": prepare, "run": run_device, "collect": collect}[args.cmd](args)
+    from curation.core.errors import CurationError
+
+    try:
+        {"prepare": prepare, "run": run_device, "collect": collect}[args.cmd](args)
+    except CurationError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
