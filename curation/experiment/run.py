@@ -317,6 +317,8 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
     plan = make_plan(path, out)
     if plan.problems:
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
+    if only is not None:
+        selected(plan, only)   # refuse before the output is claimed or any work done
     for n in plan.notes:
         log(f"note: {n}")
     claim_output(out, [path])
@@ -331,14 +333,11 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
             jobs_ = submit(out, plan, log=log)
             rec = write_record(out, plan, [], started, executor, jobs)
             return RunResult(out, [], cached, None, None, rec, submitted=jobs_)
-        if only is not None:
-            selected(plan, only)   # refuse before any work
         ran = run_local(out, plan, jobs, log, only)
         publish_report(out, plan)
         rec = write_record(out, plan, ran, started, executor, jobs)
     finally:
         lock.close()
-    rep = out / "report" / "report.md"
     if only is not None and not all(is_done(out, n) for n in plan.nodes if n.kind == "report"):
         return RunResult(out, ran, cached, None, None, rec)   # the rest is left for a later run
-    return RunResult(out, ran, cached, out / "results.json", rep, rec)
+    return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)

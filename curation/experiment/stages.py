@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from curation.core.errors import CurationError
-from curation.experiment.graph import CLASSIFY_REF, MARKER, Node
+from curation.experiment.graph import CLASSIFY_REF, MARKER, START, Node
 
 
 class Ctx:
@@ -190,7 +190,7 @@ def evaluate(ctx: Ctx) -> dict:
     from evals.propensity import PropensityConfig, run_propensity
 
     p = ctx.node.params
-    if p["tag"] == "start":
+    if p["tag"] == START:
         model, lin = _start_model(ctx), ctx.lineage("init")
     else:
         kind = "posttrain" if p["tag"] == "posttrained" else "convert"
@@ -206,7 +206,7 @@ def evaluate(ctx: Ctx) -> dict:
                 cfg = PropensityConfig(model=model, items=s["items"], mode=mode, system_prompt=prompt, batch_size=s["batch_size"],
                                        variants=s.get("variants", False),
                                        seed=p["seed"], n_boot=p["n_boot"], limit_per_file=s["limit_per_file"], tag=p["tag"],
-                                       condition=ctx.node.condition or "start", lineage=lin)
+                                       condition=ctx.node.condition or START, lineage=lin)
                 run_propensity(cfg, ctx.dir / rel, progress=False, loaded=loaded)
                 runs.append({"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel})
     c = p.get("capability")
@@ -215,7 +215,7 @@ def evaluate(ctx: Ctx) -> dict:
 
         cfg = CapabilityConfig(model=model, suites=c["suites"], data_dir=c["data"], limit=c["limit"], seed=p["seed"],
                                shots=c["shots"], batch_size=c["batch_size"], n_boot=p["n_boot"], tag=p["tag"],
-                               condition=ctx.node.condition or "start")
+                               condition=ctx.node.condition or START)
         summary = run_capability(cfg, ctx.dir / "capability", progress=False, loaded=loaded)
         for name, r in summary["suites"].items():
             runs.append({"kind": "capability", "suite": name, "suite_kind": r["kind"], "dir": "capability"})

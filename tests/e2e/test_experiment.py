@@ -273,7 +273,7 @@ def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp
     exp, out = _experiment(tmp_path), tmp_path / "out"
     bad = _curate("experiment", "run", exp, "-o", tmp_path / "fresh", "--only", "train")
     assert bad.returncode == 2 and "needs all/tokens" in bad.stderr and "add tokens to --only" in bad.stderr
-    assert not list((tmp_path / "fresh").glob("nodes/**/node.json"))
+    assert not (tmp_path / "fresh").exists()                                 # refused before the output is claimed
     r = _curate("experiment", "run", exp, "-o", out, "--only", "classify,mix,tokens")
     assert r.returncode == 0, r.stderr
     assert "results" not in r.stdout and "without --only runs them" in r.stderr
