@@ -212,10 +212,13 @@ def run_device(args) -> None:
         if file_sha256(target) != manifest["gguf_sha256"]:
             raise SystemExit(f"{target}: sha256 differs from the packed GGUF; rerun prepare and the staging calls")
 
-    out = Path(args.work).resolve()
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(pack / "run" / "exp", out)
+    from curation.core.outputs import claim
+
+    # the working copy of the experiment: a rerun replaces only what an earlier run wrote (never a foreign directory)
+    owned = claim(args.work, "gpu-study run", inputs=[pack], flag="--work")
+    owned.clear()
+    out = owned.tree("exp")
+    shutil.copytree(pack / "run" / "exp", out, dirs_exist_ok=True)
     g = (out / "graph.json").read_text().replace(PLACEHOLDER, str(pack / "run"))
     (out / "graph.json").write_text(g)
     (out / "logs").mkdir(exist_ok=True)
