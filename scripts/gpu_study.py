@@ -7,6 +7,9 @@ package registry, and takes at most 64 MiB per call (the repository included). S
                         what the device needs into build/gpu/: run/ (graph.json, the finished nodes' markers, the token
                         files, the eval items the graph names, wheels for the GPU machine's Python), and the SmolLM2
                         GGUF (98 MB, more than one call carries) split into a/ and b/.
+  smoke    (device)     10 steps of a random-init model of SmolLM2-135M's shape on the pack's tokens through the GPU
+                        engine (Megatron DDP, optimizer, bf16, a checkpoint save and a resume): the first call, with run/, checks the
+                        engine and measures tokens/s before the GGUF is staged.
   run      (device)     joins the GGUF, runs the init, train, convert and eval nodes on the GPU (several at once), and
                         writes gpu-results.tar.gz (eval outputs, markers, training metrics, logs) and gpu-summary.json
                         (tokens/s, MFU, seconds per node) to $OUT.
@@ -167,9 +170,9 @@ def prepare(args) -> None:
             raise SystemExit(f"build/gpu/{part} with the repository is {total / 2**20:.1f} MiB, over the device's 64 MiB a call: "
                              "lower target_tokens or the eval items in the experiment file")
     print("device calls, back to back (the machine goes back after 30 s idle):\n"
-          "  1. carry [build/gpu/a]    command: ls -l build/gpu/a\n"
-          "  2. carry [build/gpu/b]    command: ls -l build/gpu/a build/gpu/b\n"
-          "  3. carry [build/gpu/run]  command: bash scripts/gpu_study.sh run   (timeout_s 600)\n"
+          "  1. carry [build/gpu/run]  command: bash scripts/gpu_study.sh smoke   (installs the wheels, checks the engine)\n"
+          "  2. carry [build/gpu/a]    command: ls -l build/gpu/a build/gpu/run\n"
+          "  3. carry [build/gpu/b]    command: bash scripts/gpu_study.sh run   (timeout_s 600)\n"
           "then here: bash scripts/gpu_study.sh collect FILES_AT")
 
 
@@ -269,6 +272,44 @@ def run_device(args) -> None:
         raise SystemExit(1)
 
 
+# ------------------------------------------------------------------------------------------------ smoke (device)
+SMOLLM2_135M = dict(num_layers=30, hidden_size=576, ffn_hidden_size=1536, num_attention_heads=9, num_query_groups=3,
+                    max_position_embeddings=2048, rotary_base=100000.0, norm_epsilon=1e-5, tie_embeddings=True)
+
+
+def smoke(args) -> None:
+    import torch
+
+    from train.config import PretrainConfig
+    from train.pretrain import pretrain
+
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        raise SystemExit("no GPU visible: smoke checks the GPU engine (--allow-cpu for a rehearsal)")
+    pack = Path(args.pack).resolve()
+    blend = sorted((pack / "run" / "exp").rglob("tokens/blend.json"))[0]
+    on_gpu = torch.cuda.is_available()
+    model = SMOLLM2_135M if on_gpu else dict(num_layers=2, hidden_size=64, ffn_hidden_size=176, num_attention_heads=4)
+    seq, mbs, gbs = (1024, 16, 64) if on_gpu else (128, 2, 4)
+    cfg = PretrainConfig(model=model, data={"blend": str(blend), "tokenizer": "smollm2", "seq_length": seq, "seed": 0},
+                         optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2},
+                         train={"steps": args.steps, "global_batch_size": gbs, "micro_batch_size": mbs,
+                                "precision": "bf16" if on_gpu else "fp32", "save_dir": str(Path(args.work) / "run"),
+                                "save_interval": args.steps, "log_interval": 1})
+    shutil.rmtree(args.work, ignore_errors=True)     # the smoke run's own scratch directory on the device
+    t0 = time.time()
+    pretrain(cfg, "gpu-study smoke", progress=False)
+    # and a resume: the saved model and optimizer state load back, and two more steps run from there
+    cfg.train.steps = args.steps + 2
+    pretrain(cfg, "gpu-study smoke", progress=False)
+    from train.metrics import read_metrics
+
+    lines = read_metrics(Path(args.work) / "run")
+    for x in lines:
+        print({k: x.get(k) for k in ("iteration", "loss", "tokens_per_s", "mfu")}, flush=True)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else 0.0
+    print(f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB", flush=True)
+
+
 # ------------------------------------------------------------------------------------------------ collect (here)
 def collect(args) -> None:
     from curation.experiment.run import run_experiment
@@ -304,6 +345,11 @@ def main() -> None:
     r.add_argument("--results", default=os.environ.get("OUT", "gpu-results"))
     r.add_argument("--jobs", type=int, default=4, help="nodes at once on the one GPU")
     r.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU (tiny experiments only)")
+    s = sub.add_parser("smoke", help="on the GPU machine, first call: the GPU engine at SmolLM2-135M's shape")
+    s.add_argument("--pack", default=str(PACK))
+    s.add_argument("--work", default="/tmp/gpu-study-smoke")
+    s.add_argument("--steps", type=int, default=10)
+    s.add_argument("--allow-cpu", action="store_true")
     c = sub.add_parser("collect", help="here: the device's results into the experiment directory, then the report")
     c.add_argument("files", help="the folder the device call's files came back to (or gpu-results.tar.gz)")
     c.add_argument("--exp", default=str(EXP))
@@ -312,7 +358,7 @@ def main() -> None:
     from curation.core.errors import CurationError
 
     try:
-        {"prepare": prepare, "run": run_device, "collect": collect}[args.cmd](args)
+        {"prepare": prepare, "run": run_device, "smoke": smoke, "collect": collect}[args.cmd](args)
     except CurationError as e:
         raise SystemExit(f"error: {e}") from None
 

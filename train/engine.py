@@ -113,11 +113,16 @@ class GpuEngine:  # exercised only on CUDA machines (tests skip it without a GPU
         torch.distributed.all_reduce(loss, group=ps.get_pipeline_model_parallel_group())
         return float(loss.item()), float(grad_norm or 0.0)
 
+    # megatron-core 0.16's default format for the distributed optimizer (fully_sharded_model_space) is deprecated and
+    # fails on save ("ShardedTensor.flattened_range is not supported", seen on an H200); dp_reshardable is Megatron-LM's
+    # own default: a parallel save with no gather, resumable at another data-parallel size
+    _OPTIM_METADATA = {"distrib_optim_sharding_type": "dp_reshardable"}
+
     def sharded_optimizer_state(self, model_sharded: dict) -> dict:
-        return self.optimizer.sharded_state_dict(model_sharded)
+        return self.optimizer.sharded_state_dict(model_sharded, metadata=self._OPTIM_METADATA)
 
     def optimizer_template(self, model_sharded: dict) -> dict:
-        return self.optimizer.sharded_state_dict(model_sharded, is_loading=True)
+        return self.optimizer.sharded_state_dict(model_sharded, is_loading=True, metadata=self._OPTIM_METADATA)
 
     def load_optimizer_state(self, loaded: dict) -> None:
         self.optimizer.load_state_dict(loaded["optimizer"])
