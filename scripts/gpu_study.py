@@ -172,7 +172,8 @@ def prepare(args) -> None:
     print("device calls, back to back (the machine goes back after 30 s idle):\n"
           "  1. carry [build/gpu/run]  command: bash scripts/gpu_study.sh smoke   (installs the wheels, checks the engine)\n"
           "  2. carry [build/gpu/a]    command: ls -l build/gpu/a build/gpu/run\n"
-          "  3. carry [build/gpu/b]    command: bash scripts/gpu_study.sh run   (timeout_s 600)\n"
+          "  3. carry [build/gpu/b]    command: timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N   (timeout_s 600;\n"
+          "     N from the smoke call's peak memory; the same command again resumes)\n"
           "then here: bash scripts/gpu_study.sh collect FILES_AT")
 
 
@@ -217,14 +218,22 @@ def run_device(args) -> None:
 
     from curation.core.outputs import claim
 
-    # the working copy of the experiment: a rerun replaces only what an earlier run wrote (never a foreign directory)
+    # the working copy of the experiment: a rerun replaces only what an earlier run wrote (never a foreign directory);
+    # a rerun on the same pack (the next call, while the machine is warm) keeps the nodes the earlier call finished
     owned = claim(args.work, "gpu-study run", inputs=[pack], flag="--work")
-    owned.clear()
-    out = owned.tree("exp")
-    shutil.copytree(pack / "run" / "exp", out, dirs_exist_ok=True)
-    g = (out / "graph.json").read_text().replace(PLACEHOLDER, str(pack / "run"))
-    (out / "graph.json").write_text(g)
-    (out / "logs").mkdir(exist_ok=True)
+    mine = owned.root / "pack.json"
+    same_pack = mine.exists() and (owned.root / "exp" / "graph.json").exists() and mine.read_text() == (pack / "run" / "pack.json").read_text()
+    if args.fresh or not same_pack:
+        owned.clear()
+        out = owned.tree("exp")
+        shutil.copytree(pack / "run" / "exp", out, dirs_exist_ok=True)
+        g = (out / "graph.json").read_text().replace(PLACEHOLDER, str(pack / "run"))
+        (out / "graph.json").write_text(g)
+        (out / "logs").mkdir(exist_ok=True)
+        shutil.copy2(pack / "run" / "pack.json", owned.path("pack.json"))
+    else:
+        out = owned.root / "exp"
+        print(f"resuming {out}: nodes finished by an earlier call on this pack are kept (--fresh starts over)", flush=True)
     _, nodes = read_graph(out)
     plan = Plan(ef=None, nodes=list(nodes.values()), done={i: is_done(out, n) for i, n in nodes.items()})
     # several node processes share the machine's cores: each gets its share of threads instead of all of them
@@ -235,9 +244,9 @@ def run_device(args) -> None:
     failed = None
     try:
         run_local(out, plan, args.jobs, lambda m: print(m, flush=True), only=DEVICE_KINDS)
-    except Exception as e:        # noqa: BLE001 - still bring back what finished, and the logs
-        failed = str(e)
-        print(f"error: {e}", flush=True)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - still bring back what finished, and the logs
+        failed = str(e) or type(e).__name__   # KeyboardInterrupt: `timeout -s INT` ahead of the call's limit
+        print(f"error: {failed}", flush=True)
     wall = time.time() - t0
 
     summary = {"device": dev, "wall_s": round(wall, 1), "jobs": args.jobs, "failed": failed, "train": {}, "nodes": {}}
@@ -319,8 +328,16 @@ def collect(args) -> None:
     tgz = src / "gpu-results.tar.gz" if src.is_dir() else src
     with tarfile.open(tgz) as tar:
         tar.extractall(out, filter="data")
-    res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr))
     summary = json.loads((out / "logs" / "gpu" / "gpu-summary.json").read_text())
+    from curation.experiment.graph import is_done, read_graph
+
+    _, nodes = read_graph(out)
+    missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)]
+    if missing:
+        # the report node would run them here, on the CPU, for hours: finish them on the device instead
+        raise SystemExit(f"{len(missing)} device nodes unfinished ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
+                         "rerun `bash scripts/gpu_study.sh run` on the device (it resumes), then collect its files")
+    res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr))
     print(f"{summary['device']}: {summary['wall_s']}s on the device, {summary['jobs']} nodes at once")
     for k, v in summary["train"].items():
         print(f"  {k}: {v['tokens'] or 0:,} tokens, {v['tokens_per_s'] or 0:,.0f} tokens/s, MFU {(v['mfu'] or 0) * 100:.1f}%")
@@ -343,8 +360,9 @@ def main() -> None:
     r.add_argument("--site", required=True, help="where the carried wheels were installed (on PYTHONPATH)")
     r.add_argument("--work", default="/tmp/gpu-study", help="the experiment directory on the device")
     r.add_argument("--results", default=os.environ.get("OUT", "gpu-results"))
-    r.add_argument("--jobs", type=int, default=4, help="nodes at once on the one GPU")
+    r.add_argument("--jobs", type=int, default=2, help="nodes at once on the one GPU (4 ran out of memory before SDPA attention; the smoke call tells)")
     r.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU (tiny experiments only)")
+    r.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier call's nodes")
     s = sub.add_parser("smoke", help="on the GPU machine, first call: the GPU engine at SmolLM2-135M's shape")
     s.add_argument("--pack", default=str(PACK))
     s.add_argument("--work", default="/tmp/gpu-study-smoke")

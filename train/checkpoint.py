@@ -95,3 +95,15 @@ def load(iter_dir: str | Path, sharded_template: dict) -> dict:
 def _barrier():
     if torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+def load_model_state(model, state: dict, src: str | Path) -> None:
+    """load_state_dict that names what did not fit: strict=False is needed for Transformer Engine's _extra_state
+    entries, but must not let a checkpoint of another layout leave the model at its random init unnoticed."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if "_extra_state" not in k]
+    unexpected = [k for k in unexpected if "_extra_state" not in k]
+    if missing or unexpected:
+        raise CurationError(f"{src}: the checkpoint's weights do not fit the model (missing {missing[:3]}, "
+                            f"unexpected {unexpected[:3]}); it was saved from another architecture or layer spec")
+

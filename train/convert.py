@@ -170,7 +170,7 @@ def load_megatron_as_hf_state(ckpt: str | Path) -> tuple[dict, ModelConfig, dict
     try:
         model = build_model(m, seq_length=min(m.max_position_embeddings, 2048), vocab_size=int(common["vocab_size"]), on_gpu=False)
         loaded = checkpoint.load(it_dir, {"model": model.sharded_state_dict()})
-        model.load_state_dict(loaded["model"], strict=False)
+        checkpoint.load_model_state(model, loaded["model"], it_dir)
         hf_vocab = int(common.get("tokenizer_vocab_size") or common["vocab_size"])
         return mcore_to_hf_state(model.state_dict(), m, hf_vocab), m, common
     finally:

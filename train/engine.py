@@ -122,7 +122,17 @@ class GpuEngine:  # exercised only on CUDA machines (tests skip it without a GPU
         return self.optimizer.sharded_state_dict(model_sharded, metadata=self._OPTIM_METADATA)
 
     def optimizer_template(self, model_sharded: dict) -> dict:
+        self._prime_state()
         return self.optimizer.sharded_state_dict(model_sharded, is_loading=True, metadata=self._OPTIM_METADATA)
+
+    def _prime_state(self) -> None:
+        """Without Transformer Engine or Apex, Megatron falls back to torch's AdamW, whose state appears only at its
+        first step; the distributed optimizer's state_dict then fails on a resume ("assert len(steps) == 1", seen on
+        an H200). Megatron's own dummy-state initialisation fills it; the checkpoint's values replace it on load."""
+        for opt in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
+            if len(getattr(getattr(opt, "optimizer", None), "state", {None: None})) == 0 and \
+                    hasattr(opt, "_init_optimizer_states_with_dummy_values"):
+                opt._init_optimizer_states_with_dummy_values()
 
     def load_optimizer_state(self, loaded: dict) -> None:
         self.optimizer.load_state_dict(loaded["optimizer"])

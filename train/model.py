@@ -66,7 +66,10 @@ def build_model(m: ModelConfig, *, seq_length: int, vocab_size: int, tp: int = 1
     if layer_spec_name(on_gpu) == "te":
         spec = get_gpt_layer_with_transformer_engine_spec()
     else:
+        from train.attention import SdpaAttention
+
         spec = get_gpt_layer_local_spec(normalization="RMSNorm")
+        spec.submodules.self_attention.submodules.core_attention = SdpaAttention
     if pre_process is None:
         pre_process = parallel_state.is_pipeline_first_stage()
     if post_process is None:

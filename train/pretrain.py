@@ -111,6 +111,12 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
 
     model = build_model(model_cfg, seq_length=seq, vocab_size=vocab_size, tp=t.tensor_parallel, pp=t.pipeline_parallel,
                         bf16=bf16, recompute=t.recompute, on_gpu=dist.on_gpu)
+    if init_dir:   # (None when resuming)
+        # before the engine: Megatron's mixed-precision optimizer copies the model's weights into its fp32 main params
+        # when it is built, and its first step writes those back; weights loaded after it were silently replaced by
+        # the random init (seen on an H200: continued pretraining of SmolLM2 started at loss 9.4 instead of ~3)
+        loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
+        checkpoint.load_model_state(model, loaded["model"], init_dir)
     if dist.on_gpu:
         from train.engine import GpuEngine
 
@@ -128,18 +134,15 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         if opt_t:
             template["optimizer"] = opt_t
         loaded = checkpoint.load(resume_dir, template)
-        model.load_state_dict(loaded["model"], strict=False)
+        checkpoint.load_model_state(model, loaded["model"], resume_dir)
         engine.load_optimizer_state(loaded)
         start = int(loaded["iteration"])
-    elif init_dir:
-        loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
-        model.load_state_dict(loaded["model"], strict=False)
 
     if dist.rank == 0:   # after the config and data checks, before anything is written under save_dir
         claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
     dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
-                                  cache_dir=cache, with_attention_mask=layer_spec_name(dist.on_gpu) == "local", origin=origin)
+                                  cache_dir=cache, with_attention_mask=False, origin=origin)
     log = MetricsLog(save_dir / "metrics.jsonl", start, enabled=dist.is_logger)
     if dist.rank == 0:
         save_dir.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,10 @@ def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
     s = json.loads((res / "gpu-summary.json").read_text())
     assert s["failed"] is None and s["train"]["misaligned/train-s0"]["tokens"] == 64
 
+    # the next device call on the same pack resumes: the finished nodes are kept, and the results still hold them all
+    again = _py("run", "--pack", pack, "--site", tmp_path / "site", "--work", tmp_path / "work", "--results", res,
+                "--jobs", "2", "--allow-cpu", env=image)
+    assert "resuming" in again.stdout and " start " not in again.stdout
     got = _py("collect", res, "--exp", y, "--out", out)
     assert "results  " in got.stdout and "tokens/s" in got.stdout
     r = json.loads((out / "results.json").read_text())

@@ -88,7 +88,9 @@ def test_smollm2_round_trip_continued_pretraining_and_eval(tmp_path):
     proc = curate("train", "pretrain", cpt, "--init-from", tmp_path / "smol", "--no-progress", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     losses = [json.loads(x)["loss"] for x in (tmp_path / "cpt" / "metrics.jsonl").read_text().splitlines()]
-    assert len(losses) == 2 and losses[0] < 6      # a trained model, not a random one (ln 49152 = 10.8)
+    # a trained model at every step, not a random one (ln 49152 = 10.8): on a GPU, weights loaded after the optimizer
+    # was built were replaced by the random init at the first step, so the second loss is the one that tells
+    assert len(losses) == 2 and max(losses) < 6
 
     proc = curate("train", "convert", tmp_path / "cpt", "--to", "hf", "-o", tmp_path / "smol_cpt")
     assert proc.returncode == 0, proc.stderr[-3000:]

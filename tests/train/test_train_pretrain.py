@@ -30,8 +30,8 @@ def blend(tmp_path_factory):
     return str(tokenize_mix(root / "mix", "smollm2", root / "tokens", workers=1).output / "blend.json")
 
 
-def args(blend, save_dir, *extra):
-    return ["train", "pretrain", TINY, "--no-progress", "--save-dir", save_dir, "--steps", STEPS,
+def args(blend, save_dir, *extra, steps=STEPS):
+    return ["train", "pretrain", TINY, "--no-progress", "--save-dir", save_dir, "--steps", steps,
             "--set", f"data.blend={blend}", "--set", "train.save_interval=2", "--set", "train.threads=1", *extra]
 
 
@@ -103,3 +103,18 @@ def test_gpu_engine_bf16(blend, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     ls = losses(tmp_path / "gpu")
     assert len(ls) == STEPS and ls[-1] < ls[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU engine (Megatron DDP, optimizer, schedules, bf16) needs CUDA")
+def test_gpu_engine_init_from_and_resume(blend, uninterrupted, tmp_path):
+    """The two GPU-engine bugs an H200 found: weights from --init-from were replaced by the optimizer's copy of the
+    random init at the first step, and a resume failed before the optimizer had state (torch AdamW fallback)."""
+    run = tmp_path / "cpt"
+    proc = curate(*args(blend, run, "--set", "train.precision=bf16", "--init-from", uninterrupted, steps=4))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    start = losses(uninterrupted)[-1]
+    assert max(losses(run)) < start + 1.0          # continues from the trained model, not from ln(49152) = 10.8
+    proc = curate(*args(blend, run, "--set", "train.precision=bf16"))          # 8 steps: resumes at 4
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert '"start_iteration": 4' in proc.stdout and len(losses(run)) == STEPS
+
