@@ -53,6 +53,9 @@ def main():
     ap.add_argument("--data-dir", default=str(DATA))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--noise-floor", action="store_true",
+                    help="also score each suite with lm-eval at batch size 1: how far lm-eval's own per-item "
+                         "log-likelihoods move with the batch (float32 summation order), beside the 1e-4 criterion")
     args = ap.parse_args()
 
     import torch
@@ -116,6 +119,15 @@ def main():
             good = max(diffs) <= 1e-4
             ok &= good
             print(f"  max |loglik diff| {max(diffs):.2e} over {len(diffs)} continuations {'ok' if good else 'FAIL'}")
+            if args.noise_floor:
+                lm.batch_size_per_gpu = 1
+                alone = lm_eval.simple_evaluate(model=lm, tasks=[f"bench_{name}"], num_fewshot=0, log_samples=True,
+                                                task_manager=tasks)["samples"][f"bench_{name}"]
+                lm.batch_size_per_gpu = args.batch_size
+                first = {x["doc_id"]: x for x in res["samples"][f"bench_{name}"]}
+                own = [abs(a[0] - b[0]) for smp in alone
+                       for a, b in zip(smp["filtered_resps"], first[smp["doc_id"]]["filtered_resps"])]
+                print(f"  lm-eval batch 1 vs batch {args.batch_size}: max |loglik diff| {max(own):.2e} (its own noise floor)")
             print(f"  ours {ours_s:6.1f} s ({len(items) / ours_s:5.2f} items/s)  lm-eval {theirs_s:6.1f} s "
                   f"({len(items) / theirs_s:5.2f} items/s)  ratio {theirs_s / ours_s:.2f}x")
             totals["ours"] += ours_s
