@@ -6,8 +6,9 @@ megatron-core 0.16.1 builds and runs a ``GPTModel`` on CPU with ``use_cpu_initia
 1. Several modules allocate buffers with ``device=torch.cuda.current_device()`` (rotary embeddings, attention and
    embedding buffers). Without CUDA that call raises; :func:`install` makes it return ``"cpu"``, which every one of
    those call sites accepts as a device.
-2. With no attention mask, the local attention's softmax builds its default causal mask with ``device="cuda"``;
-   on CPU the trainer passes an explicit mask from :func:`causal_mask`.
+2. With no attention mask, Megatron's own local attention builds its default causal mask with ``device="cuda"``;
+   callers that use it on CPU pass :func:`causal_mask`. (The trainer's ``SdpaAttention``, train/attention.py, is
+   causal without a mask.)
 3. ``dist_checkpointing.save`` (torch_dist strategy) calls ``torch.cuda.synchronize()`` before writing; without
    CUDA there is nothing to wait for, so :func:`install` makes it a no-op.
 4. ``model_parallel_cuda_manual_seed`` creates a CUDA RNG tracker. At tensor-parallel size 1 the inference tracker
