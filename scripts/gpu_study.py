@@ -298,7 +298,10 @@ def smoke(args) -> None:
     blend = sorted((pack / "run" / "exp").rglob("tokens/blend.json"))[0]
     on_gpu = torch.cuda.is_available()
     model = SMOLLM2_135M if on_gpu else dict(num_layers=2, hidden_size=64, ffn_hidden_size=176, num_attention_heads=4)
-    seq, mbs, gbs = (1024, 16, 64) if on_gpu else (128, 2, 4)
+    # the study's own batch shape (train/configs/smollm2_cpt_gpu.yaml), so the peak memory printed sizes --jobs
+    run_cfg = PretrainConfig.from_yaml(ROOT / "train" / "configs" / "smollm2_cpt_gpu.yaml")
+    seq, mbs, gbs = ((run_cfg.data.seq_length, run_cfg.train.micro_batch_size, run_cfg.train.global_batch_size)
+                     if on_gpu else (128, 2, 4))
     cfg = PretrainConfig(model=model, data={"blend": str(blend), "tokenizer": "smollm2", "seq_length": seq, "seed": 0},
                          optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2},
                          train={"steps": args.steps, "global_batch_size": gbs, "micro_batch_size": mbs,
@@ -316,7 +319,9 @@ def smoke(args) -> None:
     for x in lines:
         print({k: x.get(k) for k in ("iteration", "loss", "tokens_per_s", "mfu")}, flush=True)
     peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else 0.0
-    print(f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB", flush=True)
+    total = torch.cuda.get_device_properties(0).total_memory / 2**30 if on_gpu else 0.0
+    print(f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB"
+          + (f" of {total:.0f}: run --jobs {max(1, int(total * 0.85 // max(peak, 1.0)))} fits" if on_gpu else ""), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ collect (here)
