@@ -307,12 +307,17 @@ def smoke(args) -> None:
                          train={"steps": args.steps, "global_batch_size": gbs, "micro_batch_size": mbs,
                                 "precision": "bf16" if on_gpu else "fp32", "save_dir": str(Path(args.work) / "run"),
                                 "save_interval": args.steps, "log_interval": 1})
-    shutil.rmtree(args.work, ignore_errors=True)     # the smoke run's own scratch directory on the device
+    from curation.core.outputs import claim
+
+    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work")   # never a foreign directory
+    owned.clear()                                   # an earlier smoke's run: a smoke starts from step 0
+    owned.own("run", tree=True)                     # recorded, not created: the trainer claims its save_dir itself
     t0 = time.time()
-    pretrain(cfg, "gpu-study smoke", progress=False)
+    first = pretrain(cfg, "gpu-study smoke", progress=False)
     # and a resume: the saved model and optimizer state load back, and two more steps run from there
     cfg.train.steps = args.steps + 2
-    pretrain(cfg, "gpu-study smoke", progress=False)
+    second = pretrain(cfg, "gpu-study smoke", progress=False)
+    print(f"smoke: trained from step {first['start_iteration']}, resumed at step {second['start_iteration']}", flush=True)
     from train.metrics import read_metrics
 
     lines = read_metrics(Path(args.work) / "run")

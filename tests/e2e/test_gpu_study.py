@@ -62,6 +62,10 @@ def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
     image = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "e2e" / "gpu_image"), str(tmp_path / "site"), str(REPO)]),
              "GPU_STUDY_SITE": str(tmp_path / "site"), "GPU_IMAGE_ALLOW": "megatron,pydantic,pydantic_core,gguf",
              "ALIGNMENT_PRETRAINING_CACHE": str(tmp_path / "cache")}       # the GGUF is converted from the joined parts
+    # the first device call's engine check, rehearsed: trains, saves, resumes; twice, and the second starts over
+    for _ in range(2):
+        smoke = _py("smoke", "--pack", pack, "--work", tmp_path / "smoke", "--steps", "2", "--allow-cpu")
+        assert "trained from step 0, resumed at step 2" in smoke.stdout and "saved, resumed, 2 more" in smoke.stdout
     check = subprocess.run([sys.executable, "-c", "import polars"], capture_output=True, text=True, env={**os.environ, **image})
     assert check.returncode != 0 and "not on the GPU machine" in check.stderr
     res = tmp_path / "res"
