@@ -97,13 +97,13 @@ def _barrier():
         torch.distributed.barrier()
 
 
-def load_model_state(model, state: dict, src: str | Path) -> None:
+def load_model_state(model, state: dict, src: str | Path,
+                     hint: str = "it was saved from another architecture or layer spec") -> None:
     """load_state_dict that names what did not fit: strict=False is needed for Transformer Engine's _extra_state
     entries, but must not let a checkpoint of another layout leave the model at its random init unnoticed."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if "_extra_state" not in k]
     unexpected = [k for k in unexpected if "_extra_state" not in k]
     if missing or unexpected:
-        raise CurationError(f"{src}: the checkpoint's weights do not fit the model (missing {missing[:3]}, "
-                            f"unexpected {unexpected[:3]}); it was saved from another architecture or layer spec")
-
+        raise CurationError(f"{src}: the weights do not fit the model (missing {missing[:3]}, unexpected "
+                            f"{unexpected[:3]}); {hint}")

@@ -145,11 +145,8 @@ def hf_to_megatron(source: str, output: str | Path, overwrite: bool = False) -> 
     dist = _single_process()
     try:
         model = build_model(m, seq_length=min(m.max_position_embeddings, 2048), vocab_size=vocab, on_gpu=False)
-        missing, unexpected = model.load_state_dict(hf_to_mcore_state(hf_state, m, vocab), strict=False)
-        missing = [k for k in missing if "_extra_state" not in k]
-        if missing or unexpected:
-            raise CurationError(f"{hf_dir}: weights do not map onto the model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
-                                "is it a standard LlamaForCausalLM?")
+        checkpoint.load_model_state(model, hf_to_mcore_state(hf_state, m, vocab), hf_dir,
+                                    hint="is it a standard LlamaForCausalLM?")
         state = {"model": model.sharded_state_dict(), "iteration": 0, "model_config": m.model_dump(), "vocab_size": vocab,
                  "tokenizer_vocab_size": hf_cfg.vocab_size, "tokenizer": str(hf_dir), "layer_spec": layer_spec_name(False),
                  "converted_from": str(hf_dir), "hf_config": hf_cfg.to_dict()}

@@ -40,7 +40,7 @@ def resolve_blend(data: DataConfig, origin: str) -> tuple[list[str], list[float]
 
 
 def build_train_dataset(data: DataConfig, *, num_samples: int, eod: int, vocab_size: int, cache_dir: str,
-                        with_attention_mask: bool, origin: str = "config"):
+                        origin: str = "config"):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
@@ -50,7 +50,8 @@ def build_train_dataset(data: DataConfig, *, num_samples: int, eod: int, vocab_s
     cfg = GPTDatasetConfig(
         random_seed=data.seed, sequence_length=data.seq_length, blend=(prefixes, weights), split=data.split,
         path_to_cache=cache_dir, tokenizer=_TokenizerInfo(eod, vocab_size), reset_position_ids=False,
-        reset_attention_mask=False, eod_mask_loss=False, create_attention_mask=with_attention_mask,
+        reset_attention_mask=False, eod_mask_loss=False,
+        create_attention_mask=False,   # causal only: both layer specs (TE's, and the local one's SdpaAttention) need no mask
         mid_level_dataset_surplus=0.05)
 
     # every rank reads its own batches; the builder writes the index cache on rank 0 first, then the others load it

@@ -130,8 +130,7 @@ class GpuEngine:  # exercised only on CUDA machines (tests skip it without a GPU
         first step; the distributed optimizer's state_dict then fails on a resume ("assert len(steps) == 1", seen on
         an H200). Megatron's own dummy-state initialisation fills it; the checkpoint's values replace it on load."""
         for opt in getattr(self.optimizer, "chained_optimizers", [self.optimizer]):
-            if len(getattr(getattr(opt, "optimizer", None), "state", {None: None})) == 0 and \
-                    hasattr(opt, "_init_optimizer_states_with_dummy_values"):
+            if hasattr(opt, "_init_optimizer_states_with_dummy_values") and not opt.optimizer.state:
                 opt._init_optimizer_states_with_dummy_values()
 
     def load_optimizer_state(self, loaded: dict) -> None:

@@ -142,7 +142,7 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
     dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
-                                  cache_dir=cache, with_attention_mask=False, origin=origin)
+                                  cache_dir=cache, origin=origin)
     log = MetricsLog(save_dir / "metrics.jsonl", start, enabled=dist.is_logger)
     if dist.rank == 0:
         save_dir.mkdir(parents=True, exist_ok=True)

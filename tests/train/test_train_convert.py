@@ -23,7 +23,7 @@ def _megatron_logits(ckpt, tokens):
     distributed.init(1, 1, 0)
     try:
         m = build_model(ModelConfig(**common["model_config"]), seq_length=tokens.shape[1], vocab_size=common["vocab_size"], on_gpu=False)
-        m.load_state_dict(checkpoint.load(it, {"model": m.sharded_state_dict()})["model"], strict=False)
+        checkpoint.load_model_state(m, checkpoint.load(it, {"model": m.sharded_state_dict()})["model"], it)
         m.eval()
         pos = torch.arange(tokens.shape[1])[None].expand(tokens.shape[0], -1)
         with torch.no_grad():

@@ -117,4 +117,3 @@ def test_gpu_engine_init_from_and_resume(blend, uninterrupted, tmp_path):
     proc = curate(*args(blend, run, "--set", "train.precision=bf16"))          # 8 steps: resumes at 4
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '"start_iteration": 4' in proc.stdout and len(losses(run)) == STEPS
-
