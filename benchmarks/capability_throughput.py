@@ -56,6 +56,9 @@ def main():
     ap.add_argument("--noise-floor", action="store_true",
                     help="also score each suite with lm-eval at batch size 1: how far lm-eval's own per-item "
                          "log-likelihoods move with the batch (float32 summation order), beside the 1e-4 criterion")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="also profile our run: the seconds in matrix products (float32, the model's weights) and the "
+                         "ratio to lm-eval if every other operation took no time, the most any float32 scorer reaches")
     args = ap.parse_args()
 
     import torch
@@ -130,6 +133,14 @@ def main():
                 print(f"  lm-eval batch 1 vs batch {args.batch_size}: max |loglik diff| {max(own):.2e} (its own noise floor)")
             print(f"  ours {ours_s:6.1f} s ({len(items) / ours_s:5.2f} items/s)  lm-eval {theirs_s:6.1f} s "
                   f"({len(items) / theirs_s:5.2f} items/s)  ratio {theirs_s / ours_s:.2f}x")
+            if args.ceiling:
+                from torch.profiler import ProfilerActivity, profile
+
+                with profile(activities=[ProfilerActivity.CPU]) as prof:
+                    run_capability(cfg, tmp / f"prof_{name}", progress=False, loaded=(model, tok))
+                mm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm")) / 1e6
+                print(f"  ceiling: our matrix products take {mm:.1f} s of {ours_s:.1f} s ({mm / ours_s:.0%}); with every "
+                      f"other operation free, ours would reach {theirs_s / mm:.2f}x lm-eval")
             totals["ours"] += ours_s
             totals["theirs"] += theirs_s
             totals["n"] += len(items)

@@ -342,12 +342,17 @@ def collect(args) -> None:
     from curation.experiment.graph import is_done, read_graph
 
     _, nodes = read_graph(out)
-    missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)]
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+    missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)
+               and (seeds is None or n.seed in seeds)]
     if missing:
         # the report node would run them here, on the CPU, for hours: finish them on the device instead
+        whole = sorted({n.seed for n in nodes.values() if n.seed is not None}
+                       - {n.seed for i, n in nodes.items() if i in missing})
+        hint = f"; or report the seeds every condition finished: collect --seeds {','.join(map(str, whole))}" if whole else ""
         raise SystemExit(f"{len(missing)} device nodes unfinished ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
-                         "rerun `bash scripts/gpu_study.sh run` on the device (it resumes), then collect its files")
-    res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr))
+                         f"rerun `bash scripts/gpu_study.sh run` on the device (it resumes), then collect its files{hint}")
+    res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr), seeds=seeds)
     print(f"{summary['device']}: {summary['wall_s']}s on the device, {summary['jobs']} nodes at once")
     for k, v in summary["train"].items():
         print(f"  {k}: {v['tokens'] or 0:,} tokens, {v['tokens_per_s'] or 0:,.0f} tokens/s, MFU {(v['mfu'] or 0) * 100:.1f}%")
@@ -382,6 +387,8 @@ def main() -> None:
     c.add_argument("files", help="the folder the device call's files came back to (or gpu-results.tar.gz)")
     c.add_argument("--exp", default=str(EXP))
     c.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
+    c.add_argument("--seeds", default=None, help="report only these seeds, comma-separated (a run cut short: the device "
+                   "runs seed by seed, so the first seeds are complete for every condition)")
     args = ap.parse_args()
     from curation.core.errors import CurationError
 

@@ -33,6 +33,7 @@ class Plan:
     done: dict[str, bool]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    file_seeds: list[int] | None = None     # the file's seeds, when `seeds` narrowed them
 
     @property
     def to_run(self) -> list[Node]:
@@ -68,12 +69,21 @@ def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[lis
     return [], notes
 
 
-def make_plan(path: str | Path, output: str | Path | None = None, check_budgets: bool = True) -> Plan:
+def make_plan(path: str | Path, output: str | Path | None = None, check_budgets: bool = True,
+              seeds: list[int] | None = None) -> Plan:
+    """The experiment's nodes and which are finished; `seeds` narrows the file's seeds to a subset (the first seed of
+    every condition now, the rest by a later run without it: the nodes are the same, so nothing is redone)."""
     ef = load_experiment(path)
+    if seeds is not None:
+        unknown = [s for s in seeds if s not in ef.exp.seeds]
+        if unknown or not seeds:
+            raise CurationError(f"--seeds {','.join(map(str, seeds))}: choose among the experiment's seeds "
+                                f"{','.join(map(str, ef.exp.seeds))} ({ef.path})")
+        file_seeds, ef.exp.seeds = ef.exp.seeds, [s for s in ef.exp.seeds if s in seeds]
     nodes = build_graph(ef)
     out = Path(output) if output else None
     done = {n.id: bool(out and is_done(out, n)) for n in nodes}
-    plan = Plan(ef, nodes, done)
+    plan = Plan(ef, nodes, done, file_seeds=file_seeds if seeds is not None else None)
     if check_budgets:
         cfgs = {n.condition: n.params["config"] for n in nodes if n.kind == "train"}
         for n in nodes:
@@ -122,7 +132,8 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
     exp = plan.ef.exp
     rec = {"format": "curate-experiment-record/1", "name": exp.name, "experiment_file": str(plan.ef.path),
            "experiment_sha256": plan.ef.sha256, "toolkit": _git_commit(), "versions": _versions(), "host": platform.node(),
-           "executor": executor, "jobs": jobs, "seeds": exp.seeds, "eval_seed": exp.evals.seed,
+           "executor": executor, "jobs": jobs, "seeds": exp.seeds,
+           **({"seeds_in_file": plan.file_seeds} if plan.file_seeds else {}), "eval_seed": exp.evals.seed,
            "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": round(time.time() - started, 1),
            "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1), "nodes": nodes}
     p = out / "experiment.json"
@@ -236,11 +247,29 @@ def selected(plan: Plan, only: set[str] | None) -> list[Node]:
     return pending
 
 
+KIND_ORDER = ("classify", "mix", "tokens", "init", "train", "convert", "posttrain", "eval", "report")
+
+
+def run_order(nodes: list[Node], seeds: list[int]) -> list[Node]:
+    """The order ready nodes start in: seed by seed (the first seed's full comparison of every condition is finished
+    before the next seed's training starts, so a run cut short still compares every condition), and within a seed the
+    stage furthest along first (a trained model is converted and evaluated before another one starts training)."""
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+    where = {s: i for i, s in enumerate(seeds)}
+
+    def key(p: tuple[int, Node]):
+        i, n = p
+        group = (len(where) + 1 if n.kind == "report" else -1) if n.seed is None else where.get(n.seed, len(where))
+        return group, -rank.get(n.kind, 0), i
+
+    return [n for _, n in sorted(enumerate(nodes), key=key)]
+
+
 def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print,
               only: set[str] | None = None) -> list[str]:
-    """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once;
-    returns the ids that ran."""
-    pending = selected(plan, only)
+    """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once, in
+    `run_order`; returns the ids that ran."""
+    pending = run_order(selected(plan, only), plan.ef.exp.seeds if plan.ef else sorted({n.seed for n in plan.nodes if n.seed is not None}))
     done = {n.id for n in plan.nodes if plan.done[n.id]}
     total, ran = len(pending), []
     running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
@@ -307,14 +336,15 @@ class RunResult:
 
 
 def run_experiment(path: str | Path, output: str | Path, executor: str = "local", jobs: int = 1,
-                   log: Callable[[str], None] = print, only: set[str] | None = None) -> RunResult:
+                   log: Callable[[str], None] = print, only: set[str] | None = None,
+                   seeds: list[int] | None = None) -> RunResult:
     out = Path(output).resolve()
     if executor not in ("local", "slurm"):
         raise CurationError(f"--executor {executor}: choose local or slurm")
     if only is not None and executor != "local":
         raise CurationError("--only runs with the local executor")
     started = time.time()
-    plan = make_plan(path, out)
+    plan = make_plan(path, out, seeds=seeds)
     if plan.problems:
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
     if only is not None:

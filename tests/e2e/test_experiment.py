@@ -280,3 +280,29 @@ def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp
     kinds = {json.loads(p.read_text())["kind"] for p in out.glob("nodes/**/node.json")}
     assert kinds == {"classify", "mix", "tokens"}
     assert len(list(out.glob("nodes/*/tokens-*/tokens/blend.json"))) == 2
+
+
+def test_run_order_finishes_a_seed_before_the_next_and_seeds_narrows_the_plan(tmp_path):
+    """Ready nodes start seed by seed, the stage furthest along first, so a run cut short (a device's time limit) has
+    every condition's first seed complete; `--seeds` plans a subset of the file's seeds with the same nodes."""
+    from curation.core.errors import CurationError
+    from curation.experiment.run import make_plan, run_order
+
+    exp = _experiment(tmp_path)
+    raw = yaml.safe_load(exp.read_text())
+    exp.write_text(yaml.safe_dump({**raw, "seeds": [3, 1]}, sort_keys=False))
+    plan = make_plan(exp, check_budgets=False)
+    order = [n.id for n in run_order(plan.nodes, plan.ef.exp.seeds)]
+    assert order.index("no-ai/eval-s3-i4") < order.index("all/train-s1")      # seed 3 (first in the file) first
+    assert order.index("all/eval-s3-i4") < order.index("no-ai/train-s3")      # a trained model is evaluated first
+    assert order[:2] == ["all/tokens", "no-ai/tokens"] and order[-1] == "_report"
+    assert [n.id for n in run_order(plan.nodes[::-1], [3, 1])][-1] == "_report"
+
+    one = make_plan(exp, check_budgets=False, seeds=[1])
+    assert {n.seed for n in one.nodes} == {None, 1} and one.file_seeds == [3, 1]
+    same = {n.id: n.key for n in plan.nodes}
+    assert all(same[n.id] == n.key for n in one.nodes if n.kind != "report")  # the same nodes: nothing is redone later
+    with pytest.raises(CurationError, match="choose among the experiment's seeds 3,1"):
+        make_plan(exp, check_budgets=False, seeds=[0])
+    bad = _curate("experiment", "plan", exp, "--no-check", "--seeds", "x")
+    assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
