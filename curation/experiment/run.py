@@ -251,9 +251,9 @@ KIND_ORDER = ("classify", "mix", "tokens", "init", "train", "convert", "posttrai
 
 
 def run_order(nodes: list[Node], seeds: list[int]) -> list[Node]:
-    """The order ready nodes start in: seed by seed (the first seed's full comparison of every condition is finished
-    before the next seed's training starts, so a run cut short still compares every condition), and within a seed the
-    stage furthest along first (a trained model is converted and evaluated before another one starts training)."""
+    """The order ready nodes start in: seed by seed (no node of the next seed starts while one of the first seed's is
+    ready to, so a run cut short has every condition's first seed, not some conditions with every seed), and within a
+    seed the stage furthest along first (a trained model is converted and evaluated before another training starts)."""
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
     where = {s: i for i, s in enumerate(seeds)}
 
