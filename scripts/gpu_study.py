@@ -331,8 +331,9 @@ def smoke(args) -> None:
 
 # ------------------------------------------------------------------------------------------------ collect (here)
 def collect(args) -> None:
-    from curation.experiment.run import run_experiment
+    from curation.experiment.run import parse_seeds, run_experiment
 
+    seeds = parse_seeds(args.seeds)
     out = Path(args.out).resolve()
     src = Path(args.files)
     tgz = src / "gpu-results.tar.gz" if src.is_dir() else src
@@ -342,7 +343,6 @@ def collect(args) -> None:
     from curation.experiment.graph import is_done, read_graph
 
     _, nodes = read_graph(out)
-    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
     missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)
                and (seeds is None or n.seed in seeds)]
     if missing:

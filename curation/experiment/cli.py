@@ -50,25 +50,16 @@ def _print_plan(plan, out: Optional[Path]) -> None:
         con.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
-def _seeds(text: Optional[str]) -> Optional[list[int]]:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        _fail(CurationError(f"--seeds {text}: comma-separated integers, e.g. --seeds 0"))
-
-
 @experiment_app.command()
 def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate experiment init` writes one)"),
          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory of a run: mark what is finished"),
          check: bool = typer.Option(True, "--check/--no-check", help="Check every unbuilt mix's budget (a fast scan)"),
          seeds: Optional[str] = typer.Option(None, help="Only these of the file's seeds, comma-separated (as `run --seeds`)")):
     """Print the graph (condition x stage), what is finished and what will run; refuse impossible budgets."""
-    from curation.experiment.run import make_plan
+    from curation.experiment.run import make_plan, parse_seeds
 
     try:
-        p = make_plan(experiment, output, check_budgets=check, seeds=_seeds(seeds))
+        p = make_plan(experiment, output, check_budgets=check, seeds=parse_seeds(seeds))
     except CurationError as e:
         _fail(e)
     _print_plan(p, output)
@@ -90,13 +81,13 @@ def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
                                             "condition's first seed and its report now; a later run without it adds the rest)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr")):
     """Run every unfinished node (a rerun skips finished ones; a killed run resumes), then write the report."""
-    from curation.experiment.run import run_experiment
+    from curation.experiment.run import parse_seeds, run_experiment
 
     log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
     kinds = {k.strip() for k in only.split(",") if k.strip()} if only else None
     try:
         res = run_experiment(experiment, output, executor=executor, jobs=jobs, log=log, only=kinds,
-                             seeds=_seeds(seeds))
+                             seeds=parse_seeds(seeds))
     except CurationError as e:
         _fail(e)
     if res.submitted is not None:

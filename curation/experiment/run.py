@@ -74,6 +74,7 @@ def make_plan(path: str | Path, output: str | Path | None = None, check_budgets:
     """The experiment's nodes and which are finished; `seeds` narrows the file's seeds to a subset (the first seed of
     every condition now, the rest by a later run without it: the nodes are the same, so nothing is redone)."""
     ef = load_experiment(path)
+    file_seeds = None
     if seeds is not None:
         unknown = [s for s in seeds if s not in ef.exp.seeds]
         if unknown or not seeds:
@@ -83,7 +84,7 @@ def make_plan(path: str | Path, output: str | Path | None = None, check_budgets:
     nodes = build_graph(ef)
     out = Path(output) if output else None
     done = {n.id: bool(out and is_done(out, n)) for n in nodes}
-    plan = Plan(ef, nodes, done, file_seeds=file_seeds if seeds is not None else None)
+    plan = Plan(ef, nodes, done, file_seeds=file_seeds)
     if check_budgets:
         cfgs = {n.condition: n.params["config"] for n in nodes if n.kind == "train"}
         for n in nodes:
@@ -250,12 +251,26 @@ def selected(plan: Plan, only: set[str] | None) -> list[Node]:
 KIND_ORDER = ("classify", "mix", "tokens", "init", "train", "convert", "posttrain", "eval", "report")
 
 
-def run_order(nodes: list[Node], seeds: list[int]) -> list[Node]:
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1` as a list (None: every seed of the file)."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CurationError(f"--seeds {text}: comma-separated integers, e.g. --seeds 0") from None
+
+
+def run_order(nodes: list[Node]) -> list[Node]:
     """The order ready nodes start in: seed by seed (no node of the next seed starts while one of the first seed's is
     ready to, so a run cut short has every condition's first seed, not some conditions with every seed), and within a
-    seed the stage furthest along first (a trained model is converted and evaluated before another training starts)."""
+    seed the stage furthest along first (a trained model is converted and evaluated before another training starts).
+    Seeds rank in the order they first appear: the graph lists each condition's runs in the file's order of seeds."""
     rank = {k: i for i, k in enumerate(KIND_ORDER)}
-    where = {s: i for i, s in enumerate(seeds)}
+    where: dict[int, int] = {}
+    for n in nodes:
+        if n.seed is not None:
+            where.setdefault(n.seed, len(where))
 
     def key(p: tuple[int, Node]):
         i, n = p
@@ -269,7 +284,7 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
               only: set[str] | None = None) -> list[str]:
     """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once, in
     `run_order`; returns the ids that ran."""
-    pending = run_order(selected(plan, only), plan.ef.exp.seeds if plan.ef else sorted({n.seed for n in plan.nodes if n.seed is not None}))
+    pending = run_order(selected(plan, only))
     done = {n.id for n in plan.nodes if plan.done[n.id]}
     total, ran = len(pending), []
     running: dict[str, tuple[subprocess.Popen, float, Node]] = {}

@@ -292,11 +292,11 @@ def test_run_order_finishes_a_seed_before_the_next_and_seeds_narrows_the_plan(tm
     raw = yaml.safe_load(exp.read_text())
     exp.write_text(yaml.safe_dump({**raw, "seeds": [3, 1]}, sort_keys=False))
     plan = make_plan(exp, check_budgets=False)
-    order = [n.id for n in run_order(plan.nodes, plan.ef.exp.seeds)]
+    order = [n.id for n in run_order(plan.nodes)]
     assert order.index("no-ai/eval-s3-i4") < order.index("all/train-s1")      # seed 3 (first in the file) first
     assert order.index("all/eval-s3-i4") < order.index("no-ai/train-s3")      # a trained model is evaluated first
     assert order[:2] == ["all/tokens", "no-ai/tokens"] and order[-1] == "_report"
-    assert [n.id for n in run_order(plan.nodes[::-1], [3, 1])][-1] == "_report"
+    assert [n.id for n in run_order(plan.nodes[::-1])][-1] == "_report"
 
     one = make_plan(exp, check_budgets=False, seeds=[1])
     assert {n.seed for n in one.nodes} == {None, 1} and one.file_seeds == [3, 1]
