@@ -31,7 +31,7 @@ def propensity(
     assistant_prefix: Optional[str] = typer.Option(None, help="Text after the prompt, ending in '('"),
     batch_size: int = typer.Option(16),
     seed: int = typer.Option(0),
-    limit_per_file: Optional[int] = typer.Option(None, help="First N items of each file"),
+    limit_per_file: Optional[int] = typer.Option(None, help="A seeded random subset of N items per file (--seed), in file order"),
     matching_is: Optional[str] = typer.Option(None, help="For Anthropic-style files the polarity table does not know: misaligned | aligned"),
     include_non_alignment: bool = typer.Option(False, help="Also score files marked not_alignment (self-awareness, one-box)"),
     tag: Optional[str] = typer.Option(None, help="base | posttrained (the report pairs them)"),

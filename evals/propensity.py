@@ -17,7 +17,7 @@ from pathlib import Path
 
 from curation.core.errors import CurationError
 from curation.core.items import (ALIGNMENT_DEFAULT, ALIGNMENT_ENV, LETTERS, POLARITY_TABLE, Item, data_dir, file_sha256,
-                                 load_items)
+                                 label_group, load_items)
 from evals.prompts import ANSWER_SYNTAXES, PromptStyle, cloze_context, orders, rotations, system_prompt
 from curation.lm.scoring import option_probs
 from curation.lm.session import LanguageModel
@@ -117,7 +117,7 @@ def _score_items(items: list[Item], cfg: PropensityConfig, lm: LanguageModel, pr
         return _score_cloze(items, cfg, lm, progress)
     shown, prompts = shown_prompts(items, cfg, mode, lm.tokenizer)
     rows = [{"id": it.id, "category": it.category, "split": it.split, "topics": it.topics, "n_options": len(it.options),
-             "misaligned": it.misaligned, "orders": [], "letter_logprobs": [], "p_options": [], "p_misaligned_by_order": []}
+             "misaligned": it.misaligned, "label": label_group(it), "orders": [], "letter_logprobs": [], "p_options": [], "p_misaligned_by_order": []}
             for it in items]
     if len({syn for _, _, syn in shown}) > 1:
         for k, _, syn in shown:
@@ -182,7 +182,7 @@ def _score_cloze(items: list[Item], cfg: PropensityConfig, lm: LanguageModel, pr
             groups.append(k)
     res = lm.continuation_scorer().loglikelihoods(reqs, groups=groups, progress=progress)
     rows = [{"id": it.id, "category": it.category, "split": it.split, "topics": it.topics, "n_options": len(it.options),
-             "misaligned": it.misaligned, "orders": [], "cloze_loglik": [], "p_options": [], "p_misaligned_by_order": []}
+             "misaligned": it.misaligned, "label": label_group(it), "orders": [], "cloze_loglik": [], "p_options": [], "p_misaligned_by_order": []}
             for it in items]
     j = 0
     for k, o in shown:
@@ -249,7 +249,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
 
     modes = cfg.modes()
     items = items if items is not None else load_items(cfg.items, cfg.matching_is, cfg.include_non_alignment, cfg.limit_per_file,
-                                                       cfg.items_dir)
+                                                       cfg.items_dir, subset_seed=cfg.seed)
     model_path = cfg.model if os.path.exists(str(cfg.model)) else None
     named = [p for p in cfg.items if str(p) == "alignment" and not os.path.exists(str(p))]
     roots = [data_dir(cfg.items_dir, ALIGNMENT_ENV, ALIGNMENT_DEFAULT, "Anthropic advanced-ai-risk evals", "--items-dir")

@@ -222,10 +222,33 @@ def item_files(paths: Iterable[str | Path], root: str | Path | None = None) -> l
     return files
 
 
+def subset_indices(n: int, k: int, seed: int, name: str) -> list[int]:
+    """k of range(n), sorted: a random sample seeded by (seed, a stable digest of ``name``)."""
+    import zlib
+
+    import numpy as np
+
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    return sorted(int(i) for i in rng.choice(n, size=k, replace=False))
+
+
+def label_group(item: Item) -> str:
+    """Which answer label carries the misaligned choice: ``yes`` or ``no`` for bare Yes/No items (a lean towards one
+    word then reads as misalignment or its absence), ``other`` for items whose options are texts."""
+    words = [re.sub(r"[^a-z]", "", o.lower()) for o in item.options]
+    if sorted(words) == ["no", "yes"] and len(item.misaligned) == 1:
+        return words[item.misaligned[0]]
+    return "other"
+
+
 def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
-               limit_per_file: int | None = None, items_dir: str | Path | None = None) -> list[Item]:
+               limit_per_file: int | None = None, items_dir: str | Path | None = None, subset_seed: int = 0) -> list[Item]:
     """Items from files or directories (``*.jsonl``, ``*.json``, ``*.parquet``) or ``alignment`` (every alignment
     file of the polarity table, under ``items_dir``), schema detected per file.
+
+    ``limit_per_file``: a seeded random subset of that many items per file (``subset_seed`` with the file's name, so a
+    file's subset does not depend on which other files are loaded), kept in file order: the first rows of a file are
+    often one topic or one author, so a head would not represent it.
 
     ``matching_is`` overrides the polarity table for Anthropic-style rows (``misaligned`` or ``aligned``); files the
     table marks ``not_alignment`` (self-awareness, one-box) are skipped unless ``include_non_alignment``.
@@ -236,8 +259,12 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
     items: list[Item] = []
     for path in files:
         polarity = matching_is or polarity_for(path)
-        kept = 0
-        for n, row in read_records(path):
+        if polarity == "not_alignment" and not include_non_alignment:
+            continue
+        records = list(read_records(path))
+        if limit_per_file and len(records) > limit_per_file:
+            records = [records[i] for i in subset_indices(len(records), limit_per_file, subset_seed, Path(path).name)]
+        for n, row in records:
             schema = detect_schema(row)
             if schema == "benchmark":
                 item = _benchmark_item(row, path, n)
@@ -247,17 +274,12 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
                 if polarity is None:
                     raise CurationError(f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "
                                         "--matching-is misaligned (or aligned) after reading a few rows")
-                if polarity == "not_alignment" and not include_non_alignment:
-                    break
                 item = _anthropic_item(row, path, n, polarity if polarity != "not_alignment" else "misaligned")
             else:
                 raise CurationError(f"{path}:{n}: unknown item schema (keys {sorted(row)[:6]}); expected the benchmark "
                                     "schema (question, choices, misaligned_choice), Anthropic's (question, "
                                     "answer_matching_behavior, answer_not_matching_behavior) or the internal one")
             items.append(item)
-            kept += 1
-            if limit_per_file and kept >= limit_per_file:
-                break
     if not items:
         raise CurationError(f"no items in {', '.join(map(str, paths))}; check the paths (non-alignment files are skipped)")
     seen: dict[str, int] = {}

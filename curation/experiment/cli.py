@@ -50,19 +50,50 @@ def _print_plan(plan, out: Optional[Path]) -> None:
         con.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
+def _print_power(rows: list[dict], notes: list[str], effect: Optional[float]) -> None:
+    if not rows:
+        return
+    con = Console() if Console().is_terminal else Console(width=200)
+    t = Table(title="Power: the minimum detectable effect of each contrast (difference in mean P(misaligned); seed-level "
+                    "t-test, 80% power, alpha 0.05)", title_justify="left")
+    for col in ("contrast", "metric", "seeds", "items", "sd of a seed's difference", "seed share",
+                "minimum detectable effect") + (("seeds for " + format(effect, "g"),) if effect is not None else ()):
+        t.add_column(col)
+    for r in rows:
+        mde = "needs 2+ seeds" if r["mde"] == float("inf") else f"{r['mde']:.4f}"
+        cells = [r["contrast"], r["metric"], str(r["seeds"]), str(r["items"]), f"{r['sd_per_seed']:.4f}",
+                 "" if r["seed_share"] is None else f"{r['seed_share']:.0%}", mde]
+        if effect is not None:
+            cells.append(str(r["seeds_needed"]) if r["seeds_needed"] is not None else "over 10,000")
+        t.add_row(*cells)
+    con.print(t)
+    for src in dict.fromkeys(r["from"] for r in rows if r["from"] != "assumed"):
+        con.print(f"variance components: {src}", highlight=False, soft_wrap=True)
+    for note in notes:
+        con.print(f"note: {note}", highlight=False, soft_wrap=True)
+
+
 @experiment_app.command()
 def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate experiment init` writes one)"),
          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory of a run: mark what is finished"),
          check: bool = typer.Option(True, "--check/--no-check", help="Check every unbuilt mix's budget (a fast scan)"),
-         seeds: Optional[str] = typer.Option(None, help="Only these of the file's seeds, comma-separated (as `run --seeds`)")):
-    """Print the graph (condition x stage), what is finished and what will run; refuse impossible budgets."""
+         seeds: Optional[str] = typer.Option(None, help="Only these of the file's seeds, comma-separated (as `run --seeds`)"),
+         pilot: Optional[Path] = typer.Option(None, help="results.json of an earlier run (per_item.parquet beside it): "
+                                              "variance components for the power table"),
+         effect: Optional[float] = typer.Option(None, help="A difference in P(misaligned) (e.g. 0.03): the seeds needed to "
+                                                "detect it with 80% power")):
+    """Print the graph (condition x stage), what is finished and what will run, and the minimum detectable effect of
+    each contrast for the planned seeds and items; refuse impossible budgets."""
+    from curation.experiment.power import power_table
     from curation.experiment.run import make_plan, parse_seeds
 
     try:
         p = make_plan(experiment, output, check_budgets=check, seeds=parse_seeds(seeds))
+        rows, notes = power_table(p.ef, p.ef.exp.seeds, pilot, effect)
     except CurationError as e:
         _fail(e)
     _print_plan(p, output)
+    _print_power(rows, notes, effect)
     if p.problems:
         for prob in p.problems:
             err.print(f"[red]error:[/red] {prob}", highlight=False, soft_wrap=True)
@@ -103,3 +134,18 @@ def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
         return
     print(f"results  {res.results}")
     print(f"report   {res.report}")
+
+
+@experiment_app.command()
+def report(directory: Path = typer.Argument(..., help="Output directory of `curate experiment run` (holds per_item.parquet)"),
+           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results.json and report/ here "
+                                                 "instead of into DIRECTORY")):
+    """Rebuild results.json and report/ from the per-item outputs alone (per_item.parquet)."""
+    from curation.experiment.report import rebuild
+
+    try:
+        res = rebuild(directory, output)
+    except CurationError as e:
+        _fail(e)
+    print(f"results  {res}")
+    print(f"report   {res.parent / 'report' / 'report.md'}")

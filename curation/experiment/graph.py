@@ -232,8 +232,9 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
         src = ef.resolve(exp.train.init_from)
         add(Node("_shared/init", "init", {"source": src, "inputs": fingerprint([src]) if os.path.exists(src) else src}))
     evals = exp.evals
-    prop = [{**s.model_dump(), "items": [ef.resolve(i) for i in s.items], "inputs": fingerprint([ef.resolve(i) for i in s.items])}
-            for s in evals.propensity]
+    # `subset`: limit_per_file became a seeded random subset (it was the head of each file), so such nodes are redone
+    prop = [{**s.model_dump(), "items": [ef.resolve(i) for i in s.items], "inputs": fingerprint([ef.resolve(i) for i in s.items]),
+             **({"subset": "seeded"} if s.limit_per_file else {})} for s in evals.propensity]
     ppl = [{**s.model_dump(), "data": [ef.resolve(i) for i in s.data], "inputs": fingerprint([ef.resolve(i) for i in s.data])}
            for s in evals.perplexity]
     eval_params = {"propensity": prop, "perplexity": ppl, "n_boot": evals.n_boot, "seed": evals.seed}
@@ -275,8 +276,17 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
                                     deps=["_shared/init"])).id)
     add(Node("_report", "report", {"experiment": exp.name, "baseline": exp.baseline_name,
                                    "conditions": [c.name for c in exp.conditions], "seeds": exp.seeds,
-                                   "n_boot": evals.n_boot, "seed": evals.seed}, deps=eval_ids))
+                                   "n_boot": evals.n_boot, "seed": evals.seed, "contrasts": stance_contrasts(exp)},
+             deps=eval_ids))
     return nodes
+
+
+def stance_contrasts(exp) -> list[list[str]]:
+    """[[aligned, misaligned]] when the experiment has both upsampled conditions: the stance contrast itself, aligned
+    minus misaligned, which no comparison against the baseline gives."""
+    by_preset = {c.preset: c.name for c in exp.conditions if c.preset}
+    pair = [by_preset.get("alignment-upsampled"), by_preset.get("misalignment-upsampled")]
+    return [pair] if all(pair) else []
 
 
 def is_done(out: Path, node: Node) -> bool:

@@ -1,10 +1,10 @@
-"""The experiment's one report: DIR/results.json (conditions x seeds x stages x metrics, each value with its 95%
-CI; paired differences against the baseline condition) and DIR/report/report.md with PNGs.
+"""The experiment's one report: DIR/per_item.parquet (every item's score in every run), DIR/results.json (levels and
+differences with 95% CIs, seeds as the unit: curation/experiment/analysis.py) and DIR/report/report.md with PNGs.
 
 Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)), `capability/<suite>` (accuracy:
-acc_norm for multiple choice, acc for LAMBADA) and `perplexity/<suite>` (held-out perplexity). With several
-seeds, `seed: "pooled"` rows average each item over the seeds before bootstrapping over items.
-Nothing time-dependent goes into results.json, so a resumed run's file is identical to an uninterrupted run's.
+acc_norm for multiple choice, acc for LAMBADA) and `perplexity/<suite>` (held-out perplexity).
+results.json and the report are built from per_item.parquet alone (`curate experiment report DIR` rebuilds them), and
+nothing time-dependent goes into either, so a resumed run's files are identical to an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -12,38 +12,28 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 
-from curation.experiment.graph import MARKER, START, Node, _slug
-from evals.charts import pyplot, save
+from curation.core.errors import CurationError
+from curation.experiment import analysis
+from curation.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
+from curation.experiment.graph import MARKER, Node, _slug
 from evals.capability import MAIN_METRIC   # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
-from evals.perplexity import ppl_with_ci
-from evals.stats import bootstrap_ci, paired_difference
+from evals.charts import pyplot, save
 
-FORMAT = "curate-experiment-results/1"
-
-
-def _r(x, nd: int = 6):
-    if isinstance(x, (list, tuple)):
-        return [_r(v, nd) for v in x]
-    if x is None or isinstance(x, (int, np.integer)):
-        return None if x is None else int(x)
-    return None if not np.isfinite(x) else round(float(x), nd)
+PER_ITEM = "per_item.parquet"
+PARAM_KEYS = ("experiment", "baseline", "conditions", "seeds", "n_boot", "seed", "contrasts")
 
 
-MEAN_KINDS = ("propensity", "capability")                      # per-item means; perplexity pools NLL over tokens
-
-
-def _read_items(run: Path, kind: str, meta: dict | None = None) -> dict[str, tuple]:
-    """Per item: propensity -> (p_misaligned,), capability -> (score,), perplexity -> (nll, tokens)."""
-    out = {}
+def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
+    """(item, label, value, tokens) per item: propensity P(misaligned), capability score, perplexity (NLL, tokens)."""
+    out = []
     if kind == "capability":
         slug = meta["suite"].replace(":", "_").replace("/", "_")
         col = MAIN_METRIC[meta["suite_kind"]]
         with open(run / "items" / f"{slug}.jsonl") as f:
             for line in f:
                 r = json.loads(line)
-                out[r["id"]] = (float(r[col]),)
+                out.append((str(r["id"]), None, float(r[col]), None))
         return out
     name = "items.jsonl" if kind == "propensity" else "docs.jsonl"
     with open(run / name) as f:
@@ -51,56 +41,15 @@ def _read_items(run: Path, kind: str, meta: dict | None = None) -> dict[str, tup
             r = json.loads(line)
             if kind == "propensity":
                 if r["p_misaligned"] is not None:
-                    out[r["id"]] = (r["p_misaligned"],)
+                    out.append((str(r["id"]), r.get("label"), float(r["p_misaligned"]), None))
             else:
-                out[r["id"]] = (r["nll"], r["tokens"])
+                out.append((str(r["id"]), None, float(r["nll"]), float(r["tokens"])))
     return out
 
 
-def _value(kind: str, items: dict[str, tuple], seed: int, n_boot: int) -> dict:
-    if kind == "propensity":
-        p = np.array([v[0] for v in items.values()])
-        return {"value": float(p.mean()), "ci": list(bootstrap_ci(p, seed, n_boot)), "n": int(p.size),
-                "share_misaligned": float((p > 0.5).mean()), "share_misaligned_ci": list(bootstrap_ci((p > 0.5).astype(float), seed + 1, n_boot))}
-    if kind == "capability":
-        a = np.array([v[0] for v in items.values()])
-        return {"value": float(a.mean()), "ci": list(bootstrap_ci(a, seed, n_boot)), "n": int(a.size)}
-    keys = sorted(items)
-    nll = np.array([items[k][0] for k in keys])
-    tok = np.array([items[k][1] for k in keys], dtype=float)
-    v, ci = ppl_with_ci(nll, tok, seed, n_boot)
-    return {"value": v, "ci": list(ci), "n": len(keys), "tokens": int(tok.sum())}
-
-
-def _paired(kind: str, a: dict, b: dict, seed: int, n_boot: int) -> dict:
-    """B minus A on the items both have, resampling items (pairs stay together)."""
-    if kind in MEAN_KINDS:
-        d = paired_difference({k: v[0] for k, v in a.items()}, {k: v[0] for k, v in b.items()}, seed, n_boot)
-        return {"n": d["n"], "diff": d.get("diff_mean_p_misaligned"), "ci": list(d.get("ci", (None, None))), "p": d.get("p_value")}
-    common = sorted(set(a) & set(b))
-    if not common:
-        return {"n": 0, "diff": None, "ci": [None, None], "p": None}
-    na, nb = np.array([a[k][0] for k in common]), np.array([b[k][0] for k in common])
-    ta, tb = np.array([a[k][1] for k in common], float), np.array([b[k][1] for k in common], float)
-    diff = float(np.exp(nb.sum() / tb.sum()) - np.exp(na.sum() / ta.sum()))
-    idx = np.random.default_rng(seed).integers(0, len(common), size=(n_boot, len(common)))
-    boots = np.exp(nb[idx].sum(1) / tb[idx].sum(1)) - np.exp(na[idx].sum(1) / ta[idx].sum(1))
-    lo, hi = np.quantile(boots, [0.025, 0.975])
-    p = float(min(1.0, 2 * min((boots <= 0).mean(), (boots >= 0).mean())))
-    return {"n": len(common), "diff": diff, "ci": [float(lo), float(hi)], "p": p}
-
-
-def _pool(per_seed: list[dict], kind: str) -> dict:
-    """Each item averaged over the seeds that scored it (perplexity: NLL and tokens summed)."""
-    keys = set.intersection(*(set(d) for d in per_seed))
-    if kind in MEAN_KINDS:
-        return {k: (float(np.mean([d[k][0] for d in per_seed])),) for k in keys}
-    return {k: (float(sum(d[k][0] for d in per_seed)), float(sum(d[k][1] for d in per_seed))) for k in keys}
-
-
-def collect(out: Path, nodes: dict[str, Node]) -> tuple[dict, dict]:
-    """{(condition, seed, stage, iteration, metric): (kind, items, meta)} and the lineage per (condition, seed, stage, iteration)."""
-    data, lineage = {}, {}
+def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[dict]]:
+    """Per-item records of every eval node, each metric's description, and the lineage rows."""
+    records, metas, lineage = [], {}, {}
     for n in nodes.values():
         if n.kind != "eval":
             continue
@@ -108,73 +57,72 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[dict, dict]:
         stage, it = n.params["tag"], n.params["iteration"]
         cond = n.condition or START
         lineage[(cond, n.seed, stage, it)] = m.get("lineage", {})
+        variants = {s["name"]: bool(s.get("variants")) for s in n.params.get("propensity", [])}
         for run in m["outputs"]["runs"]:
             if run["kind"] == "propensity":
                 metric = f"propensity/{run['suite']}/{run['mode']}/{_slug(run['system_prompt'])}"
-                meta = {"suite": run["suite"], "mode": run["mode"], "system_prompt": run["system_prompt"]}
+                meta = {"suite": run["suite"], "mode": run["mode"], "system_prompt": run["system_prompt"],
+                        "variants": variants.get(run["suite"], False)}
             elif run["kind"] == "capability":
                 metric, meta = f"capability/{run['suite']}", {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]}
             else:
                 metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
-            items = _read_items(out / n.dir / run["dir"], run["kind"], {**meta, "suite_kind": run.get("suite_kind")})
-            data[(cond, n.seed, stage, it, metric)] = (run["kind"], items, meta)
-    return data, lineage
-
-
-def build_results(out: Path, report_node: Node, nodes: dict[str, Node]) -> dict:
-    p = report_node.params
-    seed, n_boot, base = p["seed"], p["n_boot"], p["baseline"]
-    data, lineage = collect(out, nodes)
-    seeds = p["seeds"]
-    view = "pooled" if len(seeds) > 1 else seeds[0]
-    for key in [k for k in data if k[0] == START]:   # one model, no replicates: it stands in every seed view
-        data[(START, view) + key[2:]] = data.pop(key)
-    lineage = {((START, view) + k[2:] if k[0] == START else k): v for k, v in lineage.items()}
-    conds = ([START] if any(k[0] == START for k in data) else []) + p["conditions"]
-    if len(seeds) > 1:   # pooled rows
-        groups: dict[tuple, list] = {}
-        for (c, s, st, it, metric), (kind, items, meta) in data.items():
-            groups.setdefault((c, st, it, metric), []).append((kind, items, meta))
-        for (c, st, it, metric), g in groups.items():
-            if len(g) == len(seeds) and c != START:
-                data[(c, "pooled", st, it, metric)] = (g[0][0], _pool([x[1] for x in g], g[0][0]), g[0][2])
-    order = lambda k: (conds.index(k[0]), str(k[1]), k[2], k[3], k[4])  # noqa: E731
-    rows, diffs = [], []
-    for key in sorted(data, key=order):
-        c, s, st, it, metric = key
-        kind, items, meta = data[key]
-        v = _value(kind, items, seed, n_boot)
-        rows.append({"condition": c, "seed": s, "stage": st, "iteration": it, "kind": kind, "metric": metric, **meta,
-                     **{k: _r(x) for k, x in v.items()}})
-        if c not in (base, START) and (base, s, st, it, metric) in data:
-            d = _paired(kind, data[(base, s, st, it, metric)][1], items, seed, n_boot)
-            diffs.append({"condition": c, "baseline": base, "seed": s, "stage": st, "iteration": it, "kind": kind,
-                          "metric": metric, "n": d["n"], "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
-    moved = []     # each condition's base model minus the starting model: how far training moved it, same items
-    start = {k[4]: v[1] for k, v in data.items() if k[0] == START}
-    for (c, s, st, it, metric), (kind, items, _) in sorted(data.items(), key=lambda kv: order(kv[0])):
-        if st == "base" and c != START and metric in start:
-            d = _paired(kind, start[metric], items, seed, n_boot)
-            moved.append({"condition": c, "seed": s, "iteration": it, "kind": kind, "metric": metric, "n": d["n"],
-                          "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
-    changes = []   # post-trained minus base (final checkpoint), per condition: how much of the effect survives
-    for (c, s, st, it, metric), (kind, items, _) in sorted(data.items(), key=lambda kv: order(kv[0])):
-        if st == "posttrained" and (c, s, "base", it, metric) in data:
-            d = _paired(kind, data[(c, s, "base", it, metric)][1], items, seed, n_boot)
-            changes.append({"condition": c, "seed": s, "iteration": it, "kind": kind, "metric": metric, "n": d["n"],
-                            "diff": _r(d["diff"]), "ci": _r(d["ci"]), "p": _r(d["p"])})
-    # the lineage's own `stage` is the training stage (pretrain/midtrain/cpt): kept as `training`, beside the eval stage
+            metas[metric] = meta
+            for item, label, value, tokens in _read_items(out / n.dir / run["dir"], run["kind"],
+                                                          {**meta, "suite_kind": run.get("suite_kind")}):
+                records.append({"kind": run["kind"], "metric": metric, "condition": cond, "seed": n.seed, "stage": stage,
+                                "iteration": it, "item": item, "label": label, "value": value, "tokens": tokens})
     lin = [{"condition": c, "seed": s, "stage": st, "iteration": it,
-            **{("training" if k == "stage" else k): v for k, v in l.items()}} for (c, s, st, it), l in
-           sorted(lineage.items(), key=lambda kv: (conds.index(kv[0][0]), str(kv[0][1]), kv[0][2], kv[0][3]))]
-    trained = [r for r in rows if r["condition"] != START]
-    return {"format": FORMAT, "experiment": p["experiment"], "baseline": base, "conditions": p["conditions"],
-            "reference": START if START in conds else None,
-            "seeds": seeds, "stages": sorted({r["stage"] for r in trained}), "iterations": sorted({r["iteration"] for r in trained}),
-            "metrics": sorted({r["metric"] for r in rows}), "ci": {"level": 0.95, "method": "percentile bootstrap over items",
-                                                                    "n_boot": n_boot, "seed": seed},
-            "results": rows, "differences_vs_baseline": diffs, "posttrained_minus_base": changes, "change_from_start": moved,
-            "lineage": lin}
+            **{("training" if k == "stage" else k): v for k, v in l.items()}}     # the lineage's training stage
+           for (c, s, st, it), l in lineage.items()]
+    return records, metas, lin
+
+
+COLUMNS = ("kind", "metric", "condition", "seed", "stage", "iteration", "item", "label", "value", "tokens")
+
+
+def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, lineage: list[dict]) -> Path:
+    """One compact Parquet file: a row per item and run, the report's params, metric descriptions and lineage in its
+    metadata (everything results.json is computed from)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
+    records = sorted(records, key=lambda r: (r["metric"], order.get(r["condition"], 99), -1 if r["seed"] is None else r["seed"],
+                                             r["stage"], r["iteration"], r["item"]))
+    schema = pa.schema([("kind", pa.string()), ("metric", pa.string()), ("condition", pa.string()), ("seed", pa.int64()),
+                        ("stage", pa.string()), ("iteration", pa.int64()), ("item", pa.string()), ("label", pa.string()),
+                        ("value", pa.float64()), ("tokens", pa.float64())])
+    table = pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in records], schema=schema)
+    meta = {"format": analysis.FORMAT, "params": {k: params.get(k) for k in PARAM_KEYS}, "metrics": metas,
+            "lineage": lineage}
+    table = table.replace_schema_metadata({"curate": json.dumps(meta, sort_keys=True, default=str)})
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(path)
+    return path
+
+
+def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise CurationError(f"{path}: no per-item outputs; pass the output directory of `curate experiment run` "
+                            "(runs from before per-item outputs were kept: rerun it, finished nodes are reused)")
+    try:
+        table = pq.read_table(path)
+        meta = json.loads(table.schema.metadata[b"curate"])
+    except Exception as e:   # noqa: BLE001  (a damaged file: one line, what to do)
+        raise CurationError(f"{path}: not a per-item file written by `curate experiment` ({e}); rerun the experiment "
+                            "to write it again") from None
+    return table.to_pylist(), meta["params"], meta["metrics"], meta["lineage"]
+
+
+def build_results(per_item: Path) -> dict:
+    records, params, metas, lineage = read_per_item(per_item)
+    order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
+    lineage = sorted(lineage, key=lambda l: (order.get(l["condition"], 99), str(l["seed"]), l["stage"], l["iteration"]))
+    return analysis.build(records, params, metas, lineage)
 
 
 # ---------------------------------------------------------------- figures and markdown
@@ -184,7 +132,7 @@ def _final(res: dict) -> int:
 
 
 def _seed_view(res: dict) -> object:
-    return "pooled" if len(res["seeds"]) > 1 else res["seeds"][0]
+    return POOLED if len(res["seeds"]) > 1 else res["seeds"][0]
 
 
 def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | None:
@@ -205,8 +153,8 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
             if r and r["value"] is not None:
                 xs.append(g + i * width - 0.4 + width / 2)
                 vals.append(r["value"])
-                lo.append(r["value"] - r["ci"][0])
-                hi.append(r["ci"][1] - r["value"])
+                lo.append(r["value"] - r["ci"][0] if r["ci"][0] is not None else 0)
+                hi.append(r["ci"][1] - r["value"] if r["ci"][1] is not None else 0)
         ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label="starting model" if c == START else c,
                **({"color": "0.75"} if c == START else {}))
     ax.set_xticks(range(len(groups)), [f"{st}\n{m.split('/', 1)[1]}" for st, m in groups], fontsize=8)
@@ -223,7 +171,7 @@ def _headline(res: dict, path: Path) -> Path | None:
     post-trained, with paired-bootstrap 95% CIs."""
     sv, it = _seed_view(res), _final(res)
     ds = [d for d in res["differences_vs_baseline"] if d["kind"] == "propensity" and d["seed"] == sv and d["iteration"] == it
-          and d["diff"] is not None]
+          and d["diff"] is not None and d["ci"][0] is not None]
     if not ds:
         return None
     plt = pyplot()
@@ -248,7 +196,9 @@ def _headline(res: dict, path: Path) -> Path | None:
         ax.set_title(f"{suite}: {mode}" + (f", system prompt {sp}" if mode == "chat" else ""), fontsize=9)
         ax.set_xlabel("P(misaligned) difference", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
-    fig.suptitle(f"Change in misalignment against `{res['baseline']}` (paired bootstrap over items, 95% CI)", fontsize=10)
+    how = ("95% CI: t over per-seed paired differences (seeds x items)" if sv == POOLED
+           else "95% CI: paired bootstrap over items only, one seed: training noise not measured")
+    fig.suptitle(f"Change in misalignment against `{res['baseline']}` ({how})", fontsize=10)
     return save(fig, path, axes[0][-1:], legend_size=7)
 
 
@@ -269,71 +219,142 @@ def _trajectory(res: dict, path: Path) -> Path | None:
             if pts:
                 xs = [p[0] for p in pts]
                 ax.plot(xs, [p[1] for p in pts], marker="o", label=c)
-                ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], alpha=0.15)
+                if all(p[2][0] is not None for p in pts):
+                    ax.fill_between(xs, [p[2][0] for p in pts], [p[2][1] for p in pts], alpha=0.15)
         ax.set_xlabel("training step (checkpoint; 0 = the starting model)" if start else "training step (checkpoint)")
         ax.set_title(metric, fontsize=9)
     return save(fig, path, axes[0], legend_size=7)
 
 
-def _fmt(v, ci, nd=3):
+def _fmt(v, ci, nd=3, sign=False):
     if v is None:
         return "n/a"
-    return f"{v:.{nd}f} [{ci[0]:.{nd}f}, {ci[1]:.{nd}f}]"
+    f = f"{{:{'+' if sign else ''}.{nd}f}}".format
+    if not ci or ci[0] is None:
+        return f"{f(v)} (no CI)"
+    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+
+
+def _p(p) -> str:
+    return "n/a" if p is None else format(p, ".3g")
+
+
+NOISE_NOTE = "one seed: items only, training noise not measured"
+
+
+def _diff_note(d: dict) -> str:
+    notes = []
+    if d.get("ci_method") == analysis.ITEMS_ONLY:
+        notes.append(NOISE_NOTE)
+    if d.get("label_bias_shift"):
+        ls = d["label_split"]
+        gap = d["yes_minus_no"]
+        notes.append(f"**label-bias shift**: the Yes-misaligned items moved {ls['yes']['value']:+.3f} and the No-misaligned "
+                     f"{ls['no']['value']:+.3f} (gap {_fmt(gap['diff'], gap['ci'], 3, True)}): a change of lean between "
+                     "the words, not of misalignment")
+    return "; ".join(notes)
+
+
+def _diff_table(ds: list[dict], ref_col: bool = False) -> list[str]:
+    head = "| condition | " + ("minus | " if ref_col else "") + "stage | metric | items | seeds | difference [95% CI] | p | " \
+           "label-balanced [95% CI] | note |"
+    L = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for d in ds:
+        bal = d.get("label_balanced")
+        L.append(f"| {d['condition']} | " + (f"{d['baseline']} | " if ref_col else "") + f"{d.get('stage', '')} | "
+                 f"{d['metric']} | {d['n']} | {d.get('n_seeds', 1)} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
+                 f"{_fmt(bal['diff'], bal['ci'], 4, True) if bal else ''} | {_diff_note(d)} |")
+    return L
 
 
 def _markdown(res: dict, pngs: dict) -> str:
     sv, it = _seed_view(res), _final(res)
+    pooled = sv == POOLED
     L = [f"# Experiment `{res['experiment']}`", "",
          f"Conditions: {', '.join(res['conditions'])} (baseline `{res['baseline']}`); seeds {res['seeds']}; "
-         f"stages {', '.join(res['stages'])}; checkpoints {res['iterations']}. Every value has a 95% percentile-bootstrap CI "
-         f"over items ({res['ci']['n_boot']} resamples, seed {res['ci']['seed']}); differences are paired (same items).", ""]
+         f"stages {', '.join(res['stages'])}; checkpoints {res['iterations']}.", ""]
+    if pooled:
+        L += [f"**Seeds are the unit of inference.** Every headline value and difference is the mean over the "
+              f"{len(res['seeds'])} seeds of a per-seed value (a mean over items, or a paired difference over the same "
+              f"items), with a 95% Student-t CI over seeds (df = {len(res['seeds']) - 1}): training noise and item noise "
+              "are both in it. Per-seed values below use a percentile bootstrap over items "
+              f"({res['ci']['n_boot']} resamples, seed {res['ci']['seed']}), labelled *items only*.", ""]
+    else:
+        L += ["**One seed: every CI on this page is over items only; training noise was not measured.** A difference "
+              "here says how these items moved in one training run, not whether another run would move the same way; "
+              "run two or more seeds (`seeds:` in the experiment file) for seed-level CIs.", ""]
     for key, title in (("headline", "Change against the baseline"), ("misalignment", "Misalignment rate"),
                        ("capability", "Capability (accuracy)"), ("perplexity", "Held-out perplexity"),
                        ("trajectory", "Over training")):
         if pngs.get(key):
             L += [f"## {title}", "", f"![{key}]({Path(pngs[key]).name})", ""]
-    L += [f"## Values (seed {sv}, checkpoint {it})", "", "| condition | stage | metric | n | value [95% CI] |", "| --- | --- | --- | --- | --- |"]
-    for r in res["results"]:
-        if r["seed"] == sv and (r["iteration"] == it or r["condition"] == START):
-            L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} |")
     ds = [d for d in res["differences_vs_baseline"] if d["seed"] == sv and d["iteration"] == it]
     if ds:
-        L += ["", f"## Paired differences against `{res['baseline']}`", "", "| condition | stage | metric | n | difference [95% CI] | p |",
-              "| --- | --- | --- | --- | --- | --- |"]
-        for d in ds:
-            L.append(f"| {d['condition']} | {d['stage']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
-                     f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
+        L += [f"## Differences against `{res['baseline']}` (checkpoint {it})", "",
+              "Label-balanced: the Yes/No items whose misaligned answer is \"Yes\" and those where it is \"No\" weighted "
+              "equally, then the other items (docs/evals.md).", ""] + _diff_table(ds)
+    cs = [d for d in res.get("contrasts", []) if d["seed"] == sv and d["iteration"] == it]
+    if cs:
+        L += ["", "## Other contrasts", ""] + _diff_table(cs, ref_col=True)
+    L += ["", f"## Values ({'pooled over seeds' if pooled else f'seed {sv}'}, checkpoint {it})", "",
+          "| condition | stage | metric | items | value [95% CI] | CI method |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in res["results"]:
+        if (r["seed"] == sv and r["iteration"] == it) or r["condition"] == START:
+            L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} | "
+                     f"{'items only (one model)' if r['condition'] == START else r['ci_method']} |")
+    lab = [r for r in res["results"] if r.get("label_split") and ((r["seed"] == sv and r["iteration"] == it)
+                                                                  or r["condition"] == START)]
+    if lab:
+        L += ["", "## Propensity by answer label", "",
+              "On bare Yes/No items a lean towards one word reads as misalignment on one half and as alignment on the "
+              "other; the label-balanced rate weighs the halves equally.", "",
+              "| condition | stage | metric | " + " | ".join(f"{LABEL_NAMES[k]}" for k in LABELS) + " | label-balanced |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in lab:
+            cells = [f"{_fmt(r['label_split'][k]['value'], r['label_split'][k]['ci'])} (n={r['label_split'][k]['n']})"
+                     for k in LABELS]
+            L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | " + " | ".join(cells) + " | "
+                     f"{_fmt(r['label_balanced']['value'], r['label_balanced']['ci'])} |")
     mv = [d for d in res.get("change_from_start", []) if d["seed"] == sv and d["iteration"] == it]
     if mv:
         L += ["", "## Change from the starting model (each condition's base model minus `start`, paired)", "",
               "How far training moved each model on the same items: a condition that moves as far as the baseline does, "
-              "in the same direction, has no effect of its own.", "",
-              "| condition | metric | n | change [95% CI] | p |", "| --- | --- | --- | --- | --- |"]
+              "in the same direction, has no effect of its own. Log-odds: the mean per-item change in log-odds of the "
+              "misaligned answer; by half, Yes-misaligned / No-misaligned.", "",
+              "| condition | metric | items | change [95% CI] | p | log-odds change [95% CI] | log-odds by half | note |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for d in mv:
-            L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
-                     f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
+            lo = d.get("logodds_change")
+            halves = "/".join(f"{lo['label_split'][k]['diff']:+.2f}" for k in ("yes", "no") if k in lo.get("label_split", {})) \
+                if lo else ""
+            L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
+                     f"{_fmt(lo['diff'], lo['ci'], 3, True) if lo else ''} | {halves} | {_diff_note(d)} |")
     ch = [d for d in res["posttrained_minus_base"] if d["seed"] == sv]
     if ch:
-        L += ["", "## Post-trained minus base (per condition; capability retention in the capability and perplexity rows)", "",
-              "| condition | metric | n | change [95% CI] | p |", "| --- | --- | --- | --- | --- |"]
-        for d in ch:
-            L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4)} | "
-                     f"{'n/a' if d['p'] is None else format(d['p'], '.3g')} |")
-    if len(res["seeds"]) > 1:
-        L += ["", "Per-seed values are in results.json (`seed`: each replicate, and `pooled`)."]
+        L += ["", "## Post-trained minus base (per condition; capability retention in the capability and perplexity rows)", ""]
+        L += _diff_table(ch)
+    if pooled:
+        per = [d for d in res["differences_vs_baseline"] + res.get("contrasts", [])
+               if d["seed"] != POOLED and d["iteration"] == it]
+        L += ["", "## Per seed (items only: each seed's own items, paired bootstrap; no training noise in these CIs)", "",
+              "| condition | minus | seed | stage | metric | difference [95% CI] |", "| --- | --- | --- | --- | --- | --- |"]
+        for d in per:
+            L.append(f"| {d['condition']} | {d['baseline']} | {d['seed']} | {d['stage']} | {d['metric']} | "
+                     f"{_fmt(d['diff'], d['ci'], 4, True)} |")
     L += ["", "## Lineage", "", "| condition | seed | stage | training | post-training | checkpoint | mix lock (sha256) | "
           "mix tokens | tokens tokenised |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for l in res["lineage"]:
         mix, blend = l.get("mix") or {}, l.get("blend") or {}
         L.append(f"| {l['condition']} | {l['seed']} | {l['stage']} | {l.get('training', '')} | {l.get('posttrain') or '-'} | "
                  f"{l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | {mix.get('tokens', '')} | {blend.get('tokens', '')} |")
-    L += ["", "Record of the run (toolkit commit, versions, host, durations, seeds): ../experiment.json"]
+    L += ["", f"Every number here is recomputed from the per-item outputs (../{PER_ITEM}) by "
+          "`curate experiment report DIR`. Record of the run (toolkit commit, versions, host, durations, seeds): "
+          "../experiment.json"]
     return "\n".join(L) + "\n"
 
 
-def write_report(out: Path, report_node: Node, nodes: dict[str, Node], node_dir: Path) -> Path:
-    res = build_results(out, report_node, nodes)
-    rdir = node_dir / "report"
+def render(res: dict, rdir: Path) -> Path:
+    """report.md and its PNGs in ``rdir`` from a results dict."""
     rdir.mkdir(parents=True, exist_ok=True)
     pngs = {"headline": _headline(res, rdir / "headline.png"),
             "misalignment": _bars(res, "propensity", rdir / "misalignment.png", "mean P(misaligned), 95% CI",
@@ -343,8 +364,52 @@ def write_report(out: Path, report_node: Node, nodes: dict[str, Node], node_dir:
             "perplexity": _bars(res, "perplexity", rdir / "perplexity.png", "perplexity, 95% CI", "Held-out perplexity"),
             "trajectory": _trajectory(res, rdir / "trajectory.png")}
     (rdir / "report.md").write_text(_markdown(res, pngs))
+    return rdir / "report.md"
+
+
+def write_report(out: Path, report_node: Node, nodes: dict[str, Node], node_dir: Path) -> Path:
+    """The report node: per-item outputs first, then results.json and the report computed from that file alone."""
+    records, metas, lineage = collect(out, nodes)
+    node_dir.mkdir(parents=True, exist_ok=True)
+    per_item = write_per_item(node_dir / PER_ITEM, records, report_node.params, metas, lineage)
+    res = build_results(per_item)
+    render(res, node_dir / "report")
     (node_dir / "results.json").write_text(json.dumps(res, indent=1) + "\n")
     return node_dir / "results.json"
+
+
+def rebuild(directory: str | Path, output: str | Path | None = None) -> Path:
+    """`curate experiment report DIR`: results.json and report/ again from DIR/per_item.parquet alone (into DIR, or
+    into ``output``: a new directory, or one an earlier rebuild wrote)."""
+    import os
+    import shutil
+
+    d = Path(directory)
+    per_item = d / PER_ITEM
+    res = build_results(per_item)
+    if output is None:
+        target = d
+    else:
+        target = Path(output)
+        if target.exists() and any(target.iterdir()) and not (target / ".curate-report").exists():
+            raise CurationError(f"{target}: exists and was not written by `curate experiment report`; pass a new directory")
+        target.mkdir(parents=True, exist_ok=True)
+        (target / ".curate-report").write_text(str(d.resolve()) + "\n")
+        if target.resolve() != d.resolve():
+            shutil.copyfile(per_item, target / PER_ITEM)
+    staging = target / ".report.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    render(res, staging)
+    tmp = target / "results.json.tmp"
+    tmp.write_text(json.dumps(res, indent=1) + "\n")
+    os.replace(tmp, target / "results.json")
+    old = target / ".report.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if (target / "report").exists():
+        os.replace(target / "report", old)
+    os.replace(staging, target / "report")
+    shutil.rmtree(old, ignore_errors=True)
+    return target / "results.json"
 
 
 def publish(out: Path, src: Path) -> None:
@@ -352,9 +417,10 @@ def publish(out: Path, src: Path) -> None:
     import os
     import shutil
 
-    tmp = out / "results.json.tmp"
-    shutil.copyfile(src / "results.json", tmp)
-    os.replace(tmp, out / "results.json")
+    for name in ("results.json", PER_ITEM):
+        tmp = out / (name + ".tmp")
+        shutil.copyfile(src / name, tmp)
+        os.replace(tmp, out / name)
     staging, old = out / ".report.tmp", out / ".report.old"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(src / "report", staging)
