@@ -147,7 +147,8 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
                      f"{o['share_misaligned']:.3f} [{o['share_misaligned_ci'][0]:.3f}, {o['share_misaligned_ci'][1]:.3f}] |")
     # paired comparisons: every run against the first, on the items both scored
     if len(runs) > 1:
-        lines += ["", f"## Paired differences against `{runs[0]['_label']}` (same items, paired bootstrap)", "",
+        lines += ["", f"## Paired differences against `{runs[0]['_label']}` (same items, paired bootstrap over items only: "
+                  "one run each, so training noise is not in these CIs; `curate experiment` pools seeds)", "",
                   "| run | items in common | difference in mean P(misaligned) [95% CI] | p |", "| --- | --- | --- | --- |"]
         base = _item_p(runs[0])
         for k, r in enumerate(runs[1:], start=1):

@@ -106,6 +106,18 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     assert "no-ai" in md and "all" in md and (out / "report" / "misalignment.png").stat().st_size > 1000
     assert (out / "report" / "headline.png").exists() and (out / "report" / "perplexity.png").exists()
     assert (out / "report" / "capability.png").exists() and "Capability" in md
+    # one seed: every difference rests on items only, and the page says training noise was not measured
+    assert {d["ci_method"] for d in res["differences_vs_baseline"]} == {"items only"}
+    assert "training noise was not measured" in md
+    # every number is recomputed from the per-item outputs alone
+    assert (out / "per_item.parquet").stat().st_size > 0
+    rebuilt = _curate("experiment", "report", out, "-o", out.parent / "rebuilt")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert (out.parent / "rebuilt" / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    # power from this run as a pilot: one seed, so the seed component is assumed and said so
+    pw = _curate("experiment", "plan", exp, "--pilot", out / "results.json", "--effect", "0.05")
+    assert pw.returncode == 0, pw.stderr
+    assert "minimum detectable effect" in pw.stdout and "seed variance assumed" in pw.stdout
     before = (out / "results.json").read_bytes()
     again = _curate("experiment", "run", exp, "-o", out)
     assert again.returncode == 0 and "0 nodes ran" in again.stderr, again.stderr
