@@ -84,7 +84,7 @@ def seed_interval(per_seed: Sequence[float], level: float = 0.95) -> dict:
     if x.size < 2:
         return out
     sd = float(x.std(ddof=1))
-    se = sd / np.sqrt(x.size)
+    se = float(sd / np.sqrt(x.size))
     t = float(st.t.ppf(1 - (1 - level) / 2, x.size - 1))
     out.update(ci=[out["mean"] - t * se, out["mean"] + t * se], sd_seeds=sd,
                p=float(2 * st.t.sf(abs(out["mean"]) / se, x.size - 1)) if se > 0 else float(out["mean"] == 0))
