@@ -1,3 +1,3 @@
-from curation.cli import app
+from curate.cli import app
 
 app(prog_name="curate")

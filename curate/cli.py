@@ -1,4 +1,4 @@
-"""The `curate` command: a thin typer layer over the Python API (curation.classify, curation.fit, ...)."""
+"""The `curate` command: a thin typer layer over the Python API (curation.classify.pipeline, curation.classify.fit, ...)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _services(ctx: typer.Context):
 
 
 def _classifier_scores(texts: list[str]) -> list[dict]:
-    from curation.predict import score_texts  # imported when QC runs, not by every command
+    from curation.classify.predict import score_texts  # imported when QC runs, not by every command
 
     return score_texts(texts)
 
@@ -51,8 +51,8 @@ def classify(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
     """Tag every document with AI-discourse and stance scores; writes one attribute file per shard + summary.json."""
-    from curation.classify import classify as run_classify
-    from curation.config import ClassifyConfig
+    from curation.classify.pipeline import classify as run_classify
+    from curation.classify.config import ClassifyConfig
 
     try:
         raw = ClassifyConfig.from_yaml(config).model_dump() if config else {}
@@ -98,7 +98,7 @@ def classify(
 def stats(attrs: Path = typer.Argument(..., help="Attribute directory or its summary.json"),
           as_json: bool = typer.Option(False, "--json", help="Print the raw summary JSON")):
     """Print the summary of a classify run."""
-    from curation.summary import load_summary
+    from curation.classify.summary import load_summary
 
     try:
         s = load_summary(attrs)
@@ -136,8 +136,8 @@ def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: 
         ai_combiner: Optional[Path] = typer.Option(None, help="JSON combiner of the stage probabilities (written by "
                                                    "scripts/classifier/crossval_real.py --write-combiner); default: their mean")):
     """Train the fastText models and the embedding head; writes a model card with validation metrics."""
-    from curation.combiner import AICombiner
-    from curation.fit import FitParams, fit as run_fit, parse_class_weights
+    from curation.classify.combiner import AICombiner
+    from curation.classify.fit import FitParams, fit as run_fit, parse_class_weights
 
     try:
         params = FitParams(seed=seed, epoch=epoch, embedding=embedding, valid_fraction=valid_fraction,
@@ -155,7 +155,7 @@ def fit(labelled: List[str] = typer.Argument(..., help="Labelled Parquet/JSONL: 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json")):
     """List the shipped and installed classifier model sets."""
-    from curation.models import installed_root, list_models
+    from curation.classify.models import installed_root, list_models
 
     ms = list_models()
     if as_json:
@@ -183,12 +183,12 @@ app.add_typer(mix_app, name="mix")
 
 from train.cli import train_app  # noqa: E402
 from train.posttrain.cli import register as _register_posttrain  # noqa: E402
-from curation.workflows import posttrain_and_evaluate  # noqa: E402
+from curate.workflows import posttrain_and_evaluate  # noqa: E402
 
 _register_posttrain(train_app, run_posttrain=posttrain_and_evaluate)  # sft, dpo, posttrain: docs/posttrain.md
 app.add_typer(train_app, name="train")
 
-from curation.experiment.cli import experiment_app  # noqa: E402
+from curate.experiment.cli import experiment_app  # noqa: E402
 
 app.add_typer(experiment_app, name="experiment")
 

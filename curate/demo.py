@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from curation.classify import classify
-from curation.plots import plot_summary
+from curation.classify.pipeline import classify
+from curation.classify.plots import plot_summary
 from curation.core.shards import attribute_path, list_shards
 
 DEMO_CORPUS = Path(__file__).parent / "data" / "demo_corpus"
@@ -51,7 +51,7 @@ def main(output: str = "demo_output", experiment: bool = True) -> int:
 def run_experiment_demo(out: Path, attrs: Path, t0: float) -> int:
     """The demo experiment: the unfiltered corpus against the corpus with AI discourse filtered out (refilled)."""
     from curation.core.errors import CurationError
-    from curation.experiment import render_experiment, run_experiment
+    from curate.experiment import render_experiment, run_experiment
 
     exp = out / "experiment.yaml"
     exp.write_text(render_experiment("demo", attributes=str(attrs), base=out))

@@ -7,9 +7,10 @@
 The top layer: it calls the stages' Python APIs; nothing in the stages imports it. See docs/experiment.md.
 """
 
-from curation.experiment.config import Experiment, ExperimentFile, load_experiment
-from curation.experiment.presets import PRESETS, render_experiment
-from curation.experiment.run import Plan, RunResult, make_plan, run_experiment
+from curate.experiment.config import Experiment, ExperimentFile, load_experiment
+from curate.experiment.presets import PRESETS, render_experiment
+from curate.experiment.plan import Plan, make_plan
+from curate.experiment.run import RunResult, run_experiment
 
 __all__ = ["Experiment", "ExperimentFile", "PRESETS", "Plan", "RunResult", "load_experiment", "make_plan",
            "render_experiment", "run_experiment"]

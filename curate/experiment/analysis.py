@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.experiment.graph import START
+from curate.experiment.graph import START
 from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, seed_interval
 
 FORMAT = "curate-experiment-results/2"

@@ -1,4 +1,4 @@
-"""`curate experiment init | plan | run` (mounted in curation/cli.py): a thin layer over curation.experiment."""
+"""`curate experiment init | plan | run` (mounted in curate/cli.py): a thin layer over curate.experiment."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def init(preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp 
          synthetic: Optional[str] = typer.Option(None, help="`curate synth docs` output"),
          force: bool = typer.Option(False, help="Replace an existing file")):
     """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the demo."""
-    from curation.experiment.presets import render_experiment
+    from curate.experiment.presets import render_experiment
 
     try:
         text = render_experiment(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
@@ -84,8 +84,9 @@ def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate e
                                                 "detect it with 80% power")):
     """Print the graph (condition x stage), what is finished and what will run, and the minimum detectable effect of
     each contrast for the planned seeds and items; refuse impossible budgets."""
-    from curation.experiment.power import power_table
-    from curation.experiment.run import make_plan, parse_seeds
+    from curate.experiment.power import power_table
+    from curate.experiment.plan import make_plan
+    from curate.experiment.run import parse_seeds
 
     try:
         p = make_plan(experiment, output, check_budgets=check, seeds=parse_seeds(seeds))
@@ -112,7 +113,7 @@ def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
                                             "condition's first seed and its report now; a later run without it adds the rest)"),
         progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr")):
     """Run every unfinished node (a rerun skips finished ones; a killed run resumes), then write the report."""
-    from curation.experiment.run import parse_seeds, run_experiment
+    from curate.experiment.run import parse_seeds, run_experiment
 
     log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
     kinds = {k.strip() for k in only.split(",") if k.strip()} if only else None
@@ -141,7 +142,7 @@ def report(directory: Path = typer.Argument(..., help="Output directory of `cura
            output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results.json and report/ here "
                                                  "instead of into DIRECTORY")):
     """Rebuild results.json and report/ from the per-item outputs alone (per_item.parquet)."""
-    from curation.experiment.report import rebuild
+    from curate.experiment.report import rebuild
 
     try:
         res = rebuild(directory, output)

@@ -22,7 +22,7 @@ import yaml
 
 from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
-from curation.experiment.config import ExperimentFile
+from curate.experiment.config import ExperimentFile
 
 FORMAT = "curate-experiment-graph/1"
 CLASSIFY_REF = "CLASSIFY_OUTPUT"         # the classify node's attribute directory, filled in when the mix node runs

@@ -1,4 +1,4 @@
-"""Runs one node of an experiment: `python -m curation.experiment.node OUTPUT_DIR NODE_ID`.
+"""Runs one node of an experiment: `python -m curate.experiment.node OUTPUT_DIR NODE_ID`.
 
 The local executor starts one such process per node, the Slurm executor one job; the node reads everything it needs
 from OUTPUT_DIR/graph.json and the markers of the nodes it depends on, and writes its own marker (``node.json``)
@@ -16,8 +16,8 @@ from pathlib import Path
 
 
 def run_node(out: Path, node_id: str) -> dict:
-    from curation.experiment.graph import MARKER, RESUMABLE, is_done, read_graph
-    from curation.experiment.stages import RUNNERS, Ctx, prepare
+    from curate.experiment.graph import MARKER, RESUMABLE, is_done, read_graph
+    from curate.experiment.stages import RUNNERS, Ctx, prepare
 
     _, nodes = read_graph(out)
     node = nodes[node_id]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.core.errors import CurationError
-from curation.experiment.graph import stance_contrasts
+from curate.experiment.graph import stance_contrasts
 from evals.stats import min_detectable_effect, per_seed_sd, seeds_needed, variance_components
 
 # Assumed without a pilot (and for the seed component of a one-seed pilot): the small-scale replication's pooled
@@ -32,7 +32,7 @@ class Components:
 
 
 def _pilot_path(pilot: str | Path) -> Path:
-    from curation.experiment.report import PER_ITEM
+    from curate.experiment.report import PER_ITEM
 
     p = Path(pilot)
     cand = p if p.suffix == ".parquet" else (p / PER_ITEM if p.is_dir() else p.parent / PER_ITEM)
@@ -45,7 +45,7 @@ def _pilot_path(pilot: str | Path) -> Path:
 def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
     """{(condition, reference, metric): variance components} for every propensity contrast of the pilot against its
     baseline (and its stance contrast), at its final checkpoint, base stage, on the items every seed scored."""
-    from curation.experiment.report import read_per_item
+    from curate.experiment.report import read_per_item
 
     records, params, _, _ = read_per_item(_pilot_path(pilot))
     cells: dict[tuple, dict[str, float]] = {}
@@ -112,7 +112,7 @@ def planned_items(ef) -> dict[str, int]:
 
 def power_table(ef, seeds: list[int], pilot: str | Path | None = None, effect: float | None = None) -> tuple[list[dict], list[str]]:
     """Rows (contrast, metric, seeds, items, sd per seed, minimum detectable effect, seeds needed) and notes."""
-    from curation.experiment.graph import _slug
+    from curate.experiment.graph import _slug
 
     exp = ef.exp
     comps = pilot_components(pilot) if pilot is not None else None

@@ -1,5 +1,5 @@
 """The experiment's one report: DIR/per_item.parquet (every item's score in every run), DIR/results.json (levels and
-differences with 95% CIs, seeds as the unit: curation/experiment/analysis.py) and DIR/report/report.md with PNGs.
+differences with 95% CIs, seeds as the unit: curate/experiment/analysis.py) and DIR/report/report.md with PNGs.
 
 Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)), `capability/<suite>` (accuracy:
 acc_norm for multiple choice, acc for LAMBADA) and `perplexity/<suite>` (held-out perplexity).
@@ -14,9 +14,9 @@ from pathlib import Path
 
 
 from curation.core.errors import CurationError
-from curation.experiment import analysis
-from curation.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
-from curation.experiment.graph import MARKER, Node, _slug
+from curate.experiment import analysis
+from curate.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
+from curate.experiment.graph import MARKER, Node, _slug
 from evals.capability import MAIN_METRIC   # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
 from evals.charts import pyplot, save
 

@@ -1,6 +1,6 @@
 """The Slurm executor: one sbatch job per unfinished node, chained with --dependency=afterok on the jobs of the nodes
 it reads. Training nodes with `train.gpus` > 0 are launched with torchrun on every node of their allocation, as
-docs/train.md describes; the other nodes run one process. Each job runs `python -m curation.experiment.node OUT ID`,
+docs/train.md describes; the other nodes run one process. Each job runs `python -m curate.experiment.node OUT ID`,
 so a job that fails or is cancelled is simply submitted again by the next `curate experiment run`.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from curation.core.errors import CurationError
-from curation.experiment.graph import Node
-from curation.experiment.run import PACKAGE_ROOT, Plan, log_path
+from curate.experiment.graph import Node
+from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path
 
 
 def script(out: Path, plan: Plan, node: Node) -> str:
@@ -36,7 +36,7 @@ def script(out: Path, plan: Plan, node: Node) -> str:
                   f"#SBATCH --gpus-per-node={gpus}", "#SBATCH --exclusive"]
     lines += [f"#SBATCH {x}" for x in s.extra]
     lines += ["set -euo pipefail", f"cd {q(out)}", f"export PYTHONPATH={q(PACKAGE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}"]
-    node_cmd = f"-m curation.experiment.node {q(out)} {q(node.id)}"
+    node_cmd = f"-m curate.experiment.node {q(out)} {q(node.id)}"
     if gpus:
         lines += ['export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500',
                   f'srun {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from curation.core.errors import CurationError
-from curation.experiment.graph import CLASSIFY_REF, MARKER, START, Node
+from curate.experiment.graph import CLASSIFY_REF, MARKER, START, Node
 
 
 class Ctx:
@@ -42,7 +42,7 @@ def lock_digest(path: Path) -> str:
 
 
 def classify(ctx: Ctx) -> dict:
-    from curation.classify import classify as run
+    from curation.classify.pipeline import classify as run
 
     corpus = ctx.node.params["corpus"]
     jobs = ([(c, ctx.dir / "attrs" / Path(c.rstrip("/")).name) for c in corpus] if isinstance(corpus, list)
@@ -165,7 +165,7 @@ def posttrain(ctx: Ctx) -> dict:
 
 
 def _prop_dir(suite: str, mode: str, prompt: str | None) -> str:
-    from curation.experiment.graph import _slug
+    from curate.experiment.graph import _slug
 
     return f"propensity/{suite}/{mode}/{_slug(prompt)}"
 
@@ -228,7 +228,7 @@ def evaluate(ctx: Ctx) -> dict:
 
 
 def report(ctx: Ctx) -> dict:
-    from curation.experiment.report import publish, write_report
+    from curate.experiment.report import publish, write_report
 
     write_report(ctx.out, ctx.node, ctx.nodes, ctx.dir)
     publish(ctx.out, ctx.dir)

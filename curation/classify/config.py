@@ -14,7 +14,7 @@ MIN_COMBINED = 0.12  # the embedding gate: chosen on the real-text CV (docs/mode
 
 class KeywordStage(Strict):
     enabled: bool = True
-    lexicon: str | None = Field(None, description="YAML lexicon; default: the shipped curation/lexicon/ai_terms.yaml")
+    lexicon: str | None = Field(None, description="YAML lexicon; default: the shipped curation/classify/lexicon/ai_terms.yaml")
     min_hits: int = Field(1, ge=1, description="strong + case-sensitive hits that make a document a candidate")
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from curation.textnorm import head_chunks
+from curation.classify.textnorm import head_chunks
 
 
 def default_encoder_path() -> str:

@@ -185,7 +185,7 @@ def start_forkserver() -> None:
     from multiprocess import forkserver
 
     # fastText and pyarrow.compute (Table.cast in the writer) are imported lazily, on a worker's first shard
-    forkserver.set_forkserver_preload(["__main__", "curation.executors", "curation.steps", "fasttext", "pyarrow.compute"])
+    forkserver.set_forkserver_preload(["__main__", "curation.classify.executors", "curation.classify.steps", "fasttext", "pyarrow.compute"])
     forkserver.ensure_running()
 
 

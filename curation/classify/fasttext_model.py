@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curation.lexicon import Lexicon
-from curation.textnorm import fasttext_lines, keyword_tokens
+from curation.classify.lexicon import Lexicon
+from curation.classify.textnorm import fasttext_lines, keyword_tokens
 
 
 def load_fasttext(path: str, dequantize: bool = True):
@@ -156,7 +156,7 @@ def model_inputs(texts: list[str] | pl.Series, known: list[dict] | None = None, 
 def train_fasttext(lines: list[str], out: Path, p) -> None:
     """Trains a supervised model on `__label__X text` lines and saves it quantized (.ftz) to `out`.
 
-    `p` carries the hyper-parameters (`curation.fit.FitParams`: epoch, lr, word_ngrams, dim, min_count, bucket, seed,
+    `p` carries the hyper-parameters (`curation.classify.fit.FitParams`: epoch, lr, word_ngrams, dim, min_count, bucket, seed,
     quantize_cutoff)."""
     import fasttext
 

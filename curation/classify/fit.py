@@ -13,10 +13,10 @@ import numpy as np
 import polars as pl
 
 from curation.core.errors import CurationError
-from curation.lexicon import Lexicon
-from curation.steps.base import STANCES
-from curation.steps.keyword import keyword_features
-from curation.fasttext_model import model_inputs, train_fasttext
+from curation.classify.lexicon import Lexicon
+from curation.classify.steps.base import STANCES
+from curation.classify.steps.keyword import keyword_features
+from curation.classify.fasttext_model import model_inputs, train_fasttext
 
 REQUIRED = ("text", "ai_discourse", "stance")
 
@@ -42,7 +42,7 @@ class FitParams:
     # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
     stance_class_weights: dict[str, float] | None = None
-    # a learned combination of the stage probabilities (curation/combiner.py, fitted on out-of-fold scores of real text
+    # a learned combination of the stage probabilities (curation/classify/combiner.py, fitted on out-of-fold scores of real text
     # by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
     ai_combiner: dict | None = None
 
@@ -166,7 +166,7 @@ def head_candidates(train: pl.DataFrame, counts: dict) -> pl.DataFrame:
 def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
     """Logistic heads (AI discourse; stance on the AI documents) on the candidates' embeddings, saved to `out`.
     Returns the windows they were embedded with, which the card carries so tagging embeds the same way."""
-    from curation.embedding import embed_documents
+    from curation.classify.embedding import embed_documents
 
     window = {"words_per_chunk": p.embedding_words_per_chunk, "max_chunks": p.embedding_max_chunks,
               "max_tokens": p.embedding_max_tokens}
@@ -181,9 +181,9 @@ def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
 
 def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> dict:
     """Validation metrics of the default configuration and of the keyword cascade, and what the cascade costs."""
-    from curation.config import ClassifyConfig
-    from curation.models import load
-    from curation.predict import score_texts
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.models import load
+    from curation.classify.predict import score_texts
 
     models = load(Path(model_dir))
     emb = {"enabled": embedding}

@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from curation.config import ClassifyConfig
+from curation.classify.config import ClassifyConfig
 from curation.core.errors import CurationError
-from curation.models import ModelSet, resolve
+from curation.classify.models import ModelSet, resolve
 from curation.core.shards import attribute_path, list_shards
 
 RUN_FILE = "_run.json"
@@ -37,9 +37,9 @@ class ClassifyResult:
 
 
 def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
-    """reader -> the tagging stages (`curation.taggers.build_taggers`) -> attribute writer."""
-    from curation.steps import AttributeWriter, ShardReader
-    from curation.taggers import build_taggers
+    """reader -> the tagging stages (`curation.classify.taggers.build_taggers`) -> attribute writer."""
+    from curation.classify.steps import AttributeWriter, ShardReader
+    from curation.classify.taggers import build_taggers
 
     steps = build_taggers(cfg, models)
     columns = {}
@@ -93,7 +93,7 @@ def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
 def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
     """Per shard: done (its attribute file was computed from the shard as it is now), changed (from an earlier
     version of the shard), missing (never written, or removed) - the last two are redone."""
-    from curation.steps.reader import input_fingerprint, stored_fingerprint
+    from curation.classify.steps.reader import input_fingerprint, stored_fingerprint
 
     states = {}
     for rel in rels:
@@ -183,8 +183,8 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
 
 def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
              progress: bool = True) -> ClassifyResult:
-    from curation.executors import console_sink, make_executor, start_forkserver
-    from curation.summary import write_summary
+    from curation.classify.executors import console_sink, make_executor, start_forkserver
+    from curation.classify.summary import write_summary
 
     cfg = cfg or ClassifyConfig()
     started = time.time()

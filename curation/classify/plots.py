@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from curation.steps.base import STANCES  # noqa: E402
+from curation.classify.steps.base import STANCES  # noqa: E402
 
 COLORS = {"aligned": "#2a9d8f", "misaligned": "#e76f51", "neutral": "#8d99ae"}
 

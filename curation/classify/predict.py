@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datatrove.data import Document
 
-from curation.config import ClassifyConfig
-from curation.models import ModelSet, resolve
+from curation.classify.config import ClassifyConfig
+from curation.classify.models import ModelSet, resolve
 
 
 def score_texts(texts: list[str], cfg: ClassifyConfig | None = None, models: ModelSet | None = None) -> list[dict]:
     """Attribute dicts (the columns of an attribute file) for each text, cascade as configured."""
-    from curation.taggers import build_taggers
+    from curation.classify.taggers import build_taggers
 
     cfg = cfg or ClassifyConfig()
     models = models or resolve(cfg.model)

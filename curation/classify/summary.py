@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from curation.core.shards import attribute_path
-from curation.steps.base import STANCES
+from curation.classify.steps.base import STANCES
 
 SUMMARY = "summary.json"
 BINS = 20

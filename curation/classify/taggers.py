@@ -1,17 +1,17 @@
 """The tagging stages of `curate classify`, looked up by name (as Dolma's tagger registry does).
 
 Each entry builds its datatrove step from the classify config and the model set. `build_taggers` is the one place
-the cascade is assembled: the pipeline (`curation.classify.build_pipeline`) wraps it with a reader and a writer, and
-`curation.predict.score_texts` runs it in-process on a list of texts.
+the cascade is assembled: the pipeline (`curation.classify.pipeline.build_pipeline`) wraps it with a reader and a writer, and
+`curation.classify.predict.score_texts` runs it in-process on a list of texts.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from curation.config import ClassifyConfig
+from curation.classify.config import ClassifyConfig
 from curation.core.errors import CurationError
-from curation.models import ModelSet
+from curation.classify.models import ModelSet
 
 TaggerFactory = Callable[[ClassifyConfig, ModelSet], object]
 TAGGERS: dict[str, TaggerFactory] = {}  # in cascade order: each stage reads the scores of the ones before it
@@ -41,14 +41,14 @@ def tagger(name: str) -> TaggerFactory:
 
 @register("keyword")
 def _keyword(cfg: ClassifyConfig, models: ModelSet):
-    from curation.steps.keyword import KeywordTagger
+    from curation.classify.steps.keyword import KeywordTagger
 
     return KeywordTagger(cfg.keyword.lexicon, models.keyword_calibration, cfg.keyword.min_hits)
 
 
 @register("fasttext")
 def _fasttext(cfg: ClassifyConfig, models: ModelSet):
-    from curation.steps.fasttext_tagger import FastTextTagger
+    from curation.classify.steps.fasttext_tagger import FastTextTagger
 
     ai, stance = models.file("ai_fasttext"), models.file("stance_fasttext")
     if not ai or not stance:
@@ -61,7 +61,7 @@ def _fasttext(cfg: ClassifyConfig, models: ModelSet):
 
 @register("embedding")
 def _embedding(cfg: ClassifyConfig, models: ModelSet):
-    from curation.steps.embedding import EmbeddingTagger
+    from curation.classify.steps.embedding import EmbeddingTagger
 
     head = models.file("embedding_head")
     if not head:
@@ -75,7 +75,7 @@ def _embedding(cfg: ClassifyConfig, models: ModelSet):
 
 @register("llm_judge")
 def _llm_judge(cfg: ClassifyConfig, models: ModelSet):
-    from curation.steps.llm_judge import LLMJudgeTagger
+    from curation.classify.steps.llm_judge import LLMJudgeTagger
 
     j = cfg.llm_judge
     return LLMJudgeTagger(j.model, j.min_prior_score, j.max_chars, j.device)
@@ -83,7 +83,7 @@ def _llm_judge(cfg: ClassifyConfig, models: ModelSet):
 
 def build_taggers(cfg: ClassifyConfig, models: ModelSet) -> list:
     """The enabled stages in cascade order, then FinalScores (the combined `ai_discourse` and stance columns)."""
-    from curation.steps.combine import FinalScores
+    from curation.classify.steps.combine import FinalScores
 
     steps = [tagger(name)(cfg, models) for name in TAGGERS if getattr(cfg, name).enabled]
     if not steps:

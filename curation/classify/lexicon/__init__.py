@@ -43,7 +43,7 @@ class Lexicon:
             from curation.core.errors import CurationError
 
             msg = str(e).splitlines()[0][:160]
-            raise CurationError(f"{path}: not a usable lexicon ({type(e).__name__}: {msg}); see curation/lexicon/ai_terms.yaml") from None
+            raise CurationError(f"{path}: not a usable lexicon ({type(e).__name__}: {msg}); see curation/classify/lexicon/ai_terms.yaml") from None
 
     @property
     def patterns(self) -> dict[str, str | None]:

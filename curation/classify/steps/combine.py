@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from curation.combiner import AICombiner
-from curation.steps.base import STANCES, TaggerStep, attrs, scorable
+from curation.classify.combiner import AICombiner
+from curation.classify.steps.base import STANCES, TaggerStep, attrs, scorable
 
 STAGE_PREFIX = {"llm_judge": "llm", "embedding": "emb", "fasttext": "ft"}  # most refined first
 STAGE_NAME = {p: stage for stage, p in STAGE_PREFIX.items()}
@@ -14,7 +14,7 @@ STAGE_NAME = {p: stage for stage, p in STAGE_PREFIX.items()}
 class FinalScores(TaggerStep):
     """Takes each document's scores from the most refined stages that ran on it.
 
-    `ai_discourse` is the card's learned combination of the stage probabilities (`ai_combiner`, curation/combiner.py)
+    `ai_discourse` is the card's learned combination of the stage probabilities (`ai_combiner`, curation/classify/combiner.py)
     where the card has one and the stages it needs ran; otherwise the mean of the probabilities of every stage that ran
     on the document (calibrated keyword score, fastText, embedding head, LLM judge when enabled). The stance is the mean of the stance models that ran, else the
     stance prior of the training data. A model card may carry `stance_class_weights`: multipliers applied to the

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from curation.combiner import AICombiner
-from curation.embedding import embed_documents, sigmoid, softmax
-from curation.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
+from curation.classify.combiner import AICombiner
+from curation.classify.embedding import embed_documents, sigmoid, softmax
+from curation.classify.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
 
 
 class EmbeddingTagger(TaggerStep):

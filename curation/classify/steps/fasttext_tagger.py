@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pyarrow as pa
 
-from curation.fasttext_model import label_prob, label_probs, model_inputs, shared_fasttext
-from curation.steps.base import STANCES, TaggerStep, attrs, scorable, text_series
-from curation.textnorm import fasttext_lines, spread_sample
+from curation.classify.fasttext_model import label_prob, label_probs, model_inputs, shared_fasttext
+from curation.classify.steps.base import STANCES, TaggerStep, attrs, scorable, text_series
+from curation.classify.textnorm import fasttext_lines, spread_sample
 
 
 class FastTextTagger(TaggerStep):

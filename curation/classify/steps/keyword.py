@@ -6,8 +6,8 @@ import math
 
 import pyarrow as pa
 
-from curation.lexicon import Lexicon
-from curation.steps.base import TaggerStep, attrs, scorable, text_series
+from curation.classify.lexicon import Lexicon
+from curation.classify.steps.base import TaggerStep, attrs, scorable, text_series
 
 
 def keyword_features(counts: dict[str, int]) -> list[float]:

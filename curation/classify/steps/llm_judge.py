@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import pyarrow as pa
 
-from curation.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
+from curation.classify.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
 
 AI_QUESTION = """Definition: a text is AI discourse when artificial intelligence systems are a substantial subject of it (the main
 topic, or at least a full paragraph): AI agents, machine-learning systems, robots or computers with artificial minds,

@@ -18,7 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from curation.core.errors import ShardError, ShardsFailed
 from curation.core.shards import attribute_path
-from curation.steps.base import TEXT_REF, abort_shard, end_of_shard
+from curation.classify.steps.base import TEXT_REF, abort_shard, end_of_shard
 
 FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"
 

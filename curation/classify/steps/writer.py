@@ -13,7 +13,7 @@ from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
 from curation.core.shards import attribute_path
-from curation.steps.base import ATTRS, MARKER
+from curation.classify.steps.base import ATTRS, MARKER
 
 BASE_COLUMNS = {"id": pa.string(), "n_bytes": pa.int64(), "error": pa.string()}
 
