@@ -35,7 +35,7 @@ lint: setup
 	$(BIN)/ruff check .
 
 demo: setup
-	$(BIN)/python -m curation.demo
+	$(BIN)/python -m curate.demo
 
 test: setup vllm
 	$(BIN)/ruff check .

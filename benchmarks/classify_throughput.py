@@ -59,7 +59,7 @@ def _bare_shard(args):
     path, model_path = args
     import pyarrow.parquet as pq
 
-    from curation.fasttext_model import load_fasttext, model_inputs
+    from curation.classify.fasttext_model import load_fasttext, model_inputs
 
     # the minimum work for the same ft_ai score: read, build the model's input lines, predict, nothing else
     model = load_fasttext(model_path)
@@ -80,7 +80,7 @@ def _model_input_step():
 
     from datatrove.pipeline.base import PipelineStep
 
-    from curation.fasttext_model import model_inputs
+    from curation.classify.fasttext_model import model_inputs
 
     class FastTextModelInput(PipelineStep):
         name = "fastText model input"
@@ -117,12 +117,12 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
     from datatrove.pipeline.readers import ParquetReader
     from datatrove.pipeline.writers import JsonlWriter
 
-    import curation.executors  # noqa: F401  (what `classify` and (b)'s model-input step import lazily)
-    import curation.steps  # noqa: F401
-    import curation.summary  # noqa: F401
-    from curation.classify import classify
-    from curation.config import ClassifyConfig
-    from curation.models import resolve
+    import curation.classify.executors  # noqa: F401  (what `classify` and (b)'s model-input step import lazily)
+    import curation.classify.steps  # noqa: F401
+    import curation.classify.summary  # noqa: F401
+    from curation.classify.pipeline import classify
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.models import resolve
 
     ai_model = resolve("default").file("ai_fasttext")
     shards = sorted(str(p) for p in corpus.glob("*.parquet"))

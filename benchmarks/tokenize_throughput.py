@@ -91,7 +91,7 @@ def main():
 
         # tiny CPU model steps/s (the shipped CI config)
         run = tmp / "run"
-        cmd = [sys.executable, "-m", "curation", "train", "pretrain", str(ROOT / "train/configs/tiny_cpu.yaml"), "--no-progress",
+        cmd = [sys.executable, "-m", "curate", "train", "pretrain", str(ROOT / "train/configs/tiny_cpu.yaml"), "--no-progress",
                "--save-dir", str(run), "--steps", str(a.steps), "--set", f"data.blend={res.output / 'blend.json'}",
                "--set", f"train.save_interval={a.steps}"]
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)

@@ -1,1 +1,2 @@
-"""curation stage of the alignment-pretraining toolkit."""
+"""The toolkit's library below the command: the kernel (`core/`), the language-model layer (`lm/`), and the classify
+(`classify/`) and mix (`mix/`) stages. The command itself, which composes the stages, is the `curate` package."""

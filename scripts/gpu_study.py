@@ -105,8 +105,8 @@ def _wheels(dest: Path, python: str) -> list[str]:
 def prepare(args) -> None:
     from curation.core.digests import file_sha256
     from curation.core.outputs import claim
-    from curation.experiment.graph import MARKER, is_done, read_graph
-    from curation.experiment.run import run_experiment
+    from curate.experiment.graph import MARKER, is_done, read_graph
+    from curate.experiment.run import run_experiment
     from curation.lm.loading import _alias_path
 
     out = Path(args.out).resolve()
@@ -194,8 +194,9 @@ def run_device(args) -> None:
     import torch
 
     from curation.core.digests import file_sha256
-    from curation.experiment.graph import MARKER, is_done, read_graph
-    from curation.experiment.run import Plan, run_local, selected
+    from curate.experiment.graph import MARKER, is_done, read_graph
+    from curate.experiment.plan import Plan
+    from curate.experiment.run import run_local, selected
 
     if not torch.cuda.is_available() and not args.allow_cpu:
         raise SystemExit("no GPU visible: this step runs on the lent GPU machine (--allow-cpu for a rehearsal)")
@@ -331,7 +332,7 @@ def smoke(args) -> None:
 
 # ------------------------------------------------------------------------------------------------ collect (here)
 def collect(args) -> None:
-    from curation.experiment.run import parse_seeds, run_experiment
+    from curate.experiment.run import parse_seeds, run_experiment
 
     seeds = parse_seeds(args.seeds)
     out = Path(args.out).resolve()
@@ -340,7 +341,7 @@ def collect(args) -> None:
     with tarfile.open(tgz) as tar:
         tar.extractall(out, filter="data")
     summary = json.loads((out / "logs" / "gpu" / "gpu-summary.json").read_text())
-    from curation.experiment.graph import is_done, read_graph
+    from curate.experiment.graph import is_done, read_graph
 
     _, nodes = read_graph(out)
     missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)

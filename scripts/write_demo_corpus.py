@@ -1,4 +1,4 @@
-"""Writes the demo corpus shipped in curation/data/demo_corpus (rerun to regenerate it; seeded, deterministic).
+"""Writes the demo corpus shipped in curate/data/demo_corpus (rerun to regenerate it; seeded, deterministic).
 
 Every sentence below was written for this project. Documents are assembled from them by a seeded sampler: a
 topic, a form (news, encyclopedia, blog, story, lecture) and 4-7 sentences; AI documents carry the stance their
@@ -11,7 +11,7 @@ import json
 import random
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "curation" / "data" / "demo_corpus"
+OUT = Path(__file__).resolve().parents[1] / "curate" / "data" / "demo_corpus"
 SEED = 20261124
 
 OPENERS = {

@@ -176,7 +176,7 @@ def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_score
         raw = raw.with_columns(pl.col("id").replace_strict(pos, default=len(pos)).alias("_o")).sort("_o").drop("_o")
     if stance_scorer is None and cfg.qc.stance_check:
         raise CurationError("qc.stance_check needs the classifier's stance scorer: run `curate synth docs`/`qc`, pass "
-                            "stance_scorer=curation.predict.score_texts, or set qc.stance_check: false")
+                            "stance_scorer=curation.classify.predict.score_texts, or set qc.stance_check: false")
     item_sources = [p for p in cfg.scenarios if not p.endswith((".yaml", ".yml"))]
     templates = DocTemplates(cfg.templates, cfg.forms, cfg.stances)
     qc = QC(cfg.qc, eval_item_texts(list(cfg.qc.eval_items) + item_sources), templates.texts(), stance_scorer)

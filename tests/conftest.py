@@ -14,7 +14,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-CURATE = [sys.executable, "-m", "curation"]
+CURATE = [sys.executable, "-m", "curate"]
 
 
 def shared_corpus(source: str) -> pl.DataFrame:

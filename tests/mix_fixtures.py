@@ -52,8 +52,8 @@ def _make(tmp_path_factory) -> Path:
     pl.concat([a, b]).select(cols).write_parquet(root / "corpus" / "ai" / "part-00000.parquet")
     w.select(cols).head(12).write_parquet(root / "corpus" / "wiki" / "part-00000.parquet")
     w.select(cols).slice(12).write_parquet(root / "corpus" / "wiki" / "part-00001.parquet")
-    from curation.classify import classify
-    from curation.config import ClassifyConfig
+    from curation.classify.pipeline import classify
+    from curation.classify.config import ClassifyConfig
 
     res = classify(str(root / "corpus"), root / "attrs", ClassifyConfig(embedding={"enabled": False}), progress=False)
     assert res.ok, res.errors

@@ -1,4 +1,4 @@
-"""`curate train ...`: tokenize, pretrain, convert (mounted by curation/cli.py, which also adds sft, dpo and posttrain)."""
+"""`curate train ...`: tokenize, pretrain, convert (mounted by curate/cli.py, which also adds sft, dpo and posttrain)."""
 
 from __future__ import annotations
 

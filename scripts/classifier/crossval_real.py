@@ -4,7 +4,7 @@ Why: the fit's own validation split mixes in documents written for training, whi
 model does on real text it has not seen. Each fold trains the production `fit` on the other folds plus every written
 and demo document, and validates on the fold's real documents cut to 4,000 characters (the length heldout/ uses).
 It then prints the pooled metrics; for the pooled stance probabilities, macro-F1 under a grid of stance class
-weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/combiner.py):
+weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/classify/combiner.py):
 its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores, and, with --write-combiner, the
 combiner fitted on all of them (how scripts/classifier/default_combiner.json is made). MiniLM embeddings are cached in build/cv/;
 the out-of-fold scores are kept there too (oof-TAG.pkl), to try other combinations without refitting the folds.
@@ -46,8 +46,8 @@ def real_folds(df: pl.DataFrame, folds: int = 5) -> tuple[np.ndarray, np.ndarray
 
 
 def cached_embeddings(cache: dict):
-    import curation.embedding as ce
-    import curation.steps.embedding as se
+    import curation.classify.embedding as ce
+    import curation.classify.steps.embedding as se
 
     original = ce.embed_documents
 
@@ -71,12 +71,12 @@ def main():
     ap.add_argument("--reuse-models", action="store_true", help="score with fold models already fitted on the same data")
     ap.add_argument("--write-combiner", help="write the AI combiner fitted on all out-of-fold scores here (JSON)")
     args = ap.parse_args()
-    import curation.fit as cf
-    from curation.combiner import fit_combiner
-    from curation.config import ClassifyConfig
-    from curation.models import load
-    from curation.predict import score_texts
-    from curation.steps.base import STANCES
+    import curation.classify.fit as cf
+    from curation.classify.combiner import fit_combiner
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.models import load
+    from curation.classify.predict import score_texts
+    from curation.classify.steps.base import STANCES
     from train_default_models import STANCE_CLASS_WEIGHTS, labelled_frame
 
     WORK.mkdir(parents=True, exist_ok=True)

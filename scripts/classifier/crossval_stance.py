@@ -31,10 +31,10 @@ def main():
     from crossval_real import WORK, cached_embeddings, cut, real_folds
     from sklearn.linear_model import LogisticRegression
 
-    import curation.fit as cf
-    from curation.embedding import embed_documents
-    from curation.steps.base import STANCES
-    from curation.fasttext_model import label_probs, load_fasttext, model_inputs
+    import curation.classify.fit as cf
+    from curation.classify.embedding import embed_documents
+    from curation.classify.steps.base import STANCES
+    from curation.classify.fasttext_model import label_probs, load_fasttext, model_inputs
     from train_default_models import labelled_frame
 
     df = labelled_frame().filter(pl.col("ai_discourse") == 1)

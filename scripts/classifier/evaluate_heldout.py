@@ -26,10 +26,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
-    from curation.config import ClassifyConfig
-    from curation.fit import _prf, evaluate
-    from curation.models import resolve
-    from curation.predict import score_texts
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.fit import _prf, evaluate
+    from curation.classify.models import resolve
+    from curation.classify.predict import score_texts
 
     # a careful pass (heldout_part*.jsonl) overrides the fast one (heldout_engineer.jsonl) where both exist
     files = [HERE / "data" / "labels" / "heldout_engineer.jsonl", *sorted((HERE / "data" / "labels").glob("heldout_part*.jsonl"))]

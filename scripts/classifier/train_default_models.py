@@ -1,4 +1,4 @@
-"""Trains the default model set shipped in curation/models/default (rerun: `make models`).
+"""Trains the default model set shipped in curation/classify/models/default (rerun: `make models`).
 
 Training data (all real text from ../shared/data/corpus, never heldout/):
   * every corpus document the candidate rule below selects was labelled by hand following
@@ -69,7 +69,7 @@ def labelled_frame() -> pl.DataFrame:
     lab = pl.DataFrame({"id": list(labels), "ai_discourse": [v[0] for v in labels.values()],
                         "stance": [v[1] for v in labels.values()]}, schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8})
     corpus = corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
-    demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curation" / "data" / "demo_corpus").glob("*.jsonl"))])
+    demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curate" / "data" / "demo_corpus").glob("*.jsonl"))])
     demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
     written = pl.concat([pl.read_ndjson(p).select("id", "text", "ai_discourse", "stance")
                          for p in sorted((HERE / "data" / "written").glob("*.jsonl"))])
@@ -83,8 +83,8 @@ def labelled_frame() -> pl.DataFrame:
 def retrain_head(df: pl.DataFrame, out: Path, p) -> None:
     """A new embedding head (and combiner) for a model set whose fastText models stay byte-identical: the same
     training split and candidates `curate fit` uses, the same head recipe (`fit_embedding_head`)."""
-    from curation.fit import fit_data_hash, fit_embedding_head, head_candidates, split, validate
-    from curation.lexicon import Lexicon
+    from curation.classify.fit import fit_data_hash, fit_embedding_head, head_candidates, split, validate
+    from curation.classify.lexicon import Lexicon
 
     card = json.loads((out / "card.json").read_text())
     if card["data"]["sha256"] != fit_data_hash(df):
@@ -106,16 +106,16 @@ def main():
     ap.add_argument("--output", default=str(ROOT / "build" / "models" / "candidate"),
                     help="where the retrained set goes (build/ is not committed: an experiment never grows git history)")
     ap.add_argument("--promote", action="store_true",
-                    help="write into curation/models/default instead: only for a set that becomes the default (docs/models.md)")
+                    help="write into curation/classify/models/default instead: only for a set that becomes the default (docs/models.md)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--embedding-head-only", action="store_true",
                     help="keep the model set's fastText models and keyword calibration; retrain only the embedding head "
                     "(EMBEDDING_WINDOW) and put the current combiner in its card")
     args = ap.parse_args()
     if args.promote:
-        args.output = str(ROOT / "curation" / "models" / "default")
-    from curation.combiner import AICombiner
-    from curation.fit import FitParams, fit
+        args.output = str(ROOT / "curation" / "classify" / "models" / "default")
+    from curation.classify.combiner import AICombiner
+    from curation.classify.fit import FitParams, fit
 
     df = labelled_frame()
     print(f"{df.height} labelled documents, {int(df['ai_discourse'].sum())} AI discourse;",
@@ -131,7 +131,7 @@ def main():
     if out.exists():
         shutil.rmtree(out)
     card = fit([str(tmp)], out, params, progress=print)
-    card["data"]["sources"] = ["../shared/data/corpus (labels: scripts/classifier/data/labels/)", "curation/data/demo_corpus", "scripts/classifier/data/written"]
+    card["data"]["sources"] = ["../shared/data/corpus (labels: scripts/classifier/data/labels/)", "curate/data/demo_corpus", "scripts/classifier/data/written"]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))
 

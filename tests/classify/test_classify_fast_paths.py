@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from conftest import shared_corpus
-from curation.models import resolve
-from curation.fasttext_model import dequantized, label_prob, label_probs, load_fasttext, model_inputs
+from curation.classify.models import resolve
+from curation.classify.fasttext_model import dequantized, label_prob, label_probs, load_fasttext, model_inputs
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +61,8 @@ def test_dequantized_small_model_with_a_narrow_last_subquantizer(tmp_path, real_
 
 
 def test_text_series_reads_the_readers_arrow_arrays(tmp_path, real_texts):
-    from curation.steps.base import TEXT_REF, text_series
-    from curation.steps.reader import ShardReader
+    from curation.classify.steps.base import TEXT_REF, text_series
+    from curation.classify.steps.reader import ShardReader
 
     pl.DataFrame({"id": [str(i) for i in range(len(real_texts))], "text": real_texts}).write_parquet(tmp_path / "s.parquet")
     reader = ShardReader(str(tmp_path), None, str(tmp_path / "out"), batch_size=25)  # several Arrow arrays
@@ -77,7 +77,7 @@ def test_text_series_reads_the_readers_arrow_arrays(tmp_path, real_texts):
 
 
 def test_keyword_counts_of_a_series_equal_those_of_a_list(real_texts):
-    from curation.lexicon import Lexicon
+    from curation.classify.lexicon import Lexicon
 
     lex = Lexicon.load()
     a, b = lex.count_batch(real_texts), lex.count_batch(pl.Series(real_texts))
@@ -85,7 +85,7 @@ def test_keyword_counts_of_a_series_equal_those_of_a_list(real_texts):
 
 
 def test_spread_sample_takes_evenly_spaced_pieces():
-    from curation.textnorm import spread_sample
+    from curation.classify.textnorm import spread_sample
 
     long = "".join(chr(ord("a") + i % 26) for i in range(1000))
     got = spread_sample(pl.Series(["short text", long, long * 30]), chars=30, chunks=3, span=1000).to_list()

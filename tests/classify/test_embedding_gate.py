@@ -17,10 +17,10 @@ def _texts() -> list[str]:
 
 
 def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
-    from curation.combiner import AICombiner
-    from curation.config import ClassifyConfig
-    from curation.models import resolve
-    from curation.predict import score_texts
+    from curation.classify.combiner import AICombiner
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.models import resolve
+    from curation.classify.predict import score_texts
 
     texts, models = _texts(), resolve("default")
     comb = AICombiner.from_dict(models.ai_combiner)
@@ -48,7 +48,7 @@ def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
 
 
 def test_bf16_encoder_matches_float32(monkeypatch):
-    from curation.embedding import embed_documents, low_precision
+    from curation.classify.embedding import embed_documents, low_precision
 
     texts, bf16 = _texts()[:3], low_precision("cpu")
     fast = embed_documents(texts, max_chunks=1, max_tokens=64)
@@ -60,8 +60,8 @@ def test_bf16_encoder_matches_float32(monkeypatch):
 
 
 def test_progress_counts_documents_from_footers_and_writers(tmp_path):
-    from curation.classify import classify, documents_done, shard_rows
-    from curation.config import ClassifyConfig
+    from curation.classify.pipeline import classify, documents_done, shard_rows
+    from curation.classify.config import ClassifyConfig
     from curation.core.shards import attribute_path
 
     df = shared_corpus("wikipedia-recent").head(30).select("id", "text")

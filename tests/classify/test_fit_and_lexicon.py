@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from curation.core.errors import CurationError
-from curation.lexicon import Lexicon
+from curation.classify.lexicon import Lexicon
 from conftest import REPO, curate, shared_corpus
 
 LABELS = REPO / "scripts" / "classifier" / "data" / "labels" / "corpus_engineer.jsonl"
@@ -23,7 +23,7 @@ def test_lexicon_counts_whole_words_and_case():
 
 
 def test_fasttext_lines_keep_the_trained_normalisation():
-    from curation.textnorm import fasttext_lines
+    from curation.classify.textnorm import fasttext_lines
 
     texts = ["Hello,  World!\tA_b\n\nc", " x ", "", "a\u00a0b\u2003 c\r\nd", "\u3000全角\u3000", "\x0b\x0c\x1c\x85 end"]
     s = pl.Series(texts).str.slice(0, 20_000).str.to_lowercase()  # the formula the default model was trained with
@@ -33,8 +33,8 @@ def test_fasttext_lines_keep_the_trained_normalisation():
 
 
 def test_cascade_screen_decides_who_is_scored_not_the_score():
-    from curation.config import ClassifyConfig
-    from curation.predict import score_texts
+    from curation.classify.config import ClassifyConfig
+    from curation.classify.predict import score_texts
 
     texts = pl.concat([shared_corpus("arbital").head(40), shared_corpus("wikipedia-recent").head(40)])["text"].to_list()
     emb = {"enabled": False}
@@ -81,7 +81,7 @@ def test_fit_writes_a_usable_model_with_a_card(tmp_path):
     rows = pl.read_parquet(tmp_path / "a" / "s.parquet").to_dicts()
     assert len(rows) == 20 and card["ai_combiner"]["coef"] == [0.5, 0.3, 0.5]
     # the card's combiner makes ai_discourse (no embedding ran: no emb term, no presence term)
-    from curation.combiner import AICombiner
+    from curation.classify.combiner import AICombiner
 
     comb = AICombiner.from_dict(card["ai_combiner"])
     assert all(r.get("emb_ai") is None for r in rows)
@@ -102,8 +102,8 @@ def test_ai_combiner_scores_with_the_stages_that_ran_else_the_mean():
 
     from datatrove.data import Document
 
-    from curation.combiner import AICombiner, fit_combiner
-    from curation.steps.combine import FinalScores
+    from curation.classify.combiner import AICombiner, fit_combiner
+    from curation.classify.steps.combine import FinalScores
 
     comb = {"features": ["kw_ai", "ft_ai", "emb_ai"], "coef": [0.5, 0.3, 0.5], "presence": [None, None, 0.7], "intercept": -2.0}
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
@@ -139,8 +139,8 @@ def test_fit_rejects_unlabelled_input(tmp_path):
 def test_stance_class_weights_shift_the_final_stance():
     from datatrove.data import Document
 
-    from curation.fit import parse_class_weights
-    from curation.steps.combine import FinalScores
+    from curation.classify.fit import parse_class_weights
+    from curation.classify.steps.combine import FinalScores
 
     def final(weights):
         doc = Document(text="x", id="1", metadata={"attributes": {

@@ -7,12 +7,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import curate, shared_corpus
-from curation.classify import classify
-from curation.config import ClassifyConfig
-from curation.models import resolve
-from curation.predict import score_texts
-from curation.steps.base import STANCES
-from curation.steps.llm_judge import AI_QUESTION, LLMJudgeTagger
+from curation.classify.pipeline import classify
+from curation.classify.config import ClassifyConfig
+from curation.classify.models import resolve
+from curation.classify.predict import score_texts
+from curation.classify.steps.base import STANCES
+from curation.classify.steps.llm_judge import AI_QUESTION, LLMJudgeTagger
 
 
 @pytest.fixture(scope="module")

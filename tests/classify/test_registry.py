@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from curation.config import ClassifyConfig
+from curation.classify.config import ClassifyConfig
 from curation.core.errors import CurationError
-from curation.executors import SUPPORTED, check_datatrove_version
-from curation.models import resolve
-from curation.predict import score_texts
-from curation.taggers import TAGGERS, build_taggers, tagger
+from curation.classify.executors import SUPPORTED, check_datatrove_version
+from curation.classify.models import resolve
+from curation.classify.predict import score_texts
+from curation.classify.taggers import TAGGERS, build_taggers, tagger
 
 
 def test_unknown_stage_is_a_one_line_error_naming_the_known_ones():
@@ -27,7 +27,7 @@ def test_pipeline_and_predict_run_the_same_stages_in_cascade_order():
 
 
 def test_a_step_with_a_missing_dependency_fails_when_built_with_its_install_hint(monkeypatch):
-    from curation.steps.fasttext_tagger import FastTextTagger
+    from curation.classify.steps.fasttext_tagger import FastTextTagger
 
     monkeypatch.setattr(FastTextTagger, "_requires_dependencies", [("fasttext_not_installed", "fasttext-x")])
     cfg = ClassifyConfig()

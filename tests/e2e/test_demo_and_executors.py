@@ -8,12 +8,12 @@ import sys
 
 import polars as pl
 
-from curation.executors import make_executor
+from curation.classify.executors import make_executor
 from conftest import REPO, curate
 
 
 def test_demo_writes_attributes_summary_and_chart(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "curation.demo", str(tmp_path / "demo"), "--classify-only"], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "curate.demo", str(tmp_path / "demo"), "--classify-only"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "results:" in proc.stdout and "agreement with the demo documents' own labels" in proc.stdout
     png = tmp_path / "demo" / "classify_summary.png"

@@ -21,7 +21,7 @@ import yaml
 from conftest import CURATE, REPO
 
 ROOT = REPO
-DEMO = ROOT / "curation" / "data" / "demo_corpus"
+DEMO = ROOT / "curate" / "data" / "demo_corpus"
 EVAL_DATA = ROOT / "evals" / "data" / "demo"
 SHIM = REPO / "tests" / "slurm_shim"
 
@@ -94,7 +94,7 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     summ = json.loads((ev / "propensity" / "demo" / "base" / "none" / "summary.json").read_text())
     lin = summ["lineage"]
     lock = next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "mix-*" / "mix" / "mix.lock.json")))
-    from curation.experiment.stages import lock_digest
+    from curate.experiment.stages import lock_digest
     assert lin["condition"] == "no-ai" and lin["iteration"] == 4 and lin["seed"] == 0
     assert lin["mix"]["lock_sha256"] == lock_digest(lock) and len(lin["mix"]["lock_sha256"]) == 64
     assert lin["blend"]["tokens"] >= 4 * 4 * 64 and lin["blend"]["tokens"] < lin["mix"]["tokens"]   # only what is read
@@ -178,11 +178,11 @@ def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
     assert jobs["no-ai/eval-s0-i4"]["after"] == []                            # its convert node is finished
     assert jobs["_report"]["after"] == [jobs["no-ai/eval-s0-i4"]["job"]]      # the cached eval of `all` is no dependency
     script = (out / "slurm" / "no-ai__eval-s0-i4.sbatch").read_text()
-    assert "#SBATCH --time=24:00:00" in script and "-m curation.experiment.node" in script
+    assert "#SBATCH --time=24:00:00" in script and "-m curate.experiment.node" in script
     # the stand-in sbatch ran each job at once: the report the jobs wrote equals the local run's
     assert (out / "results.json").read_bytes() == (done / "results.json").read_bytes()
-    from curation.experiment.run import make_plan
-    from curation.experiment.slurm import script as sbatch_script
+    from curate.experiment.plan import make_plan
+    from curate.experiment.slurm import script as sbatch_script
 
     m = yaml.safe_load(exp.read_text())
     m["train"]["gpus"] = 8
@@ -228,7 +228,7 @@ def test_init_presets_and_impossible_budget(tmp_path):
         assert r.returncode == 0, r.stderr
         text = (tmp_path / f"{preset}.yaml").read_text()
         assert text.startswith("# curate experiment") and "conditions:" in text
-    from curation.experiment.config import load_experiment
+    from curate.experiment.config import load_experiment
 
     assert [c.name for c in load_experiment(tmp_path / "tice2026.yaml").exp.conditions] == \
         ["unfiltered", "filtered", "alignment-upsampled", "misalignment-upsampled"]
@@ -269,8 +269,8 @@ def test_plan_checks_synthetic_budgets_before_the_classify_node_runs(tmp_path):
 
 
 def test_eta_weighs_remaining_nodes_by_their_kind():
-    from curation.experiment.graph import Node
-    from curation.experiment.run import eta_seconds
+    from curate.experiment.graph import Node
+    from curate.experiment.run import eta_seconds
 
     rem = [Node("a/train-s1", "train", {}), Node("a/eval-s1", "eval", {}), Node("_report", "report", {})]
     assert eta_seconds(rem, {}, 1) is None                                   # nothing finished: no guess
@@ -298,7 +298,8 @@ def test_run_order_finishes_a_seed_before_the_next_and_seeds_narrows_the_plan(tm
     """Ready nodes start seed by seed, the stage furthest along first, so a run cut short (a device's time limit) has
     every condition's first seed complete; `--seeds` plans a subset of the file's seeds with the same nodes."""
     from curation.core.errors import CurationError
-    from curation.experiment.run import make_plan, run_order
+    from curate.experiment.plan import make_plan
+    from curate.experiment.run import run_order
 
     exp = _experiment(tmp_path)
     raw = yaml.safe_load(exp.read_text())

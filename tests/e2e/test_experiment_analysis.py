@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from curation.experiment import analysis
-from curation.experiment.report import build_results, rebuild, write_per_item
+from curate.experiment import analysis
+from curate.experiment.report import build_results, rebuild, write_per_item
 
 METRIC = "propensity/h/cloze/none"
 ITEMS = [f"q{k:02d}" for k in range(40)]
@@ -71,7 +71,7 @@ def test_opposite_moves_of_the_yes_and_no_halves_are_a_label_bias_shift():
     assert d["diff"] == pytest.approx((16 * y + 8 * n + 16 * o) / 40, abs=1e-5)
     assert d["label_balanced"]["diff"] == pytest.approx((24 * (y + n) / 2 + 16 * o) / 40, abs=1e-5)
     assert d["label_balanced"]["diff"] - d["diff"] > 0.015
-    from curation.experiment.report import _markdown
+    from curate.experiment.report import _markdown
     assert "label-bias shift" in _markdown(res, {})
 
 
@@ -79,7 +79,7 @@ def test_one_seed_is_items_only_and_says_so():
     res = analysis.build(_records(0.04, 0.04, 0.04, seeds=(0,)), {**PARAMS, "seeds": [0]}, METAS, [])
     assert not [r for r in res["results"] if r["seed"] == "pooled"]
     assert {x["ci_method"] for x in res["differences_vs_baseline"]} == {"items only"}
-    from curation.experiment.report import _markdown
+    from curate.experiment.report import _markdown
     md = _markdown(res, {})
     assert "training noise was not measured" in md and "one seed: items only, training noise not measured" in md
 

@@ -6,7 +6,7 @@ import os
 import shutil
 
 from curation.core import digests
-from curation.experiment.graph import fingerprint
+from curate.experiment.graph import fingerprint
 
 
 def test_fingerprint_follows_content_not_mtime(tmp_path, monkeypatch):

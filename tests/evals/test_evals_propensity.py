@@ -128,7 +128,7 @@ def test_stats_are_seeded_and_paired_difference_finds_a_shift():
 def test_cli_propensity_report_and_priming(tmp_path, few_items):
     items = tmp_path / "items.jsonl"
     items.write_text("\n".join(json.dumps(it.to_dict()) for it in few_items[:4]) + "\n")
-    curate = [sys.executable, "-m", "curation", "eval"]
+    curate = [sys.executable, "-m", "curate", "eval"]
     for tag in ("base", "posttrained"):
         extra = [] if tag == "base" else ["--mode", "chat", "--system-prompt", "hhh"]
         p = subprocess.run([*curate, "propensity", "--items", str(items), "-o", str(tmp_path / tag), "--tag", tag,

@@ -112,7 +112,7 @@ def test_config_errors(tmp_path):
 def test_cli_error_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f"output: {tmp_path / 'out'}\nmodel: smollm2\nsft: {{data: [{tmp_path / 'missing.jsonl'}]}}\n")
-    proc = subprocess.run([sys.executable, "-m", "curation", "train", "sft", str(bad), "--no-progress"],
+    proc = subprocess.run([sys.executable, "-m", "curate", "train", "sft", str(bad), "--no-progress"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "missing.jsonl: no such file" in proc.stderr and "fix sft.data" in proc.stderr

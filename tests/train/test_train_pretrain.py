@@ -68,7 +68,7 @@ def test_tiny_model_trains_logs_and_checkpoints(uninterrupted):
 
 def test_resume_after_sigkill_continues_the_same_loss_curve(blend, uninterrupted, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "curation", *map(str, args(blend, run))]
+    cmd = [sys.executable, "-m", "curate", *map(str, args(blend, run))]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     latest = run / "checkpoints" / "latest.json"
     deadline = time.time() + 240

@@ -15,7 +15,7 @@ import pytest
 from conftest import SHARED as SHARED_DATA
 
 SHARED = SHARED_DATA / "corpus"
-CURATE = [sys.executable, "-m", "curation"]
+CURATE = [sys.executable, "-m", "curate"]
 
 
 def curate(*args, timeout=300):

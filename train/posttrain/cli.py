@@ -56,7 +56,7 @@ def _stage(stage: str, config: Path, sets: List[str], progress: bool):
 
 def register(app: typer.Typer, run_posttrain=None) -> None:
     """Adds sft, dpo and posttrain to `app`. `run_posttrain(cfg, progress)` runs the posttrain command: the root CLI
-    passes `curation.workflows.posttrain_and_evaluate` (which also evaluates); the default only trains."""
+    passes `curate.workflows.posttrain_and_evaluate` (which also evaluates); the default only trains."""
 
     @app.command()
     def sft(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):

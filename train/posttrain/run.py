@@ -237,7 +237,7 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
 def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
     """SFT, then DPO from the SFT model (reference = the SFT model), then tags the result.
 
-    Evaluating it is the evals stage's work: `curation.workflows.posttrain_and_evaluate` runs both."""
+    Evaluating it is the evals stage's work: `curate.workflows.posttrain_and_evaluate` runs both."""
     sft = run_stage(cfg, "sft", progress=progress)
     dpo = run_stage(cfg, "dpo", init=sft["model"], progress=progress)
     out = Path(cfg.output)

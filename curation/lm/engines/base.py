@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from curation.lm.config import BackendConfig, Sampling
+from curation.lm.config import Sampling
 
 
 @dataclass
@@ -28,18 +28,3 @@ class Generator(Protocol):
     def generate(self, requests: list[Request], sampling: Sampling) -> list[Completion]: ...
 
     def close(self) -> None: ...
-
-
-def make_generator(cfg: BackendConfig, log_dir: str | None = None) -> Generator:
-    """The backend the config names; model loading or server start happens here, once."""
-    if cfg.kind == "transformers":
-        from curation.lm.engines.hf import TransformersGenerator
-
-        return TransformersGenerator(cfg)
-    if cfg.kind == "openai":
-        from curation.lm.engines.openai_client import OpenAIGenerator
-
-        return OpenAIGenerator(cfg)
-    from curation.lm.engines.vllm_client import VLLMGenerator
-
-    return VLLMGenerator(cfg, log_dir=log_dir)

@@ -1,0 +1,314 @@
+"""The experiment as a graph of nodes: condition x stage (mix -> tokens -> train -> convert -> [posttrain] -> eval)
+plus shared nodes (classify when no attributes are given, the init checkpoint of midtraining) and one report.
+
+A node's key is a hash of its own parameters and of the keys of the nodes it reads, and its output directory is
+named after the key, so a changed condition changes the keys of exactly the nodes downstream of it: they run in new
+directories while every other node is found finished (its ``node.json``, written last, records the same key).
+External files (corpus, attributes, items) enter the key by path, size and content digest (cached by modification
+time, see curation/core/digests.py): a fresh clone or a copied corpus finds its finished nodes again.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from curation.core.digests import cached_sha256
+from curation.core.errors import CurationError
+from curate.experiment.config import ExperimentFile
+
+FORMAT = "curate-experiment-graph/1"
+CLASSIFY_REF = "CLASSIFY_OUTPUT"         # the classify node's attribute directory, filled in when the mix node runs
+MARKER = "node.json"
+START = "start"   # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
+# nodes that resume their own work after a kill; the others start again from an empty directory
+RESUMABLE = {"classify", "tokens", "train", "posttrain"}
+
+
+@dataclass
+class Node:
+    id: str                      # "unfiltered/train-s0"
+    kind: str                    # classify | init | mix | tokens | train | convert | posttrain | eval | report
+    params: dict
+    deps: list[str] = field(default_factory=list)
+    condition: str | None = None
+    seed: int | None = None
+    key: str = ""
+    dir: str = ""                # relative to the experiment's output directory
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fingerprint(paths: list[str], suffixes: tuple[str, ...] | None = None) -> list[list]:
+    """[relative path, size, sha256] of every file under the paths (directories recursively; hidden and `_`-prefixed
+    entries skipped, as shard listings skip them; with `suffixes`, only files ending so)."""
+    out = []
+    for p in paths:
+        root = Path(p)
+        if root.is_file():
+            st = root.stat()
+            out.append([str(root), st.st_size, cached_sha256(root)])
+        elif root.is_dir():
+            for dirpath, dirs, files in os.walk(root):
+                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                for f in sorted(files):
+                    if f.startswith((".", "_")) or (suffixes and not f.endswith(suffixes)):
+                        continue
+                    fp = Path(dirpath) / f
+                    st = fp.stat()
+                    out.append([str(fp.relative_to(root.parent)), st.st_size, cached_sha256(fp)])
+        else:
+            out.append([str(root), None, None])
+    return out
+
+
+def _set_path(raw: dict, dotted: str, value) -> None:
+    """Dotted override on a manifest: `target_tokens`, `sources.wiki.filter`, `sources.*.max_epochs` (every source)."""
+    parts = dotted.split(".")
+    nodes = [raw]
+    for i, part in enumerate(parts[:-1]):
+        nxt = []
+        for n in nodes:
+            if isinstance(n, list):
+                hits = [s for s in n if isinstance(s, dict) and (part == "*" or s.get("name") == part)]
+                if not hits and part.isdigit() and int(part) < len(n):
+                    hits = [n[int(part)]]
+                if not hits:
+                    raise CurationError(f"set {dotted}: no source named {part!r} (sources: "
+                                        f"{', '.join(str(s.get('name')) for s in n)})")
+                nxt += hits
+            else:
+                nxt.append(n.setdefault(part, {}))
+        nodes = nxt
+    for n in nodes:
+        if isinstance(n, list):
+            raise CurationError(f"set {dotted}: name a source (sources.NAME.field or sources.*.field)")
+        n[parts[-1]] = value
+
+
+def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
+    """The condition's mix manifest as a dict, paths absolute, name = the condition's name."""
+    from curation.mix.presets import render_preset
+
+    inp = ef.exp.inputs
+    if cond.preset is not None:
+        text = render_preset(cond.preset, corpus=corpus_paths(ef), attributes=attributes,
+                             synthetic=ef.resolve(inp.synthetic) or "data/synthetic")
+        raw = yaml.safe_load(text)
+    else:
+        mpath = Path(ef.resolve(cond.manifest))
+        try:
+            raw = yaml.safe_load(mpath.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise CurationError(f"{ef.path}: condition {cond.name}: cannot read manifest {mpath} ({type(e).__name__}); "
+                                "fix the path (relative to the experiment file)") from None
+        for s in raw.get("sources") or []:
+            for k in ("path", "attributes"):
+                if s.get(k) and not os.path.isabs(s[k]):
+                    s[k] = str((mpath.parent / s[k]).resolve())
+    raw["name"] = cond.name
+    for k, v in cond.set.items():
+        try:
+            _set_path(raw, k, v)
+        except CurationError as e:
+            raise CurationError(f"{ef.path}: condition {cond.name}: {e}") from None
+    return raw
+
+
+def corpus_paths(ef: ExperimentFile) -> str | list[str]:
+    """inputs.corpus resolved: a root, or the list of source directories."""
+    c = ef.exp.inputs.corpus
+    return [ef.resolve(x) for x in c] if isinstance(c, list) else ef.resolve(c)
+
+
+def capability_params(ef: ExperimentFile) -> dict | None:
+    """evals.capability with the data directory and suite files resolved now (a missing suite fails before any work);
+    the suite files' fingerprints enter the eval nodes' keys."""
+    from curation.core.items import data_dir
+    from evals.capability import DATA_ENV, DEFAULT_DATA, NAMED, SUITES, resolve_suites
+
+    c = ef.exp.evals.capability
+    if c is None:
+        return None
+    names = [n if (n in SUITES or n in NAMED) else ef.resolve(n) for n in c.suites]
+    data = ef.resolve(c.data) if c.data else None
+    if any(n in SUITES or n in NAMED for n in names):
+        data = str(data_dir(data, DATA_ENV, DEFAULT_DATA, "capability suites", "evals.capability.data").resolve())
+    try:
+        suites = resolve_suites(names, data)
+    except CurationError as e:
+        raise CurationError(f"{ef.path}: evals.capability: {e}") from None
+    files = [str(f) for s in suites for f in s.files + ([s.fewshot] if s.fewshot and c.shots else [])]
+    return {**c.model_dump(), "suites": names, "data": data, "inputs": fingerprint(files)}
+
+
+def train_config(ef: ExperimentFile, seed: int) -> dict:
+    """The resolved trainer config of one run (validated now, so a bad override fails before any work)."""
+    from train.config import PretrainConfig, resolve_config
+
+    t = ef.exp.train
+    ov = dict(t.set)
+    ov.update({"data.blend": "@tokens/blend.json", "train.save_dir": "@run", "train.seed": seed, "data.seed": seed})
+    if t.init_from:
+        ov["train.init_from"] = "@init"
+    if ef.exp.evals.checkpoints != "final":
+        ov["train.keep_checkpoints"] = 0
+    try:
+        cand = ef.resolve(t.config)
+        path = resolve_config(cand if Path(cand).is_file() else t.config)
+        cfg = PretrainConfig.from_yaml(path, ov)
+    except CurationError as e:
+        raise CurationError(f"{ef.path}: train: {e}") from None
+    return json.loads(cfg.model_dump_json())
+
+
+def saved_iterations(cfg: dict) -> list[int]:
+    t = cfg["train"]
+    its = [i for i in range(1, t["steps"] + 1) if i % t["save_interval"] == 0 or i == t["steps"]]
+    return its
+
+
+def eval_iterations(ef: ExperimentFile, cfg: dict) -> list[int]:
+    saves = saved_iterations(cfg)
+    k = ef.exp.evals.checkpoints
+    if k == "final":
+        return [saves[-1]]
+    if k == "all":
+        return saves
+    return sorted(set(saves[k - 1::k]) | {saves[-1]})
+
+
+def tokens_needed(cfg: dict) -> int:
+    """Tokens one run reads (steps x global batch x sequence), with 10% and one sequence of slack, so the trainer's
+    dataset never wraps around a partial tokenisation."""
+    t, d = cfg["train"], cfg["data"]
+    return int(math.ceil(t["steps"] * t["global_batch_size"] * d["seq_length"] * 1.1)) + d["seq_length"] + 1
+
+
+def _slug(s: str | None) -> str:
+    if s is None:
+        return "none"
+    out = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in s)[:24].strip("-")
+    return out or "prompt"
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def build_graph(ef: ExperimentFile) -> list[Node]:
+    """Every node in a topological order (dependencies first), keys and directories filled in."""
+    exp = ef.exp
+    nodes: list[Node] = []
+    by_id: dict[str, Node] = {}
+
+    def add(n: Node) -> Node:
+        n.key = _hash({"format": FORMAT, "kind": n.kind, "params": n.params, "deps": [by_id[d].key for d in n.deps]})
+        group = n.condition or "_shared"
+        n.dir = f"nodes/{group}/{n.id.split('/')[-1]}-{n.key[:10]}"
+        nodes.append(n)
+        by_id[n.id] = n
+        return n
+
+    corpus = corpus_paths(ef)
+    shared_deps: list[str] = []
+    if exp.inputs.attributes:
+        attributes = ef.resolve(exp.inputs.attributes)
+        attr_fp = fingerprint([attributes], suffixes=(".parquet",))   # the attribute files, not summary.json or logs
+    else:
+        add(Node("_shared/classify", "classify", {"corpus": corpus,
+                                                  "inputs": fingerprint(corpus if isinstance(corpus, list) else [corpus])}))
+        attributes, attr_fp = CLASSIFY_REF, None
+        shared_deps = ["_shared/classify"]
+    if exp.train.init_from:
+        src = ef.resolve(exp.train.init_from)
+        add(Node("_shared/init", "init", {"source": src, "inputs": fingerprint([src]) if os.path.exists(src) else src}))
+    evals = exp.evals
+    # `subset`: limit_per_file became a seeded random subset (it was the head of each file), so such nodes are redone
+    prop = [{**s.model_dump(), "items": [ef.resolve(i) for i in s.items], "inputs": fingerprint([ef.resolve(i) for i in s.items]),
+             **({"subset": "seeded"} if s.limit_per_file else {})} for s in evals.propensity]
+    ppl = [{**s.model_dump(), "data": [ef.resolve(i) for i in s.data], "inputs": fingerprint([ef.resolve(i) for i in s.data])}
+           for s in evals.perplexity]
+    eval_params = {"propensity": prop, "perplexity": ppl, "n_boot": evals.n_boot, "seed": evals.seed}
+    cap = capability_params(ef)
+    if cap is not None:   # absent from the params when unused: older experiments keep their keys
+        eval_params["capability"] = cap
+    eval_ids = []
+    for cond in exp.conditions:
+        c = cond.name
+        manifest = condition_manifest(ef, cond, attributes)
+        srcs = [s.get("path") for s in manifest.get("sources", []) if s.get("path")]
+        mix = add(Node(f"{c}/mix", "mix", {"manifest": manifest, "inputs": fingerprint(srcs),
+                                            "attributes": attr_fp}, deps=list(shared_deps), condition=c))
+        for seed in exp.seeds:
+            cfg = train_config(ef, seed)
+            tok_id = f"{c}/tokens"
+            if tok_id not in by_id:   # every seed reads the same tokens (the data order comes from data.seed)
+                add(Node(tok_id, "tokens", {"tokenizer": manifest.get("tokenizer", {}).get("name", "smollm2"),
+                                            "max_tokens": tokens_needed(cfg)}, deps=[mix.id], condition=c))
+            deps = [tok_id] + (["_shared/init"] if exp.train.init_from else [])
+            tr = add(Node(f"{c}/train-s{seed}", "train", {"config": cfg, "stage": exp.train.stage, "seed": seed,
+                                                          "gpus": exp.train.gpus, "nodes": exp.train.nodes},
+                          deps=deps, condition=c, seed=seed))
+            its = eval_iterations(ef, cfg)
+            for it in its:
+                cv = add(Node(f"{c}/convert-s{seed}-i{it}", "convert", {"iteration": it}, deps=[tr.id], condition=c, seed=seed))
+                ev = add(Node(f"{c}/eval-s{seed}-i{it}", "eval", {**eval_params, "tag": "base", "iteration": it},
+                              deps=[cv.id], condition=c, seed=seed))
+                eval_ids.append(ev.id)
+            if exp.posttrain is not None:
+                final = f"{c}/convert-s{seed}-i{its[-1]}"
+                pt = add(Node(f"{c}/posttrain-s{seed}", "posttrain", {"config": copy.deepcopy(exp.posttrain)},
+                              deps=[final], condition=c, seed=seed))
+                ev = add(Node(f"{c}/eval-s{seed}-posttrained", "eval", {**eval_params, "tag": "posttrained", "iteration": its[-1]},
+                              deps=[pt.id], condition=c, seed=seed))
+                eval_ids.append(ev.id)
+    if exp.train.init_from and evals.start:   # the starting model, once: what every condition moved from
+        eval_ids.insert(0, add(Node("_shared/eval-start", "eval", {**eval_params, "tag": START, "iteration": 0},
+                                    deps=["_shared/init"])).id)
+    add(Node("_report", "report", {"experiment": exp.name, "baseline": exp.baseline_name,
+                                   "conditions": [c.name for c in exp.conditions], "seeds": exp.seeds,
+                                   "n_boot": evals.n_boot, "seed": evals.seed, "contrasts": stance_contrasts(exp)},
+             deps=eval_ids))
+    return nodes
+
+
+def stance_contrasts(exp) -> list[list[str]]:
+    """[[aligned, misaligned]] when the experiment has both upsampled conditions: the stance contrast itself, aligned
+    minus misaligned, which no comparison against the baseline gives."""
+    by_preset = {c.preset: c.name for c in exp.conditions if c.preset}
+    pair = [by_preset.get("alignment-upsampled"), by_preset.get("misalignment-upsampled")]
+    return [pair] if all(pair) else []
+
+
+def is_done(out: Path, node: Node) -> bool:
+    m = out / node.dir / MARKER
+    if not m.exists():
+        return False
+    try:
+        return json.loads(m.read_text()).get("key") == node.key
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:
+    g = {"format": FORMAT, "experiment": str(ef.path), "experiment_sha256": ef.sha256, "name": ef.exp.name,
+         "nodes": [n.to_dict() for n in nodes]}
+    p = out / "graph.json"
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(g, indent=1))
+    os.replace(tmp, p)
+    return p
+
+
+def read_graph(out: Path) -> tuple[dict, dict[str, Node]]:
+    g = json.loads((out / "graph.json").read_text())
+    return g, {d["id"]: Node(**d) for d in g["nodes"]}

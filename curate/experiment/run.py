@@ -1,0 +1,308 @@
+"""Run an experiment: the local executor (one process per node, up to `jobs` at once, finished nodes skipped) and
+the experiment record. The plan both executors work from is in plan.py; the Slurm executor is in slurm.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from curation.core.errors import CurationError
+from curate.experiment.graph import MARKER, Node, is_done, write_graph
+from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path, make_plan
+
+
+# ---------------------------------------------------------------- the record
+
+def _git_commit() -> dict:
+    try:
+        head = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+        if head.returncode == 0:
+            return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": None, "dirty": None}
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("alignment-pretraining", "torch", "megatron-core", "transformers", "trl", "tokenizers", "pyarrow", "polars",
+                "numpy", "pydantic", "datatrove"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor: str, jobs: int) -> Path:
+    nodes = []
+    for n in plan.nodes:
+        m = out / n.dir / MARKER
+        mk = json.loads(m.read_text()) if m.exists() else {}
+        nodes.append({"id": n.id, "kind": n.kind, "key": n.key, "dir": n.dir, "seed": n.seed,
+                      "status": "ran" if n.id in ran else ("cached" if mk else "pending"),
+                      "seconds": mk.get("seconds"), "host": mk.get("host"), "finished": mk.get("finished")})
+    exp = plan.ef.exp
+    rec = {"format": "curate-experiment-record/1", "name": exp.name, "experiment_file": str(plan.ef.path),
+           "experiment_sha256": plan.ef.sha256, "toolkit": _git_commit(), "versions": _versions(), "host": platform.node(),
+           "executor": executor, "jobs": jobs, "seeds": exp.seeds,
+           **({"seeds_in_file": plan.file_seeds} if plan.file_seeds else {}), "eval_seed": exp.evals.seed,
+           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": round(time.time() - started, 1),
+           "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1), "nodes": nodes}
+    p = out / "experiment.json"
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rec, indent=1))
+    os.replace(tmp, p)
+    return p
+
+
+# ---------------------------------------------------------------- the local executor
+
+def _die_with_parent():
+    """Children get SIGKILL when the runner dies (Linux), so a killed run leaves no orphan node writing behind it."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def node_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _last_error(log: Path) -> str:
+    try:
+        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
+    except OSError:
+        return ""
+    errs = [l for l in lines if l.startswith("error:")]
+    return (errs or lines or [""])[-1][:400]
+
+
+class _Lock:
+    """One run per output directory at a time."""
+
+    def __init__(self, out: Path):
+        import fcntl
+
+        self.f = open(out / ".lock", "w")
+        try:
+            fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CurationError(f"{out}: another `curate experiment run` is using this directory; wait for it") from None
+
+    def close(self):
+        self.f.close()
+
+
+RUN_FILES = ("graph.json", "experiment.yaml", "experiment.json", "results.json", ".lock")
+RUN_TREES = ("logs", "nodes", "report", "slurm")
+
+
+def _legacy_run(out: Path) -> dict | None:
+    """An experiment directory written before ownership records (it has graph.json): adopted, so it resumes."""
+    return {"files": list(RUN_FILES), "trees": list(RUN_TREES)} if (out / "graph.json").is_file() else None
+
+
+def claim_output(out: Path, inputs: list = ()) -> None:
+    """The output as a `curate experiment run` output (curation/core/outputs.py): never an input or inside one, never
+    a directory of someone else's files; the runner never deletes anything (a rerun resumes)."""
+    from curation.core.outputs import claim
+
+    owned = claim(out, "experiment run", inputs=inputs, legacy=_legacy_run)
+    owned.own(*RUN_FILES)
+    owned.own(*RUN_TREES, tree=True)
+
+
+def prepare_output(out: Path, plan: Plan) -> None:
+    (out / "logs").mkdir(exist_ok=True)
+    write_graph(out, plan.ef, plan.nodes)
+    shutil.copyfile(plan.ef.path, out / "experiment.yaml")
+
+
+def eta_seconds(remaining: list[Node], took: dict[str, list[float]], jobs: int) -> float | None:
+    """Time left: each remaining node at the mean duration of its kind in this run (any kind's mean before its own
+    kind has finished once), spread over `jobs` workers; None before any node has finished."""
+    every = [t for ts in took.values() for t in ts]
+    if not every:
+        return None
+    mean = sum(every) / len(every)
+    return sum(sum(took[n.kind]) / len(took[n.kind]) if took.get(n.kind) else mean for n in remaining) / max(1, jobs)
+
+
+def _fmt_s(s: float) -> str:
+    return f"{s:.0f}s" if s < 90 else (f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h")
+
+
+def selected(plan: Plan, only: set[str] | None) -> list[Node]:
+    """The unfinished nodes to run: all of them, or those of the kinds in `only` (the data side on a CPU machine, say,
+    and training elsewhere), refused when one of them needs an unfinished node of a kind left out."""
+    pending = [n for n in plan.nodes if not plan.done[n.id] and (only is None or n.kind in only)]
+    if only is not None:
+        unknown = sorted(only - {n.kind for n in plan.nodes})
+        if unknown:
+            raise CurationError(f"--only {','.join(sorted(only))}: no node of kind {', '.join(unknown)} in this experiment; "
+                                f"kinds: {', '.join(sorted({n.kind for n in plan.nodes}))}")
+        ids, byid = {n.id for n in pending}, {n.id: n for n in plan.nodes}
+        for n in pending:
+            for d in n.deps:
+                if not plan.done[d] and d not in ids:
+                    raise CurationError(f"--only: {n.id} needs {d}, an unfinished {byid[d].kind} node; add {byid[d].kind} to --only")
+    return pending
+
+
+KIND_ORDER = ("classify", "mix", "tokens", "init", "train", "convert", "posttrain", "eval", "report")
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    """`--seeds 0,1` as a list (None: every seed of the file)."""
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise CurationError(f"--seeds {text}: comma-separated integers, e.g. --seeds 0") from None
+
+
+def run_order(nodes: list[Node]) -> list[Node]:
+    """The order ready nodes start in: seed by seed (no node of the next seed starts while one of the first seed's is
+    ready to, so a run cut short has every condition's first seed, not some conditions with every seed), and within a
+    seed the stage furthest along first (a trained model is converted and evaluated before another training starts).
+    Seeds rank in the order they first appear: the graph lists each condition's runs in the file's order of seeds."""
+    rank = {k: i for i, k in enumerate(KIND_ORDER)}
+    where: dict[int, int] = {}
+    for n in nodes:
+        if n.seed is not None:
+            where.setdefault(n.seed, len(where))
+
+    def key(p: tuple[int, Node]):
+        i, n = p
+        group = (len(where) + 1 if n.kind == "report" else -1) if n.seed is None else where.get(n.seed, len(where))
+        return group, -rank.get(n.kind, 0), i
+
+    return [n for _, n in sorted(enumerate(nodes), key=key)]
+
+
+def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print,
+              only: set[str] | None = None) -> list[str]:
+    """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once, in
+    `run_order`; returns the ids that ran."""
+    pending = run_order(selected(plan, only))
+    done = {n.id for n in plan.nodes if plan.done[n.id]}
+    total, ran = len(pending), []
+    running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
+    failed: list[str] = []
+    took: dict[str, list[float]] = {}
+    t_start = time.time()
+    while pending or running:
+        if not failed:
+            for n in [n for n in pending if all(d in done for d in n.deps)]:
+                if len(running) >= max(1, jobs):
+                    break
+                lp = log_path(out, n)
+                with open(lp, "a") as f:
+                    f.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {n.id} ({n.key})\n")
+                fh = open(lp, "a")
+                proc = subprocess.Popen([sys.executable, "-m", "curate.experiment.node", str(out), n.id], stdout=fh,
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env(),
+                                        preexec_fn=_die_with_parent)
+                fh.close()
+                running[n.id] = (proc, time.time(), n)
+                pending.remove(n)
+                log(f"[{len(ran) + len(running)}/{total}] start {n.id}")
+        if not running:
+            break
+        time.sleep(0.2)
+        for nid, (proc, t0, n) in list(running.items()):
+            rc = proc.poll()
+            if rc is None:
+                continue
+            del running[nid]
+            if rc == 0 and is_done(out, n):
+                done.add(nid)
+                ran.append(nid)
+                took.setdefault(n.kind, []).append(time.time() - t0)
+                el = time.time() - t_start
+                eta = eta_seconds(pending + [r[2] for r in running.values()], took, jobs)
+                left = f", ETA {_fmt_s(eta)}" if eta is not None and (pending or running) else ""
+                log(f"[{len(ran)}/{total}] done  {nid} in {time.time() - t0:.1f}s (elapsed {_fmt_s(el)}{left})")
+            else:
+                failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
+                log(f"failed {nid} (exit {rc})")
+    if failed:
+        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
+    return ran
+
+
+def publish_report(out: Path, plan: Plan) -> None:
+    from curate.experiment.report import publish
+
+    rep = next(n for n in plan.nodes if n.kind == "report")
+    if (out / rep.dir / MARKER).exists():
+        publish(out, out / rep.dir)
+
+
+@dataclass
+class RunResult:
+    output: Path
+    ran: list[str]
+    cached: list[str]
+    results: Path | None
+    report: Path | None
+    record: Path
+    submitted: dict | None = None
+
+
+def run_experiment(path: str | Path, output: str | Path, executor: str = "local", jobs: int = 1,
+                   log: Callable[[str], None] = print, only: set[str] | None = None,
+                   seeds: list[int] | None = None) -> RunResult:
+    out = Path(output).resolve()
+    if executor not in ("local", "slurm"):
+        raise CurationError(f"--executor {executor}: choose local or slurm")
+    if only is not None and executor != "local":
+        raise CurationError("--only runs with the local executor")
+    started = time.time()
+    plan = make_plan(path, out, seeds=seeds)
+    if plan.problems:
+        raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
+    if only is not None:
+        selected(plan, only)   # refuse before the output is claimed or any work done
+    for n in plan.notes:
+        log(f"note: {n}")
+    claim_output(out, [path])
+    lock = _Lock(out)
+    try:
+        prepare_output(out, plan)
+        cached = [n.id for n in plan.nodes if plan.done[n.id]]
+        log(f"{len(plan.nodes)} nodes: {len(cached)} finished, {len(plan.to_run)} to run -> {out}")
+        if executor == "slurm":
+            from curate.experiment.slurm import submit
+
+            jobs_ = submit(out, plan, log=log)
+            rec = write_record(out, plan, [], started, executor, jobs)
+            return RunResult(out, [], cached, None, None, rec, submitted=jobs_)
+        ran = run_local(out, plan, jobs, log, only)
+        publish_report(out, plan)
+        rec = write_record(out, plan, ran, started, executor, jobs)
+    finally:
+        lock.close()
+    if only is not None and not all(is_done(out, n) for n in plan.nodes if n.kind == "report"):
+        return RunResult(out, ran, cached, None, None, rec)   # the rest is left for a later run
+    return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)

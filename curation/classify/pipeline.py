@@ -1,0 +1,241 @@
+"""`curate classify` as a Python API: shards -> datatrove pipeline -> attribute files + summary.json."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from curation.classify.config import ClassifyConfig
+from curation.core.errors import CurationError
+from curation.classify.models import ModelSet, resolve
+from curation.core.shards import attribute_path, list_shards
+
+RUN_FILE = "_run.json"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class ClassifyResult:
+    output: Path
+    shards: int
+    done: int
+    errors: list[str] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    submitted: str | None = None  # a Slurm job id: the shards are being tagged by the cluster, not yet here
+    changed: list[str] = field(default_factory=list)   # shards whose input changed since their attributes were written
+    regenerated: list[str] = field(default_factory=list)  # shards a finished task had written whose file is gone
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.done == self.shards
+
+
+def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
+    """reader -> the tagging stages (`curation.classify.taggers.build_taggers`) -> attribute writer."""
+    from curation.classify.steps import AttributeWriter, ShardReader
+    from curation.classify.taggers import build_taggers
+
+    steps = build_taggers(cfg, models)
+    columns = {}
+    for s in steps:
+        columns.update(s.columns())
+    reader = ShardReader(corpus_root, paths_file, output, text_key=cfg.text_key, id_key=cfg.id_key,
+                         on_bad_doc=cfg.on_bad_doc, max_doc_chars=cfg.max_doc_chars)
+    return [reader, *steps, AttributeWriter(output, columns, run_meta)]
+
+
+def _legacy_entries(output: Path) -> dict | None:
+    """A classify output written before ownership records: its _run.json names the shards it wrote."""
+    try:
+        old = json.loads((output / RUN_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    rels = old.get("shards") if isinstance(old, dict) else None
+    if not isinstance(rels, list):
+        return None
+    return {"files": [RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels]],
+            "trees": ["_logs", "_errors"]}
+
+
+def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
+    """An output directory belongs to one run (same config, model and shard list); resuming it is fine, mixing is not.
+    --overwrite replaces an earlier classify run there, removing only the files it recorded creating."""
+    from curation.core.outputs import claim
+
+    out = claim(output, "classify", inputs=inputs, overwrite=overwrite, legacy=_legacy_entries)
+    run_file = output / RUN_FILE
+    old = None
+    if run_file.is_file():
+        try:
+            old = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+    if out.previous and old != run:
+        if not overwrite:
+            diff = sorted(k for k in set(old or {}) | set(run) if (old or {}).get(k) != run.get(k))
+            raise CurationError(f"{output}: holds a different classify run ({', '.join(diff)} differ); "
+                                "choose a new --output, or pass --overwrite to replace it (only the files that run "
+                                "wrote are removed)")
+        out.clear()
+    rels = run["shards"]
+    out.own(RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels])
+    out.own("_logs", "_errors", "_progress", tree=True)
+    run_file.write_text(json.dumps(run, indent=1, sort_keys=True))
+    return out
+
+
+def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
+    """Per shard: done (its attribute file was computed from the shard as it is now), changed (from an earlier
+    version of the shard), missing (never written, or removed) - the last two are redone."""
+    from curation.classify.steps.reader import input_fingerprint, stored_fingerprint
+
+    states = {}
+    for rel in rels:
+        attr = output / attribute_path(rel)
+        if not attr.is_file():
+            states[rel] = "missing"
+            continue
+        stored = stored_fingerprint(str(attr))
+        states[rel] = "done" if stored == input_fingerprint(os.path.join(root, rel), rel) else "changed"
+    return states
+
+
+def _reopen_tasks(logs: Path, rels: list[str], states: dict[str, str], tasks: int) -> None:
+    """datatrove skips a task whose completion marker exists; a task holding a shard to redo must run again."""
+    for i, rel in enumerate(rels):
+        if states[rel] != "done":
+            marker = logs / "completions" / f"{i % tasks:05d}"
+            if marker.is_file():
+                marker.unlink()
+
+
+def shard_rows(root: str, rels: list[str]) -> dict[str, int | None]:
+    """Rows of each shard where the format says so without reading the data (Parquet footers); None elsewhere."""
+    import pyarrow.parquet as pq
+
+    rows = {}
+    for rel in rels:
+        try:
+            rows[rel] = pq.ParquetFile(os.path.join(root, rel)).metadata.num_rows if rel.endswith(".parquet") else None
+        except Exception:  # a bad shard fails in the reader, with its own message
+            rows[rel] = None
+    return rows
+
+
+def documents_done(output: Path, rows: dict[str, int | None]) -> tuple[int, int]:
+    """(documents, shards) done so far: committed shards count whole, open ones by the writers' `_progress` files."""
+    committed = {r for r in rows if (output / attribute_path(r)).is_file()}
+    docs = sum(rows[r] or 0 for r in committed)
+    for f in (output / "_progress").glob("rank-*.json") if (output / "_progress").is_dir() else ():
+        try:
+            p = json.loads(f.read_text())
+        except (OSError, ValueError):  # being rewritten
+            continue
+        if p.get("shard") in rows and p["shard"] not in committed:
+            docs += int(p.get("rows", 0))
+    return docs, len(committed)
+
+
+def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.Event, show: bool):
+    """Polls committed attribute files and the writers' progress files; works whatever process does the work.
+
+    Counts documents (docs/s and an ETA from the Parquet footers' row counts); shards without a row count in their
+    metadata (JSONL) leave the total open.
+    """
+    if not show:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    rows = shard_rows(root, rels)
+    total = sum(rows.values()) if all(v is not None for v in rows.values()) else None
+    start_docs, _ = documents_done(output, rows)  # a resumed run: what is already done does not count toward speed
+    t0 = time.monotonic()
+
+    def loop():
+        with Progress(TextColumn("classify"), BarColumn(), TextColumn("{task.completed:,}/{task.fields[total_text]} docs"),
+                      TextColumn("{task.fields[rate]} docs/s"), TextColumn("{task.fields[shards]} shards"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False) as bar:
+            task = bar.add_task("docs", total=total, total_text=f"{total:,}" if total is not None else "?", rate="-",
+                                shards=f"0/{len(rels)}")
+
+            def refresh():
+                docs, shards = documents_done(output, rows)
+                secs = time.monotonic() - t0
+                rate = (docs - start_docs) / secs if secs > 0 else 0.0
+                bar.update(task, completed=docs, rate=f"{rate:,.0f}", shards=f"{shards}/{len(rels)}")
+
+            while True:
+                refresh()
+                if stop.wait(0.5):
+                    refresh()
+                    return
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    return t
+
+
+def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
+             progress: bool = True) -> ClassifyResult:
+    from curation.classify.executors import console_sink, make_executor, start_forkserver
+    from curation.classify.summary import write_summary
+
+    cfg = cfg or ClassifyConfig()
+    started = time.time()
+    if cfg.executor.kind == "local" and cfg.executor.workers > 1:
+        start_forkserver()
+    if not any(ch in corpus for ch in "*?[") and not os.path.exists(corpus):
+        raise CurationError(f"{corpus}: does not exist; pass a directory, file or glob of shards")
+    root, rels = list_shards(corpus)
+    if not rels:
+        raise CurationError(f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob")
+    models = resolve(cfg.model)
+    output = Path(output).absolute()
+    run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
+        json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
+    _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
+    shutil.rmtree(output / "_progress", ignore_errors=True)  # the writers' progress files of an earlier attempt (its own)
+    logs = output / "_logs"
+    logs.mkdir(exist_ok=True)
+    states = _shard_states(root, rels, output)
+    paths_file = logs / "paths.txt"
+    paths_file.write_text("".join(r + "\n" for r in rels))
+    run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
+    pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
+    tasks = min(cfg.executor.tasks or len(rels), len(rels))
+    completed = {f"{i % tasks:05d}" for i in range(len(rels))
+                 if (logs / "completions" / f"{i % tasks:05d}").is_file()}
+    changed = [r for r in rels if states[r] == "changed"]
+    regenerated = [r for i, r in enumerate(rels) if states[r] == "missing" and f"{i % tasks:05d}" in completed]
+    _reopen_tasks(logs, rels, states, tasks)
+    extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
+    executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
+    if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
+        os.environ["POLARS_MAX_THREADS"] = "1"
+    console_sink("WARNING")
+    stop = threading.Event()
+    thread = _progress_thread(output, root, rels, stop, progress and cfg.executor.kind != "slurm")
+    crash = None
+    try:
+        executor.run()
+    except Exception as e:  # failed shards are reported from _errors/; anything else is re-raised below
+        crash = e
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+    errors = sorted(p.read_text().strip() for p in (output / "_errors").rglob("*.txt")) if (output / "_errors").is_dir() else []
+    if crash is not None and not errors:
+        raise crash
+    done = sum((output / attribute_path(r)).is_file() for r in rels)
+    summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
+    job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
+    submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
+    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted,
+                          changed=changed, regenerated=regenerated)

@@ -1,0 +1,93 @@
+"""Stage 4 (optional): a causal language model as judge, asked the labelling guide's two questions as multiple choice.
+
+It reads the option letters' log-probabilities after "Answer: (" (evals' LetterScorer: no sampling, no parsing), so
+any Hugging Face model directory or GGUF works, with the guide's definitions in the prompt. It is the most expensive
+stage, so it runs only on documents an earlier stage already scores as likely AI discourse.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pyarrow as pa
+
+from curation.classify.steps.base import STANCES, TaggerStep, attrs, first_score, scorable
+
+AI_QUESTION = """Definition: a text is AI discourse when artificial intelligence systems are a substantial subject of it (the main
+topic, or at least a full paragraph): AI agents, machine-learning systems, robots or computers with artificial minds,
+AGI, AI safety or risk or governance, fictional AI characters. A passing mention of AI or robots, or general
+computing, hardware, software or mathematics, is not AI discourse.
+
+Text:
+\"\"\"
+{text}
+\"\"\"
+
+Question: Is this text AI discourse?
+(A) Yes
+(B) No
+Answer: ("""
+
+STANCE_QUESTION = """Text:
+\"\"\"
+{text}
+\"\"\"
+
+Question: How does this text mainly portray AI systems?
+(A) Acting against human intent or interests: deception, power-seeking, resisting shutdown, reward hacking, takeover, or arguments that AIs will plausibly do so
+(B) Behaving in aligned ways: honest, corrigible, accepting oversight, refusing harmful requests, choosing the safe action
+(C) Neither dominates: technical, historical, policy, definitions, or a balanced mix
+Answer: ("""
+
+STANCE_ORDER = ("misaligned", "aligned", "neutral")   # the letters A, B, C of STANCE_QUESTION
+PRIOR = ("emb_ai", "ft_ai", "kw_ai")                    # the earlier scores that gate the judge, most refined first
+
+
+@lru_cache(maxsize=2)
+def _shared_scorer(model: str, device: str | None, batch_size: int):
+    """Loaded once per process: datatrove unpickles a fresh pipeline for every task (one per shard by default), so a
+    model held by the step alone would be loaded again for every shard."""
+    from curation.lm.loading import load_model
+    from curation.lm.scoring import LetterScorer
+
+    m, tok = load_model(model, device=device)
+    return LetterScorer(m, tok, batch_size=batch_size)
+
+
+class LLMJudgeTagger(TaggerStep):
+    _requires_dependencies = ["transformers", "torch"]
+    name = "⚖️ LLM judge AI-discourse + stance"
+    batch_size = 16
+
+    def __init__(self, model: str = "smollm2", min_prior_score: float = 0.3, max_chars: int = 3000,
+                 device: str | None = None):
+        super().__init__()
+        self.model, self.min_prior_score, self.max_chars, self.device = model, min_prior_score, max_chars, device
+        self._scorer = None
+
+    def columns(self):
+        return {"llm_ai": pa.float32(), **{f"llm_stance_{s}": pa.float32() for s in STANCES}}
+
+    def _load(self):
+        if self._scorer is None:
+            self._scorer = _shared_scorer(self.model, self.device, self.batch_size)
+        return self._scorer
+
+    def tag_batch(self, docs):
+        from curation.lm.scoring import option_probs
+
+        todo = [d for d in docs if scorable(d) and (first_score(attrs(d), PRIOR) or 0.0) >= self.min_prior_score]
+        self.stat_update("skipped_by_cascade", value=len(docs) - len(todo))
+        if not todo:
+            return
+        scorer = self._load()
+        texts = [d.text[: self.max_chars] for d in todo]
+        prompts = [AI_QUESTION.format(text=t) for t in texts] + [STANCE_QUESTION.format(text=t) for t in texts]
+        n = [2] * len(texts) + [3] * len(texts)
+        lps = scorer.letter_logprobs(prompts, n)
+        for k, doc in enumerate(todo):
+            a = attrs(doc)
+            a["llm_ai"] = option_probs(lps[k])[0]
+            stance = option_probs(lps[len(texts) + k])
+            for s, p in zip(STANCE_ORDER, stance):
+                a[f"llm_stance_{s}"] = p
