@@ -45,7 +45,7 @@ def _tokens_info(cfg: PretrainConfig, origin: str) -> tuple[int, int, str]:
     return int(tok.eos_token_id), len(tok), str(tdir)
 
 
-INIT_LOSS_RATIO = 1.5   # train.init_loss_check: the first step's loss may be at most this multiple of the start's,
+INIT_LOSS_RATIO = 1.5   # train.init_loss_check: steps 1 and 2 may be at most this multiple of the start's loss,
 CHANCE_FRACTION = 0.98  # and the start's must be below this fraction of chance (ln V: a random init scores ~ln V)
 
 
@@ -76,8 +76,8 @@ def check_start_loss(start: float, tok_vocab: int, init_dir, common: dict, data_
         raise CurationError(
             f"train.init_from {init_dir}: the starting model's loss on the first batch is {start:.3f}, no better than "
             f"chance (ln {tok_vocab} = {chance:.3f}; limit {CHANCE_FRACTION:.0%} of it), so it is not a trained model "
-            "of this data: a wrong or untrained "
-            f"checkpoint, or a tokenizer mismatch (checkpoint: {common.get('tokenizer')}, data: {data_tokenizer}); "
+            f"of this data: a wrong or untrained checkpoint, or a tokenizer mismatch (checkpoint: "
+            f"{common.get('tokenizer')}, data: {data_tokenizer}); "
             "point init_from at the trained run or converted model, or tokenize the mix with the checkpoint's tokenizer "
             "(train.init_loss_check: false skips this check)")
 
