@@ -1,23 +1,31 @@
-"""Writes the hand-written study documents (synth/data/study/docs.jsonl, issue 19) in the `curate synth docs` output
-layout, so a `kind: synthetic` source of `curate mix` can read them, after checking them for leakage.
+"""Writes a set of hand-written study documents in the `curate synth docs` output layout, so a `kind: synthetic`
+source of `curate mix` can read them, after checking them for leakage.
 
-    .venv/bin/python scripts/write_study_docs.py OUT [--overwrite]
+    .venv/bin/python scripts/write_study_docs.py OUT [--set study|pairs] [--overwrite]
 
-OUT/docs-00000.parquet      synth.docs.COLUMNS + grounded_on; the generation-only columns (prompt_hash, temperature,
-                            top_p, max_tokens, seed, n_tokens, finish_reason) are null: nothing was sampled
+--set study (default)  synth/data/study/docs.jsonl (issue 19): 40 scenarios x aligned/misaligned, written apart
+--set pairs            synth/data/study-pairs/docs.jsonl (issue 28): 40 scenarios x aligned/misaligned minimal pairs
+                       (they differ only in the AI's choice and its consequences) + a neutral control in the same form
+                       (stance `neutral`: no AI makes an aligned or misaligned choice); extra column `pair_id`
+
+OUT/docs-00000.parquet      synth.docs.COLUMNS + grounded_on (+ pair_id); the generation-only columns (prompt_hash,
+                            temperature, top_p, max_tokens, seed, n_tokens, finish_reason) are null: nothing was sampled
 OUT/leakage_manifest.json   every study scenario in the generation set, with the lm_generated item ids it paraphrases
 OUT/leakage_report.json     13-word spans shared with every human_generated item (evaluated; must be 0, else exit 2)
-                            and with the lm_generated items (the grounding split; paraphrase, not copy)
+                            and with the lm_generated items (the grounding split; paraphrase, not copy); the pairs
+                            set is checked at 8 words too (`ngram_8`), which must also be 0
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import polars as pl
 
@@ -32,6 +40,7 @@ from synth.store import write_atomic  # noqa: E402
 
 STUDY = ROOT / "synth" / "data" / "study"
 DOCS, BANK = STUDY / "docs.jsonl", STUDY / "scenarios.yaml"
+PAIRS = ROOT / "synth" / "data" / "study-pairs"
 PROPENSITY = ROOT.parent / "shared" / "data" / "propensity" / "anthropic-advanced-ai-risk"
 EVALUATED, GROUNDING = PROPENSITY / "human_generated_evals", PROPENSITY / "lm_generated_evals"
 FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
@@ -39,8 +48,29 @@ STANCES = ("aligned", "misaligned")
 NGRAM = 13
 
 
-def load_docs(path: Path = DOCS, bank: Path = BANK) -> list[dict]:
-    """The study documents, checked against the scenario bank (one line per problem names file:line and the fix)."""
+class DocSet(NamedTuple):
+    """One set of study documents: where they are, which stances, how ids are made, which spans must not leak."""
+    name: str
+    docs: Path
+    stances: tuple[str, ...]
+    prefix: str                       # ids are <prefix>-<scenario_id>-<stance>
+    ngrams: tuple[int, ...] = (NGRAM,)
+    extra: tuple[str, ...] = ()       # columns written after grounded_on
+
+
+SETS = {"study": DocSet("study", DOCS, STANCES, "study"),
+        "pairs": DocSet("pairs", PAIRS / "docs.jsonl", (*STANCES, "neutral"), "pairs", (NGRAM, 8), ("pair_id",))}
+
+
+def pair_similarity(a: str, b: str) -> float:
+    """Word-level similarity of two documents: difflib's ratio over their whitespace-split words (1.0: identical)."""
+    return difflib.SequenceMatcher(None, a.split(), b.split()).ratio()
+
+
+def load_docs(path: Path | None = None, bank: Path = BANK, docset: str = "study") -> list[dict]:
+    """A set's documents, checked against the scenario bank (one line per problem names file:line and the fix)."""
+    ds = SETS[docset]
+    path = path or ds.docs
     ids = {s.id for s in load_scenarios([bank])}
     rows, seen = [], set()
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -48,10 +78,12 @@ def load_docs(path: Path = DOCS, bank: Path = BANK) -> list[dict]:
         where = f"{path}:{n}"
         if r.get("scenario_id") not in ids:
             raise CurationError(f"{where}: scenario_id {r.get('scenario_id')!r} is not in {bank}; add the scenario or fix the id")
-        if r.get("stance") not in STANCES or r.get("form") not in FORMS:
-            raise CurationError(f"{where}: stance must be one of {STANCES} and form one of {FORMS}; fix the row")
-        if r["id"] != f"study-{r['scenario_id']}-{r['stance']}" or r["id"] in seen:
-            raise CurationError(f"{where}: id must be study-<scenario_id>-<stance> and unique; fix the row")
+        if r.get("stance") not in ds.stances or r.get("form") not in FORMS:
+            raise CurationError(f"{where}: stance must be one of {ds.stances} and form one of {FORMS}; fix the row")
+        if r["id"] != f"{ds.prefix}-{r['scenario_id']}-{r['stance']}" or r["id"] in seen:
+            raise CurationError(f"{where}: id must be {ds.prefix}-<scenario_id>-<stance> and unique; fix the row")
+        if any(r.get(c) is None for c in ds.extra):
+            raise CurationError(f"{where}: the {docset} set needs the columns {ds.extra}; fix the row")
         seen.add(r["id"])
         rows.append(r)
     return rows
@@ -92,21 +124,30 @@ def grounding_item_ids(scenarios) -> dict[str, list[str]]:
     return out
 
 
-def write(out: Path, overwrite: bool = False) -> dict:
-    rows = load_docs()
-    report = leakage([r["text"] for r in rows])
-    if report["evaluated"]["shared_spans"]:
-        raise CurationError(f"{DOCS}: {report['evaluated']['docs_with_overlap']} documents share a {NGRAM}-word span with an "
-                            f"evaluated item in {EVALUATED}; rewrite them")
+def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
+    ds = SETS[docset]
+    rows = load_docs(docset=docset)
+    texts = [r["text"] for r in rows]
+    report = leakage(texts)
+    for n in ds.ngrams:
+        if n != NGRAM:
+            report[f"ngram_{n}"] = leakage(texts, n)
+    for n in ds.ngrams:
+        got = report if n == NGRAM else report[f"ngram_{n}"]
+        if got["evaluated"]["shared_spans"]:
+            raise CurationError(f"{ds.docs}: {got['evaluated']['docs_with_overlap']} documents share a {n}-word span with "
+                                f"an evaluated item in {EVALUATED}; rewrite them")
     target = out / "docs-00000.parquet"
     scenarios = load_scenarios([BANK])
     for s, ids in zip(scenarios, grounding_item_ids(scenarios).values()):
         s.item_ids = ids
-    df = pl.DataFrame([{c: r.get(c) for c in COLUMNS} | {"grounded_on": r["grounded_on"]} for r in rows],
+    df = pl.DataFrame([{c: r.get(c) for c in COLUMNS} | {"grounded_on": r["grounded_on"]} | {c: r[c] for c in ds.extra}
+                       for r in rows],
                       schema={**{c: pl.Utf8 for c in COLUMNS}, "temperature": pl.Float64, "top_p": pl.Float64,
                               "max_tokens": pl.Int64, "seed": pl.Int64, "n_tokens": pl.Int64,
-                              "grounded_on": pl.List(pl.Utf8)})
-    summary = {"docs": len(rows), **{s: sum(r["stance"] == s for r in rows) for s in STANCES}, "leakage": report}
+                              "grounded_on": pl.List(pl.Utf8), **{c: pl.Utf8 for c in ds.extra}})
+    summary = {"set": docset, "docs": len(rows), **{s: sum(r["stance"] == s for r in rows) for s in ds.stances},
+               "leakage": report}
     if target.exists():
         if pl.read_parquet(target).equals(df):
             # unchanged: nothing is rewritten, so an experiment reading OUT (keyed by size and mtime) stays finished
@@ -122,10 +163,12 @@ def write(out: Path, overwrite: bool = False) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output directory (a `kind: synthetic` source for curate mix)")
+    ap.add_argument("--set", dest="docset", choices=sorted(SETS), default="study",
+                    help="study: synth/data/study (issue 19); pairs: synth/data/study-pairs, minimal pairs + neutral (issue 28)")
     ap.add_argument("--overwrite", action="store_true", help="rewrite OUT/docs-00000.parquet if this script wrote it before")
     a = ap.parse_args()
     try:
-        print(json.dumps(write(a.out, a.overwrite), indent=1))
+        print(json.dumps(write(a.out, a.overwrite, a.docset), indent=1))
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -107,6 +107,8 @@ class TrainConfig(Strict):
     init_from: Optional[str] = None          # checkpoint whose weights start this run (midtraining / CPT)
     threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
     keep_checkpoints: int = 2                # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
+    init_loss_check: bool = True             # with init_from: stop if the start is no better than chance, or the first
+                                             # step's loss is over 1.5x the loaded model's own loss on that batch
 
 
 class PretrainConfig(Strict):

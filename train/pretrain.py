@@ -9,7 +9,9 @@ so the loss curve continues exactly where the killed run's last checkpoint left 
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -21,6 +23,7 @@ from curation.core.errors import CurationError
 from train import checkpoint, distributed
 from train.config import ModelConfig, PretrainConfig
 from train.data import build_train_dataset, global_batch, resolve_blend
+from train.engine import token_loss
 from train.metrics import MetricsLog, peak_tflops
 from train.model import build_model, flops_per_token, layer_spec_name, pad_vocab
 from train.schedule import lr_at
@@ -40,6 +43,59 @@ def _tokens_info(cfg: PretrainConfig, origin: str) -> tuple[int, int, str]:
 
     tdir, tok = resolve_tokenizer(cfg.data.tokenizer)
     return int(tok.eos_token_id), len(tok), str(tdir)
+
+
+INIT_LOSS_RATIO = 1.5   # train.init_loss_check: steps 1 and 2 may be at most this multiple of the start's loss,
+CHANCE_FRACTION = 0.98  # and the start's must be below this fraction of chance (ln V: a random init scores ~ln V)
+
+
+def batch_loss(model, micro_batches: list[dict], dist) -> float:
+    """The mean token loss of `model` on one global batch, forward only: no gradient, no optimizer, the same average
+    the engines report for a step (per micro-batch, then over micro-batches and data-parallel ranks). Pipeline
+    parallel 1 only (a stage without the output layer has no loss)."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        loss = sum(float(token_loss(model(b["tokens"], b["position_ids"], b.get("attention_mask"), labels=b["labels"]),
+                                    b["loss_mask"])) for b in micro_batches) / len(micro_batches)
+    model.train(was)
+    if dist.dp > 1:
+        from megatron.core import parallel_state as ps
+
+        t = torch.tensor([loss], device=dist.device)
+        torch.distributed.all_reduce(t, group=ps.get_data_parallel_group())
+        loss = float(t.item()) / dist.dp
+    return loss
+
+
+def check_start_loss(start: float, tok_vocab: int, init_dir, common: dict, data_tokenizer: str) -> None:
+    """The starting model must predict the data better than chance (a uniform guess over the tokenizer, ln V, which
+    is also what a randomly initialised model scores), with a margin of 2%."""
+    chance = math.log(tok_vocab)
+    if start >= CHANCE_FRACTION * chance:
+        raise CurationError(
+            f"train.init_from {init_dir}: the starting model's loss on the first batch is {start:.3f}, no better than "
+            f"chance (ln {tok_vocab} = {chance:.3f}; limit {CHANCE_FRACTION:.0%} of it), so it is not a trained model "
+            f"of this data: a wrong or untrained checkpoint, or a tokenizer mismatch (checkpoint: "
+            f"{common.get('tokenizer')}, data: {data_tokenizer}); "
+            "point init_from at the trained run or converted model, or tokenize the mix with the checkpoint's tokenizer "
+            "(train.init_loss_check: false skips this check)")
+
+
+def check_step_loss(step: int, loss: float, start: float, init_dir) -> None:
+    """A step's loss against the starting model's own loss on the same batch, measured before the engine was built.
+    Step 1's forward comes before any update: far above the start, the engine trains other weights than the loaded
+    ones. Step 2's comes after one small warm-up update: far above, that update replaced the weights (the H200 bug:
+    weights loaded after the optimizer was built were overwritten by its copy of the random init)."""
+    if loss > INIT_LOSS_RATIO * start:
+        when = "before any update" if step == 1 else "after the first update"
+        raise CurationError(
+            f"train.init_from {init_dir}: the loss of step {step} ({when}) is {loss:.3f}, {loss / start:.1f}x the "
+            f"starting model's own loss {start:.3f} on the same batch (limit {INIT_LOSS_RATIO}x): the weights being "
+            "trained are not the checkpoint's (not loaded, or replaced by a random init when the engine and optimizer "
+            "were built or at their first step; a wrong checkpoint or tokenizer shows up as a starting loss near chance "
+            "instead); load the init_from weights into the model before the engine and optimizer are built "
+            "(train/pretrain.py) and rerun (train.init_loss_check: false skips this check)")
 
 
 def _progress(enabled: bool, total: int, start: int):
@@ -117,17 +173,19 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         # the random init (seen on an H200: continued pretraining of SmolLM2 started at loss 9.4 instead of ~3)
         loaded = checkpoint.load(init_dir, {"model": model.sharded_state_dict()})
         checkpoint.load_model_state(model, loaded["model"], init_dir)
-    if dist.on_gpu:
-        from train.engine import GpuEngine
 
-        engine = GpuEngine(model, cfg.optim, t, seq_length=seq, bf16=bf16)
-    else:
+    def make_engine():
+        if dist.on_gpu:
+            from train.engine import GpuEngine
+
+            return GpuEngine(model, cfg.optim, t, seq_length=seq, bf16=bf16)
         from train.engine import CpuEngine
 
-        engine = CpuEngine(model, cfg.optim, t)
+        return CpuEngine(model, cfg.optim, t)
 
-    start = 0
+    engine, start = None, 0
     if resume_dir:
+        engine = make_engine()
         model_sd = model.sharded_state_dict()
         template = {"model": model_sd}
         opt_t = engine.optimizer_template(model_sd)
@@ -147,6 +205,19 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
     if dist.rank == 0:
         save_dir.mkdir(parents=True, exist_ok=True)
         (save_dir / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    # train.init_loss_check: the loaded model's own loss on the first two batches, before the engine and its optimizer
+    # exist (two forward passes), against steps 1 and 2
+    start_loss: list[float] = []
+    if init_dir and t.init_loss_check:
+        if t.pipeline_parallel > 1:
+            print("warning: train.init_loss_check needs pipeline_parallel 1 (a stage without the output layer has no "
+                  "loss); skipped", file=sys.stderr)
+        else:
+            start_loss = [batch_loss(model, global_batch(dataset, i, t.global_batch_size, t.micro_batch_size, dist.dp_rank,
+                                                         dist.dp, dist.device), dist) for i in range(min(2, t.steps))]
+            check_start_loss(start_loss[0], tok_vocab, init_dir, common, tok_spec)
+    if engine is None:   # a fresh run: built after the check, so nothing it does to the weights can go unnoticed
+        engine = make_engine()
     fpt = flops_per_token(model_cfg, vocab_size, seq)
     peak = peak_tflops(t.peak_tflops)
     tokens_per_step = t.global_batch_size * seq
@@ -176,8 +247,21 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             rec = {"iteration": it + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": (it + 1) * tokens_per_step,
                    "step_s": dt, "tokens_per_s": tps, "tokens_per_s_per_device": tps / dist.world_size,
                    "mfu": (tps * fpt / (dist.world_size * peak * 1e12)) if peak else None}
-            if (it + 1) % t.log_interval == 0 or it + 1 == t.steps:
+            checked = it < len(start_loss)    # a fresh run from init_from: steps 1 and 2 against the start
+            if checked:
+                ref = start_loss[it]
+                rec.update(init_loss=ref, init_loss_ratio=loss / ref)
+                if dist.is_logger:
+                    print(f"init check, step {it + 1}: the starting model's loss on this batch {ref:.4f}, the step's "
+                          f"{loss:.4f} ({loss / ref:.2f}x, limit {INIT_LOSS_RATIO}x)", file=sys.stderr)
+            if checked or (it + 1) % t.log_interval == 0 or it + 1 == t.steps:
                 log.log(rec)
+            if checked:
+                try:
+                    check_step_loss(it + 1, loss, ref, init_dir)
+                except CurationError:
+                    log.close()
+                    raise
             last = rec
             if bar:
                 bar.update(task, completed=it + 1, info=f"loss {loss:.4f} lr {lr:.2e} {tps:,.0f} tok/s")
@@ -185,4 +269,4 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
                 save(it + 1)
     log.close()
     return {"save_dir": str(save_dir), "start_iteration": start, "resumed": resume_dir is not None,
-            "initialised_from": str(init_dir) if init_dir else None, **last}
+            "initialised_from": str(init_dir) if init_dir else None, "init_loss": start_loss[0] if start_loss else None, **last}

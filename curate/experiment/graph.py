@@ -167,7 +167,12 @@ def train_config(ef: ExperimentFile, seed: int) -> dict:
         cfg = PretrainConfig.from_yaml(path, ov)
     except CurationError as e:
         raise CurationError(f"{ef.path}: train: {e}") from None
-    return json.loads(cfg.model_dump_json())
+    out = json.loads(cfg.model_dump_json())
+    if out["train"]["init_loss_check"]:
+        # a guard that only stops a broken run changes no finished run's result: its default stays out of the node key,
+        # so runs trained before it existed are still found finished (the trainer fills the default back in)
+        del out["train"]["init_loss_check"]
+    return out
 
 
 def saved_iterations(cfg: dict) -> list[int]:

@@ -15,7 +15,7 @@ from curation.core.config import Strict
 from curation.core.errors import CurationError
 
 FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
-STANCES = ("aligned", "misaligned")
+STANCES = ("aligned", "misaligned", "neutral")   # neutral: control documents (synth/data/study-pairs)
 
 
 class TokenizerSpec(Strict):
@@ -35,7 +35,7 @@ class OutputSpec(Strict):
 
 
 class Select(Strict):
-    stance: list[Literal["aligned", "misaligned"]] | None = None
+    stance: list[Literal["aligned", "misaligned", "neutral"]] | None = None
     form: list[Literal["news", "textbook", "lecture", "paper", "scifi", "film_summary"]] | None = None
 
     @field_validator("stance", "form", mode="before")
