@@ -73,9 +73,15 @@ SEEDS_X_ITEMS = "seeds x items"
 ITEMS_ONLY = "items only"
 
 
-def seed_interval(per_seed: Sequence[float], level: float = 0.95) -> dict:
+def seed_interval(per_seed: Sequence[float], level: float = 0.95, floor_var: float = 0.0) -> dict:
     """Mean of per-seed values with a Student-t CI and the two-sided p-value for zero (df = seeds - 1).
-    With one seed there is no CI: training noise was not measured."""
+    With one seed there is no CI: training noise was not measured.
+
+    ``floor_var``: the per-seed values' own item-level sampling variance (mean over seeds), used in place of the seeds'
+    variance when the seeds agree exactly: a tie (common for accuracy on a few dozen items, in steps of 1/n) would
+    otherwise give a zero-width interval and p = 0, while each value alone is only known to its item noise. Only on an
+    exact tie: flooring every small sample variance would make the interval conservative (100% coverage at 2 seeds in
+    tests/evals/test_stats_calibration.py) where the plain t is exact."""
     from scipy import stats as st
 
     x = np.asarray([v for v in per_seed if v is not None and np.isfinite(v)], dtype=float)
@@ -83,7 +89,8 @@ def seed_interval(per_seed: Sequence[float], level: float = 0.95) -> dict:
            "p": None, "sd_seeds": None}
     if x.size < 2:
         return out
-    sd = float(x.std(ddof=1))
+    var = float(x.var(ddof=1))
+    sd = float(np.sqrt(var if var > 1e-15 else floor_var))
     se = float(sd / np.sqrt(x.size))
     t = float(st.t.ppf(1 - (1 - level) / 2, x.size - 1))
     out.update(ci=[out["mean"] - t * se, out["mean"] + t * se], sd_seeds=sd,

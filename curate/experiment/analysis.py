@@ -125,6 +125,18 @@ class Arrays:
         other = np.where(cnt["other"] == 0, 0.0, m["other"])
         return (n_yn * yn + cnt["other"] * other) / self.n
 
+    def sampling_var(self, how: str = "mean", seed: int = 0, n_boot: int = 200) -> float:
+        """The item-level sampling variance of ``stat`` (analytic for a plain mean, bootstrapped otherwise): the floor
+        of the seed-level variance (evals.stats.seed_interval)."""
+        if self.n < 2:
+            return 0.0
+        if self.kind != "perplexity" and how == "mean":
+            d = self.vb if self.va is None else self.vb - self.va
+            return float(d.var(ddof=1) / self.n)
+        boots = self.boot(seed, n_boot, how)
+        boots = boots[np.isfinite(boots)]
+        return float(boots.var(ddof=1)) if boots.size > 1 else 0.0
+
     def items_only(self, seed: int, n_boot: int, how: str = "mean") -> dict:
         """The value with its percentile-bootstrap CI over items (and, for a difference, the bootstrap p for zero)."""
         v = self.stat(how)
@@ -177,8 +189,10 @@ def _label_part(arr: Arrays, seed: int, n_boot: int) -> dict:
     return {"n": o["n"], "value": o["value"] if o["n"] else None, "ci": o["ci"] if o["n"] else [None, None]}
 
 
-def _seed_level(values: list[float]) -> dict:
-    s = seed_interval(values)
+def _seed_level(values: list[float], arrays: list[Arrays] | None = None, how: str = "mean") -> dict:
+    """t over per-seed values, their variance floored at the mean item-level sampling variance of ``arrays``."""
+    floor = float(np.mean([a.sampling_var(how) for a in arrays])) if arrays else 0.0
+    s = seed_interval(values, floor_var=floor)
     return {"value": s["mean"], "ci": s["ci"], "p": s["p"], "n_seeds": s["n_seeds"], "sd_seeds": s["sd_seeds"],
             "per_seed": [float(v) for v in values], "ci_method": SEEDS_X_ITEMS}
 
@@ -186,7 +200,7 @@ def _seed_level(values: list[float]) -> dict:
 def _level_pooled(cells: list[dict], seed: int, n_boot: int) -> dict:
     kind = cells[0]["kind"]
     per = [Arrays(kind, c) for c in cells]
-    row = _seed_level([a.stat() for a in per])
+    row = _seed_level([a.stat() for a in per], per)
     row["n"] = int(min(a.n for a in per))
     # the old item-only interval of the items averaged over seeds, labelled as such (training noise not in it)
     keys = set.intersection(*(set(c["values"]) for c in cells))
@@ -198,19 +212,20 @@ def _level_pooled(cells: list[dict], seed: int, n_boot: int) -> dict:
                   "labels": cells[0]["labels"]}
     row["ci_items_only"] = Arrays(kind, pooled).items_only(seed, n_boot)["ci"]
     if kind == "propensity":
-        sh = _seed_level([float(np.mean([v > 0.5 for v in c["values"].values()])) for c in cells])
+        shares = [Arrays(kind, {**c, "values": {k: float(v > 0.5) for k, v in c["values"].items()}}) for c in cells]
+        sh = _seed_level([a.stat() for a in shares], shares)
         row.update(share_misaligned=sh["value"], share_misaligned_ci=sh["ci"])
     if all(_has_labels(c) for c in cells):
         split = {}
         for lab in LABELS:
             arrs = [Arrays(kind, c, label=lab) for c in cells]
             if arrs[0].n:
-                s = _seed_level([a.stat() for a in arrs])
+                s = _seed_level([a.stat() for a in arrs], arrs)
                 split[lab] = {"n": arrs[0].n, "value": s["value"], "ci": s["ci"]}
             else:
                 split[lab] = {"n": 0, "value": None, "ci": [None, None]}
         row["label_split"] = split
-        b = _seed_level([a.stat("balanced") for a in per])
+        b = _seed_level([a.stat("balanced") for a in per], per, "balanced")
         row["label_balanced"] = {"value": b["value"], "ci": b["ci"], "ci_method": SEEDS_X_ITEMS}
     return row
 
@@ -248,7 +263,7 @@ def _diff_per_seed(kind: str, a: dict, b: dict, seed: int, n_boot: int, logodds:
 
 def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = False) -> dict:
     arrs = [Arrays(kind, b, a, logodds=logodds) for a, b in pairs]
-    s = _seed_level([x.stat() for x in arrs])
+    s = _seed_level([x.stat() for x in arrs], arrs)
     out = {"n": int(min(x.n for x in arrs)), "diff": s["value"], "ci": s["ci"], "p": s["p"], "n_seeds": s["n_seeds"],
            "sd_seeds": s["sd_seeds"], "per_seed": s["per_seed"], "ci_method": SEEDS_X_ITEMS}
     if all(_has_labels(b) for _, b in pairs) and not logodds:
@@ -256,13 +271,16 @@ def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = Fals
         for lab in LABELS:
             la = [Arrays(kind, b, a, label=lab) for a, b in pairs]
             per[lab] = [x.stat() for x in la] if la[0].n else None
-            ls = _seed_level(per[lab]) if la[0].n else None
+            ls = _seed_level(per[lab], la) if la[0].n else None
             split[lab] = {"n": la[0].n, "value": ls["value"] if ls else None, "ci": ls["ci"] if ls else [None, None]}
         out["label_split"] = split
-        bal = _seed_level([x.stat("balanced") for x in arrs])
+        bal = _seed_level([x.stat("balanced") for x in arrs], arrs, "balanced")
         out["label_balanced"] = {"diff": bal["value"], "ci": bal["ci"], "p": bal["p"], "ci_method": SEEDS_X_ITEMS}
         if per["yes"] is not None and per["no"] is not None:
-            g = _seed_level([y - n for y, n in zip(per["yes"], per["no"])])
+            halves = [Arrays(kind, b, a, label=lab) for lab in ("yes", "no") for a, b in pairs]
+            g = seed_interval([y - n for y, n in zip(per["yes"], per["no"])],
+                              floor_var=float(np.mean([h.sampling_var() for h in halves])) * 2)
+            g = {"value": g["mean"], "ci": g["ci"]}
             out.update(_lean(split, {"diff": g["value"], "ci": g["ci"]}))
         else:
             out.update(_lean(split, {"diff": None, "ci": [None, None]}))
@@ -284,7 +302,7 @@ def _add_logodds(entry: dict, kind: str, pairs: list[tuple[dict, dict]], pooled:
         if not arrs[0].n:
             continue
         if pooled:
-            s = _seed_level([x.stat() for x in arrs])
+            s = _seed_level([x.stat() for x in arrs], arrs)
             halves[lab] = {"n": arrs[0].n, "diff": s["value"], "ci": s["ci"]}
         else:
             o = arrs[0].items_only(seed, n_boot)

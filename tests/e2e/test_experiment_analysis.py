@@ -45,8 +45,10 @@ def test_pooled_values_and_differences_are_t_intervals_over_seeds():
     recs = _records(0.04, 0.04, 0.04)
     res = analysis.build(recs, PARAMS, METAS, [])
     d = next(x for x in res["differences_vs_baseline"] if x["seed"] == "pooled")
-    per = [np.mean([_per_seed(recs, "cond", s)[i] - _per_seed(recs, "base", s)[i] for i in ITEMS]) for s in (0, 1, 2)]
-    half = st.t.ppf(0.975, 2) * np.std(per, ddof=1) / np.sqrt(3)
+    diffs = [np.array([_per_seed(recs, "cond", s)[i] - _per_seed(recs, "base", s)[i] for i in ITEMS]) for s in (0, 1, 2)]
+    per = [d.mean() for d in diffs]
+    var = np.var(per, ddof=1)
+    half = st.t.ppf(0.975, 2) * np.sqrt(var) / np.sqrt(3)
     assert d["ci_method"] == "seeds x items" and d["n_seeds"] == 3 and d["n"] == 40
     assert d["diff"] == pytest.approx(np.mean(per), abs=1e-6)
     assert d["ci"] == pytest.approx([np.mean(per) - half, np.mean(per) + half], abs=1e-5)
@@ -100,3 +102,11 @@ def test_report_rebuilds_from_per_item_file_alone(tmp_path):
     with pytest.raises(Exception, match="not written by"):
         rebuild(run, tmp_path / "foreign")
     assert (tmp_path / "foreign" / "mine.txt").read_text() == "x"
+
+
+def test_seeds_that_agree_exactly_still_carry_their_item_noise():
+    """Two seeds with the same accuracy (60 items, steps of 1/60) must not give a zero-width CI and p = 0."""
+    from evals.stats import seed_interval
+    assert seed_interval([-0.05, -0.05])["p"] == 0.0          # no floor: the degenerate answer
+    s = seed_interval([-0.05, -0.05], floor_var=0.03 ** 2)
+    assert s["ci"][0] < -0.05 < s["ci"][1] and s["p"] > 0.05
