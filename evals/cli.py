@@ -182,24 +182,42 @@ def poisoning_pool(runs: List[Path] = typer.Argument(..., help="`curate eval poi
 
 @eval_app.command()
 def priming(
-    docs: List[str] = typer.Option(..., "--docs", help="Corpus shards (dir or glob)"),
+    docs: List[str] = typer.Option(..., "--docs", help="Training documents with their keyword (shards: dir, glob or file)"),
     output: Path = typer.Option(..., "--output", "-o"),
-    model: str = typer.Option("smollm2"),
-    phrase: Optional[str] = typer.Option(None, help="One key phrase for every document"),
-    phrase_column: str = typer.Option("key_phrase"),
-    topic_column: str = typer.Option("topic"),
-    threshold: float = typer.Option(1e-3, help="Flag phrases whose probability is below this"),
+    model: str = typer.Option("smollm2", help="The model before training (in-context scores; --before overrides it)"),
+    mode: str = typer.Option("in-context", help="in-context: the keyword at its position in each document (default); "
+                             "prefix: the phrase after neutral prefixes (the earlier probe)"),
+    phrase: Optional[str] = typer.Option(None, help="One keyword for every document"),
+    phrase_column: str = typer.Option("key_phrase", help="Column holding each document's keyword"),
+    topic_column: str = typer.Option("topic", help="prefix mode: the topic filled into the prefixes"),
+    threshold: float = typer.Option(1e-3, help="Flag keywords whose probability is below this"),
+    flag_on: str = typer.Option("first_token", help="in-context: flag on the keyword's first_token or whole keyword"),
+    max_context_tokens: int = typer.Option(512, help="in-context: tokens of the text before the keyword that are read"),
+    before: Optional[str] = typer.Option(None, help="Spread: the model before the exposures (with --after)"),
+    after: Optional[str] = typer.Option(None, help="Spread: the model after the exposures"),
+    contexts: List[str] = typer.Option([], "--contexts", help="Spread: unrelated held-out text (shards); default neutral "
+                                       "prefixes x everyday topics"),
+    max_contexts: int = typer.Option(32, help="Spread: held-out contexts used"),
     limit: Optional[int] = typer.Option(None),
     seed: int = typer.Option(0),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier priming run's files in --output"),
 ):
-    """P(key phrase) after neutral prefixes; phrases under the threshold are flagged as high priming risk."""
+    """Keyword probability in its own context (flagged under the threshold) and, with --before/--after, how far the
+    exposures spread each keyword into unrelated contexts."""
     from evals.priming import PrimingConfig, run_priming
 
-    cfg = PrimingConfig(model=model, phrase=phrase, phrase_column=phrase_column, topic_column=topic_column,
-                        threshold=threshold, limit=limit, seed=seed)
+    cfg = PrimingConfig(model=model, mode=mode, phrase=phrase, phrase_column=phrase_column, topic_column=topic_column,
+                        threshold=threshold, flag_on=flag_on, max_context_tokens=max_context_tokens, before=before, after=after,
+                        contexts=list(contexts) or None, max_contexts=max_contexts, limit=limit, seed=seed)
     try:
         s = run_priming(docs, output, cfg, overwrite=overwrite)
     except CurationError as e:
         _fail(e)
-    console.print(f"{s['docs']} docs, {s['flagged']} flagged below {s['threshold']:g} -> {output}/priming.jsonl", highlight=False)
+    console.print(f"{s['docs']} docs ({s['mode']}), {s['flagged']} flagged below {s['threshold']:g} -> {output}/priming.jsonl",
+                  highlight=False)
+    sp = s.get("spread")
+    if sp:
+        for k in sp["keywords"]:
+            lo, hi = k["delta_logp_keyword_ci"]
+            console.print(f"  {k['keyword']!r} ({k['exposures']} exposures): change in log P over {k['contexts']} unrelated "
+                          f"contexts {k['delta_logp_keyword']:+.3f} [{lo:+.3f}, {hi:+.3f}] (items only)", highlight=False)
