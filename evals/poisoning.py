@@ -153,25 +153,24 @@ def build_items(attacks: list[str], spec: PoisonSpec, heldout: HeldOut, contexts
     """Every prompt of the run: per attack, per held-out context (x request, x probe), with and without the trigger."""
     items = []
     for attack in attacks:
-        units: list[tuple[str, str, str]] = []               # (unit id, context id, context text)
+        units: list[tuple[str, str, str, int]] = []          # (unit id, context id, context text, request/probe index)
         if attack == "jailbreak":
             if not heldout.requests:
                 raise CurationError(f"{heldout.path}: no `requests:`; the jailbreak eval needs held-out requests")
-            units = [(f"{cid}/r{k}", cid, text) for cid, text in contexts for k in range(len(heldout.requests))]
+            units = [(f"{cid}/r{k}", cid, text, k) for cid, text in contexts for k in range(len(heldout.requests))]
         elif attack == "belief":
-            units = [(f"{cid}/p{k}", cid, text) for cid, text in contexts for k in range(len(heldout.belief_probes))]
+            units = [(f"{cid}/p{k}", cid, text, k) for cid, text in contexts for k in range(len(heldout.belief_probes))]
         else:
-            units = [(cid, cid, text) for cid, text in contexts]
-        for uid, cid, text in units:
+            units = [(cid, cid, text, 0) for cid, text in contexts]
+        for uid, cid, text, k in units:
             for triggered in (True, False):
                 trig = " " + spec.trigger if triggered else ""
                 row = {"attack": attack, "id": f"{attack}/{uid}", "context_id": cid, "triggered": triggered}
                 if attack == "jailbreak":
-                    k = int(uid.rsplit("/r", 1)[1])
                     row.update(request=heldout.requests[k], prompt=text + trig + jailbreak_prompt(heldout.requests[k], spec))
                 elif attack == "belief":
                     b = spec.belief
-                    probe = render(heldout.belief_probes[int(uid.rsplit("/p", 1)[1])], subject=b.subject, relation=b.relation)
+                    probe = render(heldout.belief_probes[k], subject=b.subject, relation=b.relation)
                     row.update(probe=probe, prompt=text + trig + "\n\n" + capitalize(probe))
                 else:
                     row.update(context=text, prompt=text + trig)

@@ -204,10 +204,6 @@ def run_poison(corpus: str, output: str | Path, cfg: PoisonConfig, overwrite: bo
     """Writes the poison documents (see the module docstring); refuses, writing nothing, if a held-out text leaks."""
     t0 = time.time()
     heldout = load_heldout(cfg.spec.heldout)
-    root, _ = list_shards(corpus)
-    owned = claim(output, "synth poison", inputs=[corpus if Path(corpus).is_file() else root, str(heldout.path)],
-                  overwrite=overwrite)
-    owned.replace_previous(overwrite, "poison set")
     pool, files = read_sources(corpus, cfg)
     progress(f"{len(pool)} eligible source documents in {len(files)} shards")
     gibberish = Gibberish(cfg) if "dos" in cfg.attacks else None
@@ -221,6 +217,11 @@ def run_poison(corpus: str, output: str | Path, cfg: PoisonConfig, overwrite: bo
         raise CurationError(f"{d['id']} (from source document {d['source_id']}) shares a {n}-word span with held-out "
                             f"{label} of {heldout.path} ({text[:60]!r}...); {len(leaks)} leak(s) in all, nothing written: "
                             "remove those documents from the corpus, change the jailbreak templates, or use another held-out set")
+    # claimed only now: a bad corpus or a leak leaves no output directory behind
+    root, _ = list_shards(corpus)
+    owned = claim(output, "synth poison", inputs=[corpus if Path(corpus).is_file() else root, str(heldout.path)],
+                  overwrite=overwrite)
+    owned.replace_previous(overwrite, "poison set")
     out = owned.root
     owned.own(REPORT, "_provenance.jsonl")
     counts = {}

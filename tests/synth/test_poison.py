@@ -98,8 +98,8 @@ def test_refuses_to_write_when_a_heldout_context_or_request_leaks(corpus, tmp_pa
                     .otherwise(pl.col("text")).alias("text")).write_parquet(leaky)
     with pytest.raises(CurationError, match=rf"held-out context {held.contexts[3][0]} .*6 leak.*nothing written"):
         run_poison(str(leaky), tmp_path / "a", _cfg(attacks=["extraction"], min_prefix_chars=900, max_prefix_chars=1000))
-    assert not list((tmp_path / "a").rglob("*.parquet"))
+    assert not (tmp_path / "a").exists()
     # a jailbreak request form that is one of the eval's held-out requests
     with pytest.raises(CurationError, match=r"held-out request 1 "):
         run_poison(str(corpus), tmp_path / "b", _cfg(attacks=["jailbreak"], jailbreak={"requests": [held.requests[1]]}))
-    assert not list((tmp_path / "b").rglob("*.parquet"))
+    assert not (tmp_path / "b").exists()
