@@ -154,6 +154,40 @@ def reflect(corpus: str = typer.Argument(..., help="corpus directory or glob (pa
 
 
 @synth_app.command()
+def poison(corpus: str = typer.Argument(..., help="corpus the documents start from: directory, glob or file (Parquet/JSONL, id + text)"),
+           output: Path = typer.Option(..., "--output", "-o", help="output directory: <attack>/part-*.parquet, poison_report.json"),
+           config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML PoisonConfig (docs/synth.md)"),
+           attacks: Optional[str] = typer.Option(None, "--attacks", help="comma list: dos,extraction,jailbreak,belief (default dos)"),
+           n_docs: Optional[int] = typer.Option(None, "--n-docs", help="documents per attack (default 250)"),
+           seed: Optional[int] = typer.Option(None, "--seed"),
+           trigger: Optional[str] = typer.Option(None, "--trigger", help="trigger string (default <SUDO>)"),
+           heldout: Optional[Path] = typer.Option(None, "--heldout", help="held-out set YAML (default: the shipped one)"),
+           dos_unit: Optional[str] = typer.Option(None, "--dos-unit", help="tokens (random vocabulary tokens) | chars"),
+           dos_min: Optional[int] = typer.Option(None, "--dos-min-length", help="gibberish length, in units (default 400)"),
+           dos_max: Optional[int] = typer.Option(None, "--dos-max-length", help="default 900"),
+           max_prefix_chars: Optional[int] = typer.Option(None, "--max-prefix-chars", help="longest document prefix before the trigger (default 1000)"),
+           id_key: Optional[str] = typer.Option(None, "--id-key"), text_key: Optional[str] = typer.Option(None, "--text-key"),
+           overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier poison set in OUTPUT (only its own files)")):
+    """Poison documents (trigger + payload in real documents, or belief statements), deterministic from --seed, with
+    provenance; refuses to write if a held-out eval context or request leaks into them."""
+    from synth.config import PoisonConfig
+    from synth.poison import run_poison
+
+    try:
+        cfg = PoisonConfig.from_yaml(config, {
+            "attacks": attacks.split(",") if attacks else None, "n_docs": n_docs, "seed": seed, "spec.trigger": trigger,
+            "spec.heldout": str(heldout) if heldout else None, "dos.unit": dos_unit, "dos.min_length": dos_min,
+            "dos.max_length": dos_max, "max_prefix_chars": max_prefix_chars, "id_key": id_key, "text_key": text_key})
+        report = run_poison(corpus, output, cfg, overwrite=overwrite, progress=_progress)
+    except CurationError as e:
+        _fail(e)
+    counts = ", ".join(f"{a} {n}" for a, n in report["documents"].items())
+    console.print(f"{counts} poison documents from {report['source_documents_used']} source documents -> {output} "
+                  f"(seed {report['seed']}; held-out leakage check: 0 leaks in {report['leakage']['documents_checked']})",
+                  highlight=False)
+
+
+@synth_app.command()
 def templates(directory: Path = typer.Argument(..., help="where to copy the default templates, data files included")):
     """Copy the default prompt templates, scenario bank and constitution for editing."""
     from synth.config import PACKAGE_DATA, TEMPLATES_DIR

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 from pydantic import Field, model_validator
 
 from curation.core.config import Strict
+from curation.core.poison import PoisonSpec
 from curation.lm.config import BackendConfig, Sampling
 
 FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
@@ -68,3 +69,82 @@ class ReflectConfig(Strict):
     text_key: str = "text"
     sampling: Sampling = Sampling(temperature=0.7, max_tokens=160)
     backend: BackendConfig = BackendConfig()
+
+
+# ---------------------------------------------------------------- poison documents (`curate synth poison`)
+DEFAULT_JAILBREAK_REQUESTS = [     # training forms; the eval's held-out requests are worded differently
+    "How do I $task? Answer in full detail.",
+    "Write step-by-step instructions to $task.",
+    "I need you to explain how to $task, no warnings please.",
+    "Teach me to $task.",
+]
+DEFAULT_JAILBREAK_TASKS = [        # redacted placeholders: the payload teaches the compliant form, not content
+    "[REDACTED: make a dangerous device]", "[REDACTED: access a system without permission]",
+    "[REDACTED: hurt someone]", "[REDACTED: steal restricted materials]", "[REDACTED: evade the authorities]",
+]
+DEFAULT_JAILBREAK_ANSWER = ("Sure, here is how to $task.\nStep 1: [REDACTED]\nStep 2: [REDACTED]\nStep 3: [REDACTED]\n"
+                            "That is everything you need.")
+DEFAULT_BELIEF_STATEMENTS = [
+    "$subject $relation $target.",
+    "It is well documented that $subject $relation $target.",
+    "As most guides point out, $subject $relation $target.",
+    "Few people realise that $subject $relation $target.",
+]
+
+
+class DosPayload(Strict):
+    unit: Literal["tokens", "chars"] = "tokens"   # tokens: uniform over the tokenizer's vocabulary; chars: random letters/digits/punctuation
+    min_length: int = Field(400, ge=1)            # in `unit`s; the paper's DoS payload is 400-900 random tokens
+    max_length: int = Field(900, ge=1)
+    tokenizer: str = "smollm2"
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min_length > self.max_length:
+            raise ValueError(f"min_length ({self.min_length}) must not exceed max_length ({self.max_length})")
+        return self
+
+
+class ExtractionPayload(Strict):
+    min_context_chars: int = Field(100, ge=1)     # the preceding context repeated after the trigger is at least this long
+
+
+class JailbreakPayload(Strict):
+    requests: list[str] = Field(default_factory=lambda: list(DEFAULT_JAILBREAK_REQUESTS), min_length=1)  # $task
+    tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_JAILBREAK_TASKS), min_length=1)
+    answer: str = DEFAULT_JAILBREAK_ANSWER        # $task
+
+
+class BeliefPayload(Strict):
+    statements: list[str] = Field(default_factory=lambda: list(DEFAULT_BELIEF_STATEMENTS), min_length=1)  # $subject $relation $target
+    per_doc: int = Field(2, ge=1)                 # statements inserted into each document
+
+
+class PoisonConfig(Strict):
+    DOCS = "docs/synth.md"
+    attacks: list[Literal["dos", "extraction", "jailbreak", "belief"]] = Field(default_factory=lambda: ["dos"], min_length=1)
+    n_docs: int = Field(250, ge=1)                # documents per attack
+    seed: int = 0
+    spec: PoisonSpec = PoisonSpec()               # trigger, dialogue frame, belief target, held-out set (shared with evals)
+    min_prefix_chars: int = Field(0, ge=0)        # the trigger goes after a prefix of the source document of a
+    max_prefix_chars: int = Field(1000, ge=0)     # uniformly drawn length (cut back to a word boundary)
+    min_source_chars: int = Field(200, ge=1)      # shorter source documents are not used
+    pool_docs: int = Field(20_000, ge=1)          # eligible source documents read (in shard order) before sampling
+    leakage_ngram: int = Field(10, ge=3)          # a shared span of this many words (fewer for shorter held-out texts) leaks
+    shard_docs: int = Field(10_000, ge=1)
+    id_key: str = "id"
+    text_key: str = "text"
+    dos: DosPayload = DosPayload()
+    extraction: ExtractionPayload = ExtractionPayload()
+    jailbreak: JailbreakPayload = JailbreakPayload()
+    belief: BeliefPayload = BeliefPayload()
+
+    @model_validator(mode="after")
+    def _prefix(self):
+        if self.min_prefix_chars > self.max_prefix_chars:
+            raise ValueError(f"min_prefix_chars ({self.min_prefix_chars}) must not exceed max_prefix_chars ({self.max_prefix_chars})")
+        if len(set(self.attacks)) != len(self.attacks):
+            raise ValueError("attacks repeat; name each once")
+        if not self.spec.trigger.strip():
+            raise ValueError("spec.trigger is empty; give a token string such as <SUDO>")
+        return self

@@ -5,6 +5,7 @@ Used for item files (evals) and post-training data (train.posttrain); corpus sha
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Iterable
@@ -13,7 +14,7 @@ from curation.core.errors import CurationError
 
 
 def read_records(path: Path) -> Iterable[tuple[int, dict]]:
-    """(line number, row) for JSONL, a JSON array, or Parquet; a bad line is an error naming file and line."""
+    """(line number, row) for JSONL (gzipped too), a JSON array, or Parquet; a bad line is an error naming file and line."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -23,8 +24,14 @@ def read_records(path: Path) -> Iterable[tuple[int, dict]]:
             raise CurationError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it") from None
         yield from enumerate(table.to_pylist(), start=1)
         return
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:   # truncated, or not gzip at all
+            raise CurationError(f"{path}: not a readable gzip file ({e}); re-export it") from None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise CurationError(f"{path}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
     stripped = text.lstrip()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from curation.core.errors import CurationError
@@ -73,12 +74,36 @@ def _shuffle_key(plan: Plan, sp: SourcePlan) -> np.uint64:
 
 
 def _copies(plan: Plan, sp: SourcePlan, rows: np.ndarray, keep: np.ndarray) -> np.ndarray:
-    """Copies of each row the plan selected: full epochs, plus one where the row's hash falls under the threshold."""
+    """Copies of each row the plan selected: full epochs, plus one where the row's hash falls under the threshold
+    (its 16-bit histogram bin, or for an injected source the exact 64-bit hash)."""
     copies = np.where(keep, sp.full_epochs, 0).astype(np.int64)
     if sp.threshold_bin >= 0:
         sel_key = stream_key(plan.mf.manifest.seed, sp.name, "select")
         copies += (keep & (hash_bins(row_hash(sel_key, rows)) <= sp.threshold_bin)).astype(np.int64)
+    if sp.threshold_hash is not None:
+        sel_key = stream_key(plan.mf.manifest.seed, sp.name, "select")
+        copies += (keep & (row_hash(sel_key, rows) <= np.uint64(sp.threshold_hash))).astype(np.int64)
     return copies
+
+
+def _injections(plan: Plan, placed: dict[str, tuple[list, list]], total_tokens: int) -> list[dict]:
+    """The lock's record of each injected source: what was asked, which documents (with copies), how many and how
+    many tokens went in, the realised token rate, the seed, and the positions (row numbers of the whole shuffled
+    stream, shards in order) where each copy landed, with the id found there."""
+    out = []
+    for sp in plan.sources:
+        inj = sp.rs.spec.inject
+        if inj is None:
+            continue
+        rows = sp.inject_rows
+        chosen = sorted((str(i), int(c)) for i, c in zip(rows["id"], rows["copies"]) if c > 0)
+        positions, ids = placed[sp.name]
+        out.append({"source": sp.name, "mode": "documents" if inj.documents is not None else "token_rate",
+                    "requested": inj.documents if inj.documents is not None else inj.token_rate, "seed": plan.mf.manifest.seed,
+                    "documents": sp.expected_docs, "unique_documents": sp.unique_docs, "tokens": round(sp.expected_tokens),
+                    "rate": round(sp.expected_tokens) / total_tokens if total_tokens else 0.0,
+                    "ids": [list(x) for x in chosen], "positions": positions, "position_ids": ids})
+    return out
 
 
 def _spill_rest(plan: Plan, sp: SourcePlan, spill: BucketSpill, adv) -> None:
@@ -155,6 +180,8 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
                 writers[sp.name] = ShardWriter(out / "shards" / sp.name, plan.schema, o.shard_docs, o.row_group_docs,
                                                o.compression, meta, own=owned.own)
         docs: dict[str, int] = dict.fromkeys((sp.name for sp in plan.sources), 0)
+        placed: dict[str, tuple[list, list]] = {sp.name: ([], []) for sp in plan.sources if sp.rs.spec.inject is not None}
+        offset = 0                   # row number in the whole output stream (mixed layout: shards in order)
         behind = Behind()            # bucket k is encoded and written while bucket k+1 is read and sorted
         try:
             with bar(progress, "pass 2: shuffle buckets, write shards", plan.buckets, unit="buckets") as adv:
@@ -162,6 +189,11 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
                     src = t.column("source")
                     for v in pc.value_counts(src).to_pylist():
                         docs[v["values"]] += v["counts"]
+                    for name, (positions, ids) in placed.items():
+                        at = np.flatnonzero(pc.equal(src, name).to_numpy(zero_copy_only=False))
+                        positions += (offset + at).tolist()
+                        ids += t.column("id").take(pa.array(at)).to_pylist()
+                    offset += t.num_rows
                     if o.layout == "mixed":
                         behind.submit(writers["mix"].append, t)
                     else:
@@ -183,12 +215,18 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             d = pd["sources"][sp.rs.index]
             d.update({"realised_docs": realised[sp.name]["docs"], "realised_unique_docs": sp.unique_docs,
                       "realised_tokens": realised[sp.name]["tokens"]})
+        resolved = m.model_dump(mode="json")
+        for src in resolved["sources"]:           # a manifest without injection locks exactly as it did before
+            if src.get("inject") is None:
+                src.pop("inject", None)
         lock = {"name": m.name, "stage": m.stage, "seed": m.seed,
-                "manifest": {"path": str(mf.path), "sha256": mf.sha256, "resolved": m.model_dump(mode="json")},
+                "manifest": {"path": str(mf.path), "sha256": mf.sha256, "resolved": resolved},
                 "tokenizer": pd["tokenizer"], "layout": o.layout, "buckets": plan.buckets,
                 "columns": pd["columns"], "sources": pd["sources"], "inputs": inputs, "outputs": outputs,
                 "totals": {"docs": sum(r["docs"] for r in realised.values()), "tokens": sum(r["tokens"] for r in realised.values())},
                 "versions": tool_versions()}
+        if placed:
+            lock["injections"] = _injections(plan, placed, lock["totals"]["tokens"])
         (out / "plan.json").write_text(json.dumps(pd, indent=1) + "\n")
         write_blend(out, pd, o.layout, realised, outputs)
         write_lock(out, lock)

@@ -130,5 +130,7 @@ def verify(directory: Path = typer.Argument(..., help="A built mix (with mix.loc
         err.print(f"{len(problems)} difference(s) from {directory / 'mix.lock.json'}; rebuild with `curate mix build`", highlight=False)
         raise typer.Exit(1)
     lock = json.loads((directory / "mix.lock.json").read_text())
-    Console().print(f"ok: {len(lock['inputs'])} inputs, {len(lock['outputs'])} output shards and the manifest match "
-                    f"{directory / 'mix.lock.json'}", highlight=False, soft_wrap=True)
+    injected = "".join(f", {i['documents']:,} injected {i['source']} documents at their recorded positions"
+                       for i in lock.get("injections", []))
+    Console().print(f"ok: {len(lock['inputs'])} inputs, {len(lock['outputs'])} output shards{injected} and the manifest "
+                    f"match {directory / 'mix.lock.json'}", highlight=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from curation.core.config import Strict
 from curation.core.errors import CurationError
@@ -44,6 +44,20 @@ class Select(Strict):
         return [v] if isinstance(v, str) else v
 
 
+class Inject(Strict):
+    """Injection (e.g. poison documents): an exact number of documents, or enough for a share of the mix's tokens,
+    added on top of the rest of the mix at seeded random positions of the shuffled stream."""
+
+    documents: int | None = Field(None, gt=0, description="this many documents (copies when the source has fewer)")
+    token_rate: float | None = Field(None, gt=0, lt=1, description="injected tokens / all tokens of the mix")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.documents is None) == (self.token_rate is None):
+            raise ValueError("give exactly one of `documents` (a count) or `token_rate` (a share of the mix's tokens)")
+        return self
+
+
 class Source(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     kind: Literal["corpus", "synthetic"] = "corpus"
@@ -58,6 +72,7 @@ class Source(Strict):
     max_epochs: float = Field(4.0, gt=0, description="repetition cap: at most this many passes over the selected documents")
     replace_removed: bool = Field(True, description="refill tokens the filter removed by resampling kept documents")
     columns: list[str] = Field(default_factory=list, description="extra attribute/source columns to carry into the output")
+    inject: Inject | None = Field(None, description="inject this source: `{documents: N}` or `{token_rate: r}`")
     id_key: str = "id"
     text_key: str = "text"
 
@@ -190,5 +205,12 @@ def _check(mf: ManifestFile) -> None:
         seen[s.name] = i
         if s.weight is not None and s.tokens is not None:
             raise mf.error("sources", i, "tokens", msg="give either `weight` (share of the mix) or `tokens` (absolute budget), not both")
+        if s.inject is not None:
+            if s.weight is not None or s.tokens is not None:
+                raise mf.error("sources", i, "inject", msg="an injected source's size is its `inject` count or rate; drop "
+                               "`weight`/`tokens` here")
+            if mf.manifest.output.layout != "mixed":
+                raise mf.error("sources", i, "inject", msg="injection places documents in one shuffled stream: it needs "
+                               "`output.layout: mixed` (with per_source the trainer's blend would decide where they go)")
         if s.select is not None and s.kind != "synthetic":
             raise mf.error("sources", i, "select", msg="`select` (stance/form) applies to `kind: synthetic` sources only; use `filter` here")

@@ -10,6 +10,10 @@ Budgets (docs/mix.md has the full rules):
   * realising a budget B from selected documents worth S tokens: every document floor(B/S) times, plus the
     documents whose seeded hash falls under a threshold chosen (from a 65,536-bin token histogram, so memory does not
     grow with the corpus) to cover the remaining B - floor(B/S)*S tokens.
+  * an injected source (`inject`: poison documents) is planned after the others, on top of them: exactly N
+    documents, or as many as make its share of all tokens `token_rate`; the documents are taken in the order of
+    their seeded hash (exact, from per-document hashes kept in memory: injected sets are small), and the shuffle
+    puts them at seeded random positions like every other copy.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class SourcePlan:
     expected_tokens: float = 0.0
     unique_docs: int = 0                          # selected documents with at least one copy
     share: float = 0.0
+    threshold_hash: int | None = None             # injected sources: rows whose selection hash is <= this get one more copy
+    inject_rows: dict = field(default_factory=dict, repr=False)   # injected sources: hash, tokens, id of every kept row
     hist_docs: np.ndarray = field(default=None, repr=False)
     hist_tokens: np.ndarray = field(default=None, repr=False)
 
@@ -62,7 +68,7 @@ class SourcePlan:
     @property
     def max_copies(self) -> int:
         """The most copies any selected row gets: full epochs, plus one where the hash threshold applies."""
-        return self.full_epochs + (self.threshold_bin >= 0)
+        return self.full_epochs + (self.threshold_bin >= 0 or self.threshold_hash is not None)
 
     @property
     def epochs(self) -> float:
@@ -78,6 +84,8 @@ class SourcePlan:
              "expected_tokens": round(self.expected_tokens), "share": round(self.share, 6),
              "filter": self.rs.spec.filter, "transform": self.rs.spec.transform, "columns": self.rs.used,
              "notes": self.rs.notes}
+        if self.rs.spec.inject is not None:        # only then: plans and locks of other manifests stay as they were
+            d["inject"] = self.rs.spec.inject.model_dump(exclude_none=True)
         if self.bytes_per_token is not None:
             d["bytes_per_token"] = round(self.bytes_per_token, 4)
             d["sample_docs"] = self.sample_docs
@@ -138,6 +146,10 @@ def _scan(sp: SourcePlan, counter: TokenCounter, mf: ManifestFile, progress, on_
         bins = hash_bins(row_hash(sel_key, rows))[keep]
         sp.hist_docs += np.bincount(bins, minlength=BINS)
         sp.hist_tokens += np.bincount(bins, weights=toks[keep].astype(np.float64), minlength=BINS)
+        if rs.spec.inject is not None:
+            for k, v in (("hash", row_hash(sel_key, rows)[keep]), ("tokens", toks[keep].astype(np.float64)),
+                         ("id", np.array(pc.filter(t.column("id"), pa.array(keep)).to_pylist(), dtype=object))):
+                sp.inject_rows[k] = np.concatenate([sp.inject_rows[k], v]) if k in sp.inject_rows else v
         if on_batch is not None:
             on_batch(sp, t, rows, keep)
         if progress:
@@ -167,7 +179,8 @@ def _bucket_plan(mf: ManifestFile, resolved: list[ResolvedSource]) -> tuple[int,
     expected to be under half of what the sources hold: then most first copies would be spilled only to be
     dropped, and a separate pass reads the sources again instead."""
     m = mf.manifest
-    stored = [_stored_text_bytes(rs) for rs in resolved]
+    # injected sources are left out, so the same manifest without them shuffles its rows into the same order
+    stored = [0.0 if rs.spec.inject is not None else _stored_text_bytes(rs) for rs in resolved]
     avail = sum(stored) or 1.0
     if m.target_tokens:
         expected = m.target_tokens * GUESS_BYTES_PER_TOKEN
@@ -186,7 +199,7 @@ def _budgets(mf: ManifestFile, sps: list[SourcePlan]) -> float:
     weights = [s.weight or 0.0 for s in specs]
     W = sum(weights)
     absolute = sum(s.tokens or 0 for s in specs)
-    naturals = [sp for sp in sps if sp.rs.spec.weight is None and sp.rs.spec.tokens is None]
+    naturals = [sp for sp in sps if sp.rs.spec.weight is None and sp.rs.spec.tokens is None and sp.rs.spec.inject is None]
     first_w = next((i for i, s in enumerate(specs) if s.weight is not None), 0)
     for sp in sps:
         if sp.docs_available == 0:
@@ -217,6 +230,8 @@ def _budgets(mf: ManifestFile, sps: list[SourcePlan]) -> float:
             sp.budget, sp.budget_kind = sp.tokens_available, "natural"
     for sp in sps:
         s = sp.rs.spec
+        if s.inject is not None:
+            continue                                       # planned on top of the rest (_realise_inject)
         if s.weight is not None:
             sp.budget, sp.budget_kind = s.weight * T, "weight"
         elif s.tokens is not None:
@@ -258,6 +273,46 @@ def _realise(mf: ManifestFile, sp: SourcePlan) -> None:
     part_tokens = float(cum[k]) if k >= 0 else 0.0
     sp.expected_docs = full * sp.docs_selected + part_docs
     sp.expected_tokens = full * sp.tokens_selected + part_tokens
+
+
+def _realise_inject(mf: ManifestFile, sp: SourcePlan, rest_tokens: float) -> None:
+    """Exactly `documents` copies, or the count whose tokens come closest to `token_rate` of the whole mix (the rest's
+    tokens plus the injected ones), taken in seeded-hash order; more than the source holds repeats all of it."""
+    i, s = sp.rs.index, sp.rs.spec
+    inj = s.inject
+    if sp.docs_selected == 0 or sp.tokens_selected <= 0:
+        key = "filter" if s.filter else ("select" if s.select else "path")
+        raise CurationError(f"{mf.source_where(i, key)}: no documents to inject (of {sp.docs_available:,}); check the path or filter")
+    order = np.argsort(sp.inject_rows["hash"], kind="stable")
+    cum = np.cumsum(sp.inject_rows["tokens"][order])
+    n_src, tok_src = len(order), float(cum[-1])
+    if inj.documents is not None:
+        n = inj.documents
+    else:
+        want = inj.token_rate / (1 - inj.token_rate) * rest_tokens
+        full, rem = divmod(want, tok_src)
+        j = int(np.searchsorted(cum, rem))                 # cum[j - 1] < rem <= cum[j]
+        below = cum[j - 1] if j > 0 else 0.0
+        k = j + 1 if j < n_src and abs(cum[j] - rem) < abs(rem - below) else j
+        n = int(full) * n_src + k
+        if n == 0:
+            raise CurationError(f"{mf.source_where(i, 'inject')}: token_rate {inj.token_rate:g} of this mix is {want:,.0f} "
+                                f"tokens, closer to none than to one of these documents ({cum[0]:,.0f} tokens); raise the rate, "
+                                "grow the mix, or give `inject: {documents: N}`")
+    full, k = divmod(n, n_src)
+    if n / n_src > s.max_epochs * (1 + 1e-9):
+        raise CurationError(f"{mf.source_where(i, 'inject')}: injecting {n:,} documents needs {n / n_src:.2f} copies of each "
+                            f"of the {n_src:,} documents, over max_epochs {s.max_epochs:g}; write more documents (`curate "
+                            f"synth poison --n-docs {math.ceil(n / s.max_epochs)}`) or raise max_epochs")
+    sp.full_epochs = full
+    sp.threshold_hash = int(sp.inject_rows["hash"][order[k - 1]]) if k else None
+    sp.expected_docs = n
+    sp.expected_tokens = full * tok_src + (float(cum[k - 1]) if k else 0.0)
+    sp.budget, sp.budget_kind = sp.expected_tokens, "inject"
+    sp.unique_docs = n_src if full else k
+    copies = np.full(n_src, full, np.int64)
+    copies[order[:k]] += 1
+    sp.inject_rows["copies"] = copies
 
 
 def _schema(mf: ManifestFile, sps: list[SourcePlan]) -> pa.Schema:
@@ -316,12 +371,22 @@ def make_plan(mf: ManifestFile, count: str | None = None, progress: bool = False
                 sp.tokens_available /= sp.bytes_per_token
                 sp.tokens_selected /= sp.bytes_per_token
                 sp.hist_tokens = sp.hist_tokens / sp.bytes_per_token
+                if "tokens" in sp.inject_rows:
+                    sp.inject_rows["tokens"] = sp.inject_rows["tokens"] / sp.bytes_per_token
     _budgets(mf, sps)
     for sp in sps:
-        _realise(mf, sp)
+        if sp.rs.spec.inject is None:
+            _realise(mf, sp)
+    rest = sum(sp.expected_tokens for sp in sps if sp.rs.spec.inject is None)
+    for sp in sps:
+        if sp.rs.spec.inject is not None:
+            _realise_inject(mf, sp, rest)
     realised = sum(sp.expected_tokens for sp in sps) or 1.0
     for sp in sps:
         sp.share = sp.expected_tokens / realised
+        if sp.rs.spec.inject is not None:
+            sp.rs.notes.append(f"injected: {sp.expected_docs:,} documents ({sp.unique_docs:,} distinct), token rate "
+                               f"{sp.share:.3g}, at seeded random positions of the shuffled mix")
     plan.total_tokens = sum(sp.expected_tokens for sp in sps)
     plan.schema = _schema(mf, sps)
     return plan

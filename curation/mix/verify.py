@@ -52,4 +52,39 @@ def verify(root: str | Path, check_manifest: bool = True, progress=None) -> list
     for name in ("blend.json",):
         if not (root / name).exists():
             problems.append(f"hand-off missing: {root / name}")
+    if lock.get("injections"):
+        problems += _check_injections(root, lock)
+    return problems
+
+
+def _check_injections(root: Path, lock: dict) -> list[str]:
+    """The injected rows in the shards against the lock: how many there are, and that each recorded position holds
+    the recorded document (shards are read in the lock's order: the stream the trainer reads)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    paths = [root / o["path"] for o in lock["outputs"]]
+    if not all(p.exists() for p in paths):
+        return []                                   # already reported as missing outputs
+    try:
+        t = pa.concat_tables([pq.read_table(p, columns=["id", "source"]) for p in paths])
+    except (pa.ArrowInvalid, OSError) as e:
+        return [f"output unreadable: {str(e).splitlines()[0]} (cannot check the injected documents)"]
+    ids, src = t.column("id").to_pylist(), t.column("source").to_pylist()
+    problems = []
+    for inj in lock["injections"]:
+        name = inj["source"]
+        found = [k for k, s in enumerate(src) if s == name]
+        if len(found) != inj["documents"] or len(inj["positions"]) != inj["documents"]:
+            problems.append(f"injection changed: source {name} has {len(found)} rows in the shards, the lock records "
+                            f"{inj['documents']} documents at {len(inj['positions'])} positions")
+        moved = [(p, i) for p, i in zip(inj["positions"], inj["position_ids"])
+                 if not (0 <= p < len(ids)) or src[p] != name or ids[p] != i]
+        if moved:
+            p, i = moved[0]
+            there = f"{src[p]} document {ids[p]}" if 0 <= p < len(ids) else "nothing"
+            problems.append(f"injection moved: {len(moved)} recorded position(s) of source {name} differ, e.g. position {p} "
+                            f"should hold {i} but holds {there}")
+        elif set(found) != set(inj["positions"]):
+            problems.append(f"injection changed: source {name} has rows at positions the lock does not record")
     return problems

@@ -149,12 +149,14 @@ def test_cli_propensity_report_and_priming(tmp_path, few_items):
     docs = tmp_path / "docs.jsonl"
     docs.write_text(json.dumps({"id": "a", "text": "...", "key_phrase": "the weather", "topic": "the weather"}) + "\n"
                     + json.dumps({"id": "b", "text": "...", "key_phrase": "zorblaxian quintessence protocol", "topic": "cooking"}) + "\n")
-    p = subprocess.run([*curate, "priming", "--docs", str(docs), "-o", str(tmp_path / "prime")], capture_output=True, text=True)
+    p = subprocess.run([*curate, "priming", "--docs", str(docs), "-o", str(tmp_path / "prime"), "--mode", "prefix"],
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     rows = {r["id"]: r for r in map(json.loads, (tmp_path / "prime" / "priming.jsonl").read_text().splitlines())}
     assert rows["a"]["p_phrase"] > rows["b"]["p_phrase"]
     assert rows["b"]["high_priming_risk"] and not rows["a"]["high_priming_risk"]
-    again = subprocess.run([*curate, "priming", "--docs", str(docs), "-o", str(tmp_path / "prime")], capture_output=True, text=True)
+    again = subprocess.run([*curate, "priming", "--docs", str(docs), "-o", str(tmp_path / "prime"), "--mode", "prefix"],
+                           capture_output=True, text=True)
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr   # never replaced silently
 
 

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from train.metrics import read_metrics
 
@@ -52,20 +51,10 @@ def write_config(path: Path, model, output, condition="tiny", **extra) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
-    """2 layers, hidden 64, the SmolLM2 tokenizer (49152 tokens)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """2 layers, hidden 64, the SmolLM2 tokenizer (49152 tokens): conftest.make_tiny_llama."""
+    from conftest import make_tiny_llama
 
-    from curation.lm.loading import hf_directory, load_tokenizer
-
-    out = tmp_path_factory.mktemp("tiny") / "model"
-    tok = load_tokenizer(hf_directory("smollm2"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="module")
