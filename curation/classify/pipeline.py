@@ -91,9 +91,11 @@ def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
 
 
 def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
-    """Per shard: done (its attribute file was computed from the shard as it is now), changed (from an earlier
-    version of the shard), missing (never written, or removed) - the last two are redone."""
-    from curation.classify.steps.reader import input_fingerprint, stored_fingerprint
+    """Per shard: done (its attribute file was computed from the shard as it is now: same bytes), changed (from an
+    earlier version of the shard, or recorded before content fingerprints), missing (never written, or removed) - the
+    last two are redone."""
+    from curation.core.digests import flush
+    from curation.core.shards import input_fingerprint, stored_fingerprint
 
     states = {}
     for rel in rels:
@@ -103,6 +105,7 @@ def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
             continue
         stored = stored_fingerprint(str(attr))
         states[rel] = "done" if stored == input_fingerprint(os.path.join(root, rel), rel) else "changed"
+    flush()   # the workers find these digests in the cache instead of hashing every shard again
     return states
 
 

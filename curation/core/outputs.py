@@ -232,9 +232,11 @@ def _recorded(root: Path, rec: dict, spec: str | Path | None) -> bool:
 
 
 def file_identity(path: str | Path, rows: int | None = None) -> dict:
-    """What a per-shard output records of its input: a changed identity means the input changed, so it is redone."""
-    st = os.stat(path)
-    ident = {"path": str(_abs(path)), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    """What a per-shard output records of its input: path, size and the sha256 of its bytes (curation/core/digests.py,
+    cached by size, mtime, ctime and inode). A changed identity means the input changed, so the output is redone."""
+    from curation.core.digests import cached_sha256
+
+    ident = {"path": str(_abs(path)), "size": os.path.getsize(path), "sha256": cached_sha256(path, full=True)}
     if rows is not None:
         ident["rows"] = rows
     return ident

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
+from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
 from curation.core.outputs import Output, claim
 from curation.mix.handoff import BLEND_NAME, write_blend
@@ -171,7 +172,7 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             behind.close()
         written = [f for w in writers.values() for f in w.close()]
         outputs = describe_outputs(out, written)
-        changed = [f"{i['path']}" for i in inputs if Path(i["path"]).stat().st_size != i["size"]]
+        changed = [f"{i['path']}" for i in inputs if cached_sha256(i["path"], full=True) != i["sha256"]]
         if changed:
             raise CurationError(f"{changed[0]}: changed while the mix was being built; rerun the build")
         realised = {}

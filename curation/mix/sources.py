@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.mix.manifest import ManifestFile, Source
-from curation.core.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, check_attributes_match, list_shards
 
 BATCH_ROWS = 4096
 
@@ -115,6 +115,8 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         a = os.path.join(attr_root, attribute_path(rel)) if attr_root else None
         if a and not os.path.exists(a):
             raise CurationError(f"{where('attributes')}: {a} is missing (attributes of {p}); run `curate classify {path} --output {attr_root}`")
+        if a:   # computed from this very shard (size and sha256 recorded by classify), or refused
+            check_attributes_match(p, rel, a, root, attr_root, where("attributes"))
         rows = None
         for f in (p, a):
             if not f or not f.endswith(".parquet"):

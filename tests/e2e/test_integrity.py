@@ -1,0 +1,79 @@
+"""Issue 30 (integrity): one test per numbered finding of the 60-case probe, each failing on the code before the fix.
+
+Small inputs (the shipped demo corpus, a few real documents from ../shared, tiny configs) keep every test to seconds;
+the kill tests are seeded as in test_kill_resume.py (KILL_SEED).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import polars as pl
+
+from conftest import REPO, curate
+from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
+
+DEMO = REPO / "curate" / "data" / "demo_corpus"
+CLASSIFY = ("--no-progress", "--no-embedding")
+
+
+def _one_line_error(proc) -> str:
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    return lines[0]
+
+
+def _same_size_edit(path, old: bytes, new: bytes) -> None:
+    """Rewrites `old` as `new` (same length) in place and restores the file's times, as `touch -r` would."""
+    assert len(old) == len(new)
+    st = os.stat(path)
+    data = path.read_bytes()
+    assert old in data
+    path.write_bytes(data.replace(old, new, 1))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_mtime_ns == st.st_mtime_ns and os.stat(path).st_size == st.st_size
+
+
+# ---- 3: reuse keyed on content ----------------------------------------------------------------------------------
+
+def test_item03_same_size_edit_with_restored_mtime_is_redone(tmp_path):
+    root, out = tmp_path / "corpus", tmp_path / "attrs"
+    root.mkdir()
+    rows = [{"id": f"doc-{i}", "text": f"Document {i} is about gardening and the weather in spring."} for i in range(4)]
+    (root / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    curate("classify", root, "--output", out, *CLASSIFY, check=True)
+    assert pl.read_parquet(out / "a.parquet")["id"].to_list() == ["doc-0", "doc-1", "doc-2", "doc-3"]
+    _same_size_edit(root / "a.jsonl", b'"doc-2"', b'"doc-X"')
+    proc = curate("classify", root, "--output", out, *CLASSIFY)
+    assert proc.returncode == 0, proc.stderr
+    assert "redid 1 shard(s) whose input changed" in proc.stderr, proc.stderr
+    assert pl.read_parquet(out / "a.parquet")["id"].to_list() == ["doc-0", "doc-1", "doc-X", "doc-3"]
+
+
+def test_item03_mix_build_refuses_attributes_of_another_version_of_the_corpus(mix_data, tmp_path):
+    """Same ids, different text: the takeover story must not pass a filter scored on the old text."""
+    data = copy_data(mix_data, tmp_path / "data")
+    shutil.rmtree(data / "attrs")             # the copy's attributes belong to the original corpus root
+    curate("classify", data / "corpus", "--output", data / "attrs", *CLASSIFY, check=True)
+    ai = pl.read_parquet(data / "corpus" / "ai" / "part-00000.parquet")
+    scores = pl.read_parquet(data / "attrs" / "ai" / "part-00000.parquet")
+    top = scores.sort("ai_discourse", descending=True)["id"][0]
+    wiki_shard = data / "corpus" / "wiki" / "part-00000.parquet"
+    wiki = pl.read_parquet(wiki_shard)
+    story = ai.filter(pl.col("id") == top)["text"][0]
+    wiki.with_columns(text=pl.when(pl.col("id") == wiki["id"][0]).then(pl.lit(story)).otherwise(pl.col("text"))
+                      ).write_parquet(wiki_shard)
+    m = manifest(tmp_path, base_manifest(data, wiki='    filter: "ai_discourse < 0.5"\n'))
+    proc = curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress")
+    msg = _one_line_error(proc)
+    attr = data / "attrs" / "wiki" / "part-00000.parquet"
+    assert str(attr) in msg and str(wiki_shard) in msg, msg
+    assert f"curate classify {data / 'corpus'} --output {data / 'attrs'}" in msg, msg
+    assert not (tmp_path / "out" / "shards").exists()
+    # the fix it names works: the changed shard is redone and the build goes through, without the story
+    curate("classify", data / "corpus", "--output", data / "attrs", *CLASSIFY, check=True)
+    curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress", check=True)
+    built = pl.read_parquet(str(tmp_path / "out" / "shards" / "*.parquet"))
+    assert story not in built.filter(pl.col("source") == "wiki")["text"].to_list()
