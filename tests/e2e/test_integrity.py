@@ -77,3 +77,53 @@ def test_item03_mix_build_refuses_attributes_of_another_version_of_the_corpus(mi
     curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress", check=True)
     built = pl.read_parquet(str(tmp_path / "out" / "shards" / "*.parquet"))
     assert story not in built.filter(pl.col("source") == "wiki")["text"].to_list()
+
+
+# ---- 5: results do not depend on the output path ------------------------------------------------------------------
+
+def _experiment(d, corpus, **extra) -> "os.PathLike":
+    import yaml
+
+    exp = {"name": "integrity", "inputs": {"corpus": str(corpus)},
+           "conditions": [{"name": "filtered", "preset": "filtered", "set": {"sources.*.max_epochs": 16}}],
+           "train": {"config": "tiny_cpu", "set": {"train.steps": 2, "train.save_interval": 2, "train.global_batch_size": 2,
+                                                   "train.micro_batch_size": 2, "optim.warmup_steps": 1,
+                                                   "data.seq_length": 32}},
+           "evals": {"perplexity": [{"name": "heldout", "data": [str(REPO / "evals" / "data" / "demo" / "heldout_wikipedia.jsonl")],
+                                     "max_docs": 2, "seq_length": 32}], "n_boot": 100}}
+    for k, v in extra.items():
+        exp[k] = v
+    p = d / "exp.yaml"
+    p.write_text(yaml.safe_dump(exp, sort_keys=False))
+    return p
+
+
+def _finished_classify_node(exp, out, attrs) -> None:
+    """The shared classify node, finished, holding a copy of `attrs` (a `curate classify` output of the corpus)."""
+    from curate.experiment.graph import MARKER
+    from curate.experiment.plan import make_plan
+    from curate.experiment.run import claim_output
+
+    claim_output(out)
+    node = next(n for n in make_plan(exp, out, check_budgets=False).nodes if n.kind == "classify")
+    shutil.copytree(attrs, out / node.dir / "attrs")
+    (out / node.dir / MARKER).write_text(json.dumps({"id": node.id, "kind": node.kind, "key": node.key,
+                                                     "outputs": {"attributes": "attrs"}, "lineage": {}}))
+
+
+def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_output_is(mix_data, tmp_path):
+    from curate.experiment.stages import lock_digest
+
+    exp = _experiment(tmp_path, mix_data / "corpus")
+    got = []
+    for name in ("one", "two/deeper"):
+        out = tmp_path / name
+        _finished_classify_node(exp, out, mix_data / "attrs")
+        proc = curate("experiment", "run", exp, "-o", out, "--only", "mix", "--no-progress")
+        assert proc.returncode == 0, proc.stderr
+        (mix,) = (out / "nodes" / "filtered").glob("mix-*")
+        shards = {p.relative_to(mix).as_posix(): p.read_bytes() for p in sorted((mix / "mix" / "shards").glob("*.parquet"))}
+        marker = json.loads((mix / "node.json").read_text())
+        got.append((lock_digest(mix / "mix" / "mix.lock.json"), marker["lineage"]["mix"]["lock_sha256"], shards))
+    assert got[0][2] and got[0][2] == got[1][2], "mix shard bytes differ between output directories"
+    assert got[0][0] == got[1][0] == got[0][1] == got[1][1]
