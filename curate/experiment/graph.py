@@ -289,14 +289,42 @@ def stance_contrasts(exp) -> list[list[str]]:
     return [pair] if all(pair) else []
 
 
-def is_done(out: Path, node: Node) -> bool:
-    m = out / node.dir / MARKER
-    if not m.exists():
-        return False
+def node_files(d: Path) -> dict[str, int]:
+    """What a finished node leaves in its directory, recorded in its marker: relative path -> size of every file but
+    the marker itself and bookkeeping (names starting with `.`: ownership records, locks)."""
+    files = {}
+    for dirpath, dirs, names in os.walk(d):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(names):
+            p = Path(dirpath) / f
+            rel = p.relative_to(d).as_posix()
+            if f.startswith(".") or rel in (MARKER, MARKER + ".tmp"):
+                continue
+            files[rel] = p.lstat().st_size
+    return files
+
+
+def node_state(out: Path, node: Node) -> tuple[bool, str | None]:
+    """(finished, why not, where the marker holds the node's key): a node is finished when its `node.json` holds its
+    key and every file the marker recorded is still there with its size (a deleted output runs the node again)."""
+    d = out / node.dir
     try:
-        return json.loads(m.read_text()).get("key") == node.key
+        marker = json.loads((d / MARKER).read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return False, None
+    if marker.get("key") != node.key:
+        return False, None
+    for rel, size in (marker.get("files") or {}).items():
+        p = d / rel
+        if not p.is_file():
+            return False, f"{rel} is missing"
+        if p.stat().st_size != size:
+            return False, f"{rel} changed size ({size:,} -> {p.stat().st_size:,} bytes)"
+    return True, None
+
+
+def is_done(out: Path, node: Node) -> bool:
+    return node_state(out, node)[0]
 
 
 def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:

@@ -253,7 +253,9 @@ RUNNERS = {"classify": classify, "init": init, "mix": mix, "tokens": tokens, "tr
 
 
 def prepare(ctx: Ctx, resumable: bool) -> None:
-    """A node that cannot resume its own work starts from an empty directory (only ever its own node directory)."""
+    """A node that cannot resume its own work starts from an empty directory (only ever its own node directory); the
+    marker of a finished node whose outputs were deleted since goes first, so a node killed now is not finished."""
+    (ctx.dir / MARKER).unlink(missing_ok=True)
     if ctx.dir.exists() and not resumable:
         shutil.rmtree(ctx.dir)
     ctx.dir.mkdir(parents=True, exist_ok=True)

@@ -127,3 +127,24 @@ def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_outp
         got.append((lock_digest(mix / "mix" / "mix.lock.json"), marker["lineage"]["mix"]["lock_sha256"], shards))
     assert got[0][2] and got[0][2] == got[1][2], "mix shard bytes differ between output directories"
     assert got[0][0] == got[1][0] == got[0][1] == got[1][1]
+
+
+# ---- 7: a finished node whose output was deleted runs again ----------------------------------------------------------
+
+def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
+    exp, out = _experiment(tmp_path, mix_data / "corpus"), tmp_path / "out"
+    _finished_classify_node(exp, out, mix_data / "attrs")
+    proc = curate("experiment", "run", exp, "-o", out, "--only", "mix,tokens", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    (tok,) = (out / "nodes" / "filtered").glob("tokens-*")
+    (bin_,) = (tok / "tokens").glob("*.bin")
+    want = bin_.read_bytes()
+    bin_.unlink()
+    plan = curate("experiment", "plan", exp, "-o", out, "--no-check")
+    assert plan.returncode == 0, plan.stderr
+    row = next(l for l in plan.stdout.splitlines() if "filtered/tokens" in l)
+    assert "to run" in row, plan.stdout
+    assert f"filtered/tokens: finished before, but {bin_.relative_to(tok)} is missing" in plan.stdout, plan.stdout
+    proc = curate("experiment", "run", exp, "-o", out, "--only", "tokens", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert bin_.read_bytes() == want
