@@ -121,6 +121,31 @@ def _legacy_run(out: Path) -> dict | None:
     return {"files": list(RUN_FILES), "trees": list(RUN_TREES)} if (out / "graph.json").is_file() else None
 
 
+def experiment_inputs(plan: Plan) -> list[str]:
+    """Every path the experiment reads: its file, the corpus, attributes and synthetic documents, each condition's
+    manifest and sources, the starting model, the train config file, the eval items and data. The output may be none
+    of them, contain none and lie inside none (checked before anything is written)."""
+    from curate.experiment.graph import CLASSIFY_REF
+
+    ef, inp = plan.ef, plan.ef.exp.inputs
+    paths = [str(ef.path), *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]), inp.attributes, inp.synthetic,
+             *[c.manifest for c in ef.exp.conditions], ef.exp.train.config]
+    paths = [ef.resolve(p) for p in paths if p]
+    for n in plan.nodes:
+        p = n.params
+        if n.kind == "mix":
+            for s in p["manifest"].get("sources", []):
+                paths += [v for v in (s.get("path"), s.get("attributes")) if isinstance(v, str) and not v.startswith(CLASSIFY_REF)]
+        elif n.kind == "init":
+            paths.append(p["source"])
+        elif n.kind == "eval":
+            paths += [i for s in p["propensity"] for i in s["items"]] + [d for s in p["perplexity"] for d in s["data"]]
+            if p.get("capability"):
+                paths += [f[0] for f in p["capability"]["inputs"]] + ([p["capability"]["data"]] if p["capability"]["data"] else [])
+    # names that are not paths here (model aliases, shipped config names) cannot hold the output
+    return list(dict.fromkeys(x for x in paths if os.path.exists(x) or any(ch in x for ch in "*?[")))
+
+
 def claim_output(out: Path, inputs: list = ()) -> None:
     """The output as a `curate experiment run` output (curation/core/outputs.py): never an input or inside one, never
     a directory of someone else's files; the runner never deletes anything (a rerun resumes)."""
@@ -286,7 +311,7 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
         selected(plan, only)   # refuse before the output is claimed or any work done
     for n in plan.notes:
         log(f"note: {n}")
-    claim_output(out, [path])
+    claim_output(out, experiment_inputs(plan))
     lock = _Lock(out)
     try:
         prepare_output(out, plan)

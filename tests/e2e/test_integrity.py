@@ -148,3 +148,23 @@ def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
     proc = curate("experiment", "run", exp, "-o", out, "--only", "tokens", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert bin_.read_bytes() == want
+
+
+# ---- 6: an experiment never writes into its inputs ---------------------------------------------------------------------
+
+def _tree(root) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} | \
+        {p.relative_to(root).as_posix() + "/": b"" for p in root.rglob("*") if p.is_dir()}
+
+
+def test_item06_experiment_output_inside_an_input_is_refused_before_anything_is_written(tmp_path):
+    corpus = tmp_path / "corpus"
+    shutil.copytree(DEMO, corpus)
+    items = tmp_path / "items"
+    shutil.copytree(REPO / "evals" / "data" / "demo" / "propensity", items)
+    exp = _experiment(tmp_path, corpus, evals={"propensity": [{"name": "demo", "items": [str(items)]}], "n_boot": 100})
+    before = {"corpus": _tree(corpus), "items": _tree(items)}
+    for out, what in ((corpus / "out", "corpus"), (items / "runs" / "out", "items")):
+        msg = _one_line_error(curate("experiment", "run", exp, "--output", out, "--no-progress"))
+        assert "lies inside the input directory" in msg and str(out) in msg, msg
+        assert {"corpus": _tree(corpus), "items": _tree(items)} == before, f"{what}: written into"
