@@ -11,6 +11,10 @@ created (so a run killed at any point has recorded everything it left behind). T
 * A directory claimed by the same command is the command's to resume or, with `--overwrite`, to clear: `clear()`
   removes the recorded files, the recorded working trees, then the recorded directories that are left empty.
   Anything else there (a file the user added) is kept.
+* One writer at a time: `claim(..., lock=True)` takes an exclusive `flock` on `.curate-owned.lock` in the directory
+  before it reads the record, and a second process claiming the directory is refused, naming the holder. The kernel
+  drops the lock when its process ends, however it ends (SIGKILL included): nothing is ever left to remove by hand.
+  The command releases it when it is done (`Output.release()`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -26,6 +31,48 @@ from curation.core.errors import CurationError
 
 OWNED = ".curate-owned.json"
 FORMAT = "curate-owned/1"
+LOCK = ".curate-owned.lock"       # the single-writer lock (flock), never recorded, never removed
+_HELD: dict[str, list] = {}       # this process's locks: real path -> [file descriptor, depth]
+
+
+def _lock(root: Path, command: str, flag: str) -> None:
+    """Takes the directory's single-writer lock for this process (re-entrant within it), or refuses, naming the holder.
+
+    An flock belongs to the open file, so the kernel releases it when the process holding it ends, however it ends."""
+    import fcntl
+
+    key = os.path.realpath(root)
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except (OSError, ValueError):
+            holder = {}
+        os.close(fd)
+        who = f"`curate {holder.get('command') or command}`" + (f" (pid {holder['pid']}, since {holder.get('since')})"
+                                                               if holder.get("pid") else "")
+        raise CurationError(f"{root}: another {who} is writing to this directory; wait for it to finish or choose another "
+                            f"{flag} (the lock goes with its process: there is nothing to remove)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command,
+                              "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+    _HELD[key] = [fd, 1]
+
+
+def _unlock(root: Path) -> None:
+    key = os.path.realpath(root)
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]
+        os.close(held[0])   # closing the file drops the flock
 
 
 def _abs(p: str | Path) -> Path:
@@ -68,6 +115,7 @@ class Output:
     dirs: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
     previous: bool = False  # the directory already held files this command recorded creating when it was claimed
+    locked: bool = False    # this process holds the directory's single-writer lock (claim(..., lock=True))
 
     @property
     def record(self) -> Path:
@@ -159,6 +207,18 @@ class Output:
         self.save()
         return removed
 
+    def release(self) -> None:
+        """Ends this command's use of the directory: drops the single-writer lock (idempotent)."""
+        if self.locked:
+            self.locked = False
+            _unlock(self.root)
+
+    def __enter__(self) -> "Output":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
     def replace_previous(self, overwrite: bool, what: str = "output") -> None:
         """For commands that do not resume: an earlier output of the same command needs --overwrite, which clears it."""
         if not self.previous:
@@ -182,12 +242,18 @@ def read_record(root: str | Path) -> dict | None:
         raise CurationError(f"{p}: unreadable ownership record ({type(e).__name__}); restore it or choose a new --output") from None
 
 
+def _empty(root: Path) -> bool:
+    return not any(p.name != LOCK for p in root.iterdir())
+
+
 def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
-          legacy: Callable[[Path], dict | None] | None = None, flag: str = "--output") -> Output:
+          legacy: Callable[[Path], dict | None] | None = None, flag: str = "--output", lock: bool = False) -> Output:
     """Claims `output` for `command` (see the module docstring); never removes anything itself.
 
     legacy: for a directory an earlier version of the command wrote (no record yet), returns what it created there
     ({"files": [...], "trees": [...]}) so it is adopted; None if it does not recognise the directory.
+    lock: take the directory's single-writer lock (refusing a second writer) before reading the record; the caller
+    releases it with `Output.release()` (or `with claim(...) as out:`) when done, else it goes with the process.
     """
     root = _abs(output)
     rec = read_record(root) if root.is_dir() else None
@@ -196,24 +262,45 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
     check_not_input(root, inputs, flag)
     if root.exists() and not root.is_dir():
         raise CurationError(f"{output}: exists and is not a directory; pass a directory for {flag}")
+    _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)   # before anything is created there
+    if not lock:
+        return _claim_owned(root, output, command, rec, legacy, overwrite, flag)
+    root.mkdir(parents=True, exist_ok=True)
+    _lock(root, command, flag)
+    try:
+        out = _claim_owned(root, output, command, read_record(root), legacy, overwrite, flag)  # as the last writer left it
+    except BaseException:
+        _unlock(root)
+        raise
+    out.locked = True
+    return out
+
+
+def _refuse_foreign(root: Path, output, command: str, rec: dict | None, legacy, overwrite: bool, flag: str) -> None:
     if rec is not None:
         if rec.get("command") != command:
             raise CurationError(f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
                                 f"into nor removes it, even with --overwrite; choose another {flag}")
-        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])))
-        out.previous = any((root / rel).exists() for rel in out.files + out.trees)
-        return out
-    if root.is_dir() and any(root.iterdir()):
-        adopted = legacy(root) if legacy else None
-        if adopted is not None:
-            out = Output(root, command, list(adopted.get("files", [])), [], list(adopted.get("trees", [])), previous=True)
-            out.save()
-            return out
+        return
+    if root.is_dir() and not _empty(root) and (legacy is None or legacy(root) is None):
         if overwrite:
             raise CurationError(f"{output}: holds files that no `curate {command}` run recorded creating ({OWNED} is "
                                 f"absent), so --overwrite removes nothing there; choose a new or empty {flag}")
         raise CurationError(f"{output}: exists, is not empty and is not a `curate {command}` output; choose a new or "
                             f"empty {flag}")
+
+
+def _claim_owned(root: Path, output, command: str, rec: dict | None, legacy, overwrite: bool, flag: str) -> Output:
+    _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)
+    if rec is not None:
+        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])))
+        out.previous = any((root / rel).exists() for rel in out.files + out.trees)
+        return out
+    if root.is_dir() and not _empty(root):
+        adopted = legacy(root)
+        out = Output(root, command, list(adopted.get("files", [])), [], list(adopted.get("trees", [])), previous=True)
+        out.save()
+        return out
     root.mkdir(parents=True, exist_ok=True)
     out = Output(root, command)
     out.save()

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import polars as pl
 
-from conftest import REPO, curate
+from conftest import CURATE, REPO, curate
 from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
 DEMO = REPO / "curate" / "data" / "demo_corpus"
@@ -168,3 +170,45 @@ def test_item06_experiment_output_inside_an_input_is_refused_before_anything_is_
         msg = _one_line_error(curate("experiment", "run", exp, "--output", out, "--no-progress"))
         assert "lies inside the input directory" in msg and str(out) in msg, msg
         assert {"corpus": _tree(corpus), "items": _tree(items)} == before, f"{what}: written into"
+
+
+# ---- 2: one writer per output directory ----------------------------------------------------------------------------
+
+def _holder(out, command: str) -> subprocess.Popen:
+    """Another process holding `out` as `command` would (its single-writer lock), until it is killed."""
+    code = ("import sys, time; from curation.core.outputs import claim; claim(sys.argv[1], sys.argv[2], lock=True); "
+            "print('held', flush=True); time.sleep(300)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out), command], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_item02_a_second_writer_is_refused_and_a_dead_one_holds_nothing(mix_data, tmp_path):
+    m = manifest(tmp_path, base_manifest(mix_data))
+    corpus = mix_data / "corpus"
+    for command, args in (("classify", ["classify", corpus, *CLASSIFY]), ("mix build", ["mix", "build", m, "--no-progress"])):
+        out = tmp_path / command.replace(" ", "-")
+        holder = _holder(out, command)
+        try:
+            msg = _one_line_error(curate(*args, "--output", out))
+            assert f"another `curate {command}` (pid {holder.pid}" in msg and "is writing to this directory" in msg, msg
+        finally:
+            holder.kill()            # SIGKILL: the kernel drops its lock; nothing is left to remove by hand
+            holder.wait()
+        curate(*args, "--output", out, check=True)
+
+
+def test_item02_two_mix_builds_at_once_one_refused_the_other_intact(mix_data, tmp_path):
+    m = manifest(tmp_path, base_manifest(mix_data))
+    out = tmp_path / "out"
+    procs = [subprocess.Popen([*CURATE, "mix", "build", str(m), "--output", str(out), "--no-progress"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    res = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _ in res) == [0, 2], res
+    refused = next(err for rc, err in res if rc == 2)
+    # refused while the other builds (the usual case) or, on a loaded machine, after it finished
+    assert ("is writing to this directory" in refused or "holds a built mix" in refused) and "Traceback" not in refused, refused
+    curate("mix", "verify", out, check=True)
+    plan = json.loads((out / "plan.json").read_text())
+    assert all("realised_docs" in s for s in plan["sources"]), plan
