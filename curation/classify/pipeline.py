@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -195,6 +194,7 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
 def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
              progress: bool = True) -> ClassifyResult:
     from curation.classify.executors import console_sink, make_executor, start_forkserver
+    from curation.classify.steps.reader import error_path
     from curation.classify.summary import write_summary
 
     cfg = cfg or ClassifyConfig()
@@ -212,7 +212,7 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
     owned = _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
     try:   # one writer at a time: a second classify into this output is refused until this one ends
-        shutil.rmtree(output / "_progress", ignore_errors=True)  # the writers' progress files of an earlier attempt (its own)
+        owned.remove_tree("_progress")  # the writers' progress files of an earlier attempt (its own; nothing else there)
         logs = output / "_logs"
         logs.mkdir(exist_ok=True)
         states = _shard_states(root, rels, output)
@@ -242,7 +242,7 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
             stop.set()
             if thread:
                 thread.join()
-        errors = sorted(p.read_text().strip() for p in (output / "_errors").rglob("*.txt")) if (output / "_errors").is_dir() else []
+        errors = sorted(e.read_text().strip() for e in (output / error_path(r) for r in rels) if e.is_file())
         if crash is not None and not errors:
             raise crash
         done = sum((output / attribute_path(r)).is_file() for r in rels)

@@ -9,8 +9,14 @@ created (so a run killed at any point has recorded everything it left behind). T
   `--overwrite`: nothing in it was created by this toolkit, so nothing in it may be removed or mixed with.
 * A directory claimed by another command is refused (`--overwrite` never crosses commands).
 * A directory claimed by the same command is the command's to resume or, with `--overwrite`, to clear: `clear()`
-  removes the recorded files, the recorded working trees, then the recorded directories that are left empty.
-  Anything else there (a file the user added) is kept.
+  removes the recorded files, the files its runs made inside the recorded working trees (`made`), then the recorded
+  directories (and directories inside the trees) that are left empty. Anything else there is kept: a file the user
+  added, next to the outputs or inside a working tree such as `_logs/`.
+* Working trees (`_logs/`, `_work/`, `parts/`) fill with files the command does not name before it writes them (a
+  third-party library's logs): a locked claim notes what the trees hold when it starts, and `release()` records the
+  files that appeared during the run in `made`. A run killed before that leaves `running` (its start) in the record:
+  the next locked claim records as made the tree files changed since that start (a killed build's spill, say), and
+  nothing older.
 * One writer at a time: `claim(..., lock=True)` takes an exclusive `flock` on `.curate-owned.lock` in the directory
   before it reads the record, and a second process claiming the directory is refused, naming the holder. The kernel
   drops the lock when its process ends, however it ends (SIGKILL included): nothing is ever left to remove by hand.
@@ -21,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,8 +119,11 @@ class Output:
     files: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
+    made: list[str] = field(default_factory=list)   # files inside the trees that this command's runs made
     previous: bool = False  # the directory already held files this command recorded creating when it was claimed
     locked: bool = False    # this process holds the directory's single-writer lock (claim(..., lock=True))
+    seen: set[str] | None = None   # files in the trees when this run claimed the directory (a locked claim)
+    running: dict | None = None    # a locked run in progress (pid, start): left in the record by a run that was killed
 
     @property
     def record(self) -> Path:
@@ -124,7 +132,8 @@ class Output:
     def save(self) -> None:
         tmp = self.root / (OWNED + ".tmp")
         tmp.write_text(json.dumps({"format": FORMAT, "command": self.command, "files": self.files, "dirs": self.dirs,
-                                   "trees": self.trees}, indent=1) + "\n")
+                                   "trees": self.trees, "made": self.made,
+                                   **({"running": self.running} if self.running else {})}, indent=1) + "\n")
         os.replace(tmp, self.record)
 
     def _rel(self, rel: str | Path) -> str:
@@ -154,6 +163,8 @@ class Output:
             if rel not in bucket:
                 bucket.append(rel)
                 changed = True
+                if tree and self.seen is not None:   # what it holds now is not this run's
+                    self.seen |= self.tree_files([rel])
         if changed:
             self.save()
 
@@ -181,37 +192,107 @@ class Output:
         p.mkdir(parents=True, exist_ok=True)
         return p
 
+    def tree_files(self, trees: Iterable[str] | None = None) -> set[str]:
+        """Files (relative to the root) inside the given working trees (default: every recorded one)."""
+        out = set()
+        for t in self.trees if trees is None else trees:
+            p = self.root / t
+            if p.is_symlink() or p.is_file():
+                out.add(t)
+                continue
+            for dirpath, _, names in os.walk(p):
+                out.update((Path(dirpath) / n).relative_to(self.root).as_posix() for n in names)
+        return out
+
+    def settle(self) -> None:
+        """Records the files that appeared in the working trees since the claim as made by this command."""
+        if self.seen is None:
+            return
+        now = self.tree_files()
+        made = [m for m in self.made if (self.root / m).exists() or (self.root / m).is_symlink()]
+        made += sorted(now - self.seen - set(made))
+        self.seen = now
+        if made != self.made or self.running:
+            self.made, self.running = made, None
+            self.save()
+
+    def _adopt_killed_run(self, rec: dict) -> None:
+        """A run that held the lock and died before settling left `running`: the tree files changed since it started
+        are its own (older ones, a file the user put there before it, stay unknown and are kept)."""
+        since = (rec.get("running") or {}).get("since_ns")
+        if since is None:
+            return
+        known = set(self.made)
+        for rel in sorted(self.tree_files() - known):
+            try:
+                if os.lstat(self.root / rel).st_ctime_ns >= since:
+                    self.made.append(rel)
+            except OSError:
+                pass
+
+    def _remove_made(self, under: str | None = None) -> list[str]:
+        """Removes the recorded made files (those under one tree, or all), then the tree directories left empty."""
+        removed, keep = [], []
+        for rel in self.made:
+            if under is not None and not (rel == under or rel.startswith(under.rstrip("/") + "/")):
+                keep.append(rel)
+                continue
+            p = self.root / rel
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+                removed.append(rel)
+        self.made = keep
+        for t in self.trees if under is None else [under]:
+            p = self.root / t
+            if p.is_dir() and not p.is_symlink():
+                for dirpath, dirs, names in sorted(os.walk(p), key=lambda w: w[0].count(os.sep), reverse=True):
+                    if not os.listdir(dirpath):
+                        os.rmdir(dirpath)
+                if not p.exists():
+                    removed.append(t + "/")
+        return removed
+
+    def remove_tree(self, rel: str) -> None:
+        """Empties a working tree of what this command made there (this run's files included); the rest stays."""
+        rel = self._rel(rel)
+        if self.seen is not None:
+            self.settle()
+        self._remove_made(rel)
+        if self.seen is not None:
+            self.seen = self.tree_files()
+        self.save()
+
     def clear(self) -> list[str]:
-        """Removes what this command recorded creating (files, working trees, then directories left empty)."""
+        """Removes what this command recorded creating: files, the files it made inside its working trees, then the
+        directories left empty. A file it did not record creating stays, inside a working tree too."""
         removed = []
         for rel in self.files:
             p = self.root / rel
             if p.is_file() or p.is_symlink():
                 p.unlink()
                 removed.append(rel)
-        for rel in self.trees:
-            p = self.root / rel
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-                removed.append(rel + "/")
-            elif p.exists() or p.is_symlink():
-                p.unlink()
-                removed.append(rel)
+        removed += self._remove_made()
         for rel in sorted(self.dirs, key=lambda d: d.count("/"), reverse=True):
             p = self.root / rel
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
                 removed.append(rel + "/")
-        self.files, self.dirs, self.trees = [], [], []
+        self.files, self.dirs, self.trees, self.made = [], [], [], []
+        if self.seen is not None:
+            self.seen = set()     # no trees now: a tree recorded again notes what it holds then (own)
         self.previous = False
         self.save()
         return removed
 
     def release(self) -> None:
-        """Ends this command's use of the directory: drops the single-writer lock (idempotent)."""
+        """Ends this command's use of the directory: records what it made in its working trees (`settle`), then drops
+        the single-writer lock (idempotent)."""
         if self.locked:
-            self.locked = False
-            _unlock(self.root)
+            try:
+                self.settle()
+            finally:
+                self.locked = False
+                _unlock(self.root)
 
     def __enter__(self) -> "Output":
         return self
@@ -268,7 +349,13 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
     root.mkdir(parents=True, exist_ok=True)
     _lock(root, command, flag)
     try:
-        out = _claim_owned(root, output, command, read_record(root), legacy, overwrite, flag)  # as the last writer left it
+        rec = read_record(root)
+        out = _claim_owned(root, output, command, rec, legacy, overwrite, flag)  # as the last writer left it
+        out._adopt_killed_run(rec or {})
+        out.seen = out.tree_files()
+        # file times come from the kernel's coarse clock, which lags the precise one by up to a tick: a margin
+        out.running = {"pid": os.getpid(), "since_ns": time.time_ns() - 50_000_000}
+        out.save()
     except BaseException:
         _unlock(root)
         raise
@@ -293,12 +380,14 @@ def _refuse_foreign(root: Path, output, command: str, rec: dict | None, legacy, 
 def _claim_owned(root: Path, output, command: str, rec: dict | None, legacy, overwrite: bool, flag: str) -> Output:
     _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)
     if rec is not None:
-        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])))
+        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])),
+                     list(rec.get("made", [])))   # a record without `made` (an earlier version): tree files unknown, kept
         out.previous = any((root / rel).exists() for rel in out.files + out.trees)
         return out
     if root.is_dir() and not _empty(root):
         adopted = legacy(root)
         out = Output(root, command, list(adopted.get("files", [])), [], list(adopted.get("trees", [])), previous=True)
+        out.made = sorted(out.tree_files())   # recognised as the command's own output: its trees are its own
         out.save()
         return out
     root.mkdir(parents=True, exist_ok=True)

@@ -212,3 +212,22 @@ def test_item02_two_mix_builds_at_once_one_refused_the_other_intact(mix_data, tm
     curate("mix", "verify", out, check=True)
     plan = json.loads((out / "plan.json").read_text())
     assert all("realised_docs" in s for s in plan["sources"]), plan
+
+
+# ---- 4: --overwrite removes only what the command created ----------------------------------------------------------
+
+def test_item04_overwrite_keeps_a_users_file_inside_the_logs(tmp_path):
+    root, out = tmp_path / "corpus", tmp_path / "attrs"
+    shutil.copytree(DEMO, root)
+    curate("classify", root, "--output", out, *CLASSIFY, check=True)
+    mine = {out / "_logs" / "my-notes.txt": "the user's", out / "_logs" / "logs" / "mine.log": "also the user's"}
+    for p, text in mine.items():
+        p.write_text(text)
+    ours = sorted((out / "_logs" / "logs").glob("task_*.log"))
+    assert ours
+    proc = curate("classify", root, "--output", out, "--overwrite", "--no-progress", "--cascade", "--no-embedding")
+    assert proc.returncode == 0, proc.stderr
+    assert {p: p.read_text() for p in mine if p.is_file()} == mine
+    made = json.loads((out / ".curate-owned.json").read_text())["made"]   # what --overwrite may remove next time
+    assert {p.relative_to(out).as_posix() for p in ours} <= set(made)
+    assert not {p.relative_to(out).as_posix() for p in mine} & set(made)
