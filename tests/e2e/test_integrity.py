@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import polars as pl
+import pytest
 
 from conftest import CURATE, REPO, curate
 from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
@@ -231,3 +232,45 @@ def test_item04_overwrite_keeps_a_users_file_inside_the_logs(tmp_path):
     made = json.loads((out / ".curate-owned.json").read_text())["made"]   # what --overwrite may remove next time
     assert {p.relative_to(out).as_posix() for p in ours} <= set(made)
     assert not {p.relative_to(out).as_posix() for p in mine} & set(made)
+
+
+# ---- 8: errors name the field at fault -------------------------------------------------------------------------------
+
+def test_item08_experiment_inputs_are_checked_and_named_up_front(tmp_path):
+    import yaml
+
+    exp = _experiment(tmp_path, DEMO)
+    raw = yaml.safe_load(exp.read_text())
+    (tmp_path / "empty").mkdir()
+    for corpus, what in ((str(tmp_path / "nowhere"), "does not exist"), ("", "is empty"),
+                         (str(tmp_path / "empty"), "holds no Parquet/JSONL shards")):
+        exp.write_text(yaml.safe_dump({**raw, "inputs": {"corpus": corpus}}, sort_keys=False))
+        msg = _one_line_error(curate("experiment", "plan", exp))
+        assert f"{exp}:" in msg and "inputs.corpus" in msg and what in msg, msg
+        assert "impossible budget" not in msg and "sources[0]" not in msg, msg
+    items = tmp_path / "no-such-items.jsonl"
+    exp.write_text(yaml.safe_dump({**raw, "evals": {"propensity": [{"name": "p", "items": [str(items)]}]}}, sort_keys=False))
+    msg = _one_line_error(curate("experiment", "plan", exp))
+    assert f"{exp}:" in msg and "evals.propensity[0].items[0]" in msg and str(items) in msg, msg
+
+
+def test_item08_a_row_appended_after_classify_is_named_as_such(tmp_path):
+    root = tmp_path / "corpus"
+    shutil.copytree(DEMO, root)
+    curate("classify", root, "--output", tmp_path / "attrs", *CLASSIFY, check=True)
+    shard = root / "part-00001.jsonl"
+    n = len(shard.read_text().splitlines())
+    with shard.open("a") as f:
+        f.write(json.dumps({"id": "appended-1", "text": "A row added after the corpus was classified."}) + "\n")
+    m = manifest(tmp_path, f"name: x\nsources:\n  - name: demo\n    path: {root}\n    attributes: {tmp_path / 'attrs'}\n"
+                           f"    filter: \"ai_discourse < 0.5\"\n")
+    msg = _one_line_error(curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress"))
+    assert "near row 0" not in msg and str(shard) in msg and "does not match its shard" in msg, msg
+    # the row check itself (attributes that pass no fingerprint check: a source read by id) names the end of the shard
+    from curation.core.errors import CurationError
+    from curation.mix import sources
+
+    with pytest.raises(CurationError, match=rf"ends at row {n} but .*part-00001.jsonl has more rows"):
+        sources.check_ids(tmp_path / "attrs" / "part-00001.parquet", str(shard), 0,
+                          pl.read_parquet(tmp_path / "attrs" / "part-00001.parquet").to_arrow().slice(0, n),
+                          pl.read_ndjson(shard).select("id").to_arrow().column(0))
