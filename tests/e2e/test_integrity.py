@@ -274,3 +274,31 @@ def test_item08_a_row_appended_after_classify_is_named_as_such(tmp_path):
         sources.check_ids(tmp_path / "attrs" / "part-00001.parquet", str(shard), 0,
                           pl.read_parquet(tmp_path / "attrs" / "part-00001.parquet").to_arrow().slice(0, n),
                           pl.read_ndjson(shard).select("id").to_arrow().column(0))
+
+
+# ---- 9: directory names with spaces ----------------------------------------------------------------------------------
+
+def test_item09_source_folder_with_a_space_gets_a_safe_name(tmp_path):
+    import yaml
+
+    root, attrs = tmp_path / "my corpus", tmp_path / "attrs"
+    (root / "src dir").mkdir(parents=True)
+    (root / "web#1").mkdir()
+    for sub in ("src dir", "web#1"):
+        shutil.copy(DEMO / "part-00001.jsonl", root / sub / "part-00001.jsonl")
+    curate("classify", root, "--output", attrs, *CLASSIFY, check=True)
+    m = tmp_path / "mix.yaml"
+    curate("mix", "init", "--preset", "filtered", "--corpus", root, "--attributes", attrs, "--output", m, check=True)
+    srcs = yaml.safe_load(m.read_text())["sources"]
+    assert [s["name"] for s in srcs] == ["src-dir", "web-1"], m.read_text()
+    assert [s["path"] for s in srcs] == [str(root / "src dir"), str(root / "web#1")]
+    proc = curate("mix", "build", m, "--output", tmp_path / "out", "--dry-run", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    # a name written by hand is refused with what to do, not a regular expression
+    m.write_text(m.read_text().replace("name: src-dir", "name: src dir"))
+    msg = _one_line_error(curate("mix", "build", m, "--output", tmp_path / "out", "--dry-run", "--no-progress"))
+    assert "'src dir'" in msg and "rename it" in msg and "should match pattern" not in msg, msg
+    # the experiment derives its sources' names the same way
+    exp = _experiment(tmp_path, root, inputs={"corpus": str(root), "attributes": str(attrs)})
+    proc = curate("experiment", "plan", exp)
+    assert proc.returncode == 0, proc.stderr
