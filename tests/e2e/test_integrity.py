@@ -302,3 +302,51 @@ def test_item09_source_folder_with_a_space_gets_a_safe_name(tmp_path):
     exp = _experiment(tmp_path, root, inputs={"corpus": str(root), "attributes": str(attrs)})
     proc = curate("experiment", "plan", exp)
     assert proc.returncode == 0, proc.stderr
+
+
+# ---- 10: no network during training ------------------------------------------------------------------------------------
+
+_CONVERT = """
+import sys, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from train.convert import hf_to_megatron, megatron_to_hf
+cfg = LlamaConfig(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                  num_key_value_heads=1, max_position_embeddings=64)
+torch.manual_seed(0)
+LlamaForCausalLM(cfg).save_pretrained(sys.argv[1] + "/hf")
+hf_to_megatron(sys.argv[1] + "/hf", sys.argv[1] + "/mc")         # each opens the one-process group train uses
+megatron_to_hf(sys.argv[1] + "/mc", sys.argv[1] + "/hf2")
+print("converted")
+"""
+
+
+def _off_loopback(cmd: list, log, done: str) -> list[str]:
+    """Runs `cmd` under strace; the connect/sendto/sendmsg calls with an address off loopback."""
+    import re
+
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log), *map(str, cmd)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    if "ptrace" in proc.stderr and done not in proc.stdout + proc.stderr:
+        pytest.skip(f"strace cannot trace here: {proc.stderr[-200:]}")
+    assert proc.returncode == 0 and done in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    inet = [l for l in log.read_text().splitlines() if re.search(r"\b(connect|sendto|sendmsg)\(", l) and "AF_INET" in l]
+    return [l for l in inet if not re.search(r'inet_(addr|pton)\((AF_INET6, )?"(127\.|::1"|::ffff:127\.)', l)]
+
+
+def test_item10_training_and_conversion_make_no_connection_off_loopback(tmp_path):
+    """Every connect() of a tiny training run (2 steps) and of a conversion there and back (the trainer's one-process
+    group, each) goes to loopback: no DNS server is asked for the name of 127.0.0.1, nothing leaves the machine."""
+    sys.path.insert(0, str(REPO / "tests" / "train"))
+    from test_train_tokenize import make_mix
+    from train.tokenize import tokenize_mix
+
+    make_mix(tmp_path / "mix", n_shards=1, per_source=6)
+    blend = tokenize_mix(tmp_path / "mix", "smollm2", tmp_path / "tokens", workers=1).output / "blend.json"
+    train = [sys.executable, "-m", "curate", "train", "pretrain", REPO / "train" / "configs" / "tiny_cpu.yaml",
+             "--no-progress", "--save-dir", tmp_path / "run", "--steps", "2", "--set", f"data.blend={blend}",
+             "--set", "train.save_interval=2", "--set", "train.threads=1", "--set", "data.seq_length=32"]
+    assert _off_loopback(train, tmp_path / "train.strace", "iteration") == []
+    assert _off_loopback([sys.executable, "-c", _CONVERT, tmp_path], tmp_path / "convert.strace", "converted") == []
