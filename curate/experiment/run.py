@@ -72,13 +72,61 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
 
 def _die_with_parent():
     """Children get SIGKILL when the runner dies (Linux), so a killed run leaves no orphan node writing behind it."""
+    from curation.core.lifeline import die_with_parent
+
+    die_with_parent()
+
+
+# The guardian: a small process in a session of its own that holds the read end of a pipe from the runner. The runner
+# tells it each node's process group (every node runs in a session of its own: pid = process group), and it kills
+# them all when the pipe closes - the runner finished, or died however it died (SIGKILL included). The node itself
+# dies with the runner anyway (PR_SET_PDEATHSIG); the guardian takes what the node started with it (a datatrove
+# manager, pool workers, a tokenizer's or an eval server's processes), which the kernel would leave running.
+_GUARDIAN = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+for g in groups:
     try:
-        import ctypes
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class Guardian:
+    """Kills the process groups of the nodes when the runner ends or dies (see _GUARDIAN)."""
+
+    def __init__(self):
+        r, w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-c", _GUARDIAN], stdin=r, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(r)
+        self.pipe = os.fdopen(w, "w", buffering=1)   # not inherited by the nodes (close-on-exec), so EOF is the runner's
+
+    def watch(self, pgid: int) -> None:
+        self.pipe.write(f"+{pgid}\n")
+
+    def reaped(self, pgid: int) -> None:
+        """A node's process has ended: anything it left in its group goes now (its members keep the id from reuse)."""
         import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.pipe.write(f"-{pgid}\n")
+
+    def close(self) -> None:
+        try:
+            self.pipe.close()
+        except OSError:
+            pass
+        self.proc.wait()
 
 
 def node_env() -> dict:
@@ -236,6 +284,17 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
     failed: list[str] = []
     took: dict[str, list[float]] = {}
     t_start = time.time()
+    guard = Guardian()
+    try:
+        _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard)
+    finally:
+        guard.close()
+    if failed:
+        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
+    return ran
+
+
+def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard: Guardian) -> None:
     while pending or running:
         if not failed:
             for n in [n for n in pending if all(d in done for d in n.deps)]:
@@ -247,7 +306,8 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
                 fh = open(lp, "a")
                 proc = subprocess.Popen([sys.executable, "-m", "curate.experiment.node", str(out), n.id], stdout=fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env(),
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_die_with_parent, start_new_session=True)
+                guard.watch(proc.pid)
                 fh.close()
                 running[n.id] = (proc, time.time(), n)
                 pending.remove(n)
@@ -259,6 +319,7 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
             rc = proc.poll()
             if rc is None:
                 continue
+            guard.reaped(proc.pid)
             del running[nid]
             if rc == 0 and is_done(out, n):
                 done.add(nid)
@@ -271,9 +332,6 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
             else:
                 failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
                 log(f"failed {nid} (exit {rc})")
-    if failed:
-        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
-    return ran
 
 
 def publish_report(out: Path, plan: Plan) -> None:

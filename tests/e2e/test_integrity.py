@@ -350,3 +350,112 @@ def test_item10_training_and_conversion_make_no_connection_off_loopback(tmp_path
              "--set", "train.save_interval=2", "--set", "train.threads=1", "--set", "data.seq_length=32"]
     assert _off_loopback(train, tmp_path / "train.strace", "iteration") == []
     assert _off_loopback([sys.executable, "-c", _CONVERT, tmp_path], tmp_path / "convert.strace", "converted") == []
+
+
+# ---- 1: nothing of a run outlives it --------------------------------------------------------------------------------
+
+SEED = int(os.environ.get("KILL_SEED", "30"))
+
+
+def _run_processes(tag: str) -> dict[int, str]:
+    """Live processes of one run (pid -> command line): those whose environment carries the run's tag, which every
+    process it starts inherits, in whatever session or process group it ends up; zombies are dead already."""
+    out, needle = {}, f"CURATE_TEST_RUN={tag}".encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            if open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if needle in open(f"/proc/{d}/environ", "rb").read().split(b"\0"):
+                out[int(d)] = open(f"/proc/{d}/cmdline").read().replace("\0", " ")[:160]
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _start(args: list, tag: str) -> subprocess.Popen:
+    return subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), "CURATE_TEST_RUN": tag})
+
+
+def _snapshot(root) -> dict[str, tuple]:
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _kill_parent_only(proc: subprocess.Popen, tag: str, out, started, what: str, deadline: float = 240) -> None:
+    """SIGKILLs the run's first process alone, once `started()` and a seeded pause later, then checks that none of
+    its processes outlives it by more than a few seconds and that no file under `out` changes after the kill."""
+    import random
+    import signal
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < deadline and proc.poll() is None and not started():
+        time.sleep(0.05)
+    time.sleep(random.Random(f"{SEED}:{what}").uniform(0.0, 0.5))
+    assert proc.poll() is None, f"{what}: the run ended before the kill ({proc.returncode})"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    at_kill = _snapshot(out)
+    t1 = time.time()
+    while time.time() - t1 < 5 and _run_processes(tag):
+        time.sleep(0.1)
+    left = _run_processes(tag)
+    for pid in left:                       # clean up before failing: only processes of this test's own session
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"{what}: processes outlived their parent by 5 s: {left}"
+    time.sleep(1.0)
+    after = _snapshot(out)
+    changed = sorted(k for k in set(at_kill) | set(after) if at_kill.get(k) != after.get(k))
+    assert not changed, f"{what}: files written after the kill: {changed[:5]}"
+
+
+def test_item01_classify_workers_die_with_their_parent(tmp_path):
+    from conftest import shared_corpus, write_corpus
+
+    docs = shared_corpus("wikipedia-2015").head(1200).select("id", "text")
+    root, out = tmp_path / "corpus", tmp_path / "attrs"
+    write_corpus(root, docs, {f"part-{i:02d}.parquet": slice(i * 50, (i + 1) * 50) for i in range(24)})
+    tag = f"classify-{os.getpid()}-{SEED}"
+    proc = _start([*CURATE, "classify", root, "--output", out, "--no-progress", "--no-embedding", "--workers", "2"], tag)
+    # the parent, its manager, the resource tracker, the forkserver and a pool process, and a shard committed
+    _kill_parent_only(proc, tag, out, lambda: len(_run_processes(tag)) >= 5 and any(out.glob("part-*.parquet")), "classify")
+
+
+def test_item01_experiment_nodes_die_with_the_runner(tmp_path):
+    """The runner killed while its classify node runs: the node and everything it started go too."""
+    corpus = tmp_path / "corpus"
+    shutil.copytree(DEMO, corpus)
+    exp, out = _experiment(tmp_path, corpus), tmp_path / "out"
+    tag = f"experiment-{os.getpid()}-{SEED}"
+    proc = _start([*CURATE, "experiment", "run", exp, "-o", out, "--only", "classify", "--no-progress"], tag)
+    # the runner, the node and the node's own child (datatrove's manager), and the node at work on the shards
+    _kill_parent_only(proc, tag, out, lambda: len(_run_processes(tag)) >= 3 and any(out.glob("nodes/_shared/classify-*/attrs/_logs/logs/task_*.log")),
+                      "experiment")
+
+
+def test_item01_guardian_kills_what_a_node_left_behind():
+    """A node's own children (here a shell's background sleep) go with the node's process group when the runner ends."""
+    import time
+
+    from curate.experiment.run import Guardian
+
+    guard = Guardian()
+    node = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    guard.watch(node.pid)
+    child = int(node.stdout.readline())
+    os.kill(node.pid, 9)                      # the node dies (as with the runner's death); its child would live on
+    node.wait()
+    guard.close()                             # the pipe closes: the runner is done, or gone
+    t0 = time.time()
+    while time.time() - t0 < 5 and os.path.exists(f"/proc/{child}") and \
+            open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.05)
+    alive = os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    assert not alive
