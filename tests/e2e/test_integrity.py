@@ -134,6 +134,7 @@ def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_outp
 
 # ---- 7: a finished node whose output was deleted runs again ----------------------------------------------------------
 
+@pytest.mark.slow
 def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
     exp, out = _experiment(tmp_path, mix_data / "corpus"), tmp_path / "out"
     _finished_classify_node(exp, out, mix_data / "attrs")
@@ -336,6 +337,7 @@ def _off_loopback(cmd: list, log, done: str) -> list[str]:
     return [l for l in inet if not re.search(r'inet_(addr|pton)\((AF_INET6, )?"(127\.|::1"|::ffff:127\.)', l)]
 
 
+@pytest.mark.slow
 def test_item10_training_and_conversion_make_no_connection_off_loopback(tmp_path):
     """Every connect() of a tiny training run (2 steps) and of a conversion there and back (the trainer's one-process
     group, each) goes to loopback: no DNS server is asked for the name of 127.0.0.1, nothing leaves the machine."""
