@@ -25,6 +25,7 @@ created (so a run killed at any point has recorded everything it left behind). T
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
@@ -290,6 +291,8 @@ class Output:
         if self.locked:
             try:
                 self.settle()
+            except OSError:   # the directory went (or turned read-only): its tree files stay unrecorded, so kept
+                pass
             finally:
                 self.locked = False
                 _unlock(self.root)
@@ -360,6 +363,7 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
         _unlock(root)
         raise
     out.locked = True
+    atexit.register(out.release)   # a caller that ends without release() (a script) still records its tree files
     return out
 
 
