@@ -263,12 +263,14 @@ MAIN_METRIC = {"choice": "acc_norm", "lambada": "acc", "perplexity": "bits_per_b
 # ---------------------------------------------------------------- run
 
 def model_fingerprint(spec: str) -> str:
-    """Model identity for resuming: the spec plus size and mtime of its weight files (a retrained model rescores)."""
+    """Model identity for resuming: the spec plus the size and content digest of its weight files (a retrained model
+    rescores, whatever its files' times say)."""
+    from curation.core.digests import cached_sha256
     from curation.lm.loading import resolve
 
     src = resolve(spec)
     files = [src.gguf] if src.gguf else sorted(p for p in src.path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
-    return hashlib.sha256("|".join([str(src.path)] + [f"{f.name}:{f.stat().st_size}:{int(f.stat().st_mtime)}" for f in files]).encode()).hexdigest()[:16]
+    return hashlib.sha256("|".join([str(src.path)] + [f"{f.name}:{f.stat().st_size}:{cached_sha256(f, full=True)}" for f in files]).encode()).hexdigest()[:16]
 
 
 def _write_atomic(path: Path, text: str):

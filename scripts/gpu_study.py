@@ -118,7 +118,7 @@ def prepare(args) -> None:
     _, nodes = read_graph(out)
 
     # a rerun repacks: only what an earlier prepare wrote there is removed (the ownership record every command keeps)
-    owned = claim(args.pack, "gpu-study prepare", inputs=[out, args.exp, args.docs], flag="--pack")
+    owned = claim(args.pack, "gpu-study prepare", inputs=[out, args.exp, args.docs], flag="--pack", lock=True)
     owned.clear()
     pack = owned.root
     run = owned.tree("run")
@@ -221,7 +221,7 @@ def run_device(args) -> None:
 
     # the working copy of the experiment: a rerun replaces only what an earlier run wrote (never a foreign directory);
     # a rerun on the same pack (the next call, while the machine is warm) keeps the nodes the earlier call finished
-    owned = claim(args.work, "gpu-study run", inputs=[pack], flag="--work")
+    owned = claim(args.work, "gpu-study run", inputs=[pack], flag="--work", lock=True)
     mine = owned.root / "pack.json"
     same_pack = mine.exists() and (owned.root / "exp" / "graph.json").exists() and mine.read_text() == (pack / "run" / "pack.json").read_text()
     if args.fresh or not same_pack:
@@ -310,7 +310,7 @@ def smoke(args) -> None:
                                 "save_interval": args.steps, "log_interval": 1})
     from curation.core.outputs import claim
 
-    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work")   # never a foreign directory
+    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work", lock=True)   # never a foreign directory
     owned.clear()                                   # an earlier smoke's run: a smoke starts from step 0
     owned.own("run", tree=True)                     # recorded, not created: the trainer claims its save_dir itself
     t0 = time.time()

@@ -122,21 +122,31 @@ def _claim(output: str | Path, source: str | Path, overwrite: bool):
     what `curate train convert` wrote; anything else, or the source itself, is refused."""
     from curation.core.outputs import claim
 
-    out = claim(output, "train convert", inputs=[source], overwrite=overwrite)
-    out.replace_previous(overwrite, "converted checkpoint")
+    out = claim(output, "train convert", inputs=[source], overwrite=overwrite, lock=True)   # one writer at a time
+    try:
+        out.replace_previous(overwrite, "converted checkpoint")
+    except BaseException:
+        out.release()
+        raise
     return out
 
 
 def hf_to_megatron(source: str, output: str | Path, overwrite: bool = False) -> Path:
     """HF Llama directory / smollm2 alias / .gguf -> <output>/checkpoints/iter_0000000 (+ latest.json)."""
+    from curation.lm.loading import hf_directory
+
+    hf_dir = hf_directory(source)
+    with _claim(output, hf_dir, overwrite) as owned:   # released (its tree files recorded) when done
+        owned.own("checkpoints", tree=True)
+        return _hf_to_megatron(hf_dir, output)
+
+
+def _hf_to_megatron(hf_dir, output) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from curation.lm.loading import hf_directory
     from train import checkpoint, distributed
     from train.model import build_model, layer_spec_name, pad_vocab
 
-    hf_dir = hf_directory(source)
-    _claim(output, hf_dir, overwrite).own("checkpoints", tree=True)
     hf_cfg = AutoConfig.from_pretrained(str(hf_dir))
     m = model_config_from_hf(hf_cfg)
     hf_model = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
@@ -176,9 +186,13 @@ def load_megatron_as_hf_state(ckpt: str | Path) -> tuple[dict, ModelConfig, dict
 
 def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str] = None, overwrite: bool = False) -> Path:
     """Trainer checkpoint -> a LlamaForCausalLM directory (safetensors + tokenizer) that `curate eval` can load."""
+    with _claim(output, checkpoint_path(ckpt), overwrite) as owned:   # before any weights load
+        return _megatron_to_hf(ckpt, owned, tokenizer)
+
+
+def _megatron_to_hf(ckpt, owned, tokenizer: Optional[str]) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    owned = _claim(output, checkpoint_path(ckpt), overwrite)   # before any weights load
     state, m, common = load_megatron_as_hf_state(ckpt)
     hf_vocab = state["model.embed_tokens.weight"].shape[0]
     base = dict(common.get("hf_config") or {})

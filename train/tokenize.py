@@ -224,87 +224,91 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
     shards = find_shards(mix_dir)
     tdir, tok = resolve_tokenizer(tokenizer)
     fp = {**_fingerprint(Path(tdir), text_key), "max_tokens": max_tokens}
-    owned = claim(output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens)
-    output = owned.root
-    parts = output / "parts"
-    manifest = output / MANIFEST
-    if owned.previous and manifest.exists():
-        old = json.loads(manifest.read_text())
-        if old.get("fingerprint") != fp or old.get("mix_dir") != str(mix_dir.resolve()):
-            if not overwrite:
-                raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite "
-                                    "(removes only what `curate train tokenize` wrote) or a new --output")
-            owned.clear()
-    owned.own(MANIFEST, BLEND, BLEND + ".tmp")
-    owned.tree("parts")
-    manifest.write_text(json.dumps({"fingerprint": fp, "mix_dir": str(mix_dir.resolve())}, indent=1))
-    vocab = len(tok)
-    dtype = np.dtype(token_dtype(vocab)).name
-    datasets, handoff = mix_datasets(mix_dir)
-    weights_from = "--weights" if weights else (handoff if datasets else "token counts")
-    shard_dataset: dict[str, str] = {}
-    if datasets:
-        for d in datasets:
-            for rel in d["shards"]:
-                shard_dataset[str((mix_dir / rel).resolve())] = _safe(d["name"])
-        listed = [sh for sh in shards if str(sh.resolve()) in shard_dataset]
-        if not listed:
-            raise CurationError(f"{handoff}: lists none of the Parquet shards under {mix_dir}; rebuild the mix")
-        shards = listed
-        if weights is None:
-            weights = {d["name"]: d["weight"] for d in datasets if d["weight"] > 0 and d["shards"]}
-    jobs, done, changed, regenerated = [], {}, [], []
-    for shard in shards:
-        key = _shard_key(mix_dir, shard)
-        marker = parts / f"{key}.done.json"
-        ident = file_identity(shard)
-        if marker.exists():
-            prev = json.loads(marker.read_text())
-            state = _part_state(prev, ident, parts, key)
-            if state == "done":
-                done[key] = prev
-                continue
-            (changed if state == "changed" else regenerated).append(str(shard.relative_to(mix_dir)))
-            marker.unlink()
-        jobs.append({"shard": str(shard), "input": ident, "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
-                     "eod": tok.eos_token_id, "dtype": dtype, "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
-                     "by_column": not datasets})
-    skipped = len(done)
-    if progress:
-        progress(len(done), len(shards))
-    if max_tokens is not None:
-        shards = _tokenize_limited(shards, jobs, done, mix_dir, shard_dataset, weights, max_tokens, tdir, progress)
-        jobs = []
-    if jobs:
-        workers = max(1, min(workers, len(jobs)))
-        if workers == 1:
-            _worker_init(str(tdir), rust_threads=True)
-            results = map(_tokenize_shard, jobs)
-            for r in results:
-                done[r["key"]] = r
-                if progress:
-                    progress(len(done), len(shards))
-        else:
-            with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(str(tdir),)) as pool:
-                for r in pool.imap_unordered(_tokenize_shard, jobs):
+    owned = claim(output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens,
+                  lock=True)   # one writer at a time
+    try:
+        output = owned.root
+        parts = output / "parts"
+        manifest = output / MANIFEST
+        if owned.previous and manifest.exists():
+            old = json.loads(manifest.read_text())
+            if old.get("fingerprint") != fp or old.get("mix_dir") != str(mix_dir.resolve()):
+                if not overwrite:
+                    raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite "
+                                        "(removes only what `curate train tokenize` wrote) or a new --output")
+                owned.clear()
+        owned.own(MANIFEST, BLEND, BLEND + ".tmp")
+        owned.tree("parts")
+        manifest.write_text(json.dumps({"fingerprint": fp, "mix_dir": str(mix_dir.resolve())}, indent=1))
+        vocab = len(tok)
+        dtype = np.dtype(token_dtype(vocab)).name
+        datasets, handoff = mix_datasets(mix_dir)
+        weights_from = "--weights" if weights else (handoff if datasets else "token counts")
+        shard_dataset: dict[str, str] = {}
+        if datasets:
+            for d in datasets:
+                for rel in d["shards"]:
+                    shard_dataset[str((mix_dir / rel).resolve())] = _safe(d["name"])
+            listed = [sh for sh in shards if str(sh.resolve()) in shard_dataset]
+            if not listed:
+                raise CurationError(f"{handoff}: lists none of the Parquet shards under {mix_dir}; rebuild the mix")
+            shards = listed
+            if weights is None:
+                weights = {d["name"]: d["weight"] for d in datasets if d["weight"] > 0 and d["shards"]}
+        jobs, done, changed, regenerated = [], {}, [], []
+        for shard in shards:
+            key = _shard_key(mix_dir, shard)
+            marker = parts / f"{key}.done.json"
+            ident = file_identity(shard)
+            if marker.exists():
+                prev = json.loads(marker.read_text())
+                state = _part_state(prev, ident, parts, key)
+                if state == "done":
+                    done[key] = prev
+                    continue
+                (changed if state == "changed" else regenerated).append(str(shard.relative_to(mix_dir)))
+                marker.unlink()
+            jobs.append({"shard": str(shard), "input": ident, "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
+                         "eod": tok.eos_token_id, "dtype": dtype, "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
+                         "by_column": not datasets})
+        skipped = len(done)
+        if progress:
+            progress(len(done), len(shards))
+        if max_tokens is not None:
+            shards = _tokenize_limited(shards, jobs, done, mix_dir, shard_dataset, weights, max_tokens, tdir, progress)
+            jobs = []
+        if jobs:
+            workers = max(1, min(workers, len(jobs)))
+            if workers == 1:
+                _worker_init(str(tdir), rust_threads=True)
+                results = map(_tokenize_shard, jobs)
+                for r in results:
                     done[r["key"]] = r
                     if progress:
                         progress(len(done), len(shards))
-    blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
-                   weights_from=weights_from, own=owned.own)
-    # the spec as given beside the directory it resolved to here: tokens trained on another machine resolve it there
-    blend["tokenizer_spec"] = str(tokenizer)
-    if max_tokens is not None:
-        blend["max_tokens"] = max_tokens
-    (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
-    os.replace(output / (BLEND + ".tmp"), output / BLEND)
-    res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
-                         seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
-    for s in blend["sources"]:
-        res.documents += s["documents"]
-        res.tokens += s["tokens"]
-        res.per_source[s["name"]] = s
-    return res
+            else:
+                with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(str(tdir),)) as pool:
+                    for r in pool.imap_unordered(_tokenize_shard, jobs):
+                        done[r["key"]] = r
+                        if progress:
+                            progress(len(done), len(shards))
+        blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
+                       weights_from=weights_from, own=owned.own)
+        # the spec as given beside the directory it resolved to here: tokens trained on another machine resolve it there
+        blend["tokenizer_spec"] = str(tokenizer)
+        if max_tokens is not None:
+            blend["max_tokens"] = max_tokens
+        (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
+        os.replace(output / (BLEND + ".tmp"), output / BLEND)
+        res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
+                             seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
+        for s in blend["sources"]:
+            res.documents += s["documents"]
+            res.tokens += s["tokens"]
+            res.per_source[s["name"]] = s
+        return res
+    finally:
+        owned.release()
 
 
 def _tokenize_limited(shards: list[Path], jobs: list[dict], done: dict, mix_dir: Path, shard_dataset: dict,

@@ -164,6 +164,16 @@ class ExperimentFile:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
+    def where(self, *loc) -> str:
+        """`exp.yaml:7: inputs.corpus` (the line of the deepest key of `loc` the file has)."""
+        from curation.mix.manifest import _line_map, loc_str
+
+        lines = _line_map(self.text)
+        key = tuple(loc)
+        while key and key not in lines:
+            key = key[:-1]
+        return f"{self.path}:{lines.get(key, 1)}: {loc_str(loc)}"
+
     def resolve(self, p: str | None) -> str | None:
         """Paths relative to the file's directory; model aliases (no path separator, not a file there) stay as given."""
         if p is None:

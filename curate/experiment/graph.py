@@ -209,8 +209,53 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def check_inputs(ef: ExperimentFile) -> None:
+    """The experiment's own inputs, checked before anything is planned, each error naming its field in the file: the
+    corpus (it exists and holds shards), the propensity items and the held-out text (they exist)."""
+    from curation.core.items import item_files
+    from curation.core.shards import list_shards
+
+    c = ef.exp.inputs.corpus
+    entries = c if isinstance(c, list) else [c]
+    fix = ("set it to a corpus root (one source per sub-directory holding shards) or a list of source directories, "
+           "relative to the experiment file")
+    for i, x in enumerate(entries):
+        loc = ("inputs", "corpus") + ((i,) if isinstance(c, list) else ())
+        if not str(x).strip():
+            raise CurationError(f"{ef.where(*loc)}: is empty; {fix}")
+        p = ef.resolve(x)
+        if not any(ch in p for ch in "*?[") and not os.path.exists(p):
+            raise CurationError(f"{ef.where(*loc)}: {p} does not exist; {fix}")
+        try:
+            rels = list_shards(p)[1]
+        except OSError as e:
+            raise CurationError(f"{ef.where(*loc)}: cannot list {p} ({e.strerror})") from None
+        if not rels:
+            raise CurationError(f"{ef.where(*loc)}: {p} holds no Parquet/JSONL shards (*.parquet, *.jsonl, *.jsonl.gz); {fix}")
+    for i, s in enumerate(ef.exp.evals.propensity):
+        for j, item in enumerate(s.items):
+            p = ef.resolve(item)
+            if p == "alignment" and not os.path.exists(p):   # the named set: resolved by the eval's data directory
+                continue
+            try:
+                found = item_files([p])
+            except CurationError:
+                found = None
+            if not found:
+                raise CurationError(f"{ef.where('evals', 'propensity', i, 'items', j)}: {p} "
+                                    f"{'does not exist' if found is None else 'holds no item files (*.jsonl, *.json, *.parquet)'}; "
+                                    "point it at item files or a directory of them (relative to the experiment file)")
+    for i, s in enumerate(ef.exp.evals.perplexity):
+        for j, d in enumerate(s.data):
+            p = ef.resolve(d)
+            if not os.path.exists(p):
+                raise CurationError(f"{ef.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
+                                    "held-out JSONL/Parquet files or a directory of them")
+
+
 def build_graph(ef: ExperimentFile) -> list[Node]:
     """Every node in a topological order (dependencies first), keys and directories filled in."""
+    check_inputs(ef)
     exp = ef.exp
     nodes: list[Node] = []
     by_id: dict[str, Node] = {}
@@ -294,14 +339,42 @@ def stance_contrasts(exp) -> list[list[str]]:
     return [pair] if all(pair) else []
 
 
-def is_done(out: Path, node: Node) -> bool:
-    m = out / node.dir / MARKER
-    if not m.exists():
-        return False
+def node_files(d: Path) -> dict[str, int]:
+    """What a finished node leaves in its directory, recorded in its marker: relative path -> size of every file but
+    the marker itself and bookkeeping (names starting with `.`: ownership records, locks)."""
+    files = {}
+    for dirpath, dirs, names in os.walk(d):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        for f in sorted(names):
+            p = Path(dirpath) / f
+            rel = p.relative_to(d).as_posix()
+            if f.startswith(".") or rel in (MARKER, MARKER + ".tmp"):
+                continue
+            files[rel] = p.lstat().st_size
+    return files
+
+
+def node_state(out: Path, node: Node) -> tuple[bool, str | None]:
+    """(finished, why not, where the marker holds the node's key): a node is finished when its `node.json` holds its
+    key and every file the marker recorded is still there with its size (a deleted output runs the node again)."""
+    d = out / node.dir
     try:
-        return json.loads(m.read_text()).get("key") == node.key
+        marker = json.loads((d / MARKER).read_text())
     except (OSError, json.JSONDecodeError):
-        return False
+        return False, None
+    if marker.get("key") != node.key:
+        return False, None
+    for rel, size in (marker.get("files") or {}).items():
+        p = d / rel
+        if not p.is_file():
+            return False, f"{rel} is missing"
+        if p.stat().st_size != size:
+            return False, f"{rel} changed size ({size:,} -> {p.stat().st_size:,} bytes)"
+    return True, None
+
+
+def is_done(out: Path, node: Node) -> bool:
+    return node_state(out, node)[0]
 
 
 def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:

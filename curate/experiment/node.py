@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def run_node(out: Path, node_id: str) -> dict:
-    from curate.experiment.graph import MARKER, RESUMABLE, is_done, read_graph
+    from curate.experiment.graph import MARKER, RESUMABLE, is_done, node_files, read_graph
     from curate.experiment.stages import RUNNERS, Ctx, prepare
 
     _, nodes = read_graph(out)
@@ -31,7 +31,8 @@ def run_node(out: Path, node_id: str) -> dict:
         return res
     marker = {"id": node.id, "kind": node.kind, "key": node.key, "condition": node.condition, "seed": node.seed,
               "deps": {d: nodes[d].key for d in node.deps}, "seconds": round(time.time() - t0, 2),
-              "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **res}
+              "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **res,
+              "files": node_files(ctx.dir)}   # what the node left: checked by is_done, so a deleted output reruns it
     tmp = ctx.dir / (MARKER + ".tmp")
     tmp.write_text(json.dumps(marker, indent=1))
     os.replace(tmp, ctx.dir / MARKER)

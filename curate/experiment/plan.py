@@ -13,7 +13,7 @@ import yaml
 
 from curation.core.errors import CurationError
 from curate.experiment.config import ExperimentFile, load_experiment
-from curate.experiment.graph import CLASSIFY_REF, Node, build_graph, is_done, tokens_needed
+from curate.experiment.graph import CLASSIFY_REF, Node, build_graph, node_state, tokens_needed
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]   # the repository: first on every node process's PYTHONPATH
 
@@ -75,8 +75,10 @@ def make_plan(path: str | Path, output: str | Path | None = None, check_budgets:
         file_seeds, ef.exp.seeds = ef.exp.seeds, [s for s in ef.exp.seeds if s in seeds]
     nodes = build_graph(ef)
     out = Path(output) if output else None
-    done = {n.id: bool(out and is_done(out, n)) for n in nodes}
+    states = {n.id: node_state(out, n) if out else (False, None) for n in nodes}
+    done = {i: s[0] for i, s in states.items()}
     plan = Plan(ef, nodes, done, file_seeds=file_seeds)
+    plan.notes += [f"{i}: finished before, but {why}; it runs again" for i, (_, why) in states.items() if why]
     if check_budgets:
         cfgs = {n.condition: n.params["config"] for n in nodes if n.kind == "train"}
         for n in nodes:

@@ -72,13 +72,61 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
 
 def _die_with_parent():
     """Children get SIGKILL when the runner dies (Linux), so a killed run leaves no orphan node writing behind it."""
+    from curation.core.lifeline import die_with_parent
+
+    die_with_parent()
+
+
+# The guardian: a small process in a session of its own that holds the read end of a pipe from the runner. The runner
+# tells it each node's process group (every node runs in a session of its own: pid = process group), and it kills
+# them all when the pipe closes - the runner finished, or died however it died (SIGKILL included). The node itself
+# dies with the runner anyway (PR_SET_PDEATHSIG); the guardian takes what the node started with it (a datatrove
+# manager, pool workers, a tokenizer's or an eval server's processes), which the kernel would leave running.
+_GUARDIAN = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:
+    if line[:1] == "+":
+        groups.add(int(line[1:]))
+    elif line[:1] == "-":
+        groups.discard(int(line[1:]))
+for g in groups:
     try:
-        import ctypes
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class Guardian:
+    """Kills the process groups of the nodes when the runner ends or dies (see _GUARDIAN)."""
+
+    def __init__(self):
+        r, w = os.pipe()
+        self.proc = subprocess.Popen([sys.executable, "-c", _GUARDIAN], stdin=r, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        os.close(r)
+        self.pipe = os.fdopen(w, "w", buffering=1)   # not inherited by the nodes (close-on-exec), so EOF is the runner's
+
+    def watch(self, pgid: int) -> None:
+        self.pipe.write(f"+{pgid}\n")
+
+    def reaped(self, pgid: int) -> None:
+        """A node's process has ended: anything it left in its group goes now (its members keep the id from reuse)."""
         import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.pipe.write(f"-{pgid}\n")
+
+    def close(self) -> None:
+        try:
+            self.pipe.close()
+        except OSError:
+            pass
+        self.proc.wait()
 
 
 def node_env() -> dict:
@@ -119,6 +167,31 @@ RUN_TREES = ("logs", "nodes", "report", "slurm")
 def _legacy_run(out: Path) -> dict | None:
     """An experiment directory written before ownership records (it has graph.json): adopted, so it resumes."""
     return {"files": list(RUN_FILES), "trees": list(RUN_TREES)} if (out / "graph.json").is_file() else None
+
+
+def experiment_inputs(plan: Plan) -> list[str]:
+    """Every path the experiment reads: its file, the corpus, attributes and synthetic documents, each condition's
+    manifest and sources, the starting model, the train config file, the eval items and data. The output may be none
+    of them, contain none and lie inside none (checked before anything is written)."""
+    from curate.experiment.graph import CLASSIFY_REF
+
+    ef, inp = plan.ef, plan.ef.exp.inputs
+    paths = [str(ef.path), *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]), inp.attributes, inp.synthetic,
+             *[c.manifest for c in ef.exp.conditions], ef.exp.train.config]
+    paths = [ef.resolve(p) for p in paths if p]
+    for n in plan.nodes:
+        p = n.params
+        if n.kind == "mix":
+            for s in p["manifest"].get("sources", []):
+                paths += [v for v in (s.get("path"), s.get("attributes")) if isinstance(v, str) and not v.startswith(CLASSIFY_REF)]
+        elif n.kind == "init":
+            paths.append(p["source"])
+        elif n.kind == "eval":
+            paths += [i for s in p["propensity"] for i in s["items"]] + [d for s in p["perplexity"] for d in s["data"]]
+            if p.get("capability"):
+                paths += [f[0] for f in p["capability"]["inputs"]] + ([p["capability"]["data"]] if p["capability"]["data"] else [])
+    # names that are not paths here (model aliases, shipped config names) cannot hold the output
+    return list(dict.fromkeys(x for x in paths if os.path.exists(x) or any(ch in x for ch in "*?[")))
 
 
 def claim_output(out: Path, inputs: list = ()) -> None:
@@ -211,6 +284,17 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
     failed: list[str] = []
     took: dict[str, list[float]] = {}
     t_start = time.time()
+    guard = Guardian()
+    try:
+        _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard)
+    finally:
+        guard.close()
+    if failed:
+        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
+    return ran
+
+
+def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard: Guardian) -> None:
     while pending or running:
         if not failed:
             for n in [n for n in pending if all(d in done for d in n.deps)]:
@@ -222,7 +306,8 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
                 fh = open(lp, "a")
                 proc = subprocess.Popen([sys.executable, "-m", "curate.experiment.node", str(out), n.id], stdout=fh,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env(),
-                                        preexec_fn=_die_with_parent)
+                                        preexec_fn=_die_with_parent, start_new_session=True)
+                guard.watch(proc.pid)
                 fh.close()
                 running[n.id] = (proc, time.time(), n)
                 pending.remove(n)
@@ -234,6 +319,7 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
             rc = proc.poll()
             if rc is None:
                 continue
+            guard.reaped(proc.pid)
             del running[nid]
             if rc == 0 and is_done(out, n):
                 done.add(nid)
@@ -246,9 +332,6 @@ def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] =
             else:
                 failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
                 log(f"failed {nid} (exit {rc})")
-    if failed:
-        raise CurationError("; ".join(failed) + ". Fix it and rerun the same command: finished nodes are kept")
-    return ran
 
 
 def publish_report(out: Path, plan: Plan) -> None:
@@ -286,7 +369,7 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
         selected(plan, only)   # refuse before the output is claimed or any work done
     for n in plan.notes:
         log(f"note: {n}")
-    claim_output(out, [path])
+    claim_output(out, experiment_inputs(plan))
     lock = _Lock(out)
     try:
         prepare_output(out, plan)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -33,11 +34,21 @@ class Ctx:
         return dict(self.dep(kind)[2].get("lineage") or {})
 
 
-def lock_digest(path: Path) -> str:
-    """sha256 of a mix lock without the path of its manifest (which lies in the node's directory): the same mix gives
-    the same digest wherever the experiment's output directory is."""
+def lock_digest(path: Path, root: Path | None = None) -> str:
+    """sha256 of a mix lock without the path of its manifest (which lies in the node's directory) and with the paths of
+    its inputs inside the experiment's output directory `root` (the classify node's attributes) taken relative to it:
+    the same mix gives the same digest wherever the experiment's output directory is. `root` defaults to the
+    experiment directory a node's lock lies in (DIR/nodes/<condition>/<node>/mix/mix.lock.json)."""
+    path = Path(path).resolve()
+    if root is None and len(path.parents) > 4 and path.parents[3].name == "nodes":
+        root = path.parents[4]
     lock = json.loads(path.read_text())
     lock["manifest"].pop("path", None)
+    if root is not None:
+        for i in lock.get("inputs", []):
+            p = Path(i["path"])
+            if p.is_absolute() and Path(root).resolve() in p.parents:
+                i["path"] = "$EXPERIMENT/" + os.path.relpath(p, Path(root).resolve())
     return hashlib.sha256(json.dumps(lock, sort_keys=True).encode()).hexdigest()
 
 
@@ -73,14 +84,16 @@ def mix(ctx: Ctx) -> dict:
 
     manifest = json.loads(json.dumps(ctx.node.params["manifest"]))
     if any(d.startswith("_shared/classify") for d in ctx.node.deps):
-        attrs = str(ctx.dep("classify")[1] / "attrs")
+        # relative to the manifest written below (in this node's directory): the manifest, so the mix's shards and
+        # lock, then read the same wherever the experiment's output directory is
+        attrs = os.path.relpath(ctx.dep("classify")[1] / "attrs", ctx.dir)
         for s in manifest.get("sources", []):
             if isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF):
                 s["attributes"] = attrs + s["attributes"][len(CLASSIFY_REF):]
     path = ctx.dir / "manifest.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     res = build(path, ctx.dir / "mix", overwrite=True, progress=False)
-    lin = {"condition": ctx.node.condition, "mix": {"name": manifest["name"], "lock_sha256": lock_digest(ctx.dir / "mix" / "mix.lock.json"),
+    lin = {"condition": ctx.node.condition, "mix": {"name": manifest["name"], "lock_sha256": lock_digest(ctx.dir / "mix" / "mix.lock.json", ctx.out),
                                                     "tokens": res.lock["totals"]["tokens"], "documents": res.lock["totals"]["docs"],
                                                     "sources": {s["name"]: round(s["share"], 6) for s in res.lock["sources"]}}}
     return {"outputs": {"mix": "mix"}, "lineage": lin}
@@ -240,7 +253,9 @@ RUNNERS = {"classify": classify, "init": init, "mix": mix, "tokens": tokens, "tr
 
 
 def prepare(ctx: Ctx, resumable: bool) -> None:
-    """A node that cannot resume its own work starts from an empty directory (only ever its own node directory)."""
+    """A node that cannot resume its own work starts from an empty directory (only ever its own node directory); the
+    marker of a finished node whose outputs were deleted since goes first, so a node killed now is not finished."""
+    (ctx.dir / MARKER).unlink(missing_ok=True)
     if ctx.dir.exists() and not resumable:
         shutil.rmtree(ctx.dir)
     ctx.dir.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import queue
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from copy import copy, deepcopy
 
@@ -25,6 +26,7 @@ from datatrove.utils.logging import logger
 from datatrove.utils.stats import PipelineStats
 
 from curation.core.errors import CurationError, ShardsFailed
+from curation.core.lifeline import die_with_parent
 
 SUPPORTED = (">=0.10.1", "<0.11")  # keep in step with pyproject's datatrove pin
 
@@ -130,11 +132,15 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
             stats += runner._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
 
     def _start_helpers(self, n: int, args: tuple):
-        pool = multiprocess.get_context(self.start_method).Pool(n)
+        # forkserver: each pool process dies with the forkserver, which dies with this process (forkserver_guard), so
+        # a killed `curate classify` leaves nothing writing (another start method forks from this thread: no lifeline)
+        fs = self.start_method == "forkserver"
+        pool = multiprocess.get_context(self.start_method).Pool(
+            n, initializer=die_with_parent if fs else None, initargs=(_forkserver_pid(),) if fs else ())
         return pool, [pool.apply_async(self._drain, args) for _ in range(n)]
 
     def run(self):
-        if self.workers == 1 or self.depends:
+        if self.depends:
             return super().run()
         self._launched = True
         ranks = self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks))
@@ -142,7 +148,17 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
             logger.info(f"Not doing anything as all {self.local_tasks} tasks have already been completed.")
             return
         self.save_executor_as_json()
-        mg = multiprocess.Manager()
+        if min(self.workers, len(ranks)) == 1:   # no pool: no manager process either (datatrove starts one regardless)
+            ranks_q, todo = queue.Queue(), queue.Queue()
+            ranks_q.put(0)
+            for rank in ranks:
+                todo.put(rank)
+            stats = self._drain(todo, ranks_q, _Counter(self.local_tasks - len(ranks)), threading.Lock())
+            return self._finish(stats)
+        from multiprocess.managers import SyncManager
+
+        mg = SyncManager(ctx=multiprocess.get_context())     # its server process dies with this one
+        mg.start(die_with_parent, (os.getpid(),))
         try:
             ranks_q, todo = mg.Queue(), mg.Queue()
             for i in range(self.workers):
@@ -165,12 +181,22 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
                 with pool:
                     for p in pending:
                         stats += p.get()
-            with self.logging_dir.open("stats.json", "wt") as statsfile:
-                stats.save_to_disk(statsfile)
-            logger.success(stats.get_repr(f"All {self.local_tasks} tasks"))
-            return stats
+            return self._finish(stats)
         finally:
             mg.shutdown()
+
+    def _finish(self, stats: PipelineStats) -> PipelineStats:
+        with self.logging_dir.open("stats.json", "wt") as statsfile:
+            stats.save_to_disk(statsfile)
+        logger.success(stats.get_repr(f"All {self.local_tasks} tasks"))
+        return stats
+
+
+class _Counter:
+    """The completed-task counter of a run without a pool (a manager's Value otherwise)."""
+
+    def __init__(self, value: int):
+        self.value = value
 
 
 def start_forkserver() -> None:
@@ -184,9 +210,22 @@ def start_forkserver() -> None:
     """
     from multiprocess import forkserver
 
-    # fastText and pyarrow.compute (Table.cast in the writer) are imported lazily, on a worker's first shard
-    forkserver.set_forkserver_preload(["__main__", "curation.classify.executors", "curation.classify.steps", "fasttext", "pyarrow.compute"])
-    forkserver.ensure_running()
+    # fastText and pyarrow.compute (Table.cast in the writer) are imported lazily, on a worker's first shard; the
+    # guard first: the forkserver dies with this process (and the pool processes with it)
+    forkserver.set_forkserver_preload(["curation.classify.forkserver_guard", "__main__", "curation.classify.executors",
+                                       "curation.classify.steps", "fasttext", "pyarrow.compute"])
+    os.environ["CURATE_FORKSERVER_PARENT"] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ.pop("CURATE_FORKSERVER_PARENT", None)
+
+
+def _forkserver_pid() -> int | None:
+    """The running forkserver's pid (the parent of the pool processes), None if there is none."""
+    from multiprocess import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
 
 def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_dir: str, extra: dict):

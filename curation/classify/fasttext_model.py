@@ -104,7 +104,7 @@ def dequantized(path: str, max_bytes: int = 256 << 20) -> tuple[np.ndarray, np.n
 
 
 @lru_cache(maxsize=4)
-def _cached_fasttext(path: str, mtime_ns: int, size: int):
+def _cached_fasttext(path: str, stamp: tuple):
     return load_fasttext(path)
 
 
@@ -114,8 +114,8 @@ def shared_fasttext(path: str):
     Datatrove unpickles a fresh pipeline for every task, one per shard by default, so a model held by the step would
     be reloaded per shard (~15 ms for the two models: most of a small shard's fixed cost).
     """
-    st = os.stat(path)
-    return _cached_fasttext(path, st.st_mtime_ns, st.st_size)
+    st = os.stat(path)   # ctime too: a rewrite with its mtime restored is still a new file
+    return _cached_fasttext(path, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
 def label_probs(model, lines: list[str], labels: tuple[str, ...]) -> list[dict[str, float]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -68,7 +67,16 @@ def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
     --overwrite replaces an earlier classify run there, removing only the files it recorded creating."""
     from curation.core.outputs import claim
 
-    out = claim(output, "classify", inputs=inputs, overwrite=overwrite, legacy=_legacy_entries)
+    out = claim(output, "classify", inputs=inputs, overwrite=overwrite, legacy=_legacy_entries, lock=True)
+    try:
+        _settle_run(out, output, run, overwrite)
+    except BaseException:
+        out.release()
+        raise
+    return out
+
+
+def _settle_run(out, output: Path, run: dict, overwrite: bool) -> None:
     run_file = output / RUN_FILE
     old = None
     if run_file.is_file():
@@ -87,13 +95,14 @@ def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
     out.own(RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels])
     out.own("_logs", "_errors", "_progress", tree=True)
     run_file.write_text(json.dumps(run, indent=1, sort_keys=True))
-    return out
 
 
 def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
-    """Per shard: done (its attribute file was computed from the shard as it is now), changed (from an earlier
-    version of the shard), missing (never written, or removed) - the last two are redone."""
-    from curation.classify.steps.reader import input_fingerprint, stored_fingerprint
+    """Per shard: done (its attribute file was computed from the shard as it is now: same bytes), changed (from an
+    earlier version of the shard, or recorded before content fingerprints), missing (never written, or removed) - the
+    last two are redone."""
+    from curation.core.digests import flush
+    from curation.core.shards import input_fingerprint, stored_fingerprint
 
     states = {}
     for rel in rels:
@@ -103,6 +112,7 @@ def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
             continue
         stored = stored_fingerprint(str(attr))
         states[rel] = "done" if stored == input_fingerprint(os.path.join(root, rel), rel) else "changed"
+    flush()   # the workers find these digests in the cache instead of hashing every shard again
     return states
 
 
@@ -184,6 +194,7 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
 def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
              progress: bool = True) -> ClassifyResult:
     from curation.classify.executors import console_sink, make_executor, start_forkserver
+    from curation.classify.steps.reader import error_path
     from curation.classify.summary import write_summary
 
     cfg = cfg or ClassifyConfig()
@@ -199,43 +210,46 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
     output = Path(output).absolute()
     run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
         json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
-    _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
-    shutil.rmtree(output / "_progress", ignore_errors=True)  # the writers' progress files of an earlier attempt (its own)
-    logs = output / "_logs"
-    logs.mkdir(exist_ok=True)
-    states = _shard_states(root, rels, output)
-    paths_file = logs / "paths.txt"
-    paths_file.write_text("".join(r + "\n" for r in rels))
-    run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
-    pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
-    tasks = min(cfg.executor.tasks or len(rels), len(rels))
-    completed = {f"{i % tasks:05d}" for i in range(len(rels))
-                 if (logs / "completions" / f"{i % tasks:05d}").is_file()}
-    changed = [r for r in rels if states[r] == "changed"]
-    regenerated = [r for i, r in enumerate(rels) if states[r] == "missing" and f"{i % tasks:05d}" in completed]
-    _reopen_tasks(logs, rels, states, tasks)
-    extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
-    executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
-    if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
-        os.environ["POLARS_MAX_THREADS"] = "1"
-    console_sink("WARNING")
-    stop = threading.Event()
-    thread = _progress_thread(output, root, rels, stop, progress and cfg.executor.kind != "slurm")
-    crash = None
-    try:
-        executor.run()
-    except Exception as e:  # failed shards are reported from _errors/; anything else is re-raised below
-        crash = e
+    owned = _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
+    try:   # one writer at a time: a second classify into this output is refused until this one ends
+        owned.remove_tree("_progress")  # the writers' progress files of an earlier attempt (its own; nothing else there)
+        logs = output / "_logs"
+        logs.mkdir(exist_ok=True)
+        states = _shard_states(root, rels, output)
+        paths_file = logs / "paths.txt"
+        paths_file.write_text("".join(r + "\n" for r in rels))
+        run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
+        pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
+        tasks = min(cfg.executor.tasks or len(rels), len(rels))
+        completed = {f"{i % tasks:05d}" for i in range(len(rels))
+                     if (logs / "completions" / f"{i % tasks:05d}").is_file()}
+        changed = [r for r in rels if states[r] == "changed"]
+        regenerated = [r for i, r in enumerate(rels) if states[r] == "missing" and f"{i % tasks:05d}" in completed]
+        _reopen_tasks(logs, rels, states, tasks)
+        extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
+        executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
+        if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
+            os.environ["POLARS_MAX_THREADS"] = "1"
+        console_sink("WARNING")
+        stop = threading.Event()
+        thread = _progress_thread(output, root, rels, stop, progress and cfg.executor.kind != "slurm")
+        crash = None
+        try:
+            executor.run()
+        except Exception as e:  # failed shards are reported from _errors/; anything else is re-raised below
+            crash = e
+        finally:
+            stop.set()
+            if thread:
+                thread.join()
+        errors = sorted(e.read_text().strip() for e in (output / error_path(r) for r in rels) if e.is_file())
+        if crash is not None and not errors:
+            raise crash
+        done = sum((output / attribute_path(r)).is_file() for r in rels)
+        summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
+        job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
+        submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
+        return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted,
+                              changed=changed, regenerated=regenerated)
     finally:
-        stop.set()
-        if thread:
-            thread.join()
-    errors = sorted(p.read_text().strip() for p in (output / "_errors").rglob("*.txt")) if (output / "_errors").is_dir() else []
-    if crash is not None and not errors:
-        raise crash
-    done = sum((output / attribute_path(r)).is_file() for r in rels)
-    summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
-    job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
-    submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
-    return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted,
-                          changed=changed, regenerated=regenerated)
+        owned.release()

@@ -72,6 +72,9 @@ def validate(cls: type[M], raw: dict, origin: str, docs: str) -> M:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(err["type"], err["msg"])
+        if err["type"] == "string_pattern_mismatch":
+            msg = (f"{err.get('input')!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start "
+                   "with a letter or digit; rename it")
         raise CurationError(f"{origin}: `{loc}`: {msg}; see {docs} for the fields") from None
 
 

@@ -73,9 +73,11 @@ def resolve(spec: str | os.PathLike | None = None) -> ModelSource:
 
 
 def converted_dir(gguf: Path) -> Path:
-    """Where a GGUF's safetensors conversion is cached: keyed by its path, size and mtime, so a changed file reconverts."""
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    """Where a GGUF's safetensors conversion is cached: keyed by its path and the sha256 of its bytes (a digest cached
+    by size, mtime, ctime and inode), so a changed file reconverts, a restored mtime notwithstanding."""
+    from curation.core.digests import cached_sha256
+
+    key = hashlib.sha256(f"{gguf.resolve()}|{cached_sha256(gguf, full=True)}".encode()).hexdigest()[:16]
     return cache_root() / "gguf" / f"{gguf.stem}-{key}"
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
 from curation.core.outputs import Output, claim
 from curation.mix.handoff import BLEND_NAME, write_blend
@@ -58,9 +59,10 @@ def _prepare_output(out: Path, mf: ManifestFile, overwrite: bool) -> tuple[Outpu
     """Claims the output (curation/core/outputs.py). A finished mix there needs --overwrite; one killed before it
     finished (no lock) is restarted by the plain rerun. Either way only what `curate mix build` wrote is removed.
     Returns (output, whether an unfinished build was cleared)."""
-    o = claim(out, "mix build", inputs=_inputs(mf), overwrite=overwrite, legacy=_legacy_mix)
+    o = claim(out, "mix build", inputs=_inputs(mf), overwrite=overwrite, legacy=_legacy_mix, lock=True)  # one writer
     unfinished = o.previous and not (out / LOCK_NAME).exists()
     if o.previous and not unfinished and not overwrite:
+        o.release()
         raise CurationError(f"{out}: holds a built mix; pass --overwrite to replace it (only what `curate mix build` wrote "
                             "there is removed) or pick a new directory")
     if o.previous:
@@ -145,9 +147,10 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
     if dry_run:
         return BuildResult(make_plan(mf, count, progress), None, None)
     owned, restarted = _prepare_output(out, mf, overwrite)
-    work = owned.tree("_work")
     spill: BucketSpill | None = None
+    work = out / "_work"
     try:
+        work = owned.tree("_work")
         def start(skeleton: Plan):
             nonlocal spill
             spill = BucketSpill(work / "buckets", skeleton.buckets, skeleton.schema,
@@ -203,7 +206,7 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             behind.close()
         written = [f for w in writers.values() for f in w.close()]
         outputs = describe_outputs(out, written)
-        changed = [f"{i['path']}" for i in inputs if Path(i["path"]).stat().st_size != i["size"]]
+        changed = [f"{i['path']}" for i in inputs if cached_sha256(i["path"], full=True) != i["sha256"]]
         if changed:
             raise CurationError(f"{changed[0]}: changed while the mix was being built; rerun the build")
         realised = {}
@@ -234,4 +237,5 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
         if spill is not None:
             spill.close()
         shutil.rmtree(work, ignore_errors=True)
+        owned.release()
     return BuildResult(plan, out, lock, restarted)

@@ -9,6 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 from curation.core.errors import CurationError
+from curation.core.digests import cached_sha256
 from curation.mix.hashing import file_sha256
 
 LOCK_NAME = "mix.lock.json"
@@ -30,7 +31,8 @@ def hash_inputs(files: list[tuple[str, str, str]], progress=None) -> list[dict]:
     out = []
     for source, role, path in files:
         p = Path(path)
-        out.append({"source": source, "role": role, "path": str(p), "size": p.stat().st_size, "sha256": file_sha256(p)})
+        out.append({"source": source, "role": role, "path": str(p), "size": p.stat().st_size,
+                    "sha256": cached_sha256(p, full=True)})   # the attribute check hashed the shards already
         if progress:
             progress(1)
     return out

@@ -188,6 +188,12 @@ def load_manifest(path: str | Path) -> ManifestFile:
         msg = _ERR_CLEAN.sub("", err["msg"])
         if err["type"] == "extra_forbidden":
             msg = f"unknown field `{loc[-1]}`"
+        elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
+            from curation.mix.presets import source_name
+
+            msg = (f"{err['input']!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start with a "
+                   f"letter or digit; rename it (e.g. {source_name(str(err['input']))!r}: a source's name only labels "
+                   "it, its `path` may hold any characters)")
         elif err["type"] == "missing":
             msg = f"required field `{loc[-1]}` is missing"
         raise CurationError(f"{mf.where(*loc) if loc else str(path) + ':1'}: {msg}; see docs/mix.md for the fields") from None

@@ -5,7 +5,9 @@ All presets share the same corpus sources and seed, so the conditions differ onl
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 
 from curation.core.errors import CurationError
@@ -80,20 +82,46 @@ REFLECT = """\
 """
 
 
+def source_name(directory: str) -> str:
+    """A source name (letters, digits, `.`, `_`, `-`, starting with a letter or digit) from a directory name: every
+    other run of characters becomes `-` (`src dir` -> `src-dir`). The name only labels the source; its path is kept."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", directory).lstrip("._-").rstrip("-")
+    return name or "corpus"
+
+
+def _named(srcs: list[tuple[str, str, str | None]]) -> list[tuple[str, str, str | None]]:
+    """Safe, distinct names (`-2`, `-3` where two directories give the same one)."""
+    out, used = [], set()
+    for name, path, sub in srcs:
+        base = name = source_name(name)
+        i = 1
+        while name in used:
+            i += 1
+            name = f"{base}-{i}"
+        used.add(name)
+        out.append((name, path, sub))
+    return out
+
+
+def _yaml_str(s: str) -> str:
+    """A path as a YAML scalar: plain where that reads back the same, else double-quoted (JSON is YAML)."""
+    return s if re.fullmatch(r"[A-Za-z0-9_./~+=,@-]+", s) else json.dumps(s)
+
+
 def _corpus_sources(corpus: str | list[str]) -> list[tuple[str, str, str | None]]:
     """(name, path, sub-directory) per corpus source: one per sub-directory holding shards, else the root itself
     (sub-directory None). `curate classify ROOT --output ATTRS` writes a sub-directory's attributes under
     ATTRS/<sub-directory>/ (they mirror the corpus layout), however many there are. A list of directories is one
     source each, its attributes under ATTRS/<its name>/."""
     if isinstance(corpus, (list, tuple)):
-        return [(Path(c.rstrip("/")).name, c, Path(c.rstrip("/")).name) for c in corpus]
+        return _named([(Path(c.rstrip("/")).name, c, Path(c.rstrip("/")).name) for c in corpus])
     root = Path(corpus)
     subs = []
     if root.is_dir():
         for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
             if any(is_shard(f) for _, _, fs in os.walk(d) for f in fs):
                 subs.append((d.name, str(d), d.name))
-    return subs or [(root.name or "corpus", str(root), None)]
+    return _named(subs or [(root.name or "corpus", str(root), None)])
 
 
 def _rebase(path: str, base: str | Path | None) -> str:
@@ -114,11 +142,11 @@ def render_preset(preset: str, corpus: str | list[str] = "data/corpus", attribut
     srcs = _corpus_sources(corpus)
     for name, path, sub in srcs:
         attrs = attributes if sub is None else str(Path(attributes) / sub)
-        text += CORPUS.format(name=name, path=_rebase(path, base), attrs=_rebase(attrs, base),
+        text += CORPUS.format(name=name, path=_yaml_str(_rebase(path, base)), attrs=_yaml_str(_rebase(attrs, base)),
                               filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
                               epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS)
     if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
         stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
-        text += SYNTH.format(name=f"synthetic-{stance}", path=_rebase(synthetic, base), stance=stance,
+        text += SYNTH.format(name=f"synthetic-{stance}", path=_yaml_str(_rebase(synthetic, base)), stance=stance,
                              transform=REFLECT if preset == "reflections" else "")
     return text

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
 from curation.mix.manifest import ManifestFile, Source
-from curation.core.shards import attribute_path, list_shards
+from curation.core.shards import attribute_path, check_attributes_match, list_shards
 
 BATCH_ROWS = 4096
 
@@ -115,6 +115,8 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         a = os.path.join(attr_root, attribute_path(rel)) if attr_root else None
         if a and not os.path.exists(a):
             raise CurationError(f"{where('attributes')}: {a} is missing (attributes of {p}); run `curate classify {path} --output {attr_root}`")
+        if a:   # computed from this very shard (size and sha256 recorded by classify), or refused
+            check_attributes_match(p, rel, a, root, attr_root, where("attributes"))
         rows = None
         for f in (p, a):
             if not f or not f.endswith(".parquet"):
@@ -212,6 +214,19 @@ def _shard_batches(rs: ResolvedSource, shard: Shard, columns: list[str], batch_r
         raise CurationError(f"{shard.path}: cannot read ({str(e).splitlines()[0]})") from None
 
 
+def check_ids(attrs_path, shard_path: str, off: int, a: pa.Table, ids: pa.Array) -> None:
+    """The attribute rows `a` are those of the shard rows `ids` (from row `off`), or an error naming the first row
+    where they part: rows added at the end, or the first id that differs."""
+    if a.num_rows < len(ids):
+        raise CurationError(f"{attrs_path}: ends at row {off + a.num_rows} but {shard_path} has more rows (added after "
+                            "`curate classify` wrote the attributes); rerun `curate classify`")
+    same = pc.equal(a.column("id"), ids)
+    if not pc.all(same).as_py():
+        i = int(pc.index(same, False).as_py())
+        raise CurationError(f"{attrs_path}: row {off + i} has id {a.column('id')[i].as_py()!r} but {shard_path} has "
+                            f"{ids[i].as_py()!r} there; the attributes are out of date, rerun `curate classify`")
+
+
 def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, int, pa.Table, np.ndarray]]:
     """(shard index, first row number within the source, table, keep mask) for every batch of the source.
 
@@ -242,9 +257,7 @@ def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[t
             a = None
             if attrs is not None:
                 a = attrs.slice(off, n)
-                if a.num_rows != n or not pc.all(pc.equal(a.column("id"), cols["id"])).as_py():
-                    raise CurationError(f"{shard.attributes}: ids do not match {shard.path} near row {off}; the attributes "
-                                        f"are out of date, rerun `curate classify`")
+                check_ids(shard.attributes, shard.path, off, a, cols["id"])
             for c in rs.used:
                 col = a.column(c) if (a is not None and c in rs.attr_columns) else t.column(c)
                 cols[c] = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col

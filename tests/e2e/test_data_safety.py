@@ -31,17 +31,21 @@ def _one_line_error(proc) -> str:
 
 def test_ownership_record_removes_only_what_the_command_created(tmp_path):
     from curation.core.errors import CurationError
-    from curation.core.outputs import OWNED, claim
+    from curation.core.outputs import LOCK, OWNED, claim
 
-    out = claim(tmp_path / "out", "mix build", inputs=[tmp_path / "in"])
+    out = claim(tmp_path / "out", "mix build", inputs=[tmp_path / "in"], lock=True)
     out.path("shards/part-00000.parquet").write_text("ours")
     out.tree("_work")
     (tmp_path / "out" / "_work" / "spill").write_text("ours")
+    out.release()                                      # records what the run made inside its working trees
     (tmp_path / "out" / "shards" / "mydata.parquet").write_text("the user's")
-    again = claim(tmp_path / "out", "mix build")
+    (tmp_path / "out" / "_work" / "mine").write_text("the user's, inside a working tree")
+    again = claim(tmp_path / "out", "mix build", lock=True)
     assert again.previous
     again.clear()
-    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted([OWNED, "shards", "mydata.parquet"])
+    again.release()
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == sorted([OWNED, LOCK, "shards", "mydata.parquet",
+                                                                            "_work", "mine"])
     with pytest.raises(CurationError, match="holds a `curate mix build` output"):
         claim(tmp_path / "out", "classify", overwrite=True)
     (tmp_path / "in").mkdir()

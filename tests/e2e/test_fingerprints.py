@@ -19,6 +19,7 @@ def test_fingerprint_follows_content_not_mtime(tmp_path, monkeypatch):
     (src / "_logs" / "x.log").write_text("skipped")
     before = fingerprint([str(src)])
     assert before == [["corpus/part-0.parquet", 9, digests.file_sha256(src / "part-0.parquet")]]
+    digests.flush()                                                # writes are batched (at most every 2 s, and at exit)
     assert (tmp_path / "cache" / "digests.json").exists()
     os.utime(src / "part-0.parquet", (1, 1))                       # only the time changes: same key
     assert fingerprint([str(src)]) == before
@@ -28,7 +29,7 @@ def test_fingerprint_follows_content_not_mtime(tmp_path, monkeypatch):
     (src / "part-0.parquet").write_bytes(b"one shard!")            # the content changes: a new key
     assert fingerprint([str(src)]) != before
     (src / "part-0.parquet").write_bytes(b"one_shard")             # an in-place edit of the same size: caught
-    os.utime(src / "part-0.parquet", (2, 2))                       # (the cache trusts size + mtime + inode, as make does)
+    os.utime(src / "part-0.parquet", (2, 2))                       # (the cache trusts size + mtime + ctime + inode)
     assert fingerprint([str(src)])[0][2] == digests.file_sha256(src / "part-0.parquet") != before[0][2]
 
 

@@ -17,32 +17,15 @@ from datatrove.utils.stats import MetricStats
 from fsspec.implementations.local import LocalFileSystem
 
 from curation.core.errors import ShardError, ShardsFailed
-from curation.core.shards import attribute_path
+from curation.core.shards import attribute_path, fingerprint_of, input_fingerprint, stored_fingerprint  # noqa: F401
 from curation.classify.steps.base import TEXT_REF, abort_shard, end_of_shard
 
 FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"
 
 
-def input_fingerprint(path: str, rel: str) -> dict:
-    """The identity of a local shard its attribute file records: relative path, size and mtime in nanoseconds
-    (the attribute file's row count is the shard's). Any change to the shard changes it, so the shard is redone."""
-    st = os.stat(path)
-    return {"path": rel, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def _fingerprint_of(f) -> dict | None:
-    meta = pq.ParquetFile(f).schema_arrow.metadata or {}
-    raw = meta.get(b"curation.input_fingerprint")
-    return json.loads(raw) if raw else None
-
-
-def stored_fingerprint(attr_path: str) -> dict | None:
-    """The input identity an attribute file was written from (None if unreadable)."""
-    try:
-        with open(attr_path, "rb") as f:
-            return _fingerprint_of(f)
-    except Exception:  # a truncated or foreign file: redone
-        return None
+# the identity of a shard its attribute file records (the attribute file's row count is the shard's): kernel functions,
+# so that `curate mix build` checks attributes against its corpus with the same definition
+_fingerprint_of = fingerprint_of
 
 
 class ShardReader(BaseDiskReader):
@@ -66,8 +49,10 @@ class ShardReader(BaseDiskReader):
     def fingerprint(self, rel: str) -> dict:
         if isinstance(self.data_folder.fs, LocalFileSystem):
             return input_fingerprint(self.data_folder.resolve_paths(rel), rel)
-        info = self.data_folder.info(rel)
-        return {"path": rel, "size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0)}
+        info = self.data_folder.info(rel)   # a remote store: what it reports (its content hash where it gives one)
+        tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "checksum", "crc32c") if info.get(k)), None)
+        return {"path": rel, "size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0),
+                **({"etag": tag} if tag else {})}
 
     def is_committed(self, rel: str, fingerprint: dict) -> bool:
         out = attribute_path(rel)
