@@ -155,6 +155,7 @@ def seeds_needed(effect: float, seed_var: float, item_var: float, n_items: int, 
     if sd == 0:
         return 2
     lo, hi = 2, max_seeds
+    power -= 1e-9                   # the MDE of n seeds needs n seeds, not n + 1 by a rounding error
     if t_test_power(abs(effect), sd, hi, alpha) < power:
         return None
     while lo < hi:

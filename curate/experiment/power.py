@@ -19,8 +19,9 @@ from evals.stats import min_detectable_effect, per_seed_sd, seeds_needed, varian
 
 # Assumed without a pilot (and for the seed component of a one-seed pilot): the small-scale replication's pooled
 # components (docs/results/small-scale-replication.md, "Power"), propensity metrics, base stage.
-ASSUMED = {"seed_var": 0.02 ** 2, "item_var": 0.10 ** 2,
-           "source": "the small-scale replication's pooled variance components (docs/results/small-scale-replication.md)"}
+ASSUMED = {"seed_var": 0.026 ** 2, "item_var": 0.17 ** 2,
+           "source": "the small-scale replication's variance components, cloze, its three contrasts that differ "
+                     "(docs/results/small-scale-replication.md, \"Power\")"}
 POWER, ALPHA = 0.8, 0.05
 
 
@@ -69,6 +70,8 @@ def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
             if len(keys) < 2:
                 continue
             d = [[cells[(c, s, final, metric)][k] - cells[(ref, s, final, metric)][k] for k in keys] for s in have]
+            if not np.any(d):      # bit-identical runs (a filter that removed nothing): no information on variance
+                continue
             out[(c, ref, metric)] = variance_components(d)
     if not out:
         raise CurationError(f"{pilot}: no condition and baseline share a seed and items; the pilot cannot size a contrast")
@@ -76,8 +79,10 @@ def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
 
 
 def _choose(comps: dict, c: str, ref: str, metric: str) -> Components:
-    """The pilot's own contrast when it has one; else the mean over the pilot's contrasts on this metric (or on all)."""
-    own = comps.get((c, ref, metric))
+    """The mean over the pilot's contrasts on this metric (or on all metrics when it has none on this one): a pilot
+    has few seeds, and one contrast's seed variance from two seeds rests on one degree of freedom, so the contrasts
+    are pooled rather than each sized from its own noisy estimate."""
+    own = None
     if own is None:
         same = [v for (_, _, m), v in comps.items() if m == metric] or list(comps.values())
         label = (f"pooled over the pilot's {len(same)} contrasts on {metric}" if any(m == metric for *_, m in comps)

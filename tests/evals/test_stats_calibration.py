@@ -17,7 +17,7 @@ from evals.stats import (min_detectable_effect, paired_difference, per_seed_sd, 
 # The replication's variance components of a condition-minus-baseline difference (cloze, base stage; see
 # docs/results/small-scale-replication.md, "Power"): between-seed sd of a run's mean difference, and the per-item
 # item x seed residual sd. 108 items.
-SEED_SD, ITEM_SD, N_ITEMS = 0.02, 0.10, 108
+SEED_SD, ITEM_SD, N_ITEMS = 0.026, 0.17, 108
 SIMS = 400
 
 
