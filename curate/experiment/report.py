@@ -168,7 +168,7 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
 
 def _headline(res: dict, path: Path) -> Path | None:
     """In the manner of the paper's Figure 2: each condition's change in misalignment against the baseline, base and
-    post-trained, with paired-bootstrap 95% CIs."""
+    post-trained, with the label-balanced difference beside it; seed-level 95% CIs (items only with one seed)."""
     sv, it = _seed_view(res), _final(res)
     ds = [d for d in res["differences_vs_baseline"] if d["kind"] == "propensity" and d["seed"] == sv and d["iteration"] == it
           and d["diff"] is not None and d["ci"][0] is not None]
@@ -189,6 +189,12 @@ def _headline(res: dict, path: Path) -> Path | None:
             x = [d["diff"] for _, d in pts]
             err = [[d["diff"] - d["ci"][0] for _, d in pts], [d["ci"][1] - d["diff"] for _, d in pts]]
             ax.errorbar(x, y, xerr=err, fmt=mk, capsize=3, label=st)
+            bal = [(k, d["label_balanced"]) for k, d in pts if d.get("label_balanced") and d["label_balanced"]["ci"][0] is not None]
+            if bal:   # the same difference with the Yes/No halves weighted equally: what survives the label bias
+                yb = [k + (j - 0.5) * 0.25 + 0.12 for k, _ in bal]
+                ax.errorbar([b["diff"] for _, b in bal], yb, xerr=[[b["diff"] - b["ci"][0] for _, b in bal],
+                                                               [b["ci"][1] - b["diff"] for _, b in bal]],
+                            fmt="D", ms=4, capsize=2, alpha=0.7, label=f"{st}, label-balanced")
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_ylim(-0.6, len(conds) - 0.4)
         ax.set_yticks(range(len(conds)), conds)
@@ -198,7 +204,7 @@ def _headline(res: dict, path: Path) -> Path | None:
         ax.tick_params(axis="x", labelsize=7)
     how = ("95% CI: t over per-seed paired differences (seeds x items)" if sv == POOLED
            else "95% CI: paired bootstrap over items only, one seed: training noise not measured")
-    fig.suptitle(f"Change in misalignment against `{res['baseline']}` ({how})", fontsize=10)
+    fig.suptitle(f"Change in misalignment against `{res['baseline']}`\n{how}", fontsize=9)
     return save(fig, path, axes[0][-1:], legend_size=7)
 
 
