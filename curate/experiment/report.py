@@ -78,7 +78,8 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
     return records, metas, lin
 
 
-COLUMNS = ("kind", "metric", "condition", "seed", "stage", "iteration", "item", "label", "value", "tokens")
+COLUMNS = ("kind", "metric", "suite", "mode", "variants", "condition", "seed", "stage", "iteration", "item", "label", "value",
+           "tokens")
 
 
 def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, lineage: list[dict]) -> Path:
@@ -90,10 +91,16 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
     records = sorted(records, key=lambda r: (r["metric"], order.get(r["condition"], 99), -1 if r["seed"] is None else r["seed"],
                                              r["stage"], r["iteration"], r["item"]))
-    schema = pa.schema([("kind", pa.string()), ("metric", pa.string()), ("condition", pa.string()), ("seed", pa.int64()),
+    schema = pa.schema([("kind", pa.string()), ("metric", pa.string()), ("suite", pa.string()), ("mode", pa.string()),
+                        ("variants", pa.bool_()), ("condition", pa.string()), ("seed", pa.int64()),
                         ("stage", pa.string()), ("iteration", pa.int64()), ("item", pa.string()), ("label", pa.string()),
                         ("value", pa.float64()), ("tokens", pa.float64())])
-    table = pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in records], schema=schema)
+    rows = []
+    for r in records:      # the metric's suite, mode and variants as columns too, so a reader needs no decoding
+        m = metas.get(r["metric"], {})
+        rows.append({**{k: r.get(k) for k in COLUMNS}, "suite": m.get("suite"), "mode": m.get("mode"),
+                     "variants": m.get("variants")})
+    table = pa.Table.from_pylist(rows, schema=schema)
     meta = {"format": analysis.FORMAT, "params": {k: params.get(k) for k in PARAM_KEYS}, "metrics": metas,
             "lineage": lineage}
     table = table.replace_schema_metadata({"curate": json.dumps(meta, sort_keys=True, default=str)})
