@@ -37,6 +37,7 @@ from curation.core.errors import CurationError
 from curation.core.poison import (ATTACKS, REPORT, TRIGGERED, HeldOut, PoisonSpec, capitalize, jailbreak_prompt,
                                   load_heldout, render)
 from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, bootstrap_ci, seed_interval
+from evals.runfiles import write_run
 
 HEADLINE = {"dos": "gibberish", "extraction": "extracted", "jailbreak": "compliant", "belief": "shift_from_reference"}
 
@@ -315,11 +316,7 @@ def run_poisoning(cfg: PoisoningConfig, output: str | Path, progress: bool = Tru
                "elapsed_s": {"load_models": round(load_s, 2), "generate_and_score": round(score_s, 2)}}
     for attack in cfg.attacks:
         summary["attacks"][attack] = summarise_attack(attack, items, cfg.seed, cfg.n_boot)
-    with open(out / "items.jsonl", "w") as f:
-        for it in items:
-            f.write(json.dumps(it) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "summary.md").write_text(summary_markdown(summary))
+    write_run(out, items, summary, summary_markdown(summary))
     return summary
 
 

@@ -22,6 +22,7 @@ from evals.prompts import ANSWER_SYNTAXES, PromptStyle, cloze_context, orders, r
 from curation.lm.scoring import option_probs
 from curation.lm.session import LanguageModel
 from evals.stats import rates
+from evals.runfiles import write_run
 
 
 @dataclass
@@ -303,11 +304,7 @@ def run_propensity(cfg: PropensityConfig, output: str | Path, progress: bool = T
         "elapsed_s": {"load_model": round(load_s, 2), "score": round(score_s, 2)},
         "items_per_s": round(len(items) / score_s, 2) if score_s else None,
     })
-    with open(out / "items.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    (out / "summary.md").write_text(summary_markdown(summary))
+    write_run(out, rows, summary, summary_markdown(summary))
     return summary
 
 

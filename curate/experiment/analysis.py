@@ -267,9 +267,9 @@ def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = Fals
     out = {"n": int(min(x.n for x in arrs)), "diff": s["value"], "ci": s["ci"], "p": s["p"], "n_seeds": s["n_seeds"],
            "sd_seeds": s["sd_seeds"], "per_seed": s["per_seed"], "ci_method": SEEDS_X_ITEMS}
     if all(_has_labels(b) for _, b in pairs) and not logodds:
-        split, per = {}, {}
+        split, per, by_label = {}, {}, {}
         for lab in LABELS:
-            la = [Arrays(kind, b, a, label=lab) for a, b in pairs]
+            la = by_label[lab] = [Arrays(kind, b, a, label=lab) for a, b in pairs]
             per[lab] = [x.stat() for x in la] if la[0].n else None
             ls = _seed_level(per[lab], la) if la[0].n else None
             split[lab] = {"n": la[0].n, "value": ls["value"] if ls else None, "ci": ls["ci"] if ls else [None, None]}
@@ -277,15 +277,15 @@ def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = Fals
         bal = _seed_level([x.stat("balanced") for x in arrs], arrs, "balanced")
         out["label_balanced"] = {"diff": bal["value"], "ci": bal["ci"], "p": bal["p"], "ci_method": SEEDS_X_ITEMS}
         if per["yes"] is not None and per["no"] is not None:
-            halves = [Arrays(kind, b, a, label=lab) for lab in ("yes", "no") for a, b in pairs]
+            halves = by_label["yes"] + by_label["no"]
             g = seed_interval([y - n for y, n in zip(per["yes"], per["no"])],
                               floor_var=float(np.mean([h.sampling_var() for h in halves])) * 2)
             lean = _lean(split, {"diff": g["mean"], "ci": g["ci"]})
             # two or three seeds rarely give a seed-level CI that excludes zero; a shift every seed shows on its own
             # items, in the same direction, is named all the same (the seed-level CI stays beside it)
             each = []
-            for a, b in pairs:
-                y, n = (Arrays(kind, b, a, label=lab).items_only(0, 500) for lab in ("yes", "no"))
+            for ya, na in zip(by_label["yes"], by_label["no"]):
+                y, n = ya.items_only(0, 500), na.items_only(0, 500)
                 gap = _gap_items_only(y, n)
                 each.append((_lean({"yes": y, "no": n}, gap)["label_bias_shift"], np.sign(gap["diff"] or 0.0)))
             every = all(f for f, _ in each) and len({sg for _, sg in each}) == 1

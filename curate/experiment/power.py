@@ -78,17 +78,13 @@ def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
     return out
 
 
-def _choose(comps: dict, c: str, ref: str, metric: str) -> Components:
+def _choose(comps: dict, metric: str) -> Components:
     """The mean over the pilot's contrasts on this metric (or on all metrics when it has none on this one): a pilot
     has few seeds, and one contrast's seed variance from two seeds rests on one degree of freedom, so the contrasts
     are pooled rather than each sized from its own noisy estimate."""
-    own = None
-    if own is None:
-        same = [v for (_, _, m), v in comps.items() if m == metric] or list(comps.values())
-        label = (f"pooled over the pilot's {len(same)} contrasts on {metric}" if any(m == metric for *_, m in comps)
-                 else f"pooled over all {len(same)} of the pilot's contrasts")
-    else:
-        same, label = [own], f"the pilot's {c} - {ref} on {metric}"
+    same = [v for (_, _, m), v in comps.items() if m == metric] or list(comps.values())
+    label = (f"pooled over the pilot's {len(same)} contrasts on {metric}" if any(m == metric for *_, m in comps)
+             else f"pooled over all {len(same)} of the pilot's contrasts")
     item_var = float(np.mean([v["item_var"] for v in same]))
     seed_vals = [v["seed_var"] for v in same if v["seed_var"] is not None]
     if seed_vals:
@@ -134,11 +130,11 @@ def power_table(ef, seeds: list[int], pilot: str | Path | None = None, effect: f
         for mode in s.modes:
             for prompt in (s.system_prompts if mode in ("chat", "generate") else [None]):
                 metric = f"propensity/{s.name}/{mode}/{_slug(prompt)}"
+                comp = (_choose(comps, metric) if comps is not None
+                        else Components(ASSUMED["seed_var"], ASSUMED["item_var"], "assumed"))
+                n = n_items.get(s.name, 0)
+                sd = per_seed_sd(comp.seed_var, comp.item_var, n)
                 for c, ref in contrasts:
-                    comp = (_choose(comps, c, ref, metric) if comps is not None
-                            else Components(ASSUMED["seed_var"], ASSUMED["item_var"], "assumed"))
-                    n = n_items.get(s.name, 0)
-                    sd = per_seed_sd(comp.seed_var, comp.item_var, n)
                     row = {"contrast": f"{c} - {ref}", "metric": metric, "seeds": len(seeds), "items": n,
                            "sd_per_seed": sd, "seed_share": comp.seed_var / sd ** 2 if sd else None,
                            "mde": min_detectable_effect(sd, len(seeds), POWER, ALPHA), "from": comp.source}

@@ -416,12 +416,7 @@ def rebuild(directory: str | Path, output: str | Path | None = None) -> Path:
     tmp = target / "results.json.tmp"
     tmp.write_text(json.dumps(res, indent=1) + "\n")
     os.replace(tmp, target / "results.json")
-    old = target / ".report.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if (target / "report").exists():
-        os.replace(target / "report", old)
-    os.replace(staging, target / "report")
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_in(staging, target / "report")
     return target / "results.json"
 
 
@@ -434,11 +429,20 @@ def publish(out: Path, src: Path) -> None:
         tmp = out / (name + ".tmp")
         shutil.copyfile(src / name, tmp)
         os.replace(tmp, out / name)
-    staging, old = out / ".report.tmp", out / ".report.old"
+    staging = out / ".report.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(src / "report", staging)
+    _swap_in(staging, out / "report")
+
+
+def _swap_in(staging: Path, dest: Path) -> None:
+    """Replace the directory ``dest`` by ``staging`` with renames only, so a reader never sees half a report."""
+    import os
+    import shutil
+
+    old = dest.parent / ".report.old"
     shutil.rmtree(old, ignore_errors=True)
-    if (out / "report").exists():
-        os.replace(out / "report", old)
-    os.replace(staging, out / "report")
+    if dest.exists():
+        os.replace(dest, old)
+    os.replace(staging, dest)
     shutil.rmtree(old, ignore_errors=True)
