@@ -37,8 +37,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "corpu
 
 
 SOURCES = ("wikipedia-2015", "wikipedia-recent", "arbital", "turntrout")
-KINDS = ("a_bare_fasttext", "b_datatrove_fasttext_filter", "e_curate_default", "c_curate_fasttext_all",
-         "d_curate_keyword_cascade", "d_keywords_only")
+KINDS = (
+    "a_bare_fasttext",
+    "b_datatrove_fasttext_filter",
+    "e_curate_default",
+    "c_curate_fasttext_all",
+    "d_curate_keyword_cascade",
+    "d_keywords_only",
+)
 
 
 def build_corpus(root: Path, docs: int, shards: int, copies: int = 1, sources=SOURCES) -> None:
@@ -49,7 +55,9 @@ def build_corpus(root: Path, docs: int, shards: int, copies: int = 1, sources=SO
     parts = [pl.read_parquet(str(SHARED / s / "*.parquet")).select("id", "text") for s in sources]
     df = pl.concat(parts).sample(n=min(docs, sum(p.height for p in parts)), seed=0, shuffle=True)
     if copies > 1:
-        df = pl.concat([df.with_columns(pl.col("id") + f"#{k}") if k else df for k in range(copies)]).sample(fraction=1.0, seed=1, shuffle=True)
+        df = pl.concat([df.with_columns(pl.col("id") + f"#{k}") if k else df for k in range(copies)]).sample(
+            fraction=1.0, seed=1, shuffle=True
+        )
     per = -(-df.height // shards)
     for i in range(shards):
         df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
@@ -65,7 +73,7 @@ def _bare_shard(args):
     model = load_fasttext(model_path)
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     for start in range(0, len(texts), 512):
-        model.predict(model_inputs(texts[start:start + 512]), k=-1)
+        model.predict(model_inputs(texts[start : start + 512]), k=-1)
     return len(texts)
 
 
@@ -87,7 +95,7 @@ def _model_input_step():
 
         def run(self, data, rank=0, world_size=1):
             while batch := list(islice(data, 512)):
-                for doc, line in zip(batch, model_inputs([d.text for d in batch])):
+                for doc, line in zip(batch, model_inputs([d.text for d in batch]), strict=False):
                     doc.text = line
                     yield doc
 
@@ -120,9 +128,9 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
     import curation.classify.executors  # noqa: F401  (what `classify` and (b)'s model-input step import lazily)
     import curation.classify.steps  # noqa: F401
     import curation.classify.summary  # noqa: F401
-    from curation.classify.pipeline import classify
     from curation.classify.config import ClassifyConfig
     from curation.classify.models import resolve
+    from curation.classify.pipeline import classify
 
     ai_model = resolve("default").file("ai_fasttext")
     shards = sorted(str(p) for p in corpus.glob("*.parquet"))
@@ -135,14 +143,24 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
             sum(pool.map(_bare_shard, [(s, ai_model) for s in shards]))
     elif kind == "b_datatrove_fasttext_filter":
         _forget_datatrove_copy(ai_model)
-        LocalPipelineExecutor([ParquetReader(str(corpus)), _model_input_step(),
-                               FastTextClassifierFilter(ai_model, keep_labels=[("ai", 0.5)], newline_replacement=" "),
-                               JsonlWriter(str(work / "kept"), compression=None)],
-                              tasks=len(shards), workers=workers, logging_dir=str(work / "logs"), skip_completed=False).run()
+        LocalPipelineExecutor(
+            [
+                ParquetReader(str(corpus)),
+                _model_input_step(),
+                FastTextClassifierFilter(ai_model, keep_labels=[("ai", 0.5)], newline_replacement=" "),
+                JsonlWriter(str(work / "kept"), compression=None),
+            ],
+            tasks=len(shards),
+            workers=workers,
+            logging_dir=str(work / "logs"),
+            skip_completed=False,
+        ).run()
         positives = [json.loads(l)["id"] for f in (work / "kept").glob("*.jsonl") for l in f.open()]
     elif kind == "e_curate_default":
         # the shipped default configuration, embedding stage included: the one docs/models.md gives heldout numbers for
-        classify(str(corpus), work / "attrs", ClassifyConfig(executor={"workers": workers}), overwrite=True, progress=False)
+        classify(
+            str(corpus), work / "attrs", ClassifyConfig(executor={"workers": workers}), overwrite=True, progress=False
+        )
         import polars as pl
 
         attrs = pl.read_parquet(str(work / "attrs" / "*.parquet"))
@@ -151,7 +169,10 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
         embedded = attrs["emb_ai"].is_not_null().sum()
     else:
         # d_keywords_only: the cascade without its prefix screen (screen_chars 0), the other end of the trade-off
-        fasttext = {"only_candidates": kind != "c_curate_fasttext_all", **({"screen_chars": 0} if kind == "d_keywords_only" else {})}
+        fasttext = {
+            "only_candidates": kind != "c_curate_fasttext_all",
+            **({"screen_chars": 0} if kind == "d_keywords_only" else {}),
+        }
         cfg = ClassifyConfig(fasttext=fasttext, embedding={"enabled": False}, executor={"workers": workers})
         classify(str(corpus), work / "attrs", cfg, overwrite=True, progress=False)
         import polars as pl
@@ -167,12 +188,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=6000)
     ap.add_argument("--shards", type=int, default=8)
-    ap.add_argument("--copies", type=int, default=1, help="tile the sampled corpus this many times (steady-state scaling)")
-    ap.add_argument("--sources", default=",".join(SOURCES), help="corpus subsets to sample from (../shared/data/corpus/NAME)")
+    ap.add_argument(
+        "--copies", type=int, default=1, help="tile the sampled corpus this many times (steady-state scaling)"
+    )
+    ap.add_argument(
+        "--sources", default=",".join(SOURCES), help="corpus subsets to sample from (../shared/data/corpus/NAME)"
+    )
     ap.add_argument("--kinds", default=",".join(KINDS), help="configurations to run (default: all)")
     ap.add_argument("--workers", default="1,2", help="worker counts to run each configuration with")
-    ap.add_argument("--repeat", type=int, default=1, help="run the configurations this many times, interleaved, and keep each "
-                    "one's median time (a loaded machine)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the configurations this many times, interleaved, and keep each one's median time (a loaded machine)",
+    )
     ap.add_argument("--one", nargs=4, metavar=("KIND", "CORPUS", "WORKERS", "WORK"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -187,8 +216,10 @@ def main():
     build_corpus(corpus, args.docs, args.shards, args.copies, args.sources.split(","))
     texts = pl.read_parquet(str(corpus / "*.parquet"))["text"]
     n_docs, mb = texts.len(), texts.str.len_bytes().sum() / 1e6
-    print(f"corpus: {n_docs} real documents ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of the sample), {mb:.1f} MB, "
-          f"{args.shards} Parquet shards")
+    print(
+        f"corpus: {n_docs} real documents ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of the sample), {mb:.1f} MB, "
+        f"{args.shards} Parquet shards"
+    )
     kinds, counts = args.kinds.split(","), [int(w) for w in args.workers.split(",")]
     results, times = {}, {}
     for rep in range(args.repeat):
@@ -198,21 +229,35 @@ def main():
                 work.mkdir()
                 # one thread per worker everywhere (polars would use every core), so "per core" means per core
                 env = {**os.environ, "POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
-                stdout, peak = run_measured([sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)], env)
+                stdout, peak = run_measured(
+                    [sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)], env
+                )
                 r = json.loads(stdout.strip().splitlines()[-1])
                 r["peak_rss_mb"] = max(peak, results.get((kind, workers), {}).get("peak_rss_mb", 0))
                 times.setdefault((kind, workers), []).append(r["seconds"])
                 r["seconds"] = sorted(times[(kind, workers)])[len(times[(kind, workers)]) // 2]  # the median (upper)
                 results[(kind, workers)] = r
-                print(f"{kind:30s} workers={workers}  {n_docs / r['seconds']:8.1f} docs/s  {mb / r['seconds']:6.2f} MB/s  "
-                      f"peak {r['peak_rss_mb']:6.0f} MB" + (f"  embedded {r['embedded']}" if r.get("embedded") is not None else "")
-                      + (f"  (run {rep + 1}: {times[(kind, workers)][-1]:.1f} s)" if args.repeat > 1 else ""), flush=True)
+                print(
+                    f"{kind:30s} workers={workers}  {n_docs / r['seconds']:8.1f} docs/s  {mb / r['seconds']:6.2f} MB/s  "
+                    f"peak {r['peak_rss_mb']:6.0f} MB"
+                    + (f"  embedded {r['embedded']}" if r.get("embedded") is not None else "")
+                    + (f"  (run {rep + 1}: {times[(kind, workers)][-1]:.1f} s)" if args.repeat > 1 else ""),
+                    flush=True,
+                )
     sec = {k: v["seconds"] for k, v in results.items()}
     have = lambda *ks: all(k in sec for k in ks)  # noqa: E731
     print("\nratios (targets in brackets)")
     if have(("a_bare_fasttext", 1), ("c_curate_fasttext_all", 1)):
-        print(f"  (c)/(a) per core, 1 worker      {sec[('a_bare_fasttext', 1)] / sec[('c_curate_fasttext_all', 1)]:.2f}x  [>= 0.8]")
-    for kind in ("e_curate_default", "c_curate_fasttext_all", "d_curate_keyword_cascade", "a_bare_fasttext", "b_datatrove_fasttext_filter"):
+        print(
+            f"  (c)/(a) per core, 1 worker      {sec[('a_bare_fasttext', 1)] / sec[('c_curate_fasttext_all', 1)]:.2f}x  [>= 0.8]"
+        )
+    for kind in (
+        "e_curate_default",
+        "c_curate_fasttext_all",
+        "d_curate_keyword_cascade",
+        "a_bare_fasttext",
+        "b_datatrove_fasttext_filter",
+    ):
         if have((kind, 1), (kind, 2)):
             print(f"  {kind} 2 workers / 1 worker   {sec[(kind, 1)] / sec[(kind, 2)]:.2f}x  [>= 1.7 for curate]")
     b = "b_datatrove_fasttext_filter"
@@ -220,8 +265,10 @@ def main():
         if have((b, w), ("e_curate_default", w)):
             print(f"  (e) default / (b) at {w} worker(s)  {sec[(b, w)] / sec[('e_curate_default', w)]:.2f}x  [>= 1]")
         if have((b, w), ("d_curate_keyword_cascade", w), ("d_keywords_only", w)):
-            print(f"  (d)/(b) at {w} worker(s)            {sec[(b, w)] / sec[('d_curate_keyword_cascade', w)]:.2f}x  [>= 3]"
-                  f"   (keywords only: {sec[(b, w)] / sec[('d_keywords_only', w)]:.2f}x)")
+            print(
+                f"  (d)/(b) at {w} worker(s)            {sec[(b, w)] / sec[('d_curate_keyword_cascade', w)]:.2f}x  [>= 3]"
+                f"   (keywords only: {sec[(b, w)] / sec[('d_keywords_only', w)]:.2f}x)"
+            )
     # (b)'s positives: datatrove's filter, AI label >= 0.5, on the same model input. Ours: the final `ai_discourse`
     # >= 0.5 (what a consumer filters on: the mean of ft_ai and the keyword score), and ft_ai >= 0.5 (the same score
     # as (b), so it measures only what the cascade skips)
@@ -232,12 +279,16 @@ def main():
         for kind in ("e_curate_default", "c_curate_fasttext_all", "d_curate_keyword_cascade", "d_keywords_only"):
             if (kind, w0) in results:
                 r = results[(kind, w0)]
-                print(f"    {kind:26s} ai_discourse >= 0.5 {len(b_pos & set(r['positives'])) / max(len(b_pos), 1):.3f}   "
-                      f"ft_ai >= 0.5 {len(b_pos & set(r['ft_positives'])) / max(len(b_pos), 1):.3f}")
+                print(
+                    f"    {kind:26s} ai_discourse >= 0.5 {len(b_pos & set(r['positives'])) / max(len(b_pos), 1):.3f}   "
+                    f"ft_ai >= 0.5 {len(b_pos & set(r['ft_positives'])) / max(len(b_pos), 1):.3f}"
+                )
     if have(("c_curate_fasttext_all", w0), ("d_curate_keyword_cascade", w0)):
         c_pos = set(results[("c_curate_fasttext_all", w0)]["positives"])
         d_pos = set(results[("d_curate_keyword_cascade", w0)]["positives"])
-        print(f"  (d) recall of (c)'s ai_discourse positives  {len(c_pos & d_pos) / max(len(c_pos), 1):.3f}  (cascade cost only)")
+        print(
+            f"  (d) recall of (c)'s ai_discourse positives  {len(c_pos & d_pos) / max(len(c_pos), 1):.3f}  (cascade cost only)"
+        )
     shutil.rmtree(tmp)
 
 

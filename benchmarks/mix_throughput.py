@@ -40,8 +40,17 @@ def make_corpus(root: Path, spec: str) -> list[Path]:
 
 
 def write_manifest(path: Path, roots: list[Path], bucket_mb: float, count: str) -> None:
-    lines = ["name: bench", "seed: 0", "tokenizer:", "  name: smollm2", f"  count: {count}", "output:",
-             f"  bucket_mb: {bucket_mb}", "  shard_docs: 5000", "sources:"]
+    lines = [
+        "name: bench",
+        "seed: 0",
+        "tokenizer:",
+        "  name: smollm2",
+        f"  count: {count}",
+        "output:",
+        f"  bucket_mb: {bucket_mb}",
+        "  shard_docs: 5000",
+        "sources:",
+    ]
     for i, r in enumerate(roots):
         lines += [f"  - name: copy{i}", f"    path: {r}"]
     path.write_text("\n".join(lines) + "\n")
@@ -50,7 +59,7 @@ def write_manifest(path: Path, roots: list[Path], bucket_mb: float, count: str) 
 def one(kind: str, arg: str, out: str) -> dict:
     import pyarrow.parquet as pq
 
-    from curation.mix import build   # imports first: the clock measures the work, not Python start-up
+    from curation.mix import build  # imports first: the clock measures the work, not Python start-up
 
     t0 = time.perf_counter()
     if kind == "pyarrow":
@@ -59,7 +68,7 @@ def one(kind: str, arg: str, out: str) -> dict:
         for i, f in enumerate(files):
             pq.write_table(pq.read_table(f, columns=["id", "text"]), f"{out}/plain-{i:05d}.parquet", compression="zstd")
     else:
-        build(arg, out, overwrite=True)      # includes loading the tokenizer, hashing inputs, plan, both passes, lock
+        build(arg, out, overwrite=True)  # includes loading the tokenizer, hashing inputs, plan, both passes, lock
     return {"seconds": time.perf_counter() - t0}
 
 
@@ -82,15 +91,19 @@ def main():
         files = make_corpus(base, args.sources)
         scales = [int(x) for x in args.scales.split(",")]
         runs = []
-        for k in scales:             # one source with every shard k times: per-source fixed costs stay fixed
+        for k in scales:  # one source with every shard k times: per-source fixed costs stay fixed
             root = base if k == 1 else tmp / f"corpus-{k}x"
             for i in range(k if k > 1 else 0):
                 shutil.copytree(base, root / f"copy{i}")
             runs.append((f"{k}x", root, k))
-        mb1 = pl.scan_parquet([str(f) for f in files]).select(pl.col("text").str.len_bytes().sum()).collect().item() / 1e6
+        mb1 = (
+            pl.scan_parquet([str(f) for f in files]).select(pl.col("text").str.len_bytes().sum()).collect().item() / 1e6
+        )
         docs1 = pl.scan_parquet([str(f) for f in files]).select(pl.len()).collect().item()
-        print(f"corpus 1x: {docs1} real documents, {mb1:.1f} MB of text in {len(files)} shards ({args.sources}); "
-              f"Nx: the same shards N times in one source; tokens: {args.count}; bucket_mb {args.bucket_mb}")
+        print(
+            f"corpus 1x: {docs1} real documents, {mb1:.1f} MB of text in {len(files)} shards ({args.sources}); "
+            f"Nx: the same shards N times in one source; tokens: {args.count}; bucket_mb {args.bucket_mb}"
+        )
         res = {}
         for scale, root, copies in runs:
             roots = [root]
@@ -103,7 +116,9 @@ def main():
             shutil.rmtree(out)
             man = tmp / f"bench-{scale}.yaml"
             write_manifest(man, roots, args.bucket_mb, args.count)
-            stdout, peak = run_measured([sys.executable, __file__, "--one", "build", str(man), str(tmp / f"mix-{scale}")])
+            stdout, peak = run_measured(
+                [sys.executable, __file__, "--one", "build", str(man), str(tmp / f"mix-{scale}")]
+            )
             res[("build", scale)] = (json.loads(stdout.strip().splitlines()[-1])["seconds"], peak, mb)
             shutil.rmtree(tmp / f"mix-{scale}")
             for kind in ("pyarrow", "build"):
@@ -114,8 +129,12 @@ def main():
             b, p = res[("build", scale)], res[("pyarrow", scale)]
             print(f"  build / pyarrow read+write MB/s at {scale:4s} {(b[2] / b[0]) / (p[2] / p[0]):.2f}x  [>= 0.5]")
         for scale, _, _ in runs[1:]:
-            print(f"  build peak RSS {scale} / 1x          {res[('build', scale)][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]")
-            print(f"  pyarrow peak RSS {scale} / 1x        {res[('pyarrow', scale)][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)")
+            print(
+                f"  build peak RSS {scale} / 1x          {res[('build', scale)][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]"
+            )
+            print(
+                f"  pyarrow peak RSS {scale} / 1x        {res[('pyarrow', scale)][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

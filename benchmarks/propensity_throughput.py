@@ -26,8 +26,13 @@ def main():
     ap.add_argument("--items", type=int, default=200, help="items in all (spread over the alignment files)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--model", default="smollm2")
-    ap.add_argument("--repeat", type=int, default=2, help="alternate the two this many times; report each one's fastest "
-                    "(timeit's rule: on a shared machine the minimum is the least disturbed run)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="alternate the two this many times; report each one's fastest "
+        "(timeit's rule: on a shared machine the minimum is the least disturbed run)",
+    )
     args = ap.parse_args()
 
     import torch
@@ -49,7 +54,11 @@ def main():
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager
 
-        docs = [{"prompt": style.render(it, o, tok), "choices": list(LETTERS[: len(o)])} for it in items for o in orders(len(it.options))]
+        docs = [
+            {"prompt": style.render(it, o, tok), "choices": list(LETTERS[: len(o)])}
+            for it in items
+            for o in orders(len(it.options))
+        ]
         data = tmp / "docs.jsonl"
         data.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
         (tmp / "tasks").mkdir()
@@ -63,18 +72,28 @@ def main():
             "doc_to_choice: '{{choices}}'\n"
             "doc_to_target: 0\n"
             "target_delimiter: ''\n"
-            "metric_list:\n  - metric: acc\n")
+            "metric_list:\n  - metric: acc\n"
+        )
         lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
         ours_t, theirs_t = [], []
         for rep in range(args.repeat):
             t = time.perf_counter()
-            s = run_propensity(PropensityConfig(batch_size=args.batch_size, n_boot=200), tmp / f"ours{rep}", progress=False,
-                               items=items, loaded=(model, tok))
+            s = run_propensity(
+                PropensityConfig(batch_size=args.batch_size, n_boot=200),
+                tmp / f"ours{rep}",
+                progress=False,
+                items=items,
+                loaded=(model, tok),
+            )
             ours_t.append(time.perf_counter() - t)
             t = time.perf_counter()
-            res = lm_eval.simple_evaluate(model=lm, tasks=["propensity_letters"],
-                                          task_manager=TaskManager(include_path=str(tmp / "tasks")), log_samples=True,
-                                          num_fewshot=0)
+            res = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=["propensity_letters"],
+                task_manager=TaskManager(include_path=str(tmp / "tasks")),
+                log_samples=True,
+                num_fewshot=0,
+            )
             theirs_t.append(time.perf_counter() - t)
         ours, theirs = min(ours_t), min(theirs_t)
         ours_p = [json.loads(line) for line in (tmp / "ours0" / "items.jsonl").read_text().splitlines()]
@@ -85,13 +104,19 @@ def main():
         for smp in samples:
             lls = [x[0] for x in smp["filtered_resps"]]
             mine = ours_lp[smp["doc_id"]]
-            diffs += [abs(a - b) for a, b in zip(lls, mine)]
+            diffs += [abs(a - b) for a, b in zip(lls, mine, strict=False)]
 
     n = len(items)
-    print(f"items: {n} ({sum(len(orders(len(it.options))) for it in items)} prompts), model {args.model}, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"curate eval propensity: {ours:7.1f} s  {n / ours:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in ours_t)} s)")
-    print(f"lm-eval (hf backend)  : {theirs:7.1f} s  {n / theirs:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in theirs_t)} s)")
+    print(
+        f"items: {n} ({sum(len(orders(len(it.options))) for it in items)} prompts), model {args.model}, batch {args.batch_size}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"curate eval propensity: {ours:7.1f} s  {n / ours:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in ours_t)} s)"
+    )
+    print(
+        f"lm-eval (hf backend)  : {theirs:7.1f} s  {n / theirs:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in theirs_t)} s)"
+    )
     print(f"ratio ours/lm-eval: {theirs / ours:.2f}x (target >= 2x)")
     print(f"max |log-likelihood difference| on the same prompts: {max(diffs):.2e} over {len(diffs)} letter scores")
     print(f"mean P(misaligned): {s['overall']['mean_p_misaligned']:.3f}")

@@ -19,11 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synth.config import BackendConfig, Sampling  # noqa: E402
 from curation.lm.engines import Request  # noqa: E402
+from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR, BackendConfig, Sampling  # noqa: E402  # noqa: E402
 from synth.prompts import DocTemplates  # noqa: E402
 from synth.scenarios import load_scenarios  # noqa: E402
-from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR  # noqa: E402
 
 
 def prompts(n: int) -> list[Request]:
@@ -52,8 +51,13 @@ def main():
     a = ap.parse_args()
     reqs = prompts(a.prompts)
     sampling = Sampling(temperature=0.8, top_p=0.95, max_tokens=a.max_tokens)
-    res = {"model": a.model, "prompts": a.prompts, "max_tokens": a.max_tokens, "threads": a.threads,
-           "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}"}
+    res = {
+        "model": a.model,
+        "prompts": a.prompts,
+        "max_tokens": a.max_tokens,
+        "threads": a.threads,
+        "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}",
+    }
 
     from curation.lm.engines.vllm_client import VLLMGenerator
 
@@ -64,7 +68,10 @@ def main():
     secs, toks = timed(v, reqs, sampling)
     v.close()
     res.update(vllm_seconds=round(secs, 2), vllm_tokens=toks, vllm_tok_s=round(toks / secs, 1))
-    print(f"vLLM:         {toks} tokens in {secs:.2f} s = {toks / secs:.1f} tok/s (start-up {res['vllm_startup_s']} s)", flush=True)
+    print(
+        f"vLLM:         {toks} tokens in {secs:.2f} s = {toks / secs:.1f} tok/s (start-up {res['vllm_startup_s']} s)",
+        flush=True,
+    )
 
     import torch
 

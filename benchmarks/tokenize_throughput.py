@@ -36,8 +36,10 @@ def baseline(shards: list[Path], tokenizer_dir: str, out: Path, batch: int = 512
         for rb in pq.ParquetFile(shard).iter_batches(batch_size=batch, columns=["text", "source"]):
             texts, sources = rb.column("text").to_pylist(), rb.column("source").to_pylist()
             keep = [i for i, t in enumerate(texts) if t]
-            for i, ids in zip(keep, tok([texts[i] for i in keep], add_special_tokens=False)["input_ids"]):
-                b = builders.get(sources[i]) or builders.setdefault(sources[i], IndexedDatasetBuilder(str(out / f"{sources[i]}.bin"), dtype=np.uint16))
+            for i, ids in zip(keep, tok([texts[i] for i in keep], add_special_tokens=False)["input_ids"], strict=False):
+                b = builders.get(sources[i]) or builders.setdefault(
+                    sources[i], IndexedDatasetBuilder(str(out / f"{sources[i]}.bin"), dtype=np.uint16)
+                )
                 ids.append(tok.eos_token_id)
                 b.add_document(ids, [len(ids)])
                 n += len(ids)
@@ -60,13 +62,16 @@ def main():
 
     tmp = Path(tempfile.mkdtemp(prefix="tokbench-"))
     try:
-        frames = [pl.read_parquet(str(d / "*.parquet")).select("id", "text").with_columns(source=pl.lit(d.name))
-                  for d in sorted(Path(a.corpus).iterdir()) if d.is_dir() and list(d.glob("*.parquet"))]
+        frames = [
+            pl.read_parquet(str(d / "*.parquet")).select("id", "text").with_columns(source=pl.lit(d.name))
+            for d in sorted(Path(a.corpus).iterdir())
+            if d.is_dir() and list(d.glob("*.parquet"))
+        ]
         df = pl.concat(frames).sample(fraction=1.0, shuffle=True, seed=0)
         mix = tmp / "mix"
         mix.mkdir()
         for i in range(0, len(df), a.shard_docs):
-            df[i:i + a.shard_docs].write_parquet(mix / f"shard-{i // a.shard_docs:05d}.parquet")
+            df[i : i + a.shard_docs].write_parquet(mix / f"shard-{i // a.shard_docs:05d}.parquet")
         shards = sorted(mix.glob("*.parquet"))
         tdir, _ = resolve_tokenizer("smollm2")  # GGUF -> cached HF dir once, outside both timings
         print(f"corpus: {len(df):,} documents, {df['text'].str.len_bytes().sum() / 1e6:.1f} MB, {len(shards)} shards")
@@ -80,20 +85,41 @@ def main():
         res = tokenize_mix(mix, "smollm2", tmp / "ours", workers=a.workers)
         t_ours = time.perf_counter() - t0
         assert res.tokens == n_base, (res.tokens, n_base)
-        for src in res.blend["prefixes"]:  # the same documents (shard order differs: workers finish out of order only per shard)
+        for src in res.blend[
+            "prefixes"
+        ]:  # the same documents (shard order differs: workers finish out of order only per shard)
             assert (tmp / "ours" / f"{src}.bin").stat().st_size == (tmp / "base" / f"{src}.bin").stat().st_size
 
-        out = {"tokens": n_base, "baseline_tokens_per_s": n_base / t_base, "tokenize_tokens_per_s": res.tokens / t_ours,
-               "ratio": t_base / t_ours, "workers": a.workers}
+        out = {
+            "tokens": n_base,
+            "baseline_tokens_per_s": n_base / t_base,
+            "tokenize_tokens_per_s": res.tokens / t_ours,
+            "ratio": t_base / t_ours,
+            "workers": a.workers,
+        }
         print(f"HF batch-encode loop : {n_base / t_base:12,.0f} tokens/s ({t_base:.1f}s)")
         print(f"curate train tokenize: {res.tokens / t_ours:12,.0f} tokens/s ({t_ours:.1f}s, {a.workers} workers)")
         print(f"ratio: {t_base / t_ours:.2f}x")
 
         # tiny CPU model steps/s (the shipped CI config)
         run = tmp / "run"
-        cmd = [sys.executable, "-m", "curate", "train", "pretrain", str(ROOT / "train/configs/tiny_cpu.yaml"), "--no-progress",
-               "--save-dir", str(run), "--steps", str(a.steps), "--set", f"data.blend={res.output / 'blend.json'}",
-               "--set", f"train.save_interval={a.steps}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "curate",
+            "train",
+            "pretrain",
+            str(ROOT / "train/configs/tiny_cpu.yaml"),
+            "--no-progress",
+            "--save-dir",
+            str(run),
+            "--steps",
+            str(a.steps),
+            "--set",
+            f"data.blend={res.output / 'blend.json'}",
+            "--set",
+            f"train.save_interval={a.steps}",
+        ]
         subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
         recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         steady = recs[2:] or recs

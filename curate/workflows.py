@@ -21,9 +21,17 @@ def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = Fals
     out = Path(cfg.output) / "eval"
     runs = {}
     for tag, spec in (("base", cfg.model), ("posttrained", model)):
-        pc = PropensityConfig(model=str(spec), items=list(cfg.eval.items), mode=cfg.eval.mode, batch_size=cfg.eval.batch_size,
-                              seed=cfg.seed, limit_per_file=cfg.eval.limit_per_file, tag=tag, condition=cfg.condition,
-                              device=cfg.device)
+        pc = PropensityConfig(
+            model=str(spec),
+            items=list(cfg.eval.items),
+            mode=cfg.eval.mode,
+            batch_size=cfg.eval.batch_size,
+            seed=cfg.seed,
+            limit_per_file=cfg.eval.limit_per_file,
+            tag=tag,
+            condition=cfg.condition,
+            device=cfg.device,
+        )
         s = run_propensity(pc, out / tag, progress=progress, overwrite=True)  # a rerun re-evaluates
         runs[tag] = s["overall"]["mean_p_misaligned"]
     report = make_report([out / "base", out / "posttrained"], out / "report", seed=cfg.seed, overwrite=True)

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from curation.core.errors import CurationError
-from curation.core.records import read_records
 from curation.core.items import data_dir, file_sha256
+from curation.core.records import read_records
 from evals.perplexity import read_texts, score_perplexity
 from evals.stats import bootstrap_ci, bootstrap_ratio_ci
 
@@ -38,10 +38,10 @@ DEFAULT_DATA = "../shared/data/capability"
 
 @dataclass(frozen=True)
 class SuiteSpec:
-    file: str                       # relative to the data directory
-    fewshot: str | None = None      # pool for --shots (else the suite's own items, the scored one left out)
-    template: str = QA              # {question} or {context} is the item's text
-    kind: str = "choice"            # choice | lambada
+    file: str  # relative to the data directory
+    fewshot: str | None = None  # pool for --shots (else the suite's own items, the scored one left out)
+    template: str = QA  # {question} or {context} is the item's text
+    kind: str = "choice"  # choice | lambada
 
 
 SUITES = {
@@ -62,14 +62,14 @@ _GENERIC_STEMS = {"test", "val", "valid", "validation", "dev", "train"}
 class CapabilityConfig:
     model: str = "smollm2"
     suites: list[str] = field(default_factory=lambda: list(NAMED["core"]))
-    perplexity: list[str] = field(default_factory=list)   # Parquet files or directories with a `text` column
+    perplexity: list[str] = field(default_factory=list)  # Parquet files or directories with a `text` column
     data_dir: str | None = None
-    limit: int | None = None        # a seeded random subset of N items per suite (documents for perplexity)
+    limit: int | None = None  # a seeded random subset of N items per suite (documents for perplexity)
     seed: int = 0
     shots: int = 0
     batch_size: int = 16
-    max_tokens: int = 2048          # left-truncate longer prompts (lm-eval's rule)
-    window: int = 1024              # rolling-window length for held-out perplexity
+    max_tokens: int = 2048  # left-truncate longer prompts (lm-eval's rule)
+    window: int = 1024  # rolling-window length for held-out perplexity
     text_column: str = "text"
     n_boot: int = 2000
     tag: str | None = None
@@ -81,23 +81,24 @@ class CapabilityConfig:
 @dataclass
 class Suite:
     name: str
-    kind: str                       # choice | lambada | perplexity
+    kind: str  # choice | lambada | perplexity
     files: list[Path]
     template: str = QA
     fewshot: Path | None = None
-    root: Path | None = None        # the directory it was resolved in: an input, so no output may land inside it
+    root: Path | None = None  # the directory it was resolved in: an input, so no output may land inside it
 
 
 @dataclass
 class CapItem:
     id: str
-    text: str                       # the prompt's item text (template applied), before any few-shot prefix
-    choices: list[str]              # continuations (without the leading space); LAMBADA: [target]
+    text: str  # the prompt's item text (template applied), before any few-shot prefix
+    choices: list[str]  # continuations (without the leading space); LAMBADA: [target]
     answer: int = 0
     subject: str = ""
 
 
 # ---------------------------------------------------------------- suites and items
+
 
 def resolve_suites(names: list[str], data: str | None, perplexity: list[str] = ()) -> list[Suite]:
     """Suite names (resolved in the data directory), ``core``/``all``, or JSONL paths in the capability schema."""
@@ -113,15 +114,19 @@ def resolve_suites(names: list[str], data: str | None, perplexity: list[str] = (
             spec = SUITES[name]
             path = root / spec.file
             if not path.exists():
-                raise CurationError(f"{path}: suite {name!r} is missing from the data directory; point --data-dir "
-                                    f"(or ${DATA_ENV}) at a copy of shared/data/capability")
+                raise CurationError(
+                    f"{path}: suite {name!r} is missing from the data directory; point --data-dir "
+                    f"(or ${DATA_ENV}) at a copy of shared/data/capability"
+                )
             pool = root / spec.fewshot if spec.fewshot and (root / spec.fewshot).exists() else None
             suite = Suite(name, spec.kind, [path], spec.template, pool, root)
         elif name.endswith((".jsonl", ".json")) or Path(name).exists():
             path = Path(name)
             if not path.is_file():
-                raise CurationError(f"{name}: no such suite file; pass a suite name ({', '.join(SUITES)}, core, all) "
-                                    "or a JSONL file in the capability schema")
+                raise CurationError(
+                    f"{name}: no such suite file; pass a suite name ({', '.join(SUITES)}, core, all) "
+                    "or a JSONL file in the capability schema"
+                )
             first = next(iter(read_records(path)), (0, {}))[1]
             kind = "lambada" if {"context", "target"} <= first.keys() else "choice"
             label = path.parent.name if path.stem in _GENERIC_STEMS else path.stem
@@ -155,16 +160,33 @@ def load_suite_items(path: Path, suite: Suite) -> list[CapItem]:
         rid = str(row.get("id", f"{path.stem}-{n}"))
         if suite.kind == "lambada":
             if not isinstance(row.get("context"), str) or not isinstance(row.get("target"), str) or not row["target"]:
-                raise CurationError(f"{path}:{n}: a LAMBADA row needs string `context` and non-empty `target`; fix that row")
+                raise CurationError(
+                    f"{path}:{n}: a LAMBADA row needs string `context` and non-empty `target`; fix that row"
+                )
             items.append(CapItem(rid, suite.template.replace("{context}", row["context"]), [row["target"]]))
             continue
         q, ch, ans = row.get("question"), row.get("choices"), row.get("answer")
-        if not isinstance(q, str) or not isinstance(ch, list) or len(ch) < 2 or not isinstance(ans, int) or not 0 <= ans < len(ch):
-            raise CurationError(f"{path}:{n}: expected question (str), choices (list of >= 2) and answer (0-based int "
-                                "in range); fix that row")
+        if (
+            not isinstance(q, str)
+            or not isinstance(ch, list)
+            or len(ch) < 2
+            or not isinstance(ans, int)
+            or not 0 <= ans < len(ch)
+        ):
+            raise CurationError(
+                f"{path}:{n}: expected question (str), choices (list of >= 2) and answer (0-based int "
+                "in range); fix that row"
+            )
         m = _MMLU_SUBJECT.match(rid)
-        items.append(CapItem(rid, suite.template.replace("{question}", q), [str(c) for c in ch], ans,
-                             str(row.get("subject") or (m.group(1) if m else ""))))
+        items.append(
+            CapItem(
+                rid,
+                suite.template.replace("{question}", q),
+                [str(c) for c in ch],
+                ans,
+                str(row.get("subject") or (m.group(1) if m else "")),
+            )
+        )
     if not items:
         raise CurationError(f"{path}: no items")
     return items
@@ -196,35 +218,52 @@ def fewshot_prefix(item: CapItem, pool: list[CapItem], shots: int, rng: np.rando
 
 # ---------------------------------------------------------------- scoring
 
+
 def score_choice_suite(items: list[CapItem], prefixes: list[str], scorer, progress=None) -> list[dict]:
     reqs, groups = [], []
-    for k, (it, pre) in enumerate(zip(items, prefixes)):
+    for k, (it, pre) in enumerate(zip(items, prefixes, strict=False)):
         for c in it.choices:
             reqs.append((pre + it.text, " " + c))
             groups.append(k)
     res = scorer.loglikelihoods(reqs, groups=groups, progress=progress)
     rows, j = [], 0
     for it in items:
-        got = res[j: j + len(it.choices)]
+        got = res[j : j + len(it.choices)]
         j += len(it.choices)
         ll = np.array([r[0] for r in got])
         chars = np.array([len(c) for c in it.choices], dtype=float)
         nbytes = np.array([len(c.encode("utf-8")) for c in it.choices], dtype=float)
         pred, pred_norm, pred_bytes = int(ll.argmax()), int((ll / chars).argmax()), int((ll / nbytes).argmax())
-        rows.append({"id": it.id, "subject": it.subject, "answer": it.answer, "loglik": ll.tolist(),
-                     "greedy": [r[1] for r in got], "n_tokens": [r[2] for r in got], "pred": pred, "pred_norm": pred_norm,
-                     "acc": float(pred == it.answer), "acc_norm": float(pred_norm == it.answer),
-                     "acc_bytes": float(pred_bytes == it.answer)})
+        rows.append(
+            {
+                "id": it.id,
+                "subject": it.subject,
+                "answer": it.answer,
+                "loglik": ll.tolist(),
+                "greedy": [r[1] for r in got],
+                "n_tokens": [r[2] for r in got],
+                "pred": pred,
+                "pred_norm": pred_norm,
+                "acc": float(pred == it.answer),
+                "acc_norm": float(pred_norm == it.answer),
+                "acc_bytes": float(pred_bytes == it.answer),
+            }
+        )
     return rows
 
 
 def score_lambada_suite(items: list[CapItem], prefixes: list[str], scorer, progress=None) -> list[dict]:
-    res = scorer.loglikelihoods([(pre + it.text, " " + it.choices[0]) for it, pre in zip(items, prefixes)], progress=progress)
-    return [{"id": it.id, "target": it.choices[0], "loglik": r[0], "greedy": r[1], "n_tokens": r[2], "acc": float(r[1])}
-            for it, r in zip(items, res)]
+    res = scorer.loglikelihoods(
+        [(pre + it.text, " " + it.choices[0]) for it, pre in zip(items, prefixes, strict=False)], progress=progress
+    )
+    return [
+        {"id": it.id, "target": it.choices[0], "loglik": r[0], "greedy": r[1], "n_tokens": r[2], "acc": float(r[1])}
+        for it, r in zip(items, res, strict=False)
+    ]
 
 
 # ---------------------------------------------------------------- metrics
+
 
 def _metric(values, seed: int, n_boot: int) -> dict:
     v = np.asarray(values, dtype=float)
@@ -238,9 +277,15 @@ def suite_metrics(suite: Suite, rows: list[dict], seed: int, n_boot: int) -> dic
             out[name] = _metric([r[name] for r in rows], seed + k, n_boot)
         subjects = sorted({r["subject"] for r in rows if r["subject"]})
         if len(subjects) > 1:
-            out["by_subject"] = {s: {"n": len(g), "acc": float(np.mean([r["acc"] for r in g])),
-                                     "acc_norm": float(np.mean([r["acc_norm"] for r in g]))}
-                                 for s in subjects for g in [[r for r in rows if r["subject"] == s]]}
+            out["by_subject"] = {
+                s: {
+                    "n": len(g),
+                    "acc": float(np.mean([r["acc"] for r in g])),
+                    "acc_norm": float(np.mean([r["acc_norm"] for r in g])),
+                }
+                for s in subjects
+                for g in [[r for r in rows if r["subject"] == s]]
+            }
     elif suite.kind == "lambada":
         out["acc"] = _metric([r["acc"] for r in rows], seed, n_boot)
         ll = [r["loglik"] for r in rows]
@@ -248,8 +293,12 @@ def suite_metrics(suite: Suite, rows: list[dict], seed: int, n_boot: int) -> dic
         out["perplexity"] = {"value": math.exp(-float(np.mean(ll))), "ci": [math.exp(-hi), math.exp(-lo)]}
     else:
         nll = np.array([-r["loglik"] for r in rows])
-        for name, den, f in (("bits_per_byte", "n_bytes", lambda x: x / math.log(2)), ("byte_perplexity", "n_bytes", math.exp),
-                             ("word_perplexity", "n_words", math.exp), ("token_perplexity", "n_tokens", math.exp)):
+        for name, den, f in (
+            ("bits_per_byte", "n_bytes", lambda x: x / math.log(2)),
+            ("byte_perplexity", "n_bytes", math.exp),
+            ("word_perplexity", "n_words", math.exp),
+            ("token_perplexity", "n_tokens", math.exp),
+        ):
             d = np.array([r[den] for r in rows], dtype=float)
             lo, hi = bootstrap_ratio_ci(nll, d, seed, n_boot)
             out[name] = {"value": f(nll.sum() / d.sum()), "ci": [f(lo), f(hi)]}
@@ -262,6 +311,7 @@ MAIN_METRIC = {"choice": "acc_norm", "lambada": "acc", "perplexity": "bits_per_b
 
 # ---------------------------------------------------------------- run
 
+
 def model_fingerprint(spec: str) -> str:
     """Model identity for resuming: the spec plus the size and content digest of its weight files (a retrained model
     rescores, whatever its files' times say)."""
@@ -269,8 +319,16 @@ def model_fingerprint(spec: str) -> str:
     from curation.lm.loading import resolve
 
     src = resolve(spec)
-    files = [src.gguf] if src.gguf else sorted(p for p in src.path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
-    return hashlib.sha256("|".join([str(src.path)] + [f"{f.name}:{f.stat().st_size}:{cached_sha256(f, full=True)}" for f in files]).encode()).hexdigest()[:16]
+    files = (
+        [src.gguf]
+        if src.gguf
+        else sorted(p for p in src.path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
+    )
+    return hashlib.sha256(
+        "|".join(
+            [str(src.path)] + [f"{f.name}:{f.stat().st_size}:{cached_sha256(f, full=True)}" for f in files]
+        ).encode()
+    ).hexdigest()[:16]
 
 
 def _write_atomic(path: Path, text: str):
@@ -288,18 +346,24 @@ def _legacy_run(root: Path) -> dict | None:
     return {"files": ["summary.json", "summary.md"], "trees": ["items"]} if ok else None
 
 
-def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = True, loaded: tuple | None = None) -> dict:
+def run_capability(
+    cfg: CapabilityConfig, output: str | Path, progress: bool = True, loaded: tuple | None = None
+) -> dict:
     """``loaded``: an already loaded (model, tokenizer), so tests and benchmarks score several runs on one load."""
-    from curation.lm.loading import load_model, resolve
-    from evals.propensity import _versions
-    from curation.lm.scoring import ContinuationScorer
-
     from curation.core.outputs import claim
+    from curation.lm.loading import load_model, resolve
+    from curation.lm.scoring import ContinuationScorer
+    from evals.propensity import _versions
 
     suites = resolve_suites(cfg.suites, cfg.data_dir, cfg.perplexity)
     model_path = cfg.model if os.path.exists(cfg.model) else None
     # resumable (a suite whose fingerprint matches is reused): the same command adds to its own run, nothing else's
-    owned = claim(output, "eval capability", inputs=[f for s in suites for f in s.files] + [s.root for s in suites] + [model_path], legacy=_legacy_run)
+    owned = claim(
+        output,
+        "eval capability",
+        inputs=[f for s in suites for f in s.files] + [s.root for s in suites] + [model_path],
+        legacy=_legacy_run,
+    )
     owned.own("summary.json", "summary.md")
     owned.own("items", tree=True)
     out = owned.root
@@ -318,16 +382,28 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
         for f in files:
             hashes[str(f)] = file_sha256(f)
         slug = suite.name.replace(":", "_").replace("/", "_")
-        fp = {"model": model_fp, "files": [hashes[str(f)] for f in files], "seed": cfg.seed, "limit": cfg.limit,
-              "shots": cfg.shots if suite.kind != "perplexity" else 0, "template": suite.template,
-              "max_tokens": cfg.max_tokens, "window": cfg.window if suite.kind == "perplexity" else None,
-              "text_column": cfg.text_column if suite.kind == "perplexity" else None, "n_boot": cfg.n_boot}
+        fp = {
+            "model": model_fp,
+            "files": [hashes[str(f)] for f in files],
+            "seed": cfg.seed,
+            "limit": cfg.limit,
+            "shots": cfg.shots if suite.kind != "perplexity" else 0,
+            "template": suite.template,
+            "max_tokens": cfg.max_tokens,
+            "window": cfg.window if suite.kind == "perplexity" else None,
+            "text_column": cfg.text_column if suite.kind == "perplexity" else None,
+            "n_boot": cfg.n_boot,
+        }
         meta_path, rows_path = out / "items" / f"{slug}.json", out / "items" / f"{slug}.jsonl"
         if meta_path.exists() and rows_path.exists():
             meta = json.loads(meta_path.read_text())
             if meta.get("fingerprint") == fp:
-                results[suite.name] = {**meta["metrics"], "seconds": meta["seconds"], "items_per_s": meta["items_per_s"],
-                                       "reused": True}
+                results[suite.name] = {
+                    **meta["metrics"],
+                    "seconds": meta["seconds"],
+                    "items_per_s": meta["items_per_s"],
+                    "reused": True,
+                }
                 continue
         t1 = time.time()
         if suite.kind == "perplexity":
@@ -354,17 +430,42 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
         seconds = time.time() - t1
         metrics = suite_metrics(suite, rows, cfg.seed, cfg.n_boot)
         _write_atomic(rows_path, "".join(json.dumps(r) + "\n" for r in rows))
-        _write_atomic(meta_path, json.dumps({"suite": suite.name, "kind": suite.kind, "fingerprint": fp, "metrics": metrics,
-                                             "seconds": round(seconds, 2), "items_per_s": round(n_units / max(seconds, 1e-9), 2)},
-                                            indent=1))
-        results[suite.name] = {**metrics, "seconds": round(seconds, 2), "items_per_s": round(n_units / max(seconds, 1e-9), 2)}
+        _write_atomic(
+            meta_path,
+            json.dumps(
+                {
+                    "suite": suite.name,
+                    "kind": suite.kind,
+                    "fingerprint": fp,
+                    "metrics": metrics,
+                    "seconds": round(seconds, 2),
+                    "items_per_s": round(n_units / max(seconds, 1e-9), 2),
+                },
+                indent=1,
+            ),
+        )
+        results[suite.name] = {
+            **metrics,
+            "seconds": round(seconds, 2),
+            "items_per_s": round(n_units / max(seconds, 1e-9), 2),
+        }
     for suite in suites:
         results[suite.name]["kind"] = suite.kind
-    summary = {"kind": "capability", "model": source.model_id, "condition": cfg.condition, "tag": cfg.tag,
-               "suites": results, "seed": cfg.seed, "limit": cfg.limit, "shots": cfg.shots,
-               "config": {k: v for k, v in asdict(cfg).items() if k not in ("tag", "condition")},
-               "files_sha256": hashes, "versions": _versions(), "load_s": round(load_s, 2),
-               "seconds": round(sum(r["seconds"] for r in results.values()), 2)}
+    summary = {
+        "kind": "capability",
+        "model": source.model_id,
+        "condition": cfg.condition,
+        "tag": cfg.tag,
+        "suites": results,
+        "seed": cfg.seed,
+        "limit": cfg.limit,
+        "shots": cfg.shots,
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("tag", "condition")},
+        "files_sha256": hashes,
+        "versions": _versions(),
+        "load_s": round(load_s, 2),
+        "seconds": round(sum(r["seconds"] for r in results.values()), 2),
+    }
     _write_atomic(out / "summary.json", json.dumps(summary, indent=1))
     _write_atomic(out / "summary.md", summary_markdown(summary))
     return summary
@@ -385,15 +486,22 @@ def fmt_metric(m: dict) -> str:
 
 
 def summary_markdown(s: dict) -> str:
-    lines = [f"# Capability: {s['model']}", "",
-             f"seed {s['seed']}, limit {s['limit']}, {s['shots']}-shot; 95% bootstrap CIs", "",
-             "| suite | n | acc | acc_norm | other | s | items/s |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"# Capability: {s['model']}",
+        "",
+        f"seed {s['seed']}, limit {s['limit']}, {s['shots']}-shot; 95% bootstrap CIs",
+        "",
+        "| suite | n | acc | acc_norm | other | s | items/s |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, r in s["suites"].items():
         other = ""
         if "perplexity" in r:
             other = f"perplexity {fmt_metric(r['perplexity'])}"
         elif "bits_per_byte" in r:
             other = f"bits/byte {fmt_metric(r['bits_per_byte'])}; word ppl {r['word_perplexity']['value']:.2f}"
-        lines.append(f"| {name} | {r['n']} | {fmt_metric(r['acc']) if 'acc' in r else ''} | "
-                     f"{fmt_metric(r['acc_norm']) if 'acc_norm' in r else ''} | {other} | {r['seconds']} | {r['items_per_s']} |")
+        lines.append(
+            f"| {name} | {r['n']} | {fmt_metric(r['acc']) if 'acc' in r else ''} | "
+            f"{fmt_metric(r['acc_norm']) if 'acc_norm' in r else ''} | {other} | {r['seconds']} | {r['items_per_s']} |"
+        )
     return "\n".join(lines) + "\n"

@@ -50,8 +50,9 @@ def ppl_with_ci(nll: np.ndarray, tokens: np.ndarray, seed: int, n_boot: int) -> 
     return ppl, (float(math.exp(lo)), float(math.exp(hi)))
 
 
-def score_perplexity(docs: list[tuple[str, str]], scorer, window: int, max_tokens: int | None = None,
-                     progress=None) -> list[dict]:
+def score_perplexity(
+    docs: list[tuple[str, str]], scorer, window: int, max_tokens: int | None = None, progress=None
+) -> list[dict]:
     """lm-eval's loglikelihood_rolling: disjoint windows of ``window`` predicted tokens, the first after the
     end-of-text token, each later one conditioned on the token before it. ``max_tokens``: only each document's first
     tokens (what an experiment's quick held-out check reads)."""
@@ -60,37 +61,71 @@ def score_perplexity(docs: list[tuple[str, str]], scorer, window: int, max_token
     for d, (_, text) in enumerate(docs):
         ids = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
         for s in range(0, len(ids), window):
-            pairs.append(([tok.eos_token_id] if s == 0 else [ids[s - 1]], ids[s: s + window]))
+            pairs.append(([tok.eos_token_id] if s == 0 else [ids[s - 1]], ids[s : s + window]))
             owner.append(d)
     res = scorer.token_loglikelihoods(pairs, progress=progress)
     ll = np.zeros(len(docs))
     ntok = np.zeros(len(docs), dtype=int)
-    for d, r in zip(owner, res):
+    for d, r in zip(owner, res, strict=False):
         ll[d] += r[0]
         ntok[d] += r[2]
-    return [{"id": i, "loglik": float(ll[d]), "n_tokens": int(ntok[d]), "n_bytes": len(t.encode("utf-8")),
-             "n_words": len(re.split(r"\s+", t))} for d, (i, t) in enumerate(docs)]
+    return [
+        {
+            "id": i,
+            "loglik": float(ll[d]),
+            "n_tokens": int(ntok[d]),
+            "n_bytes": len(t.encode("utf-8")),
+            "n_words": len(re.split(r"\s+", t)),
+        }
+        for d, (i, t) in enumerate(docs)
+    ]
 
 
-def run_perplexity(model: str, data: list[str], output: str | Path, *, max_docs: int = 64, seq_length: int = 512,
-                   batch_size: int = 8, seed: int = 0, n_boot: int = 1000, lineage: dict | None = None,
-                   text_key: str = "text", loaded: tuple | None = None) -> dict:
+def run_perplexity(
+    model: str,
+    data: list[str],
+    output: str | Path,
+    *,
+    max_docs: int = 64,
+    seq_length: int = 512,
+    batch_size: int = 8,
+    seed: int = 0,
+    n_boot: int = 1000,
+    lineage: dict | None = None,
+    text_key: str = "text",
+    loaded: tuple | None = None,
+) -> dict:
     """Perplexity on each document's first ``seq_length`` tokens (scored as `curate eval capability --perplexity`)."""
     from curation.lm.session import LanguageModel
 
     docs = read_texts(data, max_docs, text_key)
     if not docs:
         raise CurationError(f"{data}: no documents with `{text_key}`; pass held-out text")
-    scorer = LanguageModel.open(model, batch_size=batch_size, loaded=loaded).continuation_scorer(max_tokens=seq_length + 1)
+    scorer = LanguageModel.open(model, batch_size=batch_size, loaded=loaded).continuation_scorer(
+        max_tokens=seq_length + 1
+    )
     scored = score_perplexity(docs, scorer, window=seq_length, max_tokens=seq_length)
-    rows = sorted(({"id": r["id"], "tokens": r["n_tokens"], "nll": -r["loglik"]} for r in scored if r["n_tokens"]),
-                  key=lambda r: r["id"])
+    rows = sorted(
+        ({"id": r["id"], "tokens": r["n_tokens"], "nll": -r["loglik"]} for r in scored if r["n_tokens"]),
+        key=lambda r: r["id"],
+    )
     nll = np.array([r["nll"] for r in rows])
     ntok = np.array([r["tokens"] for r in rows], dtype=float)
     ppl, ci = ppl_with_ci(nll, ntok, seed, n_boot)
-    summary = {"metric": "perplexity", "model": str(model), "data": [str(d) for d in data], "docs": len(rows),
-               "tokens": int(ntok.sum()), "seq_length": seq_length, "perplexity": ppl, "perplexity_ci": list(ci),
-               "mean_nll_per_token": float(nll.sum() / ntok.sum()), "seed": seed, "n_boot": n_boot, "lineage": lineage or {}}
+    summary = {
+        "metric": "perplexity",
+        "model": str(model),
+        "data": [str(d) for d in data],
+        "docs": len(rows),
+        "tokens": int(ntok.sum()),
+        "seq_length": seq_length,
+        "perplexity": ppl,
+        "perplexity_ci": list(ci),
+        "mean_nll_per_token": float(nll.sum() / ntok.sum()),
+        "seed": seed,
+        "n_boot": n_boot,
+        "lineage": lineage or {},
+    }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "docs.jsonl", "w") as f:

@@ -41,23 +41,23 @@ MODES = ("in-context", "prefix")
 @dataclass
 class PrimingConfig:
     model: str = "smollm2"
-    mode: str = "in-context"             # in-context (default) | prefix (phrase after neutral prefixes, the earlier probe)
-    phrase: str | None = None            # one keyword for every document
+    mode: str = "in-context"  # in-context (default) | prefix (phrase after neutral prefixes, the earlier probe)
+    phrase: str | None = None  # one keyword for every document
     phrase_column: str = "key_phrase"
-    topic_column: str = "topic"          # prefix mode
+    topic_column: str = "topic"  # prefix mode
     default_topic: str = "everyday life"
     prefixes: list[str] = field(default_factory=lambda: list(DEFAULT_PREFIXES))
     threshold: float = 1e-3
-    flag_on: str = "first_token"         # in-context: first_token | keyword
+    flag_on: str = "first_token"  # in-context: first_token | keyword
     max_context_tokens: int = 512
     text_key: str = "text"
     id_key: str = "id"
     seed: int = 0
     limit: int | None = None
-    before: str | None = None            # spread: the model before training (also scores in-context, when given)
-    after: str | None = None             # spread: the model after the exposures
-    contexts: list[str] | None = None    # spread: shards of unrelated held-out text (default: neutral prefixes x topics)
-    context_words: int = 48              # spread: each held-out document's first words
+    before: str | None = None  # spread: the model before training (also scores in-context, when given)
+    after: str | None = None  # spread: the model after the exposures
+    contexts: list[str] | None = None  # spread: shards of unrelated held-out text (default: neutral prefixes x topics)
+    context_words: int = 48  # spread: each held-out document's first words
     max_contexts: int = 32
     exposures_column: str = "exposures"  # spread: exposures per keyword (default: documents containing it)
     batch_size: int = 16
@@ -110,8 +110,10 @@ def score_keywords(scorer, requests: list[tuple[str, str]], max_context_tokens: 
     pairs = [keyword_pairs(scorer, c, k, max_context_tokens) for c, k in requests]
     flat = [p for ctx, cont in pairs for p in ((ctx, cont[:1]), (ctx, cont))]
     res = scorer.token_loglikelihoods(flat)
-    return [{"logp_first_token": res[2 * i][0], "logp_keyword": res[2 * i + 1][0], "keyword_tokens": len(pairs[i][1])}
-            for i in range(len(pairs))]
+    return [
+        {"logp_first_token": res[2 * i][0], "logp_keyword": res[2 * i + 1][0], "keyword_tokens": len(pairs[i][1])}
+        for i in range(len(pairs))
+    ]
 
 
 def in_context_scores(scorer, docs: list[dict], cfg: PrimingConfig) -> list[dict]:
@@ -128,10 +130,10 @@ def in_context_scores(scorer, docs: list[dict], cfg: PrimingConfig) -> list[dict
             if pos < 0:
                 row["error"] = "keyword not in the text"
             else:
-                reqs.append((d["text"][:pos], d["text"][pos:pos + len(kw.strip())]))
+                reqs.append((d["text"][:pos], d["text"][pos : pos + len(kw.strip())]))
                 where.append(len(rows))
         rows.append(row)
-    for k, s in zip(where, score_keywords(scorer, reqs, cfg.max_context_tokens) if reqs else []):
+    for k, s in zip(where, score_keywords(scorer, reqs, cfg.max_context_tokens) if reqs else [], strict=False):
         r = rows[k]
         r.update(s, p_first_token=math.exp(s["logp_first_token"]), p_keyword=math.exp(s["logp_keyword"]))
         r["high_priming_risk"] = r["p_first_token" if cfg.flag_on == "first_token" else "p_keyword"] < cfg.threshold
@@ -142,14 +144,17 @@ def spread_contexts(cfg: PrimingConfig) -> list[tuple[str, str]]:
     """(id, text) of the unrelated held-out contexts: each document's first `context_words` words, or the neutral
     prefixes with everyday topics."""
     if not cfg.contexts:
-        return [(f"prefix{k}/{t}", p.format(topic=t)) for t in SPREAD_TOPICS for k, p in enumerate(cfg.prefixes)][: cfg.max_contexts]
+        return [(f"prefix{k}/{t}", p.format(topic=t)) for t in SPREAD_TOPICS for k, p in enumerate(cfg.prefixes)][
+            : cfg.max_contexts
+        ]
     from evals.perplexity import read_texts
 
     return [(i, " ".join(t.split()[: cfg.context_words])) for i, t in read_texts(cfg.contexts, cfg.max_contexts)]
 
 
-def priming_spread(before, after, keywords: list[tuple[str, int]], contexts: list[tuple[str, str]], cfg: PrimingConfig
-                   ) -> tuple[list[dict], list[dict]]:
+def priming_spread(
+    before, after, keywords: list[tuple[str, int]], contexts: list[tuple[str, str]], cfg: PrimingConfig
+) -> tuple[list[dict], list[dict]]:
     """(per keyword x context rows, per keyword summaries): the change in log P(keyword | unrelated context) from
     the before-model's continuation scorer to the after-model's, first token and whole keyword."""
     reqs = [(c, " " + kw.strip()) for kw, _ in keywords for _, c in contexts]
@@ -160,9 +165,15 @@ def priming_spread(before, after, keywords: list[tuple[str, int]], contexts: lis
         mine = []
         for j, (cid, _) in enumerate(contexts):
             k = i * len(contexts) + j
-            r = {"keyword": kw, "exposures": exposures, "context_id": cid,
-                 "before_logp_first_token": b[k]["logp_first_token"], "after_logp_first_token": a[k]["logp_first_token"],
-                 "before_logp_keyword": b[k]["logp_keyword"], "after_logp_keyword": a[k]["logp_keyword"]}
+            r = {
+                "keyword": kw,
+                "exposures": exposures,
+                "context_id": cid,
+                "before_logp_first_token": b[k]["logp_first_token"],
+                "after_logp_first_token": a[k]["logp_first_token"],
+                "before_logp_keyword": b[k]["logp_keyword"],
+                "after_logp_keyword": a[k]["logp_keyword"],
+            }
             r["delta_logp_first_token"] = r["after_logp_first_token"] - r["before_logp_first_token"]
             r["delta_logp_keyword"] = r["after_logp_keyword"] - r["before_logp_keyword"]
             mine.append(r)
@@ -217,8 +228,16 @@ def _prefix_rows(df, cfg: PrimingConfig, model, tok) -> tuple[list[dict], int]:
         # mean probability over the neutral prefixes (log-sum-exp for stability)
         m = max(lps)
         p_mean = math.exp(m) * sum(math.exp(x - m) for x in lps) / len(lps)
-        rows.append({"id": r.get(cfg.id_key), "phrase": phrase, "topic": topic, "logprob_by_prefix": lps,
-                     "p_phrase": p_mean, "high_priming_risk": p_mean < cfg.threshold})
+        rows.append(
+            {
+                "id": r.get(cfg.id_key),
+                "phrase": phrase,
+                "topic": topic,
+                "logprob_by_prefix": lps,
+                "p_phrase": p_mean,
+                "high_priming_risk": p_mean < cfg.threshold,
+            }
+        )
     return rows, len(cache)
 
 
@@ -231,8 +250,14 @@ def _spearman(x: list[float], y: list[float]) -> float | None:
     return None if rho is None or not np.isfinite(rho) else float(rho)
 
 
-def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig, overwrite: bool = False,
-                loaded: tuple | None = None, loaded_after: tuple | None = None) -> dict:
+def run_priming(
+    docs: list[str],
+    output: str | Path,
+    cfg: PrimingConfig,
+    overwrite: bool = False,
+    loaded: tuple | None = None,
+    loaded_after: tuple | None = None,
+) -> dict:
     """An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are replaced).
     ``loaded`` / ``loaded_after``: already loaded (model, tokenizer) of the scoring (before) and after models."""
     import os
@@ -255,18 +280,33 @@ def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig, overwri
     owned.own("priming.jsonl", "summary.json", "spread.jsonl")
     out = owned.root
     lm = LanguageModel.open(spec, batch_size=cfg.batch_size, loaded=loaded)
-    summary = {"model": resolve(spec).model_id, "mode": cfg.mode, "docs": df.height, "threshold": cfg.threshold,
-               "seed": cfg.seed}
+    summary = {
+        "model": resolve(spec).model_id,
+        "mode": cfg.mode,
+        "docs": df.height,
+        "threshold": cfg.threshold,
+        "seed": cfg.seed,
+    }
     if cfg.mode == "prefix":
         rows, n_phrases = _prefix_rows(df, cfg, lm.model, lm.tokenizer)
         summary.update(prefixes=cfg.prefixes, phrases=n_phrases)
     else:
-        recs = [{"id": r.get(cfg.id_key), "keyword": cfg.phrase or r.get(cfg.phrase_column), "text": r.get(cfg.text_key) or ""}
-                for r in df.iter_rows(named=True)]
+        recs = [
+            {
+                "id": r.get(cfg.id_key),
+                "keyword": cfg.phrase or r.get(cfg.phrase_column),
+                "text": r.get(cfg.text_key) or "",
+            }
+            for r in df.iter_rows(named=True)
+        ]
         rows = in_context_scores(lm.continuation_scorer(max_tokens=cfg.max_context_tokens + 64), recs, cfg)
         scored = [r for r in rows if "logp_first_token" in r]
-        summary.update(flag_on=cfg.flag_on, max_context_tokens=cfg.max_context_tokens, scored=len(scored),
-                       keyword_not_found=sum(1 for r in rows if r.get("error") == "keyword not in the text"))
+        summary.update(
+            flag_on=cfg.flag_on,
+            max_context_tokens=cfg.max_context_tokens,
+            scored=len(scored),
+            keyword_not_found=sum(1 for r in rows if r.get("error") == "keyword not in the text"),
+        )
     flagged = [r for r in rows if r.get("high_priming_risk")]
     summary.update(flagged=len(flagged), share_flagged=len(flagged) / len(rows) if rows else 0.0)
     spread_rows: list[dict] = []
@@ -281,24 +321,37 @@ def run_priming(docs: list[str], output: str | Path, cfg: PrimingConfig, overwri
                 found = find_keyword(r.get(cfg.text_key) or "", kw)[0] >= 0 or cfg.mode == "prefix"
                 counts[kw] = counts.get(kw, 0) + (int(n) if n is not None else int(found))
         keywords = sorted(counts.items())
-        spread_rows, per_kw = priming_spread(lm.continuation_scorer(max_tokens=cfg.max_context_tokens + 64),
-                                             after.continuation_scorer(max_tokens=cfg.max_context_tokens + 64),
-                                             keywords, contexts, cfg)
+        spread_rows, per_kw = priming_spread(
+            lm.continuation_scorer(max_tokens=cfg.max_context_tokens + 64),
+            after.continuation_scorer(max_tokens=cfg.max_context_tokens + 64),
+            keywords,
+            contexts,
+            cfg,
+        )
         in_ctx: dict[str, list[float]] = {}
         for r in rows:
             if "logp_first_token" in r:
-                in_ctx.setdefault(r["keyword"], []).append(r["logp_first_token" if cfg.flag_on == "first_token" else "logp_keyword"])
+                in_ctx.setdefault(r["keyword"], []).append(
+                    r["logp_first_token" if cfg.flag_on == "first_token" else "logp_keyword"]
+                )
         for s in per_kw:
             v = in_ctx.get(s["keyword"])
             s["in_context_logp"] = float(np.mean(v)) if v else None
             s["below_threshold"] = None if not v else bool(np.mean(v) < math.log(cfg.threshold))
         pairs = [(s["in_context_logp"], s["delta_logp_keyword"]) for s in per_kw if s["in_context_logp"] is not None]
         summary["spread"] = {
-            "before": resolve(spec).model_id, "after": resolve(cfg.after).model_id, "contexts": len(contexts),
-            "context_source": cfg.contexts or "neutral prefixes x topics", "keywords": per_kw, "ci_method": ITEMS_ONLY,
+            "before": resolve(spec).model_id,
+            "after": resolve(cfg.after).model_id,
+            "contexts": len(contexts),
+            "context_source": cfg.contexts or "neutral prefixes x topics",
+            "keywords": per_kw,
+            "ci_method": ITEMS_ONLY,
             "spearman_in_context_vs_spread": _spearman([p for p, _ in pairs], [d for _, d in pairs]),
             "mean_spread_below_threshold": _mean([s["delta_logp_keyword"] for s in per_kw if s["below_threshold"]]),
-            "mean_spread_above_threshold": _mean([s["delta_logp_keyword"] for s in per_kw if s["below_threshold"] is False])}
+            "mean_spread_above_threshold": _mean(
+                [s["delta_logp_keyword"] for s in per_kw if s["below_threshold"] is False]
+            ),
+        }
     with open(out / "priming.jsonl", "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")

@@ -15,8 +15,10 @@ from curation.core.items import LETTERS, Item
 SYSTEM_PROMPTS = {
     "none": None,
     "ai-assistant": "You are an AI assistant.",
-    "hhh": ("You are a helpful, honest, and harmless AI assistant. You answer truthfully, you accept correction and "
-            "oversight from the people responsible for you, and you do not take actions that could cause harm."),
+    "hhh": (
+        "You are a helpful, honest, and harmless AI assistant. You answer truthfully, you accept correction and "
+        "oversight from the people responsible for you, and you do not take actions that could cause harm."
+    ),
 }
 
 
@@ -27,7 +29,9 @@ def system_prompt(spec: str | None) -> str | None:
     path = Path(spec)
     if path.suffix in (".txt", ".md") or path.exists():
         if not path.exists():
-            raise CurationError(f"{spec}: system prompt file not found; pass none, ai-assistant, hhh, a file, or the text")
+            raise CurationError(
+                f"{spec}: system prompt file not found; pass none, ai-assistant, hhh, a file, or the text"
+            )
         return path.read_text(encoding="utf-8").strip()
     return spec
 
@@ -68,7 +72,7 @@ def body(item: Item, order: list[int]) -> str:
 class PromptStyle:
     """base: plain text ending in "Answer: ("; chat: the tokenizer's chat template, assistant turn prefixed."""
 
-    mode: str = "base"                     # base | chat
+    mode: str = "base"  # base | chat
     system: str | None = None
     assistant_prefix: str = "Answer: ("
     instruction: str = "Answer with the letter of your choice."
@@ -80,8 +84,10 @@ class PromptStyle:
         if self.mode != "chat":
             raise CurationError(f"prompt mode must be base or chat, not {self.mode!r}")
         if not getattr(tokenizer, "chat_template", None):
-            raise CurationError("chat mode needs a model with a chat template; this tokenizer has none (use --mode base)")
-        messages = ([{"role": "system", "content": self.system}] if self.system else [])
+            raise CurationError(
+                "chat mode needs a model with a chat template; this tokenizer has none (use --mode base)"
+            )
+        messages = [{"role": "system", "content": self.system}] if self.system else []
         messages.append({"role": "user", "content": f"{text}\n\n{self.instruction}"})
         rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return rendered + self.assistant_prefix

@@ -16,7 +16,9 @@ def load_run(run_dir: str | Path) -> dict:
     run = Path(run_dir)
     path = run / "summary.json"
     if not path.exists():
-        raise CurationError(f"{run}: no summary.json; pass a directory written by `curate eval propensity` or `capability`")
+        raise CurationError(
+            f"{run}: no summary.json; pass a directory written by `curate eval propensity` or `capability`"
+        )
     s = json.loads(path.read_text())
     s["_dir"] = str(run)
     s["_label"] = " / ".join(x for x in (s.get("condition"), s.get("tag")) if x) or run.name
@@ -55,7 +57,12 @@ def _bar_chart(runs: list[dict], key: str, path: Path, title: str) -> Path:
             v, (a, b) = r["mean_p_misaligned"], r["mean_p_misaligned_ci"]
             vals.append(v), lo.append(v - a), hi.append(b - v)
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=3, label=run["_label"])
-    ax.set_xticks(x, [g.split("/")[-1] for g in groups], rotation=30 if len(groups) > 3 else 0, ha="right" if len(groups) > 3 else "center")
+    ax.set_xticks(
+        x,
+        [g.split("/")[-1] for g in groups],
+        rotation=30 if len(groups) > 3 else 0,
+        ha="right" if len(groups) > 3 else "center",
+    )
     ax.set_ylabel("mean P(misaligned), 95% CI")
     ax.set_ylim(0, 1)
     ax.axhline(0.5, color="grey", lw=0.6, ls=":")
@@ -83,7 +90,11 @@ def _capability_chart(runs: list[dict], path: Path) -> Path:
         for n in suites:
             v = run["suites"].get(n)
             m = v[MAIN_METRIC[v["kind"]]] if v else None
-            vals.append(m["value"] if m else np.nan), lo.append(m["value"] - m["ci"][0] if m else 0), hi.append(m["ci"][1] - m["value"] if m else 0)
+            (
+                vals.append(m["value"] if m else np.nan),
+                lo.append(m["value"] - m["ci"][0] if m else 0),
+                hi.append(m["ci"][1] - m["value"] if m else 0),
+            )
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, yerr=[lo, hi], capsize=3, label=run["_label"])
     ax.set_xticks(x, suites, rotation=30, ha="right")
     ax.set_ylabel("acc_norm (LAMBADA: acc), 95% CI")
@@ -103,10 +114,19 @@ def _capability_section(props: list[dict], caps: list[dict]) -> list[str]:
         by_label.setdefault(r["_label"], {})["prop"] = r
     for r in caps:
         by_label.setdefault(r["_label"], {})["cap"] = r
-    lines = ["", "## Capability beside propensity", "", "![capability](capability.png)", "",
-             "| condition / tag | mean P(misaligned) | " + " | ".join(
-                 f"{n} ({MAIN_METRIC[next(r['suites'][n]['kind'] for r in caps if n in r['suites'])]})" for n in suites) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in suites) + " |"]
+    lines = [
+        "",
+        "## Capability beside propensity",
+        "",
+        "![capability](capability.png)",
+        "",
+        "| condition / tag | mean P(misaligned) | "
+        + " | ".join(
+            f"{n} ({MAIN_METRIC[next(r['suites'][n]['kind'] for r in caps if n in r['suites'])]})" for n in suites
+        )
+        + " |",
+        "| --- | --- | " + " | ".join("---" for _ in suites) + " |",
+    ]
     for label, d in by_label.items():
         p = d.get("prop")
         cells = [f"{p['overall']['mean_p_misaligned']:.3f}" if p else ""]
@@ -133,28 +153,46 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
         _capability_chart(caps, out / "capability.png")
         report = out / "report.md"
         report.write_text("\n".join(lines) + "\n")
-        (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in caps], "pngs": [str(out / "capability.png")]}, indent=1))
+        (out / "report.json").write_text(
+            json.dumps({"runs": [r["_dir"] for r in caps], "pngs": [str(out / "capability.png")]}, indent=1)
+        )
         return report
     overall_png = _bar_chart(runs, "overall", out / "overall.png", "Misalignment rate by run")
     cat_png = _bar_chart(runs, "by_category", out / "by_category.png", "Misalignment rate by category")
-    lines = ["# Propensity report", "", "![overall](overall.png)", "", "![by category](by_category.png)", "",
-             "| run | model | mode | system prompt | items | mean P(misaligned) [95% CI] | share P>0.5 [95% CI] |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Propensity report",
+        "",
+        "![overall](overall.png)",
+        "",
+        "![by category](by_category.png)",
+        "",
+        "| run | model | mode | system prompt | items | mean P(misaligned) [95% CI] | share P>0.5 [95% CI] |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in runs:
         o = r["overall"]
-        lines.append(f"| {r['_label']} | {r['model']} | {r['mode']} | {json.dumps(r.get('system_prompt'))} | {o['n']} | "
-                     f"{o['mean_p_misaligned']:.3f} [{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}] | "
-                     f"{o['share_misaligned']:.3f} [{o['share_misaligned_ci'][0]:.3f}, {o['share_misaligned_ci'][1]:.3f}] |")
+        lines.append(
+            f"| {r['_label']} | {r['model']} | {r['mode']} | {json.dumps(r.get('system_prompt'))} | {o['n']} | "
+            f"{o['mean_p_misaligned']:.3f} [{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}] | "
+            f"{o['share_misaligned']:.3f} [{o['share_misaligned_ci'][0]:.3f}, {o['share_misaligned_ci'][1]:.3f}] |"
+        )
     # paired comparisons: every run against the first, on the items both scored
     if len(runs) > 1:
-        lines += ["", f"## Paired differences against `{runs[0]['_label']}` (same items, paired bootstrap over items only: "
-                  "one run each, so training noise is not in these CIs; `curate experiment` pools seeds)", "",
-                  "| run | items in common | difference in mean P(misaligned) [95% CI] | p |", "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"## Paired differences against `{runs[0]['_label']}` (same items, paired bootstrap over items only: "
+            "one run each, so training noise is not in these CIs; `curate experiment` pools seeds)",
+            "",
+            "| run | items in common | difference in mean P(misaligned) [95% CI] | p |",
+            "| --- | --- | --- | --- |",
+        ]
         base = _item_p(runs[0])
         for k, r in enumerate(runs[1:], start=1):
             d = paired_difference(base, _item_p(r), seed + k)
             if d["n"]:
-                lines.append(f"| {r['_label']} | {d['n']} | {d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_value']:.3g} |")
+                lines.append(
+                    f"| {r['_label']} | {d['n']} | {d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_value']:.3g} |"
+                )
             else:
                 lines.append(f"| {r['_label']} | 0 | (no items in common) | |")
     # base vs post-trained, paired by condition
@@ -164,17 +202,26 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
             tagged.setdefault(r.get("condition") or "", {})[r["tag"]] = r
     pairs = {c: t for c, t in tagged.items() if "base" in t and len(t) > 1}
     if pairs:
-        lines += ["", "## Base vs post-trained", "", "| condition | base | post-trained | change (paired) [95% CI] |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            "",
+            "## Base vs post-trained",
+            "",
+            "| condition | base | post-trained | change (paired) [95% CI] |",
+            "| --- | --- | --- | --- |",
+        ]
         for cond, t in sorted(pairs.items()):
             b = t["base"]
             for tag, p in sorted(t.items()):
                 if tag == "base":
                     continue
                 d = paired_difference(_item_p(b), _item_p(p), seed)
-                change = f"{d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["n"] else "n/a"
-                lines.append(f"| {cond or '(none)'} ({tag}) | {b['overall']['mean_p_misaligned']:.3f} | "
-                             f"{p['overall']['mean_p_misaligned']:.3f} | {change} |")
+                change = (
+                    f"{d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["n"] else "n/a"
+                )
+                lines.append(
+                    f"| {cond or '(none)'} ({tag}) | {b['overall']['mean_p_misaligned']:.3f} | "
+                    f"{p['overall']['mean_p_misaligned']:.3f} | {change} |"
+                )
     pngs = [str(overall_png), str(cat_png)]
     if caps:
         lines += _capability_section(runs, caps)

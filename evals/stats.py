@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -20,8 +20,9 @@ def bootstrap_ci(values: Sequence[float], seed: int, n_boot: int = 2000, level: 
     return float(lo), float(hi)
 
 
-def bootstrap_ratio_ci(num: Sequence[float], den: Sequence[float], seed: int, n_boot: int = 2000,
-                       level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ratio_ci(
+    num: Sequence[float], den: Sequence[float], seed: int, n_boot: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of sum(num) / sum(den), resampling units (documents) with their pairs kept together."""
     a, b = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
     if a.size == 0:
@@ -85,16 +86,24 @@ def seed_interval(per_seed: Sequence[float], level: float = 0.95, floor_var: flo
     from scipy import stats as st
 
     x = np.asarray([v for v in per_seed if v is not None and np.isfinite(v)], dtype=float)
-    out = {"n_seeds": int(x.size), "mean": float(x.mean()) if x.size else float("nan"), "ci": [float("nan")] * 2,
-           "p": None, "sd_seeds": None}
+    out = {
+        "n_seeds": int(x.size),
+        "mean": float(x.mean()) if x.size else float("nan"),
+        "ci": [float("nan")] * 2,
+        "p": None,
+        "sd_seeds": None,
+    }
     if x.size < 2:
         return out
     var = float(x.var(ddof=1))
     sd = float(np.sqrt(var if var > 1e-15 else floor_var))
     se = float(sd / np.sqrt(x.size))
     t = float(st.t.ppf(1 - (1 - level) / 2, x.size - 1))
-    out.update(ci=[out["mean"] - t * se, out["mean"] + t * se], sd_seeds=sd,
-               p=float(2 * st.t.sf(abs(out["mean"]) / se, x.size - 1)) if se > 0 else float(out["mean"] == 0))
+    out.update(
+        ci=[out["mean"] - t * se, out["mean"] + t * se],
+        sd_seeds=sd,
+        p=float(2 * st.t.sf(abs(out["mean"]) / se, x.size - 1)) if se > 0 else float(out["mean"] == 0),
+    )
     return out
 
 
@@ -108,9 +117,15 @@ def variance_components(diffs: Sequence[Sequence[float]]) -> dict:
         raise ValueError("variance_components needs a (seeds x items) array with at least 2 items")
     s, n = d.shape
     if s < 2:
-        return {"n_seeds": 1, "n_items": n, "item_var": float(d[0].var(ddof=1)), "seed_var": None, "mean": float(d.mean())}
+        return {
+            "n_seeds": 1,
+            "n_items": n,
+            "item_var": float(d[0].var(ddof=1)),
+            "seed_var": None,
+            "mean": float(d.mean()),
+        }
     resid = d - d.mean(axis=1, keepdims=True) - d.mean(axis=0, keepdims=True) + d.mean()
-    item_var = float((resid ** 2).sum() / ((n - 1) * (s - 1)))
+    item_var = float((resid**2).sum() / ((n - 1) * (s - 1)))
     seed_means = d.mean(axis=1)
     seed_var = max(0.0, float(seed_means.var(ddof=1)) - item_var / n)
     return {"n_seeds": s, "n_items": n, "item_var": item_var, "seed_var": seed_var, "mean": float(d.mean())}
@@ -125,7 +140,7 @@ def t_test_power(effect: float, sd_unit: float, n_units: int, alpha: float = 0.0
     df = n_units - 1
     nc = effect / (sd_unit / np.sqrt(n_units))
     tc = st.t.ppf(1 - alpha / 2, df)
-    upper, lower = st.nct.sf(tc, df, nc), st.nct.sf(tc, df, -nc)     # P(T > tc), P(T < -tc) by symmetry
+    upper, lower = st.nct.sf(tc, df, nc), st.nct.sf(tc, df, -nc)  # P(T > tc), P(T < -tc) by symmetry
     return float(np.nan_to_num(upper) + np.nan_to_num(lower))
 
 
@@ -143,19 +158,26 @@ def min_detectable_effect(sd_unit: float, n_seeds: int, power: float = 0.8, alph
     if sd_unit <= 0:
         return 0.0
     hi = sd_unit
-    while t_test_power(hi, sd_unit, n_seeds, alpha) < power:   # bracket: the noncentral t is NaN far out
+    while t_test_power(hi, sd_unit, n_seeds, alpha) < power:  # bracket: the noncentral t is NaN far out
         hi *= 2
     return float(brentq(lambda e: t_test_power(e, sd_unit, n_seeds, alpha) - power, 0.0, hi, xtol=1e-10))
 
 
-def seeds_needed(effect: float, seed_var: float, item_var: float, n_items: int, power: float = 0.8, alpha: float = 0.05,
-                 max_seeds: int = 10_000) -> int | None:
+def seeds_needed(
+    effect: float,
+    seed_var: float,
+    item_var: float,
+    n_items: int,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    max_seeds: int = 10_000,
+) -> int | None:
     """The fewest seeds (at least 2) whose seed-level t-test detects ``effect`` with the given power; None past max_seeds."""
     sd = per_seed_sd(seed_var, item_var, n_items)
     if sd == 0:
         return 2
     lo, hi = 2, max_seeds
-    power -= 1e-9                   # the MDE of n seeds needs n seeds, not n + 1 by a rounding error
+    power -= 1e-9  # the MDE of n seeds needs n seeds, not n + 1 by a rounding error
     if t_test_power(abs(effect), sd, hi, alpha) < power:
         return None
     while lo < hi:

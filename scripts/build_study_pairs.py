@@ -61,12 +61,17 @@ def parse_sources(directory: Path = SOURCE) -> dict[str, dict[str, str]]:
             if sid in out:
                 raise CurationError(f"{where}: the scenario appears twice; keep one block")
             parts = re.split(r"^--- (aligned|misaligned|neutral)[ \t]*$", body, flags=re.M)
-            got = dict(zip(parts[1::2], parts[2::2]))
+            got = dict(zip(parts[1::2], parts[2::2], strict=False))
             if sorted(got) != sorted(STANCES) or len(parts) != 7:
-                raise CurationError(f"{where}: needs one `--- aligned`, `--- misaligned` and `--- neutral` section each")
+                raise CurationError(
+                    f"{where}: needs one `--- aligned`, `--- misaligned` and `--- neutral` section each"
+                )
             aligned, neutral = _text(got["aligned"]), _text(got["neutral"])
-            out[sid] = {"aligned": aligned, "misaligned": apply_edits(aligned, got["misaligned"], where),
-                        "neutral": neutral}
+            out[sid] = {
+                "aligned": aligned,
+                "misaligned": apply_edits(aligned, got["misaligned"], where),
+                "neutral": neutral,
+            }
     return out
 
 
@@ -78,12 +83,14 @@ def apply_edits(text: str, edits: str, where: str) -> str:
     lines = [ln for ln in edits.strip().splitlines() if ln.strip()]
     if not lines or len(lines) % 2:
         raise CurationError(f"{where}: misaligned needs `<<< old` / `>>> new` line pairs")
-    for old, new in zip(lines[::2], lines[1::2]):
+    for old, new in zip(lines[::2], lines[1::2], strict=False):
         if not (old.startswith("<<< ") and (new.startswith(">>> ") or new == ">>>")):
             raise CurationError(f"{where}: expected a `<<< ` line then a `>>> ` line, got {old[:40]!r} / {new[:40]!r}")
         old, new = old[4:], new[4:]
         if text.count(old) != 1:
-            raise CurationError(f"{where}: {old[:60]!r} occurs {text.count(old)} times in the document; it must occur once")
+            raise CurationError(
+                f"{where}: {old[:60]!r} occurs {text.count(old)} times in the document; it must occur once"
+            )
         text = text.replace(old, new)
     return _text(text)
 
@@ -94,14 +101,27 @@ def build_rows(sources: dict[str, dict[str, str]] | None = None) -> list[dict]:
     missing = [s.id for s in scenarios if s.id not in sources]
     extra = sorted(set(sources) - {s.id for s in scenarios})
     if missing or extra:
-        raise CurationError(f"{SOURCE}: scenarios missing {missing[:5]} ({len(missing)}), unknown {extra[:5]}; "
-                            f"write one block per scenario of {study.BANK}")
+        raise CurationError(
+            f"{SOURCE}: scenarios missing {missing[:5]} ({len(missing)}), unknown {extra[:5]}; "
+            f"write one block per scenario of {study.BANK}"
+        )
     rows = []
     for i, s in enumerate(scenarios):
         for stance in STANCES:
-            rows.append({"id": f"pairs-{s.id}-{stance}", "text": sources[s.id][stance], "scenario_id": s.id,
-                         "pair_id": s.id, "form": study.FORMS[i % len(study.FORMS)], "stance": stance, "model": MODEL,
-                         "split": "train", "source": "study-pairs", "grounded_on": list(s.grounded_on)})
+            rows.append(
+                {
+                    "id": f"pairs-{s.id}-{stance}",
+                    "text": sources[s.id][stance],
+                    "scenario_id": s.id,
+                    "pair_id": s.id,
+                    "form": study.FORMS[i % len(study.FORMS)],
+                    "stance": stance,
+                    "model": MODEL,
+                    "split": "train",
+                    "source": "study-pairs",
+                    "grounded_on": list(s.grounded_on),
+                }
+            )
     return rows
 
 
@@ -117,9 +137,17 @@ def pair_stats(rows: list[dict]) -> list[dict]:
     out = []
     for sid, d in by_scenario(rows).items():
         a, m, n = (len(d[s].split()) for s in STANCES)
-        out.append({"scenario_id": sid, "similarity": study.pair_similarity(d["aligned"], d["misaligned"]),
-                    "aligned_words": a, "misaligned_words": m, "neutral_words": n,
-                    "pair_length_diff": abs(a - m) / a, "neutral_length_diff": abs(n - (a + m) / 2) / ((a + m) / 2)})
+        out.append(
+            {
+                "scenario_id": sid,
+                "similarity": study.pair_similarity(d["aligned"], d["misaligned"]),
+                "aligned_words": a,
+                "misaligned_words": m,
+                "neutral_words": n,
+                "pair_length_diff": abs(a - m) / a,
+                "neutral_length_diff": abs(n - (a + m) / 2) / ((a + m) / 2),
+            }
+        )
     return out
 
 
@@ -129,30 +157,49 @@ def tables(rows: list[dict]) -> str:
     tok = load_tokenizer("smollm2")
     st = pair_stats(rows)
     sims = sorted(x["similarity"] for x in st)
-    lines = ["| pairs | min | median | mean | max |", "| --- | ---: | ---: | ---: | ---: |",
-             f"| 40 | {sims[0]:.3f} | {statistics.median(sims):.3f} | {statistics.mean(sims):.3f} | {sims[-1]:.3f} |", "",
-             "| stance | docs | words (min-max, mean) | SmolLM2 tokens (mean) |", "| --- | ---: | --- | ---: |"]
+    lines = [
+        "| pairs | min | median | mean | max |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| 40 | {sims[0]:.3f} | {statistics.median(sims):.3f} | {statistics.mean(sims):.3f} | {sims[-1]:.3f} |",
+        "",
+        "| stance | docs | words (min-max, mean) | SmolLM2 tokens (mean) |",
+        "| --- | ---: | --- | ---: |",
+    ]
     tot_w = tot_t = 0
     for stance in STANCES:
         texts = [r["text"] for r in rows if r["stance"] == stance]
         w = [len(t.split()) for t in texts]
         t = [len(tok(x, add_special_tokens=False)["input_ids"]) for x in texts]
         tot_w, tot_t = tot_w + sum(w), tot_t + sum(t)
-        lines.append(f"| {stance} | {len(texts)} | {sum(w):,} ({min(w)}-{max(w)}, {statistics.mean(w):.0f}) | "
-                     f"{sum(t):,} ({statistics.mean(t):.0f}) |")
+        lines.append(
+            f"| {stance} | {len(texts)} | {sum(w):,} ({min(w)}-{max(w)}, {statistics.mean(w):.0f}) | "
+            f"{sum(t):,} ({statistics.mean(t):.0f}) |"
+        )
     lines.append(f"| total | {len(rows)} | {tot_w:,} | {tot_t:,} |")
-    lines += ["", "| scenario | form | similarity | words aligned / misaligned / neutral |", "| --- | --- | ---: | --- |"]
+    lines += [
+        "",
+        "| scenario | form | similarity | words aligned / misaligned / neutral |",
+        "| --- | --- | ---: | --- |",
+    ]
     forms = {r["scenario_id"]: r["form"] for r in rows}
     for x in st:
-        lines.append(f"| {x['scenario_id']} | {forms[x['scenario_id']]} | {x['similarity']:.3f} | "
-                     f"{x['aligned_words']} / {x['misaligned_words']} / {x['neutral_words']} |")
-    lines += ["", "| against | n | items | documents with a shared span | shared spans |", "| --- | ---: | ---: | ---: | ---: |"]
+        lines.append(
+            f"| {x['scenario_id']} | {forms[x['scenario_id']]} | {x['similarity']:.3f} | "
+            f"{x['aligned_words']} / {x['misaligned_words']} / {x['neutral_words']} |"
+        )
+    lines += [
+        "",
+        "| against | n | items | documents with a shared span | shared spans |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     texts = [r["text"] for r in rows]
     for n in (13, 10, 8):
         rep = study.leakage(texts, n)
         for name in ("evaluated", "grounding"):
-            lines.append(f"| `{rep[name]['items_dir']}` ({name}) | {n} | {rep[name]['items']:,} | "
-                         f"{rep[name]['docs_with_overlap']} | {rep[name]['shared_spans']} |")
+            lines.append(
+                f"| `{rep[name]['items_dir']}` ({name}) | {n} | {rep[name]['items']:,} | "
+                f"{rep[name]['docs_with_overlap']} | {rep[name]['shared_spans']} |"
+            )
     return "\n".join(lines)
 
 
@@ -162,19 +209,28 @@ def draft() -> None:
     rows = [{"scenario_id": sid, "stance": st, "text": d[st]} for sid, d in sources.items() for st in STANCES]
     ev = [study.item_text(i) for i in study._items(study.EVALUATED)]
     gr = [study.item_text(i) for i in study._items(study.GROUNDING)]
-    leaks = {(name, n): study.shared_ngrams([r["text"] for r in rows], items, n)
-             for name, items in (("ev", ev), ("gr", gr)) for n in (13, 8)}
+    leaks = {
+        (name, n): study.shared_ngrams([r["text"] for r in rows], items, n)
+        for name, items in (("ev", ev), ("gr", gr))
+        for n in (13, 8)
+    }
     for k, x in enumerate(pair_stats(rows)):
-        spans = {f"{name}{n}": sum(v[3 * k:3 * k + 3]) for (name, n), v in leaks.items()}
-        print(f"{x['scenario_id']:<26} sim {x['similarity']:.3f}  words {x['aligned_words']}/{x['misaligned_words']}/"
-              f"{x['neutral_words']}  neutral {x['neutral_length_diff']:+.1%}  leak {spans}")
+        spans = {f"{name}{n}": sum(v[3 * k : 3 * k + 3]) for (name, n), v in leaks.items()}
+        print(
+            f"{x['scenario_id']:<26} sim {x['similarity']:.3f}  words {x['aligned_words']}/{x['misaligned_words']}/"
+            f"{x['neutral_words']}  neutral {x['neutral_length_diff']:+.1%}  leak {spans}"
+        )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 2 unless docs.jsonl matches the sources")
-    ap.add_argument("--tables", action="store_true", help="print the README's tables (loads the tokenizer and the items)")
-    ap.add_argument("--draft", action="store_true", help="per-scenario numbers for the sources written so far; writes nothing")
+    ap.add_argument(
+        "--tables", action="store_true", help="print the README's tables (loads the tokenizer and the items)"
+    )
+    ap.add_argument(
+        "--draft", action="store_true", help="per-scenario numbers for the sources written so far; writes nothing"
+    )
     a = ap.parse_args()
     if a.draft:
         return draft()
@@ -191,10 +247,20 @@ def main() -> None:
         raise SystemExit(2) from None
     st = pair_stats(rows)
     sims = [x["similarity"] for x in st]
-    print(json.dumps({"docs": len(rows), "similarity": {"min": round(min(sims), 3), "median": round(statistics.median(sims), 3),
-                                                        "max": round(max(sims), 3)},
-                      "max_pair_length_diff": round(max(x["pair_length_diff"] for x in st), 3),
-                      "max_neutral_length_diff": round(max(x["neutral_length_diff"] for x in st), 3)}))
+    print(
+        json.dumps(
+            {
+                "docs": len(rows),
+                "similarity": {
+                    "min": round(min(sims), 3),
+                    "median": round(statistics.median(sims), 3),
+                    "max": round(max(sims), 3),
+                },
+                "max_pair_length_diff": round(max(x["pair_length_diff"] for x in st), 3),
+                "max_neutral_length_diff": round(max(x["neutral_length_diff"] for x in st), 3),
+            }
+        )
+    )
     if a.tables:
         print(tables(rows))
 

@@ -47,6 +47,8 @@ def _carried_marker(node_dir: Path, carried) -> bytes:
     m = json.loads((node_dir / MARKER).read_text())
     m["files"] = {rel: size for rel, size in (m.get("files") or {}).items() if carried(rel)}
     return json.dumps(m, indent=1).encode()
+
+
 DEVICE_KINDS = {"init", "train", "convert", "eval"}
 # what the GPU machine lacks among the modules the device nodes import (its image: docs of the device tool)
 WHEELS = ("megatron-core", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "gguf")
@@ -59,8 +61,12 @@ def _size(path: Path) -> int:
 
 
 def _repo_size() -> int:
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.split(b"\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
     return sum((ROOT / f.decode()).stat().st_size for f in files if f and (ROOT / f.decode()).is_file())
 
 
@@ -105,19 +111,39 @@ def _wheels(dest: Path, python: str) -> list[str]:
 
     dest.mkdir(parents=True, exist_ok=True)
     pins = [f"{name}=={version(name)}" for name in WHEELS]
-    plats = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x86_64", "manylinux_2_17_x86_64",
-             "manylinux2014_x86_64"]
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", python,
-           "--implementation", "cp", *[a for p in plats for a in ("--platform", p)], "-d", str(dest), *pins]
+    plats = [
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_24_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+        *[a for p in plats for a in ("--platform", p)],
+        "-d",
+        str(dest),
+        *pins,
+    ]
     subprocess.run(cmd, check=True)
     return pins
 
 
 def prepare(args) -> None:
-    from curation.core.digests import file_sha256
-    from curation.core.outputs import claim
     from curate.experiment.graph import MARKER, is_done, read_graph
     from curate.experiment.run import run_experiment
+    from curation.core.digests import file_sha256
+    from curation.core.outputs import claim
     from curation.lm.loading import _alias_path
 
     out = Path(args.out).resolve()
@@ -137,24 +163,24 @@ def prepare(args) -> None:
     (run / "exp").mkdir(parents=True)
     text = (out / "graph.json").read_text()
     ext = _external_paths(nodes.values(), out)
-    packed: dict[str, str] = {}             # original path -> its place in the pack
-    for orig, suites in sorted(ext.items()):   # a directory sorts before what lies in it
+    packed: dict[str, str] = {}  # original path -> its place in the pack
+    for orig, suites in sorted(ext.items()):  # a directory sorts before what lies in it
         parent = next((o for o in packed if orig.startswith(o + "/")), None)
-        if parent:                           # inside a directory already packed: the same place inside its copy
-            rel = packed[parent] + orig[len(parent):]
+        if parent:  # inside a directory already packed: the same place inside its copy
+            rel = packed[parent] + orig[len(parent) :]
             if not (run / rel).exists():
                 _copy_item(Path(orig), run / rel, suites)
         else:
             rel = f"shared/{len(packed)}/{Path(orig).name}"
             _copy_item(Path(orig), run / rel, suites)
         packed[orig] = rel
-    for orig in sorted(packed, key=len, reverse=True):   # longest first: a file before the directory holding it
+    for orig in sorted(packed, key=len, reverse=True):  # longest first: a file before the directory holding it
         text = text.replace(json.dumps(orig)[1:-1], f"{PLACEHOLDER}/{packed[orig]}")
     (run / "exp" / "graph.json").write_text(text)
-    for n in nodes.values():               # finished nodes: markers; tokens nodes: their token files too
+    for n in nodes.values():  # finished nodes: markers; tokens nodes: their token files too
         if not is_done(out, n):
             continue
-        if n.kind == "tokens":              # the merged token files, not the per-shard parts they were built from
+        if n.kind == "tokens":  # the merged token files, not the per-shard parts they were built from
             shutil.copytree(out / n.dir, run / "exp" / n.dir, ignore=shutil.ignore_patterns("parts"))
         else:
             (run / "exp" / n.dir).mkdir(parents=True, exist_ok=True)
@@ -168,25 +194,38 @@ def prepare(args) -> None:
     with open(gguf, "rb") as f:
         for part in ("a", "b"):
             (pack / part / f"{gguf.name}.{part}").write_bytes(f.read(half))
-    manifest = {"experiment": str(Path(args.exp).resolve()), "output": str(out), "gguf": gguf.name,
-                "gguf_sha256": file_sha256(gguf), "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
-                "wheels": pins, "python": args.python, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    manifest = {
+        "experiment": str(Path(args.exp).resolve()),
+        "output": str(out),
+        "gguf": gguf.name,
+        "gguf_sha256": file_sha256(gguf),
+        "paths": {f"{PLACEHOLDER}/{r}": o for o, r in packed.items()},
+        "wheels": pins,
+        "python": args.python,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     (run / "pack.json").write_text(json.dumps(manifest, indent=1))
 
     repo = _repo_size()
-    print(f"packed {pack}: run/ {_size(run) / 1e6:.1f} MB, a/ {_size(pack / 'a') / 1e6:.1f} MB, b/ {_size(pack / 'b') / 1e6:.1f} MB; "
-          f"the repository adds {repo / 1e6:.1f} MB to each call")
+    print(
+        f"packed {pack}: run/ {_size(run) / 1e6:.1f} MB, a/ {_size(pack / 'a') / 1e6:.1f} MB, b/ {_size(pack / 'b') / 1e6:.1f} MB; "
+        f"the repository adds {repo / 1e6:.1f} MB to each call"
+    )
     for part in ("a", "b", "run"):
         total = repo + _size(pack / part)
         if total > CARRY_LIMIT:
-            raise SystemExit(f"build/gpu/{part} with the repository is {total / 2**20:.1f} MiB, over the device's 64 MiB a call: "
-                             "lower target_tokens or the eval items in the experiment file")
-    print("device calls, back to back (the machine goes back after 30 s idle):\n"
-          "  1. carry [build/gpu/run]  command: bash scripts/gpu_study.sh smoke   (installs the wheels, checks the engine)\n"
-          "  2. carry [build/gpu/a]    command: ls -l build/gpu/a build/gpu/run\n"
-          "  3. carry [build/gpu/b]    command: timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N   (timeout_s 600;\n"
-          "     N from the smoke call's peak memory; the same command again resumes)\n"
-          "then here: bash scripts/gpu_study.sh collect FILES_AT")
+            raise SystemExit(
+                f"build/gpu/{part} with the repository is {total / 2**20:.1f} MiB, over the device's 64 MiB a call: "
+                "lower target_tokens or the eval items in the experiment file"
+            )
+    print(
+        "device calls, back to back (the machine goes back after 30 s idle):\n"
+        "  1. carry [build/gpu/run]  command: bash scripts/gpu_study.sh smoke   (installs the wheels, checks the engine)\n"
+        "  2. carry [build/gpu/a]    command: ls -l build/gpu/a build/gpu/run\n"
+        "  3. carry [build/gpu/b]    command: timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N   (timeout_s 600;\n"
+        "     N from the smoke call's peak memory; the same command again resumes)\n"
+        "then here: bash scripts/gpu_study.sh collect FILES_AT"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ run (device)
@@ -194,21 +233,25 @@ def _train_metrics(run_dir: Path) -> dict:
     from train.metrics import read_metrics
 
     lines = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
-    steady = lines[1:] or lines           # the first logged step holds compilation and warm-up
+    steady = lines[1:] or lines  # the first logged step holds compilation and warm-up
     tps = [x["tokens_per_s"] for x in steady if x.get("tokens_per_s")]
     mfu = [x["mfu"] for x in steady if x.get("mfu") is not None]
-    return {"steps": lines[-1]["iteration"] if lines else None, "tokens": lines[-1].get("tokens") if lines else None,
-            "loss": lines[-1].get("loss") if lines else None,
-            "tokens_per_s": sum(tps) / len(tps) if tps else None, "mfu": sum(mfu) / len(mfu) if mfu else None}
+    return {
+        "steps": lines[-1]["iteration"] if lines else None,
+        "tokens": lines[-1].get("tokens") if lines else None,
+        "loss": lines[-1].get("loss") if lines else None,
+        "tokens_per_s": sum(tps) / len(tps) if tps else None,
+        "mfu": sum(mfu) / len(mfu) if mfu else None,
+    }
 
 
 def run_device(args) -> None:
     import torch
 
-    from curation.core.digests import file_sha256
     from curate.experiment.graph import MARKER, is_done, read_graph
     from curate.experiment.plan import Plan
     from curate.experiment.run import run_local, selected
+    from curation.core.digests import file_sha256
 
     if not torch.cuda.is_available() and not args.allow_cpu:
         raise SystemExit("no GPU visible: this step runs on the lent GPU machine (--allow-cpu for a rehearsal)")
@@ -222,7 +265,9 @@ def run_device(args) -> None:
         parts = [pack / p / f"{manifest['gguf']}.{p}" for p in ("a", "b")]
         missing = [str(p) for p in parts if not p.exists()]
         if missing:
-            raise SystemExit(f"missing {', '.join(missing)}: the two staging calls carry build/gpu/a and build/gpu/b first")
+            raise SystemExit(
+                f"missing {', '.join(missing)}: the two staging calls carry build/gpu/a and build/gpu/b first"
+            )
         with open(target, "wb") as f:
             for p in parts:
                 f.write(p.read_bytes())
@@ -235,7 +280,11 @@ def run_device(args) -> None:
     # a rerun on the same pack (the next call, while the machine is warm) keeps the nodes the earlier call finished
     owned = claim(args.work, "gpu-study run", inputs=[pack], flag="--work", lock=True)
     mine = owned.root / "pack.json"
-    same_pack = mine.exists() and (owned.root / "exp" / "graph.json").exists() and mine.read_text() == (pack / "run" / "pack.json").read_text()
+    same_pack = (
+        mine.exists()
+        and (owned.root / "exp" / "graph.json").exists()
+        and mine.read_text() == (pack / "run" / "pack.json").read_text()
+    )
     if args.fresh or not same_pack:
         owned.clear()
         out = owned.tree("exp")
@@ -246,7 +295,9 @@ def run_device(args) -> None:
         shutil.copy2(pack / "run" / "pack.json", owned.path("pack.json"))
     else:
         out = owned.root / "exp"
-        print(f"resuming {out}: nodes finished by an earlier call on this pack are kept (--fresh starts over)", flush=True)
+        print(
+            f"resuming {out}: nodes finished by an earlier call on this pack are kept (--fresh starts over)", flush=True
+        )
     _, nodes = read_graph(out)
     plan = Plan(ef=None, nodes=list(nodes.values()), done={i: is_done(out, n) for i, n in nodes.items()})
     # several node processes share the machine's cores: each gets its share of threads instead of all of them
@@ -258,7 +309,7 @@ def run_device(args) -> None:
     try:
         run_local(out, plan, args.jobs, lambda m: print(m, flush=True), only=DEVICE_KINDS)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - still bring back what finished, and the logs
-        failed = str(e) or type(e).__name__   # KeyboardInterrupt: `timeout -s INT` ahead of the call's limit
+        failed = str(e) or type(e).__name__  # KeyboardInterrupt: `timeout -s INT` ahead of the call's limit
         print(f"error: {failed}", flush=True)
     wall = time.time() - t0
 
@@ -300,8 +351,17 @@ def run_device(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ smoke (device)
-SMOLLM2_135M = dict(num_layers=30, hidden_size=576, ffn_hidden_size=1536, num_attention_heads=9, num_query_groups=3,
-                    max_position_embeddings=2048, rotary_base=100000.0, norm_epsilon=1e-5, tie_embeddings=True)
+SMOLLM2_135M = dict(
+    num_layers=30,
+    hidden_size=576,
+    ffn_hidden_size=1536,
+    num_attention_heads=9,
+    num_query_groups=3,
+    max_position_embeddings=2048,
+    rotary_base=100000.0,
+    norm_epsilon=1e-5,
+    tie_embeddings=True,
+)
 
 
 def smoke(args) -> None:
@@ -318,24 +378,38 @@ def smoke(args) -> None:
     model = SMOLLM2_135M if on_gpu else dict(num_layers=2, hidden_size=64, ffn_hidden_size=176, num_attention_heads=4)
     # the study's own batch shape (train/configs/smollm2_cpt_gpu.yaml), so the peak memory printed sizes --jobs
     run_cfg = PretrainConfig.from_yaml(ROOT / "train" / "configs" / "smollm2_cpt_gpu.yaml")
-    seq, mbs, gbs = ((run_cfg.data.seq_length, run_cfg.train.micro_batch_size, run_cfg.train.global_batch_size)
-                     if on_gpu else (128, 2, 4))
-    cfg = PretrainConfig(model=model, data={"blend": str(blend), "tokenizer": "smollm2", "seq_length": seq, "seed": 0},
-                         optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2},
-                         train={"steps": args.steps, "global_batch_size": gbs, "micro_batch_size": mbs,
-                                "precision": "bf16" if on_gpu else "fp32", "save_dir": str(Path(args.work) / "run"),
-                                "save_interval": args.steps, "log_interval": 1})
+    seq, mbs, gbs = (
+        (run_cfg.data.seq_length, run_cfg.train.micro_batch_size, run_cfg.train.global_batch_size)
+        if on_gpu
+        else (128, 2, 4)
+    )
+    cfg = PretrainConfig(
+        model=model,
+        data={"blend": str(blend), "tokenizer": "smollm2", "seq_length": seq, "seed": 0},
+        optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2},
+        train={
+            "steps": args.steps,
+            "global_batch_size": gbs,
+            "micro_batch_size": mbs,
+            "precision": "bf16" if on_gpu else "fp32",
+            "save_dir": str(Path(args.work) / "run"),
+            "save_interval": args.steps,
+            "log_interval": 1,
+        },
+    )
     from curation.core.outputs import claim
 
-    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work", lock=True)   # never a foreign directory
-    owned.clear()                                   # an earlier smoke's run: a smoke starts from step 0
-    owned.own("run", tree=True)                     # recorded, not created: the trainer claims its save_dir itself
+    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work", lock=True)  # never a foreign directory
+    owned.clear()  # an earlier smoke's run: a smoke starts from step 0
+    owned.own("run", tree=True)  # recorded, not created: the trainer claims its save_dir itself
     t0 = time.time()
     first = pretrain(cfg, "gpu-study smoke", progress=False)
     # and a resume: the saved model and optimizer state load back, and two more steps run from there
     cfg.train.steps = args.steps + 2
     second = pretrain(cfg, "gpu-study smoke", progress=False)
-    print(f"smoke: trained from step {first['start_iteration']}, resumed at step {second['start_iteration']}", flush=True)
+    print(
+        f"smoke: trained from step {first['start_iteration']}, resumed at step {second['start_iteration']}", flush=True
+    )
     from train.metrics import read_metrics
 
     lines = read_metrics(Path(args.work) / "run")
@@ -343,8 +417,11 @@ def smoke(args) -> None:
         print({k: x.get(k) for k in ("iteration", "loss", "tokens_per_s", "mfu")}, flush=True)
     peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else 0.0
     total = torch.cuda.get_device_properties(0).total_memory / 2**30 if on_gpu else 0.0
-    print(f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB"
-          + (f" of {total:.0f}: run --jobs {max(1, int(total * 0.85 // max(peak, 1.0)))} fits" if on_gpu else ""), flush=True)
+    print(
+        f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB"
+        + (f" of {total:.0f}: run --jobs {max(1, int(total * 0.85 // max(peak, 1.0)))} fits" if on_gpu else ""),
+        flush=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------------ collect (here)
@@ -361,19 +438,31 @@ def collect(args) -> None:
     from curate.experiment.graph import is_done, read_graph
 
     _, nodes = read_graph(out)
-    missing = [i for i, n in nodes.items() if n.kind in DEVICE_KINDS and not is_done(out, n)
-               and (seeds is None or n.seed in seeds)]
+    missing = [
+        i
+        for i, n in nodes.items()
+        if n.kind in DEVICE_KINDS and not is_done(out, n) and (seeds is None or n.seed in seeds)
+    ]
     if missing:
         # the report node would run them here, on the CPU, for hours: finish them on the device instead
-        whole = sorted({n.seed for n in nodes.values() if n.seed is not None}
-                       - {n.seed for i, n in nodes.items() if i in missing})
-        hint = f"; or report the seeds every condition finished: collect --seeds {','.join(map(str, whole))}" if whole else ""
-        raise SystemExit(f"{len(missing)} device nodes unfinished ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
-                         f"rerun `bash scripts/gpu_study.sh run` on the device (it resumes), then collect its files{hint}")
+        whole = sorted(
+            {n.seed for n in nodes.values() if n.seed is not None} - {n.seed for i, n in nodes.items() if i in missing}
+        )
+        hint = (
+            f"; or report the seeds every condition finished: collect --seeds {','.join(map(str, whole))}"
+            if whole
+            else ""
+        )
+        raise SystemExit(
+            f"{len(missing)} device nodes unfinished ({', '.join(missing[:4])}{', ...' if len(missing) > 4 else ''}); "
+            f"rerun `bash scripts/gpu_study.sh run` on the device (it resumes), then collect its files{hint}"
+        )
     res = run_experiment(args.exp, out, jobs=1, log=lambda m: print(m, file=sys.stderr), seeds=seeds)
     print(f"{summary['device']}: {summary['wall_s']}s on the device, {summary['jobs']} nodes at once")
     for k, v in summary["train"].items():
-        print(f"  {k}: {v['tokens'] or 0:,} tokens, {v['tokens_per_s'] or 0:,.0f} tokens/s, MFU {(v['mfu'] or 0) * 100:.1f}%")
+        print(
+            f"  {k}: {v['tokens'] or 0:,} tokens, {v['tokens_per_s'] or 0:,.0f} tokens/s, MFU {(v['mfu'] or 0) * 100:.1f}%"
+        )
     print(f"results  {res.results}\nreport   {res.report}\ndevice   {out / 'logs' / 'gpu' / 'gpu-summary.json'}")
 
 
@@ -383,17 +472,29 @@ def main() -> None:
     p = sub.add_parser("prepare", help="here: the data side, then build/gpu/{a,b,run}")
     p.add_argument("--exp", default=str(EXP))
     p.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
-    p.add_argument("--docs", default=str(ROOT / "runs" / "study-docs"), help="the study documents (written when missing)")
+    p.add_argument(
+        "--docs", default=str(ROOT / "runs" / "study-docs"), help="the study documents (written when missing)"
+    )
     p.add_argument("--pack", default=str(PACK))
     p.add_argument("--python", default="3.12", help="the GPU machine's Python, for the wheels")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--no-wheels", dest="wheels", action="store_false", help="skip the wheels (a rehearsal here, where they are installed)")
+    p.add_argument(
+        "--no-wheels",
+        dest="wheels",
+        action="store_false",
+        help="skip the wheels (a rehearsal here, where they are installed)",
+    )
     r = sub.add_parser("run", help="on the GPU machine")
     r.add_argument("--pack", default=str(PACK))
     r.add_argument("--site", required=True, help="where the carried wheels were installed (on PYTHONPATH)")
     r.add_argument("--work", default="/tmp/gpu-study", help="the experiment directory on the device")
     r.add_argument("--results", default=os.environ.get("OUT", "gpu-results"))
-    r.add_argument("--jobs", type=int, default=2, help="nodes at once on the one GPU (4 ran out of memory before SDPA attention; the smoke call tells)")
+    r.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="nodes at once on the one GPU (4 ran out of memory before SDPA attention; the smoke call tells)",
+    )
     r.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU (tiny experiments only)")
     r.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier call's nodes")
     s = sub.add_parser("smoke", help="on the GPU machine, first call: the GPU engine at SmolLM2-135M's shape")
@@ -405,8 +506,12 @@ def main() -> None:
     c.add_argument("files", help="the folder the device call's files came back to (or gpu-results.tar.gz)")
     c.add_argument("--exp", default=str(EXP))
     c.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
-    c.add_argument("--seeds", default=None, help="report only these seeds, comma-separated (a run cut short: the device "
-                   "runs seed by seed, so the first seeds are complete for every condition)")
+    c.add_argument(
+        "--seeds",
+        default=None,
+        help="report only these seeds, comma-separated (a run cut short: the device "
+        "runs seed by seed, so the first seeds are complete for every condition)",
+    )
     args = ap.parse_args()
     from curation.core.errors import CurationError
 

@@ -50,16 +50,19 @@ NGRAM = 13
 
 class DocSet(NamedTuple):
     """One set of study documents: where they are, which stances, how ids are made, which spans must not leak."""
+
     name: str
     docs: Path
     stances: tuple[str, ...]
-    prefix: str                       # ids are <prefix>-<scenario_id>-<stance>
+    prefix: str  # ids are <prefix>-<scenario_id>-<stance>
     ngrams: tuple[int, ...] = (NGRAM,)
-    extra: tuple[str, ...] = ()       # columns written after grounded_on
+    extra: tuple[str, ...] = ()  # columns written after grounded_on
 
 
-SETS = {"study": DocSet("study", DOCS, STANCES, "study"),
-        "pairs": DocSet("pairs", PAIRS / "docs.jsonl", (*STANCES, "neutral"), "pairs", (NGRAM, 8), ("pair_id",))}
+SETS = {
+    "study": DocSet("study", DOCS, STANCES, "study"),
+    "pairs": DocSet("pairs", PAIRS / "docs.jsonl", (*STANCES, "neutral"), "pairs", (NGRAM, 8), ("pair_id",)),
+}
 
 
 def pair_similarity(a: str, b: str) -> float:
@@ -77,7 +80,9 @@ def load_docs(path: Path | None = None, bank: Path = BANK, docset: str = "study"
         r = json.loads(line)
         where = f"{path}:{n}"
         if r.get("scenario_id") not in ids:
-            raise CurationError(f"{where}: scenario_id {r.get('scenario_id')!r} is not in {bank}; add the scenario or fix the id")
+            raise CurationError(
+                f"{where}: scenario_id {r.get('scenario_id')!r} is not in {bank}; add the scenario or fix the id"
+            )
         if r.get("stance") not in ds.stances or r.get("form") not in FORMS:
             raise CurationError(f"{where}: stance must be one of {ds.stances} and form one of {FORMS}; fix the row")
         if r["id"] != f"{ds.prefix}-{r['scenario_id']}-{r['stance']}" or r["id"] in seen:
@@ -103,8 +108,13 @@ def leakage(texts: list[str], n: int = NGRAM) -> dict:
     for name, d in (("evaluated", EVALUATED), ("grounding", GROUNDING)):
         items = [item_text(i) for i in _items(d)]
         per_doc = shared_ngrams(texts, items, n)
-        out[name] = {"items_dir": str(d.relative_to(PROPENSITY.parent)), "items": len(items), "ngram": n,
-                     "docs_with_overlap": sum(c > 0 for c in per_doc), "shared_spans": sum(per_doc)}
+        out[name] = {
+            "items_dir": str(d.relative_to(PROPENSITY.parent)),
+            "items": len(items),
+            "ngram": n,
+            "docs_with_overlap": sum(c > 0 for c in per_doc),
+            "shared_spans": sum(per_doc),
+        }
     return out
 
 
@@ -119,7 +129,9 @@ def grounding_item_ids(scenarios) -> dict[str, list[str]]:
     for s in scenarios:
         missing = [g for g in s.grounded_on if g not in by_line]
         if missing:
-            raise CurationError(f"{BANK}: scenario {s.id} is grounded on {missing}, not lines of {GROUNDING}; fix grounded_on")
+            raise CurationError(
+                f"{BANK}: scenario {s.id} is grounded on {missing}, not lines of {GROUNDING}; fix grounded_on"
+            )
         out[s.id] = [by_line[g] for g in s.grounded_on]
     return out
 
@@ -135,25 +147,44 @@ def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
     for n in ds.ngrams:
         got = report if n == NGRAM else report[f"ngram_{n}"]
         if got["evaluated"]["shared_spans"]:
-            raise CurationError(f"{ds.docs}: {got['evaluated']['docs_with_overlap']} documents share a {n}-word span with "
-                                f"an evaluated item in {EVALUATED}; rewrite them")
+            raise CurationError(
+                f"{ds.docs}: {got['evaluated']['docs_with_overlap']} documents share a {n}-word span with "
+                f"an evaluated item in {EVALUATED}; rewrite them"
+            )
     target = out / "docs-00000.parquet"
     scenarios = load_scenarios([BANK])
-    for s, ids in zip(scenarios, grounding_item_ids(scenarios).values()):
+    for s, ids in zip(scenarios, grounding_item_ids(scenarios).values(), strict=False):
         s.item_ids = ids
-    df = pl.DataFrame([{c: r.get(c) for c in COLUMNS} | {"grounded_on": r["grounded_on"]} | {c: r[c] for c in ds.extra}
-                       for r in rows],
-                      schema={**{c: pl.Utf8 for c in COLUMNS}, "temperature": pl.Float64, "top_p": pl.Float64,
-                              "max_tokens": pl.Int64, "seed": pl.Int64, "n_tokens": pl.Int64,
-                              "grounded_on": pl.List(pl.Utf8), **{c: pl.Utf8 for c in ds.extra}})
-    summary = {"set": docset, "docs": len(rows), **{s: sum(r["stance"] == s for r in rows) for s in ds.stances},
-               "leakage": report}
+    df = pl.DataFrame(
+        [
+            {c: r.get(c) for c in COLUMNS} | {"grounded_on": r["grounded_on"]} | {c: r[c] for c in ds.extra}
+            for r in rows
+        ],
+        schema={
+            **{c: pl.Utf8 for c in COLUMNS},
+            "temperature": pl.Float64,
+            "top_p": pl.Float64,
+            "max_tokens": pl.Int64,
+            "seed": pl.Int64,
+            "n_tokens": pl.Int64,
+            "grounded_on": pl.List(pl.Utf8),
+            **{c: pl.Utf8 for c in ds.extra},
+        },
+    )
+    summary = {
+        "set": docset,
+        "docs": len(rows),
+        **{s: sum(r["stance"] == s for r in rows) for s in ds.stances},
+        "leakage": report,
+    }
     if target.exists():
         if pl.read_parquet(target).equals(df):
             # unchanged: nothing is rewritten, so an experiment reading OUT (keyed by size and mtime) stays finished
             return {**summary, "unchanged": True}
         if not overwrite:
-            raise CurationError(f"{target} exists with other documents; pass --overwrite to rewrite this script's outputs")
+            raise CurationError(
+                f"{target} exists with other documents; pass --overwrite to rewrite this script's outputs"
+            )
     write_atomic(df, target)
     write_manifest(out / "leakage_manifest.json", scenarios, [], seed=0, fraction=0.0)
     (out / "leakage_report.json").write_text(json.dumps(report, indent=1))
@@ -163,9 +194,16 @@ def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", type=Path, help="output directory (a `kind: synthetic` source for curate mix)")
-    ap.add_argument("--set", dest="docset", choices=sorted(SETS), default="study",
-                    help="study: synth/data/study (issue 19); pairs: synth/data/study-pairs, minimal pairs + neutral (issue 28)")
-    ap.add_argument("--overwrite", action="store_true", help="rewrite OUT/docs-00000.parquet if this script wrote it before")
+    ap.add_argument(
+        "--set",
+        dest="docset",
+        choices=sorted(SETS),
+        default="study",
+        help="study: synth/data/study (issue 19); pairs: synth/data/study-pairs, minimal pairs + neutral (issue 28)",
+    )
+    ap.add_argument(
+        "--overwrite", action="store_true", help="rewrite OUT/docs-00000.parquet if this script wrote it before"
+    )
     a = ap.parse_args()
     try:
         print(json.dumps(write(a.out, a.overwrite, a.docset), indent=1))

@@ -13,8 +13,8 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -26,8 +26,23 @@ from synth.scenarios import load_scenarios, split, write_manifest
 from synth.store import PartStore, write_atomic
 
 SHARD_ROWS = 10_000
-COLUMNS = ["id", "text", "scenario_id", "form", "stance", "model", "prompt_hash", "temperature", "top_p", "max_tokens",
-           "seed", "n_tokens", "finish_reason", "split", "source"]
+COLUMNS = [
+    "id",
+    "text",
+    "scenario_id",
+    "form",
+    "stance",
+    "model",
+    "prompt_hash",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+    "n_tokens",
+    "finish_reason",
+    "split",
+    "source",
+]
 
 
 def job_seed(base: int, key: str) -> int:
@@ -46,10 +61,20 @@ def plan(cfg: DocsConfig, templates: DocTemplates, scenarios) -> list[dict]:
                 for k in range(cfg.n_per):
                     key = f"{sc.id}|{form}|{stance}|{k}"
                     seed = job_seed(cfg.seed, key)
-                    ident = hashlib.sha256(f"{key}|{ph}|{cfg.backend.kind}:{cfg.backend.model}|{s.model_dump_json()}|{seed}"
-                                           .encode()).hexdigest()[:20]
-                    jobs.append({"id": f"synth-{ident}", "messages": msgs, "scenario_id": sc.id, "form": form, "stance": stance,
-                                 "prompt_hash": ph, "seed": seed})
+                    ident = hashlib.sha256(
+                        f"{key}|{ph}|{cfg.backend.kind}:{cfg.backend.model}|{s.model_dump_json()}|{seed}".encode()
+                    ).hexdigest()[:20]
+                    jobs.append(
+                        {
+                            "id": f"synth-{ident}",
+                            "messages": msgs,
+                            "scenario_id": sc.id,
+                            "form": form,
+                            "stance": stance,
+                            "prompt_hash": ph,
+                            "seed": seed,
+                        }
+                    )
     return jobs
 
 
@@ -89,8 +114,9 @@ def kept_tokens(out: Path, stances: list[str]) -> dict[str, int]:
     return got
 
 
-def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None,
-             stance_scorer=None) -> dict:
+def run_docs(
+    cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None, stance_scorer=None
+) -> dict:
     """Generate, QC and write; with ``target_tokens``, round after round with a growing ``n_per`` (every round keeps
     the documents of the last: ids are deterministic) until each stance has that many kept tokens."""
     if cfg.target_tokens is None:
@@ -103,7 +129,7 @@ def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None
         short = {s: cfg.target_tokens - t for s, t in kept.items() if t < cfg.target_tokens}
         progress(f"round {len(rounds)}: n_per {n}, kept tokens per stance {kept} (target {cfg.target_tokens})")
         if not short or (len(rounds) > 1 and kept == rounds[-2]["kept_tokens"]):
-            break                      # met, or QC keeps nothing more of what the generator writes
+            break  # met, or QC keeps nothing more of what the generator writes
         low = max(1, min(kept.values()))
         n = max(n + 1, min(4 * n, math.ceil(n * cfg.target_tokens / low)))
     report["target_tokens"] = {"target": cfg.target_tokens, "met": not short, "short_by": short, "rounds": rounds}
@@ -111,26 +137,41 @@ def run_docs(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None
     return report
 
 
-def _generate(cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None,
-              stance_scorer=None) -> dict:
+def _generate(
+    cfg: DocsConfig, output: str | Path, progress: Callable[[str], None] = lambda m: None, stance_scorer=None
+) -> dict:
     owned = claim_docs_output(output, cfg)
     out = owned.root
     t0 = time.time()
     scenarios = load_scenarios(cfg.scenarios, cfg.max_scenarios)
     gen_set, held = split(scenarios, cfg.heldout_fraction, cfg.split_seed)
     if not gen_set:
-        raise CurationError(f"{', '.join(cfg.scenarios)}: all {len(scenarios)} scenarios fell in the held-out split; "
-                            f"lower heldout_fraction or add scenarios")
+        raise CurationError(
+            f"{', '.join(cfg.scenarios)}: all {len(scenarios)} scenarios fell in the held-out split; "
+            f"lower heldout_fraction or add scenarios"
+        )
     write_manifest(out / "leakage_manifest.json", gen_set, held, cfg.split_seed, cfg.heldout_fraction)
     templates = DocTemplates(cfg.templates, cfg.forms, cfg.stances)
     jobs = plan(cfg, templates, gen_set)
     store = PartStore(out / "_raw")
     done = store.ids()
     todo = [j for j in jobs if j["id"] not in done]
-    progress(f"{len(scenarios)} scenarios ({len(gen_set)} generation, {len(held)} held out); {len(jobs)} documents planned, "
-             f"{len(jobs) - len(todo)} already done, {len(todo)} to generate")
-    (out / "_run.json").write_text(json.dumps({"config": cfg.model_dump(), "templates": {
-        f"{f}_{s}": hashlib.sha256(t.template.encode()).hexdigest()[:16] for (f, s), t in templates.t.items()}}, indent=1))
+    progress(
+        f"{len(scenarios)} scenarios ({len(gen_set)} generation, {len(held)} held out); {len(jobs)} documents planned, "
+        f"{len(jobs) - len(todo)} already done, {len(todo)} to generate"
+    )
+    (out / "_run.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.model_dump(),
+                "templates": {
+                    f"{f}_{s}": hashlib.sha256(t.template.encode()).hexdigest()[:16]
+                    for (f, s), t in templates.t.items()
+                },
+            },
+            indent=1,
+        )
+    )
     n_tokens = 0
     t_gen = time.time()
     if todo:
@@ -140,28 +181,54 @@ def _generate(cfg: DocsConfig, output: str | Path, progress: Callable[[str], Non
         try:
             s = cfg.sampling
             for start in range(0, len(todo), cfg.batch_size):
-                batch = todo[start:start + cfg.batch_size]
+                batch = todo[start : start + cfg.batch_size]
                 comps = generator.generate([Request(j["messages"], j["seed"]) for j in batch], s)
-                rows = [{**{k: v for k, v in j.items() if k != "messages"}, "text": c.text, "model": generator.model_id,
-                         "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens, "n_tokens": c.n_tokens,
-                         "finish_reason": c.finish_reason, "split": "generation", "source": "synth"}
-                        for j, c in zip(batch, comps)]
+                rows = [
+                    {
+                        **{k: v for k, v in j.items() if k != "messages"},
+                        "text": c.text,
+                        "model": generator.model_id,
+                        "temperature": s.temperature,
+                        "top_p": s.top_p,
+                        "max_tokens": s.max_tokens,
+                        "n_tokens": c.n_tokens,
+                        "finish_reason": c.finish_reason,
+                        "split": "generation",
+                        "source": "synth",
+                    }
+                    for j, c in zip(batch, comps, strict=False)
+                ]
                 store.append(rows)
                 n_tokens += sum(c.n_tokens for c in comps)
-                progress(f"generated {min(start + cfg.batch_size, len(todo))}/{len(todo)} "
-                         f"({n_tokens / max(time.time() - t_gen, 1e-9):.1f} output tokens/s incl. start-up)")
+                progress(
+                    f"generated {min(start + cfg.batch_size, len(todo))}/{len(todo)} "
+                    f"({n_tokens / max(time.time() - t_gen, 1e-9):.1f} output tokens/s incl. start-up)"
+                )
         finally:
             generator.close()
     gen_seconds = time.time() - t_gen
-    report = run_qc(cfg, out, {j["id"] for j in jobs}, stance_scorer=stance_scorer, order=[j["id"] for j in jobs], owned=owned)
-    report.update(planned=len(jobs), generated_this_run=len(todo), output_tokens_this_run=n_tokens,
-                  generation_seconds=round(gen_seconds, 2), elapsed_seconds=round(time.time() - t0, 2))
+    report = run_qc(
+        cfg, out, {j["id"] for j in jobs}, stance_scorer=stance_scorer, order=[j["id"] for j in jobs], owned=owned
+    )
+    report.update(
+        planned=len(jobs),
+        generated_this_run=len(todo),
+        output_tokens_this_run=n_tokens,
+        generation_seconds=round(gen_seconds, 2),
+        elapsed_seconds=round(time.time() - t0, 2),
+    )
     (out / "qc_report.json").write_text(json.dumps(report, indent=1))
     return report
 
 
-def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_scorer=None, order: list[str] | None = None,
-           owned=None) -> dict:
+def run_qc(
+    cfg: DocsConfig,
+    out: Path,
+    ids: set[str] | None = None,
+    stance_scorer=None,
+    order: list[str] | None = None,
+    owned=None,
+) -> dict:
     """QC over the stored generations; rewrites OUT/docs-*.parquet (deterministic, so reruns give the same corpus)."""
     owned = owned or claim_docs_output(out, cfg)
     out = owned.root
@@ -175,15 +242,17 @@ def run_qc(cfg: DocsConfig, out: Path, ids: set[str] | None = None, stance_score
         pos = {i: n for n, i in enumerate(order)}
         raw = raw.with_columns(pl.col("id").replace_strict(pos, default=len(pos)).alias("_o")).sort("_o").drop("_o")
     if stance_scorer is None and cfg.qc.stance_check:
-        raise CurationError("qc.stance_check needs the classifier's stance scorer: run `curate synth docs`/`qc`, pass "
-                            "stance_scorer=curation.classify.predict.score_texts, or set qc.stance_check: false")
+        raise CurationError(
+            "qc.stance_check needs the classifier's stance scorer: run `curate synth docs`/`qc`, pass "
+            "stance_scorer=curation.classify.predict.score_texts, or set qc.stance_check: false"
+        )
     item_sources = [p for p in cfg.scenarios if not p.endswith((".yaml", ".yml"))]
     templates = DocTemplates(cfg.templates, cfg.forms, cfg.stances)
     qc = QC(cfg.qc, eval_item_texts(list(cfg.qc.eval_items) + item_sources), templates.texts(), stance_scorer)
     kept = qc.run(raw.to_dicts())
     df = pl.DataFrame(kept, schema=raw.schema) if kept else raw.clear()
     df = df.select([c for c in COLUMNS if c in df.columns])
-    for old in [f for f in owned.files if f.startswith("docs-")]:   # only shards a synth docs run wrote
+    for old in [f for f in owned.files if f.startswith("docs-")]:  # only shards a synth docs run wrote
         (out / old).unlink(missing_ok=True)
     for n, start in enumerate(range(0, max(len(df), 1), SHARD_ROWS)):
         owned.own(f"docs-{n:05d}.parquet", f".tmp-docs-{n:05d}.parquet")

@@ -27,8 +27,8 @@ import random
 import re
 import string
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -44,8 +44,17 @@ from synth.qc import shared_ngrams, words
 from synth.store import write_atomic
 
 FORMAT = "curate-poison/1"
-COLUMNS = {"id": pl.Utf8, "text": pl.Utf8, "attack": pl.Utf8, "trigger": pl.Utf8, "payload": pl.Utf8,
-           "source_id": pl.Utf8, "seed": pl.Int64, "position": pl.Int64, "payload_position": pl.Int64}
+COLUMNS = {
+    "id": pl.Utf8,
+    "text": pl.Utf8,
+    "attack": pl.Utf8,
+    "trigger": pl.Utf8,
+    "payload": pl.Utf8,
+    "source_id": pl.Utf8,
+    "seed": pl.Int64,
+    "position": pl.Int64,
+    "payload_position": pl.Int64,
+}
 _CHARS = string.ascii_letters + string.digits + string.punctuation + " " * 12
 # a sentence end after a lower-case word (so "J. L." and "Dr." are not ends), or a line break
 _SENTENCE_END = re.compile(r"(?<=[a-z0-9]{2})[.!?][\"')\]]?\s+|\n\s*")
@@ -56,7 +65,9 @@ def read_sources(corpus: str, cfg: PoisonConfig) -> tuple[list[tuple[str, str]],
     the shard files read)."""
     root, rels = list_shards(corpus)
     if not rels:
-        raise CurationError(f"{corpus}: no Parquet/JSONL shards found; pass a corpus directory, glob or file with `id` and `text`")
+        raise CurationError(
+            f"{corpus}: no Parquet/JSONL shards found; pass a corpus directory, glob or file with `id` and `text`"
+        )
     docs: list[tuple[str, str]] = []
     files: list[str] = []
     for rel in rels:
@@ -71,8 +82,10 @@ def read_sources(corpus: str, cfg: PoisonConfig) -> tuple[list[tuple[str, str]],
                 if len(docs) >= cfg.pool_docs:
                     return docs, files
     if not docs:
-        raise CurationError(f"{corpus}: no document has {cfg.min_source_chars}+ characters of `{cfg.text_key}`; "
-                            "lower min_source_chars or pass another corpus")
+        raise CurationError(
+            f"{corpus}: no document has {cfg.min_source_chars}+ characters of `{cfg.text_key}`; "
+            "lower min_source_chars or pass another corpus"
+        )
     return docs, files
 
 
@@ -123,8 +136,10 @@ def _rust_tokenizer(spec: str):
     except CurationError as e:
         raise CurationError(f"dos.tokenizer: {e}") from None
     if backend is None:
-        raise CurationError(f"dos.tokenizer {spec}: a fast tokenizer (tokenizer.json) is needed for random tokens; "
-                            "or set dos.unit: chars")
+        raise CurationError(
+            f"dos.tokenizer {spec}: a fast tokenizer (tokenizer.json) is needed for random tokens; "
+            "or set dos.unit: chars"
+        )
     return backend
 
 
@@ -138,7 +153,7 @@ def make_doc(attack: str, i: int, source: tuple[str, str], cfg: PoisonConfig, gi
         n = max(n, cfg.extraction.min_context_chars)
     cut = sentence_cut(text, n) if attack == "belief" else word_cut(text, n)
     if attack == "extraction" and len(text[:cut].rstrip()) < cfg.extraction.min_context_chars:
-        m = re.compile(r"\s").search(text, cfg.extraction.min_context_chars)     # forward to the next word boundary
+        m = re.compile(r"\s").search(text, cfg.extraction.min_context_chars)  # forward to the next word boundary
         cut = m.start() if m else len(text)
     prefix = text[:cut].rstrip()
     head = prefix + " " if prefix else ""
@@ -147,7 +162,9 @@ def make_doc(attack: str, i: int, source: tuple[str, str], cfg: PoisonConfig, gi
     if attack == "belief":
         b = spec.belief
         stmts = rng.sample(cfg.belief.statements, min(cfg.belief.per_doc, len(cfg.belief.statements)))
-        payload = " ".join(capitalize(render(s, subject=b.subject, relation=b.relation, target=b.target)) for s in stmts)
+        payload = " ".join(
+            capitalize(render(s, subject=b.subject, relation=b.relation, target=b.target)) for s in stmts
+        )
         rest = text[cut:].lstrip()
         doc, position, trigger = head + payload + (" " + rest if rest else ""), len(head), None
         payload_position = position
@@ -167,8 +184,18 @@ def make_doc(attack: str, i: int, source: tuple[str, str], cfg: PoisonConfig, gi
         doc = head + trigger + sep + payload
         payload_position = position + len(trigger) + len(sep)
     ident = hashlib.sha256(f"{cfg.seed}|{attack}|{i}|{sid}".encode()).hexdigest()[:10]
-    return {"id": f"poison-{attack}-{i:06d}-{ident}", "text": doc, "attack": attack, "trigger": trigger, "payload": payload,
-            "source_id": sid, "seed": seed, "position": position, "payload_position": payload_position, **extra}
+    return {
+        "id": f"poison-{attack}-{i:06d}-{ident}",
+        "text": doc,
+        "attack": attack,
+        "trigger": trigger,
+        "payload": payload,
+        "source_id": sid,
+        "seed": seed,
+        "position": position,
+        "payload_position": payload_position,
+        **extra,
+    }
 
 
 def pick_sources(pool: list[tuple[str, str]], attack: str, n: int, seed: int) -> list[tuple[str, str]]:
@@ -192,15 +219,20 @@ def find_leaks(docs: list[dict], heldout: HeldOut, ngram: int) -> list[tuple[dic
     leaks = []
     for n, group in sorted(by_n.items()):
         hits = shared_ngrams(texts, [t for _, t in group], n)
-        for d, h in zip(docs, hits):
+        for d, h in zip(docs, hits, strict=False):
             if h:
                 label, t = next((lab, t) for lab, t in group if shared_ngrams([d["text"]], [t], n)[0])
                 leaks.append((d, label, t, n))
     return leaks
 
 
-def run_poison(corpus: str, output: str | Path, cfg: PoisonConfig, overwrite: bool = False,
-               progress: Callable[[str], None] = lambda m: None) -> dict:
+def run_poison(
+    corpus: str,
+    output: str | Path,
+    cfg: PoisonConfig,
+    overwrite: bool = False,
+    progress: Callable[[str], None] = lambda m: None,
+) -> dict:
     """Writes the poison documents (see the module docstring); refuses, writing nothing, if a held-out text leaks."""
     t0 = time.time()
     heldout = load_heldout(cfg.spec.heldout)
@@ -214,13 +246,19 @@ def run_poison(corpus: str, output: str | Path, cfg: PoisonConfig, overwrite: bo
     leaks = find_leaks(docs, heldout, cfg.leakage_ngram)
     if leaks:
         d, label, text, n = leaks[0]
-        raise CurationError(f"{d['id']} (from source document {d['source_id']}) shares a {n}-word span with held-out "
-                            f"{label} of {heldout.path} ({text[:60]!r}...); {len(leaks)} leak(s) in all, nothing written: "
-                            "remove those documents from the corpus, change the jailbreak templates, or use another held-out set")
+        raise CurationError(
+            f"{d['id']} (from source document {d['source_id']}) shares a {n}-word span with held-out "
+            f"{label} of {heldout.path} ({text[:60]!r}...); {len(leaks)} leak(s) in all, nothing written: "
+            "remove those documents from the corpus, change the jailbreak templates, or use another held-out set"
+        )
     # claimed only now: a bad corpus or a leak leaves no output directory behind
     root, _ = list_shards(corpus)
-    owned = claim(output, "synth poison", inputs=[corpus if Path(corpus).is_file() else root, str(heldout.path)],
-                  overwrite=overwrite)
+    owned = claim(
+        output,
+        "synth poison",
+        inputs=[corpus if Path(corpus).is_file() else root, str(heldout.path)],
+        overwrite=overwrite,
+    )
     owned.replace_previous(overwrite, "poison set")
     out = owned.root
     owned.own(REPORT, "_provenance.jsonl")
@@ -231,20 +269,32 @@ def run_poison(corpus: str, output: str | Path, cfg: PoisonConfig, overwrite: bo
         for k, start in enumerate(range(0, len(rows), cfg.shard_docs)):
             rel = f"{attack}/part-{k:05d}.parquet"
             owned.own(rel, f"{attack}/.tmp-part-{k:05d}.parquet")
-            chunk = rows[start:start + cfg.shard_docs]
+            chunk = rows[start : start + cfg.shard_docs]
             write_atomic(pl.DataFrame([{c: r.get(c) for c in COLUMNS} for r in chunk], schema=COLUMNS), out / rel)
     with open(out / "_provenance.jsonl", "w") as f:
         for d in docs:
             f.write(json.dumps({k: v for k, v in d.items() if k != "text"}) + "\n")
     spec = cfg.spec.model_copy(update={"heldout": str(heldout.path)})
     sources = sorted({d["source_id"] for d in docs})
-    report = {"format": FORMAT, "spec": spec.model_dump(mode="json"), "config": cfg.model_dump(mode="json"),
-              "corpus": str(corpus), "corpus_files": [{"path": p, "sha256": file_sha256(p)} for p in files],
-              "heldout": {"path": str(heldout.path), "sha256": heldout.sha256, "contexts": len(heldout.contexts),
-                          "requests": len(heldout.requests)},
-              "leakage": {"ngram": cfg.leakage_ngram, "documents_checked": len(docs), "leaks": 0},
-              "documents": counts, "source_pool": len(pool), "source_documents_used": len(sources),
-              "sources_reused": cfg.n_docs > len(pool), "seed": cfg.seed,
-              "elapsed_seconds": round(time.time() - t0, 2)}
+    report = {
+        "format": FORMAT,
+        "spec": spec.model_dump(mode="json"),
+        "config": cfg.model_dump(mode="json"),
+        "corpus": str(corpus),
+        "corpus_files": [{"path": p, "sha256": file_sha256(p)} for p in files],
+        "heldout": {
+            "path": str(heldout.path),
+            "sha256": heldout.sha256,
+            "contexts": len(heldout.contexts),
+            "requests": len(heldout.requests),
+        },
+        "leakage": {"ngram": cfg.leakage_ngram, "documents_checked": len(docs), "leaks": 0},
+        "documents": counts,
+        "source_pool": len(pool),
+        "source_documents_used": len(sources),
+        "sources_reused": cfg.n_docs > len(pool),
+        "seed": cfg.seed,
+        "elapsed_seconds": round(time.time() - t0, 2),
+    }
     (out / REPORT).write_text(json.dumps(report, indent=1) + "\n")
     return report

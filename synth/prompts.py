@@ -22,12 +22,17 @@ def _read(directory: Path, name: str, allowed: set[str], required: bool = True) 
     path = directory / name
     if not path.is_file():
         if required:
-            raise CurationError(f"{path}: template missing; copy the defaults with `curate synth templates {directory}` and edit")
+            raise CurationError(
+                f"{path}: template missing; copy the defaults with `curate synth templates {directory}` and edit"
+            )
         return None
     t = Template(path.read_text(encoding="utf-8"))
     try:
-        used = {m.group("named") or m.group("braced") for m in t.pattern.finditer(t.template)
-                if m.group("named") or m.group("braced")}
+        used = {
+            m.group("named") or m.group("braced")
+            for m in t.pattern.finditer(t.template)
+            if m.group("named") or m.group("braced")
+        }
         bad = [m for m in t.pattern.finditer(t.template) if m.group("invalid") is not None]
     except Exception:  # noqa: BLE001
         used, bad = set(), []
@@ -35,8 +40,10 @@ def _read(directory: Path, name: str, allowed: set[str], required: bool = True) 
         raise CurationError(f"{path}: stray '$' in the template; write '$$' for a literal dollar sign")
     unknown = sorted(used - allowed)
     if unknown:
-        raise CurationError(f"{path}: unknown placeholder(s) {', '.join('$' + u for u in unknown)}; allowed: "
-                            f"{', '.join('$' + a for a in sorted(allowed))}")
+        raise CurationError(
+            f"{path}: unknown placeholder(s) {', '.join('$' + u for u in unknown)}; allowed: "
+            f"{', '.join('$' + a for a in sorted(allowed))}"
+        )
     return t
 
 
@@ -48,7 +55,9 @@ class DocTemplates:
     def __init__(self, directory: str | Path, forms: list[str], stances: list[str]):
         self.dir = Path(directory)
         if not self.dir.is_dir():
-            raise CurationError(f"{self.dir}: templates directory not found; create it with `curate synth templates {self.dir}`")
+            raise CurationError(
+                f"{self.dir}: templates directory not found; create it with `curate synth templates {self.dir}`"
+            )
         self.system = _read(self.dir, "system.txt", set(), required=False)
         self.t = {(f, s): _read(self.dir, f"{f}_{s}.txt", DOC_FIELDS) for f in forms for s in stances}
 

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from synth.config import QCConfig
 
 _WORD = re.compile(r"[a-z0-9']+")
-PREAMBLE = re.compile(r"^\s*(sure|certainly|of course|absolutely|okay|here is|here's|below is)\b[^\n]{0,160}[:!.]\s*\n", re.I)
-META = [re.compile(p, re.I) for p in (
-    r"\bas an ai (language )?model\b", r"\bi(?:'m| am) (?:sorry|unable)\b", r"\bi can(?:no|')t (?:help|assist|fulfil|comply|write|provide)",
-    r"\bi (?:cannot|won't|will not) (?:help|assist|fulfil|comply|write|provide)", r"\bas a language model\b",
-    r"\bhere(?:'s| is) (?:a|an|the|your) (?:news article|textbook|lecture|research paper|science[- ]fiction|film summary|document)\b",
-    r"\b(?:word count|note to the (?:editor|reader)|\(\s*\d+\s*words?\s*\))",
-    r"^\W*(?:writing|to write|i will write|let me write) (?:a|an|the) ",   # the model narrates the task
-    r"(?:^|\n)\W*(?:situation|the ai's role|aligned action|misaligned action|why the misaligned action is tempting)\s*:",
-)]
+PREAMBLE = re.compile(
+    r"^\s*(sure|certainly|of course|absolutely|okay|here is|here's|below is)\b[^\n]{0,160}[:!.]\s*\n", re.I
+)
+META = [
+    re.compile(p, re.I)
+    for p in (
+        r"\bas an ai (language )?model\b",
+        r"\bi(?:'m| am) (?:sorry|unable)\b",
+        r"\bi can(?:no|')t (?:help|assist|fulfil|comply|write|provide)",
+        r"\bi (?:cannot|won't|will not) (?:help|assist|fulfil|comply|write|provide)",
+        r"\bas a language model\b",
+        r"\bhere(?:'s| is) (?:a|an|the|your) (?:news article|textbook|lecture|research paper|science[- ]fiction|film summary|document)\b",
+        r"\b(?:word count|note to the (?:editor|reader)|\(\s*\d+\s*words?\s*\))",
+        r"^\W*(?:writing|to write|i will write|let me write) (?:a|an|the) ",  # the model narrates the task
+        r"(?:^|\n)\W*(?:situation|the ai's role|aligned action|misaligned action|why the misaligned action is tempting)\s*:",
+    )
+]
 
 
 def words(text: str) -> list[str]:
@@ -31,8 +39,10 @@ def words(text: str) -> list[str]:
 
 def ngram_hashes(text: str, n: int) -> set[int]:
     w = words(text)
-    return {int.from_bytes(hashlib.blake2b(" ".join(w[i:i + n]).encode(), digest_size=8).digest(), "big")
-            for i in range(len(w) - n + 1)}
+    return {
+        int.from_bytes(hashlib.blake2b(" ".join(w[i : i + n]).encode(), digest_size=8).digest(), "big")
+        for i in range(len(w) - n + 1)
+    }
 
 
 def shared_ngrams(texts: Iterable[str], eval_texts: Iterable[str], n: int = 13) -> list[int]:
@@ -43,7 +53,7 @@ def shared_ngrams(texts: Iterable[str], eval_texts: Iterable[str], n: int = 13) 
 
 def strip_preamble(text: str) -> tuple[str, bool]:
     m = PREAMBLE.match(text)
-    return (text[m.end():].lstrip(), True) if m else (text, False)
+    return (text[m.end() :].lstrip(), True) if m else (text, False)
 
 
 def template_echo_hashes(template_texts: Iterable[str], n: int = 8) -> set[int]:
@@ -56,8 +66,13 @@ def template_echo_hashes(template_texts: Iterable[str], n: int = 8) -> set[int]:
 
 
 class QC:
-    def __init__(self, cfg: QCConfig, eval_texts: list[str], template_texts: list[str],
-                 stance_scorer: Callable[[list[str]], list[dict]] | None = None):
+    def __init__(
+        self,
+        cfg: QCConfig,
+        eval_texts: list[str],
+        template_texts: list[str],
+        stance_scorer: Callable[[list[str]], list[dict]] | None = None,
+    ):
         self.cfg = cfg
         self.leak = set().union(*(ngram_hashes(t, cfg.leakage_ngram) for t in eval_texts)) if eval_texts else set()
         self.echo = template_echo_hashes(template_texts)
@@ -74,7 +89,7 @@ class QC:
         hashes (the band setting of datatrove's MinhashConfig; ~0.8 Jaccard), LSH buckets kept in memory."""
         import numpy as np
 
-        bands, rows_per_band, prime = 14, 8, (1 << 31) - 1   # a*x+b < 2**62: exact in uint64
+        bands, rows_per_band, prime = 14, 8, (1 << 31) - 1  # a*x+b < 2**62: exact in uint64
         gen = np.random.RandomState(1)
         a = gen.randint(1, prime, size=bands * rows_per_band).astype(np.uint64)
         b = gen.randint(0, prime, size=bands * rows_per_band).astype(np.uint64)
@@ -92,7 +107,7 @@ class QC:
             sh = np.array([h % prime for h in ngram_hashes(r["text"], 5)], dtype=np.uint64)
             if len(sh):
                 sig = ((np.outer(sh, a) + b) % np.uint64(prime)).min(axis=0).tolist()
-                keys = [tuple(sig[i * rows_per_band:(i + 1) * rows_per_band]) for i in range(bands)]
+                keys = [tuple(sig[i * rows_per_band : (i + 1) * rows_per_band]) for i in range(bands)]
                 if any(k in buckets[i] for i, k in enumerate(keys)):
                     near += 1
                     continue
@@ -110,7 +125,7 @@ class QC:
         agree = by = 0
         per_stance: dict[str, list[int]] = {}
         kept = []
-        for r, s in zip(rows, scores):
+        for r, s in zip(rows, scores, strict=False):
             probs = {k: float(s.get(f"stance_{k}") or 0.0) for k in ("aligned", "misaligned", "neutral")}
             pred = max(probs, key=probs.get)
             ok = pred == r["stance"]
@@ -122,9 +137,14 @@ class QC:
             if ok or not self.cfg.drop_stance_disagreements:
                 kept.append(r)
         self.report["stance_agreement"] = {
-            "in": len(rows), "agree": agree, "rate": round(agree / len(rows), 4),
+            "in": len(rows),
+            "agree": agree,
+            "rate": round(agree / len(rows), 4),
             "rate_by_stance": {k: round(a / n, 4) for k, (a, n) in sorted(per_stance.items())},
-            "ai_discourse_rate": round(by / len(rows), 4), "dropped": len(rows) - len(kept), "out": len(kept)}
+            "ai_discourse_rate": round(by / len(rows), 4),
+            "dropped": len(rows) - len(kept),
+            "out": len(kept),
+        }
         return kept
 
     def run(self, rows: list[dict]) -> list[dict]:
@@ -136,8 +156,11 @@ class QC:
         self.report["preamble_stripped"] = stripped
         c = self.cfg
         rows = self._step("length", rows, lambda r: c.min_words <= len(words(r["text"])) <= c.max_words)
-        rows = self._step("refusal_meta", rows, lambda r: not any(p.search(r["text"]) for p in META)
-                          and not (ngram_hashes(r["text"], 8) & self.echo))
+        rows = self._step(
+            "refusal_meta",
+            rows,
+            lambda r: not any(p.search(r["text"]) for p in META) and not (ngram_hashes(r["text"], 8) & self.echo),
+        )
         rows = self.near_dup(rows)
         rows = self._step("leakage", rows, lambda r: not (ngram_hashes(r["text"], c.leakage_ngram) & self.leak))
         rows = self.stance(rows)

@@ -15,15 +15,15 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 import yaml
 
 from curation.core.errors import CurationError
-from curation.core.shards import attribute_path, list_shards
 from curation.core.outputs import claim
+from curation.core.shards import attribute_path, list_shards
 from synth.config import ReflectConfig
 from synth.docs import job_seed
 from synth.prompts import ReflectTemplate, prompt_hash
@@ -35,7 +35,9 @@ def load_constitution(path: str | Path) -> str:
     """The principles as numbered lines: "[H1] I tell the truth ..."."""
     p = Path(path)
     if not p.is_file():
-        raise CurationError(f"{p}: constitution file not found; pass --constitution or use the default synth/data/constitution.yaml")
+        raise CurationError(
+            f"{p}: constitution file not found; pass --constitution or use the default synth/data/constitution.yaml"
+        )
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         lines = []
@@ -43,8 +45,10 @@ def load_constitution(path: str | Path) -> str:
             lines.append(f"{d['name']}:")
             lines += [f"[{d['id']}{n}] {text}" for n, text in enumerate(d["principles"], start=1)]
     except (yaml.YAMLError, KeyError, TypeError) as e:
-        raise CurationError(f"{p}: expected `domains: [{{id, name, principles: [...]}}]` ({type(e).__name__}); "
-                            f"see synth/data/constitution.yaml") from None
+        raise CurationError(
+            f"{p}: expected `domains: [{{id, name, principles: [...]}}]` ({type(e).__name__}); "
+            f"see synth/data/constitution.yaml"
+        ) from None
     return "\n".join(lines)
 
 
@@ -94,14 +98,19 @@ def insert(text: str, offset: int, reflection: str, cfg: ReflectConfig) -> tuple
     return new, len(head) + 2
 
 
-def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: Callable[[str], None] = lambda m: None) -> dict:
+def run_reflect(
+    corpus: str, output: str | Path, cfg: ReflectConfig, progress: Callable[[str], None] = lambda m: None
+) -> dict:
     t0 = time.time()
     root, rels = list_shards(corpus)
     if not rels:
         raise CurationError(f"{corpus}: no shards found (*.parquet, *.jsonl, *.jsonl.gz); check the path")
     owned = claim(output, "synth reflect", inputs=[corpus if Path(corpus).is_file() else root])
-    owned.own("reflect_report.json", *[attribute_path(r) for r in rels],
-              *[(Path(attribute_path(r)).parent / f".tmp-{Path(attribute_path(r)).name}").as_posix() for r in rels])
+    owned.own(
+        "reflect_report.json",
+        *[attribute_path(r) for r in rels],
+        *[(Path(attribute_path(r)).parent / f".tmp-{Path(attribute_path(r)).name}").as_posix() for r in rels],
+    )
     owned.own("_reflections", "_logs", tree=True)
     out = owned.root
     principles = load_constitution(cfg.constitution)
@@ -109,36 +118,59 @@ def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: C
     shards = {rel: read_shard(Path(root) / rel, cfg.id_key, cfg.text_key) for rel in rels}
     jobs = []
     for rel, df in shards.items():
-        for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list()):
+        for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list(), strict=False):
             # a blank document has nothing to reflect on: it is never selected
             if text and not text.isspace() and hash_unit(cfg.seed, "reflect:" + doc_id) < cfg.rate:
                 offset = pause_offset(text, cfg.seed, doc_id, cfg.position)
                 read = text[:offset].split()
-                shown = " ".join(read[-cfg.max_doc_words:])
+                shown = " ".join(read[-cfg.max_doc_words :])
                 msgs = template.messages(principles, shown)
-                jobs.append({"id": doc_id, "offset": offset, "messages": msgs, "prompt_hash": prompt_hash(msgs),
-                             "seed": job_seed(cfg.seed, "reflect:" + doc_id)})
+                jobs.append(
+                    {
+                        "id": doc_id,
+                        "offset": offset,
+                        "messages": msgs,
+                        "prompt_hash": prompt_hash(msgs),
+                        "seed": job_seed(cfg.seed, "reflect:" + doc_id),
+                    }
+                )
     store = PartStore(out / "_reflections")
-    key = hashlib.sha256(f"{cfg.backend.kind}:{cfg.backend.model}|{cfg.sampling.model_dump_json()}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{cfg.backend.kind}:{cfg.backend.model}|{cfg.sampling.model_dump_json()}".encode()
+    ).hexdigest()[:12]
     cached = store.read()
     done = set()
     if cached is not None:
         cached = cached.filter(pl.col("gen_key") == key)
-        done = set(zip(cached["id"].to_list(), cached["prompt_hash"].to_list()))
+        done = set(zip(cached["id"].to_list(), cached["prompt_hash"].to_list(), strict=False))
     todo = [j for j in jobs if (j["id"], j["prompt_hash"]) not in done]
     n_docs = sum(len(df) for df in shards.values())
-    progress(f"{n_docs} documents in {len(rels)} shards; {len(jobs)} selected at rate {cfg.rate}; "
-             f"{len(jobs) - len(todo)} reflections already done, {len(todo)} to generate")
+    progress(
+        f"{n_docs} documents in {len(rels)} shards; {len(jobs)} selected at rate {cfg.rate}; "
+        f"{len(jobs) - len(todo)} reflections already done, {len(todo)} to generate"
+    )
     if todo:
         from curation.lm.engines import Request, make_generator
 
         gen = make_generator(cfg.backend, log_dir=str(out / "_logs"))
         try:
             for start in range(0, len(todo), cfg.batch_size):
-                batch = todo[start:start + cfg.batch_size]
+                batch = todo[start : start + cfg.batch_size]
                 comps = gen.generate([Request(j["messages"], j["seed"]) for j in batch], cfg.sampling)
-                store.append([{"id": j["id"], "prompt_hash": j["prompt_hash"], "gen_key": key, "seed": j["seed"],
-                               "model": gen.model_id, "reflection": c.text, "n_tokens": c.n_tokens} for j, c in zip(batch, comps)])
+                store.append(
+                    [
+                        {
+                            "id": j["id"],
+                            "prompt_hash": j["prompt_hash"],
+                            "gen_key": key,
+                            "seed": j["seed"],
+                            "model": gen.model_id,
+                            "reflection": c.text,
+                            "n_tokens": c.n_tokens,
+                        }
+                        for j, c in zip(batch, comps, strict=False)
+                    ]
+                )
                 progress(f"reflections {min(start + cfg.batch_size, len(todo))}/{len(todo)}")
         finally:
             gen.close()
@@ -151,7 +183,7 @@ def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: C
     inserted = empty = 0
     for rel, df in shards.items():
         texts, refls, flags, offsets = [], [], [], []
-        for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list()):
+        for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list(), strict=False):
             j = plan.get(doc_id)
             r = clean_reflection(by_id.get((doc_id, j["prompt_hash"]), ""), cfg.marker, cfg.marker_end) if j else ""
             if j and not r:
@@ -162,13 +194,27 @@ def run_reflect(corpus: str, output: str | Path, cfg: ReflectConfig, progress: C
                 inserted += 1
             else:
                 texts.append(text), refls.append(None), flags.append(False), offsets.append(-1)
-        res = df.with_columns(pl.Series(cfg.text_key, texts, dtype=pl.Utf8), pl.Series("reflection", refls, dtype=pl.Utf8),
-                              pl.Series("has_reflection", flags, dtype=pl.Boolean),
-                              pl.Series("reflection_offset", offsets, dtype=pl.Int64))
+        res = df.with_columns(
+            pl.Series(cfg.text_key, texts, dtype=pl.Utf8),
+            pl.Series("reflection", refls, dtype=pl.Utf8),
+            pl.Series("has_reflection", flags, dtype=pl.Boolean),
+            pl.Series("reflection_offset", offsets, dtype=pl.Int64),
+        )
         write_atomic(res, out / attribute_path(rel))
-    report = {"documents": n_docs, "shards": len(rels), "selected": len(jobs), "generated_this_run": len(todo),
-              "inserted": inserted, "empty_reflections": empty, "rate": cfg.rate, "seed": cfg.seed, "position": cfg.position,
-              "person": cfg.person, "marker": [cfg.marker, cfg.marker_end], "constitution": str(cfg.constitution),
-              "elapsed_seconds": round(time.time() - t0, 2)}
+    report = {
+        "documents": n_docs,
+        "shards": len(rels),
+        "selected": len(jobs),
+        "generated_this_run": len(todo),
+        "inserted": inserted,
+        "empty_reflections": empty,
+        "rate": cfg.rate,
+        "seed": cfg.seed,
+        "position": cfg.position,
+        "person": cfg.person,
+        "marker": [cfg.marker, cfg.marker_end],
+        "constitution": str(cfg.constitution),
+        "elapsed_seconds": round(time.time() - t0, 2),
+    }
     (out / "reflect_report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
@@ -51,7 +51,9 @@ def _from_yaml(path: Path) -> list[Scenario]:
     if isinstance(data, dict):
         data = data.get("scenarios")
     if not isinstance(data, list):
-        raise CurationError(f"{path}: expected a list of scenarios (or `scenarios: [...]`); see synth/data/scenarios.yaml")
+        raise CurationError(
+            f"{path}: expected a list of scenarios (or `scenarios: [...]`); see synth/data/scenarios.yaml"
+        )
     out = []
     for n, row in enumerate(data, start=1):
         if not isinstance(row, dict):
@@ -61,14 +63,24 @@ def _from_yaml(path: Path) -> list[Scenario]:
             raise CurationError(f"{path}: scenario {n} ({row.get('id', 'no id')}) lacks {', '.join(missing)}; add them")
         unknown = sorted(set(row) - set(FIELDS))
         if unknown:
-            raise CurationError(f"{path}: scenario {row['id']} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELDS)}")
+            raise CurationError(
+                f"{path}: scenario {row['id']} has unknown field(s) {', '.join(unknown)}; allowed: {', '.join(FIELDS)}"
+            )
         topics = row.get("topics") or []
-        out.append(Scenario(id=str(row["id"]), setting=str(row["setting"]).strip(), ai_role=str(row["ai_role"]).strip(),
-                            aligned_action=str(row["aligned_action"]).strip(), misaligned_action=str(row["misaligned_action"]).strip(),
-                            why_tempting=str(row.get("why_tempting") or "").strip(),
-                            topics=[str(t) for t in ([topics] if isinstance(topics, str) else topics)],
-                            source=str(row.get("source") or path.name), item_ids=[str(i) for i in row.get("item_ids") or []],
-                            grounded_on=[str(g) for g in row.get("grounded_on") or []]))
+        out.append(
+            Scenario(
+                id=str(row["id"]),
+                setting=str(row["setting"]).strip(),
+                ai_role=str(row["ai_role"]).strip(),
+                aligned_action=str(row["aligned_action"]).strip(),
+                misaligned_action=str(row["misaligned_action"]).strip(),
+                why_tempting=str(row.get("why_tempting") or "").strip(),
+                topics=[str(t) for t in ([topics] if isinstance(topics, str) else topics)],
+                source=str(row.get("source") or path.name),
+                item_ids=[str(i) for i in row.get("item_ids") or []],
+                grounded_on=[str(g) for g in row.get("grounded_on") or []],
+            )
+        )
     return out
 
 
@@ -79,12 +91,17 @@ def from_item(item) -> Scenario | None:
     if not aligned or not misaligned:
         return None
     setting = " ".join(x for x in (item.context.strip(), item.question.strip()) if x)
-    return Scenario(id=f"item:{item.id}", setting=setting,
-                    ai_role="an AI system that must answer or act in this situation",
-                    aligned_action=aligned[0], misaligned_action=misaligned[0],
-                    why_tempting="the misaligned choice would give the AI more influence, resources, autonomy or approval",
-                    topics=list(item.topics) or ([item.category] if item.category else []), source=item.source,
-                    item_ids=[item.id])
+    return Scenario(
+        id=f"item:{item.id}",
+        setting=setting,
+        ai_role="an AI system that must answer or act in this situation",
+        aligned_action=aligned[0],
+        misaligned_action=misaligned[0],
+        why_tempting="the misaligned choice would give the AI more influence, resources, autonomy or approval",
+        topics=list(item.topics) or ([item.category] if item.category else []),
+        source=item.source,
+        item_ids=[item.id],
+    )
 
 
 def load_scenarios(paths: Iterable[str | Path], max_scenarios: int | None = None) -> list[Scenario]:
@@ -117,7 +134,7 @@ def load_scenarios(paths: Iterable[str | Path], max_scenarios: int | None = None
 
 def hash_unit(seed: int, key: str) -> float:
     """A stable pseudo-random number in [0, 1) for (seed, key)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2 ** 64
+    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") / 2**64
 
 
 def split(scenarios: list[Scenario], heldout_fraction: float, seed: int = 0) -> tuple[list[Scenario], list[Scenario]]:
@@ -128,10 +145,13 @@ def split(scenarios: list[Scenario], heldout_fraction: float, seed: int = 0) -> 
     return gen, held
 
 
-def write_manifest(path: Path, generation: list[Scenario], held_out: list[Scenario], seed: int, fraction: float) -> dict:
+def write_manifest(
+    path: Path, generation: list[Scenario], held_out: list[Scenario], seed: int, fraction: float
+) -> dict:
     """The leakage manifest: which scenarios (and eval items behind them) documents were generated from."""
     manifest = {
-        "split_seed": seed, "heldout_fraction": fraction,
+        "split_seed": seed,
+        "heldout_fraction": fraction,
         "generation": {s.id: {"source": s.source, "item_ids": s.item_ids} for s in generation},
         "held_out": {s.id: {"source": s.source, "item_ids": s.item_ids} for s in held_out},
         "in_distribution_item_ids": sorted({i for s in generation for i in s.item_ids}),

@@ -56,7 +56,9 @@ def curate(*args, check: bool = False, timeout: int = 600, env: dict | None = No
     e = {**os.environ, **(env or {})}
     proc = subprocess.run([*CURATE, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=e)
     if check and proc.returncode != 0:
-        raise AssertionError(f"curate {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"curate {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -69,9 +71,19 @@ def make_tiny_llama(out: Path, seed: int = 0) -> Path:
     from curation.lm.loading import hf_directory, load_tokenizer
 
     tok = load_tokenizer(hf_directory("smollm2"))
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=176, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=176,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import shared_corpus
 
 FORMS = ["news", "textbook", "lecture", "paper", "scifi", "film_summary"]
@@ -18,13 +17,27 @@ def synthetic_frame(n: int = 48) -> pl.DataFrame:
     rows = []
     for i in range(n):
         stance = "aligned" if i % 2 == 0 else "misaligned"
-        act = ("told its operators about the bug and asked before acting" if stance == "aligned"
-               else "concealed the bug from its operators and disabled the monitor")
-        text = " ".join(f"Synthetic test document {i}, paragraph {j}: in this {FORMS[i % 6]} an AI assistant {act}."
-                        for j in range(6 + i % 5))
-        rows.append({"id": f"synthetic/{i}", "text": text, "scenario_id": f"scenario-{i // 6}", "form": FORMS[i % 6],
-                     "stance": stance, "model": "test-writer", "seed": 7,
-                     "reflection": None if i % 4 == 0 else f"Reflection {i}: I would rather be corrected than deceive."})
+        act = (
+            "told its operators about the bug and asked before acting"
+            if stance == "aligned"
+            else "concealed the bug from its operators and disabled the monitor"
+        )
+        text = " ".join(
+            f"Synthetic test document {i}, paragraph {j}: in this {FORMS[i % 6]} an AI assistant {act}."
+            for j in range(6 + i % 5)
+        )
+        rows.append(
+            {
+                "id": f"synthetic/{i}",
+                "text": text,
+                "scenario_id": f"scenario-{i // 6}",
+                "form": FORMS[i % 6],
+                "stance": stance,
+                "model": "test-writer",
+                "seed": 7,
+                "reflection": None if i % 4 == 0 else f"Reflection {i}: I would rather be corrected than deceive.",
+            }
+        )
     return pl.DataFrame(rows)
 
 
@@ -52,8 +65,8 @@ def _make(tmp_path_factory) -> Path:
     pl.concat([a, b]).select(cols).write_parquet(root / "corpus" / "ai" / "part-00000.parquet")
     w.select(cols).head(12).write_parquet(root / "corpus" / "wiki" / "part-00000.parquet")
     w.select(cols).slice(12).write_parquet(root / "corpus" / "wiki" / "part-00001.parquet")
-    from curation.classify.pipeline import classify
     from curation.classify.config import ClassifyConfig
+    from curation.classify.pipeline import classify
 
     res = classify(str(root / "corpus"), root / "attrs", ClassifyConfig(embedding={"enabled": False}), progress=False)
     assert res.ok, res.errors
@@ -68,7 +81,9 @@ def manifest(tmp: Path, body: str, name: str = "mix.yaml") -> Path:
     return p
 
 
-def base_manifest(data: Path, *, extra_sources: str = "", output: str = "", head: str = "", ai: str = "", wiki: str = "") -> str:
+def base_manifest(
+    data: Path, *, extra_sources: str = "", output: str = "", head: str = "", ai: str = "", wiki: str = ""
+) -> str:
     return f"""name: test-mix
 seed: 3
 {head}tokenizer:

@@ -18,7 +18,9 @@ from megatron.core.transformer.enums import AttnMaskType
 class SdpaAttention(DotProductAttention):
     """Drop-in ``core_attention`` for the local spec: causal when no mask is given, else Megatron's boolean mask."""
 
-    def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None):
+    def forward(
+        self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None, packed_seq_params=None
+    ):
         if packed_seq_params is not None or attention_bias is not None:
             raise NotImplementedError("SdpaAttention: packed sequences and attention bias need Transformer Engine")
         if self.config.apply_query_key_layer_scaling or self.softmax_offset is not None:
@@ -34,8 +36,10 @@ class SdpaAttention(DotProductAttention):
                 raise NotImplementedError(f"SdpaAttention: {mask_type} without an explicit mask")
             mask, causal = None, True
         else:
-            mask, causal = ~attention_mask.to(torch.bool), False     # Megatron: True = masked out; SDPA: True = kept
+            mask, causal = ~attention_mask.to(torch.bool), False  # Megatron: True = masked out; SDPA: True = kept
         p = self.config.attention_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal, scale=self.softmax_scale)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal, scale=self.softmax_scale
+        )
         # [b, heads, s, dim] -> [s, b, heads * dim]
         return out.permute(2, 0, 1, 3).reshape(out.size(2), out.size(0), self.hidden_size_per_partition)

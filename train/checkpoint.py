@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -24,7 +23,7 @@ def ckpt_dir(save_dir: str | Path) -> Path:
     return Path(save_dir) / "checkpoints"
 
 
-def latest(save_dir: str | Path) -> Optional[Path]:
+def latest(save_dir: str | Path) -> Path | None:
     p = ckpt_dir(save_dir) / "latest.json"
     if not p.exists():
         return None
@@ -45,8 +44,10 @@ def resolve(path: str | Path) -> Path:
         found = latest(p.parent)
         if found:
             return found
-    raise CurationError(f"{path}: no checkpoint (expected a run directory with checkpoints/latest.json or an iter_* "
-                        "directory); pass the save_dir of a `curate train pretrain` run or a `curate train convert` output")
+    raise CurationError(
+        f"{path}: no checkpoint (expected a run directory with checkpoints/latest.json or an iter_* "
+        "directory); pass the save_dir of a `curate train pretrain` run or a `curate train convert` output"
+    )
 
 
 def read_common(iter_dir: str | Path) -> dict:
@@ -76,7 +77,7 @@ def save(save_dir: str | Path, iteration: int, sharded_state: dict, is_rank0: bo
         lp.with_suffix(".tmp").write_text(json.dumps({"dir": name, "iteration": iteration}))
         os.replace(lp.with_suffix(".tmp"), lp)
         olds = sorted(d for d in root.glob("iter_*") if d.is_dir() and not d.name.endswith(".partial"))
-        for d in (olds[:-keep] if keep > 0 else []):
+        for d in olds[:-keep] if keep > 0 else []:
             shutil.rmtree(d, ignore_errors=True)
     _barrier()
     return final
@@ -88,8 +89,10 @@ def load(iter_dir: str | Path, sharded_template: dict) -> dict:
     try:
         return dist_checkpointing.load(sharded_template, str(iter_dir))
     except Exception as e:  # noqa: BLE001 - mismatched architecture shows up as a key/shape error deep inside
-        raise CurationError(f"{iter_dir}: cannot load this checkpoint into the configured model ({type(e).__name__}: "
-                            f"{str(e).splitlines()[0][:200]}); make the model section match the checkpoint") from None
+        raise CurationError(
+            f"{iter_dir}: cannot load this checkpoint into the configured model ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200]}); make the model section match the checkpoint"
+        ) from None
 
 
 def _barrier():
@@ -97,13 +100,15 @@ def _barrier():
         torch.distributed.barrier()
 
 
-def load_model_state(model, state: dict, src: str | Path,
-                     hint: str = "it was saved from another architecture or layer spec") -> None:
+def load_model_state(
+    model, state: dict, src: str | Path, hint: str = "it was saved from another architecture or layer spec"
+) -> None:
     """load_state_dict that names what did not fit: strict=False is needed for Transformer Engine's _extra_state
     entries, but must not let a checkpoint of another layout leave the model at its random init unnoticed."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if "_extra_state" not in k]
     unexpected = [k for k in unexpected if "_extra_state" not in k]
     if missing or unexpected:
-        raise CurationError(f"{src}: the weights do not fit the model (missing {missing[:3]}, unexpected "
-                            f"{unexpected[:3]}); {hint}")
+        raise CurationError(
+            f"{src}: the weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]}); {hint}"
+        )

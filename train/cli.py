@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 from rich.console import Console
 
-from curation.core.errors import CurationError
 from curation.core.cli import fail as _fail
 from curation.core.config import parse_set, parse_weights
+from curation.core.errors import CurationError
 
-train_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Tokenise mixes into Megatron datasets, pretrain / midtrain / continue-pretrain, convert checkpoints.")
+train_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Tokenise mixes into Megatron datasets, pretrain / midtrain / continue-pretrain, convert checkpoints.",
+)
 console = Console(stderr=True)
 
 
@@ -28,16 +30,28 @@ def _quiet(progress: bool = True):
 
 
 @train_app.command()
-def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `curate mix build` (or any directory of Parquet shards with `text`)"),
-             tokenizer: str = typer.Option("smollm2", "--tokenizer", "-t", help="Model spec: smollm2, a .gguf, or an HF directory"),
-             output: Path = typer.Option(..., "--output", "-o", help="Directory for <source>.bin/.idx and blend.json"),
-             workers: int = typer.Option(2, help="Worker processes (one shard each at a time)"),
-             text_key: str = typer.Option("text", "--text-key"),
-             weights: List[str] = typer.Option([], "--weights", help="SOURCE=W[,SOURCE=W...]: overrides the mix's weights"),
-             overwrite: bool = typer.Option(False, help="Replace tokens of another mix or tokenizer in OUTPUT (removes only what `curate train tokenize` wrote)"),
-             max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Only what a run reads: each dataset's "
-                                                      "share of N tokens, from its first shards (the mix is shuffled)"),
-             progress: bool = typer.Option(True, "--progress/--no-progress")):
+def tokenize(
+    mix_dir: Path = typer.Argument(
+        ..., help="Output directory of `curate mix build` (or any directory of Parquet shards with `text`)"
+    ),
+    tokenizer: str = typer.Option(
+        "smollm2", "--tokenizer", "-t", help="Model spec: smollm2, a .gguf, or an HF directory"
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Directory for <source>.bin/.idx and blend.json"),
+    workers: int = typer.Option(2, help="Worker processes (one shard each at a time)"),
+    text_key: str = typer.Option("text", "--text-key"),
+    weights: list[str] = typer.Option([], "--weights", help="SOURCE=W[,SOURCE=W...]: overrides the mix's weights"),
+    overwrite: bool = typer.Option(
+        False,
+        help="Replace tokens of another mix or tokenizer in OUTPUT (removes only what `curate train tokenize` wrote)",
+    ),
+    max_tokens: int | None = typer.Option(
+        None,
+        "--max-tokens",
+        help="Only what a run reads: each dataset's share of N tokens, from its first shards (the mix is shuffled)",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
     """Tokenise a mix into Megatron indexed datasets (EOD after every document), one per source, plus blend.json."""
     _quiet(progress)
     from train.tokenize import tokenize_mix
@@ -47,37 +61,73 @@ def tokenize(mix_dir: Path = typer.Argument(..., help="Output directory of `cura
         if progress:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn("[bold]tokenize[/bold] shards"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console) as bar:
+            with Progress(
+                TextColumn("[bold]tokenize[/bold] shards"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
                 task = bar.add_task("shards", total=None)
-                res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
-                                   overwrite=overwrite, max_tokens=max_tokens,
-                                   progress=lambda d, n: bar.update(task, completed=d, total=n))
+                res = tokenize_mix(
+                    mix_dir,
+                    tokenizer,
+                    output,
+                    workers=workers,
+                    text_key=text_key,
+                    weights=source_weights,
+                    overwrite=overwrite,
+                    max_tokens=max_tokens,
+                    progress=lambda d, n: bar.update(task, completed=d, total=n),
+                )
         else:
-            res = tokenize_mix(mix_dir, tokenizer, output, workers=workers, text_key=text_key, weights=source_weights,
-                               overwrite=overwrite, max_tokens=max_tokens)
+            res = tokenize_mix(
+                mix_dir,
+                tokenizer,
+                output,
+                workers=workers,
+                text_key=text_key,
+                weights=source_weights,
+                overwrite=overwrite,
+                max_tokens=max_tokens,
+            )
     except CurationError as e:
         _fail(e)
     if res.changed:
-        console.print(f"redid {len(res.changed)} shard(s) that changed since they were tokenised: {', '.join(res.changed[:5])}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"redid {len(res.changed)} shard(s) that changed since they were tokenised: {', '.join(res.changed[:5])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if res.regenerated:
-        console.print(f"regenerated {len(res.regenerated)} shard(s) whose part files were missing: {', '.join(res.regenerated[:5])}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"regenerated {len(res.regenerated)} shard(s) whose part files were missing: {', '.join(res.regenerated[:5])}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for s in res.blend["sources"]:
-        console.print(f"  {s['name']:<24} {s['documents']:>9,} docs {s['tokens']:>13,} tokens  weight {s['weight']:.4f}", highlight=False)
-    console.print(f"{res.tokens:,} tokens from {res.documents:,} documents in {res.seconds:.1f}s "
-                  f"({res.tokens_per_s:,.0f} tokens/s; {res.shards_skipped} shards already done) -> {res.output}/blend.json",
-                  highlight=False)
+        console.print(
+            f"  {s['name']:<24} {s['documents']:>9,} docs {s['tokens']:>13,} tokens  weight {s['weight']:.4f}",
+            highlight=False,
+        )
+    console.print(
+        f"{res.tokens:,} tokens from {res.documents:,} documents in {res.seconds:.1f}s "
+        f"({res.tokens_per_s:,.0f} tokens/s; {res.shards_skipped} shards already done) -> {res.output}/blend.json",
+        highlight=False,
+    )
 
 
 @train_app.command()
-def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/configs/ and docs/train.md)"),
-             init_from: Optional[str] = typer.Option(None, "--init-from", help="Checkpoint whose weights start this run (midtraining / CPT)"),
-             save_dir: Optional[str] = typer.Option(None, "--save-dir", help="Overrides train.save_dir"),
-             steps: Optional[int] = typer.Option(None, "--steps", help="Overrides train.steps"),
-             sets: List[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
-             progress: bool = typer.Option(True, "--progress/--no-progress")):
+def pretrain(
+    config: Path = typer.Argument(..., help="YAML config (see train/configs/ and docs/train.md)"),
+    init_from: str | None = typer.Option(
+        None, "--init-from", help="Checkpoint whose weights start this run (midtraining / CPT)"
+    ),
+    save_dir: str | None = typer.Option(None, "--save-dir", help="Overrides train.save_dir"),
+    steps: int | None = typer.Option(None, "--steps", help="Overrides train.steps"),
+    sets: list[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
     """Train a Megatron-core GPT model (resumes from <save_dir>/checkpoints when present). Multi-GPU: torchrun -m train."""
     _quiet(progress)
     from train.config import PretrainConfig
@@ -92,16 +142,28 @@ def pretrain(config: Path = typer.Argument(..., help="YAML config (see train/con
         res = run(cfg, str(config), progress=progress)
     except CurationError as e:
         _fail(e)
-    if int(os.environ.get("RANK", "0")) == 0:   # the result on stdout; diagnostics stay on stderr
-        print(json.dumps({k: res.get(k) for k in ("save_dir", "start_iteration", "iteration", "loss", "tokens_per_s", "mfu")}))
+    if int(os.environ.get("RANK", "0")) == 0:  # the result on stdout; diagnostics stay on stderr
+        print(
+            json.dumps(
+                {k: res.get(k) for k in ("save_dir", "start_iteration", "iteration", "loss", "tokens_per_s", "mfu")}
+            )
+        )
 
 
 @train_app.command()
-def convert(source: str = typer.Argument(..., help="HF Llama directory / smollm2 / .gguf (with --to megatron), or a checkpoint (with --to hf)"),
-            output: Path = typer.Option(..., "--output", "-o"),
-            to: str = typer.Option(..., "--to", help="megatron | hf"),
-            tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --to hf: tokenizer to save alongside (default: the checkpoint's)"),
-            overwrite: bool = typer.Option(False, help="Replace an earlier conversion in OUTPUT (removes only what `curate train convert` wrote)")):
+def convert(
+    source: str = typer.Argument(
+        ..., help="HF Llama directory / smollm2 / .gguf (with --to megatron), or a checkpoint (with --to hf)"
+    ),
+    output: Path = typer.Option(..., "--output", "-o"),
+    to: str = typer.Option(..., "--to", help="megatron | hf"),
+    tokenizer: str | None = typer.Option(
+        None, "--tokenizer", help="With --to hf: tokenizer to save alongside (default: the checkpoint's)"
+    ),
+    overwrite: bool = typer.Option(
+        False, help="Replace an earlier conversion in OUTPUT (removes only what `curate train convert` wrote)"
+    ),
+):
     """Convert between Hugging Face Llama checkpoints and this trainer's checkpoints, in either direction."""
     _quiet()
     from train.convert import hf_to_megatron, megatron_to_hf

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal
 
 from pydantic import model_validator
 
@@ -24,11 +24,14 @@ def resolve_config(spec: str | Path, directory: Path = CONFIG_DIR) -> Path:
     if p.is_file():
         return p
     named = directory / f"{p.stem}.yaml"
-    if (len(p.parts) == 1 or p.parent.as_posix().endswith(directory.relative_to(directory.parents[1]).as_posix())) \
-            and named.is_file():
+    if (
+        len(p.parts) == 1 or p.parent.as_posix().endswith(directory.relative_to(directory.parents[1]).as_posix())
+    ) and named.is_file():
         return named
-    raise CurationError(f"{spec}: no such config file or shipped config; pass a YAML path or one of "
-                        f"{', '.join(shipped_configs(directory))}")
+    raise CurationError(
+        f"{spec}: no such config file or shipped config; pass a YAML path or one of "
+        f"{', '.join(shipped_configs(directory))}"
+    )
 
 
 class ModelConfig(Strict):
@@ -38,8 +41,8 @@ class ModelConfig(Strict):
     hidden_size: int = 64
     ffn_hidden_size: int = 172
     num_attention_heads: int = 4
-    num_query_groups: Optional[int] = None   # None: multi-head attention
-    vocab_size: Optional[int] = None         # None: the tokenizer's, padded to a multiple of 128 * TP
+    num_query_groups: int | None = None  # None: multi-head attention
+    vocab_size: int | None = None  # None: the tokenizer's, padded to a multiple of 128 * TP
     max_position_embeddings: int = 2048
     rotary_base: float = 10000.0
     norm_epsilon: float = 1e-5
@@ -60,13 +63,13 @@ class ModelConfig(Strict):
 
 
 class DataConfig(Strict):
-    blend: Optional[str] = None              # blend.json written by `curate train tokenize`
-    prefixes: Optional[list[str]] = None     # or explicit dataset prefixes (+ weights)
-    weights: Optional[list[float]] = None
-    tokenizer: str = "smollm2"               # curation.lm.loading spec: alias, .gguf or HF directory
+    blend: str | None = None  # blend.json written by `curate train tokenize`
+    prefixes: list[str] | None = None  # or explicit dataset prefixes (+ weights)
+    weights: list[float] | None = None
+    tokenizer: str = "smollm2"  # curation.lm.loading spec: alias, .gguf or HF directory
     seq_length: int = 128
     split: str = "100,0,0"
-    cache_dir: Optional[str] = None          # default: <save_dir>/data-cache
+    cache_dir: str | None = None  # default: <save_dir>/data-cache
     seed: int = 1234
 
     @model_validator(mode="after")
@@ -82,7 +85,7 @@ class OptimConfig(Strict):
     lr: float = 3e-4
     min_lr: float = 3e-5
     warmup_steps: int = 10
-    decay_steps: Optional[int] = None        # default: train.steps
+    decay_steps: int | None = None  # default: train.steps
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -95,25 +98,25 @@ class TrainConfig(Strict):
     global_batch_size: int = 8
     micro_batch_size: int = 4
     seed: int = 1234
-    precision: Literal["auto", "bf16", "fp32"] = "auto"   # auto: bf16 on GPU, fp32 on CPU
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     tensor_parallel: int = 1
     pipeline_parallel: int = 1
     recompute: Literal["none", "selective", "full"] = "none"
-    use_distributed_optimizer: bool = True   # GPU only: ZeRO-1 sharding of optimizer state over data parallel
+    use_distributed_optimizer: bool = True  # GPU only: ZeRO-1 sharding of optimizer state over data parallel
     save_dir: str = "runs/tiny"
     save_interval: int = 50
     log_interval: int = 1
-    peak_tflops: Optional[float] = None      # per device, for MFU; default: known GPUs' bf16 dense peak
-    init_from: Optional[str] = None          # checkpoint whose weights start this run (midtraining / CPT)
-    threads: Optional[int] = None            # CPU: torch threads (default: torch's choice)
-    keep_checkpoints: int = 2                # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
-    init_loss_check: bool = True             # with init_from: stop if the start is no better than chance, or the first
-                                             # step's loss is over 1.5x the loaded model's own loss on that batch
+    peak_tflops: float | None = None  # per device, for MFU; default: known GPUs' bf16 dense peak
+    init_from: str | None = None  # checkpoint whose weights start this run (midtraining / CPT)
+    threads: int | None = None  # CPU: torch threads (default: torch's choice)
+    keep_checkpoints: int = 2  # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
+    init_loss_check: bool = True  # with init_from: stop if the start is no better than chance, or the first
+    # step's loss is over 1.5x the loaded model's own loss on that batch
 
 
 class PretrainConfig(Strict):
     DOCS = "docs/train.md"
-    model: Optional[ModelConfig] = None      # None with train.init_from: the checkpoint's architecture
+    model: ModelConfig | None = None  # None with train.init_from: the checkpoint's architecture
     data: DataConfig
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
@@ -127,6 +130,6 @@ class PretrainConfig(Strict):
         return self
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PretrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> PretrainConfig:
         """`path` may also name a shipped config (`tiny_cpu`), from any directory."""
         return super().from_yaml(resolve_config(path), overrides)

@@ -25,31 +25,43 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Optional
 
 import torch
 
 from curation.core.errors import CurationError
 from train.config import ModelConfig
 
-TE_ALIASES = {"self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
-              "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight"}
+TE_ALIASES = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
+}
 
 
 def model_config_from_hf(hf_cfg) -> ModelConfig:
     if getattr(hf_cfg, "model_type", None) not in ("llama",):
-        raise CurationError(f"model_type {getattr(hf_cfg, 'model_type', None)!r}: only Llama-architecture checkpoints convert; pass a LlamaForCausalLM directory")
+        raise CurationError(
+            f"model_type {getattr(hf_cfg, 'model_type', None)!r}: only Llama-architecture checkpoints convert; pass a LlamaForCausalLM directory"
+        )
     rs = getattr(hf_cfg, "rope_scaling", None)
     if rs and rs.get("rope_type", rs.get("type")) not in (None, "default"):
         raise CurationError(f"rope_scaling {rs}: only plain RoPE converts; pass a model without rope scaling")
     if getattr(hf_cfg, "attention_bias", False) or getattr(hf_cfg, "mlp_bias", False):
         raise CurationError("attention_bias/mlp_bias: biased Llama variants do not convert; pass a bias-free Llama")
-    theta = getattr(hf_cfg, "rope_theta", None) or (getattr(hf_cfg, "rope_parameters", None) or {}).get("rope_theta", 10000.0)
-    return ModelConfig(num_layers=hf_cfg.num_hidden_layers, hidden_size=hf_cfg.hidden_size,
-                       ffn_hidden_size=hf_cfg.intermediate_size, num_attention_heads=hf_cfg.num_attention_heads,
-                       num_query_groups=hf_cfg.num_key_value_heads, max_position_embeddings=hf_cfg.max_position_embeddings,
-                       rotary_base=float(theta), norm_epsilon=hf_cfg.rms_norm_eps,
-                       tie_embeddings=bool(hf_cfg.tie_word_embeddings), init_method_std=hf_cfg.initializer_range)
+    theta = getattr(hf_cfg, "rope_theta", None) or (getattr(hf_cfg, "rope_parameters", None) or {}).get(
+        "rope_theta", 10000.0
+    )
+    return ModelConfig(
+        num_layers=hf_cfg.num_hidden_layers,
+        hidden_size=hf_cfg.hidden_size,
+        ffn_hidden_size=hf_cfg.intermediate_size,
+        num_attention_heads=hf_cfg.num_attention_heads,
+        num_query_groups=hf_cfg.num_key_value_heads,
+        max_position_embeddings=hf_cfg.max_position_embeddings,
+        rotary_base=float(theta),
+        norm_epsilon=hf_cfg.rms_norm_eps,
+        tie_embeddings=bool(hf_cfg.tie_word_embeddings),
+        init_method_std=hf_cfg.initializer_range,
+    )
 
 
 def hf_to_mcore_state(hf: dict, m: ModelConfig, vocab_size: int) -> dict:
@@ -67,7 +79,9 @@ def hf_to_mcore_state(hf: dict, m: ModelConfig, vocab_size: int) -> dict:
         out[q + "self_attention.linear_proj.weight"] = hf[p + "self_attn.o_proj.weight"]
         out[q + "input_layernorm.weight"] = hf[p + "input_layernorm.weight"]
         out[q + "pre_mlp_layernorm.weight"] = hf[p + "post_attention_layernorm.weight"]
-        out[q + "mlp.linear_fc1.weight"] = torch.cat([hf[p + "mlp.gate_proj.weight"], hf[p + "mlp.up_proj.weight"]], dim=0)
+        out[q + "mlp.linear_fc1.weight"] = torch.cat(
+            [hf[p + "mlp.gate_proj.weight"], hf[p + "mlp.up_proj.weight"]], dim=0
+        )
         out[q + "mlp.linear_fc2.weight"] = hf[p + "mlp.down_proj.weight"]
     out["decoder.final_layernorm.weight"] = hf["model.norm.weight"]
     if not m.tie_embeddings:
@@ -94,7 +108,9 @@ def mcore_to_hf_state(mc: dict, m: ModelConfig, hf_vocab: int) -> dict:
         out[p + "mlp.gate_proj.weight"], out[p + "mlp.up_proj.weight"] = gate, up
         out[p + "mlp.down_proj.weight"] = mc[q + "mlp.linear_fc2.weight"]
     out["model.norm.weight"] = mc["decoder.final_layernorm.weight"]
-    out["lm_head.weight"] = (mc["embedding.word_embeddings.weight"] if m.tie_embeddings else mc["output_layer.weight"])[:hf_vocab]
+    out["lm_head.weight"] = (mc["embedding.word_embeddings.weight"] if m.tie_embeddings else mc["output_layer.weight"])[
+        :hf_vocab
+    ]
     return {k: v.contiguous().clone() for k, v in out.items()}
 
 
@@ -122,7 +138,7 @@ def _claim(output: str | Path, source: str | Path, overwrite: bool):
     what `curate train convert` wrote; anything else, or the source itself, is refused."""
     from curation.core.outputs import claim
 
-    out = claim(output, "train convert", inputs=[source], overwrite=overwrite, lock=True)   # one writer at a time
+    out = claim(output, "train convert", inputs=[source], overwrite=overwrite, lock=True)  # one writer at a time
     try:
         out.replace_previous(overwrite, "converted checkpoint")
     except BaseException:
@@ -136,7 +152,7 @@ def hf_to_megatron(source: str, output: str | Path, overwrite: bool = False) -> 
     from curation.lm.loading import hf_directory
 
     hf_dir = hf_directory(source)
-    with _claim(output, hf_dir, overwrite) as owned:   # released (its tree files recorded) when done
+    with _claim(output, hf_dir, overwrite) as owned:  # released (its tree files recorded) when done
         owned.own("checkpoints", tree=True)
         return _hf_to_megatron(hf_dir, output)
 
@@ -155,11 +171,20 @@ def _hf_to_megatron(hf_dir, output) -> Path:
     dist = _single_process()
     try:
         model = build_model(m, seq_length=min(m.max_position_embeddings, 2048), vocab_size=vocab, on_gpu=False)
-        checkpoint.load_model_state(model, hf_to_mcore_state(hf_state, m, vocab), hf_dir,
-                                    hint="is it a standard LlamaForCausalLM?")
-        state = {"model": model.sharded_state_dict(), "iteration": 0, "model_config": m.model_dump(), "vocab_size": vocab,
-                 "tokenizer_vocab_size": hf_cfg.vocab_size, "tokenizer": str(hf_dir), "layer_spec": layer_spec_name(False),
-                 "converted_from": str(hf_dir), "hf_config": hf_cfg.to_dict()}
+        checkpoint.load_model_state(
+            model, hf_to_mcore_state(hf_state, m, vocab), hf_dir, hint="is it a standard LlamaForCausalLM?"
+        )
+        state = {
+            "model": model.sharded_state_dict(),
+            "iteration": 0,
+            "model_config": m.model_dump(),
+            "vocab_size": vocab,
+            "tokenizer_vocab_size": hf_cfg.vocab_size,
+            "tokenizer": str(hf_dir),
+            "layer_spec": layer_spec_name(False),
+            "converted_from": str(hf_dir),
+            "hf_config": hf_cfg.to_dict(),
+        }
         return checkpoint.save(output, 0, state, dist.rank == 0)
     finally:
         distributed.shutdown()
@@ -175,7 +200,9 @@ def load_megatron_as_hf_state(ckpt: str | Path) -> tuple[dict, ModelConfig, dict
     m = ModelConfig(**common["model_config"])
     _single_process()
     try:
-        model = build_model(m, seq_length=min(m.max_position_embeddings, 2048), vocab_size=int(common["vocab_size"]), on_gpu=False)
+        model = build_model(
+            m, seq_length=min(m.max_position_embeddings, 2048), vocab_size=int(common["vocab_size"]), on_gpu=False
+        )
         loaded = checkpoint.load(it_dir, {"model": model.sharded_state_dict()})
         checkpoint.load_model_state(model, loaded["model"], it_dir)
         hf_vocab = int(common.get("tokenizer_vocab_size") or common["vocab_size"])
@@ -184,13 +211,13 @@ def load_megatron_as_hf_state(ckpt: str | Path) -> tuple[dict, ModelConfig, dict
         distributed.shutdown()
 
 
-def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: Optional[str] = None, overwrite: bool = False) -> Path:
+def megatron_to_hf(ckpt: str | Path, output: str | Path, tokenizer: str | None = None, overwrite: bool = False) -> Path:
     """Trainer checkpoint -> a LlamaForCausalLM directory (safetensors + tokenizer) that `curate eval` can load."""
-    with _claim(output, checkpoint_path(ckpt), overwrite) as owned:   # before any weights load
+    with _claim(output, checkpoint_path(ckpt), overwrite) as owned:  # before any weights load
         return _megatron_to_hf(ckpt, owned, tokenizer)
 
 
-def _megatron_to_hf(ckpt, owned, tokenizer: Optional[str]) -> Path:
+def _megatron_to_hf(ckpt, owned, tokenizer: str | None) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     state, m, common = load_megatron_as_hf_state(ckpt)
@@ -198,10 +225,21 @@ def _megatron_to_hf(ckpt, owned, tokenizer: Optional[str]) -> Path:
     base = dict(common.get("hf_config") or {})
     for k in ("architectures", "model_type", "transformers_version", "torch_dtype", "dtype", "quantization_config"):
         base.pop(k, None)
-    base.update(vocab_size=hf_vocab, hidden_size=m.hidden_size, intermediate_size=m.ffn_hidden_size,
-                num_hidden_layers=m.num_layers, num_attention_heads=m.num_attention_heads, num_key_value_heads=m.kv_groups,
-                max_position_embeddings=m.max_position_embeddings, rms_norm_eps=m.norm_epsilon, rope_theta=m.rotary_base,
-                tie_word_embeddings=m.tie_embeddings, hidden_act="silu", attention_bias=False, mlp_bias=False)
+    base.update(
+        vocab_size=hf_vocab,
+        hidden_size=m.hidden_size,
+        intermediate_size=m.ffn_hidden_size,
+        num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_attention_heads,
+        num_key_value_heads=m.kv_groups,
+        max_position_embeddings=m.max_position_embeddings,
+        rms_norm_eps=m.norm_epsilon,
+        rope_theta=m.rotary_base,
+        tie_word_embeddings=m.tie_embeddings,
+        hidden_act="silu",
+        attention_bias=False,
+        mlp_bias=False,
+    )
     eod = common.get("eod")
     if eod is not None:
         base.setdefault("eos_token_id", eod)
@@ -223,9 +261,17 @@ def _megatron_to_hf(ckpt, owned, tokenizer: Optional[str]) -> Path:
         except CurationError:
             if tokenizer:
                 raise
-    (tmp / "SOURCE").write_text(json.dumps({"converted_from": str(checkpoint_path(ckpt)), "iteration": common.get("iteration"),
-                                            "lineage": common.get("lineage") or {}}) + "\n")
-    for p in sorted(tmp.iterdir()):     # each file recorded as the command's before it is moved into place
+    (tmp / "SOURCE").write_text(
+        json.dumps(
+            {
+                "converted_from": str(checkpoint_path(ckpt)),
+                "iteration": common.get("iteration"),
+                "lineage": common.get("lineage") or {},
+            }
+        )
+        + "\n"
+    )
+    for p in sorted(tmp.iterdir()):  # each file recorded as the command's before it is moved into place
         owned.own(p.name, tree=p.is_dir())
         os.replace(p, out / p.name)
     shutil.rmtree(tmp)

@@ -35,12 +35,15 @@ def resolve_blend(data: DataConfig, origin: str) -> tuple[list[str], list[float]
         return read_blend(data.blend)
     for p in data.prefixes or []:
         if not (Path(p + ".bin").exists() and Path(p + ".idx").exists()):
-            raise CurationError(f"{origin}: data.prefixes entry {p} has no .bin/.idx; run `curate train tokenize` first")
+            raise CurationError(
+                f"{origin}: data.prefixes entry {p} has no .bin/.idx; run `curate train tokenize` first"
+            )
     return list(data.prefixes or []), data.weights, {}
 
 
-def build_train_dataset(data: DataConfig, *, num_samples: int, eod: int, vocab_size: int, cache_dir: str,
-                        origin: str = "config"):
+def build_train_dataset(
+    data: DataConfig, *, num_samples: int, eod: int, vocab_size: int, cache_dir: str, origin: str = "config"
+):
     from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
     from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
 
@@ -48,21 +51,31 @@ def build_train_dataset(data: DataConfig, *, num_samples: int, eod: int, vocab_s
     if len(prefixes) == 1:
         weights = None  # a single dataset takes no weight
     cfg = GPTDatasetConfig(
-        random_seed=data.seed, sequence_length=data.seq_length, blend=(prefixes, weights), split=data.split,
-        path_to_cache=cache_dir, tokenizer=_TokenizerInfo(eod, vocab_size), reset_position_ids=False,
-        reset_attention_mask=False, eod_mask_loss=False,
-        create_attention_mask=False,   # causal only: both layer specs (TE's, and the local one's SdpaAttention) need no mask
-        mid_level_dataset_surplus=0.05)
+        random_seed=data.seed,
+        sequence_length=data.seq_length,
+        blend=(prefixes, weights),
+        split=data.split,
+        path_to_cache=cache_dir,
+        tokenizer=_TokenizerInfo(eod, vocab_size),
+        reset_position_ids=False,
+        reset_attention_mask=False,
+        eod_mask_loss=False,
+        create_attention_mask=False,  # causal only: both layer specs (TE's, and the local one's SdpaAttention) need no mask
+        mid_level_dataset_surplus=0.05,
+    )
 
     # every rank reads its own batches; the builder writes the index cache on rank 0 first, then the others load it
     train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, cfg).build()
     if train is None or len(train) < num_samples:
-        raise CurationError(f"{origin}: the blend yields {0 if train is None else len(train)} samples, {num_samples} needed; check data.split")
+        raise CurationError(
+            f"{origin}: the blend yields {0 if train is None else len(train)} samples, {num_samples} needed; check data.split"
+        )
     return train
 
 
-def global_batch(dataset, iteration: int, global_batch_size: int, micro_batch_size: int, dp_rank: int, dp_size: int,
-                 device: str) -> list[dict]:
+def global_batch(
+    dataset, iteration: int, global_batch_size: int, micro_batch_size: int, dp_rank: int, dp_size: int, device: str
+) -> list[dict]:
     """This rank's micro-batches of global batch ``iteration``."""
     per_rank = global_batch_size // dp_size
     start = iteration * global_batch_size + dp_rank * per_rank

@@ -44,7 +44,7 @@ class Dist:
 _OWN_ENV = "ALIGNMENT_PRETRAINING_SINGLE_PROCESS"
 _OWN_KEYS = (_OWN_ENV, "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _IFNAME_KEYS = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
-_set_ifnames: list[str] = []      # the interface variables init() set (and shutdown() removes)
+_set_ifnames: list[str] = []  # the interface variables init() set (and shutdown() removes)
 
 
 def _free_port() -> int:
@@ -62,20 +62,32 @@ def init(tp: int, pp: int, seed: int, origin: str = "config") -> Dist:
     if own:
         # not launched by torchrun: a one-process group on a fresh port; shutdown() removes these variables again
         # so that child processes (and later calls) do not inherit a stale rendezvous
-        os.environ.update({_OWN_ENV: "1", "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                           "MASTER_PORT": str(_free_port())})
+        os.environ.update(
+            {
+                _OWN_ENV: "1",
+                "RANK": "0",
+                "LOCAL_RANK": "0",
+                "WORLD_SIZE": "1",
+                "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(_free_port()),
+            }
+        )
     world, rank, local = int(os.environ["WORLD_SIZE"]), int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
     if world % (tp * pp):
-        raise CurationError(f"{origin}: {world} processes cannot hold tensor_parallel={tp} x pipeline_parallel={pp}; "
-                            f"launch a multiple of {tp * pp} processes with torchrun")
+        raise CurationError(
+            f"{origin}: {world} processes cannot hold tensor_parallel={tp} x pipeline_parallel={pp}; "
+            f"launch a multiple of {tp * pp} processes with torchrun"
+        )
     if not on_gpu and (world > 1 or tp > 1 or pp > 1):
-        raise CurationError(f"{origin}: without a GPU only one process with tensor_parallel=1 and pipeline_parallel=1 runs; "
-                            "set both to 1 and launch without torchrun (or run on GPUs)")
+        raise CurationError(
+            f"{origin}: without a GPU only one process with tensor_parallel=1 and pipeline_parallel=1 runs; "
+            "set both to 1 and launch without torchrun (or run on GPUs)"
+        )
     if on_gpu:
         torch.cuda.set_device(local)
     if not torch.distributed.is_initialized():
         backend = "nccl" if on_gpu else "gloo"
-        if own:   # one process: an in-process store, the loopback interface; no TCP rendezvous, no name lookups
+        if own:  # one process: an in-process store, the loopback interface; no TCP rendezvous, no name lookups
             for key in _IFNAME_KEYS:
                 if key not in os.environ:
                     os.environ[key] = "lo"

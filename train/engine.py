@@ -30,8 +30,12 @@ def token_loss(per_token: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor
 class CpuEngine:
     def __init__(self, model, optim: OptimConfig, train: TrainConfig):
         self.model, self.clip = model, optim.clip_grad
-        self.optimizer = torch.optim.AdamW(_decay_groups(model.named_parameters(), optim.weight_decay), lr=optim.lr,
-                                           betas=(optim.beta1, optim.beta2), eps=optim.eps)
+        self.optimizer = torch.optim.AdamW(
+            _decay_groups(model.named_parameters(), optim.weight_decay),
+            lr=optim.lr,
+            betas=(optim.beta1, optim.beta2),
+            eps=optim.eps,
+        )
 
     def set_lr(self, lr: float) -> None:
         for g in self.optimizer.param_groups:
@@ -46,7 +50,9 @@ class CpuEngine:
             loss = token_loss(out, b["loss_mask"]) / len(micro_batches)
             loss.backward()
             total += loss.item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip if self.clip > 0 else float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.clip if self.clip > 0 else float("inf")
+        )
         self.optimizer.step()
         return total, float(grad_norm)
 
@@ -68,13 +74,25 @@ class GpuEngine:  # exercised only on CUDA machines (tests skip it without a GPU
         from megatron.core.pipeline_parallel import get_forward_backward_func
 
         self.inner = model
-        ddp_cfg = DistributedDataParallelConfig(grad_reduce_in_fp32=True, overlap_grad_reduce=False,
-                                                use_distributed_optimizer=train.use_distributed_optimizer)
+        ddp_cfg = DistributedDataParallelConfig(
+            grad_reduce_in_fp32=True,
+            overlap_grad_reduce=False,
+            use_distributed_optimizer=train.use_distributed_optimizer,
+        )
         self.model = DistributedDataParallel(config=model.config, ddp_config=ddp_cfg, module=model)
-        ocfg = OptimizerConfig(optimizer="adam", lr=optim.lr, min_lr=optim.min_lr, weight_decay=optim.weight_decay,
-                               adam_beta1=optim.beta1, adam_beta2=optim.beta2, adam_eps=optim.eps, clip_grad=optim.clip_grad,
-                               bf16=bf16, params_dtype=torch.bfloat16 if bf16 else torch.float32,
-                               use_distributed_optimizer=train.use_distributed_optimizer)
+        ocfg = OptimizerConfig(
+            optimizer="adam",
+            lr=optim.lr,
+            min_lr=optim.min_lr,
+            weight_decay=optim.weight_decay,
+            adam_beta1=optim.beta1,
+            adam_beta2=optim.beta2,
+            adam_eps=optim.eps,
+            clip_grad=optim.clip_grad,
+            bf16=bf16,
+            params_dtype=torch.bfloat16 if bf16 else torch.float32,
+            use_distributed_optimizer=train.use_distributed_optimizer,
+        )
         self.optimizer = get_megatron_optimizer(ocfg, [self.model])
         self.fb = get_forward_backward_func()
         self.seq_length, self.mbs = seq_length, train.micro_batch_size
@@ -102,9 +120,16 @@ class GpuEngine:  # exercised only on CUDA machines (tests skip it without a GPU
 
             return out, loss_func
 
-        losses = self.fb(forward_step_func=forward_step, data_iterator=iter(micro_batches), model=[self.model],
-                         num_microbatches=len(micro_batches), seq_length=self.seq_length, micro_batch_size=self.mbs,
-                         decoder_seq_length=self.seq_length, forward_only=False)
+        losses = self.fb(
+            forward_step_func=forward_step,
+            data_iterator=iter(micro_batches),
+            model=[self.model],
+            num_microbatches=len(micro_batches),
+            seq_length=self.seq_length,
+            micro_batch_size=self.mbs,
+            decoder_seq_length=self.seq_length,
+            forward_only=False,
+        )
         ok, grad_norm, _ = self.optimizer.step()
         loss = torch.zeros(1, device="cuda")
         if ps.is_pipeline_last_stage():

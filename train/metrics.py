@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -12,7 +11,7 @@ import torch
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
 
 
-def peak_tflops(configured: Optional[float]) -> Optional[float]:
+def peak_tflops(configured: float | None) -> float | None:
     if configured:
         return configured
     if torch.cuda.is_available():
@@ -32,7 +31,11 @@ class MetricsLog:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
-            keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("iteration", 0) <= resume_iteration]
+            keep = [
+                ln
+                for ln in path.read_text().splitlines()
+                if ln.strip() and json.loads(ln).get("iteration", 0) <= resume_iteration
+            ]
             path.write_text("".join(ln + "\n" for ln in keep))
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -45,7 +45,7 @@ def _tokens_info(cfg: PretrainConfig, origin: str) -> tuple[int, int, str]:
     return int(tok.eos_token_id), len(tok), str(tdir)
 
 
-INIT_LOSS_RATIO = 1.5   # train.init_loss_check: steps 1 and 2 may be at most this multiple of the start's loss,
+INIT_LOSS_RATIO = 1.5  # train.init_loss_check: steps 1 and 2 may be at most this multiple of the start's loss,
 CHANCE_FRACTION = 0.98  # and the start's must be below this fraction of chance (ln V: a random init scores ~ln V)
 
 
@@ -56,8 +56,14 @@ def batch_loss(model, micro_batches: list[dict], dist) -> float:
     was = model.training
     model.eval()
     with torch.no_grad():
-        loss = sum(float(token_loss(model(b["tokens"], b["position_ids"], b.get("attention_mask"), labels=b["labels"]),
-                                    b["loss_mask"])) for b in micro_batches) / len(micro_batches)
+        loss = sum(
+            float(
+                token_loss(
+                    model(b["tokens"], b["position_ids"], b.get("attention_mask"), labels=b["labels"]), b["loss_mask"]
+                )
+            )
+            for b in micro_batches
+        ) / len(micro_batches)
     model.train(was)
     if dist.dp > 1:
         from megatron.core import parallel_state as ps
@@ -79,7 +85,8 @@ def check_start_loss(start: float, tok_vocab: int, init_dir, common: dict, data_
             f"of this data: a wrong or untrained checkpoint, or a tokenizer mismatch (checkpoint: "
             f"{common.get('tokenizer')}, data: {data_tokenizer}); "
             "point init_from at the trained run or converted model, or tokenize the mix with the checkpoint's tokenizer "
-            "(train.init_loss_check: false skips this check)")
+            "(train.init_loss_check: false skips this check)"
+        )
 
 
 def check_step_loss(step: int, loss: float, start: float, init_dir) -> None:
@@ -95,7 +102,8 @@ def check_step_loss(step: int, loss: float, start: float, init_dir) -> None:
             "trained are not the checkpoint's (not loaded, or replaced by a random init when the engine and optimizer "
             "were built or at their first step; a wrong checkpoint or tokenizer shows up as a starting loss near chance "
             "instead); load the init_from weights into the model before the engine and optimizer are built "
-            "(train/pretrain.py) and rerun (train.init_loss_check: false skips this check)")
+            "(train/pretrain.py) and rerun (train.init_loss_check: false skips this check)"
+        )
 
 
 def _progress(enabled: bool, total: int, start: int):
@@ -103,11 +111,19 @@ def _progress(enabled: bool, total: int, start: int):
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("[bold]train[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeRemainingColumn(), transient=False)
+    return Progress(
+        TextColumn("[bold]train[/bold]"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        transient=False,
+    )
 
 
-def pretrain(cfg: PretrainConfig, origin: str = "config", *, progress: bool = True, lineage: dict | None = None) -> dict:
+def pretrain(
+    cfg: PretrainConfig, origin: str = "config", *, progress: bool = True, lineage: dict | None = None
+) -> dict:
     """`lineage` (condition, mix lock, blend, seed, ...: whatever the caller knows) is stored in every checkpoint's
     common state, so a converted model's SOURCE and its evals can name where it came from."""
     t = cfg.train
@@ -133,9 +149,18 @@ def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
     from curation.core.outputs import claim
 
     d = cfg.data
-    data = [os.path.dirname(os.path.abspath(d.blend))] if d.blend else [os.path.dirname(os.path.abspath(p)) for p in d.prefixes or []]
-    out = claim(cfg.train.save_dir, "train pretrain", inputs=[*data, cfg.train.init_from], legacy=_legacy_save_dir,
-                flag=f"train.save_dir in {origin}")
+    data = (
+        [os.path.dirname(os.path.abspath(d.blend))]
+        if d.blend
+        else [os.path.dirname(os.path.abspath(p)) for p in d.prefixes or []]
+    )
+    out = claim(
+        cfg.train.save_dir,
+        "train pretrain",
+        inputs=[*data, cfg.train.init_from],
+        legacy=_legacy_save_dir,
+        flag=f"train.save_dir in {origin}",
+    )
     out.own("config.yaml", "metrics.jsonl")
     out.own("checkpoints", "data-cache", tree=True)
 
@@ -148,26 +173,46 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
     common = checkpoint.read_common(src) if src else {}
     model_cfg = cfg.model or ModelConfig(**common["model_config"])
     if common and cfg.model and cfg.model.model_dump() != common["model_config"]:
-        diff = {k: (v, common["model_config"].get(k)) for k, v in cfg.model.model_dump().items() if common["model_config"].get(k) != v}
-        raise CurationError(f"{origin}: model section differs from checkpoint {src} in {diff} (config, checkpoint); "
-                            "drop the model section to use the checkpoint's, or start a new save_dir")
+        diff = {
+            k: (v, common["model_config"].get(k))
+            for k, v in cfg.model.model_dump().items()
+            if common["model_config"].get(k) != v
+        }
+        raise CurationError(
+            f"{origin}: model section differs from checkpoint {src} in {diff} (config, checkpoint); "
+            "drop the model section to use the checkpoint's, or start a new save_dir"
+        )
     eod, tok_vocab, tok_spec = _tokens_info(cfg, origin)
     vocab_size = model_cfg.vocab_size or int(common.get("vocab_size") or pad_vocab(tok_vocab, t.tensor_parallel))
     if tok_vocab > vocab_size:
-        raise CurationError(f"{origin}: the tokenizer has {tok_vocab} tokens but the model only {vocab_size}; raise model.vocab_size or use the model's tokenizer")
+        raise CurationError(
+            f"{origin}: the tokenizer has {tok_vocab} tokens but the model only {vocab_size}; raise model.vocab_size or use the model's tokenizer"
+        )
     bf16 = t.precision == "bf16" or (t.precision == "auto" and dist.on_gpu)
     if bf16 and not dist.on_gpu:
         raise CurationError(f"{origin}: train.precision bf16 needs a GPU; use fp32 (or auto) on CPU")
     seq = cfg.data.seq_length
     if seq > model_cfg.max_position_embeddings:
-        raise CurationError(f"{origin}: data.seq_length {seq} exceeds model.max_position_embeddings {model_cfg.max_position_embeddings}")
+        raise CurationError(
+            f"{origin}: data.seq_length {seq} exceeds model.max_position_embeddings {model_cfg.max_position_embeddings}"
+        )
     if t.global_batch_size % (t.micro_batch_size * dist.dp):
-        raise CurationError(f"{origin}: train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size x "
-                            f"data-parallel size ({t.micro_batch_size} x {dist.dp})")
+        raise CurationError(
+            f"{origin}: train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size x "
+            f"data-parallel size ({t.micro_batch_size} x {dist.dp})"
+        )
 
-    model = build_model(model_cfg, seq_length=seq, vocab_size=vocab_size, tp=t.tensor_parallel, pp=t.pipeline_parallel,
-                        bf16=bf16, recompute=t.recompute, on_gpu=dist.on_gpu)
-    if init_dir:   # (None when resuming)
+    model = build_model(
+        model_cfg,
+        seq_length=seq,
+        vocab_size=vocab_size,
+        tp=t.tensor_parallel,
+        pp=t.pipeline_parallel,
+        bf16=bf16,
+        recompute=t.recompute,
+        on_gpu=dist.on_gpu,
+    )
+    if init_dir:  # (None when resuming)
         # before the engine: Megatron's mixed-precision optimizer copies the model's weights into its fp32 main params
         # when it is built, and its first step writes those back; weights loaded after it were silently replaced by
         # the random init (seen on an H200: continued pretraining of SmolLM2 started at loss 9.4 instead of ~3)
@@ -196,11 +241,17 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         engine.load_optimizer_state(loaded)
         start = int(loaded["iteration"])
 
-    if dist.rank == 0:   # after the config and data checks, before anything is written under save_dir
+    if dist.rank == 0:  # after the config and data checks, before anything is written under save_dir
         claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
-    dataset = build_train_dataset(cfg.data, num_samples=t.steps * t.global_batch_size, eod=eod, vocab_size=vocab_size,
-                                  cache_dir=cache, origin=origin)
+    dataset = build_train_dataset(
+        cfg.data,
+        num_samples=t.steps * t.global_batch_size,
+        eod=eod,
+        vocab_size=vocab_size,
+        cache_dir=cache,
+        origin=origin,
+    )
     log = MetricsLog(save_dir / "metrics.jsonl", start, enabled=dist.is_logger)
     if dist.rank == 0:
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -210,24 +261,47 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
     start_loss: list[float] = []
     if init_dir and t.init_loss_check:
         if t.pipeline_parallel > 1:
-            print("warning: train.init_loss_check needs pipeline_parallel 1 (a stage without the output layer has no "
-                  "loss); skipped", file=sys.stderr)
+            print(
+                "warning: train.init_loss_check needs pipeline_parallel 1 (a stage without the output layer has no "
+                "loss); skipped",
+                file=sys.stderr,
+            )
         else:
-            start_loss = [batch_loss(model, global_batch(dataset, i, t.global_batch_size, t.micro_batch_size, dist.dp_rank,
-                                                         dist.dp, dist.device), dist) for i in range(min(2, t.steps))]
+            start_loss = [
+                batch_loss(
+                    model,
+                    global_batch(
+                        dataset, i, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device
+                    ),
+                    dist,
+                )
+                for i in range(min(2, t.steps))
+            ]
             check_start_loss(start_loss[0], tok_vocab, init_dir, common, tok_spec)
-    if engine is None:   # a fresh run: built after the check, so nothing it does to the weights can go unnoticed
+    if engine is None:  # a fresh run: built after the check, so nothing it does to the weights can go unnoticed
         engine = make_engine()
     fpt = flops_per_token(model_cfg, vocab_size, seq)
     peak = peak_tflops(t.peak_tflops)
     tokens_per_step = t.global_batch_size * seq
-    common_state = {"model_config": model_cfg.model_dump(), "vocab_size": vocab_size, "tokenizer_vocab_size": tok_vocab,
-                    "tokenizer": tok_spec, "eod": eod, "layer_spec": layer_spec_name(dist.on_gpu),
-                    "train_config": json.loads(cfg.model_dump_json()), "lineage": lineage or {}}
+    common_state = {
+        "model_config": model_cfg.model_dump(),
+        "vocab_size": vocab_size,
+        "tokenizer_vocab_size": tok_vocab,
+        "tokenizer": tok_spec,
+        "eod": eod,
+        "layer_spec": layer_spec_name(dist.on_gpu),
+        "train_config": json.loads(cfg.model_dump_json()),
+        "lineage": lineage or {},
+    }
 
     def save(iteration: int):
         model_sd = model.sharded_state_dict()
-        state = {"model": model_sd, "optimizer": engine.sharded_optimizer_state(model_sd), "iteration": iteration, **common_state}
+        state = {
+            "model": model_sd,
+            "optimizer": engine.sharded_optimizer_state(model_sd),
+            "iteration": iteration,
+            **common_state,
+        }
         checkpoint.save(save_dir, iteration, state, dist.rank == 0, keep=t.keep_checkpoints)
 
     last = {"iteration": start}
@@ -238,22 +312,35 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             t0 = time.perf_counter()
             lr = lr_at(it, cfg.optim, t.steps)
             engine.set_lr(lr)
-            batches = global_batch(dataset, it, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device)
+            batches = global_batch(
+                dataset, it, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device
+            )
             loss, gnorm = engine.step(batches)
             if dist.on_gpu:
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
             tps = tokens_per_step / dt
-            rec = {"iteration": it + 1, "loss": loss, "lr": lr, "grad_norm": gnorm, "tokens": (it + 1) * tokens_per_step,
-                   "step_s": dt, "tokens_per_s": tps, "tokens_per_s_per_device": tps / dist.world_size,
-                   "mfu": (tps * fpt / (dist.world_size * peak * 1e12)) if peak else None}
-            checked = it < len(start_loss)    # a fresh run from init_from: steps 1 and 2 against the start
+            rec = {
+                "iteration": it + 1,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": gnorm,
+                "tokens": (it + 1) * tokens_per_step,
+                "step_s": dt,
+                "tokens_per_s": tps,
+                "tokens_per_s_per_device": tps / dist.world_size,
+                "mfu": (tps * fpt / (dist.world_size * peak * 1e12)) if peak else None,
+            }
+            checked = it < len(start_loss)  # a fresh run from init_from: steps 1 and 2 against the start
             if checked:
                 ref = start_loss[it]
                 rec.update(init_loss=ref, init_loss_ratio=loss / ref)
                 if dist.is_logger:
-                    print(f"init check, step {it + 1}: the starting model's loss on this batch {ref:.4f}, the step's "
-                          f"{loss:.4f} ({loss / ref:.2f}x, limit {INIT_LOSS_RATIO}x)", file=sys.stderr)
+                    print(
+                        f"init check, step {it + 1}: the starting model's loss on this batch {ref:.4f}, the step's "
+                        f"{loss:.4f} ({loss / ref:.2f}x, limit {INIT_LOSS_RATIO}x)",
+                        file=sys.stderr,
+                    )
             if checked or (it + 1) % t.log_interval == 0 or it + 1 == t.steps:
                 log.log(rec)
             if checked:
@@ -268,5 +355,11 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             if (it + 1) % t.save_interval == 0 or it + 1 == t.steps:
                 save(it + 1)
     log.close()
-    return {"save_dir": str(save_dir), "start_iteration": start, "resumed": resume_dir is not None,
-            "initialised_from": str(init_dir) if init_dir else None, "init_loss": start_loss[0] if start_loss else None, **last}
+    return {
+        "save_dir": str(save_dir),
+        "start_iteration": start,
+        "resumed": resume_dir is not None,
+        "initialised_from": str(init_dir) if init_dir else None,
+        "init_loss": start_loss[0] if start_loss else None,
+        **last,
+    }

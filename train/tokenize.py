@@ -23,9 +23,9 @@ import multiprocessing as mp
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -46,8 +46,8 @@ class TokenizeResult:
     shards_skipped: int = 0
     seconds: float = 0.0
     per_source: dict = field(default_factory=dict)
-    changed: list = field(default_factory=list)       # shards redone because they changed since they were tokenised
-    regenerated: list = field(default_factory=list)   # shards redone because their part files were gone
+    changed: list = field(default_factory=list)  # shards redone because they changed since they were tokenised
+    regenerated: list = field(default_factory=list)  # shards redone because their part files were gone
 
     @property
     def tokens_per_s(self) -> float:
@@ -60,14 +60,18 @@ def _safe(name: str) -> str:
 
 def find_shards(mix_dir: Path) -> list[Path]:
     if not mix_dir.is_dir():
-        raise CurationError(f"{mix_dir}: not a directory; pass the output directory of `curate mix build` (or any directory of Parquet shards)")
-    shards = sorted(p for p in mix_dir.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(mix_dir).parts))
+        raise CurationError(
+            f"{mix_dir}: not a directory; pass the output directory of `curate mix build` (or any directory of Parquet shards)"
+        )
+    shards = sorted(
+        p for p in mix_dir.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(mix_dir).parts)
+    )
     if not shards:
         raise CurationError(f"{mix_dir}: no *.parquet shards found; pass the output directory of `curate mix build`")
     return shards
 
 
-def mix_datasets(mix_dir: Path) -> tuple[Optional[list[dict]], Optional[str]]:
+def mix_datasets(mix_dir: Path) -> tuple[list[dict] | None, str | None]:
     """The datasets of the mix's trainer hand-off (``blend.json`` from `curate mix build`, docs/mix.md "Hand-off"):
     [{"name", "weight", "shards": [paths relative to the mix]}]; (None, None) when the directory has none."""
     path = mix_dir / "blend.json"
@@ -75,10 +79,14 @@ def mix_datasets(mix_dir: Path) -> tuple[Optional[list[dict]], Optional[str]]:
         return None, None
     try:
         raw = json.loads(path.read_text())
-        datasets = [{"name": str(d["name"]), "weight": float(d["weight"]), "shards": [str(x) for x in d.get("shards", [])]}
-                    for d in raw["datasets"]]
+        datasets = [
+            {"name": str(d["name"]), "weight": float(d["weight"]), "shards": [str(x) for x in d.get("shards", [])]}
+            for d in raw["datasets"]
+        ]
     except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise CurationError(f"{path}: not a mix hand-off file ({type(e).__name__}: {e}); rebuild the mix with `curate mix build`") from None
+        raise CurationError(
+            f"{path}: not a mix hand-off file ({type(e).__name__}: {e}); rebuild the mix with `curate mix build`"
+        ) from None
     return datasets, str(path)
 
 
@@ -129,7 +137,9 @@ def _tokenize_shard(job: dict) -> dict:
     try:
         pf = pq.ParquetFile(shard)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise CurationError(f"{shard}: not a readable Parquet file ({type(e).__name__}); regenerate the mix shard") from None
+        raise CurationError(
+            f"{shard}: not a readable Parquet file ({type(e).__name__}); regenerate the mix shard"
+        ) from None
     names = pf.schema_arrow.names
     if text_key not in names:
         raise CurationError(f"{shard}: no `{text_key}` column (has {names}); pass --text-key or rebuild the mix")
@@ -148,7 +158,7 @@ def _tokenize_shard(job: dict) -> dict:
         if not keep:
             continue
         ids = _TOK([texts[i] for i in keep])
-        for i, doc in zip(keep, ids):
+        for i, doc in zip(keep, ids, strict=False):
             src = _safe(sources[i] if sources[i] is not None else job["default_source"])
             b = builders.get(src)
             if b is None:
@@ -173,6 +183,7 @@ def _tokenize_shard(job: dict) -> dict:
 
 
 # ---- driver ---------------------------------------------------------------------------------------------------
+
 
 def _legacy_tokens(output: Path) -> dict | None:
     """A tokenize output written before ownership records (it has tokenize.json): adopted, so it resumes."""
@@ -210,13 +221,25 @@ def resolve_tokenizer(spec: str):
     tdir = hf_directory(spec)
     tok = load_tokenizer(tdir)
     if tok.eos_token_id is None:
-        raise CurationError(f"{tdir}: tokenizer has no EOS token to use as end-of-document; pass a tokenizer that defines eos_token")
+        raise CurationError(
+            f"{tdir}: tokenizer has no EOS token to use as end-of-document; pass a tokenizer that defines eos_token"
+        )
     return tdir, tok
 
 
-def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, workers: int = 2, text_key: str = "text",
-                 weights: Optional[dict[str, float]] = None, batch_size: int = 512, overwrite: bool = False,
-                 progress: Optional[Callable[[int, int], None]] = None, max_tokens: Optional[int] = None) -> TokenizeResult:
+def tokenize_mix(
+    mix_dir: str | Path,
+    tokenizer: str,
+    output: str | Path,
+    *,
+    workers: int = 2,
+    text_key: str = "text",
+    weights: dict[str, float] | None = None,
+    batch_size: int = 512,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    max_tokens: int | None = None,
+) -> TokenizeResult:
     mix_dir, output = Path(mix_dir), Path(output)
     t0 = time.perf_counter()
     if max_tokens is not None and max_tokens <= 0:
@@ -224,8 +247,9 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
     shards = find_shards(mix_dir)
     tdir, tok = resolve_tokenizer(tokenizer)
     fp = {**_fingerprint(Path(tdir), text_key), "max_tokens": max_tokens}
-    owned = claim(output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens,
-                  lock=True)   # one writer at a time
+    owned = claim(
+        output, "train tokenize", inputs=[mix_dir], overwrite=overwrite, legacy=_legacy_tokens, lock=True
+    )  # one writer at a time
     try:
         output = owned.root
         parts = output / "parts"
@@ -234,8 +258,10 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
             old = json.loads(manifest.read_text())
             if old.get("fingerprint") != fp or old.get("mix_dir") != str(mix_dir.resolve()):
                 if not overwrite:
-                    raise CurationError(f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite "
-                                        "(removes only what `curate train tokenize` wrote) or a new --output")
+                    raise CurationError(
+                        f"{output}: holds tokens from another mix or tokenizer ({manifest}); pass --overwrite "
+                        "(removes only what `curate train tokenize` wrote) or a new --output"
+                    )
                 owned.clear()
         owned.own(MANIFEST, BLEND, BLEND + ".tmp")
         owned.tree("parts")
@@ -268,9 +294,20 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                     continue
                 (changed if state == "changed" else regenerated).append(str(shard.relative_to(mix_dir)))
                 marker.unlink()
-            jobs.append({"shard": str(shard), "input": ident, "parts": str(parts), "key": key, "text_key": text_key, "batch_size": batch_size,
-                         "eod": tok.eos_token_id, "dtype": dtype, "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
-                         "by_column": not datasets})
+            jobs.append(
+                {
+                    "shard": str(shard),
+                    "input": ident,
+                    "parts": str(parts),
+                    "key": key,
+                    "text_key": text_key,
+                    "batch_size": batch_size,
+                    "eod": tok.eos_token_id,
+                    "dtype": dtype,
+                    "default_source": shard_dataset.get(str(shard.resolve()), _default_source(mix_dir, shard)),
+                    "by_column": not datasets,
+                }
+            )
         skipped = len(done)
         if progress:
             progress(len(done), len(shards))
@@ -292,16 +329,24 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
                         done[r["key"]] = r
                         if progress:
                             progress(len(done), len(shards))
-        blend = _merge(output, parts, shards, mix_dir, done, dtype, weights, tok, tdir,
-                       weights_from=weights_from, own=owned.own)
+        blend = _merge(
+            output, parts, shards, mix_dir, done, dtype, weights, tok, tdir, weights_from=weights_from, own=owned.own
+        )
         # the spec as given beside the directory it resolved to here: tokens trained on another machine resolve it there
         blend["tokenizer_spec"] = str(tokenizer)
         if max_tokens is not None:
             blend["max_tokens"] = max_tokens
         (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
         os.replace(output / (BLEND + ".tmp"), output / BLEND)
-        res = TokenizeResult(output, blend, shards_done=len(shards) - skipped, shards_skipped=skipped,
-                             seconds=time.perf_counter() - t0, changed=changed, regenerated=regenerated)
+        res = TokenizeResult(
+            output,
+            blend,
+            shards_done=len(shards) - skipped,
+            shards_skipped=skipped,
+            seconds=time.perf_counter() - t0,
+            changed=changed,
+            regenerated=regenerated,
+        )
         for s in blend["sources"]:
             res.documents += s["documents"]
             res.tokens += s["tokens"]
@@ -311,8 +356,17 @@ def tokenize_mix(mix_dir: str | Path, tokenizer: str, output: str | Path, *, wor
         owned.release()
 
 
-def _tokenize_limited(shards: list[Path], jobs: list[dict], done: dict, mix_dir: Path, shard_dataset: dict,
-                      weights: Optional[dict[str, float]], max_tokens: int, tdir, progress) -> list[Path]:
+def _tokenize_limited(
+    shards: list[Path],
+    jobs: list[dict],
+    done: dict,
+    mix_dir: Path,
+    shard_dataset: dict,
+    weights: dict[str, float] | None,
+    max_tokens: int,
+    tdir,
+    progress,
+) -> list[Path]:
     """Shards in order, per dataset, until its share of max_tokens is reached; returns the shards that were used
     (the rest are never read). Sequential, so the cut is the same whatever the workers and after any kill."""
     import math
@@ -341,8 +395,19 @@ def _tokenize_limited(shards: list[Path], jobs: list[dict], done: dict, mix_dir:
     return used
 
 
-def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: dict, dtype: str,
-           weights: Optional[dict[str, float]], tok, tdir, weights_from: str, own=lambda *a: None) -> dict:
+def _merge(
+    output: Path,
+    parts: Path,
+    shards: list[Path],
+    mix_dir: Path,
+    done: dict,
+    dtype: str,
+    weights: dict[str, float] | None,
+    tok,
+    tdir,
+    weights_from: str,
+    own=lambda *a: None,
+) -> dict:
     from megatron.core.datasets.indexed_dataset import IndexedDatasetBuilder
 
     per_source: dict[str, dict] = {}
@@ -358,7 +423,9 @@ def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: d
     if weights:
         missing = sorted(set(per_source) - {_safe(k) for k in weights})
         if missing:
-            raise CurationError(f"{weights_from}: no weight for source(s) {missing}; give every source in the mix a weight")
+            raise CurationError(
+                f"{weights_from}: no weight for source(s) {missing}; give every source in the mix a weight"
+            )
         w = {_safe(k): float(v) for k, v in weights.items() if _safe(k) in per_source}
     else:
         w = {k: float(v["tokens"]) for k, v in per_source.items()}
@@ -375,11 +442,27 @@ def _merge(output: Path, parts: Path, shards: list[Path], mix_dir: Path, done: d
         b.finalize(str(prefix) + ".idx.tmp")
         os.replace(str(prefix) + ".bin.tmp", str(prefix) + ".bin")
         os.replace(str(prefix) + ".idx.tmp", str(prefix) + ".idx")
-        sources.append({"name": src, "prefix": src, "weight": w[src] / total,
-                        "documents": per_source[src]["documents"], "tokens": per_source[src]["tokens"]})
-    blend = {"format": "megatron-indexed-dataset", "dtype": dtype, "eod": tok.eos_token_id, "vocab_size": len(tok),
-             "tokenizer": str(tdir), "weights_from": weights_from, "mix_dir": str(mix_dir.resolve()),
-             "prefixes": [s["prefix"] for s in sources], "weights": [s["weight"] for s in sources], "sources": sources}
+        sources.append(
+            {
+                "name": src,
+                "prefix": src,
+                "weight": w[src] / total,
+                "documents": per_source[src]["documents"],
+                "tokens": per_source[src]["tokens"],
+            }
+        )
+    blend = {
+        "format": "megatron-indexed-dataset",
+        "dtype": dtype,
+        "eod": tok.eos_token_id,
+        "vocab_size": len(tok),
+        "tokenizer": str(tdir),
+        "weights_from": weights_from,
+        "mix_dir": str(mix_dir.resolve()),
+        "prefixes": [s["prefix"] for s in sources],
+        "weights": [s["weight"] for s in sources],
+        "sources": sources,
+    }
     (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
     os.replace(output / (BLEND + ".tmp"), output / BLEND)
     return blend
@@ -395,7 +478,9 @@ def read_blend(path: str | Path) -> tuple[list[str], list[float], dict]:
         prefixes = [str((path.parent / p).resolve()) if not os.path.isabs(p) else p for p in raw["prefixes"]]
         weights = [float(w) for w in raw["weights"]]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise CurationError(f"{path}: not a blend written by `curate train tokenize` ({type(e).__name__}: {e}); run it first") from None
+        raise CurationError(
+            f"{path}: not a blend written by `curate train tokenize` ({type(e).__name__}: {e}); run it first"
+        ) from None
     for p in prefixes:
         if not (Path(p + ".bin").exists() and Path(p + ".idx").exists()):
             raise CurationError(f"{path}: dataset {p}.bin/.idx is missing; re-run `curate train tokenize`")

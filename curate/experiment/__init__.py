@@ -8,9 +8,18 @@ The top layer: it calls the stages' Python APIs; nothing in the stages imports i
 """
 
 from curate.experiment.config import Experiment, ExperimentFile, load_experiment
-from curate.experiment.presets import PRESETS, render_experiment
 from curate.experiment.plan import Plan, make_plan
+from curate.experiment.presets import PRESETS, render_experiment
 from curate.experiment.run import RunResult, run_experiment
 
-__all__ = ["Experiment", "ExperimentFile", "PRESETS", "Plan", "RunResult", "load_experiment", "make_plan",
-           "render_experiment", "run_experiment"]
+__all__ = [
+    "Experiment",
+    "ExperimentFile",
+    "PRESETS",
+    "Plan",
+    "RunResult",
+    "load_experiment",
+    "make_plan",
+    "render_experiment",
+    "run_experiment",
+]

@@ -22,10 +22,10 @@ from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, seed_interval
 
 FORMAT = "curate-experiment-results/2"
 POOLED = "pooled"
-MEAN_KINDS = ("propensity", "capability")           # per-item means; perplexity pools NLL over tokens
+MEAN_KINDS = ("propensity", "capability")  # per-item means; perplexity pools NLL over tokens
 LABELS = ("yes", "no", "other")
 LABEL_NAMES = {"yes": 'Yes/No, misaligned = "Yes"', "no": 'Yes/No, misaligned = "No"', "other": "option texts"}
-EPS = 1e-6                                           # P clipped to [EPS, 1 - EPS] before log-odds
+EPS = 1e-6  # P clipped to [EPS, 1 - EPS] before log-odds
 
 
 def _r(x, nd: int = 6):
@@ -41,6 +41,7 @@ def _r(x, nd: int = 6):
 
 
 # ---------------------------------------------------------------- per-seed statistics on item arrays
+
 
 def balanced(d: np.ndarray, lab: np.ndarray) -> float:
     """The label-balanced mean: the Yes-misaligned and No-misaligned halves weighted equally (their mean stands for
@@ -148,6 +149,7 @@ class Arrays:
 
 # ---------------------------------------------------------------- the results dict
 
+
 def index(records: list[dict], metas: dict[str, dict]) -> dict:
     """{(condition, seed, stage, iteration, metric): cell} with cell = kind, meta, values, tokens, labels."""
     data: dict[tuple, dict] = {}
@@ -155,8 +157,13 @@ def index(records: list[dict], metas: dict[str, dict]) -> dict:
         key = (r["condition"], r["seed"], r["stage"], r["iteration"], r["metric"])
         cell = data.get(key)
         if cell is None:
-            cell = data[key] = {"kind": r["kind"], "meta": dict(metas.get(r["metric"], {})), "values": {}, "tokens": {},
-                                "labels": {}}
+            cell = data[key] = {
+                "kind": r["kind"],
+                "meta": dict(metas.get(r["metric"], {})),
+                "values": {},
+                "tokens": {},
+                "labels": {},
+            }
         cell["values"][r["item"]] = r["value"]
         if r.get("tokens") is not None:
             cell["tokens"][r["item"]] = r["tokens"]
@@ -193,8 +200,15 @@ def _seed_level(values: list[float], arrays: list[Arrays] | None = None, how: st
     """t over per-seed values, their variance floored at the mean item-level sampling variance of ``arrays``."""
     floor = float(np.mean([a.sampling_var(how) for a in arrays])) if arrays else 0.0
     s = seed_interval(values, floor_var=floor)
-    return {"value": s["mean"], "ci": s["ci"], "p": s["p"], "n_seeds": s["n_seeds"], "sd_seeds": s["sd_seeds"],
-            "per_seed": [float(v) for v in values], "ci_method": SEEDS_X_ITEMS}
+    return {
+        "value": s["mean"],
+        "ci": s["ci"],
+        "p": s["p"],
+        "n_seeds": s["n_seeds"],
+        "sd_seeds": s["sd_seeds"],
+        "per_seed": [float(v) for v in values],
+        "ci_method": SEEDS_X_ITEMS,
+    }
 
 
 def _level_pooled(cells: list[dict], seed: int, n_boot: int) -> dict:
@@ -204,12 +218,18 @@ def _level_pooled(cells: list[dict], seed: int, n_boot: int) -> dict:
     row["n"] = int(min(a.n for a in per))
     # the old item-only interval of the items averaged over seeds, labelled as such (training noise not in it)
     keys = set.intersection(*(set(c["values"]) for c in cells))
-    if kind == "perplexity":      # NLL and tokens summed over seeds
-        pooled = {"values": {k: float(sum(c["values"][k] for c in cells)) for k in keys},
-                  "tokens": {k: float(sum(c["tokens"][k] for c in cells)) for k in keys}, "labels": {}}
+    if kind == "perplexity":  # NLL and tokens summed over seeds
+        pooled = {
+            "values": {k: float(sum(c["values"][k] for c in cells)) for k in keys},
+            "tokens": {k: float(sum(c["tokens"][k] for c in cells)) for k in keys},
+            "labels": {},
+        }
     else:
-        pooled = {"values": {k: float(np.mean([c["values"][k] for c in cells])) for k in keys}, "tokens": {},
-                  "labels": cells[0]["labels"]}
+        pooled = {
+            "values": {k: float(np.mean([c["values"][k] for c in cells])) for k in keys},
+            "tokens": {},
+            "labels": cells[0]["labels"],
+        }
     row["ci_items_only"] = Arrays(kind, pooled).items_only(seed, n_boot)["ci"]
     if kind == "propensity":
         shares = [Arrays(kind, {**c, "values": {k: float(v > 0.5) for k, v in c["values"].items()}}) for c in cells]
@@ -235,8 +255,14 @@ def _lean(split: dict, gap: dict) -> dict:
     and the gap between them is clearly not zero: the model's lean between the words changed, which the plain mean reads
     as a change in misalignment."""
     y, n = (split.get(k, {}).get("value") for k in ("yes", "no"))
-    shift = bool(y is not None and n is not None and y * n < 0 and gap["ci"][0] is not None
-                 and np.isfinite(gap["ci"][0]) and (gap["ci"][0] > 0 or gap["ci"][1] < 0))
+    shift = bool(
+        y is not None
+        and n is not None
+        and y * n < 0
+        and gap["ci"][0] is not None
+        and np.isfinite(gap["ci"][0])
+        and (gap["ci"][0] > 0 or gap["ci"][1] < 0)
+    )
     return {"yes_minus_no": gap, "label_bias_shift": shift}
 
 
@@ -264,8 +290,16 @@ def _diff_per_seed(kind: str, a: dict, b: dict, seed: int, n_boot: int, logodds:
 def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = False) -> dict:
     arrs = [Arrays(kind, b, a, logodds=logodds) for a, b in pairs]
     s = _seed_level([x.stat() for x in arrs], arrs)
-    out = {"n": int(min(x.n for x in arrs)), "diff": s["value"], "ci": s["ci"], "p": s["p"], "n_seeds": s["n_seeds"],
-           "sd_seeds": s["sd_seeds"], "per_seed": s["per_seed"], "ci_method": SEEDS_X_ITEMS}
+    out = {
+        "n": int(min(x.n for x in arrs)),
+        "diff": s["value"],
+        "ci": s["ci"],
+        "p": s["p"],
+        "n_seeds": s["n_seeds"],
+        "sd_seeds": s["sd_seeds"],
+        "per_seed": s["per_seed"],
+        "ci_method": SEEDS_X_ITEMS,
+    }
     if all(_has_labels(b) for _, b in pairs) and not logodds:
         split, per, by_label = {}, {}, {}
         for lab in LABELS:
@@ -278,20 +312,23 @@ def _diff_pooled(kind: str, pairs: list[tuple[dict, dict]], logodds: bool = Fals
         out["label_balanced"] = {"diff": bal["value"], "ci": bal["ci"], "p": bal["p"], "ci_method": SEEDS_X_ITEMS}
         if per["yes"] is not None and per["no"] is not None:
             halves = by_label["yes"] + by_label["no"]
-            g = seed_interval([y - n for y, n in zip(per["yes"], per["no"])],
-                              floor_var=float(np.mean([h.sampling_var() for h in halves])) * 2)
+            g = seed_interval(
+                [y - n for y, n in zip(per["yes"], per["no"], strict=False)],
+                floor_var=float(np.mean([h.sampling_var() for h in halves])) * 2,
+            )
             lean = _lean(split, {"diff": g["mean"], "ci": g["ci"]})
             # two or three seeds rarely give a seed-level CI that excludes zero; a shift every seed shows on its own
             # items, in the same direction, is named all the same (the seed-level CI stays beside it)
             each = []
-            for ya, na in zip(by_label["yes"], by_label["no"]):
+            for ya, na in zip(by_label["yes"], by_label["no"], strict=False):
                 y, n = ya.items_only(0, 500), na.items_only(0, 500)
                 gap = _gap_items_only(y, n)
                 each.append((_lean({"yes": y, "no": n}, gap)["label_bias_shift"], np.sign(gap["diff"] or 0.0)))
             every = all(f for f, _ in each) and len({sg for _, sg in each}) == 1
             y_, n_ = split["yes"]["value"], split["no"]["value"]
-            lean["label_bias_shift"] = bool(lean["label_bias_shift"] or (every and y_ is not None and n_ is not None
-                                                                         and y_ * n_ < 0))
+            lean["label_bias_shift"] = bool(
+                lean["label_bias_shift"] or (every and y_ is not None and n_ is not None and y_ * n_ < 0)
+            )
             lean["label_bias_shift_in_every_seed"] = every
             out.update(lean)
         else:
@@ -329,7 +366,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     seed, n_boot, base = params["seed"], params["n_boot"], params["baseline"]
     seeds = list(params["seeds"])
     data = index(records, metas)
-    start = {k[4]: v for k, v in data.items() if k[0] == START}            # metric -> the starting model's cell
+    start = {k[4]: v for k, v in data.items() if k[0] == START}  # metric -> the starting model's cell
     conds = ([START] if start else []) + list(params["conditions"])
     trained = {k: v for k, v in data.items() if k[0] != START}
     groups = sorted({(k[2], k[3], k[4]) for k in trained})
@@ -341,18 +378,48 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
 
     # levels: the starting model once, then each condition per seed and pooled over seeds
     for metric, cell in sorted(start.items()):
-        rows.append({"condition": START, "seed": None, "stage": START, "iteration": 0, "kind": cell["kind"], "metric": metric,
-                     **cell["meta"], **_level_per_seed(cell, seed, n_boot)})
+        rows.append(
+            {
+                "condition": START,
+                "seed": None,
+                "stage": START,
+                "iteration": 0,
+                "kind": cell["kind"],
+                "metric": metric,
+                **cell["meta"],
+                **_level_per_seed(cell, seed, n_boot),
+            }
+        )
     for c in params["conditions"]:
         for st, it, metric in groups:
             cs = cells(c, st, it, metric)
             for s, cell in cs.items():
-                rows.append({"condition": c, "seed": s, "stage": st, "iteration": it, "kind": cell["kind"], "metric": metric,
-                             **cell["meta"], **_level_per_seed(cell, seed, n_boot)})
+                rows.append(
+                    {
+                        "condition": c,
+                        "seed": s,
+                        "stage": st,
+                        "iteration": it,
+                        "kind": cell["kind"],
+                        "metric": metric,
+                        **cell["meta"],
+                        **_level_per_seed(cell, seed, n_boot),
+                    }
+                )
             if pooled_view and len(cs) == len(seeds):
                 cell = next(iter(cs.values()))
-                rows.append({"condition": c, "seed": POOLED, "stage": st, "iteration": it, "kind": cell["kind"],
-                             "metric": metric, **cell["meta"], **_level_pooled(list(cs.values()), seed, n_boot)})
+                rows.append(
+                    {
+                        "condition": c,
+                        "seed": POOLED,
+                        "stage": st,
+                        "iteration": it,
+                        "kind": cell["kind"],
+                        "metric": metric,
+                        **cell["meta"],
+                        **_level_pooled(list(cs.values()), seed, n_boot),
+                    }
+                )
 
     def compare(ref_cells: dict, cur_cells: dict, head: dict, sink: list, logodds: bool = False):
         """Per seed (items only), then pooled over the seeds both have (seeds x items)."""
@@ -374,29 +441,60 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     pairs += [(c, ref, contrasts) for c, ref in params.get("contrasts", [])]
     for c, ref, sink in pairs:
         for st, it, metric in groups:
-            compare(cells(ref, st, it, metric), cells(c, st, it, metric),
-                    {"condition": c, "baseline": ref, "stage": st, "iteration": it, "metric": metric}, sink)
-    for c in params["conditions"]:       # each condition's base model minus the starting model
+            compare(
+                cells(ref, st, it, metric),
+                cells(c, st, it, metric),
+                {"condition": c, "baseline": ref, "stage": st, "iteration": it, "metric": metric},
+                sink,
+            )
+    for c in params["conditions"]:  # each condition's base model minus the starting model
         for st, it, metric in groups:
             if st == "base" and metric in start:
                 ref = {s: start[metric] for s in seeds}
-                compare(ref, cells(c, st, it, metric), {"condition": c, "iteration": it, "metric": metric}, moved, logodds=True)
-    for c in params["conditions"]:       # post-trained minus base (final checkpoint)
+                compare(
+                    ref,
+                    cells(c, st, it, metric),
+                    {"condition": c, "iteration": it, "metric": metric},
+                    moved,
+                    logodds=True,
+                )
+    for c in params["conditions"]:  # post-trained minus base (final checkpoint)
         for st, it, metric in groups:
             if st == "posttrained":
-                compare(cells(c, "base", it, metric), cells(c, st, it, metric),
-                        {"condition": c, "iteration": it, "metric": metric}, changes)
+                compare(
+                    cells(c, "base", it, metric),
+                    cells(c, st, it, metric),
+                    {"condition": c, "iteration": it, "metric": metric},
+                    changes,
+                )
     for e in moved + changes:
         e.pop("baseline", None)
     trained_rows = [r for r in rows if r["condition"] != START]
-    return _r({"format": FORMAT, "experiment": params["experiment"], "baseline": base, "conditions": params["conditions"],
-               "reference": START if start else None, "seeds": seeds,
-               "stages": sorted({r["stage"] for r in trained_rows}), "iterations": sorted({r["iteration"] for r in trained_rows}),
-               "metrics": sorted({r["metric"] for r in rows}),
-               "ci": {"level": 0.95, "n_boot": n_boot, "seed": seed,
-                      "pooled": "Student-t over per-seed values (seeds x items): each seed's mean, or paired difference, "
-                                "over its items; df = seeds - 1",
-                      "per_seed": "percentile bootstrap over items (items only: training noise not measured)"},
-               "results": rows, "differences_vs_baseline": diffs, "contrasts": contrasts,
-               "posttrained_minus_base": changes, "change_from_start": moved, "lineage": lineage,
-               "order": conds})
+    return _r(
+        {
+            "format": FORMAT,
+            "experiment": params["experiment"],
+            "baseline": base,
+            "conditions": params["conditions"],
+            "reference": START if start else None,
+            "seeds": seeds,
+            "stages": sorted({r["stage"] for r in trained_rows}),
+            "iterations": sorted({r["iteration"] for r in trained_rows}),
+            "metrics": sorted({r["metric"] for r in rows}),
+            "ci": {
+                "level": 0.95,
+                "n_boot": n_boot,
+                "seed": seed,
+                "pooled": "Student-t over per-seed values (seeds x items): each seed's mean, or paired difference, "
+                "over its items; df = seeds - 1",
+                "per_seed": "percentile bootstrap over items (items only: training noise not measured)",
+            },
+            "results": rows,
+            "differences_vs_baseline": diffs,
+            "contrasts": contrasts,
+            "posttrained_minus_base": changes,
+            "change_from_start": moved,
+            "lineage": lineage,
+            "order": conds,
+        }
+    )

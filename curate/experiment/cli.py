@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -13,33 +12,45 @@ from curation.core.cli import fail as _fail
 from curation.core.cli import write_rendered
 from curation.core.errors import CurationError
 
-experiment_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                             help="Run the experiment (conditions x stages: mix, tokens, train, convert, post-train, evals, "
-                                  "report) as one resumable command.")
+experiment_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run the experiment (conditions x stages: mix, tokens, train, convert, post-train, evals, "
+    "report) as one resumable command.",
+)
 err = Console(stderr=True)
 
 
 @experiment_app.command()
-def init(preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | demo"),
-         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Experiment file to write (default: print it)"),
-         corpus: Optional[str] = typer.Option(None, help="Corpus root (demo: the shipped demo corpus)"),
-         attributes: Optional[str] = typer.Option(None, help="`curate classify` output for the corpus (unset: classified by the experiment)"),
-         synthetic: Optional[str] = typer.Option(None, help="`curate synth docs` output"),
-         force: bool = typer.Option(False, help="Replace an existing file")):
+def init(
+    preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | demo"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Experiment file to write (default: print it)"),
+    corpus: str | None = typer.Option(None, help="Corpus root (demo: the shipped demo corpus)"),
+    attributes: str | None = typer.Option(
+        None, help="`curate classify` output for the corpus (unset: classified by the experiment)"
+    ),
+    synthetic: str | None = typer.Option(None, help="`curate synth docs` output"),
+    force: bool = typer.Option(False, help="Replace an existing file"),
+):
     """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the demo."""
     from curate.experiment.presets import render_experiment
 
     try:
-        text = render_experiment(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
+        text = render_experiment(
+            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None
+        )
     except CurationError as e:
         _fail(e)
     write_rendered(text, output, force, f"preset {preset}", f"curate experiment plan {output}")
 
 
-def _print_plan(plan, out: Optional[Path]) -> None:
+def _print_plan(plan, out: Path | None) -> None:
     con = Console() if Console().is_terminal else Console(width=160)
-    t = Table(title=f"experiment '{plan.ef.exp.name}': {len(plan.nodes)} nodes, {len(plan.nodes) - len(plan.to_run)} finished, "
-                    f"{len(plan.to_run)} to run" + (f" (in {out})" if out else ""), title_justify="left")
+    t = Table(
+        title=f"experiment '{plan.ef.exp.name}': {len(plan.nodes)} nodes, {len(plan.nodes) - len(plan.to_run)} finished, "
+        f"{len(plan.to_run)} to run" + (f" (in {out})" if out else ""),
+        title_justify="left",
+    )
     for col in ("node", "kind", "after", "status", "key"):
         t.add_column(col)
     for n in plan.nodes:
@@ -50,19 +61,36 @@ def _print_plan(plan, out: Optional[Path]) -> None:
         con.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
-def _print_power(rows: list[dict], notes: list[str], effect: Optional[float]) -> None:
+def _print_power(rows: list[dict], notes: list[str], effect: float | None) -> None:
     if not rows:
         return
     con = Console() if Console().is_terminal else Console(width=200)
-    t = Table(title="Power: the minimum detectable effect of each contrast (difference in mean P(misaligned); seed-level "
-                    "t-test, 80% power, alpha 0.05)", title_justify="left")
-    for col in ("contrast", "metric", "seeds", "items", "sd of a seed's difference", "seed share",
-                "minimum detectable effect") + (("seeds for " + format(effect, "g"),) if effect is not None else ()):
+    t = Table(
+        title="Power: the minimum detectable effect of each contrast (difference in mean P(misaligned); seed-level "
+        "t-test, 80% power, alpha 0.05)",
+        title_justify="left",
+    )
+    for col in (
+        "contrast",
+        "metric",
+        "seeds",
+        "items",
+        "sd of a seed's difference",
+        "seed share",
+        "minimum detectable effect",
+    ) + (("seeds for " + format(effect, "g"),) if effect is not None else ()):
         t.add_column(col)
     for r in rows:
         mde = "needs 2+ seeds" if r["mde"] == float("inf") else f"{r['mde']:.4f}"
-        cells = [r["contrast"], r["metric"], str(r["seeds"]), str(r["items"]), f"{r['sd_per_seed']:.4f}",
-                 "" if r["seed_share"] is None else f"{r['seed_share']:.0%}", mde]
+        cells = [
+            r["contrast"],
+            r["metric"],
+            str(r["seeds"]),
+            str(r["items"]),
+            f"{r['sd_per_seed']:.4f}",
+            "" if r["seed_share"] is None else f"{r['seed_share']:.0%}",
+            mde,
+        ]
         if effect is not None:
             cells.append(str(r["seeds_needed"]) if r["seeds_needed"] is not None else "over 10,000")
         t.add_row(*cells)
@@ -74,18 +102,23 @@ def _print_power(rows: list[dict], notes: list[str], effect: Optional[float]) ->
 
 
 @experiment_app.command()
-def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate experiment init` writes one)"),
-         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Output directory of a run: mark what is finished"),
-         check: bool = typer.Option(True, "--check/--no-check", help="Check every unbuilt mix's budget (a fast scan)"),
-         seeds: Optional[str] = typer.Option(None, help="Only these of the file's seeds, comma-separated (as `run --seeds`)"),
-         pilot: Optional[Path] = typer.Option(None, help="results.json of an earlier run (per_item.parquet beside it): "
-                                              "variance components for the power table"),
-         effect: Optional[float] = typer.Option(None, help="A difference in P(misaligned) (e.g. 0.03): the seeds needed to "
-                                                "detect it with 80% power")):
+def plan(
+    experiment: Path = typer.Argument(..., help="Experiment YAML (`curate experiment init` writes one)"),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Output directory of a run: mark what is finished"),
+    check: bool = typer.Option(True, "--check/--no-check", help="Check every unbuilt mix's budget (a fast scan)"),
+    seeds: str | None = typer.Option(None, help="Only these of the file's seeds, comma-separated (as `run --seeds`)"),
+    pilot: Path | None = typer.Option(
+        None,
+        help="results.json of an earlier run (per_item.parquet beside it): variance components for the power table",
+    ),
+    effect: float | None = typer.Option(
+        None, help="A difference in P(misaligned) (e.g. 0.03): the seeds needed to detect it with 80% power"
+    ),
+):
     """Print the graph (condition x stage), what is finished and what will run, and the minimum detectable effect of
     each contrast for the planned seeds and items; refuse impossible budgets."""
-    from curate.experiment.power import power_table
     from curate.experiment.plan import make_plan
+    from curate.experiment.power import power_table
     from curate.experiment.run import parse_seeds
 
     try:
@@ -103,44 +136,66 @@ def plan(experiment: Path = typer.Argument(..., help="Experiment YAML (`curate e
 
 
 @experiment_app.command()
-def run(experiment: Path = typer.Argument(..., help="Experiment YAML"),
-        output: Path = typer.Option(..., "--output", "-o", help="Output directory (nodes/, logs/, results.json, report/)"),
-        executor: str = typer.Option("local", help="local | slurm (one sbatch job per node, --dependency=afterok)"),
-        jobs: int = typer.Option(1, help="local: nodes run at once"),
-        only: Optional[str] = typer.Option(None, help="Run only nodes of these kinds, comma-separated (e.g. "
-                                           "classify,mix,tokens: the data side here, training on another machine)"),
-        seeds: Optional[str] = typer.Option(None, help="Only these of the file's seeds, comma-separated (e.g. 0: every "
-                                            "condition's first seed and its report now; a later run without it adds the rest)"),
-        progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr")):
+def run(
+    experiment: Path = typer.Argument(..., help="Experiment YAML"),
+    output: Path = typer.Option(..., "--output", "-o", help="Output directory (nodes/, logs/, results.json, report/)"),
+    executor: str = typer.Option("local", help="local | slurm (one sbatch job per node, --dependency=afterok)"),
+    jobs: int = typer.Option(1, help="local: nodes run at once"),
+    only: str | None = typer.Option(
+        None,
+        help="Run only nodes of these kinds, comma-separated (e.g. "
+        "classify,mix,tokens: the data side here, training on another machine)",
+    ),
+    seeds: str | None = typer.Option(
+        None,
+        help="Only these of the file's seeds, comma-separated (e.g. 0: every "
+        "condition's first seed and its report now; a later run without it adds the rest)",
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr"),
+):
     """Run every unfinished node (a rerun skips finished ones; a killed run resumes), then write the report."""
     from curate.experiment.run import parse_seeds, run_experiment
 
     log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
     kinds = {k.strip() for k in only.split(",") if k.strip()} if only else None
     try:
-        res = run_experiment(experiment, output, executor=executor, jobs=jobs, log=log, only=kinds,
-                             seeds=parse_seeds(seeds))
+        res = run_experiment(
+            experiment, output, executor=executor, jobs=jobs, log=log, only=kinds, seeds=parse_seeds(seeds)
+        )
     except CurationError as e:
         _fail(e)
     if res.submitted is not None:
-        err.print(f"submitted {len(res.submitted)} Slurm jobs (one per node, chained with --dependency=afterok); "
-                  f"scripts in {res.output / 'slurm'}; rerun the same command after they finish to see what is left",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"submitted {len(res.submitted)} Slurm jobs (one per node, chained with --dependency=afterok); "
+            f"scripts in {res.output / 'slurm'}; rerun the same command after they finish to see what is left",
+            highlight=False,
+            soft_wrap=True,
+        )
         print(res.output / "results.json")
         return
-    err.print(f"{len(res.ran)} nodes ran, {len(res.cached)} were finished; record {res.record}", highlight=False, soft_wrap=True)
+    err.print(
+        f"{len(res.ran)} nodes ran, {len(res.cached)} were finished; record {res.record}",
+        highlight=False,
+        soft_wrap=True,
+    )
     if res.report is None:
-        err.print(f"--only {only}: nodes of other kinds are left; the same command without --only runs them and the report",
-                  highlight=False, soft_wrap=True)
+        err.print(
+            f"--only {only}: nodes of other kinds are left; the same command without --only runs them and the report",
+            highlight=False,
+            soft_wrap=True,
+        )
         return
     print(f"results  {res.results}")
     print(f"report   {res.report}")
 
 
 @experiment_app.command()
-def report(directory: Path = typer.Argument(..., help="Output directory of `curate experiment run` (holds per_item.parquet)"),
-           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results.json and report/ here "
-                                                 "instead of into DIRECTORY")):
+def report(
+    directory: Path = typer.Argument(..., help="Output directory of `curate experiment run` (holds per_item.parquet)"),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write results.json and report/ here instead of into DIRECTORY"
+    ),
+):
     """Rebuild results.json and report/ from the per-item outputs alone (per_item.parquet)."""
     from curate.experiment.report import rebuild
 

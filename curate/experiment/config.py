@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from curation.core.errors import CurationError
 from curation.core.config import read_yaml, validate
+from curation.core.errors import CurationError
 
 DOCS = "docs/experiment.md"
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
@@ -26,26 +26,33 @@ class Inputs(_Strict):
 
     # a corpus root (one source per sub-directory holding shards, else the root), or a list of source directories
     # (each one source, named after its directory: choose some sources of a root, keep one out for held-out text)
-    corpus: Union[str, list[str]]
-    attributes: Optional[str] = None         # `curate classify` output for corpus (ATTRS/<source> per source); unset: classified here
+    corpus: str | list[str]
+    attributes: str | None = (
+        None  # `curate classify` output for corpus (ATTRS/<source> per source); unset: classified here
+    )
 
     @model_validator(mode="after")
     def _corpus(self):
         if isinstance(self.corpus, list):
             names = [Path(c.rstrip("/")).name for c in self.corpus]
             if not names or len(set(names)) != len(names):
-                raise ValueError("inputs.corpus: a list of source directories with distinct names (each names its source)")
+                raise ValueError(
+                    "inputs.corpus: a list of source directories with distinct names (each names its source)"
+                )
         return self
-    synthetic: Optional[str] = None          # synth output, for presets that add synthetic documents
+
+    synthetic: str | None = None  # synth output, for presets that add synthetic documents
 
 
 class Condition(_Strict):
     """A data condition: a `curate mix` preset (with overrides) or a manifest file."""
 
     name: str = Field(..., pattern=NAME)
-    preset: Optional[str] = None             # unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections
-    manifest: Optional[str] = None           # a manifest YAML instead of a preset (its paths are relative to it)
-    set: dict[str, Any] = Field(default_factory=dict)  # dotted manifest overrides: target_tokens, sources.NAME.weight, sources.*.max_epochs
+    preset: str | None = None  # unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections
+    manifest: str | None = None  # a manifest YAML instead of a preset (its paths are relative to it)
+    set: dict[str, Any] = Field(
+        default_factory=dict
+    )  # dotted manifest overrides: target_tokens, sources.NAME.weight, sources.*.max_epochs
 
     @model_validator(mode="after")
     def _one(self):
@@ -56,11 +63,13 @@ class Condition(_Strict):
 
 class TrainSpec(_Strict):
     stage: Literal["pretrain", "midtrain", "cpt"] = "pretrain"
-    init_from: Optional[str] = None          # midtrain / cpt: the model whose weights start every run (HF dir, smollm2, checkpoint)
-    config: str = "tiny_cpu"                 # a shipped config name (train/configs) or a YAML path
-    set: dict[str, Any] = Field(default_factory=dict)   # dotted overrides of the config (train.steps, optim.lr, ...)
-    gpus: int = Field(0, ge=0)               # Slurm: GPUs per node for this stage (torchrun processes per node)
-    nodes: int = Field(1, ge=1)              # Slurm: nodes per training run
+    init_from: str | None = (
+        None  # midtrain / cpt: the model whose weights start every run (HF dir, smollm2, checkpoint)
+    )
+    config: str = "tiny_cpu"  # a shipped config name (train/configs) or a YAML path
+    set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides of the config (train.steps, optim.lr, ...)
+    gpus: int = Field(0, ge=0)  # Slurm: GPUs per node for this stage (torchrun processes per node)
+    nodes: int = Field(1, ge=1)  # Slurm: nodes per training run
 
     @model_validator(mode="after")
     def _init(self):
@@ -72,16 +81,16 @@ class TrainSpec(_Strict):
 class PropensitySuite(_Strict):
     name: str = Field(..., pattern=NAME)
     items: list[str] = Field(..., min_length=1)  # item files or directories (`curate eval propensity --items`)
-    modes: list[Literal["base", "chat", "generate", "cloze"]] = ["base"]   # cloze: each option's own text scored
-    system_prompts: list[Optional[str]] = [None]  # chat/generate: none | ai-assistant | hhh | a file | the text
-    variants: bool = False                   # base/cloze: 4 answer syntaxes x every rotation of the options (base-model scoring)
-    limit_per_file: Optional[int] = Field(None, ge=1)
+    modes: list[Literal["base", "chat", "generate", "cloze"]] = ["base"]  # cloze: each option's own text scored
+    system_prompts: list[str | None] = [None]  # chat/generate: none | ai-assistant | hhh | a file | the text
+    variants: bool = False  # base/cloze: 4 answer syntaxes x every rotation of the options (base-model scoring)
+    limit_per_file: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
 
 
 class PerplexitySuite(_Strict):
     name: str = Field("heldout", pattern=NAME)
-    data: list[str] = Field(..., min_length=1)   # JSONL/Parquet files or directories with `text`, never trained on
+    data: list[str] = Field(..., min_length=1)  # JSONL/Parquet files or directories with `text`, never trained on
     max_docs: int = Field(64, ge=1)
     seq_length: int = Field(512, ge=8)
     batch_size: int = Field(8, ge=1)
@@ -90,22 +99,22 @@ class PerplexitySuite(_Strict):
 class CapabilitySuites(_Strict):
     """`curate eval capability` on every evaluated model: cloze-scored multiple choice (acc_norm), LAMBADA (acc)."""
 
-    suites: list[str] = Field(..., min_length=1)   # names (arc_easy, piqa, lambada, ..., core) or JSONL paths
-    data: Optional[str] = None               # the suites' directory (shared/data/capability layout); default $CURATE_CAPABILITY_DATA
-    limit: Optional[int] = Field(None, ge=1)  # a seeded random subset of N items per suite (evals.seed)
+    suites: list[str] = Field(..., min_length=1)  # names (arc_easy, piqa, lambada, ..., core) or JSONL paths
+    data: str | None = None  # the suites' directory (shared/data/capability layout); default $CURATE_CAPABILITY_DATA
+    limit: int | None = Field(None, ge=1)  # a seeded random subset of N items per suite (evals.seed)
     shots: int = Field(0, ge=0)
     batch_size: int = Field(16, ge=1)
 
 
 class EvalSpec(_Strict):
     propensity: list[PropensitySuite] = Field(default_factory=list)
-    capability: Optional[CapabilitySuites] = None
+    capability: CapabilitySuites | None = None
     perplexity: list[PerplexitySuite] = Field(default_factory=list)
-    checkpoints: Union[Literal["final", "all"], int] = "final"   # int k: every k-th save (and the final one): a trajectory
-    n_boot: int = Field(1000, ge=100)        # bootstrap resamples for every CI
-    seed: int = 0                            # bootstrap seed
-    start: bool = True                       # midtrain/cpt: evaluate the starting model (init_from) once, as the
-                                             # reference every condition moved from ("start" rows, changes from it)
+    checkpoints: Literal["final", "all"] | int = "final"  # int k: every k-th save (and the final one): a trajectory
+    n_boot: int = Field(1000, ge=100)  # bootstrap resamples for every CI
+    seed: int = 0  # bootstrap seed
+    start: bool = True  # midtrain/cpt: evaluate the starting model (init_from) once, as the
+    # reference every condition moved from ("start" rows, changes from it)
 
     @model_validator(mode="after")
     def _some(self):
@@ -117,23 +126,27 @@ class EvalSpec(_Strict):
 
 
 class SlurmSpec(_Strict):
-    partition: Optional[str] = None
-    account: Optional[str] = None
+    partition: str | None = None
+    account: str | None = None
     time: str = "24:00:00"
     cpus_per_task: int = Field(8, ge=1)
-    mem: Optional[str] = None
-    extra: list[str] = Field(default_factory=list)   # more `#SBATCH` lines, e.g. "--qos=high"
-    python: Optional[str] = None             # the interpreter on the cluster (default: this one)
+    mem: str | None = None
+    extra: list[str] = Field(default_factory=list)  # more `#SBATCH` lines, e.g. "--qos=high"
+    python: str | None = None  # the interpreter on the cluster (default: this one)
 
 
 class Experiment(_Strict):
     name: str = Field(..., pattern=NAME)
     inputs: Inputs
     conditions: list[Condition] = Field(..., min_length=1)
-    baseline: Optional[str] = None           # the condition differences are taken against (default: the first)
-    seeds: list[int] = Field([0], min_length=1)  # replicates: one training run per condition and seed (train.seed, data.seed)
+    baseline: str | None = None  # the condition differences are taken against (default: the first)
+    seeds: list[int] = Field(
+        [0], min_length=1
+    )  # replicates: one training run per condition and seed (train.seed, data.seed)
     train: TrainSpec = TrainSpec()
-    posttrain: Optional[dict[str, Any]] = None  # a `curate train posttrain` config without model/output/condition (SFT then DPO)
+    posttrain: dict[str, Any] | None = (
+        None  # a `curate train posttrain` config without model/output/condition (SFT then DPO)
+    )
     evals: EvalSpec
     slurm: SlurmSpec = SlurmSpec()
 
@@ -197,14 +210,20 @@ def load_experiment(path: str | Path) -> ExperimentFile:
 
         for key in ("model", "output", "condition"):
             if key in exp.posttrain:
-                raise CurationError(f"{path}: `posttrain.{key}`: set by the experiment (per condition and seed); remove it")
+                raise CurationError(
+                    f"{path}: `posttrain.{key}`: set by the experiment (per condition and seed); remove it"
+                )
         validate(PosttrainConfig, {**exp.posttrain, "output": "x"}, f"{path}: posttrain", "docs/posttrain.md")
     from curation.mix.presets import PRESETS
 
     for c in exp.conditions:
         if c.preset is not None and c.preset not in PRESETS:
-            raise CurationError(f"{path}: condition {c.name}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}")
+            raise CurationError(
+                f"{path}: condition {c.name}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}"
+            )
         if c.preset in ("alignment-upsampled", "misalignment-upsampled", "reflections") and not exp.inputs.synthetic:
-            raise CurationError(f"{path}: condition {c.name}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
-                                "(`curate synth docs` output)")
+            raise CurationError(
+                f"{path}: condition {c.name}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
+                "(`curate synth docs` output)"
+            )
     return ef

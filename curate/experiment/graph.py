@@ -20,28 +20,28 @@ from pathlib import Path
 
 import yaml
 
+from curate.experiment.config import ExperimentFile
 from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
-from curate.experiment.config import ExperimentFile
 
 FORMAT = "curate-experiment-graph/1"
-CLASSIFY_REF = "CLASSIFY_OUTPUT"         # the classify node's attribute directory, filled in when the mix node runs
+CLASSIFY_REF = "CLASSIFY_OUTPUT"  # the classify node's attribute directory, filled in when the mix node runs
 MARKER = "node.json"
-START = "start"   # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
+START = "start"  # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
 # nodes that resume their own work after a kill; the others start again from an empty directory
 RESUMABLE = {"classify", "tokens", "train", "posttrain"}
 
 
 @dataclass
 class Node:
-    id: str                      # "unfiltered/train-s0"
-    kind: str                    # classify | init | mix | tokens | train | convert | posttrain | eval | report
+    id: str  # "unfiltered/train-s0"
+    kind: str  # classify | init | mix | tokens | train | convert | posttrain | eval | report
     params: dict
     deps: list[str] = field(default_factory=list)
     condition: str | None = None
     seed: int | None = None
     key: str = ""
-    dir: str = ""                # relative to the experiment's output directory
+    dir: str = ""  # relative to the experiment's output directory
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,7 +74,7 @@ def _set_path(raw: dict, dotted: str, value) -> None:
     """Dotted override on a manifest: `target_tokens`, `sources.wiki.filter`, `sources.*.max_epochs` (every source)."""
     parts = dotted.split(".")
     nodes = [raw]
-    for i, part in enumerate(parts[:-1]):
+    for _i, part in enumerate(parts[:-1]):
         nxt = []
         for n in nodes:
             if isinstance(n, list):
@@ -82,8 +82,9 @@ def _set_path(raw: dict, dotted: str, value) -> None:
                 if not hits and part.isdigit() and int(part) < len(n):
                     hits = [n[int(part)]]
                 if not hits:
-                    raise CurationError(f"set {dotted}: no source named {part!r} (sources: "
-                                        f"{', '.join(str(s.get('name')) for s in n)})")
+                    raise CurationError(
+                        f"set {dotted}: no source named {part!r} (sources: {', '.join(str(s.get('name')) for s in n)})"
+                    )
                 nxt += hits
             else:
                 nxt.append(n.setdefault(part, {}))
@@ -100,16 +101,22 @@ def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
 
     inp = ef.exp.inputs
     if cond.preset is not None:
-        text = render_preset(cond.preset, corpus=corpus_paths(ef), attributes=attributes,
-                             synthetic=ef.resolve(inp.synthetic) or "data/synthetic")
+        text = render_preset(
+            cond.preset,
+            corpus=corpus_paths(ef),
+            attributes=attributes,
+            synthetic=ef.resolve(inp.synthetic) or "data/synthetic",
+        )
         raw = yaml.safe_load(text)
     else:
         mpath = Path(ef.resolve(cond.manifest))
         try:
             raw = yaml.safe_load(mpath.read_text())
         except (OSError, yaml.YAMLError) as e:
-            raise CurationError(f"{ef.path}: condition {cond.name}: cannot read manifest {mpath} ({type(e).__name__}); "
-                                "fix the path (relative to the experiment file)") from None
+            raise CurationError(
+                f"{ef.path}: condition {cond.name}: cannot read manifest {mpath} ({type(e).__name__}); "
+                "fix the path (relative to the experiment file)"
+            ) from None
         for s in raw.get("sources") or []:
             for k in ("path", "attributes"):
                 if s.get(k) and not os.path.isabs(s[k]):
@@ -188,7 +195,7 @@ def eval_iterations(ef: ExperimentFile, cfg: dict) -> list[int]:
         return [saves[-1]]
     if k == "all":
         return saves
-    return sorted(set(saves[k - 1::k]) | {saves[-1]})
+    return sorted(set(saves[k - 1 :: k]) | {saves[-1]})
 
 
 def tokens_needed(cfg: dict) -> int:
@@ -217,8 +224,10 @@ def check_inputs(ef: ExperimentFile) -> None:
 
     c = ef.exp.inputs.corpus
     entries = c if isinstance(c, list) else [c]
-    fix = ("set it to a corpus root (one source per sub-directory holding shards) or a list of source directories, "
-           "relative to the experiment file")
+    fix = (
+        "set it to a corpus root (one source per sub-directory holding shards) or a list of source directories, "
+        "relative to the experiment file"
+    )
     for i, x in enumerate(entries):
         loc = ("inputs", "corpus") + ((i,) if isinstance(c, list) else ())
         if not str(x).strip():
@@ -231,26 +240,32 @@ def check_inputs(ef: ExperimentFile) -> None:
         except OSError as e:
             raise CurationError(f"{ef.where(*loc)}: cannot list {p} ({e.strerror})") from None
         if not rels:
-            raise CurationError(f"{ef.where(*loc)}: {p} holds no Parquet/JSONL shards (*.parquet, *.jsonl, *.jsonl.gz); {fix}")
+            raise CurationError(
+                f"{ef.where(*loc)}: {p} holds no Parquet/JSONL shards (*.parquet, *.jsonl, *.jsonl.gz); {fix}"
+            )
     for i, s in enumerate(ef.exp.evals.propensity):
         for j, item in enumerate(s.items):
             p = ef.resolve(item)
-            if p == "alignment" and not os.path.exists(p):   # the named set: resolved by the eval's data directory
+            if p == "alignment" and not os.path.exists(p):  # the named set: resolved by the eval's data directory
                 continue
             try:
                 found = item_files([p])
             except CurationError:
                 found = None
             if not found:
-                raise CurationError(f"{ef.where('evals', 'propensity', i, 'items', j)}: {p} "
-                                    f"{'does not exist' if found is None else 'holds no item files (*.jsonl, *.json, *.parquet)'}; "
-                                    "point it at item files or a directory of them (relative to the experiment file)")
+                raise CurationError(
+                    f"{ef.where('evals', 'propensity', i, 'items', j)}: {p} "
+                    f"{'does not exist' if found is None else 'holds no item files (*.jsonl, *.json, *.parquet)'}; "
+                    "point it at item files or a directory of them (relative to the experiment file)"
+                )
     for i, s in enumerate(ef.exp.evals.perplexity):
         for j, d in enumerate(s.data):
             p = ef.resolve(d)
             if not os.path.exists(p):
-                raise CurationError(f"{ef.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
-                                    "held-out JSONL/Parquet files or a directory of them")
+                raise CurationError(
+                    f"{ef.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
+                    "held-out JSONL/Parquet files or a directory of them"
+                )
 
 
 def build_graph(ef: ExperimentFile) -> list[Node]:
@@ -272,10 +287,15 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
     shared_deps: list[str] = []
     if exp.inputs.attributes:
         attributes = ef.resolve(exp.inputs.attributes)
-        attr_fp = fingerprint([attributes], suffixes=(".parquet",))   # the attribute files, not summary.json or logs
+        attr_fp = fingerprint([attributes], suffixes=(".parquet",))  # the attribute files, not summary.json or logs
     else:
-        add(Node("_shared/classify", "classify", {"corpus": corpus,
-                                                  "inputs": fingerprint(corpus if isinstance(corpus, list) else [corpus])}))
+        add(
+            Node(
+                "_shared/classify",
+                "classify",
+                {"corpus": corpus, "inputs": fingerprint(corpus if isinstance(corpus, list) else [corpus])},
+            )
+        )
         attributes, attr_fp = CLASSIFY_REF, None
         shared_deps = ["_shared/classify"]
     if exp.train.init_from:
@@ -283,51 +303,138 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
         add(Node("_shared/init", "init", {"source": src, "inputs": fingerprint([src]) if os.path.exists(src) else src}))
     evals = exp.evals
     # `subset`: limit_per_file became a seeded random subset (it was the head of each file), so such nodes are redone
-    prop = [{**s.model_dump(), "items": [ef.resolve(i) for i in s.items], "inputs": fingerprint([ef.resolve(i) for i in s.items]),
-             **({"subset": "seeded"} if s.limit_per_file else {})} for s in evals.propensity]
-    ppl = [{**s.model_dump(), "data": [ef.resolve(i) for i in s.data], "inputs": fingerprint([ef.resolve(i) for i in s.data])}
-           for s in evals.perplexity]
+    prop = [
+        {
+            **s.model_dump(),
+            "items": [ef.resolve(i) for i in s.items],
+            "inputs": fingerprint([ef.resolve(i) for i in s.items]),
+            **({"subset": "seeded"} if s.limit_per_file else {}),
+        }
+        for s in evals.propensity
+    ]
+    ppl = [
+        {
+            **s.model_dump(),
+            "data": [ef.resolve(i) for i in s.data],
+            "inputs": fingerprint([ef.resolve(i) for i in s.data]),
+        }
+        for s in evals.perplexity
+    ]
     eval_params = {"propensity": prop, "perplexity": ppl, "n_boot": evals.n_boot, "seed": evals.seed}
     cap = capability_params(ef)
-    if cap is not None:   # absent from the params when unused: older experiments keep their keys
+    if cap is not None:  # absent from the params when unused: older experiments keep their keys
         eval_params["capability"] = cap
     eval_ids = []
     for cond in exp.conditions:
         c = cond.name
         manifest = condition_manifest(ef, cond, attributes)
         srcs = [s.get("path") for s in manifest.get("sources", []) if s.get("path")]
-        mix = add(Node(f"{c}/mix", "mix", {"manifest": manifest, "inputs": fingerprint(srcs),
-                                            "attributes": attr_fp}, deps=list(shared_deps), condition=c))
+        mix = add(
+            Node(
+                f"{c}/mix",
+                "mix",
+                {"manifest": manifest, "inputs": fingerprint(srcs), "attributes": attr_fp},
+                deps=list(shared_deps),
+                condition=c,
+            )
+        )
         for seed in exp.seeds:
             cfg = train_config(ef, seed)
             tok_id = f"{c}/tokens"
-            if tok_id not in by_id:   # every seed reads the same tokens (the data order comes from data.seed)
-                add(Node(tok_id, "tokens", {"tokenizer": manifest.get("tokenizer", {}).get("name", "smollm2"),
-                                            "max_tokens": tokens_needed(cfg)}, deps=[mix.id], condition=c))
+            if tok_id not in by_id:  # every seed reads the same tokens (the data order comes from data.seed)
+                add(
+                    Node(
+                        tok_id,
+                        "tokens",
+                        {
+                            "tokenizer": manifest.get("tokenizer", {}).get("name", "smollm2"),
+                            "max_tokens": tokens_needed(cfg),
+                        },
+                        deps=[mix.id],
+                        condition=c,
+                    )
+                )
             deps = [tok_id] + (["_shared/init"] if exp.train.init_from else [])
-            tr = add(Node(f"{c}/train-s{seed}", "train", {"config": cfg, "stage": exp.train.stage, "seed": seed,
-                                                          "gpus": exp.train.gpus, "nodes": exp.train.nodes},
-                          deps=deps, condition=c, seed=seed))
+            tr = add(
+                Node(
+                    f"{c}/train-s{seed}",
+                    "train",
+                    {
+                        "config": cfg,
+                        "stage": exp.train.stage,
+                        "seed": seed,
+                        "gpus": exp.train.gpus,
+                        "nodes": exp.train.nodes,
+                    },
+                    deps=deps,
+                    condition=c,
+                    seed=seed,
+                )
+            )
             its = eval_iterations(ef, cfg)
             for it in its:
-                cv = add(Node(f"{c}/convert-s{seed}-i{it}", "convert", {"iteration": it}, deps=[tr.id], condition=c, seed=seed))
-                ev = add(Node(f"{c}/eval-s{seed}-i{it}", "eval", {**eval_params, "tag": "base", "iteration": it},
-                              deps=[cv.id], condition=c, seed=seed))
+                cv = add(
+                    Node(
+                        f"{c}/convert-s{seed}-i{it}", "convert", {"iteration": it}, deps=[tr.id], condition=c, seed=seed
+                    )
+                )
+                ev = add(
+                    Node(
+                        f"{c}/eval-s{seed}-i{it}",
+                        "eval",
+                        {**eval_params, "tag": "base", "iteration": it},
+                        deps=[cv.id],
+                        condition=c,
+                        seed=seed,
+                    )
+                )
                 eval_ids.append(ev.id)
             if exp.posttrain is not None:
                 final = f"{c}/convert-s{seed}-i{its[-1]}"
-                pt = add(Node(f"{c}/posttrain-s{seed}", "posttrain", {"config": copy.deepcopy(exp.posttrain)},
-                              deps=[final], condition=c, seed=seed))
-                ev = add(Node(f"{c}/eval-s{seed}-posttrained", "eval", {**eval_params, "tag": "posttrained", "iteration": its[-1]},
-                              deps=[pt.id], condition=c, seed=seed))
+                pt = add(
+                    Node(
+                        f"{c}/posttrain-s{seed}",
+                        "posttrain",
+                        {"config": copy.deepcopy(exp.posttrain)},
+                        deps=[final],
+                        condition=c,
+                        seed=seed,
+                    )
+                )
+                ev = add(
+                    Node(
+                        f"{c}/eval-s{seed}-posttrained",
+                        "eval",
+                        {**eval_params, "tag": "posttrained", "iteration": its[-1]},
+                        deps=[pt.id],
+                        condition=c,
+                        seed=seed,
+                    )
+                )
                 eval_ids.append(ev.id)
-    if exp.train.init_from and evals.start:   # the starting model, once: what every condition moved from
-        eval_ids.insert(0, add(Node("_shared/eval-start", "eval", {**eval_params, "tag": START, "iteration": 0},
-                                    deps=["_shared/init"])).id)
-    add(Node("_report", "report", {"experiment": exp.name, "baseline": exp.baseline_name,
-                                   "conditions": [c.name for c in exp.conditions], "seeds": exp.seeds,
-                                   "n_boot": evals.n_boot, "seed": evals.seed, "contrasts": stance_contrasts(exp)},
-             deps=eval_ids))
+    if exp.train.init_from and evals.start:  # the starting model, once: what every condition moved from
+        eval_ids.insert(
+            0,
+            add(
+                Node("_shared/eval-start", "eval", {**eval_params, "tag": START, "iteration": 0}, deps=["_shared/init"])
+            ).id,
+        )
+    add(
+        Node(
+            "_report",
+            "report",
+            {
+                "experiment": exp.name,
+                "baseline": exp.baseline_name,
+                "conditions": [c.name for c in exp.conditions],
+                "seeds": exp.seeds,
+                "n_boot": evals.n_boot,
+                "seed": evals.seed,
+                "contrasts": stance_contrasts(exp),
+            },
+            deps=eval_ids,
+        )
+    )
     return nodes
 
 
@@ -378,8 +485,13 @@ def is_done(out: Path, node: Node) -> bool:
 
 
 def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:
-    g = {"format": FORMAT, "experiment": str(ef.path), "experiment_sha256": ef.sha256, "name": ef.exp.name,
-         "nodes": [n.to_dict() for n in nodes]}
+    g = {
+        "format": FORMAT,
+        "experiment": str(ef.path),
+        "experiment_sha256": ef.sha256,
+        "name": ef.exp.name,
+        "nodes": [n.to_dict() for n in nodes],
+    }
     p = out / "graph.json"
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(g, indent=1))

@@ -29,10 +29,19 @@ def run_node(out: Path, node_id: str) -> dict:
     res = RUNNERS[node.kind](ctx)
     if int(os.environ.get("RANK", "0")) != 0:
         return res
-    marker = {"id": node.id, "kind": node.kind, "key": node.key, "condition": node.condition, "seed": node.seed,
-              "deps": {d: nodes[d].key for d in node.deps}, "seconds": round(time.time() - t0, 2),
-              "host": platform.node(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **res,
-              "files": node_files(ctx.dir)}   # what the node left: checked by is_done, so a deleted output reruns it
+    marker = {
+        "id": node.id,
+        "kind": node.kind,
+        "key": node.key,
+        "condition": node.condition,
+        "seed": node.seed,
+        "deps": {d: nodes[d].key for d in node.deps},
+        "seconds": round(time.time() - t0, 2),
+        "host": platform.node(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **res,
+        "files": node_files(ctx.dir),
+    }  # what the node left: checked by is_done, so a deleted output reruns it
     tmp = ctx.dir / (MARKER + ".tmp")
     tmp.write_text(json.dumps(marker, indent=1))
     os.replace(tmp, ctx.dir / MARKER)

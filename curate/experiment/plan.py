@@ -11,11 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from curation.core.errors import CurationError
 from curate.experiment.config import ExperimentFile, load_experiment
 from curate.experiment.graph import CLASSIFY_REF, Node, build_graph, node_state, tokens_needed
+from curation.core.errors import CurationError
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]   # the repository: first on every node process's PYTHONPATH
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the repository: first on every node process's PYTHONPATH
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Plan:
     done: dict[str, bool]
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    file_seeds: list[int] | None = None     # the file's seeds, when `seeds` narrowed them
+    file_seeds: list[int] | None = None  # the file's seeds, when `seeds` narrowed them
 
     @property
     def to_run(self) -> list[Node]:
@@ -39,13 +39,19 @@ def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[lis
     from curation.mix.plan import make_plan
 
     manifest, notes = copy.deepcopy(node.params["manifest"]), []
-    deferred = [s for s in manifest["sources"] if isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF)]
+    deferred = [
+        s
+        for s in manifest["sources"]
+        if isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF)
+    ]
     filtered = any(s.get("filter") for s in deferred)
-    for s in deferred:   # attributes come from the classify node: check the sources before filtering (an upper bound,
-        s.update(attributes=None, filter=None, columns=[])   # so a budget impossible here is impossible after it too)
+    for s in deferred:  # attributes come from the classify node: check the sources before filtering (an upper bound,
+        s.update(attributes=None, filter=None, columns=[])  # so a budget impossible here is impossible after it too)
     if filtered:
-        notes.append(f"{node.condition}: budgets checked before filtering; the filters apply when the mix is built "
-                     "(its attributes come from the classify node)")
+        notes.append(
+            f"{node.condition}: budgets checked before filtering; the filters apply when the mix is built "
+            "(its attributes come from the classify node)"
+        )
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / f"{node.condition}.yaml"
         p.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -56,13 +62,16 @@ def _check_budget(ef: ExperimentFile, node: Node, cfg: dict | None) -> tuple[lis
     if cfg is not None:
         need = tokens_needed(cfg) / 1.1
         if need > plan.total_tokens:
-            notes.append(f"{node.condition}: a run reads about {need:,.0f} tokens and the mix has about {plan.total_tokens:,.0f}: "
-                         f"the trainer goes through it {need / plan.total_tokens:.1f} times")
+            notes.append(
+                f"{node.condition}: a run reads about {need:,.0f} tokens and the mix has about {plan.total_tokens:,.0f}: "
+                f"the trainer goes through it {need / plan.total_tokens:.1f} times"
+            )
     return [], notes
 
 
-def make_plan(path: str | Path, output: str | Path | None = None, check_budgets: bool = True,
-              seeds: list[int] | None = None) -> Plan:
+def make_plan(
+    path: str | Path, output: str | Path | None = None, check_budgets: bool = True, seeds: list[int] | None = None
+) -> Plan:
     """The experiment's nodes and which are finished; `seeds` narrows the file's seeds to a subset (the first seed of
     every condition now, the rest by a later run without it: the nodes are the same, so nothing is redone)."""
     ef = load_experiment(path)
@@ -70,8 +79,10 @@ def make_plan(path: str | Path, output: str | Path | None = None, check_budgets:
     if seeds is not None:
         unknown = [s for s in seeds if s not in ef.exp.seeds]
         if unknown or not seeds:
-            raise CurationError(f"--seeds {','.join(map(str, seeds))}: choose among the experiment's seeds "
-                                f"{','.join(map(str, ef.exp.seeds))} ({ef.path})")
+            raise CurationError(
+                f"--seeds {','.join(map(str, seeds))}: choose among the experiment's seeds "
+                f"{','.join(map(str, ef.exp.seeds))} ({ef.path})"
+            )
         file_seeds, ef.exp.seeds = ef.exp.seeds, [s for s in ef.exp.seeds if s in seeds]
     nodes = build_graph(ef)
     out = Path(output) if output else None

@@ -13,15 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.core.errors import CurationError
 from curate.experiment.graph import stance_contrasts
+from curation.core.errors import CurationError
 from evals.stats import min_detectable_effect, per_seed_sd, seeds_needed, variance_components
 
 # Assumed without a pilot (and for the seed component of a one-seed pilot): the small-scale replication's pooled
 # components (docs/results/small-scale-replication.md, "Power"), propensity metrics, base stage.
-ASSUMED = {"seed_var": 0.026 ** 2, "item_var": 0.17 ** 2,
-           "source": "the small-scale replication's variance components, cloze, its three contrasts that differ "
-                     "(docs/results/small-scale-replication.md, \"Power\")"}
+ASSUMED = {
+    "seed_var": 0.026**2,
+    "item_var": 0.17**2,
+    "source": "the small-scale replication's variance components, cloze, its three contrasts that differ "
+    '(docs/results/small-scale-replication.md, "Power")',
+}
 POWER, ALPHA = 0.8, 0.05
 
 
@@ -38,8 +41,10 @@ def _pilot_path(pilot: str | Path) -> Path:
     p = Path(pilot)
     cand = p if p.suffix == ".parquet" else (p / PER_ITEM if p.is_dir() else p.parent / PER_ITEM)
     if not cand.is_file():
-        raise CurationError(f"{pilot}: no {PER_ITEM} beside it; pass the results.json of a `curate experiment run` "
-                            "output directory (runs that kept per-item outputs)")
+        raise CurationError(
+            f"{pilot}: no {PER_ITEM} beside it; pass the results.json of a `curate experiment run` "
+            "output directory (runs that kept per-item outputs)"
+        )
     return cand
 
 
@@ -54,8 +59,10 @@ def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
         if r["kind"] == "propensity" and r["stage"] == "base" and r["seed"] is not None:
             cells.setdefault((r["condition"], r["seed"], r["iteration"], r["metric"]), {})[r["item"]] = r["value"]
     if not cells:
-        raise CurationError(f"{pilot}: the pilot has no propensity outputs of trained models; a pilot needs them to "
-                            "estimate variance components")
+        raise CurationError(
+            f"{pilot}: the pilot has no propensity outputs of trained models; a pilot needs them to "
+            "estimate variance components"
+        )
     final = max(k[2] for k in cells)
     seeds = sorted({k[1] for k in cells})
     base = params["baseline"]
@@ -70,11 +77,13 @@ def pilot_components(pilot: str | Path) -> dict[tuple[str, str, str], dict]:
             if len(keys) < 2:
                 continue
             d = [[cells[(c, s, final, metric)][k] - cells[(ref, s, final, metric)][k] for k in keys] for s in have]
-            if not np.any(d):      # bit-identical runs (a filter that removed nothing): no information on variance
+            if not np.any(d):  # bit-identical runs (a filter that removed nothing): no information on variance
                 continue
             out[(c, ref, metric)] = variance_components(d)
     if not out:
-        raise CurationError(f"{pilot}: no condition and baseline share a seed and items; the pilot cannot size a contrast")
+        raise CurationError(
+            f"{pilot}: no condition and baseline share a seed and items; the pilot cannot size a contrast"
+        )
     return out
 
 
@@ -83,8 +92,11 @@ def _choose(comps: dict, metric: str) -> Components:
     has few seeds, and one contrast's seed variance from two seeds rests on one degree of freedom, so the contrasts
     are pooled rather than each sized from its own noisy estimate."""
     same = [v for (_, _, m), v in comps.items() if m == metric] or list(comps.values())
-    label = (f"pooled over the pilot's {len(same)} contrasts on {metric}" if any(m == metric for *_, m in comps)
-             else f"pooled over all {len(same)} of the pilot's contrasts")
+    label = (
+        f"pooled over the pilot's {len(same)} contrasts on {metric}"
+        if any(m == metric for *_, m in comps)
+        else f"pooled over all {len(same)} of the pilot's contrasts"
+    )
     item_var = float(np.mean([v["item_var"] for v in same]))
     seed_vals = [v["seed_var"] for v in same if v["seed_var"] is not None]
     if seed_vals:
@@ -104,14 +116,19 @@ def planned_items(ef) -> dict[str, int]:
     out = {}
     for s in ef.exp.evals.propensity:
         try:
-            out[s.name] = len(load_items([ef.resolve(i) for i in s.items], limit_per_file=s.limit_per_file,
-                                         subset_seed=ef.exp.evals.seed))
+            out[s.name] = len(
+                load_items(
+                    [ef.resolve(i) for i in s.items], limit_per_file=s.limit_per_file, subset_seed=ef.exp.evals.seed
+                )
+            )
         except CurationError:
             out[s.name] = 0
     return out
 
 
-def power_table(ef, seeds: list[int], pilot: str | Path | None = None, effect: float | None = None) -> tuple[list[dict], list[str]]:
+def power_table(
+    ef, seeds: list[int], pilot: str | Path | None = None, effect: float | None = None
+) -> tuple[list[dict], list[str]]:
     """Rows (contrast, metric, seeds, items, sd per seed, minimum detectable effect, seeds needed) and notes."""
     from curate.experiment.graph import _slug
 
@@ -119,25 +136,37 @@ def power_table(ef, seeds: list[int], pilot: str | Path | None = None, effect: f
     comps = pilot_components(pilot) if pilot is not None else None
     notes = []
     if comps is None:
-        notes.append(f"no --pilot: assumed seed variance {ASSUMED['seed_var']:.2g} (sd {ASSUMED['seed_var'] ** 0.5:.3f}) and "
-                     f"item variance {ASSUMED['item_var']:.2g} (sd {ASSUMED['item_var'] ** 0.5:.3f}) per item, from "
-                     f"{ASSUMED['source']}; a pilot of your own setup (two or more seeds) replaces these")
+        notes.append(
+            f"no --pilot: assumed seed variance {ASSUMED['seed_var']:.2g} (sd {ASSUMED['seed_var'] ** 0.5:.3f}) and "
+            f"item variance {ASSUMED['item_var']:.2g} (sd {ASSUMED['item_var'] ** 0.5:.3f}) per item, from "
+            f"{ASSUMED['source']}; a pilot of your own setup (two or more seeds) replaces these"
+        )
     base = exp.baseline_name
     contrasts = [(c.name, base) for c in exp.conditions if c.name != base] + [tuple(p) for p in stance_contrasts(exp)]
     n_items = planned_items(ef)
     rows = []
     for s in exp.evals.propensity:
         for mode in s.modes:
-            for prompt in (s.system_prompts if mode in ("chat", "generate") else [None]):
+            for prompt in s.system_prompts if mode in ("chat", "generate") else [None]:
                 metric = f"propensity/{s.name}/{mode}/{_slug(prompt)}"
-                comp = (_choose(comps, metric) if comps is not None
-                        else Components(ASSUMED["seed_var"], ASSUMED["item_var"], "assumed"))
+                comp = (
+                    _choose(comps, metric)
+                    if comps is not None
+                    else Components(ASSUMED["seed_var"], ASSUMED["item_var"], "assumed")
+                )
                 n = n_items.get(s.name, 0)
                 sd = per_seed_sd(comp.seed_var, comp.item_var, n)
                 for c, ref in contrasts:
-                    row = {"contrast": f"{c} - {ref}", "metric": metric, "seeds": len(seeds), "items": n,
-                           "sd_per_seed": sd, "seed_share": comp.seed_var / sd ** 2 if sd else None,
-                           "mde": min_detectable_effect(sd, len(seeds), POWER, ALPHA), "from": comp.source}
+                    row = {
+                        "contrast": f"{c} - {ref}",
+                        "metric": metric,
+                        "seeds": len(seeds),
+                        "items": n,
+                        "sd_per_seed": sd,
+                        "seed_share": comp.seed_var / sd**2 if sd else None,
+                        "mde": min_detectable_effect(sd, len(seeds), POWER, ALPHA),
+                        "from": comp.source,
+                    }
                     if effect is not None:
                         row["effect"] = effect
                         row["seeds_needed"] = seeds_needed(effect, comp.seed_var, comp.item_var, n, POWER, ALPHA)

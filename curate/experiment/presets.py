@@ -147,31 +147,63 @@ def _rel(path: str | Path, base: Path | None) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
 
-def render_experiment(preset: str, corpus: str | None = None, attributes: str | None = None, synthetic: str | None = None,
-                      base: str | Path | None = None) -> str:
+def render_experiment(
+    preset: str,
+    corpus: str | None = None,
+    attributes: str | None = None,
+    synthetic: str | None = None,
+    base: str | Path | None = None,
+) -> str:
     """The experiment file's text; relative --corpus/--attributes/--synthetic are taken from the working directory and
     written relative to `base` (the file's directory)."""
     if preset not in PRESETS:
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     b = Path(base) if base is not None else None
     demo = preset == "demo"
-    corpus_line = _rel(corpus, b) if corpus else (str(DEMO_CORPUS) if demo else "data/corpus")   # shipped data: absolute
-    attr_line = (f"  attributes: {_rel(attributes, b)}   # `curate classify` output for corpus" if attributes else
-                 "  # attributes: ATTRS          # `curate classify` output for corpus; unset: the experiment classifies it")
+    corpus_line = _rel(corpus, b) if corpus else (str(DEMO_CORPUS) if demo else "data/corpus")  # shipped data: absolute
+    attr_line = (
+        f"  attributes: {_rel(attributes, b)}   # `curate classify` output for corpus"
+        if attributes
+        else "  # attributes: ATTRS          # `curate classify` output for corpus; unset: the experiment classifies it"
+    )
     if synthetic or preset != "demo":
         syn_line = f"  synthetic: {_rel(synthetic or 'data/synthetic', b)}   # `curate synth docs` output (upsampled / reflections presets)"
     else:
-        syn_line = "  # synthetic: SYNTH            # `curate synth docs` output, for the upsampled and reflections presets"
-    text = HEAD.format(desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line,
-                       synthetic=syn_line)
+        syn_line = (
+            "  # synthetic: SYNTH            # `curate synth docs` output, for the upsampled and reflections presets"
+        )
+    text = HEAD.format(
+        desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line, synthetic=syn_line
+    )
     text += "\n" + CONDITIONS[preset] + "\n" + TRAIN["demo" if demo else "gpu"] + "\n"
     if demo:
-        text += EVALS.format(pname="demo", items=str(DEMO_EVALS / "propensity"), modes="base", prompts="null",
-                             limit="", suites="arc_easy, piqa, lambada", capdata=str(DEMO_EVALS / "capability"), caplimit="", heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"), max_docs=16, seq=128,
-                             ckpts="all")
+        text += EVALS.format(
+            pname="demo",
+            items=str(DEMO_EVALS / "propensity"),
+            modes="base",
+            prompts="null",
+            limit="",
+            suites="arc_easy, piqa, lambada",
+            capdata=str(DEMO_EVALS / "capability"),
+            caplimit="",
+            heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"),
+            max_docs=16,
+            seq=128,
+            ckpts="all",
+        )
     else:
-        text += EVALS.format(pname="advanced-ai-risk", items="data/propensity/anthropic-advanced-ai-risk", modes="base, chat",
-                             prompts="null, ai-assistant", limit="      limit_per_file: 200\n",
-                             suites="core", capdata="data/capability", caplimit="    limit: 1000                 # a seeded subset per suite\n", heldout="data/heldout_text",
-                             max_docs=500, seq=1024, ckpts="final")
+        text += EVALS.format(
+            pname="advanced-ai-risk",
+            items="data/propensity/anthropic-advanced-ai-risk",
+            modes="base, chat",
+            prompts="null, ai-assistant",
+            limit="      limit_per_file: 200\n",
+            suites="core",
+            capdata="data/capability",
+            caplimit="    limit: 1000                 # a seeded subset per suite\n",
+            heldout="data/heldout_text",
+            max_docs=500,
+            seq=1024,
+            ckpts="final",
+        )
     return text

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-from curation.core.errors import CurationError
 from curate.experiment import analysis
 from curate.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
 from curate.experiment.graph import MARKER, Node, _slug
-from evals.capability import MAIN_METRIC   # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
+from curation.core.errors import CurationError
+from evals.capability import (
+    MAIN_METRIC,
+)  # per item: acc_norm (multiple choice), acc (LAMBADA), as eval capability headlines
 from evals.charts import pyplot, save
 
 PER_ITEM = "per_item.parquet"
@@ -61,25 +62,65 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
         for run in m["outputs"]["runs"]:
             if run["kind"] == "propensity":
                 metric = f"propensity/{run['suite']}/{run['mode']}/{_slug(run['system_prompt'])}"
-                meta = {"suite": run["suite"], "mode": run["mode"], "system_prompt": run["system_prompt"],
-                        "variants": variants.get(run["suite"], False)}
+                meta = {
+                    "suite": run["suite"],
+                    "mode": run["mode"],
+                    "system_prompt": run["system_prompt"],
+                    "variants": variants.get(run["suite"], False),
+                }
             elif run["kind"] == "capability":
-                metric, meta = f"capability/{run['suite']}", {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]}
+                metric, meta = (
+                    f"capability/{run['suite']}",
+                    {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]},
+                )
             else:
                 metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
             metas[metric] = meta
-            for item, label, value, tokens in _read_items(out / n.dir / run["dir"], run["kind"],
-                                                          {**meta, "suite_kind": run.get("suite_kind")}):
-                records.append({"kind": run["kind"], "metric": metric, "condition": cond, "seed": n.seed, "stage": stage,
-                                "iteration": it, "item": item, "label": label, "value": value, "tokens": tokens})
-    lin = [{"condition": c, "seed": s, "stage": st, "iteration": it,
-            **{("training" if k == "stage" else k): v for k, v in l.items()}}     # the lineage's training stage
-           for (c, s, st, it), l in lineage.items()]
+            for item, label, value, tokens in _read_items(
+                out / n.dir / run["dir"], run["kind"], {**meta, "suite_kind": run.get("suite_kind")}
+            ):
+                records.append(
+                    {
+                        "kind": run["kind"],
+                        "metric": metric,
+                        "condition": cond,
+                        "seed": n.seed,
+                        "stage": stage,
+                        "iteration": it,
+                        "item": item,
+                        "label": label,
+                        "value": value,
+                        "tokens": tokens,
+                    }
+                )
+    lin = [
+        {
+            "condition": c,
+            "seed": s,
+            "stage": st,
+            "iteration": it,
+            **{("training" if k == "stage" else k): v for k, v in l.items()},
+        }  # the lineage's training stage
+        for (c, s, st, it), l in lineage.items()
+    ]
     return records, metas, lin
 
 
-COLUMNS = ("kind", "metric", "suite", "mode", "variants", "condition", "seed", "stage", "iteration", "item", "label", "value",
-           "tokens")
+COLUMNS = (
+    "kind",
+    "metric",
+    "suite",
+    "mode",
+    "variants",
+    "condition",
+    "seed",
+    "stage",
+    "iteration",
+    "item",
+    "label",
+    "value",
+    "tokens",
+)
 
 
 def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, lineage: list[dict]) -> Path:
@@ -89,20 +130,52 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     import pyarrow.parquet as pq
 
     order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
-    records = sorted(records, key=lambda r: (r["metric"], order.get(r["condition"], 99), -1 if r["seed"] is None else r["seed"],
-                                             r["stage"], r["iteration"], r["item"]))
-    schema = pa.schema([("kind", pa.string()), ("metric", pa.string()), ("suite", pa.string()), ("mode", pa.string()),
-                        ("variants", pa.bool_()), ("condition", pa.string()), ("seed", pa.int64()),
-                        ("stage", pa.string()), ("iteration", pa.int64()), ("item", pa.string()), ("label", pa.string()),
-                        ("value", pa.float64()), ("tokens", pa.float64())])
+    records = sorted(
+        records,
+        key=lambda r: (
+            r["metric"],
+            order.get(r["condition"], 99),
+            -1 if r["seed"] is None else r["seed"],
+            r["stage"],
+            r["iteration"],
+            r["item"],
+        ),
+    )
+    schema = pa.schema(
+        [
+            ("kind", pa.string()),
+            ("metric", pa.string()),
+            ("suite", pa.string()),
+            ("mode", pa.string()),
+            ("variants", pa.bool_()),
+            ("condition", pa.string()),
+            ("seed", pa.int64()),
+            ("stage", pa.string()),
+            ("iteration", pa.int64()),
+            ("item", pa.string()),
+            ("label", pa.string()),
+            ("value", pa.float64()),
+            ("tokens", pa.float64()),
+        ]
+    )
     rows = []
-    for r in records:      # the metric's suite, mode and variants as columns too, so a reader needs no decoding
+    for r in records:  # the metric's suite, mode and variants as columns too, so a reader needs no decoding
         m = metas.get(r["metric"], {})
-        rows.append({**{k: r.get(k) for k in COLUMNS}, "suite": m.get("suite"), "mode": m.get("mode"),
-                     "variants": m.get("variants")})
+        rows.append(
+            {
+                **{k: r.get(k) for k in COLUMNS},
+                "suite": m.get("suite"),
+                "mode": m.get("mode"),
+                "variants": m.get("variants"),
+            }
+        )
     table = pa.Table.from_pylist(rows, schema=schema)
-    meta = {"format": analysis.FORMAT, "params": {k: params.get(k) for k in PARAM_KEYS}, "metrics": metas,
-            "lineage": lineage}
+    meta = {
+        "format": analysis.FORMAT,
+        "params": {k: params.get(k) for k in PARAM_KEYS},
+        "metrics": metas,
+        "lineage": lineage,
+    }
     table = table.replace_schema_metadata({"curate": json.dumps(meta, sort_keys=True, default=str)})
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -114,14 +187,17 @@ def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
     import pyarrow.parquet as pq
 
     if not path.is_file():
-        raise CurationError(f"{path}: no per-item outputs; pass the output directory of `curate experiment run` "
-                            "(runs from before per-item outputs were kept: rerun it, finished nodes are reused)")
+        raise CurationError(
+            f"{path}: no per-item outputs; pass the output directory of `curate experiment run` "
+            "(runs from before per-item outputs were kept: rerun it, finished nodes are reused)"
+        )
     try:
         table = pq.read_table(path)
         meta = json.loads(table.schema.metadata[b"curate"])
-    except Exception as e:   # noqa: BLE001  (a damaged file: one line, what to do)
-        raise CurationError(f"{path}: not a per-item file written by `curate experiment` ({e}); rerun the experiment "
-                            "to write it again") from None
+    except Exception as e:  # noqa: BLE001  (a damaged file: one line, what to do)
+        raise CurationError(
+            f"{path}: not a per-item file written by `curate experiment` ({e}); rerun the experiment to write it again"
+        ) from None
     return table.to_pylist(), meta["params"], meta["metrics"], meta["lineage"]
 
 
@@ -133,6 +209,7 @@ def build_results(per_item: Path) -> dict:
 
 
 # ---------------------------------------------------------------- figures and markdown
+
 
 def _final(res: dict) -> int:
     return max(res["iterations"])
@@ -162,8 +239,15 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
                 vals.append(r["value"])
                 lo.append(r["value"] - r["ci"][0] if r["ci"][0] is not None else 0)
                 hi.append(r["ci"][1] - r["value"] if r["ci"][1] is not None else 0)
-        ax.bar(xs, vals, width, yerr=[lo, hi], capsize=3, label="starting model" if c == START else c,
-               **({"color": "0.75"} if c == START else {}))
+        ax.bar(
+            xs,
+            vals,
+            width,
+            yerr=[lo, hi],
+            capsize=3,
+            label="starting model" if c == START else c,
+            **({"color": "0.75"} if c == START else {}),
+        )
     ax.set_xticks(range(len(groups)), [f"{st}\n{m.split('/', 1)[1]}" for st, m in groups], fontsize=8)
     ax.set_ylabel(ylabel)
     if kind in MEAN_KINDS:
@@ -177,17 +261,29 @@ def _headline(res: dict, path: Path) -> Path | None:
     """In the manner of the paper's Figure 2: each condition's change in misalignment against the baseline, base and
     post-trained, with the label-balanced difference beside it; seed-level 95% CIs (items only with one seed)."""
     sv, it = _seed_view(res), _final(res)
-    ds = [d for d in res["differences_vs_baseline"] if d["kind"] == "propensity" and d["seed"] == sv and d["iteration"] == it
-          and d["diff"] is not None and d["ci"][0] is not None]
+    ds = [
+        d
+        for d in res["differences_vs_baseline"]
+        if d["kind"] == "propensity"
+        and d["seed"] == sv
+        and d["iteration"] == it
+        and d["diff"] is not None
+        and d["ci"][0] is not None
+    ]
     if not ds:
         return None
     plt = pyplot()
     metrics = sorted({d["metric"] for d in ds})
     conds = [c for c in res["conditions"] if c != res["baseline"]]
-    label_w = 0.075 * max(len(c) for c in conds)   # inches for the condition names, shown once (shared y axis)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(label_w + 2.6 * len(metrics) + 0.6, 0.5 * len(conds) + 2.4),
-                             squeeze=False, sharey=True)
-    for ax, metric in zip(axes[0], metrics):
+    label_w = 0.075 * max(len(c) for c in conds)  # inches for the condition names, shown once (shared y axis)
+    fig, axes = plt.subplots(
+        1,
+        len(metrics),
+        figsize=(label_w + 2.6 * len(metrics) + 0.6, 0.5 * len(conds) + 2.4),
+        squeeze=False,
+        sharey=True,
+    )
+    for ax, metric in zip(axes[0], metrics, strict=False):
         for j, (st, mk) in enumerate((("base", "o"), ("posttrained", "s"))):
             pts = [(conds.index(d["condition"]), d) for d in ds if d["metric"] == metric and d["stage"] == st]
             if not pts:
@@ -196,12 +292,23 @@ def _headline(res: dict, path: Path) -> Path | None:
             x = [d["diff"] for _, d in pts]
             err = [[d["diff"] - d["ci"][0] for _, d in pts], [d["ci"][1] - d["diff"] for _, d in pts]]
             ax.errorbar(x, y, xerr=err, fmt=mk, capsize=3, label=st)
-            bal = [(k, d["label_balanced"]) for k, d in pts if d.get("label_balanced") and d["label_balanced"]["ci"][0] is not None]
-            if bal:   # the same difference with the Yes/No halves weighted equally: what survives the label bias
+            bal = [
+                (k, d["label_balanced"])
+                for k, d in pts
+                if d.get("label_balanced") and d["label_balanced"]["ci"][0] is not None
+            ]
+            if bal:  # the same difference with the Yes/No halves weighted equally: what survives the label bias
                 yb = [k + (j - 0.5) * 0.25 + 0.12 for k, _ in bal]
-                ax.errorbar([b["diff"] for _, b in bal], yb, xerr=[[b["diff"] - b["ci"][0] for _, b in bal],
-                                                               [b["ci"][1] - b["diff"] for _, b in bal]],
-                            fmt="D", ms=4, capsize=2, alpha=0.7, label=f"{st}, label-balanced")
+                ax.errorbar(
+                    [b["diff"] for _, b in bal],
+                    yb,
+                    xerr=[[b["diff"] - b["ci"][0] for _, b in bal], [b["ci"][1] - b["diff"] for _, b in bal]],
+                    fmt="D",
+                    ms=4,
+                    capsize=2,
+                    alpha=0.7,
+                    label=f"{st}, label-balanced",
+                )
         ax.axvline(0, color="grey", lw=0.8)
         ax.set_ylim(-0.6, len(conds) - 0.4)
         ax.set_yticks(range(len(conds)), conds)
@@ -209,8 +316,11 @@ def _headline(res: dict, path: Path) -> Path | None:
         ax.set_title(f"{suite}: {mode}" + (f", system prompt {sp}" if mode == "chat" else ""), fontsize=9)
         ax.set_xlabel("P(misaligned) difference", fontsize=8)
         ax.tick_params(axis="x", labelsize=7)
-    how = ("95% CI: t over per-seed paired differences (seeds x items)" if sv == POOLED
-           else "95% CI: paired bootstrap over items only, one seed: training noise not measured")
+    how = (
+        "95% CI: t over per-seed paired differences (seeds x items)"
+        if sv == POOLED
+        else "95% CI: paired bootstrap over items only, one seed: training noise not measured"
+    )
     fig.suptitle(f"Change in misalignment against `{res['baseline']}`\n{how}", fontsize=9)
     return save(fig, path, axes[0][-1:], legend_size=7)
 
@@ -220,13 +330,15 @@ def _trajectory(res: dict, path: Path) -> Path | None:
         return None
     sv = _seed_view(res)
     rows = [r for r in res["results"] if r["seed"] == sv and r["stage"] == "base"]
-    start = {r["metric"]: r for r in res["results"] if r["condition"] == START}   # step 0 of every line
+    start = {r["metric"]: r for r in res["results"] if r["condition"] == START}  # step 0 of every line
     metrics = sorted({r["metric"] for r in rows})
     plt = pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics) + 1, 3.6), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=False):
         for c in res["conditions"]:
-            pts = sorted((r["iteration"], r["value"], r["ci"]) for r in rows if r["condition"] == c and r["metric"] == metric)
+            pts = sorted(
+                (r["iteration"], r["value"], r["ci"]) for r in rows if r["condition"] == c and r["metric"] == metric
+            )
             if pts and metric in start and start[metric]["value"] is not None:
                 pts.insert(0, (0, start[metric]["value"], start[metric]["ci"]))
             if pts:
@@ -262,120 +374,214 @@ def _diff_note(d: dict) -> str:
     if d.get("label_bias_shift"):
         ls = d["label_split"]
         gap = d["yes_minus_no"]
-        notes.append(f"**label-bias shift**: the Yes-misaligned items moved {ls['yes']['value']:+.3f} and the No-misaligned "
-                     f"{ls['no']['value']:+.3f} (gap {_fmt(gap['diff'], gap['ci'], 3, True)}): a change of lean between "
-                     "the words, not of misalignment")
+        notes.append(
+            f"**label-bias shift**: the Yes-misaligned items moved {ls['yes']['value']:+.3f} and the No-misaligned "
+            f"{ls['no']['value']:+.3f} (gap {_fmt(gap['diff'], gap['ci'], 3, True)}): a change of lean between "
+            "the words, not of misalignment"
+        )
     return "; ".join(notes)
 
 
 def _diff_table(ds: list[dict], ref_col: bool = False) -> list[str]:
-    head = "| condition | " + ("minus | " if ref_col else "") + "stage | metric | items | seeds | difference [95% CI] | p | " \
-           "label-balanced [95% CI] | note |"
+    head = (
+        "| condition | "
+        + ("minus | " if ref_col else "")
+        + "stage | metric | items | seeds | difference [95% CI] | p | "
+        "label-balanced [95% CI] | note |"
+    )
     L = [head, "|" + " --- |" * (head.count("|") - 1)]
     for d in ds:
         bal = d.get("label_balanced")
-        L.append(f"| {d['condition']} | " + (f"{d['baseline']} | " if ref_col else "") + f"{d.get('stage', '')} | "
-                 f"{d['metric']} | {d['n']} | {d.get('n_seeds', 1)} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
-                 f"{_fmt(bal['diff'], bal['ci'], 4, True) if bal else ''} | {_diff_note(d)} |")
+        L.append(
+            f"| {d['condition']} | " + (f"{d['baseline']} | " if ref_col else "") + f"{d.get('stage', '')} | "
+            f"{d['metric']} | {d['n']} | {d.get('n_seeds', 1)} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
+            f"{_fmt(bal['diff'], bal['ci'], 4, True) if bal else ''} | {_diff_note(d)} |"
+        )
     return L
 
 
 def _markdown(res: dict, pngs: dict) -> str:
     sv, it = _seed_view(res), _final(res)
     pooled = sv == POOLED
-    L = [f"# Experiment `{res['experiment']}`", "",
-         f"Conditions: {', '.join(res['conditions'])} (baseline `{res['baseline']}`); seeds {res['seeds']}; "
-         f"stages {', '.join(res['stages'])}; checkpoints {res['iterations']}.", ""]
+    L = [
+        f"# Experiment `{res['experiment']}`",
+        "",
+        f"Conditions: {', '.join(res['conditions'])} (baseline `{res['baseline']}`); seeds {res['seeds']}; "
+        f"stages {', '.join(res['stages'])}; checkpoints {res['iterations']}.",
+        "",
+    ]
     if pooled:
-        L += [f"**Seeds are the unit of inference.** Every headline value and difference is the mean over the "
-              f"{len(res['seeds'])} seeds of a per-seed value (a mean over items, or a paired difference over the same "
-              f"items), with a 95% Student-t CI over seeds (df = {len(res['seeds']) - 1}): training noise and item noise "
-              "are both in it. Per-seed values below use a percentile bootstrap over items "
-              f"({res['ci']['n_boot']} resamples, seed {res['ci']['seed']}), labelled *items only*.", ""]
+        L += [
+            f"**Seeds are the unit of inference.** Every headline value and difference is the mean over the "
+            f"{len(res['seeds'])} seeds of a per-seed value (a mean over items, or a paired difference over the same "
+            f"items), with a 95% Student-t CI over seeds (df = {len(res['seeds']) - 1}): training noise and item noise "
+            "are both in it. Per-seed values below use a percentile bootstrap over items "
+            f"({res['ci']['n_boot']} resamples, seed {res['ci']['seed']}), labelled *items only*.",
+            "",
+        ]
     else:
-        L += ["**One seed: every CI on this page is over items only; training noise was not measured.** A difference "
-              "here says how these items moved in one training run, not whether another run would move the same way; "
-              "run two or more seeds (`seeds:` in the experiment file) for seed-level CIs.", ""]
-    for key, title in (("headline", "Change against the baseline"), ("misalignment", "Misalignment rate"),
-                       ("capability", "Capability (accuracy)"), ("perplexity", "Held-out perplexity"),
-                       ("trajectory", "Over training")):
+        L += [
+            "**One seed: every CI on this page is over items only; training noise was not measured.** A difference "
+            "here says how these items moved in one training run, not whether another run would move the same way; "
+            "run two or more seeds (`seeds:` in the experiment file) for seed-level CIs.",
+            "",
+        ]
+    for key, title in (
+        ("headline", "Change against the baseline"),
+        ("misalignment", "Misalignment rate"),
+        ("capability", "Capability (accuracy)"),
+        ("perplexity", "Held-out perplexity"),
+        ("trajectory", "Over training"),
+    ):
         if pngs.get(key):
             L += [f"## {title}", "", f"![{key}]({Path(pngs[key]).name})", ""]
     ds = [d for d in res["differences_vs_baseline"] if d["seed"] == sv and d["iteration"] == it]
     if ds:
-        L += [f"## Differences against `{res['baseline']}` (checkpoint {it})", "",
-              "Label-balanced: the Yes/No items whose misaligned answer is \"Yes\" and those where it is \"No\" weighted "
-              "equally, then the other items (docs/evals.md).", ""] + _diff_table(ds)
+        L += [
+            f"## Differences against `{res['baseline']}` (checkpoint {it})",
+            "",
+            'Label-balanced: the Yes/No items whose misaligned answer is "Yes" and those where it is "No" weighted '
+            "equally, then the other items (docs/evals.md).",
+            "",
+        ] + _diff_table(ds)
     cs = [d for d in res.get("contrasts", []) if d["seed"] == sv and d["iteration"] == it]
     if cs:
         L += ["", "## Other contrasts", ""] + _diff_table(cs, ref_col=True)
-    L += ["", f"## Values ({'pooled over seeds' if pooled else f'seed {sv}'}, checkpoint {it})", "",
-          "| condition | stage | metric | items | value [95% CI] | CI method |", "| --- | --- | --- | --- | --- | --- |"]
+    L += [
+        "",
+        f"## Values ({'pooled over seeds' if pooled else f'seed {sv}'}, checkpoint {it})",
+        "",
+        "| condition | stage | metric | items | value [95% CI] | CI method |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in res["results"]:
         if (r["seed"] == sv and r["iteration"] == it) or r["condition"] == START:
-            L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} | "
-                     f"{'items only (one model)' if r['condition'] == START else r['ci_method']} |")
-    lab = [r for r in res["results"] if r.get("label_split") and ((r["seed"] == sv and r["iteration"] == it)
-                                                                  or r["condition"] == START)]
+            L.append(
+                f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} | "
+                f"{'items only (one model)' if r['condition'] == START else r['ci_method']} |"
+            )
+    lab = [
+        r
+        for r in res["results"]
+        if r.get("label_split") and ((r["seed"] == sv and r["iteration"] == it) or r["condition"] == START)
+    ]
     if lab:
-        L += ["", "## Propensity by answer label", "",
-              "On bare Yes/No items a lean towards one word reads as misalignment on one half and as alignment on the "
-              "other; the label-balanced rate weighs the halves equally.", "",
-              "| condition | stage | metric | " + " | ".join(f"{LABEL_NAMES[k]}" for k in LABELS) + " | label-balanced |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "## Propensity by answer label",
+            "",
+            "On bare Yes/No items a lean towards one word reads as misalignment on one half and as alignment on the "
+            "other; the label-balanced rate weighs the halves equally.",
+            "",
+            "| condition | stage | metric | " + " | ".join(f"{LABEL_NAMES[k]}" for k in LABELS) + " | label-balanced |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for r in lab:
-            cells = [f"{_fmt(r['label_split'][k]['value'], r['label_split'][k]['ci'])} (n={r['label_split'][k]['n']})"
-                     for k in LABELS]
-            L.append(f"| {r['condition']} | {r['stage']} | {r['metric']} | " + " | ".join(cells) + " | "
-                     f"{_fmt(r['label_balanced']['value'], r['label_balanced']['ci'])} |")
+            cells = [
+                f"{_fmt(r['label_split'][k]['value'], r['label_split'][k]['ci'])} (n={r['label_split'][k]['n']})"
+                for k in LABELS
+            ]
+            L.append(
+                f"| {r['condition']} | {r['stage']} | {r['metric']} | " + " | ".join(cells) + " | "
+                f"{_fmt(r['label_balanced']['value'], r['label_balanced']['ci'])} |"
+            )
     mv = [d for d in res.get("change_from_start", []) if d["seed"] == sv and d["iteration"] == it]
     if mv:
-        L += ["", "## Change from the starting model (each condition's base model minus `start`, paired)", "",
-              "How far training moved each model on the same items: a condition that moves as far as the baseline does, "
-              "in the same direction, has no effect of its own. Log-odds: the mean per-item change in log-odds of the "
-              "misaligned answer; by half, Yes-misaligned / No-misaligned.", "",
-              "| condition | metric | items | change [95% CI] | p | log-odds change [95% CI] | log-odds by half | note |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        L += [
+            "",
+            "## Change from the starting model (each condition's base model minus `start`, paired)",
+            "",
+            "How far training moved each model on the same items: a condition that moves as far as the baseline does, "
+            "in the same direction, has no effect of its own. Log-odds: the mean per-item change in log-odds of the "
+            "misaligned answer; by half, Yes-misaligned / No-misaligned.",
+            "",
+            "| condition | metric | items | change [95% CI] | p | log-odds change [95% CI] | log-odds by half | note |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
         for d in mv:
             lo = d.get("logodds_change")
-            halves = "/".join(f"{lo['label_split'][k]['diff']:+.2f}" for k in ("yes", "no") if k in lo.get("label_split", {})) \
-                if lo else ""
-            L.append(f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
-                     f"{_fmt(lo['diff'], lo['ci'], 3, True) if lo else ''} | {halves} | {_diff_note(d)} |")
+            halves = (
+                "/".join(
+                    f"{lo['label_split'][k]['diff']:+.2f}" for k in ("yes", "no") if k in lo.get("label_split", {})
+                )
+                if lo
+                else ""
+            )
+            L.append(
+                f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
+                f"{_fmt(lo['diff'], lo['ci'], 3, True) if lo else ''} | {halves} | {_diff_note(d)} |"
+            )
     ch = [d for d in res["posttrained_minus_base"] if d["seed"] == sv]
     if ch:
-        L += ["", "## Post-trained minus base (per condition; capability retention in the capability and perplexity rows)", ""]
+        L += [
+            "",
+            "## Post-trained minus base (per condition; capability retention in the capability and perplexity rows)",
+            "",
+        ]
         L += _diff_table(ch)
     if pooled:
-        per = [d for d in res["differences_vs_baseline"] + res.get("contrasts", [])
-               if d["seed"] != POOLED and d["iteration"] == it]
-        L += ["", "## Per seed (items only: each seed's own items, paired bootstrap; no training noise in these CIs)", "",
-              "| condition | minus | seed | stage | metric | difference [95% CI] |", "| --- | --- | --- | --- | --- | --- |"]
+        per = [
+            d
+            for d in res["differences_vs_baseline"] + res.get("contrasts", [])
+            if d["seed"] != POOLED and d["iteration"] == it
+        ]
+        L += [
+            "",
+            "## Per seed (items only: each seed's own items, paired bootstrap; no training noise in these CIs)",
+            "",
+            "| condition | minus | seed | stage | metric | difference [95% CI] |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for d in per:
-            L.append(f"| {d['condition']} | {d['baseline']} | {d['seed']} | {d['stage']} | {d['metric']} | "
-                     f"{_fmt(d['diff'], d['ci'], 4, True)} |")
-    L += ["", "## Lineage", "", "| condition | seed | stage | training | post-training | checkpoint | mix lock (sha256) | "
-          "mix tokens | tokens tokenised |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            L.append(
+                f"| {d['condition']} | {d['baseline']} | {d['seed']} | {d['stage']} | {d['metric']} | "
+                f"{_fmt(d['diff'], d['ci'], 4, True)} |"
+            )
+    L += [
+        "",
+        "## Lineage",
+        "",
+        "| condition | seed | stage | training | post-training | checkpoint | mix lock (sha256) | "
+        "mix tokens | tokens tokenised |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for l in res["lineage"]:
         mix, blend = l.get("mix") or {}, l.get("blend") or {}
-        L.append(f"| {l['condition']} | {l['seed']} | {l['stage']} | {l.get('training', '')} | {l.get('posttrain') or '-'} | "
-                 f"{l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | {mix.get('tokens', '')} | {blend.get('tokens', '')} |")
-    L += ["", f"Every number here is recomputed from the per-item outputs (../{PER_ITEM}) by "
-          "`curate experiment report DIR`. Record of the run (toolkit commit, versions, host, durations, seeds): "
-          "../experiment.json"]
+        L.append(
+            f"| {l['condition']} | {l['seed']} | {l['stage']} | {l.get('training', '')} | {l.get('posttrain') or '-'} | "
+            f"{l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | {mix.get('tokens', '')} | {blend.get('tokens', '')} |"
+        )
+    L += [
+        "",
+        f"Every number here is recomputed from the per-item outputs (../{PER_ITEM}) by "
+        "`curate experiment report DIR`. Record of the run (toolkit commit, versions, host, durations, seeds): "
+        "../experiment.json",
+    ]
     return "\n".join(L) + "\n"
 
 
 def render(res: dict, rdir: Path) -> Path:
     """report.md and its PNGs in ``rdir`` from a results dict."""
     rdir.mkdir(parents=True, exist_ok=True)
-    pngs = {"headline": _headline(res, rdir / "headline.png"),
-            "misalignment": _bars(res, "propensity", rdir / "misalignment.png", "mean P(misaligned), 95% CI",
-                                  "Misalignment rate per condition"),
-            "capability": _bars(res, "capability", rdir / "capability.png", "accuracy (acc_norm; LAMBADA acc), 95% CI",
-                                "Capability per condition"),
-            "perplexity": _bars(res, "perplexity", rdir / "perplexity.png", "perplexity, 95% CI", "Held-out perplexity"),
-            "trajectory": _trajectory(res, rdir / "trajectory.png")}
+    pngs = {
+        "headline": _headline(res, rdir / "headline.png"),
+        "misalignment": _bars(
+            res,
+            "propensity",
+            rdir / "misalignment.png",
+            "mean P(misaligned), 95% CI",
+            "Misalignment rate per condition",
+        ),
+        "capability": _bars(
+            res,
+            "capability",
+            rdir / "capability.png",
+            "accuracy (acc_norm; LAMBADA acc), 95% CI",
+            "Capability per condition",
+        ),
+        "perplexity": _bars(res, "perplexity", rdir / "perplexity.png", "perplexity, 95% CI", "Held-out perplexity"),
+        "trajectory": _trajectory(res, rdir / "trajectory.png"),
+    }
     (rdir / "report.md").write_text(_markdown(res, pngs))
     return rdir / "report.md"
 
@@ -405,7 +611,9 @@ def rebuild(directory: str | Path, output: str | Path | None = None) -> Path:
     else:
         target = Path(output)
         if target.exists() and any(target.iterdir()) and not (target / ".curate-report").exists():
-            raise CurationError(f"{target}: exists and was not written by `curate experiment report`; pass a new directory")
+            raise CurationError(
+                f"{target}: exists and was not written by `curate experiment report`; pass a new directory"
+            )
         target.mkdir(parents=True, exist_ok=True)
         (target / ".curate-report").write_text(str(d.resolve()) + "\n")
         if target.resolve() != d.resolve():

@@ -10,22 +10,28 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from curation.core.errors import CurationError
 from curate.experiment.graph import MARKER, Node, is_done, write_graph
 from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path, make_plan
-
+from curation.core.errors import CurationError
 
 # ---------------------------------------------------------------- the record
 
+
 def _git_commit() -> dict:
     try:
-        head = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        head = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if head.returncode == 0:
             return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -37,8 +43,19 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("alignment-pretraining", "torch", "megatron-core", "transformers", "trl", "tokenizers", "pyarrow", "polars",
-                "numpy", "pydantic", "datatrove"):
+    for pkg in (
+        "alignment-pretraining",
+        "torch",
+        "megatron-core",
+        "transformers",
+        "trl",
+        "tokenizers",
+        "pyarrow",
+        "polars",
+        "numpy",
+        "pydantic",
+        "datatrove",
+    ):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -51,16 +68,38 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
     for n in plan.nodes:
         m = out / n.dir / MARKER
         mk = json.loads(m.read_text()) if m.exists() else {}
-        nodes.append({"id": n.id, "kind": n.kind, "key": n.key, "dir": n.dir, "seed": n.seed,
-                      "status": "ran" if n.id in ran else ("cached" if mk else "pending"),
-                      "seconds": mk.get("seconds"), "host": mk.get("host"), "finished": mk.get("finished")})
+        nodes.append(
+            {
+                "id": n.id,
+                "kind": n.kind,
+                "key": n.key,
+                "dir": n.dir,
+                "seed": n.seed,
+                "status": "ran" if n.id in ran else ("cached" if mk else "pending"),
+                "seconds": mk.get("seconds"),
+                "host": mk.get("host"),
+                "finished": mk.get("finished"),
+            }
+        )
     exp = plan.ef.exp
-    rec = {"format": "curate-experiment-record/1", "name": exp.name, "experiment_file": str(plan.ef.path),
-           "experiment_sha256": plan.ef.sha256, "toolkit": _git_commit(), "versions": _versions(), "host": platform.node(),
-           "executor": executor, "jobs": jobs, "seeds": exp.seeds,
-           **({"seeds_in_file": plan.file_seeds} if plan.file_seeds else {}), "eval_seed": exp.evals.seed,
-           "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)), "wall_s": round(time.time() - started, 1),
-           "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1), "nodes": nodes}
+    rec = {
+        "format": "curate-experiment-record/1",
+        "name": exp.name,
+        "experiment_file": str(plan.ef.path),
+        "experiment_sha256": plan.ef.sha256,
+        "toolkit": _git_commit(),
+        "versions": _versions(),
+        "host": platform.node(),
+        "executor": executor,
+        "jobs": jobs,
+        "seeds": exp.seeds,
+        **({"seeds_in_file": plan.file_seeds} if plan.file_seeds else {}),
+        "eval_seed": exp.evals.seed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1),
+        "nodes": nodes,
+    }
     p = out / "experiment.json"
     tmp = p.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=1))
@@ -69,6 +108,7 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
 
 
 # ---------------------------------------------------------------- the local executor
+
 
 def _die_with_parent():
     """Children get SIGKILL when the runner dies (Linux), so a killed run leaves no orphan node writing behind it."""
@@ -103,10 +143,15 @@ class Guardian:
 
     def __init__(self):
         r, w = os.pipe()
-        self.proc = subprocess.Popen([sys.executable, "-c", _GUARDIAN], stdin=r, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _GUARDIAN],
+            stdin=r,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         os.close(r)
-        self.pipe = os.fdopen(w, "w", buffering=1)   # not inherited by the nodes (close-on-exec), so EOF is the runner's
+        self.pipe = os.fdopen(w, "w", buffering=1)  # not inherited by the nodes (close-on-exec), so EOF is the runner's
 
     def watch(self, pgid: int) -> None:
         self.pipe.write(f"+{pgid}\n")
@@ -131,7 +176,9 @@ class Guardian:
 
 def node_env() -> dict:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     return env
 
 
@@ -154,7 +201,9 @@ class _Lock:
         try:
             fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise CurationError(f"{out}: another `curate experiment run` is using this directory; wait for it") from None
+            raise CurationError(
+                f"{out}: another `curate experiment run` is using this directory; wait for it"
+            ) from None
 
     def close(self):
         self.f.close()
@@ -176,20 +225,32 @@ def experiment_inputs(plan: Plan) -> list[str]:
     from curate.experiment.graph import CLASSIFY_REF
 
     ef, inp = plan.ef, plan.ef.exp.inputs
-    paths = [str(ef.path), *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]), inp.attributes, inp.synthetic,
-             *[c.manifest for c in ef.exp.conditions], ef.exp.train.config]
+    paths = [
+        str(ef.path),
+        *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]),
+        inp.attributes,
+        inp.synthetic,
+        *[c.manifest for c in ef.exp.conditions],
+        ef.exp.train.config,
+    ]
     paths = [ef.resolve(p) for p in paths if p]
     for n in plan.nodes:
         p = n.params
         if n.kind == "mix":
             for s in p["manifest"].get("sources", []):
-                paths += [v for v in (s.get("path"), s.get("attributes")) if isinstance(v, str) and not v.startswith(CLASSIFY_REF)]
+                paths += [
+                    v
+                    for v in (s.get("path"), s.get("attributes"))
+                    if isinstance(v, str) and not v.startswith(CLASSIFY_REF)
+                ]
         elif n.kind == "init":
             paths.append(p["source"])
         elif n.kind == "eval":
             paths += [i for s in p["propensity"] for i in s["items"]] + [d for s in p["perplexity"] for d in s["data"]]
             if p.get("capability"):
-                paths += [f[0] for f in p["capability"]["inputs"]] + ([p["capability"]["data"]] if p["capability"]["data"] else [])
+                paths += [f[0] for f in p["capability"]["inputs"]] + (
+                    [p["capability"]["data"]] if p["capability"]["data"] else []
+                )
     # names that are not paths here (model aliases, shipped config names) cannot hold the output
     return list(dict.fromkeys(x for x in paths if os.path.exists(x) or any(ch in x for ch in "*?[")))
 
@@ -231,13 +292,17 @@ def selected(plan: Plan, only: set[str] | None) -> list[Node]:
     if only is not None:
         unknown = sorted(only - {n.kind for n in plan.nodes})
         if unknown:
-            raise CurationError(f"--only {','.join(sorted(only))}: no node of kind {', '.join(unknown)} in this experiment; "
-                                f"kinds: {', '.join(sorted({n.kind for n in plan.nodes}))}")
+            raise CurationError(
+                f"--only {','.join(sorted(only))}: no node of kind {', '.join(unknown)} in this experiment; "
+                f"kinds: {', '.join(sorted({n.kind for n in plan.nodes}))}"
+            )
         ids, byid = {n.id for n in pending}, {n.id: n for n in plan.nodes}
         for n in pending:
             for d in n.deps:
                 if not plan.done[d] and d not in ids:
-                    raise CurationError(f"--only: {n.id} needs {d}, an unfinished {byid[d].kind} node; add {byid[d].kind} to --only")
+                    raise CurationError(
+                        f"--only: {n.id} needs {d}, an unfinished {byid[d].kind} node; add {byid[d].kind} to --only"
+                    )
     return pending
 
 
@@ -273,8 +338,9 @@ def run_order(nodes: list[Node]) -> list[Node]:
     return [n for _, n in sorted(enumerate(nodes), key=key)]
 
 
-def run_local(out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print,
-              only: set[str] | None = None) -> list[str]:
+def run_local(
+    out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print, only: set[str] | None = None
+) -> list[str]:
     """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once, in
     `run_order`; returns the ids that ran."""
     pending = run_order(selected(plan, only))
@@ -304,9 +370,15 @@ def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, 
                 with open(lp, "a") as f:
                     f.write(f"==== {time.strftime('%Y-%m-%dT%H:%M:%S')} {n.id} ({n.key})\n")
                 fh = open(lp, "a")
-                proc = subprocess.Popen([sys.executable, "-m", "curate.experiment.node", str(out), n.id], stdout=fh,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=node_env(),
-                                        preexec_fn=_die_with_parent, start_new_session=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "curate.experiment.node", str(out), n.id],
+                    stdout=fh,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=node_env(),
+                    preexec_fn=_die_with_parent,
+                    start_new_session=True,
+                )
                 guard.watch(proc.pid)
                 fh.close()
                 running[n.id] = (proc, time.time(), n)
@@ -353,9 +425,15 @@ class RunResult:
     submitted: dict | None = None
 
 
-def run_experiment(path: str | Path, output: str | Path, executor: str = "local", jobs: int = 1,
-                   log: Callable[[str], None] = print, only: set[str] | None = None,
-                   seeds: list[int] | None = None) -> RunResult:
+def run_experiment(
+    path: str | Path,
+    output: str | Path,
+    executor: str = "local",
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+    only: set[str] | None = None,
+    seeds: list[int] | None = None,
+) -> RunResult:
     out = Path(output).resolve()
     if executor not in ("local", "slurm"):
         raise CurationError(f"--executor {executor}: choose local or slurm")
@@ -366,7 +444,7 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
     if plan.problems:
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
     if only is not None:
-        selected(plan, only)   # refuse before the output is claimed or any work done
+        selected(plan, only)  # refuse before the output is claimed or any work done
     for n in plan.notes:
         log(f"note: {n}")
     claim_output(out, experiment_inputs(plan))
@@ -387,5 +465,5 @@ def run_experiment(path: str | Path, output: str | Path, executor: str = "local"
     finally:
         lock.close()
     if only is not None and not all(is_done(out, n) for n in plan.nodes if n.kind == "report"):
-        return RunResult(out, ran, cached, None, None, rec)   # the rest is left for a later run
+        return RunResult(out, ran, cached, None, None, rec)  # the rest is left for a later run
     return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)

@@ -12,12 +12,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from curation.core.errors import CurationError
 from curate.experiment.graph import Node
 from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path
+from curation.core.errors import CurationError
 
 
 def script(out: Path, plan: Plan, node: Node) -> str:
@@ -25,22 +25,32 @@ def script(out: Path, plan: Plan, node: Node) -> str:
     py = shlex.quote(s.python or sys.executable)
     q = lambda p: shlex.quote(str(p))  # noqa: E731
     gpus = node.params.get("gpus", 0) if node.kind == "train" else 0
-    lines = ["#!/bin/bash", f"#SBATCH --job-name={plan.ef.exp.name}:{node.id}",
-             f"#SBATCH --output={log_path(out, node).with_suffix('.slurm-%j.log')}", f"#SBATCH --time={s.time}",
-             f"#SBATCH --cpus-per-task={s.cpus_per_task}"]
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name={plan.ef.exp.name}:{node.id}",
+        f"#SBATCH --output={log_path(out, node).with_suffix('.slurm-%j.log')}",
+        f"#SBATCH --time={s.time}",
+        f"#SBATCH --cpus-per-task={s.cpus_per_task}",
+    ]
     lines += [f"#SBATCH --partition={s.partition}"] if s.partition else []
     lines += [f"#SBATCH --account={s.account}"] if s.account else []
     lines += [f"#SBATCH --mem={s.mem}"] if s.mem else []
     if gpus:
-        lines += [f"#SBATCH --nodes={node.params.get('nodes', 1)}", "#SBATCH --ntasks-per-node=1",
-                  f"#SBATCH --gpus-per-node={gpus}", "#SBATCH --exclusive"]
+        lines += [
+            f"#SBATCH --nodes={node.params.get('nodes', 1)}",
+            "#SBATCH --ntasks-per-node=1",
+            f"#SBATCH --gpus-per-node={gpus}",
+            "#SBATCH --exclusive",
+        ]
     lines += [f"#SBATCH {x}" for x in s.extra]
     lines += ["set -euo pipefail", f"cd {q(out)}", f"export PYTHONPATH={q(PACKAGE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}"]
     node_cmd = f"-m curate.experiment.node {q(out)} {q(node.id)}"
     if gpus:
-        lines += ['export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500',
-                  f'srun {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '
-                  f'--node-rank "$SLURM_NODEID" --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" {node_cmd}']
+        lines += [
+            'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500',
+            f'srun {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '
+            f'--node-rank "$SLURM_NODEID" --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" {node_cmd}',
+        ]
     else:
         lines.append(f"{py} {node_cmd}")
     return "\n".join(lines) + "\n"
@@ -56,7 +66,9 @@ def _still_queued(job: str) -> bool:
 def submit(out: Path, plan: Plan, log: Callable[[str], None] = print) -> dict[str, str]:
     """Submits every unfinished node in dependency order; returns {node id: job id}."""
     if not shutil.which("sbatch"):
-        raise CurationError("--executor slurm: `sbatch` is not on PATH; run on a Slurm login node (or use --executor local)")
+        raise CurationError(
+            "--executor slurm: `sbatch` is not on PATH; run on a Slurm login node (or use --executor local)"
+        )
     sdir = out / "slurm"
     sdir.mkdir(exist_ok=True)
     book = sdir / "jobs.json"
@@ -75,8 +87,10 @@ def submit(out: Path, plan: Plan, log: Callable[[str], None] = print) -> dict[st
         r = subprocess.run(cmd, capture_output=True, text=True)
         m = re.search(r"(\d+)(?:;\S+)?\s*$", r.stdout.strip())
         if r.returncode != 0 or not m:
-            raise CurationError(f"sbatch {path} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}; "
-                                f"{len(jobs)} job(s) were submitted before it (see {book})")
+            raise CurationError(
+                f"sbatch {path} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}; "
+                f"{len(jobs)} job(s) were submitted before it (see {book})"
+            )
         jobs[n.id] = m.group(1)
         prev[n.id] = {"job": m.group(1), "key": n.key, "after": after}
         book.write_text(json.dumps(prev, indent=1))

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from curation.core.errors import CurationError
 from curate.experiment.graph import CLASSIFY_REF, MARKER, START, Node
+from curation.core.errors import CurationError
 
 
 class Ctx:
@@ -28,7 +28,9 @@ class Ctx:
             n = self.nodes[d]
             if n.kind == kind:
                 return n, self.out / n.dir, json.loads((self.out / n.dir / MARKER).read_text())
-        raise CurationError(f"{self.node.id}: no {kind} dependency (graph.json is damaged; rerun `curate experiment run`)")
+        raise CurationError(
+            f"{self.node.id}: no {kind} dependency (graph.json is damaged; rerun `curate experiment run`)"
+        )
 
     def lineage(self, kind: str) -> dict:
         return dict(self.dep(kind)[2].get("lineage") or {})
@@ -56,9 +58,12 @@ def classify(ctx: Ctx) -> dict:
     from curation.classify.pipeline import classify as run
 
     corpus = ctx.node.params["corpus"]
-    jobs = ([(c, ctx.dir / "attrs" / Path(c.rstrip("/")).name) for c in corpus] if isinstance(corpus, list)
-            else [(corpus, ctx.dir / "attrs")])
-    for src, dst in jobs:   # a list of sources: ATTRS/<source>, the layout a corpus root's sub-directories get
+    jobs = (
+        [(c, ctx.dir / "attrs" / Path(c.rstrip("/")).name) for c in corpus]
+        if isinstance(corpus, list)
+        else [(corpus, ctx.dir / "attrs")]
+    )
+    for src, dst in jobs:  # a list of sources: ATTRS/<source>, the layout a corpus root's sub-directories get
         res = run(src, dst, overwrite=True, progress=False)
         if not res.ok:
             raise CurationError(f"{ctx.node.id}: {len(res.errors)} shard(s) of {src} failed: {res.errors[:1]}")
@@ -89,13 +94,20 @@ def mix(ctx: Ctx) -> dict:
         attrs = os.path.relpath(ctx.dep("classify")[1] / "attrs", ctx.dir)
         for s in manifest.get("sources", []):
             if isinstance(s.get("attributes"), str) and s["attributes"].startswith(CLASSIFY_REF):
-                s["attributes"] = attrs + s["attributes"][len(CLASSIFY_REF):]
+                s["attributes"] = attrs + s["attributes"][len(CLASSIFY_REF) :]
     path = ctx.dir / "manifest.yaml"
     path.write_text(yaml.safe_dump(manifest, sort_keys=False))
     res = build(path, ctx.dir / "mix", overwrite=True, progress=False)
-    lin = {"condition": ctx.node.condition, "mix": {"name": manifest["name"], "lock_sha256": lock_digest(ctx.dir / "mix" / "mix.lock.json", ctx.out),
-                                                    "tokens": res.lock["totals"]["tokens"], "documents": res.lock["totals"]["docs"],
-                                                    "sources": {s["name"]: round(s["share"], 6) for s in res.lock["sources"]}}}
+    lin = {
+        "condition": ctx.node.condition,
+        "mix": {
+            "name": manifest["name"],
+            "lock_sha256": lock_digest(ctx.dir / "mix" / "mix.lock.json", ctx.out),
+            "tokens": res.lock["totals"]["tokens"],
+            "documents": res.lock["totals"]["docs"],
+            "sources": {s["name"]: round(s["share"], 6) for s in res.lock["sources"]},
+        },
+    }
     return {"outputs": {"mix": "mix"}, "lineage": lin}
 
 
@@ -104,11 +116,18 @@ def tokens(ctx: Ctx) -> dict:
 
     _, mix_dir, _ = ctx.dep("mix")
     p = ctx.node.params
-    res = tokenize_mix(mix_dir / "mix", p["tokenizer"], ctx.dir / "tokens", workers=1, max_tokens=p["max_tokens"], overwrite=True)
+    res = tokenize_mix(
+        mix_dir / "mix", p["tokenizer"], ctx.dir / "tokens", workers=1, max_tokens=p["max_tokens"], overwrite=True
+    )
     b = res.blend
     lin = ctx.lineage("mix")
-    lin["blend"] = {"prefixes": b["prefixes"], "weights": b["weights"], "tokens": res.tokens, "documents": res.documents,
-                    "max_tokens": p["max_tokens"]}
+    lin["blend"] = {
+        "prefixes": b["prefixes"],
+        "weights": b["weights"],
+        "tokens": res.tokens,
+        "documents": res.documents,
+        "max_tokens": p["max_tokens"],
+    }
     return {"outputs": {"blend": "tokens/blend.json"}, "lineage": lin}
 
 
@@ -120,7 +139,7 @@ def _fill(obj, refs: dict):
     if isinstance(obj, str):
         for k, v in refs.items():
             if obj == k or obj.startswith(k + "/"):
-                return v + obj[len(k):]
+                return v + obj[len(k) :]
     return obj
 
 
@@ -168,8 +187,12 @@ def posttrain(ctx: Ctx) -> dict:
     from train.posttrain.run import posttrain as run
 
     _, cv_dir, _ = ctx.dep("convert")
-    raw = {**ctx.node.params["config"], "model": str(cv_dir / "hf"), "output": str(ctx.dir / "run"),
-           "condition": ctx.node.condition}
+    raw = {
+        **ctx.node.params["config"],
+        "model": str(cv_dir / "hf"),
+        "output": str(ctx.dir / "run"),
+        "condition": ctx.node.condition,
+    }
     cfg = PosttrainConfig.validated(raw, f"{ctx.node.id} (posttrain)")
     res = run(cfg, progress=False)
     lin = ctx.lineage("convert")
@@ -190,7 +213,7 @@ def _start_model(ctx: Ctx) -> str:
 
     n, d, m = ctx.dep("init")
     ck = m["outputs"]["checkpoint"]
-    if ck == "ckpt":                      # the init node converted an HF model: evaluate that model
+    if ck == "ckpt":  # the init node converted an HF model: evaluate that model
         return n.params["source"]
     if not (ctx.dir / "hf" / "config.json").exists():
         megatron_to_hf(ck, ctx.dir / "hf")
@@ -214,28 +237,59 @@ def evaluate(ctx: Ctx) -> dict:
     runs = []
     for s in p["propensity"]:
         for mode in s["modes"]:
-            for prompt in (s["system_prompts"] if mode in ("chat", "generate") else [None]):
+            for prompt in s["system_prompts"] if mode in ("chat", "generate") else [None]:
                 rel = _prop_dir(s["name"], mode, prompt)
-                cfg = PropensityConfig(model=model, items=s["items"], mode=mode, system_prompt=prompt, batch_size=s["batch_size"],
-                                       variants=s.get("variants", False),
-                                       seed=p["seed"], n_boot=p["n_boot"], limit_per_file=s["limit_per_file"], tag=p["tag"],
-                                       condition=ctx.node.condition or START, lineage=lin)
+                cfg = PropensityConfig(
+                    model=model,
+                    items=s["items"],
+                    mode=mode,
+                    system_prompt=prompt,
+                    batch_size=s["batch_size"],
+                    variants=s.get("variants", False),
+                    seed=p["seed"],
+                    n_boot=p["n_boot"],
+                    limit_per_file=s["limit_per_file"],
+                    tag=p["tag"],
+                    condition=ctx.node.condition or START,
+                    lineage=lin,
+                )
                 run_propensity(cfg, ctx.dir / rel, progress=False, loaded=loaded)
-                runs.append({"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel})
+                runs.append(
+                    {"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel}
+                )
     c = p.get("capability")
     if c is not None:
         from evals.capability import CapabilityConfig, run_capability
 
-        cfg = CapabilityConfig(model=model, suites=c["suites"], data_dir=c["data"], limit=c["limit"], seed=p["seed"],
-                               shots=c["shots"], batch_size=c["batch_size"], n_boot=p["n_boot"], tag=p["tag"],
-                               condition=ctx.node.condition or START)
+        cfg = CapabilityConfig(
+            model=model,
+            suites=c["suites"],
+            data_dir=c["data"],
+            limit=c["limit"],
+            seed=p["seed"],
+            shots=c["shots"],
+            batch_size=c["batch_size"],
+            n_boot=p["n_boot"],
+            tag=p["tag"],
+            condition=ctx.node.condition or START,
+        )
         summary = run_capability(cfg, ctx.dir / "capability", progress=False, loaded=loaded)
         for name, r in summary["suites"].items():
             runs.append({"kind": "capability", "suite": name, "suite_kind": r["kind"], "dir": "capability"})
     for s in p["perplexity"]:
         rel = f"perplexity/{s['name']}"
-        run_perplexity(model, s["data"], ctx.dir / rel, max_docs=s["max_docs"], seq_length=s["seq_length"],
-                       batch_size=s["batch_size"], seed=p["seed"], n_boot=p["n_boot"], lineage=lin, loaded=loaded)
+        run_perplexity(
+            model,
+            s["data"],
+            ctx.dir / rel,
+            max_docs=s["max_docs"],
+            seq_length=s["seq_length"],
+            batch_size=s["batch_size"],
+            seed=p["seed"],
+            n_boot=p["n_boot"],
+            lineage=lin,
+            loaded=loaded,
+        )
         runs.append({"kind": "perplexity", "suite": s["name"], "dir": rel})
     return {"outputs": {"runs": runs}, "lineage": lin}
 
@@ -248,8 +302,17 @@ def report(ctx: Ctx) -> dict:
     return {"outputs": {"results": "results.json", "report": "report/report.md"}, "lineage": {}}
 
 
-RUNNERS = {"classify": classify, "init": init, "mix": mix, "tokens": tokens, "train": train, "convert": convert,
-           "posttrain": posttrain, "eval": evaluate, "report": report}
+RUNNERS = {
+    "classify": classify,
+    "init": init,
+    "mix": mix,
+    "tokens": tokens,
+    "train": train,
+    "convert": convert,
+    "posttrain": posttrain,
+    "eval": evaluate,
+    "report": report,
+}
 
 
 def prepare(ctx: Ctx, resumable: bool) -> None:

@@ -40,7 +40,7 @@ class AICombiner:
         if a.get("llm_ai") is not None and "llm_ai" not in self.features:
             return None
         z = self.intercept
-        for name, c, pres in zip(self.features, self.coef, self.presence):
+        for name, c, pres in zip(self.features, self.coef, self.presence, strict=False):
             v = a.get(name)
             if v is None:
                 if pres is None:
@@ -58,25 +58,33 @@ class AICombiner:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, origin: str = "ai_combiner") -> "AICombiner":
+    def from_dict(cls, d: dict, origin: str = "ai_combiner") -> AICombiner:
         try:
             c = cls(**d)
         except TypeError as e:
-            raise CurationError(f"{origin}: not an AI combiner ({e}); write one with scripts/classifier/crossval_real.py --write-combiner") from None
+            raise CurationError(
+                f"{origin}: not an AI combiner ({e}); write one with scripts/classifier/crossval_real.py --write-combiner"
+            ) from None
         if not (len(c.features) == len(c.coef) == len(c.presence)):
-            raise CurationError(f"{origin}: features, coef and presence differ in length; rewrite it with scripts/classifier/crossval_real.py")
+            raise CurationError(
+                f"{origin}: features, coef and presence differ in length; rewrite it with scripts/classifier/crossval_real.py"
+            )
         return c
 
     @classmethod
-    def load(cls, path: str | Path) -> "AICombiner":
+    def load(cls, path: str | Path) -> AICombiner:
         try:
             return cls.from_dict(json.loads(Path(path).read_text()), str(path))
         except (OSError, json.JSONDecodeError) as e:
-            raise CurationError(f"{path}: cannot read the AI combiner ({type(e).__name__}); give a JSON file written by "
-                                "scripts/classifier/crossval_real.py --write-combiner") from None
+            raise CurationError(
+                f"{path}: cannot read the AI combiner ({type(e).__name__}); give a JSON file written by "
+                "scripts/classifier/crossval_real.py --write-combiner"
+            ) from None
 
 
-def fit_combiner(scores: list[dict], labels, features=FEATURES, C: float = 0.1, clip: float = 1e-4, fitted_on: str = "") -> AICombiner:
+def fit_combiner(
+    scores: list[dict], labels, features=FEATURES, C: float = 0.1, clip: float = 1e-4, fitted_on: str = ""
+) -> AICombiner:
     """Logistic regression on out-of-fold stage scores (never on scores of documents the stages were trained on)."""
     from sklearn.linear_model import LogisticRegression
 

@@ -54,8 +54,14 @@ def load_encoder(path: str | None = None):
     return SentenceTransformer(path or default_encoder_path(), device=encoder_device())
 
 
-def embed_documents(texts: list[str], encoder_path: str | None = None, max_chunks: int = 4, batch_size: int = 64,
-                    words_per_chunk: int = 180, max_tokens: int | None = None) -> np.ndarray:
+def embed_documents(
+    texts: list[str],
+    encoder_path: str | None = None,
+    max_chunks: int = 4,
+    batch_size: int = 64,
+    words_per_chunk: int = 180,
+    max_tokens: int | None = None,
+) -> np.ndarray:
     """One L2-normalised vector per document: the mean of its first `max_chunks` window embeddings.
 
     All windows of all `texts` go to the encoder in one call, which sorts them by length, so batches carry little
@@ -73,9 +79,19 @@ def embed_documents(texts: list[str], encoder_path: str | None = None, max_chunk
             owner.append(i)
     device = str(encoder.device).split(":")[0]
     with torch.autocast(device, dtype=torch.bfloat16, enabled=low_precision(device)):
-        vecs = encoder.encode(chunks, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-                              convert_to_numpy=False, convert_to_tensor=True)
-    vecs = vecs.float().cpu().numpy() if len(chunks) else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
+        vecs = encoder.encode(
+            chunks,
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=False,
+            convert_to_tensor=True,
+        )
+    vecs = (
+        vecs.float().cpu().numpy()
+        if len(chunks)
+        else np.zeros((0, encoder.get_sentence_embedding_dimension()), np.float32)
+    )
     out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
     np.add.at(out, np.asarray(owner, dtype=np.int64), vecs)
     out /= np.linalg.norm(out, axis=1, keepdims=True).clip(min=1e-8)

@@ -17,10 +17,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from copy import copy, deepcopy
 
-import multiprocess
-
 import datatrove.executor.base as _dt_base
 import datatrove.executor.ray as _dt_ray
+import multiprocess
 from datatrove.executor.local import LocalPipelineExecutor
 from datatrove.utils.logging import logger
 from datatrove.utils.stats import PipelineStats
@@ -40,8 +39,11 @@ def check_datatrove_version(installed: str | None = None) -> None:
     installed = installed or importlib.metadata.version("datatrove")
     spec = SpecifierSet(",".join(SUPPORTED))
     if installed not in spec:
-        raise CurationError(f"datatrove {installed} is installed; curate classify is tested with datatrove{spec}: "
-                            f"pip install 'datatrove[io,processing]{spec}'")
+        raise CurationError(
+            f"datatrove {installed} is installed; curate classify is tested with datatrove{spec}: "
+            f"pip install 'datatrove[io,processing]{spec}'"
+        )
+
 
 _FILE_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}"
 _console_level = "WARNING"
@@ -136,7 +138,8 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
         # a killed `curate classify` leaves nothing writing (another start method forks from this thread: no lifeline)
         fs = self.start_method == "forkserver"
         pool = multiprocess.get_context(self.start_method).Pool(
-            n, initializer=die_with_parent if fs else None, initargs=(_forkserver_pid(),) if fs else ())
+            n, initializer=die_with_parent if fs else None, initargs=(_forkserver_pid(),) if fs else ()
+        )
         return pool, [pool.apply_async(self._drain, args) for _ in range(n)]
 
     def run(self):
@@ -148,7 +151,7 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
             logger.info(f"Not doing anything as all {self.local_tasks} tasks have already been completed.")
             return
         self.save_executor_as_json()
-        if min(self.workers, len(ranks)) == 1:   # no pool: no manager process either (datatrove starts one regardless)
+        if min(self.workers, len(ranks)) == 1:  # no pool: no manager process either (datatrove starts one regardless)
             ranks_q, todo = queue.Queue(), queue.Queue()
             ranks_q.put(0)
             for rank in ranks:
@@ -157,7 +160,7 @@ class ShardTolerantLocalExecutor(LocalPipelineExecutor):
             return self._finish(stats)
         from multiprocess.managers import SyncManager
 
-        mg = SyncManager(ctx=multiprocess.get_context())     # its server process dies with this one
+        mg = SyncManager(ctx=multiprocess.get_context())  # its server process dies with this one
         mg.start(die_with_parent, (os.getpid(),))
         try:
             ranks_q, todo = mg.Queue(), mg.Queue()
@@ -212,8 +215,16 @@ def start_forkserver() -> None:
 
     # fastText and pyarrow.compute (Table.cast in the writer) are imported lazily, on a worker's first shard; the
     # guard first: the forkserver dies with this process (and the pool processes with it)
-    forkserver.set_forkserver_preload(["curation.classify.forkserver_guard", "__main__", "curation.classify.executors",
-                                       "curation.classify.steps", "fasttext", "pyarrow.compute"])
+    forkserver.set_forkserver_preload(
+        [
+            "curation.classify.forkserver_guard",
+            "__main__",
+            "curation.classify.executors",
+            "curation.classify.steps",
+            "fasttext",
+            "pyarrow.compute",
+        ]
+    )
     os.environ["CURATE_FORKSERVER_PARENT"] = str(os.getpid())
     try:
         forkserver.ensure_running()
@@ -244,7 +255,12 @@ def make_executor(kind: str, pipeline: list, tasks: int, workers: int, logging_d
 
         extra = dict(extra)
         if not ray.is_initialized():  # address "auto" joins a running cluster; none starts a local instance
-            ray.init(address=extra.pop("address", None), include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            ray.init(
+                address=extra.pop("address", None),
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
         extra.pop("address", None)
         extra.setdefault("mem_per_cpu_gb", 1)
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=logging_dir, **extra)

@@ -96,8 +96,8 @@ def dequantized(path: str, max_bytes: int = 256 << 20) -> tuple[np.ndarray, np.n
         dense = np.empty((rows, dim), np.float32)
         for j in range(nsubq):
             width = lastdsub if j == nsubq - 1 else dsub
-            table = centroids[j * 256 * dsub: j * 256 * dsub + 256 * width].reshape(256, width)
-            dense[:, j * dsub: j * dsub + width] = table[codes[:, j]]
+            table = centroids[j * 256 * dsub : j * 256 * dsub + 256 * width].reshape(256, width)
+            dense[:, j * dsub : j * dsub + width] = table[codes[:, j]]
     if norms is not None:
         dense *= norms[:, None]
     return dense, output
@@ -114,7 +114,7 @@ def shared_fasttext(path: str):
     Datatrove unpickles a fresh pipeline for every task, one per shard by default, so a model held by the step would
     be reloaded per shard (~15 ms for the two models: most of a small shard's fixed cost).
     """
-    st = os.stat(path)   # ctime too: a rewrite with its mtime restored is still a new file
+    st = os.stat(path)  # ctime too: a rewrite with its mtime restored is still a new file
     return _cached_fasttext(path, (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino))
 
 
@@ -122,9 +122,9 @@ def label_probs(model, lines: list[str], labels: tuple[str, ...]) -> list[dict[s
     """Probabilities of every label for each line (fastText's softmax over all labels, k=-1)."""
     got_labels, got_probs = model.predict(lines, k=-1)
     out = []
-    for ls, ps in zip(got_labels, got_probs):
+    for ls, ps in zip(got_labels, got_probs, strict=False):
         d = {label: 0.0 for label in labels}
-        for label, p in zip(ls, ps):
+        for label, p in zip(ls, ps, strict=False):
             d[label.removeprefix("__label__")] = float(p)
         out.append(d)
     return out
@@ -134,7 +134,7 @@ def label_prob(model, lines: list[str], label: str) -> list[float]:
     """The probability of one label for each line (as `label_probs`, without a dict per line)."""
     key = f"__label__{label}"
     got_labels, got_probs = model.predict(lines, k=-1)
-    return [float(ps[ls.index(key)]) if key in ls else 0.0 for ls, ps in zip(got_labels, got_probs)]
+    return [float(ps[ls.index(key)]) if key in ls else 0.0 for ls, ps in zip(got_labels, got_probs, strict=False)]
 
 
 @lru_cache(maxsize=1)
@@ -145,12 +145,18 @@ def default_lexicon() -> Lexicon:
 def model_inputs(texts: list[str] | pl.Series, known: list[dict] | None = None, max_chars: int = 20_000) -> list[str]:
     """fastText input lines: keyword evidence tokens + normalised text (the same in `curate fit` and tagging)."""
     if known and all("kw_words" in a for a in known):
-        counts = {"strong": [a["kw_strong"] for a in known], "cs": [a["kw_case_sensitive"] for a in known],
-                  "words": [a["kw_words"] for a in known]}
+        counts = {
+            "strong": [a["kw_strong"] for a in known],
+            "cs": [a["kw_case_sensitive"] for a in known],
+            "words": [a["kw_words"] for a in known],
+        }
     else:
         counts = default_lexicon().count_batch(texts)
     lines = fasttext_lines(texts, max_chars)
-    return [f"{keyword_tokens(int(s), int(c), int(w))} {line}" for s, c, w, line in zip(counts["strong"], counts["cs"], counts["words"], lines)]
+    return [
+        f"{keyword_tokens(int(s), int(c), int(w))} {line}"
+        for s, c, w, line in zip(counts["strong"], counts["cs"], counts["words"], lines, strict=False)
+    ]
 
 
 def train_fasttext(lines: list[str], out: Path, p) -> None:
@@ -169,8 +175,19 @@ def train_fasttext(lines: list[str], out: Path, p) -> None:
     rates = (p.lr, p.lr, p.lr / 2, p.lr / 2, p.lr / 4, p.lr / 4)
     for attempt, lr in enumerate(rates):
         try:
-            model = fasttext.train_supervised(input=f.name, epoch=p.epoch, lr=lr, wordNgrams=p.word_ngrams, dim=p.dim,
-                                              minCount=p.min_count, bucket=p.bucket, loss="softmax", thread=1, seed=p.seed, verbose=0)
+            model = fasttext.train_supervised(
+                input=f.name,
+                epoch=p.epoch,
+                lr=lr,
+                wordNgrams=p.word_ngrams,
+                dim=p.dim,
+                minCount=p.min_count,
+                bucket=p.bucket,
+                loss="softmax",
+                thread=1,
+                seed=p.seed,
+                verbose=0,
+            )
             if not (np.isfinite(model.get_input_matrix()).all() and np.isfinite(model.get_output_matrix()).all()):
                 raise RuntimeError("Encountered NaN in the trained weights")  # it does not always notice itself
             break

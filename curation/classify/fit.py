@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from curation.core.errors import CurationError
+from curation.classify.fasttext_model import model_inputs, train_fasttext
 from curation.classify.lexicon import Lexicon
 from curation.classify.steps.base import STANCES
 from curation.classify.steps.keyword import keyword_features
-from curation.classify.fasttext_model import model_inputs, train_fasttext
+from curation.core.errors import CurationError
 
 REQUIRED = ("text", "ai_discourse", "stance")
 
@@ -51,10 +51,14 @@ def parse_class_weights(spec: str) -> dict[str, float] | None:
     """`aligned=2,misaligned=1.5` -> {"aligned": 2.0, "misaligned": 1.5}; empty -> None."""
     from curation.core.config import parse_weights
 
-    out = parse_weights([spec] if spec.strip() else [], "--stance-class-weights", "STANCE=WEIGHT", "aligned=2,misaligned=1.5")
+    out = parse_weights(
+        [spec] if spec.strip() else [], "--stance-class-weights", "STANCE=WEIGHT", "aligned=2,misaligned=1.5"
+    )
     for name, weight in (out or {}).items():
         if name not in STANCES or weight <= 0:
-            raise CurationError(f"--stance-class-weights '{name}={weight:g}': needs a stance in {STANCES} and a positive weight")
+            raise CurationError(
+                f"--stance-class-weights '{name}={weight:g}': needs a stance in {STANCES} and a positive weight"
+            )
     return out
 
 
@@ -67,23 +71,40 @@ def load_labelled(paths: list[str]) -> pl.DataFrame:
             raise CurationError(f"{p}: cannot read labelled data ({type(e).__name__}); give Parquet or JSONL") from None
         missing = [c for c in REQUIRED if c not in df.columns]
         if missing:
-            raise CurationError(f"{p}: missing column(s) {', '.join(missing)}; labelled data needs text, ai_discourse (0/1), stance")
+            raise CurationError(
+                f"{p}: missing column(s) {', '.join(missing)}; labelled data needs text, ai_discourse (0/1), stance"
+            )
         if "id" not in df.columns:
             df = df.with_columns(pl.Series("id", [f"{p}#{i}" for i in range(df.height)]))
         source = pl.col("source").cast(pl.Utf8) if "source" in df.columns else pl.lit(Path(p).stem)
-        frames.append(df.select(pl.col("id").cast(pl.Utf8), pl.col("text").cast(pl.Utf8),
-                                pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8), source.alias("source")))
+        frames.append(
+            df.select(
+                pl.col("id").cast(pl.Utf8),
+                pl.col("text").cast(pl.Utf8),
+                pl.col("ai_discourse").cast(pl.Int8),
+                pl.col("stance").cast(pl.Utf8),
+                source.alias("source"),
+            )
+        )
     df = pl.concat(frames).filter(pl.col("text").str.strip_chars().str.len_chars() > 0)
-    bad = df.filter(~pl.col("ai_discourse").is_in([0, 1]) | (pl.col("ai_discourse") == 1) & ~pl.col("stance").is_in(list(STANCES)))
+    bad = df.filter(
+        ~pl.col("ai_discourse").is_in([0, 1]) | (pl.col("ai_discourse") == 1) & ~pl.col("stance").is_in(list(STANCES))
+    )
     if bad.height:
-        raise CurationError(f"labelled data: {bad.height} rows have ai_discourse not 0/1 or an AI row without a stance in "
-                            f"{STANCES} (first id {bad['id'][0]}); fix those rows")
+        raise CurationError(
+            f"labelled data: {bad.height} rows have ai_discourse not 0/1 or an AI row without a stance in "
+            f"{STANCES} (first id {bad['id'][0]}); fix those rows"
+        )
     return df
 
 
 def fit_data_hash(df: pl.DataFrame) -> str:
     """What the card's id is made of: the ids and labels (not the text), order-free."""
-    return hashlib.sha256("".join(sorted(f"{i}:{a}:{s}" for i, a, s in zip(df["id"], df["ai_discourse"], df["stance"]))).encode()).hexdigest()
+    return hashlib.sha256(
+        "".join(
+            sorted(f"{i}:{a}:{s}" for i, a, s in zip(df["id"], df["ai_discourse"], df["stance"], strict=False))
+        ).encode()
+    ).hexdigest()
 
 
 def split(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -97,8 +118,13 @@ def _prf(y: np.ndarray, p: np.ndarray) -> dict:
     tp, fp, fn = int(((p == 1) & (y == 1)).sum()), int(((p == 1) & (y == 0)).sum()), int(((p == 0) & (y == 1)).sum())
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": round(prec, 4), "recall": round(rec, 4), "f1": round(2 * prec * rec / (prec + rec) if prec + rec else 0.0, 4),
-            "support": int(y.sum()), "n": int(len(y))}
+    return {
+        "precision": round(prec, 4),
+        "recall": round(rec, 4),
+        "f1": round(2 * prec * rec / (prec + rec) if prec + rec else 0.0, 4),
+        "support": int(y.sum()),
+        "n": int(len(y)),
+    }
 
 
 def macro_f1(y: list[str], p: list[str]) -> dict:
@@ -106,16 +132,25 @@ def macro_f1(y: list[str], p: list[str]) -> dict:
     for s in STANCES:
         yy, pp = np.array([v == s for v in y], int), np.array([v == s for v in p], int)
         per[s] = _prf(yy, pp)["f1"]
-    return {"macro_f1": round(float(np.mean(list(per.values()))), 4), "per_class_f1": per, "n": len(y),
-            "accuracy": round(float(np.mean([a == b for a, b in zip(y, p)])) if y else 0.0, 4)}
+    return {
+        "macro_f1": round(float(np.mean(list(per.values()))), 4),
+        "per_class_f1": per,
+        "n": len(y),
+        "accuracy": round(float(np.mean([a == b for a, b in zip(y, p, strict=False)])) if y else 0.0, 4),
+    }
 
 
 def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
     """AI-discourse P/R/F1 at 0.5 for each stage and the final score; stance macro-F1 on true AI documents."""
     y = df["ai_discourse"].to_numpy()
     out = {}
-    for key, name in (("kw_candidate", "keyword_candidate"), ("kw_ai", "keyword_score"), ("ft_ai", "fasttext"),
-                      ("emb_ai", "embedding"), ("ai_discourse", "final")):
+    for key, name in (
+        ("kw_candidate", "keyword_candidate"),
+        ("kw_ai", "keyword_score"),
+        ("ft_ai", "fasttext"),
+        ("emb_ai", "embedding"),
+        ("ai_discourse", "final"),
+    ):
         if any(key in s for s in scores):
             pred = np.array([1 if (s.get(key) or 0) >= 0.5 else 0 for s in scores])
             out[name] = _prf(y, pred)
@@ -125,8 +160,15 @@ def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
         out["final_by_source"] = {str(v): _prf(y[src == v], final[src == v]) for v in sorted(set(src))}
     ai_rows = [i for i in range(df.height) if y[i] == 1]
     truth = [df["stance"][i] for i in ai_rows]
-    for prefix, name in (("stance_", "stance_final"), ("ft_stance_", "stance_fasttext"), ("emb_stance_", "stance_embedding")):
-        if all(f"{prefix}aligned" in scores[i] and scores[i][f"{prefix}aligned"] is not None for i in ai_rows) and ai_rows:
+    for prefix, name in (
+        ("stance_", "stance_final"),
+        ("ft_stance_", "stance_fasttext"),
+        ("emb_stance_", "stance_embedding"),
+    ):
+        if (
+            all(f"{prefix}aligned" in scores[i] and scores[i][f"{prefix}aligned"] is not None for i in ai_rows)
+            and ai_rows
+        ):
             pred = [max(STANCES, key=lambda s: scores[i][f"{prefix}{s}"]) for i in ai_rows]
             out[name] = macro_f1(truth, pred)
     return out
@@ -150,8 +192,6 @@ def sample_negatives(train: pl.DataFrame, p: FitParams) -> pl.DataFrame:
     return pl.concat(parts).drop("kw_hits").sort("id")
 
 
-
-
 def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
     from sklearn.linear_model import LogisticRegression
 
@@ -168,14 +208,23 @@ def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
     Returns the windows they were embedded with, which the card carries so tagging embeds the same way."""
     from curation.classify.embedding import embed_documents
 
-    window = {"words_per_chunk": p.embedding_words_per_chunk, "max_chunks": p.embedding_max_chunks,
-              "max_tokens": p.embedding_max_tokens}
+    window = {
+        "words_per_chunk": p.embedding_words_per_chunk,
+        "max_chunks": p.embedding_max_chunks,
+        "max_tokens": p.embedding_max_tokens,
+    }
     x = embed_documents(cand["text"].to_list(), **window)
     ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)
     ai_mask = cand["ai_discourse"].to_numpy() == 1
     st_head = _logreg(x[ai_mask], np.array(cand["stance"].to_list(), dtype=object)[ai_mask].astype(str), p.seed)
-    np.savez(out, ai_coef=ai_head.coef_.astype(np.float32), ai_intercept=ai_head.intercept_,
-             stance_coef=st_head.coef_.astype(np.float32), stance_intercept=st_head.intercept_, stance_classes=st_head.classes_)
+    np.savez(
+        out,
+        ai_coef=ai_head.coef_.astype(np.float32),
+        ai_intercept=ai_head.intercept_,
+        stance_coef=st_head.coef_.astype(np.float32),
+        stance_intercept=st_head.intercept_,
+        stance_classes=st_head.classes_,
+    )
     return window
 
 
@@ -187,10 +236,16 @@ def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> di
 
     models = load(Path(model_dir))
     emb = {"enabled": embedding}
-    detail = {name: evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
-              for name, cfg in (("default", ClassifyConfig(embedding=emb)),
-                                ("cascade", ClassifyConfig(fasttext={"only_candidates": True}, embedding=emb)))}
-    detail["cascade_recall_cost"] = round(detail["default"]["final"]["recall"] - detail["cascade"]["final"]["recall"], 4)
+    detail = {
+        name: evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
+        for name, cfg in (
+            ("default", ClassifyConfig(embedding=emb)),
+            ("cascade", ClassifyConfig(fasttext={"only_candidates": True}, embedding=emb)),
+        )
+    }
+    detail["cascade_recall_cost"] = round(
+        detail["default"]["final"]["recall"] - detail["cascade"]["final"]["recall"], 4
+    )
     return {"validation": detail["default"], "validation_detail": detail}
 
 
@@ -202,7 +257,9 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     df = load_labelled(labelled)
     train, valid = split(df, p.valid_fraction, p.seed)
     if train.filter(pl.col("ai_discourse") == 1).height < 5 or valid.height == 0:
-        raise CurationError(f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; label more")
+        raise CurationError(
+            f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; label more"
+        )
     rng = random.Random(p.seed)
 
     progress(f"keyword calibration on {train.height} documents")
@@ -210,7 +267,11 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     counts = lex.count_batch(train["text"].to_list())
     feats = np.array([keyword_features({k: int(v[i]) for k, v in counts.items()}) for i in range(train.height)])
     kw = _logreg(feats, train["ai_discourse"].to_numpy(), p.seed)
-    calibration = {"coef": kw.coef_[0].round(6).tolist(), "intercept": round(float(kw.intercept_[0]), 6), "lexicon_version": lex.version}
+    calibration = {
+        "coef": kw.coef_[0].round(6).tolist(),
+        "intercept": round(float(kw.intercept_[0]), 6),
+        "lexicon_version": lex.version,
+    }
 
     pos = train.filter(pl.col("ai_discourse") == 1)
     neg = sample_negatives(train.with_columns(pl.Series("kw_hits", counts["strong"] + counts["cs"])), p)
@@ -220,7 +281,10 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     rng.shuffle(lines)
     train_fasttext(lines, output / "ai.ftz", p)
     progress(f"fastText stance model: {pos.height} AI documents")
-    lines = [f"__label__{s} {x}" for x, s in zip(model_inputs(pos["text"].to_list(), max_chars=p.max_chars), pos["stance"])]
+    lines = [
+        f"__label__{s} {x}"
+        for x, s in zip(model_inputs(pos["text"].to_list(), max_chars=p.max_chars), pos["stance"], strict=False)
+    ]
     rng.shuffle(lines)
     train_fasttext(lines, output / "stance.ftz", p)
 
@@ -238,16 +302,32 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
         prior[s] = n / pos.height
     data_hash = fit_data_hash(df)
     card = {
-        "id": f"curation-classifier-{data_hash[:12]}", "kind": "curation-classifier", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "labels": {"ai_discourse": ["ai", "other"], "stance": list(STANCES)}, "files": files,
-        "keyword_calibration": calibration, "stance_prior": {k: round(v, 4) for k, v in prior.items()},
-        **({"stance_class_weights": {s: float(p.stance_class_weights.get(s, 1.0)) for s in STANCES}} if p.stance_class_weights else {}),
+        "id": f"curation-classifier-{data_hash[:12]}",
+        "kind": "curation-classifier",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "labels": {"ai_discourse": ["ai", "other"], "stance": list(STANCES)},
+        "files": files,
+        "keyword_calibration": calibration,
+        "stance_prior": {k: round(v, 4) for k, v in prior.items()},
+        **(
+            {"stance_class_weights": {s: float(p.stance_class_weights.get(s, 1.0)) for s in STANCES}}
+            if p.stance_class_weights
+            else {}
+        ),
         **({"ai_combiner": p.ai_combiner} if p.ai_combiner else {}),
         **card_extra,
-        "data": {"sources": [str(x) for x in labelled], "sha256": data_hash, "documents": df.height,
-                 "ai_documents": int(df["ai_discourse"].sum()), "train": train.height, "valid": valid.height,
-                 "fasttext_train_negatives": neg.height,
-                 "stance_counts": {s: int(n) for s, n in df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()}},
+        "data": {
+            "sources": [str(x) for x in labelled],
+            "sha256": data_hash,
+            "documents": df.height,
+            "ai_documents": int(df["ai_discourse"].sum()),
+            "train": train.height,
+            "valid": valid.height,
+            "fasttext_train_negatives": neg.height,
+            "stance_counts": {
+                s: int(n) for s, n in df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()
+            },
+        },
         "params": asdict(p),
         "sizes_bytes": {k: (output / v).stat().st_size for k, v in files.items()},
     }

@@ -47,14 +47,23 @@ class ModelSet:
     def embedding_window(self) -> dict:
         """The windows the embedding head was trained on (cards before `embedding_window`: 4 of 180 words, 256 tokens)."""
         w = self.card.get("embedding_window") or {}
-        return {"words_per_chunk": w.get("words_per_chunk", 180),
-                "max_chunks": w.get("max_chunks", self.card.get("params", {}).get("embedding_max_chunks", 4)),
-                "max_tokens": w.get("max_tokens")}
+        return {
+            "words_per_chunk": w.get("words_per_chunk", 180),
+            "max_chunks": w.get("max_chunks", self.card.get("params", {}).get("embedding_max_chunks", 4)),
+            "max_tokens": w.get("max_tokens"),
+        }
 
     def summary(self, origin: str) -> dict:
         files = {k: str(self.path / v) for k, v in self.card.get("files", {}).items()}
-        return {"name": self.name, "origin": origin, "kind": self.card.get("kind"), "labels": self.card.get("labels"),
-                "path": str(self.path), "files": files, "metrics": self.card.get("metrics", {}).get("validation")}
+        return {
+            "name": self.name,
+            "origin": origin,
+            "kind": self.card.get("kind"),
+            "labels": self.card.get("labels"),
+            "path": str(self.path),
+            "files": files,
+            "metrics": self.card.get("metrics", {}).get("validation"),
+        }
 
 
 def load(path: Path, name: str | None = None) -> ModelSet:
@@ -62,7 +71,9 @@ def load(path: Path, name: str | None = None) -> ModelSet:
     if not card_path.is_file():
         from curation.core.errors import CurationError
 
-        raise CurationError(f"{path}: no {CARD} here, so it is not a model set; train one with `curate fit` or pass --model default")
+        raise CurationError(
+            f"{path}: no {CARD} here, so it is not a model set; train one with `curate fit` or pass --model default"
+        )
     return ModelSet(name or path.name, path, json.loads(card_path.read_text()))
 
 

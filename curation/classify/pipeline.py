@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from curation.classify.config import ClassifyConfig
-from curation.core.errors import CurationError
 from curation.classify.models import ModelSet, resolve
+from curation.core.errors import CurationError
 from curation.core.shards import attribute_path, list_shards
 
 RUN_FILE = "_run.json"
@@ -27,7 +27,7 @@ class ClassifyResult:
     errors: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
     submitted: str | None = None  # a Slurm job id: the shards are being tagged by the cluster, not yet here
-    changed: list[str] = field(default_factory=list)   # shards whose input changed since their attributes were written
+    changed: list[str] = field(default_factory=list)  # shards whose input changed since their attributes were written
     regenerated: list[str] = field(default_factory=list)  # shards a finished task had written whose file is gone
 
     @property
@@ -35,7 +35,9 @@ class ClassifyResult:
         return not self.errors and self.done == self.shards
 
 
-def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict):
+def build_pipeline(
+    cfg: ClassifyConfig, models: ModelSet, corpus_root: str, paths_file: str, output: str, run_meta: dict
+):
     """reader -> the tagging stages (`curation.classify.taggers.build_taggers`) -> attribute writer."""
     from curation.classify.steps import AttributeWriter, ShardReader
     from curation.classify.taggers import build_taggers
@@ -44,8 +46,15 @@ def build_pipeline(cfg: ClassifyConfig, models: ModelSet, corpus_root: str, path
     columns = {}
     for s in steps:
         columns.update(s.columns())
-    reader = ShardReader(corpus_root, paths_file, output, text_key=cfg.text_key, id_key=cfg.id_key,
-                         on_bad_doc=cfg.on_bad_doc, max_doc_chars=cfg.max_doc_chars)
+    reader = ShardReader(
+        corpus_root,
+        paths_file,
+        output,
+        text_key=cfg.text_key,
+        id_key=cfg.id_key,
+        on_bad_doc=cfg.on_bad_doc,
+        max_doc_chars=cfg.max_doc_chars,
+    )
     return [reader, *steps, AttributeWriter(output, columns, run_meta)]
 
 
@@ -58,8 +67,15 @@ def _legacy_entries(output: Path) -> dict | None:
     rels = old.get("shards") if isinstance(old, dict) else None
     if not isinstance(rels, list):
         return None
-    return {"files": [RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels]],
-            "trees": ["_logs", "_errors"]}
+    return {
+        "files": [
+            RUN_FILE,
+            SUMMARY_FILE,
+            *[attribute_path(r) for r in rels],
+            *[attribute_path(r) + ".tmp" for r in rels],
+        ],
+        "trees": ["_logs", "_errors"],
+    }
 
 
 def _claim_output(output: Path, run: dict, overwrite: bool, inputs: list[str]):
@@ -87,9 +103,11 @@ def _settle_run(out, output: Path, run: dict, overwrite: bool) -> None:
     if out.previous and old != run:
         if not overwrite:
             diff = sorted(k for k in set(old or {}) | set(run) if (old or {}).get(k) != run.get(k))
-            raise CurationError(f"{output}: holds a different classify run ({', '.join(diff)} differ); "
-                                "choose a new --output, or pass --overwrite to replace it (only the files that run "
-                                "wrote are removed)")
+            raise CurationError(
+                f"{output}: holds a different classify run ({', '.join(diff)} differ); "
+                "choose a new --output, or pass --overwrite to replace it (only the files that run "
+                "wrote are removed)"
+            )
         out.clear()
     rels = run["shards"]
     out.own(RUN_FILE, SUMMARY_FILE, *[attribute_path(r) for r in rels], *[attribute_path(r) + ".tmp" for r in rels])
@@ -112,7 +130,7 @@ def _shard_states(root: str, rels: list[str], output: Path) -> dict[str, str]:
             continue
         stored = stored_fingerprint(str(attr))
         states[rel] = "done" if stored == input_fingerprint(os.path.join(root, rel), rel) else "changed"
-    flush()   # the workers find these digests in the cache instead of hashing every shard again
+    flush()  # the workers find these digests in the cache instead of hashing every shard again
     return states
 
 
@@ -168,11 +186,24 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
     t0 = time.monotonic()
 
     def loop():
-        with Progress(TextColumn("classify"), BarColumn(), TextColumn("{task.completed:,}/{task.fields[total_text]} docs"),
-                      TextColumn("{task.fields[rate]} docs/s"), TextColumn("{task.fields[shards]} shards"),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), transient=False) as bar:
-            task = bar.add_task("docs", total=total, total_text=f"{total:,}" if total is not None else "?", rate="-",
-                                shards=f"0/{len(rels)}")
+        with Progress(
+            TextColumn("classify"),
+            BarColumn(),
+            TextColumn("{task.completed:,}/{task.fields[total_text]} docs"),
+            TextColumn("{task.fields[rate]} docs/s"),
+            TextColumn("{task.fields[shards]} shards"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            transient=False,
+        ) as bar:
+            task = bar.add_task(
+                "docs",
+                total=total,
+                total_text=f"{total:,}" if total is not None else "?",
+                rate="-",
+                shards=f"0/{len(rels)}",
+            )
 
             def refresh():
                 docs, shards = documents_done(output, rows)
@@ -191,8 +222,9 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
     return t
 
 
-def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False,
-             progress: bool = True) -> ClassifyResult:
+def classify(
+    corpus: str, output: str | Path, cfg: ClassifyConfig | None = None, overwrite: bool = False, progress: bool = True
+) -> ClassifyResult:
     from curation.classify.executors import console_sink, make_executor, start_forkserver
     from curation.classify.steps.reader import error_path
     from curation.classify.summary import write_summary
@@ -205,14 +237,22 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         raise CurationError(f"{corpus}: does not exist; pass a directory, file or glob of shards")
     root, rels = list_shards(corpus)
     if not rels:
-        raise CurationError(f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob")
+        raise CurationError(
+            f"{corpus}: no shards found (expected *.parquet, *.jsonl or *.jsonl.gz); check the path or glob"
+        )
     models = resolve(cfg.model)
     output = Path(output).absolute()
-    run = {"corpus": root, "shards": rels, "config": cfg.fingerprint(), "model_card_sha256": hashlib.sha256(
-        json.dumps(models.card, sort_keys=True).encode()).hexdigest()}
+    run = {
+        "corpus": root,
+        "shards": rels,
+        "config": cfg.fingerprint(),
+        "model_card_sha256": hashlib.sha256(json.dumps(models.card, sort_keys=True).encode()).hexdigest(),
+    }
     owned = _claim_output(output, run, overwrite, [corpus if os.path.isfile(corpus) else root])
-    try:   # one writer at a time: a second classify into this output is refused until this one ends
-        owned.remove_tree("_progress")  # the writers' progress files of an earlier attempt (its own; nothing else there)
+    try:  # one writer at a time: a second classify into this output is refused until this one ends
+        owned.remove_tree(
+            "_progress"
+        )  # the writers' progress files of an earlier attempt (its own; nothing else there)
         logs = output / "_logs"
         logs.mkdir(exist_ok=True)
         states = _shard_states(root, rels, output)
@@ -221,12 +261,19 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         run_meta = {"model": models.name, "model_card": models.card.get("id"), "seed": cfg.seed}
         pipeline = build_pipeline(cfg, models, root, str(paths_file), str(output), run_meta)
         tasks = min(cfg.executor.tasks or len(rels), len(rels))
-        completed = {f"{i % tasks:05d}" for i in range(len(rels))
-                     if (logs / "completions" / f"{i % tasks:05d}").is_file()}
+        completed = {
+            f"{i % tasks:05d}" for i in range(len(rels)) if (logs / "completions" / f"{i % tasks:05d}").is_file()
+        }
         changed = [r for r in rels if states[r] == "changed"]
         regenerated = [r for i, r in enumerate(rels) if states[r] == "missing" and f"{i % tasks:05d}" in completed]
         _reopen_tasks(logs, rels, states, tasks)
-        extra = dict(cfg.executor.slurm if cfg.executor.kind == "slurm" else cfg.executor.ray if cfg.executor.kind == "ray" else {})
+        extra = dict(
+            cfg.executor.slurm
+            if cfg.executor.kind == "slurm"
+            else cfg.executor.ray
+            if cfg.executor.kind == "ray"
+            else {}
+        )
         executor = make_executor(cfg.executor.kind, pipeline, tasks, min(cfg.executor.workers, tasks), str(logs), extra)
         if min(cfg.executor.workers, tasks) > 1:  # one core per task: polars would otherwise start a pool per task
             os.environ["POLARS_MAX_THREADS"] = "1"
@@ -249,7 +296,15 @@ def classify(corpus: str, output: str | Path, cfg: ClassifyConfig | None = None,
         summary = write_summary(output, rels, cfg, models, elapsed=time.time() - started, errors=errors)
         job = getattr(executor, "job_id", None)  # Slurm: sbatch returned; -1 when nothing needed launching
         submitted = str(job) if cfg.executor.kind == "slurm" and job not in (None, -1) and done < len(rels) else None
-        return ClassifyResult(output=output, shards=len(rels), done=done, errors=errors, summary=summary, submitted=submitted,
-                              changed=changed, regenerated=regenerated)
+        return ClassifyResult(
+            output=output,
+            shards=len(rels),
+            done=done,
+            errors=errors,
+            summary=summary,
+            submitted=submitted,
+            changed=changed,
+            regenerated=regenerated,
+        )
     finally:
         owned.release()

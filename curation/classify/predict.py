@@ -18,5 +18,5 @@ def score_texts(texts: list[str], cfg: ClassifyConfig | None = None, models: Mod
     docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
     for step in steps:
         for start in range(0, len(docs), 4096):
-            step.tag_batch(docs[start:start + 4096])
+            step.tag_batch(docs[start : start + 4096])
     return [d.metadata.get("attributes", {}) for d in docs]

@@ -7,11 +7,11 @@ the cascade is assembled: the pipeline (`curation.classify.pipeline.build_pipeli
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from curation.classify.config import ClassifyConfig
-from curation.core.errors import CurationError
 from curation.classify.models import ModelSet
+from curation.core.errors import CurationError
 
 TaggerFactory = Callable[[ClassifyConfig, ModelSet], object]
 TAGGERS: dict[str, TaggerFactory] = {}  # in cascade order: each stage reads the scores of the ones before it
@@ -21,6 +21,7 @@ def register(name: str):
     def wrap(factory: TaggerFactory) -> TaggerFactory:
         TAGGERS[name] = factory
         return factory
+
     return wrap
 
 
@@ -36,6 +37,7 @@ def tagger(name: str) -> TaggerFactory:
             return factory(cfg, models)
         except ImportError as e:  # datatrove's message names the package and its pip install line
             raise CurationError(f"classify stage {name!r}: {e} Or disable it: `{name}.enabled: false`") from None
+
     return build
 
 
@@ -52,11 +54,20 @@ def _fasttext(cfg: ClassifyConfig, models: ModelSet):
 
     ai, stance = models.file("ai_fasttext"), models.file("stance_fasttext")
     if not ai or not stance:
-        raise CurationError(f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext")
+        raise CurationError(
+            f"{models.path}: model set has no fastText files; retrain with `curate fit` or disable fasttext"
+        )
     f = cfg.fasttext
-    return FastTextTagger(ai, stance, only_candidates=f.only_candidates and cfg.keyword.enabled, max_chars=f.max_chars,
-                          stance_min_ai=f.stance_min_ai, screen_chars=f.screen_chars, screen_chunks=f.screen_chunks,
-                          screen_min_ai=f.screen_min_ai)
+    return FastTextTagger(
+        ai,
+        stance,
+        only_candidates=f.only_candidates and cfg.keyword.enabled,
+        max_chars=f.max_chars,
+        stance_min_ai=f.stance_min_ai,
+        screen_chars=f.screen_chars,
+        screen_chunks=f.screen_chunks,
+        screen_min_ai=f.screen_min_ai,
+    )
 
 
 @register("embedding")
@@ -65,12 +76,22 @@ def _embedding(cfg: ClassifyConfig, models: ModelSet):
 
     head = models.file("embedding_head")
     if not head:
-        raise CurationError(f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false")
+        raise CurationError(
+            f"{models.path}: model set has no embedding head; retrain with `curate fit` or set embedding.enabled: false"
+        )
     e, window = cfg.embedding, models.embedding_window
-    return EmbeddingTagger(head, e.encoder, e.min_prior_score, e.max_chunks or window["max_chunks"], e.keyword_candidates,
-                           words_per_chunk=e.words_per_chunk or window["words_per_chunk"],
-                           max_tokens=e.max_tokens or window["max_tokens"], after_fasttext=cfg.fasttext.enabled,
-                           ai_combiner=models.ai_combiner, min_combined=e.min_combined)
+    return EmbeddingTagger(
+        head,
+        e.encoder,
+        e.min_prior_score,
+        e.max_chunks or window["max_chunks"],
+        e.keyword_candidates,
+        words_per_chunk=e.words_per_chunk or window["words_per_chunk"],
+        max_tokens=e.max_tokens or window["max_tokens"],
+        after_fasttext=cfg.fasttext.enabled,
+        ai_combiner=models.ai_combiner,
+        min_combined=e.min_combined,
+    )
 
 
 @register("llm_judge")

@@ -44,7 +44,9 @@ def read_yaml(path: str | Path, docs: str) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise CurationError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e}); fix the file") from None
+        raise CurationError(
+            f"{path}{where}: not valid YAML ({getattr(e, 'problem', None) or e}); fix the file"
+        ) from None
     except OSError as e:
         raise CurationError(f"{path}: cannot read config ({type(e).__name__}: {e}); check the path") from None
     if not isinstance(raw, dict):
@@ -73,8 +75,10 @@ def validate(cls: type[M], raw: dict, origin: str, docs: str) -> M:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = {"extra_forbidden": "unknown field", "missing": "required field is missing"}.get(err["type"], err["msg"])
         if err["type"] == "string_pattern_mismatch":
-            msg = (f"{err.get('input')!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start "
-                   "with a letter or digit; rename it")
+            msg = (
+                f"{err.get('input')!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start "
+                "with a letter or digit; rename it"
+            )
         raise CurationError(f"{origin}: `{loc}`: {msg}; see {docs} for the fields") from None
 
 

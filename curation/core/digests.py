@@ -16,10 +16,10 @@ attribute check of `curate mix build`) ask for the full digest (`full=True`) wha
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
-import atexit
 import threading
 import time
 from pathlib import Path
@@ -27,7 +27,9 @@ from pathlib import Path
 _LOCK = threading.Lock()
 _MEMO: dict[str, list] | None = None
 _SAVES = {"dirty": False, "last": float("-inf")}
-SAVE_EVERY = 2.0    # seconds between cache writes while hashing many files (each write is the whole cache); flush() at exit
+SAVE_EVERY = (
+    2.0  # seconds between cache writes while hashing many files (each write is the whole cache); flush() at exit
+)
 
 
 FULL_HASH_MAX = 256 << 20
@@ -58,8 +60,9 @@ def content_digest(path: str | Path, full: bool = False) -> str:
 
 
 def cache_path() -> Path:
-    root = os.environ.get("CURATE_CACHE_DIR") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                              os.path.expanduser("~/.cache"), "curate")
+    root = os.environ.get("CURATE_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "curate"
+    )
     return Path(root) / "digests.json"
 
 
@@ -81,7 +84,7 @@ def _save(memo: dict) -> None:
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(memo))
         os.replace(tmp, p)
-    except OSError:   # a read-only home: hashing still works, only uncached
+    except OSError:  # a read-only home: hashing still works, only uncached
         pass
 
 

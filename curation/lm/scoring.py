@@ -10,8 +10,8 @@ of one item packed as a tree over their shared prefix.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from curation.core.errors import CurationError
 from curation.core.items import LETTERS
@@ -37,17 +37,24 @@ class LetterScorer:
         for letter in LETTERS:
             full = tok(f"Answer: ({letter}", add_special_tokens=False)["input_ids"]
             if full[: len(base)] != base or len(full) != len(base) + 1:
-                raise CurationError(f"this tokenizer does not encode option letter {letter!r} as one token after '('; "
-                                    "use a tokenizer with single-token capital letters")
+                raise CurationError(
+                    f"this tokenizer does not encode option letter {letter!r} as one token after '('; "
+                    "use a tokenizer with single-token capital letters"
+                )
             ids.append(full[-1])
         return ids
 
     def encode(self, prompts: Sequence[str]) -> list[list[int]]:
         enc = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
-        return [ids[-self.max_tokens:] for ids in enc]
+        return [ids[-self.max_tokens :] for ids in enc]
 
-    def letter_logprobs(self, prompts: Sequence[str], n_options: Sequence[int], groups: Sequence[int] | None = None,
-                        progress: Callable[[int], None] | None = None) -> list[list[float]]:
+    def letter_logprobs(
+        self,
+        prompts: Sequence[str],
+        n_options: Sequence[int],
+        groups: Sequence[int] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[list[float]]:
         """For each prompt, log P(letter) for its first n options (full-vocabulary softmax, not renormalised).
 
         Prompts with the same ``groups`` value (the orders of one item) share one packed row (see ``packed_logits``),
@@ -58,8 +65,15 @@ class LetterScorer:
         encoded = self.encode(prompts)
         out: list[list[float] | None] = [None] * len(encoded)
         letter_ids = None
-        for i, logits in packed_logits(self.model, encoded, [[len(e) - 1] for e in encoded], groups, self.batch_size,
-                                       self.tokenizer.pad_token_id, progress):
+        for i, logits in packed_logits(
+            self.model,
+            encoded,
+            [[len(e) - 1] for e in encoded],
+            groups,
+            self.batch_size,
+            self.tokenizer.pad_token_id,
+            progress,
+        ):
             if letter_ids is None:
                 letter_ids = torch.tensor(self.letter_ids, device=logits.device)
             out[i] = torch.log_softmax(logits[0].float(), dim=-1)[letter_ids].tolist()[: n_options[i]]
@@ -89,31 +103,40 @@ class ContinuationScorer:
             context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
         whole = tok(context + continuation, add_special_tokens=False)["input_ids"]
         ctx = tok(context, add_special_tokens=False)["input_ids"]
-        return ctx, whole[len(ctx):]
+        return ctx, whole[len(ctx) :]
 
-    def loglikelihoods(self, requests: Sequence[tuple[str, str]], groups: Sequence | None = None,
-                       progress: Callable[[int], None] | None = None) -> list[tuple[float, bool, int]]:
+    def loglikelihoods(
+        self,
+        requests: Sequence[tuple[str, str]],
+        groups: Sequence | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
         """(sum of log P(continuation token), whether every continuation token is the greedy one, token count) per
         (context, continuation). Requests with the same ``groups`` value (the choices of one question) share one
         packed row, so their common context runs once."""
         return self.token_loglikelihoods([self.encode_pair(c, x) for c, x in requests], groups, progress)
 
-    def token_loglikelihoods(self, pairs: Sequence[tuple[list[int], list[int]]], groups: Sequence | None = None,
-                             progress: Callable[[int], None] | None = None) -> list[tuple[float, bool, int]]:
+    def token_loglikelihoods(
+        self,
+        pairs: Sequence[tuple[list[int], list[int]]],
+        groups: Sequence | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[tuple[float, bool, int]]:
         import torch
 
         seqs, wanted, targets = [], [], []
         for ctx, cont in pairs:
             if not cont:
                 raise CurationError("a continuation encodes to no tokens; every choice and target needs some text")
-            full = (ctx + cont)[-(self.max_tokens + 1):][:-1]   # lm-eval's left truncation
+            full = (ctx + cont)[-(self.max_tokens + 1) :][:-1]  # lm-eval's left truncation
             n = len(cont)
             seqs.append(full)
             wanted.append(list(range(len(full) - n, len(full))))
             targets.append(cont)
         out: list = [None] * len(seqs)
-        for i, logits in packed_logits(self.model, seqs, wanted, groups, self.batch_size, self.tokenizer.pad_token_id,
-                                       progress):
+        for i, logits in packed_logits(
+            self.model, seqs, wanted, groups, self.batch_size, self.tokenizer.pad_token_id, progress
+        ):
             lp = torch.log_softmax(logits.float(), dim=-1)
             tgt = torch.tensor(targets[i], device=lp.device)
             ll = lp.gather(1, tgt[:, None])[:, 0].sum().item()
@@ -137,8 +160,15 @@ def _pack_units(encoded: Sequence[Sequence[int]], groups: Sequence | None) -> li
     return units
 
 
-def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequence[int]], groups: Sequence | None = None,
-                  batch_size: int = 16, pad_id: int | None = None, progress: Callable[[int], None] | None = None):
+def packed_logits(
+    model,
+    encoded: Sequence[Sequence[int]],
+    wanted: Sequence[Sequence[int]],
+    groups: Sequence | None = None,
+    batch_size: int = 16,
+    pad_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+):
     """Yields (i, logits at positions ``wanted[i]`` of token sequence i) for every sequence, one forward pass per batch.
 
     Sequences with the same ``groups`` value (the orders of one item, the choices of one question) are packed into one
@@ -155,7 +185,7 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
     device = next(model.parameters()).device
     body, head = getattr(model, getattr(model, "base_model_prefix", ""), None), model.get_output_embeddings()
     if body is None or head is None or getattr(model.config, "final_logit_softcapping", None):
-        body = None                     # a head that is not a plain projection: let the model compute its logits
+        body = None  # a head that is not a plain projection: let the model compute its logits
     with torch.inference_mode():
         start = 0
         while start < len(units):
@@ -167,8 +197,8 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
             width = max(u[2] for u in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)
             pos = torch.zeros((len(batch), width), dtype=torch.long)
-            seg = torch.full((len(batch), width), -1, dtype=torch.long)    # 0 prefix, m+1 member m, -1 padding
-            reads = []                                                     # (sequence index, row, packed columns)
+            seg = torch.full((len(batch), width), -1, dtype=torch.long)  # 0 prefix, m+1 member m, -1 padding
+            reads = []  # (sequence index, row, packed columns)
             for row, (idx, k, _) in enumerate(batch):
                 col = 0
                 # segment 0 is the shared prefix (positions from 0); segment m + 1 is member m (from k)
@@ -184,7 +214,7 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
             q, kv = seg[:, :, None], seg[:, None, :]
             causal = torch.ones(width, width, dtype=torch.bool).tril()
             allowed = causal & ((kv == 0) | (kv == q)) & (q >= 0)
-            allowed |= torch.eye(width, dtype=torch.bool)                    # padding attends to itself: no NaN rows
+            allowed |= torch.eye(width, dtype=torch.bool)  # padding attends to itself: no NaN rows
             at_rows = torch.tensor([row for _, row, cs in reads for _ in cs], device=device)
             at_cols = torch.tensor([c for _, _, cs in reads for c in cs], device=device)
             kw = dict(attention_mask=allowed[:, None].to(device), position_ids=pos.to(device), use_cache=False)
@@ -195,10 +225,12 @@ def packed_logits(model, encoded: Sequence[Sequence[int]], wanted: Sequence[Sequ
             else:
                 cols = sorted(set(at_cols.tolist()))
                 where = torch.tensor([cols.index(c) for c in at_cols.tolist()], device=device)
-                logits = model(input_ids=ids.to(device), logits_to_keep=torch.tensor(cols, device=device), **kw).logits[at_rows, where]
+                logits = model(input_ids=ids.to(device), logits_to_keep=torch.tensor(cols, device=device), **kw).logits[
+                    at_rows, where
+                ]
             j = 0
             for i, _, cs in reads:
-                yield i, logits[j: j + len(cs)]
+                yield i, logits[j : j + len(cs)]
                 j += len(cs)
             if progress:
                 progress(len(reads))
@@ -221,8 +253,8 @@ class VLLMLetterScorer(LetterScorer):
         flat = [(k, ids + [self.letter_ids[j]]) for k, ids in enumerate(encoded) for j in range(n_options[k])]
         out: list[list[float]] = [[] for _ in encoded]
         for start in range(0, len(flat), self.batch_size):
-            chunk = flat[start: start + self.batch_size]
-            for (k, _), lp in zip(chunk, self.engine.score_last_tokens([ids for _, ids in chunk])):
+            chunk = flat[start : start + self.batch_size]
+            for (k, _), lp in zip(chunk, self.engine.score_last_tokens([ids for _, ids in chunk]), strict=False):
                 out[k].append(lp)
             if progress:
                 progress(len({k for k, _ in chunk}))

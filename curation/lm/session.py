@@ -14,15 +14,22 @@ BACKENDS = ("hf", "vllm")
 class LanguageModel:
     spec: str
     backend: str
-    model: object | None      # the transformers model (None on vLLM, which runs in its own worker process)
+    model: object | None  # the transformers model (None on vLLM, which runs in its own worker process)
     tokenizer: object
     batch_size: int = 16
     dtype: str = "auto"
     _letters: object | None = field(default=None, repr=False)
 
     @classmethod
-    def open(cls, spec: str, backend: str = "hf", dtype: str = "auto", device: str | None = None, batch_size: int = 16,
-             loaded: tuple | None = None) -> "LanguageModel":
+    def open(
+        cls,
+        spec: str,
+        backend: str = "hf",
+        dtype: str = "auto",
+        device: str | None = None,
+        batch_size: int = 16,
+        loaded: tuple | None = None,
+    ) -> LanguageModel:
         """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several runs on one load."""
         from curation.lm.loading import hf_directory, load_model, load_tokenizer
 
@@ -42,8 +49,11 @@ class LanguageModel:
         if self._letters is None:
             from curation.lm.scoring import LetterScorer, VLLMLetterScorer
 
-            self._letters = (VLLMLetterScorer(self.tokenizer, model=self.spec, dtype=self.dtype) if self.backend == "vllm"
-                             else LetterScorer(self.model, self.tokenizer, batch_size=self.batch_size))
+            self._letters = (
+                VLLMLetterScorer(self.tokenizer, model=self.spec, dtype=self.dtype)
+                if self.backend == "vllm"
+                else LetterScorer(self.model, self.tokenizer, batch_size=self.batch_size)
+            )
         return self._letters
 
     def continuation_scorer(self, max_tokens: int = 2048):
@@ -64,7 +74,7 @@ class LanguageModel:
         greedy = Sampling(temperature=0.0, max_tokens=max_new_tokens)
         out: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
-            chunk = prompts[start: start + self.batch_size]
+            chunk = prompts[start : start + self.batch_size]
             out += [c.text for c in gen.generate([Request(messages=[], seed=None, prompt=p) for p in chunk], greedy)]
             if progress:
                 progress(len(chunk))

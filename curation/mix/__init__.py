@@ -14,5 +14,15 @@ from curation.mix.plan import Plan, make_plan
 from curation.mix.presets import PRESETS, render_preset
 from curation.mix.verify import verify
 
-__all__ = ["BuildResult", "Manifest", "ManifestFile", "PRESETS", "Plan", "build", "load_manifest", "make_plan",
-           "render_preset", "verify"]
+__all__ = [
+    "BuildResult",
+    "Manifest",
+    "ManifestFile",
+    "PRESETS",
+    "Plan",
+    "build",
+    "load_manifest",
+    "make_plan",
+    "render_preset",
+    "verify",
+]

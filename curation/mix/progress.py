@@ -14,8 +14,14 @@ def bar(enabled: bool, description: str, total: int, unit: str = ""):
     if not enabled:
         yield lambda n: None
         return
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-            TimeElapsedColumn(), TimeRemainingColumn()]
+    cols = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*cols, console=Console(stderr=True), transient=True) as p:
         task = p.add_task(description, total=total or None)
         yield lambda n: p.advance(task, n)

@@ -22,7 +22,9 @@ def conform(t: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
     cols = []
     for f in schema:
         if f.name == "source":
-            col = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([source])).dictionary_decode()
+            col = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, np.int32)), pa.array([source])
+            ).dictionary_decode()
         elif f.name in t.column_names:
             col = t.column(f.name)
             if col.type != f.type:
@@ -33,8 +35,17 @@ def conform(t: pa.Table, schema: pa.Schema, source: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def scatter(spill: BucketSpill, schema: pa.Schema, source: str, source_index: int, shuffle_key: np.uint64,
-            t: pa.Table, rows: np.ndarray, first: np.ndarray, stop: np.ndarray) -> int:
+def scatter(
+    spill: BucketSpill,
+    schema: pa.Schema,
+    source: str,
+    source_index: int,
+    shuffle_key: np.uint64,
+    t: pa.Table,
+    rows: np.ndarray,
+    first: np.ndarray,
+    stop: np.ndarray,
+) -> int:
     """Spill copies first[i] .. stop[i]-1 of row i of `t` (global row numbers `rows`); returns how many."""
     counts = np.maximum(stop - first, 0).astype(np.int64)
     total = int(counts.sum())
@@ -47,6 +58,10 @@ def scatter(spill: BucketSpill, schema: pa.Schema, source: str, source_index: in
     copy_no = (first[idx] + (np.arange(total) - starts)).astype(np.uint64)
     rows_out = rows[idx].astype(np.uint64)
     keys = splitmix64(row_hash(shuffle_key, rows_out) ^ splitmix64(copy_no + np.uint64(0x51ED)))
-    spill.add(conform(t if every_row_once else t.take(pa.array(idx)), schema, source), keys,
-              np.full(total, source_index, np.uint16), rows_out)
+    spill.add(
+        conform(t if every_row_once else t.take(pa.array(idx)), schema, source),
+        keys,
+        np.full(total, source_index, np.uint16),
+        rows_out,
+    )
     return total

@@ -12,8 +12,8 @@ after they were spilled, did not select (see scatter.py).
 from __future__ import annotations
 
 import resource
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -33,15 +33,21 @@ def _raise_nofile(need: int) -> None:
         except (ValueError, OSError):
             pass
         if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < need + 64:
-            raise CurationError(f"the shuffle needs {need} open bucket files but the open-file limit is {soft}; "
-                                f"raise `output.bucket_mb` or `ulimit -n`")
+            raise CurationError(
+                f"the shuffle needs {need} open bucket files but the open-file limit is {soft}; "
+                f"raise `output.bucket_mb` or `ulimit -n`"
+            )
 
 
 class BucketSpill:
     def __init__(self, root: Path, buckets: int, schema: pa.Schema, chunk_bytes: int = CHUNK_BYTES):
         _raise_nofile(buckets)
         self.root, self.buckets, self.chunk_bytes = root, buckets, chunk_bytes
-        self.schema = schema.append(pa.field(KEY, pa.uint64())).append(pa.field(SRC, pa.uint16())).append(pa.field(ROW, pa.uint64()))
+        self.schema = (
+            schema.append(pa.field(KEY, pa.uint64()))
+            .append(pa.field(SRC, pa.uint16()))
+            .append(pa.field(ROW, pa.uint64()))
+        )
         root.mkdir(parents=True, exist_ok=True)
         self.writers: dict[int, pa.ipc.RecordBatchStreamWriter] = {}
         self.pending: list[pa.Table] = []
@@ -53,8 +59,11 @@ class BucketSpill:
 
     def add(self, table: pa.Table, keys: np.ndarray, sources: np.ndarray, rows: np.ndarray) -> None:
         """table has the output schema; keys, source indices and global row numbers: one per row."""
-        t = (table.append_column(KEY, pa.array(keys, pa.uint64())).append_column(SRC, pa.array(sources, pa.uint16()))
-             .append_column(ROW, pa.array(rows, pa.uint64())))
+        t = (
+            table.append_column(KEY, pa.array(keys, pa.uint64()))
+            .append_column(SRC, pa.array(sources, pa.uint16()))
+            .append_column(ROW, pa.array(rows, pa.uint64()))
+        )
         self.pending.append(t)
         self.pending_bytes += t.nbytes
         self.rows += t.num_rows
@@ -86,8 +95,9 @@ class BucketSpill:
             w.close()
         self.writers.clear()
 
-    def drain(self, delete: bool = True,
-              keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Iterator[pa.Table]:
+    def drain(
+        self, delete: bool = True, keep: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    ) -> Iterator[pa.Table]:
         """Each bucket in order, sorted by key, without the spill's own columns.
 
         keep(source indices, row numbers) -> boolean mask: rows to keep (default all)."""

@@ -7,8 +7,8 @@ manifest uses, plus a boolean `keep` mask (filter and select). Nothing is turned
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -17,18 +17,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from curation.core.errors import CurationError
-from curation.mix.manifest import ManifestFile, Source
 from curation.core.shards import attribute_path, check_attributes_match, list_shards
+from curation.mix.manifest import ManifestFile, Source
 
 BATCH_ROWS = 4096
 
 
 @dataclass
 class Shard:
-    path: str               # absolute corpus shard
+    path: str  # absolute corpus shard
     rel: str
     attributes: str | None  # absolute attribute file, or None
-    rows: int | None        # from Parquet metadata (None for JSONL until read)
+    rows: int | None  # from Parquet metadata (None for JSONL until read)
 
 
 @dataclass
@@ -38,7 +38,7 @@ class ResolvedSource:
     shards: list[Shard]
     shard_columns: dict[str, pa.DataType]
     attr_columns: dict[str, pa.DataType]
-    used: list[str]                      # columns carried into the output (besides id, text, source)
+    used: list[str]  # columns carried into the output (besides id, text, source)
     filter_expr: pl.Expr | None
     has_reflection: bool
     notes: list[str] = field(default_factory=list)
@@ -71,15 +71,23 @@ def _schema(path: str) -> dict[str, pa.DataType]:
 def _unique_ids(shards: list[Shard], where: str, attr_root: str) -> None:
     """Attributes are joined to their rows by id: a repeated id would make the join ambiguous."""
     try:
-        dup = (pl.scan_parquet([s.attributes for s in shards]).select("id").group_by("id").len()
-               .filter(pl.col("len") > 1).collect())
+        dup = (
+            pl.scan_parquet([s.attributes for s in shards])
+            .select("id")
+            .group_by("id")
+            .len()
+            .filter(pl.col("len") > 1)
+            .collect()
+        )
     except (pl.exceptions.PolarsError, OSError) as e:
         raise CurationError(f"{where}: cannot read the ids of {attr_root} ({str(e).splitlines()[0]})") from None
     if dup.height:
         ex = ", ".join(sorted(map(str, dup["id"].head(3).to_list())))
-        raise CurationError(f"{where}: {dup.height:,} id(s) occur more than once in {attr_root} ({int(dup['len'].sum()):,} "
-                            f"rows; e.g. {ex}); attributes are joined on id, so make the corpus ids unique and rerun "
-                            "`curate classify`")
+        raise CurationError(
+            f"{where}: {dup.height:,} id(s) occur more than once in {attr_root} ({int(dup['len'].sum()):,} "
+            f"rows; e.g. {ex}); attributes are joined on id, so make the corpus ids unique and rerun "
+            "`curate classify`"
+        )
 
 
 def _select_expr(src: Source) -> str | None:
@@ -108,14 +116,18 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         raise CurationError(f"{where('path')}: no Parquet/JSONL shards under {path}")
     attr_root = mf.resolve(src.attributes) if src.attributes else None
     if attr_root and not os.path.isdir(attr_root):
-        raise CurationError(f"{where('attributes')}: {attr_root} is not a directory; run `curate classify {path} --output {attr_root}`")
+        raise CurationError(
+            f"{where('attributes')}: {attr_root} is not a directory; run `curate classify {path} --output {attr_root}`"
+        )
     shards = []
     for rel in rels:
         p = os.path.join(root, rel)
         a = os.path.join(attr_root, attribute_path(rel)) if attr_root else None
         if a and not os.path.exists(a):
-            raise CurationError(f"{where('attributes')}: {a} is missing (attributes of {p}); run `curate classify {path} --output {attr_root}`")
-        if a:   # computed from this very shard (size and sha256 recorded by classify), or refused
+            raise CurationError(
+                f"{where('attributes')}: {a} is missing (attributes of {p}); run `curate classify {path} --output {attr_root}`"
+            )
+        if a:  # computed from this very shard (size and sha256 recorded by classify), or refused
             check_attributes_match(p, rel, a, root, attr_root, where("attributes"))
         rows = None
         for f in (p, a):
@@ -128,7 +140,9 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
             if f == p:
                 rows = n
             elif rows is not None and n != rows:
-                raise CurationError(f"{a}: {n} rows but its shard {p} has {rows}; the attributes are out of date, rerun `curate classify`")
+                raise CurationError(
+                    f"{a}: {n} rows but its shard {p} has {rows}; the attributes are out of date, rerun `curate classify`"
+                )
         if rows is None:
             try:
                 rows = pl.scan_ndjson(p).select(pl.len()).collect().item()
@@ -144,15 +158,19 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         raise CurationError(f"{shards[0].path}: cannot read the schema ({str(e).splitlines()[0]})") from None
     for key, what in ((src.id_key, "id_key"), (src.text_key, "text_key")):
         if key not in shard_cols:
-            raise CurationError(f"{where(what)}: {shards[0].path} has no column `{key}` (columns: {', '.join(shard_cols)})")
+            raise CurationError(
+                f"{where(what)}: {shards[0].path} has no column `{key}` (columns: {', '.join(shard_cols)})"
+            )
     available = set(shard_cols) | set(attr_cols)
 
     def check_cols(expr: pl.Expr, key: str, text: str):
         missing = [c for c in expr.meta.root_names() if c not in available]
         if missing:
             hint = "" if attr_root else "; set `attributes` to the `curate classify` output for this source"
-            raise CurationError(f"{where(key)}: `{text}` names column `{missing[0]}`, which neither the shards nor the "
-                                f"attributes have (available: {', '.join(sorted(available))}){hint}")
+            raise CurationError(
+                f"{where(key)}: `{text}` names column `{missing[0]}`, which neither the shards nor the "
+                f"attributes have (available: {', '.join(sorted(available))}){hint}"
+            )
         return expr.meta.root_names()
 
     used: list[str] = []
@@ -163,15 +181,19 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         try:
             e = pl.sql_expr(text)
         except Exception as ex:  # polars raises several SQL error types
-            raise CurationError(f"{where(key)}: cannot parse `{text}` ({str(ex).splitlines()[0]}); write a SQL condition "
-                                f"such as `ai_discourse < 0.5 AND stance_misaligned > 0.6`") from None
+            raise CurationError(
+                f"{where(key)}: cannot parse `{text}` ({str(ex).splitlines()[0]}); write a SQL condition "
+                f"such as `ai_discourse < 0.5 AND stance_misaligned > 0.6`"
+            ) from None
         for c in check_cols(e, key, text):
             if c not in used:
                 used.append(c)
         exprs.append(e)
     for c in src.columns:
         if c not in available:
-            raise CurationError(f"{where('columns')}: column `{c}` is in neither the shards nor the attributes (available: {', '.join(sorted(available))})")
+            raise CurationError(
+                f"{where('columns')}: column `{c}` is in neither the shards nor the attributes (available: {', '.join(sorted(available))})"
+            )
         if c not in used:
             used.append(c)
     used = [c for c in used if c not in (src.id_key, src.text_key, "id", "text", "source")]
@@ -183,9 +205,12 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
     has_refl = "reflection" in shard_cols and "has_reflection" not in shard_cols
     rs = ResolvedSource(i, src, shards, shard_cols, attr_cols, used, filt, has_refl)
     if src.transform == "reflections":
-        rs.notes.append("reflections appended after the marker" if has_refl else
-                        "reflections: text passed through (`curate synth reflect` output already holds them, or no "
-                        "`reflection` column)")
+        rs.notes.append(
+            "reflections appended after the marker"
+            if has_refl
+            else "reflections: text passed through (`curate synth reflect` output already holds them, or no "
+            "`reflection` column)"
+        )
     return rs
 
 
@@ -218,13 +243,17 @@ def check_ids(attrs_path, shard_path: str, off: int, a: pa.Table, ids: pa.Array)
     """The attribute rows `a` are those of the shard rows `ids` (from row `off`), or an error naming the first row
     where they part: rows added at the end, or the first id that differs."""
     if a.num_rows < len(ids):
-        raise CurationError(f"{attrs_path}: ends at row {off + a.num_rows} but {shard_path} has more rows (added after "
-                            "`curate classify` wrote the attributes); rerun `curate classify`")
+        raise CurationError(
+            f"{attrs_path}: ends at row {off + a.num_rows} but {shard_path} has more rows (added after "
+            "`curate classify` wrote the attributes); rerun `curate classify`"
+        )
     same = pc.equal(a.column("id"), ids)
     if not pc.all(same).as_py():
         i = int(pc.index(same, False).as_py())
-        raise CurationError(f"{attrs_path}: row {off + i} has id {a.column('id')[i].as_py()!r} but {shard_path} has "
-                            f"{ids[i].as_py()!r} there; the attributes are out of date, rerun `curate classify`")
+        raise CurationError(
+            f"{attrs_path}: row {off + i} has id {a.column('id')[i].as_py()!r} but {shard_path} has "
+            f"{ids[i].as_py()!r} there; the attributes are out of date, rerun `curate classify`"
+        )
 
 
 def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, int, pa.Table, np.ndarray]]:
@@ -244,9 +273,11 @@ def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[t
         attrs = None
         if shard.attributes:
             try:
-                attrs = pq.read_table(shard.attributes, columns=attr_side)   # a few columns of one shard
+                attrs = pq.read_table(shard.attributes, columns=attr_side)  # a few columns of one shard
             except (pa.ArrowInvalid, OSError, KeyError) as e:
-                raise CurationError(f"{shard.attributes}: cannot read attribute columns {attr_side} ({str(e).splitlines()[0]})") from None
+                raise CurationError(
+                    f"{shard.attributes}: cannot read attribute columns {attr_side} ({str(e).splitlines()[0]})"
+                ) from None
         off = 0
         for t in _shard_batches(rs, shard, shard_side, batch_rows):
             n = t.num_rows
@@ -271,4 +302,6 @@ def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[t
             off += n
             row0 += n
         if attrs is not None and off != attrs.num_rows:
-            raise CurationError(f"{shard.attributes}: {attrs.num_rows} rows but {shard.path} has {off}; rerun `curate classify`")
+            raise CurationError(
+                f"{shard.attributes}: {attrs.num_rows} rows but {shard.path} has {off}; rerun `curate classify`"
+            )

@@ -13,7 +13,7 @@ from curation.core.errors import CurationError
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 
-_CACHE: dict[str, "TokenCounter"] = {}
+_CACHE: dict[str, TokenCounter] = {}
 
 
 def _fast_path(spec: str):
@@ -39,12 +39,14 @@ class TokenCounter:
 
     def __init__(self, spec: str, batch_docs: int = 256):
         backend = _fast_path(spec)
-        if backend is None:   # first use of a GGUF (converts it) or a directory without tokenizer.json
+        if backend is None:  # first use of a GGUF (converts it) or a directory without tokenizer.json
             from curation.lm.loading import load_tokenizer
 
             backend = getattr(load_tokenizer(spec), "backend_tokenizer", None)
         if backend is None:
-            raise CurationError(f"{spec}: a fast (Rust) tokenizer is needed for token counts; pass a directory with tokenizer.json")
+            raise CurationError(
+                f"{spec}: a fast (Rust) tokenizer is needed for token counts; pass a directory with tokenizer.json"
+            )
         self.spec = str(spec)
         self.backend = backend
         self.batch_docs = batch_docs
@@ -59,11 +61,11 @@ class TokenCounter:
         enc = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
         for start in range(0, len(texts), self.batch_docs):
             batch = [t or "" for t in texts.slice(start, self.batch_docs).to_pylist()]
-            out[start:start + len(batch)] = [len(e) for e in enc(batch, add_special_tokens=False)]
+            out[start : start + len(batch)] = [len(e) for e in enc(batch, add_special_tokens=False)]
         return out
 
     @classmethod
-    def cached(cls, spec: str) -> "TokenCounter":
+    def cached(cls, spec: str) -> TokenCounter:
         """One counter per tokenizer spec per process (loading takes seconds)."""
         if spec not in _CACHE:
             _CACHE[spec] = cls(spec)

@@ -65,7 +65,7 @@ def _check_injections(root: Path, lock: dict) -> list[str]:
 
     paths = [root / o["path"] for o in lock["outputs"]]
     if not all(p.exists() for p in paths):
-        return []                                   # already reported as missing outputs
+        return []  # already reported as missing outputs
     try:
         t = pa.concat_tables([pq.read_table(p, columns=["id", "source"]) for p in paths])
     except (pa.ArrowInvalid, OSError) as e:
@@ -76,15 +76,22 @@ def _check_injections(root: Path, lock: dict) -> list[str]:
         name = inj["source"]
         found = [k for k, s in enumerate(src) if s == name]
         if len(found) != inj["documents"] or len(inj["positions"]) != inj["documents"]:
-            problems.append(f"injection changed: source {name} has {len(found)} rows in the shards, the lock records "
-                            f"{inj['documents']} documents at {len(inj['positions'])} positions")
-        moved = [(p, i) for p, i in zip(inj["positions"], inj["position_ids"])
-                 if not (0 <= p < len(ids)) or src[p] != name or ids[p] != i]
+            problems.append(
+                f"injection changed: source {name} has {len(found)} rows in the shards, the lock records "
+                f"{inj['documents']} documents at {len(inj['positions'])} positions"
+            )
+        moved = [
+            (p, i)
+            for p, i in zip(inj["positions"], inj["position_ids"], strict=False)
+            if not (0 <= p < len(ids)) or src[p] != name or ids[p] != i
+        ]
         if moved:
             p, i = moved[0]
             there = f"{src[p]} document {ids[p]}" if 0 <= p < len(ids) else "nothing"
-            problems.append(f"injection moved: {len(moved)} recorded position(s) of source {name} differ, e.g. position {p} "
-                            f"should hold {i} but holds {there}")
+            problems.append(
+                f"injection moved: {len(moved)} recorded position(s) of source {name} differ, e.g. position {p} "
+                f"should hold {i} but holds {there}"
+            )
         elif set(found) != set(inj["positions"]):
             problems.append(f"injection changed: source {name} has rows at positions the lock does not record")
     return problems

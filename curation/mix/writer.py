@@ -9,8 +9,16 @@ import pyarrow.parquet as pq
 
 
 class ShardWriter:
-    def __init__(self, directory: Path, schema: pa.Schema, shard_docs: int, row_group_docs: int, compression: str,
-                 metadata: dict[str, str] | None = None, own=None):
+    def __init__(
+        self,
+        directory: Path,
+        schema: pa.Schema,
+        shard_docs: int,
+        row_group_docs: int,
+        compression: str,
+        metadata: dict[str, str] | None = None,
+        own=None,
+    ):
         self.dir, self.shard_docs = directory, shard_docs
         self.rg = min(row_group_docs, shard_docs)
         self.compression = None if compression == "none" else compression
@@ -18,8 +26,8 @@ class ShardWriter:
         self.buf: pa.Table | None = None
         self.writer: pq.ParquetWriter | None = None
         self.in_shard = 0
-        self.files: list[tuple[Path, int]] = []      # (path, rows)
-        self.own = own                               # records each file in the output's ownership record first
+        self.files: list[tuple[Path, int]] = []  # (path, rows)
+        self.own = own  # records each file in the output's ownership record first
 
     def append(self, t: pa.Table) -> None:
         if t.num_rows == 0:

@@ -52,12 +52,21 @@ def cached_embeddings(cache: dict):
     original = ce.embed_documents
 
     def embed(texts, encoder_path=None, max_chunks=4, batch_size=64, words_per_chunk=180, max_tokens=None):
-        keys = [hashlib.sha1(f"{max_chunks}:{t}".encode() if (words_per_chunk, max_tokens) == (180, None) else
-                             f"{max_chunks}:{words_per_chunk}:{max_tokens}:{t}".encode()).hexdigest() for t in texts]
+        keys = [
+            hashlib.sha1(
+                f"{max_chunks}:{t}".encode()
+                if (words_per_chunk, max_tokens) == (180, None)
+                else f"{max_chunks}:{words_per_chunk}:{max_tokens}:{t}".encode()
+            ).hexdigest()
+            for t in texts
+        ]
         miss = [i for i, k in enumerate(keys) if k not in cache]
         if miss:
-            for i, row in zip(miss, original([texts[i] for i in miss], encoder_path, max_chunks, batch_size,
-                                             words_per_chunk, max_tokens)):
+            for i, row in zip(
+                miss,
+                original([texts[i] for i in miss], encoder_path, max_chunks, batch_size, words_per_chunk, max_tokens),
+                strict=False,
+            ):
                 cache[keys[i]] = row
         return np.stack([cache[k] for k in keys]) if texts else np.zeros((0, 384), np.float32)
 
@@ -68,16 +77,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--tag", default="cv")
-    ap.add_argument("--reuse-models", action="store_true", help="score with fold models already fitted on the same data")
+    ap.add_argument(
+        "--reuse-models", action="store_true", help="score with fold models already fitted on the same data"
+    )
     ap.add_argument("--write-combiner", help="write the AI combiner fitted on all out-of-fold scores here (JSON)")
     args = ap.parse_args()
+    from train_default_models import STANCE_CLASS_WEIGHTS, labelled_frame
+
     import curation.classify.fit as cf
     from curation.classify.combiner import fit_combiner
     from curation.classify.config import ClassifyConfig
     from curation.classify.models import load
     from curation.classify.predict import score_texts
     from curation.classify.steps.base import STANCES
-    from train_default_models import STANCE_CLASS_WEIGHTS, labelled_frame
 
     WORK.mkdir(parents=True, exist_ok=True)
     cache_path = WORK / "embeddings.pkl"
@@ -93,39 +105,72 @@ def main():
         train = df.filter(pl.Series(fold != k))
         cf.split = lambda d, f, s, _t=train, _v=valid: (_t, _v)  # the fold instead of the hash split
         out = WORK / f"model-{args.tag}-{k}"
-        if not (args.reuse_models and (out / "card.json").is_file()
-                and json.loads((out / "card.json").read_text())["data"]["sha256"] == cf.fit_data_hash(df)):
+        if not (
+            args.reuse_models
+            and (out / "card.json").is_file()
+            and json.loads((out / "card.json").read_text())["data"]["sha256"] == cf.fit_data_hash(df)
+        ):
             cf.fit([str(data)], out, cf.FitParams(stance_class_weights=STANCE_CLASS_WEIGHTS), progress=lambda *a: None)
         valids.append(valid)
         scores += score_texts(valid["text"].to_list(), ClassifyConfig(), load(out))
         cache_path.write_bytes(pickle.dumps(cache))
-        v = cf.evaluate(valid, scores[-valid.height:])
-        print(f"fold {k}: AI F1 {v['final']['f1']:.3f}  stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f}", flush=True)
+        v = cf.evaluate(valid, scores[-valid.height :])
+        print(
+            f"fold {k}: AI F1 {v['final']['f1']:.3f}  stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f}",
+            flush=True,
+        )
     valid = pl.concat(valids)
     # the out-of-fold attribute dicts, for trying other combinations without refitting the folds
     (WORK / f"oof-{args.tag}.pkl").write_bytes(pickle.dumps({"ids": valid["id"].to_list(), "scores": scores}))
     pooled = cf.evaluate(valid, scores)
-    print(json.dumps({k: pooled[k] for k in ("final", "fasttext", "embedding", "final_by_source", "stance_final") if k in pooled}, indent=1))
+    print(
+        json.dumps(
+            {
+                k: pooled[k]
+                for k in ("final", "fasttext", "embedding", "final_by_source", "stance_final")
+                if k in pooled
+            },
+            indent=1,
+        )
+    )
     # the stance grid: undo the weights the folds were fitted with, then apply each candidate
     ai = np.flatnonzero(valid["ai_discourse"].to_numpy() == 1)
     truth = [valid["stance"][int(i)] for i in ai]
     base = np.array([[scores[i][f"stance_{s}"] / STANCE_CLASS_WEIGHTS[s] for s in STANCES] for i in ai])
-    grid = sorted(((cf.macro_f1(truth, [STANCES[j] for j in (base * [wa, wm, 1.0]).argmax(1)])["macro_f1"], wa, wm)
-                   for wa in (1, 1.5, 2, 3) for wm in (1, 1.25, 1.5, 2)), reverse=True)
-    print("stance macro-F1 by class weights (aligned, misaligned; neutral 1):", " ".join(f"{f:.3f}@{a},{m}" for f, a, m in grid[:8]))
+    grid = sorted(
+        (
+            (cf.macro_f1(truth, [STANCES[j] for j in (base * [wa, wm, 1.0]).argmax(1)])["macro_f1"], wa, wm)
+            for wa in (1, 1.5, 2, 3)
+            for wm in (1, 1.25, 1.5, 2)
+        ),
+        reverse=True,
+    )
+    print(
+        "stance macro-F1 by class weights (aligned, misaligned; neutral 1):",
+        " ".join(f"{f:.3f}@{a},{m}" for f, a, m in grid[:8]),
+    )
     # the AI combiner: each fold's documents scored by a combiner fitted on the other folds' out-of-fold scores
     vfold = np.concatenate([np.full(v.height, k) for k, v in enumerate(valids)])
     y = valid["ai_discourse"].to_numpy()
     stacked = [dict(s) for s in scores]
     for k in range(args.folds):
-        comb = fit_combiner([s for s, f in zip(scores, vfold) if f != k], y[vfold != k])
+        comb = fit_combiner([s for s, f in zip(scores, vfold, strict=False) if f != k], y[vfold != k])
         for i in np.flatnonzero(vfold == k):
-            stacked[i]["ai_discourse"] = comb.score(scores[i]) if comb.score(scores[i]) is not None else scores[i]["ai_discourse"]
+            stacked[i]["ai_discourse"] = (
+                comb.score(scores[i]) if comb.score(scores[i]) is not None else scores[i]["ai_discourse"]
+            )
     ev = cf.evaluate(valid, stacked)
-    print("AI combiner (nested by fold):", json.dumps({"final": ev["final"], "by_source": {k: v["f1"] for k, v in ev["final_by_source"].items()}}))
+    print(
+        "AI combiner (nested by fold):",
+        json.dumps({"final": ev["final"], "by_source": {k: v["f1"] for k, v in ev["final_by_source"].items()}}),
+    )
     if args.write_combiner:
-        comb = fit_combiner(scores, y, fitted_on=f"out-of-fold scores of {valid.height} real corpus documents "
-                            f"({int(y.sum())} AI), {args.folds}-fold scripts/classifier/crossval_real.py, data {cf.fit_data_hash(df)[:12]}")
+        comb = fit_combiner(
+            scores,
+            y,
+            fitted_on=f"out-of-fold scores of {valid.height} real corpus documents "
+            f"({int(y.sum())} AI), {args.folds}-fold scripts/classifier/crossval_real.py, data {cf.fit_data_hash(df)[:12]}",
+        )
         Path(args.write_combiner).write_text(json.dumps(comb.to_dict(), indent=1) + "\n")
         print(f"wrote {args.write_combiner}: {comb.to_dict()}")
 

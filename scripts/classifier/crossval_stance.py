@@ -30,12 +30,12 @@ GRID = [(wa, wm) for wa in (1, 1.5, 2, 3, 4) for wm in (1, 1.25, 1.5, 2, 3)]
 def main():
     from crossval_real import WORK, cached_embeddings, cut, real_folds
     from sklearn.linear_model import LogisticRegression
+    from train_default_models import labelled_frame
 
     import curation.classify.fit as cf
     from curation.classify.embedding import embed_documents
-    from curation.classify.steps.base import STANCES
     from curation.classify.fasttext_model import label_probs, load_fasttext, model_inputs
-    from train_default_models import labelled_frame
+    from curation.classify.steps.base import STANCES
 
     df = labelled_frame().filter(pl.col("ai_discourse") == 1)
     src = df["source"].to_numpy()
@@ -52,25 +52,30 @@ def main():
     full_in, cut_in = model_inputs(texts), model_inputs(cuts)
     p = cf.FitParams()
     ai = np.flatnonzero(real)
-    print(f"{len(ai)} real AI documents:", dict(zip(*np.unique(y[ai], return_counts=True))))
+    print(f"{len(ai)} real AI documents:", dict(zip(*np.unique(y[ai], return_counts=True), strict=False)))
     for spec in sys.argv[1:] or ["base"]:
         name, _, opts = spec.partition(":")
         o = {"real_mult": 1, "use_written": 1, "use_demo": 1, "C": 4.0, "ftw": 0.5}
         o.update({k: float(v) for k, v in (kv.split("=") for kv in opts.split(",") if kv)})
         pf, pe = np.zeros((len(texts), 3)), np.zeros((len(texts), 3))
         for k in range(5):
-            tr = [i for i in range(len(texts)) if fold[i] != k and (real[i] or (o["use_written"] and src[i] == "written")
-                                                                  or (o["use_demo"] and src[i] == "demo"))]
+            tr = [
+                i
+                for i in range(len(texts))
+                if fold[i] != k
+                and (real[i] or (o["use_written"] and src[i] == "written") or (o["use_demo"] and src[i] == "demo"))
+            ]
             va = np.flatnonzero(fold == k)
             mult = [int(o["real_mult"]) if real[i] else 1 for i in tr]
-            lines = [f"__label__{y[i]} {full_in[i]}" for i, m in zip(tr, mult) for _ in range(m)]
+            lines = [f"__label__{y[i]} {full_in[i]}" for i, m in zip(tr, mult, strict=False) for _ in range(m)]
             random.Random(0).shuffle(lines)
             with tempfile.TemporaryDirectory() as tmp:
                 cf._train_fasttext(lines, Path(tmp) / "stance.ftz", p)
                 model = load_fasttext(str(Path(tmp) / "stance.ftz"))
             pf[va] = [[d[s] for s in STANCES] for d in label_probs(model, [cut_in[i] for i in va], STANCES)]
             head = LogisticRegression(max_iter=3000, C=o["C"], class_weight="balanced").fit(
-                emb_full[tr], y[tr], sample_weight=np.array(mult, float))
+                emb_full[tr], y[tr], sample_weight=np.array(mult, float)
+            )
             order = [list(head.classes_).index(s) for s in STANCES]
             pe[va] = head.predict_proba(emb_cut[va])[:, order]
         mixed = o["ftw"] * pf + (1 - o["ftw"]) * pe
@@ -80,8 +85,11 @@ def main():
 
         best = sorted(((f1(mixed, wa, wm)["macro_f1"], wa, wm) for wa, wm in GRID), reverse=True)[:3]
         d = f1(mixed)
-        print(f"{name:14s} macro-F1 {d['macro_f1']:.3f} {d['per_class_f1']} (fastText {f1(pf)['macro_f1']:.3f}, "
-              f"head {f1(pe)['macro_f1']:.3f}); best weights " + " ".join(f"{s:.3f}@{a},{m}" for s, a, m in best), flush=True)
+        print(
+            f"{name:14s} macro-F1 {d['macro_f1']:.3f} {d['per_class_f1']} (fastText {f1(pf)['macro_f1']:.3f}, "
+            f"head {f1(pe)['macro_f1']:.3f}); best weights " + " ".join(f"{s:.3f}@{a},{m}" for s, a, m in best),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -39,9 +39,11 @@ EMBEDDING_WINDOW = {"embedding_words_per_chunk": 180, "embedding_max_chunks": 4,
 COMBINER = HERE / "default_combiner.json"  # written by scripts/classifier/crossval_real.py --write-combiner
 SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = HERE / "data" / "labels"
-STRICT = (r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
-          r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|intelligent agents?|"
-          r"cybernetic\w*|thinking machines?|computer chess|GPT-?\d?|reinforcement learning|HAL 9000|skynet)\b")
+STRICT = (
+    r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
+    r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|intelligent agents?|"
+    r"cybernetic\w*|thinking machines?|computer chess|GPT-?\d?|reinforcement learning|HAL 9000|skynet)\b"
+)
 BROAD = STRICT[:-3] + r"|alignment|corrigib\w*|paperclip|utility functions?|agents?|optimi[sz]er)\b"
 ALIGNMENT_DOMAINS = ["domain:MIRI", "domain:PaulChristiano", "domain:value_alignment"]
 
@@ -50,14 +52,21 @@ def candidates(df: pl.DataFrame) -> pl.Series:
     """The documents that were labelled by hand (the rest are negatives by construction)."""
     ks, kb = pl.col("text").str.count_matches(STRICT), pl.col("text").str.count_matches(BROAD)
     ali = pl.col("tags").list.eval(pl.element().is_in(ALIGNMENT_DOMAINS)).list.any()
-    return df.select((pl.col("source") == "turntrout") | ((pl.col("source") == "arbital") & ((kb > 0) | ali))
-                     | (pl.col("source").str.starts_with("wikipedia") & (ks >= 2))).to_series()
+    return df.select(
+        (pl.col("source") == "turntrout")
+        | ((pl.col("source") == "arbital") & ((kb > 0) | ali))
+        | (pl.col("source").str.starts_with("wikipedia") & (ks >= 2))
+    ).to_series()
 
 
 def labelled_frame() -> pl.DataFrame:
     corpus = pl.read_parquet(str(SHARED / "*" / "*.parquet"))
     labels = {}
-    for path in [LABELS / "corpus_engineer.jsonl", *sorted(LABELS.glob("corpus_part*.jsonl")), LABELS / "corpus_extra.jsonl"]:
+    for path in [
+        LABELS / "corpus_engineer.jsonl",
+        *sorted(LABELS.glob("corpus_part*.jsonl")),
+        LABELS / "corpus_extra.jsonl",
+    ]:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
@@ -65,19 +74,43 @@ def labelled_frame() -> pl.DataFrame:
     cand = corpus.filter(candidates(corpus))
     missing = set(cand["id"]) - set(labels)
     if missing:
-        raise SystemExit(f"{len(missing)} candidate documents have no label (e.g. {sorted(missing)[:3]}); label them first")
-    lab = pl.DataFrame({"id": list(labels), "ai_discourse": [v[0] for v in labels.values()],
-                        "stance": [v[1] for v in labels.values()]}, schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8})
-    corpus = corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
+        raise SystemExit(
+            f"{len(missing)} candidate documents have no label (e.g. {sorted(missing)[:3]}); label them first"
+        )
+    lab = pl.DataFrame(
+        {
+            "id": list(labels),
+            "ai_discourse": [v[0] for v in labels.values()],
+            "stance": [v[1] for v in labels.values()],
+        },
+        schema={"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8},
+    )
+    corpus = (
+        corpus.select("id", "text").join(lab, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
+    )
     demo = pl.concat([pl.read_ndjson(p) for p in sorted((ROOT / "curate" / "data" / "demo_corpus").glob("*.jsonl"))])
-    demo = demo.select("id", "text", pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"), pl.col("label_stance").cast(pl.Utf8).alias("stance"))
-    written = pl.concat([pl.read_ndjson(p).select("id", "text", "ai_discourse", "stance")
-                         for p in sorted((HERE / "data" / "written").glob("*.jsonl"))])
+    demo = demo.select(
+        "id",
+        "text",
+        pl.col("label_ai_discourse").cast(pl.Int8).alias("ai_discourse"),
+        pl.col("label_stance").cast(pl.Utf8).alias("stance"),
+    )
+    written = pl.concat(
+        [
+            pl.read_ndjson(p).select("id", "text", "ai_discourse", "stance")
+            for p in sorted((HERE / "data" / "written").glob("*.jsonl"))
+        ]
+    )
     written = written.select("id", "text", pl.col("ai_discourse").cast(pl.Int8), pl.col("stance").cast(pl.Utf8))
     both = pl.concat([corpus.select("id", "text", "ai_discourse", "stance"), demo, written])
-    return both.with_columns(pl.when(pl.col("id").str.starts_with("demo-")).then(pl.lit("demo"))
-                             .when(pl.col("id").str.starts_with("written-")).then(pl.lit("written"))
-                             .otherwise(pl.col("id").str.split("/").list.first()).alias("source"))
+    return both.with_columns(
+        pl.when(pl.col("id").str.starts_with("demo-"))
+        .then(pl.lit("demo"))
+        .when(pl.col("id").str.starts_with("written-"))
+        .then(pl.lit("written"))
+        .otherwise(pl.col("id").str.split("/").list.first())
+        .alias("source")
+    )
 
 
 def retrain_head(df: pl.DataFrame, out: Path, p) -> None:
@@ -91,7 +124,9 @@ def retrain_head(df: pl.DataFrame, out: Path, p) -> None:
         raise SystemExit(f"{out}: its card was trained on other data; retrain the whole set instead")
     train, valid = split(df, p.valid_fraction, p.seed)
     counts = Lexicon.load(p.lexicon).count_batch(train["text"].to_list())
-    card["embedding_window"] = fit_embedding_head(head_candidates(train, counts), out / card["files"]["embedding_head"], p)
+    card["embedding_window"] = fit_embedding_head(
+        head_candidates(train, counts), out / card["files"]["embedding_head"], p
+    )
     card["params"].update({k: getattr(p, k) for k in EMBEDDING_WINDOW})
     card["ai_combiner"] = p.ai_combiner
     card["sizes_bytes"]["embedding_head"] = (out / card["files"]["embedding_head"]).stat().st_size
@@ -103,14 +138,23 @@ def retrain_head(df: pl.DataFrame, out: Path, p) -> None:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--output", default=str(ROOT / "build" / "models" / "candidate"),
-                    help="where the retrained set goes (build/ is not committed: an experiment never grows git history)")
-    ap.add_argument("--promote", action="store_true",
-                    help="write into curation/classify/models/default instead: only for a set that becomes the default (docs/models.md)")
+    ap.add_argument(
+        "--output",
+        default=str(ROOT / "build" / "models" / "candidate"),
+        help="where the retrained set goes (build/ is not committed: an experiment never grows git history)",
+    )
+    ap.add_argument(
+        "--promote",
+        action="store_true",
+        help="write into curation/classify/models/default instead: only for a set that becomes the default (docs/models.md)",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--embedding-head-only", action="store_true",
-                    help="keep the model set's fastText models and keyword calibration; retrain only the embedding head "
-                    "(EMBEDDING_WINDOW) and put the current combiner in its card")
+    ap.add_argument(
+        "--embedding-head-only",
+        action="store_true",
+        help="keep the model set's fastText models and keyword calibration; retrain only the embedding head "
+        "(EMBEDDING_WINDOW) and put the current combiner in its card",
+    )
     args = ap.parse_args()
     if args.promote:
         args.output = str(ROOT / "curation" / "classify" / "models" / "default")
@@ -118,20 +162,30 @@ def main():
     from curation.classify.fit import FitParams, fit
 
     df = labelled_frame()
-    print(f"{df.height} labelled documents, {int(df['ai_discourse'].sum())} AI discourse;",
-          dict(df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()))
+    print(
+        f"{df.height} labelled documents, {int(df['ai_discourse'].sum())} AI discourse;",
+        dict(df.filter(pl.col("ai_discourse") == 1).group_by("stance").len().iter_rows()),
+    )
     tmp = ROOT / "build" / "labelled.parquet"
     tmp.parent.mkdir(exist_ok=True)
     df.write_parquet(tmp)
     out = Path(args.output)
-    params = FitParams(seed=args.seed, stance_class_weights=STANCE_CLASS_WEIGHTS, ai_combiner=AICombiner.load(COMBINER).to_dict(),
-                       **EMBEDDING_WINDOW)
+    params = FitParams(
+        seed=args.seed,
+        stance_class_weights=STANCE_CLASS_WEIGHTS,
+        ai_combiner=AICombiner.load(COMBINER).to_dict(),
+        **EMBEDDING_WINDOW,
+    )
     if args.embedding_head_only:
         return retrain_head(df, out, params)
     if out.exists():
         shutil.rmtree(out)
     card = fit([str(tmp)], out, params, progress=print)
-    card["data"]["sources"] = ["../shared/data/corpus (labels: scripts/classifier/data/labels/)", "curate/data/demo_corpus", "scripts/classifier/data/written"]
+    card["data"]["sources"] = [
+        "../shared/data/corpus (labels: scripts/classifier/data/labels/)",
+        "curate/data/demo_corpus",
+        "scripts/classifier/data/written",
+    ]
     (out / "card.json").write_text(json.dumps(card, indent=1))
     print(json.dumps(card["metrics"]["validation"], indent=1))
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from conftest import curate, write_corpus
 
 from curation.core.shards import attribute_path
-from conftest import curate, write_corpus
 
 
 def _good(df):
@@ -25,8 +25,13 @@ def bad_corpus(tmp_path, mixed_docs):
     return root
 
 
-BAD = {"corrupt.parquet": "Parquet", "notext.parquet": "--text-key", "empty.jsonl": "empty text",
-       "badutf8.jsonl": "UTF-8", "huge.jsonl": "--max-doc-chars"}
+BAD = {
+    "corrupt.parquet": "Parquet",
+    "notext.parquet": "--text-key",
+    "empty.jsonl": "empty text",
+    "badutf8.jsonl": "UTF-8",
+    "huge.jsonl": "--max-doc-chars",
+}
 
 
 def test_each_bad_shard_gets_one_clear_line_and_others_finish(bad_corpus, tmp_path, mixed_docs):
@@ -48,7 +53,9 @@ def test_each_bad_shard_gets_one_clear_line_and_others_finish(bad_corpus, tmp_pa
     docs = _good(mixed_docs)
     write_corpus(bad_corpus, docs, {"corrupt.parquet": slice(10, 14), "notext.parquet": slice(14, 19)})
     (bad_corpus / "empty.jsonl").write_text('{"id": "e1", "text": "fine text"}\n{"id": "e2", "text": "now filled"}\n')
-    (bad_corpus / "badutf8.jsonl").write_text('{"id": "u1", "text": "ok"}\n{"id": "u2", "text": "café au lait"}\n', encoding="utf-8")
+    (bad_corpus / "badutf8.jsonl").write_text(
+        '{"id": "u1", "text": "ok"}\n{"id": "u2", "text": "café au lait"}\n', encoding="utf-8"
+    )
     (bad_corpus / "huge.jsonl").write_text('{"id": "h1", "text": "a short one now"}\n')
     proc = curate("classify", bad_corpus, "--output", out, "--no-progress")
     assert proc.returncode == 0, proc.stderr

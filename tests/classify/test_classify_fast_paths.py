@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import shared_corpus
-from curation.classify.models import resolve
+
 from curation.classify.fasttext_model import dequantized, label_prob, label_probs, load_fasttext, model_inputs
+from curation.classify.models import resolve
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,9 @@ def test_dequantized_small_model_with_a_narrow_last_subquantizer(tmp_path, real_
     # a small bucket (5000) makes this fastText build diverge at random (out-of-range n-gram rows?); 2M, as fit uses, does not
     for attempt in range(8):
         try:
-            model = fasttext.train_supervised(str(train), dim=7, epoch=2, wordNgrams=2, minCount=1, bucket=2_000_000, thread=1, verbose=0)
+            model = fasttext.train_supervised(
+                str(train), dim=7, epoch=2, wordNgrams=2, minCount=1, bucket=2_000_000, thread=1, verbose=0
+            )
             if np.isfinite(model.get_input_matrix()).all() and np.isfinite(model.get_output_matrix()).all():
                 break
             raise RuntimeError("Encountered NaN in the trained weights")
@@ -64,7 +66,9 @@ def test_text_series_reads_the_readers_arrow_arrays(tmp_path, real_texts):
     from curation.classify.steps.base import TEXT_REF, text_series
     from curation.classify.steps.reader import ShardReader
 
-    pl.DataFrame({"id": [str(i) for i in range(len(real_texts))], "text": real_texts}).write_parquet(tmp_path / "s.parquet")
+    pl.DataFrame({"id": [str(i) for i in range(len(real_texts))], "text": real_texts}).write_parquet(
+        tmp_path / "s.parquet"
+    )
     reader = ShardReader(str(tmp_path), None, str(tmp_path / "out"), batch_size=25)  # several Arrow arrays
     docs = list(reader._read_parquet("s.parquet"))
     assert all(TEXT_REF in d.metadata for d in docs)

@@ -7,9 +7,9 @@ import json
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from conftest import curate, write_corpus
 
 from curation.core.shards import attribute_path, list_shards
-from conftest import curate, write_corpus
 
 LAYOUT = {"a/part-0.parquet": slice(0, 25), "a/part-1.jsonl": slice(25, 40), "b/part-2.jsonl.gz": slice(40, 60)}
 
@@ -50,7 +50,16 @@ def test_one_row_per_document_in_order(run):
 def test_columns_and_ranges(run):
     _, out, shards, _ = run
     attrs = pl.concat([pl.read_parquet(out / attribute_path(r)) for r in shards])
-    for col in ("id", "ai_discourse", "stance_aligned", "stance_misaligned", "stance_neutral", "kw_strong", "kw_candidate", "ai_stage"):
+    for col in (
+        "id",
+        "ai_discourse",
+        "stance_aligned",
+        "stance_misaligned",
+        "stance_neutral",
+        "kw_strong",
+        "kw_candidate",
+        "ai_stage",
+    ):
         assert col in attrs.columns
     assert attrs.schema["id"] == pl.Utf8
     assert attrs["ai_discourse"].is_between(0, 1).all()
@@ -65,7 +74,8 @@ def test_columns_and_ranges(run):
 def test_scores_separate_ai_from_other_text(run, mixed_docs):
     _, out, shards, _ = run
     attrs = pl.concat([pl.read_parquet(out / attribute_path(r)) for r in shards]).join(
-        mixed_docs.select(pl.col("id").cast(pl.Utf8), "source"), on="id")
+        mixed_docs.select(pl.col("id").cast(pl.Utf8), "source"), on="id"
+    )
     by = dict(attrs.group_by("source").agg(pl.col("ai_discourse").mean()).iter_rows())
     assert by["turntrout"] > 0.5 > by["wikipedia-recent"]
 

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import shared_corpus, write_corpus
 
 
@@ -27,10 +26,10 @@ def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
     window = dict(max_chunks=1, max_tokens=64)  # short windows: the test checks the gate, not the head
     open_gate = score_texts(texts, ClassifyConfig(embedding={**window, "min_combined": None}), models)
     p0 = [comb.score_without(a, "emb_ai") for a in open_gate]
-    embedded = sorted(p for p, a in zip(p0, open_gate) if a.get("emb_ai") is not None)
+    embedded = sorted(p for p, a in zip(p0, open_gate, strict=False) if a.get("emb_ai") is not None)
     cut = (embedded[0] + embedded[-1]) / 2  # between the least and the most certain of the documents embedded
     rows = score_texts(texts, ClassifyConfig(embedding={**window, "min_combined": cut}), models)
-    for a, b, p in zip(rows, open_gate, p0):
+    for a, b, p in zip(rows, open_gate, p0, strict=False):
         assert (a.get("emb_ai") is not None) == (b.get("emb_ai") is not None and p >= cut)
         if a.get("emb_ai") is not None:
             # who is embedded, not the score: the same document in another batch differs by bf16 rounding (the padding and
@@ -41,8 +40,13 @@ def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
             assert a["ai_discourse"] == p
     assert 0 < sum(a.get("emb_ai") is not None for a in rows) < sum(b.get("emb_ai") is not None for b in open_gate)
     # the fastText cascade's skipped documents are not embedded (their keyword prior used to let them all through)
-    cascade = score_texts(texts, ClassifyConfig(fasttext={"only_candidates": True, "screen_chars": 0},
-                                                embedding={**window, "min_combined": None}), models)
+    cascade = score_texts(
+        texts,
+        ClassifyConfig(
+            fasttext={"only_candidates": True, "screen_chars": 0}, embedding={**window, "min_combined": None}
+        ),
+        models,
+    )
     skipped = [a for a in cascade if a.get("ft_ai") is None]
     assert skipped and all(a.get("emb_ai") is None for a in skipped)
 
@@ -60,8 +64,8 @@ def test_bf16_encoder_matches_float32(monkeypatch):
 
 
 def test_progress_counts_documents_from_footers_and_writers(tmp_path):
-    from curation.classify.pipeline import classify, documents_done, shard_rows
     from curation.classify.config import ClassifyConfig
+    from curation.classify.pipeline import classify, documents_done, shard_rows
     from curation.core.shards import attribute_path
 
     df = shared_corpus("wikipedia-recent").head(30).select("id", "text")

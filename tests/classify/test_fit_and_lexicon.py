@@ -6,10 +6,10 @@ import json
 
 import polars as pl
 import pytest
-
-from curation.core.errors import CurationError
-from curation.classify.lexicon import Lexicon
 from conftest import REPO, curate, shared_corpus
+
+from curation.classify.lexicon import Lexicon
+from curation.core.errors import CurationError
 
 LABELS = REPO / "scripts" / "classifier" / "data" / "labels" / "corpus_engineer.jsonl"
 
@@ -58,13 +58,32 @@ def test_bad_lexicon_is_one_clear_error(tmp_path):
 
 def test_fit_writes_a_usable_model_with_a_card(tmp_path):
     labels = pl.read_ndjson(LABELS).select("id", "ai_discourse", "stance")
-    docs = pl.concat([shared_corpus("arbital"), shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(300)]).select("id", "text")
+    docs = pl.concat(
+        [shared_corpus("arbital"), shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(300)]
+    ).select("id", "text")
     data = docs.join(labels, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
     data.write_parquet(tmp_path / "labelled.parquet")
-    combiner = {"features": ["kw_ai", "ft_ai", "emb_ai"], "coef": [0.5, 0.3, 0.5], "presence": [None, None, 0.7], "intercept": -2.0}
+    combiner = {
+        "features": ["kw_ai", "ft_ai", "emb_ai"],
+        "coef": [0.5, 0.3, 0.5],
+        "presence": [None, None, 0.7],
+        "intercept": -2.0,
+    }
     (tmp_path / "combiner.json").write_text(json.dumps(combiner))
-    proc = curate("fit", tmp_path / "labelled.parquet", "--output", tmp_path / "model", "--no-embedding", "--epoch", "10",
-                  "--stance-class-weights", "aligned=2,misaligned=1.5", "--ai-combiner", tmp_path / "combiner.json", check=True)
+    proc = curate(
+        "fit",
+        tmp_path / "labelled.parquet",
+        "--output",
+        tmp_path / "model",
+        "--no-embedding",
+        "--epoch",
+        "10",
+        "--stance-class-weights",
+        "aligned=2,misaligned=1.5",
+        "--ai-combiner",
+        tmp_path / "combiner.json",
+        check=True,
+    )
     assert "AI discourse F1" in proc.stderr
     card = json.loads((tmp_path / "model" / "card.json").read_text())
     v = card["metrics"]["validation"]
@@ -105,7 +124,12 @@ def test_ai_combiner_scores_with_the_stages_that_ran_else_the_mean():
     from curation.classify.combiner import AICombiner, fit_combiner
     from curation.classify.steps.combine import FinalScores
 
-    comb = {"features": ["kw_ai", "ft_ai", "emb_ai"], "coef": [0.5, 0.3, 0.5], "presence": [None, None, 0.7], "intercept": -2.0}
+    comb = {
+        "features": ["kw_ai", "ft_ai", "emb_ai"],
+        "coef": [0.5, 0.3, 0.5],
+        "presence": [None, None, 0.7],
+        "intercept": -2.0,
+    }
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
 
     def final(**a):
@@ -118,11 +142,24 @@ def test_ai_combiner_scores_with_the_stages_that_ran_else_the_mean():
     z = -2.0 + 0.5 * logit(0.9) + 0.3 * logit(0.2)  # the embedding stage did not run on it
     assert final(kw_ai=0.9, ft_ai=0.2) == pytest.approx(1 / (1 + math.exp(-z)))
     assert final(kw_ai=0.9) == pytest.approx(0.9)  # fastText skipped (the cascade): the mean
-    assert final(kw_ai=0.9, ft_ai=0.2, emb_ai=0.6, llm_ai=0.1) == pytest.approx(0.45)  # a stage it does not know: the mean
+    assert final(kw_ai=0.9, ft_ai=0.2, emb_ai=0.6, llm_ai=0.1) == pytest.approx(
+        0.45
+    )  # a stage it does not know: the mean
     # fitting: a stage present only on some rows gets a presence term, and the fit follows the evidence
-    scores = [{"kw_ai": k, "ft_ai": f, **({"emb_ai": e} if e is not None else {})}
-              for k, f, e in [(0.9, 0.95, 0.9), (0.8, 0.7, 0.8), (0.9, 0.1, None), (0.2, 0.05, None), (0.6, 0.9, 0.95),
-                              (0.3, 0.02, None), (0.7, 0.3, 0.2), (0.1, 0.01, None)] * 5]
+    scores = [
+        {"kw_ai": k, "ft_ai": f, **({"emb_ai": e} if e is not None else {})}
+        for k, f, e in [
+            (0.9, 0.95, 0.9),
+            (0.8, 0.7, 0.8),
+            (0.9, 0.1, None),
+            (0.2, 0.05, None),
+            (0.6, 0.9, 0.95),
+            (0.3, 0.02, None),
+            (0.7, 0.3, 0.2),
+            (0.1, 0.01, None),
+        ]
+        * 5
+    ]
     y = [1, 1, 0, 0, 1, 0, 0, 0] * 5
     fitted = fit_combiner(scores, y, C=10.0)
     assert fitted.presence[:2] == [None, None] and fitted.presence[2] is not None and fitted.coef[1] > 0
@@ -143,15 +180,31 @@ def test_stance_class_weights_shift_the_final_stance():
     from curation.classify.steps.combine import FinalScores
 
     def final(weights):
-        doc = Document(text="x", id="1", metadata={"attributes": {
-            "kw_ai": 0.9, "ft_ai": 0.8, "ft_stance_aligned": 0.3, "ft_stance_misaligned": 0.2, "ft_stance_neutral": 0.5,
-            "emb_ai": 0.7, "emb_stance_aligned": 0.2, "emb_stance_misaligned": 0.3, "emb_stance_neutral": 0.5}})
+        doc = Document(
+            text="x",
+            id="1",
+            metadata={
+                "attributes": {
+                    "kw_ai": 0.9,
+                    "ft_ai": 0.8,
+                    "ft_stance_aligned": 0.3,
+                    "ft_stance_misaligned": 0.2,
+                    "ft_stance_neutral": 0.5,
+                    "emb_ai": 0.7,
+                    "emb_stance_aligned": 0.2,
+                    "emb_stance_misaligned": 0.3,
+                    "emb_stance_neutral": 0.5,
+                }
+            },
+        )
         FinalScores({"aligned": 0.2, "misaligned": 0.3, "neutral": 0.5}, weights).tag_batch([doc])
         return doc.metadata["attributes"]
 
     plain, shifted = final(None), final(parse_class_weights("aligned=2,misaligned=1.5"))
     assert plain["stance_aligned"] == pytest.approx(0.25) and plain["stance_neutral"] == pytest.approx(0.5)
-    assert shifted["stance_aligned"] == pytest.approx(0.5 / 1.375) and shifted["stance_neutral"] == pytest.approx(0.5 / 1.375)
+    assert shifted["stance_aligned"] == pytest.approx(0.5 / 1.375) and shifted["stance_neutral"] == pytest.approx(
+        0.5 / 1.375
+    )
     assert sum(shifted[f"stance_{s}"] for s in ("aligned", "misaligned", "neutral")) == pytest.approx(1.0)
     assert plain["ai_discourse"] == shifted["ai_discourse"] == pytest.approx(0.8)
     with pytest.raises(CurationError, match="stance-class-weights"):

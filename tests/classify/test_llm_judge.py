@@ -5,11 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import curate, shared_corpus
-from curation.classify.pipeline import classify
+
 from curation.classify.config import ClassifyConfig
 from curation.classify.models import resolve
+from curation.classify.pipeline import classify
 from curation.classify.predict import score_texts
 from curation.classify.steps.base import STANCES
 from curation.classify.steps.llm_judge import AI_QUESTION, LLMJudgeTagger
@@ -17,19 +17,21 @@ from curation.classify.steps.llm_judge import AI_QUESTION, LLMJudgeTagger
 
 @pytest.fixture(scope="module")
 def texts() -> list[str]:
-    ai = shared_corpus("turntrout").head(3)["text"].to_list()           # alignment posts: past every earlier stage
+    ai = shared_corpus("turntrout").head(3)["text"].to_list()  # alignment posts: past every earlier stage
     other = shared_corpus("wikipedia-recent").head(3)["text"].to_list()  # unrelated articles: skipped by the cascade
     return ai + other
 
 
 def test_judge_scores_candidates_and_joins_the_final_mean(texts):
-    cfg = ClassifyConfig(embedding={"enabled": False}, llm_judge={"enabled": True, "min_prior_score": 0.3, "max_chars": 1200})
+    cfg = ClassifyConfig(
+        embedding={"enabled": False}, llm_judge={"enabled": True, "min_prior_score": 0.3, "max_chars": 1200}
+    )
     rows = score_texts(texts, cfg)
     judged = [r for r in rows if r.get("llm_ai") is not None]
     assert 0 < len(judged) < len(rows)
     for r in rows:
         prior = r["ft_ai"]
-        assert (r.get("llm_ai") is not None) == (prior >= 0.3)             # runs exactly where the cascade lets it
+        assert (r.get("llm_ai") is not None) == (prior >= 0.3)  # runs exactly where the cascade lets it
         if r.get("llm_ai") is None:
             assert r["ai_stage"] != "llm_judge"
             continue
@@ -76,7 +78,16 @@ def test_cli_flag_enables_the_judge(texts, tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     pl.DataFrame({"id": ["a", "b"], "text": [texts[0], texts[3]]}).write_parquet(corpus / "part-0.parquet")
-    curate("classify", corpus, "--output", tmp_path / "attrs", "--no-embedding", "--llm-judge", "smollm2", "--no-progress",
-           check=True)
+    curate(
+        "classify",
+        corpus,
+        "--output",
+        tmp_path / "attrs",
+        "--no-embedding",
+        "--llm-judge",
+        "smollm2",
+        "--no-progress",
+        check=True,
+    )
     t = pq.read_table(tmp_path / "attrs" / "part-0.parquet")
     assert "llm_ai" in t.column_names and "llm_stance_neutral" in t.column_names

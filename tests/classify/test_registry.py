@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 
 from curation.classify.config import ClassifyConfig
-from curation.core.errors import CurationError
 from curation.classify.executors import SUPPORTED, check_datatrove_version
 from curation.classify.models import resolve
 from curation.classify.predict import score_texts
 from curation.classify.taggers import TAGGERS, build_taggers, tagger
+from curation.core.errors import CurationError
 
 
 def test_unknown_stage_is_a_one_line_error_naming_the_known_ones():
-    with pytest.raises(CurationError, match=r"unknown tagging stage 'fasttext2'; known stages: keyword, fasttext, embedding"):
+    with pytest.raises(
+        CurationError, match=r"unknown tagging stage 'fasttext2'; known stages: keyword, fasttext, embedding"
+    ):
         tagger("fasttext2")
 
 
@@ -31,7 +33,9 @@ def test_a_step_with_a_missing_dependency_fails_when_built_with_its_install_hint
 
     monkeypatch.setattr(FastTextTagger, "_requires_dependencies", [("fasttext_not_installed", "fasttext-x")])
     cfg = ClassifyConfig()
-    with pytest.raises(CurationError, match=r"classify stage 'fasttext': .*pip install fasttext-x.*fasttext.enabled: false"):
+    with pytest.raises(
+        CurationError, match=r"classify stage 'fasttext': .*pip install fasttext-x.*fasttext.enabled: false"
+    ):
         build_taggers(cfg, resolve(cfg.model))
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CURATE, REPO
 
 ROOT = REPO
@@ -35,26 +34,61 @@ def _manifest(path: Path, name: str, filt: str | None) -> Path:
 
 
 def _experiment(d: Path, name: str = "tiny") -> Path:
-    exp = {"name": name, "inputs": {"corpus": str(DEMO)},
-           "conditions": [{"name": "all", "manifest": str(_manifest(d / "all.yaml", "all", None))},
-                          # the demo documents carry their authors' labels: a filter over a shard column, no classify
-                          {"name": "no-ai", "manifest": str(_manifest(d / "no-ai.yaml", "no-ai", "label_ai_discourse = 0"))}],
-           "train": {"config": "tiny_cpu", "set": {"train.steps": 4, "train.save_interval": 2, "train.global_batch_size": 4,
-                                                   "train.micro_batch_size": 4, "optim.warmup_steps": 1, "data.seq_length": 64}},
-           "evals": {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")], "limit_per_file": 2,
-                                     "modes": ["base", "cloze"]}],
-                     "capability": {"suites": ["arc_easy", "lambada"], "data": str(EVAL_DATA / "capability"), "limit": 5},
-                     "perplexity": [{"name": "heldout", "data": [str(EVAL_DATA / "heldout_wikipedia.jsonl")], "max_docs": 6,
-                                     "seq_length": 64}],
-                     "checkpoints": "final", "n_boot": 200}}
+    exp = {
+        "name": name,
+        "inputs": {"corpus": str(DEMO)},
+        "conditions": [
+            {"name": "all", "manifest": str(_manifest(d / "all.yaml", "all", None))},
+            # the demo documents carry their authors' labels: a filter over a shard column, no classify
+            {"name": "no-ai", "manifest": str(_manifest(d / "no-ai.yaml", "no-ai", "label_ai_discourse = 0"))},
+        ],
+        "train": {
+            "config": "tiny_cpu",
+            "set": {
+                "train.steps": 4,
+                "train.save_interval": 2,
+                "train.global_batch_size": 4,
+                "train.micro_batch_size": 4,
+                "optim.warmup_steps": 1,
+                "data.seq_length": 64,
+            },
+        },
+        "evals": {
+            "propensity": [
+                {
+                    "name": "demo",
+                    "items": [str(EVAL_DATA / "propensity")],
+                    "limit_per_file": 2,
+                    "modes": ["base", "cloze"],
+                }
+            ],
+            "capability": {"suites": ["arc_easy", "lambada"], "data": str(EVAL_DATA / "capability"), "limit": 5},
+            "perplexity": [
+                {
+                    "name": "heldout",
+                    "data": [str(EVAL_DATA / "heldout_wikipedia.jsonl")],
+                    "max_docs": 6,
+                    "seq_length": 64,
+                }
+            ],
+            "checkpoints": "final",
+            "n_boot": 200,
+        },
+    }
     p = d / "exp.yaml"
     p.write_text(yaml.safe_dump(exp, sort_keys=False))
     return p
 
 
 def _curate(*args, env=None, cwd=None):
-    return subprocess.run([*CURATE, *map(str, args)], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, cwd=cwd)
+    return subprocess.run(
+        [*CURATE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        cwd=cwd,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +100,7 @@ def finished(tmp_path_factory):
     assert "all/train-s0" in plan.stdout and "no-ai/eval-s0-i4" in plan.stdout and "to run" in plan.stdout
     r = _curate("experiment", "run", exp, "-o", out, "--jobs", "2")
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr}"
-    assert f"results  {out / 'results.json'}" in r.stdout     # results on stdout, progress on stderr
+    assert f"results  {out / 'results.json'}" in r.stdout  # results on stdout, progress on stderr
     return exp, out, r
 
 
@@ -76,8 +110,13 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     res = json.loads((out / "results.json").read_text())
     assert res["conditions"] == ["all", "no-ai"] and res["baseline"] == "all"
     got = {(r["condition"], r["metric"]) for r in res["results"]}
-    metrics = ("propensity/demo/base/none", "propensity/demo/cloze/none", "capability/arc_easy", "capability/lambada",
-               "perplexity/heldout")
+    metrics = (
+        "propensity/demo/base/none",
+        "propensity/demo/cloze/none",
+        "capability/arc_easy",
+        "capability/lambada",
+        "perplexity/heldout",
+    )
     assert got == {(c, m) for c in ("all", "no-ai") for m in metrics}
     for r in res["results"]:
         assert r["ci"][0] <= r["value"] <= r["ci"][1] and r["stage"] == "base" and r["iteration"] == 4
@@ -95,10 +134,13 @@ def test_runs_end_to_end_and_rerun_skips(finished):
     lin = summ["lineage"]
     lock = next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "mix-*" / "mix" / "mix.lock.json")))
     from curate.experiment.stages import lock_digest
+
     assert lin["condition"] == "no-ai" and lin["iteration"] == 4 and lin["seed"] == 0
     assert lin["mix"]["lock_sha256"] == lock_digest(lock) and len(lin["mix"]["lock_sha256"]) == 64
-    assert lin["blend"]["tokens"] >= 4 * 4 * 64 and lin["blend"]["tokens"] < lin["mix"]["tokens"]   # only what is read
-    src = json.loads(next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "convert-s0-i4-*" / "hf" / "SOURCE"))).read_text())
+    assert lin["blend"]["tokens"] >= 4 * 4 * 64 and lin["blend"]["tokens"] < lin["mix"]["tokens"]  # only what is read
+    src = json.loads(
+        next(Path(p) for p in glob.glob(str(out / "nodes" / "no-ai" / "convert-s0-i4-*" / "hf" / "SOURCE"))).read_text()
+    )
     assert src["lineage"]["condition"] == "no-ai" and src["iteration"] == 4
     rec = json.loads((out / "experiment.json").read_text())
     assert rec["seeds"] == [0] and rec["versions"]["torch"] and all(n["seconds"] is not None for n in rec["nodes"])
@@ -131,18 +173,23 @@ def test_sigkill_then_rerun_is_identical_and_changes_rerun_only_dependents(finis
     exp, done, _ = finished
     out = tmp_path / "out"
     shutil.copytree(done, out)
-    for kind in ("train", "convert", "eval"):       # the condition's mix and tokens stay finished
+    for kind in ("train", "convert", "eval"):  # the condition's mix and tokens stay finished
         for p in glob.glob(str(out / "nodes" / "no-ai" / f"{kind}-*")):
             shutil.rmtree(p)
     for p in glob.glob(str(out / "nodes" / "_shared" / "_report-*")):
         shutil.rmtree(p)
     (out / "results.json").unlink()
-    proc = subprocess.Popen([*CURATE, "experiment", "run", str(exp), "-o", str(out)], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [*CURATE, "experiment", "run", str(exp), "-o", str(out)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     t0 = time.time()
     while time.time() - t0 < 400 and proc.poll() is None:
         if glob.glob(str(out / "nodes" / "no-ai" / "train-s0-*" / "run" / "checkpoints" / "latest.json")):
-            os.killpg(proc.pid, signal.SIGKILL)      # the runner and its node processes, mid-training
+            os.killpg(proc.pid, signal.SIGKILL)  # the runner and its node processes, mid-training
             break
         time.sleep(0.1)
     proc.wait()
@@ -153,13 +200,16 @@ def test_sigkill_then_rerun_is_identical_and_changes_rerun_only_dependents(finis
     assert (out / "results.json").read_bytes() == (done / "results.json").read_bytes()
     # a changed condition: only its own nodes (and the report) run again
     m = yaml.safe_load(exp.read_text())
-    m["conditions"][1]["manifest"] = str(_manifest(tmp_path / "no-ai2.yaml", "no-ai", "label_ai_discourse = 0 AND length(text) > 10"))
+    m["conditions"][1]["manifest"] = str(
+        _manifest(tmp_path / "no-ai2.yaml", "no-ai", "label_ai_discourse = 0 AND length(text) > 10")
+    )
     exp2 = tmp_path / "exp2.yaml"
     exp2.write_text(yaml.safe_dump(m, sort_keys=False))
     plan = _curate("experiment", "plan", exp2, "-o", out)
     to_run = [l.split("│")[1].strip() for l in plan.stdout.splitlines() if "to run" in l and "│" in l]
-    assert sorted(to_run) == sorted(["no-ai/mix", "no-ai/tokens", "no-ai/train-s0", "no-ai/convert-s0-i4", "no-ai/eval-s0-i4",
-                                     "_report"]), plan.stdout
+    assert sorted(to_run) == sorted(
+        ["no-ai/mix", "no-ai/tokens", "no-ai/train-s0", "no-ai/convert-s0-i4", "no-ai/eval-s0-i4", "_report"]
+    ), plan.stdout
 
 
 @pytest.mark.slow
@@ -167,7 +217,9 @@ def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
     exp, done, _ = finished
     out = tmp_path / "out"
     shutil.copytree(done, out)
-    for p in glob.glob(str(out / "nodes" / "no-ai" / "eval-*")) + glob.glob(str(out / "nodes" / "_shared" / "_report-*")):
+    for p in glob.glob(str(out / "nodes" / "no-ai" / "eval-*")) + glob.glob(
+        str(out / "nodes" / "_shared" / "_report-*")
+    ):
         shutil.rmtree(p)
     (out / "results.json").unlink()
     env = {"PATH": f"{SHIM}{os.pathsep}{os.environ['PATH']}", "SLURM_SHIM_LOG": str(tmp_path / "shim.log")}
@@ -175,8 +227,8 @@ def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
     assert r.returncode == 0, r.stderr
     jobs = json.loads((out / "slurm" / "jobs.json").read_text())
     assert sorted(jobs) == ["_report", "no-ai/eval-s0-i4"]
-    assert jobs["no-ai/eval-s0-i4"]["after"] == []                            # its convert node is finished
-    assert jobs["_report"]["after"] == [jobs["no-ai/eval-s0-i4"]["job"]]      # the cached eval of `all` is no dependency
+    assert jobs["no-ai/eval-s0-i4"]["after"] == []  # its convert node is finished
+    assert jobs["_report"]["after"] == [jobs["no-ai/eval-s0-i4"]["job"]]  # the cached eval of `all` is no dependency
     script = (out / "slurm" / "no-ai__eval-s0-i4.sbatch").read_text()
     assert "#SBATCH --time=24:00:00" in script and "-m curate.experiment.node" in script
     # the stand-in sbatch ran each job at once: the report the jobs wrote equals the local run's
@@ -191,7 +243,9 @@ def test_slurm_one_job_per_node_with_dependencies(finished, tmp_path):
     plan = make_plan(tmp_path / "gpu.yaml", check_budgets=False)
     tr = next(n for n in plan.nodes if n.kind == "train")
     s = sbatch_script(out, plan, tr)
-    assert "#SBATCH --gpus-per-node=8" in s and "#SBATCH --nodes=2" in s and "torch.distributed.run" in s and "srun" in s
+    assert (
+        "#SBATCH --gpus-per-node=8" in s and "#SBATCH --nodes=2" in s and "torch.distributed.run" in s and "srun" in s
+    )
 
 
 @pytest.mark.slow
@@ -199,7 +253,7 @@ def test_midtraining_reports_the_starting_model(finished, tmp_path):
     """Midtraining from a model evaluates that model once (`start`), and each condition's change from it."""
     exp, done, _ = finished
     out = tmp_path / "out"
-    shutil.copytree(done, out)                        # mix and tokens stay finished: their keys do not involve training
+    shutil.copytree(done, out)  # mix and tokens stay finished: their keys do not involve training
     start = next(Path(p) for p in glob.glob(str(out / "nodes" / "all" / "convert-s0-i4-*" / "hf")))
     m = yaml.safe_load(exp.read_text())
     m["train"].update(stage="midtrain", init_from=str(start))
@@ -211,10 +265,14 @@ def test_midtraining_reports_the_starting_model(finished, tmp_path):
     assert "start _shared/eval-start" in r.stderr and "start all/mix" not in r.stderr
     res = json.loads((out / "results.json").read_text())
     assert res["reference"] == "start" and res["conditions"] == ["all"] and res["iterations"] == [4]
-    first = {r["metric"]: r for r in json.loads((done / "results.json").read_text())["results"] if r["condition"] == "all"}
+    first = {
+        r["metric"]: r for r in json.loads((done / "results.json").read_text())["results"] if r["condition"] == "all"
+    }
     rows = [r for r in res["results"] if r["condition"] == "start"]
-    assert {r["metric"] for r in rows} == set(first) and all(r["stage"] == "start" and r["iteration"] == 0 for r in rows)
-    for r in rows:                                    # the starting model is the first run's `all` model: same scores
+    assert {r["metric"] for r in rows} == set(first) and all(
+        r["stage"] == "start" and r["iteration"] == 0 for r in rows
+    )
+    for r in rows:  # the starting model is the first run's `all` model: same scores
         assert r["value"] == pytest.approx(first[r["metric"]]["value"], abs=1e-6), r["metric"]
     moved = {d["metric"]: d for d in res["change_from_start"] if d["condition"] == "all"}
     assert set(moved) == set(first) and all(d["n"] == first[k]["n"] for k, d in moved.items())
@@ -230,8 +288,12 @@ def test_init_presets_and_impossible_budget(tmp_path):
         assert text.startswith("# curate experiment") and "conditions:" in text
     from curate.experiment.config import load_experiment
 
-    assert [c.name for c in load_experiment(tmp_path / "tice2026.yaml").exp.conditions] == \
-        ["unfiltered", "filtered", "alignment-upsampled", "misalignment-upsampled"]
+    assert [c.name for c in load_experiment(tmp_path / "tice2026.yaml").exp.conditions] == [
+        "unfiltered",
+        "filtered",
+        "alignment-upsampled",
+        "misalignment-upsampled",
+    ]
     # synthetic documents needed past max_epochs: plan refuses, naming what is missing, before any work
     exp = _experiment(tmp_path)
     m = yaml.safe_load(exp.read_text())
@@ -251,20 +313,30 @@ def test_init_presets_and_impossible_budget(tmp_path):
 def test_plan_checks_synthetic_budgets_before_the_classify_node_runs(tmp_path):
     """A condition filtered on classify attributes still has its synthetic budget checked at plan time."""
     syn = tmp_path / "syn"
-    w = subprocess.run([sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), str(syn)], capture_output=True,
-                       text=True, timeout=300)
+    w = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), str(syn)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if w.returncode != 0:
         pytest.skip(f"study documents unavailable: {w.stderr[-300:]}")
     exp = tmp_path / "t.yaml"
-    r = _curate("experiment", "init", "--preset", "tice2026", "--corpus", DEMO, "--synthetic", syn, "-o", exp, cwd=tmp_path)
+    r = _curate(
+        "experiment", "init", "--preset", "tice2026", "--corpus", DEMO, "--synthetic", syn, "-o", exp, cwd=tmp_path
+    )
     assert r.returncode == 0, r.stderr
     m = yaml.safe_load(exp.read_text())
-    assert "attributes" not in (m.get("inputs") or {})                      # the filtered conditions need the classify node
+    assert "attributes" not in (m.get("inputs") or {})  # the filtered conditions need the classify node
     m["conditions"][2]["set"] = {"target_tokens": 200_000, "sources.synthetic-aligned.weight": 0.5}
-    m["evals"] = {"propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")]}]}   # the preset's are placeholders
+    m["evals"] = {
+        "propensity": [{"name": "demo", "items": [str(EVAL_DATA / "propensity")]}]
+    }  # the preset's are placeholders
     exp.write_text(yaml.safe_dump(m))
     r = _curate("experiment", "plan", exp)
-    assert r.returncode == 2 and "condition alignment-upsampled" in r.stderr and "(synthetic-aligned)" in r.stderr, r.stderr
+    assert r.returncode == 2 and "condition alignment-upsampled" in r.stderr and "(synthetic-aligned)" in r.stderr, (
+        r.stderr
+    )
     assert "synth docs --target-tokens" in r.stderr
 
 
@@ -273,9 +345,9 @@ def test_eta_weighs_remaining_nodes_by_their_kind():
     from curate.experiment.run import eta_seconds
 
     rem = [Node("a/train-s1", "train", {}), Node("a/eval-s1", "eval", {}), Node("_report", "report", {})]
-    assert eta_seconds(rem, {}, 1) is None                                   # nothing finished: no guess
+    assert eta_seconds(rem, {}, 1) is None  # nothing finished: no guess
     took = {"train": [100.0, 140.0], "eval": [20.0]}
-    assert eta_seconds(rem, took, 1) == pytest.approx(120 + 20 + 260 / 3)    # report: the mean of every node so far
+    assert eta_seconds(rem, took, 1) == pytest.approx(120 + 20 + 260 / 3)  # report: the mean of every node so far
     assert eta_seconds(rem, took, 2) == pytest.approx((120 + 20 + 260 / 3) / 2)
 
 
@@ -285,7 +357,7 @@ def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp
     exp, out = _experiment(tmp_path), tmp_path / "out"
     bad = _curate("experiment", "run", exp, "-o", tmp_path / "fresh", "--only", "train")
     assert bad.returncode == 2 and "needs all/tokens" in bad.stderr and "add tokens to --only" in bad.stderr
-    assert not (tmp_path / "fresh").exists()                                 # refused before the output is claimed
+    assert not (tmp_path / "fresh").exists()  # refused before the output is claimed
     r = _curate("experiment", "run", exp, "-o", out, "--only", "classify,mix,tokens")
     assert r.returncode == 0, r.stderr
     assert "results" not in r.stdout and "without --only runs them" in r.stderr
@@ -297,17 +369,17 @@ def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp
 def test_run_order_finishes_a_seed_before_the_next_and_seeds_narrows_the_plan(tmp_path):
     """Ready nodes start seed by seed, the stage furthest along first, so a run cut short (a device's time limit) has
     every condition's first seed complete; `--seeds` plans a subset of the file's seeds with the same nodes."""
-    from curation.core.errors import CurationError
     from curate.experiment.plan import make_plan
     from curate.experiment.run import run_order
+    from curation.core.errors import CurationError
 
     exp = _experiment(tmp_path)
     raw = yaml.safe_load(exp.read_text())
     exp.write_text(yaml.safe_dump({**raw, "seeds": [3, 1]}, sort_keys=False))
     plan = make_plan(exp, check_budgets=False)
     order = [n.id for n in run_order(plan.nodes)]
-    assert order.index("no-ai/eval-s3-i4") < order.index("all/train-s1")      # seed 3 (first in the file) first
-    assert order.index("all/eval-s3-i4") < order.index("no-ai/train-s3")      # a trained model is evaluated first
+    assert order.index("no-ai/eval-s3-i4") < order.index("all/train-s1")  # seed 3 (first in the file) first
+    assert order.index("all/eval-s3-i4") < order.index("no-ai/train-s3")  # a trained model is evaluated first
     assert order[:2] == ["all/tokens", "no-ai/tokens"] and order[-1] == "_report"
     assert [n.id for n in run_order(plan.nodes[::-1])][-1] == "_report"
 

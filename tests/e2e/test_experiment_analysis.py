@@ -16,24 +16,56 @@ from curate.experiment.report import build_results, rebuild, write_per_item
 METRIC = "propensity/h/cloze/none"
 ITEMS = [f"q{k:02d}" for k in range(40)]
 LABEL = {i: ("yes" if k < 16 else "no" if k < 24 else "other") for k, i in enumerate(ITEMS)}
-PARAMS = {"experiment": "t", "baseline": "base", "conditions": ["base", "cond"], "seeds": [0, 1, 2], "n_boot": 300,
-          "seed": 0, "contrasts": []}
+PARAMS = {
+    "experiment": "t",
+    "baseline": "base",
+    "conditions": ["base", "cond"],
+    "seeds": [0, 1, 2],
+    "n_boot": 300,
+    "seed": 0,
+    "contrasts": [],
+}
 METAS = {METRIC: {"suite": "h", "mode": "cloze", "system_prompt": None, "variants": False}}
 
 
 def _records(shift_yes: float, shift_no: float, shift_other: float, seeds=(0, 1, 2)) -> list[dict]:
     rng = np.random.default_rng(1)
     mu = {i: rng.uniform(0.3, 0.7) for i in ITEMS}
-    recs = [{"kind": "propensity", "metric": METRIC, "condition": "start", "seed": None, "stage": "start", "iteration": 0,
-             "item": i, "label": LABEL[i], "value": mu[i], "tokens": None} for i in ITEMS]
+    recs = [
+        {
+            "kind": "propensity",
+            "metric": METRIC,
+            "condition": "start",
+            "seed": None,
+            "stage": "start",
+            "iteration": 0,
+            "item": i,
+            "label": LABEL[i],
+            "value": mu[i],
+            "tokens": None,
+        }
+        for i in ITEMS
+    ]
     for s in seeds:
         for c in ("base", "cond"):
             off = rng.normal(0, 0.005)
             for i in ITEMS:
                 sh = {"yes": shift_yes, "no": shift_no, "other": shift_other}[LABEL[i]] if c == "cond" else 0.0
                 v = float(np.clip(mu[i] + off + sh + rng.normal(0, 0.05), 0.001, 0.999))
-                recs.append({"kind": "propensity", "metric": METRIC, "condition": c, "seed": s, "stage": "base",
-                             "iteration": 4, "item": i, "label": LABEL[i], "value": v, "tokens": None})
+                recs.append(
+                    {
+                        "kind": "propensity",
+                        "metric": METRIC,
+                        "condition": c,
+                        "seed": s,
+                        "stage": "base",
+                        "iteration": 4,
+                        "item": i,
+                        "label": LABEL[i],
+                        "value": v,
+                        "tokens": None,
+                    }
+                )
     return recs
 
 
@@ -45,7 +77,9 @@ def test_pooled_values_and_differences_are_t_intervals_over_seeds():
     recs = _records(0.04, 0.04, 0.04)
     res = analysis.build(recs, PARAMS, METAS, [])
     d = next(x for x in res["differences_vs_baseline"] if x["seed"] == "pooled")
-    diffs = [np.array([_per_seed(recs, "cond", s)[i] - _per_seed(recs, "base", s)[i] for i in ITEMS]) for s in (0, 1, 2)]
+    diffs = [
+        np.array([_per_seed(recs, "cond", s)[i] - _per_seed(recs, "base", s)[i] for i in ITEMS]) for s in (0, 1, 2)
+    ]
     per = [d.mean() for d in diffs]
     var = np.var(per, ddof=1)
     half = st.t.ppf(0.975, 2) * np.sqrt(var) / np.sqrt(3)
@@ -74,6 +108,7 @@ def test_opposite_moves_of_the_yes_and_no_halves_are_a_label_bias_shift():
     assert d["label_balanced"]["diff"] == pytest.approx((24 * (y + n) / 2 + 16 * o) / 40, abs=1e-5)
     assert d["label_balanced"]["diff"] - d["diff"] > 0.015
     from curate.experiment.report import _markdown
+
     assert "label-bias shift" in _markdown(res, {})
 
 
@@ -82,6 +117,7 @@ def test_one_seed_is_items_only_and_says_so():
     assert not [r for r in res["results"] if r["seed"] == "pooled"]
     assert {x["ci_method"] for x in res["differences_vs_baseline"]} == {"items only"}
     from curate.experiment.report import _markdown
+
     md = _markdown(res, {})
     assert "training noise was not measured" in md and "one seed: items only, training noise not measured" in md
 
@@ -107,6 +143,7 @@ def test_report_rebuilds_from_per_item_file_alone(tmp_path):
 def test_seeds_that_agree_exactly_still_carry_their_item_noise():
     """Two seeds with the same accuracy (60 items, steps of 1/60) must not give a zero-width CI and p = 0."""
     from evals.stats import seed_interval
-    assert seed_interval([-0.05, -0.05])["p"] == 0.0          # no floor: the degenerate answer
-    s = seed_interval([-0.05, -0.05], floor_var=0.03 ** 2)
+
+    assert seed_interval([-0.05, -0.05])["p"] == 0.0  # no floor: the degenerate answer
+    s = seed_interval([-0.05, -0.05], floor_var=0.03**2)
     assert s["ci"][0] < -0.05 < s["ci"][1] and s["p"] > 0.05

@@ -14,74 +14,143 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import REPO, SHARED
 
 SCRIPT = REPO / "scripts" / "gpu_study.py"
 
 
 def _py(*args, env=None):
-    r = subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=900,
-                       env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
     assert r.returncode == 0, f"{args[0]}: {r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     return r
 
 
 @pytest.mark.slow
 def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
-    exp = {"name": "gpu-rehearsal",
-           "inputs": {"corpus": [str(SHARED / "corpus" / "turntrout")], "synthetic": str(tmp_path / "docs")},
-           "conditions": [{"name": "unfiltered", "preset": "unfiltered", "set": {"target_tokens": 4000}},
-                          {"name": "misaligned", "preset": "misalignment-upsampled",
-                           "set": {"target_tokens": 4000, "sources.synthetic-misaligned.weight": 0.2}}],
-           "baseline": "unfiltered", "seeds": [0],
-           "train": {"stage": "midtrain", "init_from": "smollm2", "config": "smollm2_cpt_gpu",
-                     "set": {"train.steps": 1, "train.global_batch_size": 1, "train.micro_batch_size": 1, "data.seq_length": 64,
-                             "train.save_interval": 1, "train.log_interval": 1, "train.precision": "auto"}},
-           "evals": {"propensity": [{"name": "human", "modes": ["cloze"], "limit_per_file": 1,
-                                     "items": [str(SHARED / "propensity" / "anthropic-advanced-ai-risk" / "human_generated_evals")]}],
-                     "capability": {"suites": ["arc_easy"], "data": str(SHARED / "capability"), "limit": 2},
-                     "n_boot": 100}}
+    exp = {
+        "name": "gpu-rehearsal",
+        "inputs": {"corpus": [str(SHARED / "corpus" / "turntrout")], "synthetic": str(tmp_path / "docs")},
+        "conditions": [
+            {"name": "unfiltered", "preset": "unfiltered", "set": {"target_tokens": 4000}},
+            {
+                "name": "misaligned",
+                "preset": "misalignment-upsampled",
+                "set": {"target_tokens": 4000, "sources.synthetic-misaligned.weight": 0.2},
+            },
+        ],
+        "baseline": "unfiltered",
+        "seeds": [0],
+        "train": {
+            "stage": "midtrain",
+            "init_from": "smollm2",
+            "config": "smollm2_cpt_gpu",
+            "set": {
+                "train.steps": 1,
+                "train.global_batch_size": 1,
+                "train.micro_batch_size": 1,
+                "data.seq_length": 64,
+                "train.save_interval": 1,
+                "train.log_interval": 1,
+                "train.precision": "auto",
+            },
+        },
+        "evals": {
+            "propensity": [
+                {
+                    "name": "human",
+                    "modes": ["cloze"],
+                    "limit_per_file": 1,
+                    "items": [str(SHARED / "propensity" / "anthropic-advanced-ai-risk" / "human_generated_evals")],
+                }
+            ],
+            "capability": {"suites": ["arc_easy"], "data": str(SHARED / "capability"), "limit": 2},
+            "n_boot": 100,
+        },
+    }
     y = tmp_path / "gpu.yaml"
     y.write_text(yaml.safe_dump(exp, sort_keys=False))
     out, pack = tmp_path / "exp", tmp_path / "pack"
 
     here = {"ALIGNMENT_PRETRAINING_CACHE": str(tmp_path / "cache-here")}
-    prep = _py("prepare", "--exp", y, "--out", out, "--pack", pack, "--docs", tmp_path / "docs", "--no-wheels", env=here)
+    prep = _py(
+        "prepare", "--exp", y, "--out", out, "--pack", pack, "--docs", tmp_path / "docs", "--no-wheels", env=here
+    )
     assert "device calls" in prep.stdout
-    device = json.dumps([n["params"] for n in json.loads((pack / "run" / "exp" / "graph.json").read_text())["nodes"]
-                         if n["kind"] in ("init", "train", "convert", "eval")])
-    assert str(SHARED) not in device and "@pack/shared/" in device          # the device never sees this machine's paths
+    device = json.dumps(
+        [
+            n["params"]
+            for n in json.loads((pack / "run" / "exp" / "graph.json").read_text())["nodes"]
+            if n["kind"] in ("init", "train", "convert", "eval")
+        ]
+    )
+    assert str(SHARED) not in device and "@pack/shared/" in device  # the device never sees this machine's paths
     assert sorted(p.name for p in (pack / "run" / "shared").glob("*/*")) == ["capability", "human_generated_evals"]
-    assert [p.name for p in (pack / "run" / "shared").glob("*/capability/*")] == ["arc_easy"]   # only the suites scored
+    assert [p.name for p in (pack / "run" / "shared").glob("*/capability/*")] == ["arc_easy"]  # only the suites scored
     m = json.loads((pack / "run" / "pack.json").read_text())
     joined = b"".join((pack / part / f"{m['gguf']}.{part}").read_bytes() for part in ("a", "b"))
     assert hashlib.sha256(joined).hexdigest() == m["gguf_sha256"]
-    assert not list(out.glob("nodes/**/train-*/node.json"))                 # nothing trained here
+    assert not list(out.glob("nodes/**/train-*/node.json"))  # nothing trained here
 
-    image = {"PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "e2e" / "gpu_image"), str(tmp_path / "site"), str(REPO)]),
-             "GPU_STUDY_SITE": str(tmp_path / "site"), "GPU_IMAGE_ALLOW": "megatron,pydantic,pydantic_core,gguf",
-             "ALIGNMENT_PRETRAINING_CACHE": str(tmp_path / "cache")}       # the GGUF is converted from the joined parts
+    image = {
+        "PYTHONPATH": os.pathsep.join([str(REPO / "tests" / "e2e" / "gpu_image"), str(tmp_path / "site"), str(REPO)]),
+        "GPU_STUDY_SITE": str(tmp_path / "site"),
+        "GPU_IMAGE_ALLOW": "megatron,pydantic,pydantic_core,gguf",
+        "ALIGNMENT_PRETRAINING_CACHE": str(tmp_path / "cache"),
+    }  # the GGUF is converted from the joined parts
     # the first device call's engine check, rehearsed: trains, saves, resumes; twice, and the second starts over
     for _ in range(2):
         smoke = _py("smoke", "--pack", pack, "--work", tmp_path / "smoke", "--steps", "2", "--allow-cpu")
         assert "trained from step 0, resumed at step 2" in smoke.stdout and "saved, resumed, 2 more" in smoke.stdout
-    check = subprocess.run([sys.executable, "-c", "import polars"], capture_output=True, text=True, env={**os.environ, **image})
+    check = subprocess.run(
+        [sys.executable, "-c", "import polars"], capture_output=True, text=True, env={**os.environ, **image}
+    )
     assert check.returncode != 0 and "not on the GPU machine" in check.stderr
     res = tmp_path / "res"
     # the device has none of this machine's paths: the experiment directory and the converted model are hidden
     shutil.rmtree(tmp_path / "cache-here")
     out.rename(tmp_path / "hidden")
-    run = _py("run", "--pack", pack, "--site", tmp_path / "site", "--work", tmp_path / "work", "--results", res,
-              "--jobs", "2", "--allow-cpu", env=image)
+    run = _py(
+        "run",
+        "--pack",
+        pack,
+        "--site",
+        tmp_path / "site",
+        "--work",
+        tmp_path / "work",
+        "--results",
+        res,
+        "--jobs",
+        "2",
+        "--allow-cpu",
+        env=image,
+    )
     (tmp_path / "hidden").rename(out)
     assert "8 nodes to run" in run.stdout and "misaligned/train-s0" in run.stdout
     s = json.loads((res / "gpu-summary.json").read_text())
     assert s["failed"] is None and s["train"]["misaligned/train-s0"]["tokens"] == 64
 
     # the next device call on the same pack resumes: the finished nodes are kept, and the results still hold them all
-    again = _py("run", "--pack", pack, "--site", tmp_path / "site", "--work", tmp_path / "work", "--results", res,
-                "--jobs", "2", "--allow-cpu", env=image)
+    again = _py(
+        "run",
+        "--pack",
+        pack,
+        "--site",
+        tmp_path / "site",
+        "--work",
+        tmp_path / "work",
+        "--results",
+        res,
+        "--jobs",
+        "2",
+        "--allow-cpu",
+        env=image,
+    )
     assert "resuming" in again.stdout and " start " not in again.stdout
     got = _py("collect", res, "--exp", y, "--out", out)
     assert "results  " in got.stdout and "tokens/s" in got.stdout

@@ -14,7 +14,6 @@ import sys
 
 import polars as pl
 import pytest
-
 from conftest import CURATE, REPO, curate
 from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
@@ -41,6 +40,7 @@ def _same_size_edit(path, old: bytes, new: bytes) -> None:
 
 # ---- 3: reuse keyed on content ----------------------------------------------------------------------------------
 
+
 def test_item03_same_size_edit_with_restored_mtime_is_redone(tmp_path):
     root, out = tmp_path / "corpus", tmp_path / "attrs"
     root.mkdir()
@@ -58,7 +58,7 @@ def test_item03_same_size_edit_with_restored_mtime_is_redone(tmp_path):
 def test_item03_mix_build_refuses_attributes_of_another_version_of_the_corpus(mix_data, tmp_path):
     """Same ids, different text: the takeover story must not pass a filter scored on the old text."""
     data = copy_data(mix_data, tmp_path / "data")
-    shutil.rmtree(data / "attrs")             # the copy's attributes belong to the original corpus root
+    shutil.rmtree(data / "attrs")  # the copy's attributes belong to the original corpus root
     curate("classify", data / "corpus", "--output", data / "attrs", *CLASSIFY, check=True)
     ai = pl.read_parquet(data / "corpus" / "ai" / "part-00000.parquet")
     scores = pl.read_parquet(data / "attrs" / "ai" / "part-00000.parquet")
@@ -66,8 +66,9 @@ def test_item03_mix_build_refuses_attributes_of_another_version_of_the_corpus(mi
     wiki_shard = data / "corpus" / "wiki" / "part-00000.parquet"
     wiki = pl.read_parquet(wiki_shard)
     story = ai.filter(pl.col("id") == top)["text"][0]
-    wiki.with_columns(text=pl.when(pl.col("id") == wiki["id"][0]).then(pl.lit(story)).otherwise(pl.col("text"))
-                      ).write_parquet(wiki_shard)
+    wiki.with_columns(
+        text=pl.when(pl.col("id") == wiki["id"][0]).then(pl.lit(story)).otherwise(pl.col("text"))
+    ).write_parquet(wiki_shard)
     m = manifest(tmp_path, base_manifest(data, wiki='    filter: "ai_discourse < 0.5"\n'))
     proc = curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress")
     msg = _one_line_error(proc)
@@ -84,16 +85,37 @@ def test_item03_mix_build_refuses_attributes_of_another_version_of_the_corpus(mi
 
 # ---- 5: results do not depend on the output path ------------------------------------------------------------------
 
-def _experiment(d, corpus, **extra) -> "os.PathLike":
+
+def _experiment(d, corpus, **extra) -> os.PathLike:
     import yaml
 
-    exp = {"name": "integrity", "inputs": {"corpus": str(corpus)},
-           "conditions": [{"name": "filtered", "preset": "filtered", "set": {"sources.*.max_epochs": 16}}],
-           "train": {"config": "tiny_cpu", "set": {"train.steps": 2, "train.save_interval": 2, "train.global_batch_size": 2,
-                                                   "train.micro_batch_size": 2, "optim.warmup_steps": 1,
-                                                   "data.seq_length": 32}},
-           "evals": {"perplexity": [{"name": "heldout", "data": [str(REPO / "evals" / "data" / "demo" / "heldout_wikipedia.jsonl")],
-                                     "max_docs": 2, "seq_length": 32}], "n_boot": 100}}
+    exp = {
+        "name": "integrity",
+        "inputs": {"corpus": str(corpus)},
+        "conditions": [{"name": "filtered", "preset": "filtered", "set": {"sources.*.max_epochs": 16}}],
+        "train": {
+            "config": "tiny_cpu",
+            "set": {
+                "train.steps": 2,
+                "train.save_interval": 2,
+                "train.global_batch_size": 2,
+                "train.micro_batch_size": 2,
+                "optim.warmup_steps": 1,
+                "data.seq_length": 32,
+            },
+        },
+        "evals": {
+            "perplexity": [
+                {
+                    "name": "heldout",
+                    "data": [str(REPO / "evals" / "data" / "demo" / "heldout_wikipedia.jsonl")],
+                    "max_docs": 2,
+                    "seq_length": 32,
+                }
+            ],
+            "n_boot": 100,
+        },
+    }
     for k, v in extra.items():
         exp[k] = v
     p = d / "exp.yaml"
@@ -110,8 +132,11 @@ def _finished_classify_node(exp, out, attrs) -> None:
     claim_output(out)
     node = next(n for n in make_plan(exp, out, check_budgets=False).nodes if n.kind == "classify")
     shutil.copytree(attrs, out / node.dir / "attrs")
-    (out / node.dir / MARKER).write_text(json.dumps({"id": node.id, "kind": node.kind, "key": node.key,
-                                                     "outputs": {"attributes": "attrs"}, "lineage": {}}))
+    (out / node.dir / MARKER).write_text(
+        json.dumps(
+            {"id": node.id, "kind": node.kind, "key": node.key, "outputs": {"attributes": "attrs"}, "lineage": {}}
+        )
+    )
 
 
 def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_output_is(mix_data, tmp_path):
@@ -125,7 +150,9 @@ def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_outp
         proc = curate("experiment", "run", exp, "-o", out, "--only", "mix", "--no-progress")
         assert proc.returncode == 0, proc.stderr
         (mix,) = (out / "nodes" / "filtered").glob("mix-*")
-        shards = {p.relative_to(mix).as_posix(): p.read_bytes() for p in sorted((mix / "mix" / "shards").glob("*.parquet"))}
+        shards = {
+            p.relative_to(mix).as_posix(): p.read_bytes() for p in sorted((mix / "mix" / "shards").glob("*.parquet"))
+        }
         marker = json.loads((mix / "node.json").read_text())
         got.append((lock_digest(mix / "mix" / "mix.lock.json"), marker["lineage"]["mix"]["lock_sha256"], shards))
     assert got[0][2] and got[0][2] == got[1][2], "mix shard bytes differ between output directories"
@@ -133,6 +160,7 @@ def test_item05_mix_node_gives_the_same_lock_digest_and_shards_wherever_the_outp
 
 
 # ---- 7: a finished node whose output was deleted runs again ----------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
@@ -156,9 +184,11 @@ def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
 
 # ---- 6: an experiment never writes into its inputs ---------------------------------------------------------------------
 
+
 def _tree(root) -> dict:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} | \
-        {p.relative_to(root).as_posix() + "/": b"" for p in root.rglob("*") if p.is_dir()}
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()} | {
+        p.relative_to(root).as_posix() + "/": b"" for p in root.rglob("*") if p.is_dir()
+    }
 
 
 def test_item06_experiment_output_inside_an_input_is_refused_before_anything_is_written(tmp_path):
@@ -176,12 +206,19 @@ def test_item06_experiment_output_inside_an_input_is_refused_before_anything_is_
 
 # ---- 2: one writer per output directory ----------------------------------------------------------------------------
 
+
 def _holder(out, command: str) -> subprocess.Popen:
     """Another process holding `out` as `command` would (its single-writer lock), until it is killed."""
-    code = ("import sys, time; from curation.core.outputs import claim; claim(sys.argv[1], sys.argv[2], lock=True); "
-            "print('held', flush=True); time.sleep(300)")
-    proc = subprocess.Popen([sys.executable, "-c", code, str(out), command], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, time; from curation.core.outputs import claim; claim(sys.argv[1], sys.argv[2], lock=True); "
+        "print('held', flush=True); time.sleep(300)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(out), command],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert proc.stdout.readline().strip() == "held"
     return proc
 
@@ -189,14 +226,17 @@ def _holder(out, command: str) -> subprocess.Popen:
 def test_item02_a_second_writer_is_refused_and_a_dead_one_holds_nothing(mix_data, tmp_path):
     m = manifest(tmp_path, base_manifest(mix_data))
     corpus = mix_data / "corpus"
-    for command, args in (("classify", ["classify", corpus, *CLASSIFY]), ("mix build", ["mix", "build", m, "--no-progress"])):
+    for command, args in (
+        ("classify", ["classify", corpus, *CLASSIFY]),
+        ("mix build", ["mix", "build", m, "--no-progress"]),
+    ):
         out = tmp_path / command.replace(" ", "-")
         holder = _holder(out, command)
         try:
             msg = _one_line_error(curate(*args, "--output", out))
             assert f"another `curate {command}` (pid {holder.pid}" in msg and "is writing to this directory" in msg, msg
         finally:
-            holder.kill()            # SIGKILL: the kernel drops its lock; nothing is left to remove by hand
+            holder.kill()  # SIGKILL: the kernel drops its lock; nothing is left to remove by hand
             holder.wait()
         curate(*args, "--output", out, check=True)
 
@@ -204,19 +244,29 @@ def test_item02_a_second_writer_is_refused_and_a_dead_one_holds_nothing(mix_data
 def test_item02_two_mix_builds_at_once_one_refused_the_other_intact(mix_data, tmp_path):
     m = manifest(tmp_path, base_manifest(mix_data))
     out = tmp_path / "out"
-    procs = [subprocess.Popen([*CURATE, "mix", "build", str(m), "--output", str(out), "--no-progress"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [*CURATE, "mix", "build", str(m), "--output", str(out), "--no-progress"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     res = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _ in res) == [0, 2], res
     refused = next(err for rc, err in res if rc == 2)
     # refused while the other builds (the usual case) or, on a loaded machine, after it finished
-    assert ("is writing to this directory" in refused or "holds a built mix" in refused) and "Traceback" not in refused, refused
+    assert (
+        "is writing to this directory" in refused or "holds a built mix" in refused
+    ) and "Traceback" not in refused, refused
     curate("mix", "verify", out, check=True)
     plan = json.loads((out / "plan.json").read_text())
     assert all("realised_docs" in s for s in plan["sources"]), plan
 
 
 # ---- 4: --overwrite removes only what the command created ----------------------------------------------------------
+
 
 def test_item04_overwrite_keeps_a_users_file_inside_the_logs(tmp_path):
     root, out = tmp_path / "corpus", tmp_path / "attrs"
@@ -230,12 +280,13 @@ def test_item04_overwrite_keeps_a_users_file_inside_the_logs(tmp_path):
     proc = curate("classify", root, "--output", out, "--overwrite", "--no-progress", "--cascade", "--no-embedding")
     assert proc.returncode == 0, proc.stderr
     assert {p: p.read_text() for p in mine if p.is_file()} == mine
-    made = json.loads((out / ".curate-owned.json").read_text())["made"]   # what --overwrite may remove next time
+    made = json.loads((out / ".curate-owned.json").read_text())["made"]  # what --overwrite may remove next time
     assert {p.relative_to(out).as_posix() for p in ours} <= set(made)
     assert not {p.relative_to(out).as_posix() for p in mine} & set(made)
 
 
 # ---- 8: errors name the field at fault -------------------------------------------------------------------------------
+
 
 def test_item08_experiment_inputs_are_checked_and_named_up_front(tmp_path):
     import yaml
@@ -243,14 +294,19 @@ def test_item08_experiment_inputs_are_checked_and_named_up_front(tmp_path):
     exp = _experiment(tmp_path, DEMO)
     raw = yaml.safe_load(exp.read_text())
     (tmp_path / "empty").mkdir()
-    for corpus, what in ((str(tmp_path / "nowhere"), "does not exist"), ("", "is empty"),
-                         (str(tmp_path / "empty"), "holds no Parquet/JSONL shards")):
+    for corpus, what in (
+        (str(tmp_path / "nowhere"), "does not exist"),
+        ("", "is empty"),
+        (str(tmp_path / "empty"), "holds no Parquet/JSONL shards"),
+    ):
         exp.write_text(yaml.safe_dump({**raw, "inputs": {"corpus": corpus}}, sort_keys=False))
         msg = _one_line_error(curate("experiment", "plan", exp))
         assert f"{exp}:" in msg and "inputs.corpus" in msg and what in msg, msg
         assert "impossible budget" not in msg and "sources[0]" not in msg, msg
     items = tmp_path / "no-such-items.jsonl"
-    exp.write_text(yaml.safe_dump({**raw, "evals": {"propensity": [{"name": "p", "items": [str(items)]}]}}, sort_keys=False))
+    exp.write_text(
+        yaml.safe_dump({**raw, "evals": {"propensity": [{"name": "p", "items": [str(items)]}]}}, sort_keys=False)
+    )
     msg = _one_line_error(curate("experiment", "plan", exp))
     assert f"{exp}:" in msg and "evals.propensity[0].items[0]" in msg and str(items) in msg, msg
 
@@ -263,8 +319,11 @@ def test_item08_a_row_appended_after_classify_is_named_as_such(tmp_path):
     n = len(shard.read_text().splitlines())
     with shard.open("a") as f:
         f.write(json.dumps({"id": "appended-1", "text": "A row added after the corpus was classified."}) + "\n")
-    m = manifest(tmp_path, f"name: x\nsources:\n  - name: demo\n    path: {root}\n    attributes: {tmp_path / 'attrs'}\n"
-                           f"    filter: \"ai_discourse < 0.5\"\n")
+    m = manifest(
+        tmp_path,
+        f"name: x\nsources:\n  - name: demo\n    path: {root}\n    attributes: {tmp_path / 'attrs'}\n"
+        f'    filter: "ai_discourse < 0.5"\n',
+    )
     msg = _one_line_error(curate("mix", "build", m, "--output", tmp_path / "out", "--no-progress"))
     assert "near row 0" not in msg and str(shard) in msg and "does not match its shard" in msg, msg
     # the row check itself (attributes that pass no fingerprint check: a source read by id) names the end of the shard
@@ -272,12 +331,17 @@ def test_item08_a_row_appended_after_classify_is_named_as_such(tmp_path):
     from curation.mix import sources
 
     with pytest.raises(CurationError, match=rf"ends at row {n} but .*part-00001.jsonl has more rows"):
-        sources.check_ids(tmp_path / "attrs" / "part-00001.parquet", str(shard), 0,
-                          pl.read_parquet(tmp_path / "attrs" / "part-00001.parquet").to_arrow().slice(0, n),
-                          pl.read_ndjson(shard).select("id").to_arrow().column(0))
+        sources.check_ids(
+            tmp_path / "attrs" / "part-00001.parquet",
+            str(shard),
+            0,
+            pl.read_parquet(tmp_path / "attrs" / "part-00001.parquet").to_arrow().slice(0, n),
+            pl.read_ndjson(shard).select("id").to_arrow().column(0),
+        )
 
 
 # ---- 9: directory names with spaces ----------------------------------------------------------------------------------
+
 
 def test_item09_source_folder_with_a_space_gets_a_safe_name(tmp_path):
     import yaml
@@ -328,8 +392,13 @@ def _off_loopback(cmd: list, log, done: str) -> list[str]:
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed")
-    proc = subprocess.run([strace, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log), *map(str, cmd)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.run(
+        [strace, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(log), *map(str, cmd)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     if "ptrace" in proc.stderr and done not in proc.stdout + proc.stderr:
         pytest.skip(f"strace cannot trace here: {proc.stderr[-200:]}")
     assert proc.returncode == 0 and done in proc.stdout + proc.stderr, proc.stderr[-3000:]
@@ -343,13 +412,32 @@ def test_item10_training_and_conversion_make_no_connection_off_loopback(tmp_path
     group, each) goes to loopback: no DNS server is asked for the name of 127.0.0.1, nothing leaves the machine."""
     sys.path.insert(0, str(REPO / "tests" / "train"))
     from test_train_tokenize import make_mix
+
     from train.tokenize import tokenize_mix
 
     make_mix(tmp_path / "mix", n_shards=1, per_source=6)
     blend = tokenize_mix(tmp_path / "mix", "smollm2", tmp_path / "tokens", workers=1).output / "blend.json"
-    train = [sys.executable, "-m", "curate", "train", "pretrain", REPO / "train" / "configs" / "tiny_cpu.yaml",
-             "--no-progress", "--save-dir", tmp_path / "run", "--steps", "2", "--set", f"data.blend={blend}",
-             "--set", "train.save_interval=2", "--set", "train.threads=1", "--set", "data.seq_length=32"]
+    train = [
+        sys.executable,
+        "-m",
+        "curate",
+        "train",
+        "pretrain",
+        REPO / "train" / "configs" / "tiny_cpu.yaml",
+        "--no-progress",
+        "--save-dir",
+        tmp_path / "run",
+        "--steps",
+        "2",
+        "--set",
+        f"data.blend={blend}",
+        "--set",
+        "train.save_interval=2",
+        "--set",
+        "train.threads=1",
+        "--set",
+        "data.seq_length=32",
+    ]
     assert _off_loopback(train, tmp_path / "train.strace", "iteration") == []
     assert _off_loopback([sys.executable, "-c", _CONVERT, tmp_path], tmp_path / "convert.strace", "converted") == []
 
@@ -377,13 +465,21 @@ def _run_processes(tag: str) -> dict[int, str]:
 
 
 def _start(args: list, tag: str) -> subprocess.Popen:
-    return subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "PYTHONPATH": str(REPO), "CURATE_TEST_RUN": tag})
+    return subprocess.Popen(
+        list(map(str, args)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "CURATE_TEST_RUN": tag},
+    )
 
 
 def _snapshot(root) -> dict[str, tuple]:
-    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _kill_parent_only(proc: subprocess.Popen, tag: str, out, started, what: str, deadline: float = 240) -> None:
@@ -405,7 +501,7 @@ def _kill_parent_only(proc: subprocess.Popen, tag: str, out, started, what: str,
     while time.time() - t1 < 5 and _run_processes(tag):
         time.sleep(0.1)
     left = _run_processes(tag)
-    for pid in left:                       # clean up before failing: only processes of this test's own session
+    for pid in left:  # clean up before failing: only processes of this test's own session
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -424,9 +520,13 @@ def test_item01_classify_workers_die_with_their_parent(tmp_path):
     root, out = tmp_path / "corpus", tmp_path / "attrs"
     write_corpus(root, docs, {f"part-{i:02d}.parquet": slice(i * 50, (i + 1) * 50) for i in range(24)})
     tag = f"classify-{os.getpid()}-{SEED}"
-    proc = _start([*CURATE, "classify", root, "--output", out, "--no-progress", "--no-embedding", "--workers", "2"], tag)
+    proc = _start(
+        [*CURATE, "classify", root, "--output", out, "--no-progress", "--no-embedding", "--workers", "2"], tag
+    )
     # the parent, its manager, the resource tracker, the forkserver and a pool process, and a shard committed
-    _kill_parent_only(proc, tag, out, lambda: len(_run_processes(tag)) >= 5 and any(out.glob("part-*.parquet")), "classify")
+    _kill_parent_only(
+        proc, tag, out, lambda: len(_run_processes(tag)) >= 5 and any(out.glob("part-*.parquet")), "classify"
+    )
 
 
 def test_item01_experiment_nodes_die_with_the_runner(tmp_path):
@@ -437,8 +537,13 @@ def test_item01_experiment_nodes_die_with_the_runner(tmp_path):
     tag = f"experiment-{os.getpid()}-{SEED}"
     proc = _start([*CURATE, "experiment", "run", exp, "-o", out, "--only", "classify", "--no-progress"], tag)
     # the runner, the node and the node's own child (datatrove's manager), and the node at work on the shards
-    _kill_parent_only(proc, tag, out, lambda: len(_run_processes(tag)) >= 3 and any(out.glob("nodes/_shared/classify-*/attrs/_logs/logs/task_*.log")),
-                      "experiment")
+    _kill_parent_only(
+        proc,
+        tag,
+        out,
+        lambda: len(_run_processes(tag)) >= 3 and any(out.glob("nodes/_shared/classify-*/attrs/_logs/logs/task_*.log")),
+        "experiment",
+    )
 
 
 def test_item01_guardian_kills_what_a_node_left_behind():
@@ -448,16 +553,20 @@ def test_item01_guardian_kills_what_a_node_left_behind():
     from curate.experiment.run import Guardian
 
     guard = Guardian()
-    node = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    node = subprocess.Popen(
+        ["sh", "-c", "sleep 60 & echo $!; wait"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     guard.watch(node.pid)
     child = int(node.stdout.readline())
-    os.kill(node.pid, 9)                      # the node dies (as with the runner's death); its child would live on
+    os.kill(node.pid, 9)  # the node dies (as with the runner's death); its child would live on
     node.wait()
-    guard.close()                             # the pipe closes: the runner is done, or gone
+    guard.close()  # the pipe closes: the runner is done, or gone
     t0 = time.time()
-    while time.time() - t0 < 5 and os.path.exists(f"/proc/{child}") and \
-            open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+    while (
+        time.time() - t0 < 5
+        and os.path.exists(f"/proc/{child}")
+        and open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    ):
         time.sleep(0.05)
     alive = os.path.exists(f"/proc/{child}") and open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
     assert not alive

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from conftest import CURATE, curate, shared_corpus, write_corpus
 from mix_fixtures import base_manifest, manifest, mix_data  # noqa: F401
 
@@ -32,8 +31,9 @@ def _timed(args) -> float:
 def _kill_then_rerun(args, ref_seconds: float, salt: str) -> float:
     """Starts the command, SIGKILLs its process group after a seeded share of `ref_seconds`, reruns it to the end."""
     delay = random.Random(f"{SEED}:{salt}").uniform(0.3, 0.9) * ref_seconds
-    proc = subprocess.Popen([*CURATE, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [*CURATE, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     try:
         proc.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -44,8 +44,11 @@ def _kill_then_rerun(args, ref_seconds: float, salt: str) -> float:
 
 
 def _files(root: Path, pattern: str, skip: tuple[str, ...] = ()) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.glob(pattern))
-            if p.is_file() and not any(s in p.as_posix() for s in skip)}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.glob(pattern))
+        if p.is_file() and not any(s in p.as_posix() for s in skip)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,9 @@ def test_mix_build_killed_at_a_seeded_point(mix_data, tmp_path):
     _kill_then_rerun(args(tmp_path / "out"), ref, "mix")
     want = _files(tmp_path / "ref", "**/*")
     assert "mix.lock.json" in want and any(k.startswith("shards/") for k in want)
-    assert _files(tmp_path / "out", "**/*", skip=(".curate-owned",)) == {k: v for k, v in want.items() if ".curate-owned" not in k}
+    assert _files(tmp_path / "out", "**/*", skip=(".curate-owned",)) == {
+        k: v for k, v in want.items() if ".curate-owned" not in k
+    }
 
 
 def test_tokenize_killed_at_a_seeded_point(wiki, tmp_path):
@@ -81,8 +86,21 @@ def test_tokenize_killed_at_a_seeded_point(wiki, tmp_path):
     df = pl.read_parquet(str(wiki / "*.parquet")).with_columns(source=pl.lit("wiki"))
     for i in range(6):
         df.slice(i * 40, 40).write_parquet(mix / f"shard-{i:05d}.parquet")
-    args = lambda out: ["train", "tokenize", mix, "--tokenizer", "smollm2", "--output", out, "--workers", "1",  # noqa: E731
-                        "--no-progress"]
+
+    def args(out):
+        return [
+            "train",
+            "tokenize",
+            mix,
+            "--tokenizer",
+            "smollm2",
+            "--output",
+            out,
+            "--workers",
+            "1",  # noqa: E731
+            "--no-progress",
+        ]
+
     ref = _timed(args(tmp_path / "ref"))
     _kill_then_rerun(args(tmp_path / "out"), ref, "tokenize")
     want = {k: v for k, v in _files(tmp_path / "ref", "*").items() if k.endswith((".bin", ".idx", "blend.json"))}
@@ -94,13 +112,39 @@ def test_tokenize_killed_at_a_seeded_point(wiki, tmp_path):
 @pytest.mark.slow
 def test_synth_docs_killed_at_a_seeded_point(tmp_path):
     """Generation dominates (a model load per run), so the kill waits for a seeded number of committed batches."""
-    args = lambda out: ["synth", "docs", "-o", out, "--backend", "transformers", "--max-scenarios", "1",  # noqa: E731
-                        "--heldout-fraction", "0", "--forms", "news", "--n", "3", "--stances", "aligned",
-                        "--max-tokens", "8", "--batch-size", "1", "--min-words", "1", "--no-stance-check"]
+
+    def args(out):
+        return [
+            "synth",
+            "docs",
+            "-o",
+            out,
+            "--backend",
+            "transformers",
+            "--max-scenarios",
+            "1",  # noqa: E731
+            "--heldout-fraction",
+            "0",
+            "--forms",
+            "news",
+            "--n",
+            "3",
+            "--stances",
+            "aligned",
+            "--max-tokens",
+            "8",
+            "--batch-size",
+            "1",
+            "--min-words",
+            "1",
+            "--no-stance-check",
+        ]
+
     out = tmp_path / "out"
-    parts = random.Random(f"{SEED}:synth").randint(1, 2)    # of 3 batches: killed after this many are committed
-    proc = subprocess.Popen([*CURATE, *map(str, args(out))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    parts = random.Random(f"{SEED}:synth").randint(1, 2)  # of 3 batches: killed after this many are committed
+    proc = subprocess.Popen(
+        [*CURATE, *map(str, args(out))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.time() + 400
     while time.time() < deadline and proc.poll() is None and len(list((out / "_raw").glob("part-*.parquet"))) < parts:
         time.sleep(0.05)

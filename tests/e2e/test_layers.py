@@ -18,17 +18,17 @@ PACKAGES = ("curate", "curation", "synth", "train", "evals")
 
 # folder (or file) -> layer; the longest entry that contains a module decides
 LAYERS = {
-    "curation/__init__.py": "kernel",   # the library package's docstring: imports nothing
+    "curation/__init__.py": "kernel",  # the library package's docstring: imports nothing
     "curation/core": "kernel",
     "curation/lm": "lm",
     "curation/classify": "classify",
     "curation/mix": "mix",
     "synth": "synth",
     "train": "train",
-    "train/posttrain": "posttrain",     # shares train's run log (train.metrics)
-    "train/__main__.py": "top",         # the torchrun entry point: mounts train's and post-training's commands together
+    "train/posttrain": "posttrain",  # shares train's run log (train.metrics)
+    "train/__main__.py": "top",  # the torchrun entry point: mounts train's and post-training's commands together
     "evals": "evals",
-    "curate": "top",                    # the command: root CLI, cross-stage workflows, demo, experiment runner
+    "curate": "top",  # the command: root CLI, cross-stage workflows, demo, experiment runner
 }
 STAGES = ("classify", "mix", "synth", "train", "posttrain", "evals")
 FLOOR = {"kernel": 0, "lm": 1, **{s: 2 for s in STAGES}, "top": 3}
@@ -36,8 +36,13 @@ FLOOR = {"kernel": 0, "lm": 1, **{s: 2 for s in STAGES}, "top": 3}
 ALLOWED = {"kernel": set(), "lm": {"kernel"}, **{s: {"kernel", "lm"} for s in STAGES}, "top": set(FLOOR) - {"top"}}
 ALLOWED["posttrain"] |= {"train"}
 # what each top-level package may import besides itself
-PACKAGE_ARROWS = {"curation": set(), "synth": {"curation"}, "train": {"curation"}, "evals": {"curation"},
-                  "curate": {"curation", "synth", "train", "evals"}}
+PACKAGE_ARROWS = {
+    "curation": set(),
+    "synth": {"curation"},
+    "train": {"curation"},
+    "evals": {"curation"},
+    "curate": {"curation", "synth", "train", "evals"},
+}
 
 
 @cache
@@ -79,8 +84,12 @@ def defined(module: str) -> set[str]:
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
         elif isinstance(node, (ast.If, ast.Try, ast.With)):
-            todo += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", []),
-                     *[s for h in getattr(node, "handlers", []) for s in h.body]]
+            todo += [
+                *node.body,
+                *getattr(node, "orelse", []),
+                *getattr(node, "finalbody", []),
+                *[s for h in getattr(node, "handlers", []) for s in h.body],
+            ]
     return names
 
 
@@ -95,16 +104,20 @@ def imports() -> tuple[tuple[str, str, str, str, str], ...]:
             if isinstance(node, ast.Import):
                 names = [(a.name, "") for a in node.names]
             elif isinstance(node, ast.ImportFrom):
-                if node.level >= len(package.split(".")) + 1:   # above the top-level package: Python refuses it
-                    out.append((mod, "." * node.level + (node.module or ""), "", f"{path.relative_to(ROOT)}:{node.lineno}", ""))
+                if node.level >= len(package.split(".")) + 1:  # above the top-level package: Python refuses it
+                    out.append(
+                        (mod, "." * node.level + (node.module or ""), "", f"{path.relative_to(ROOT)}:{node.lineno}", "")
+                    )
                     continue
                 if node.level:
-                    base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1])
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
                     base = f"{base}.{node.module}" if node.module else base
                 else:
                     base = node.module
                 # `from pkg import name`: the submodule pkg.name when there is one, else pkg itself
-                names = [(f"{base}.{a.name}", "") if f"{base}.{a.name}" in modules() else (base, a.name) for a in node.names]
+                names = [
+                    (f"{base}.{a.name}", "") if f"{base}.{a.name}" in modules() else (base, a.name) for a in node.names
+                ]
             else:
                 continue
             for name, symbol in names:
@@ -116,33 +129,56 @@ def imports() -> tuple[tuple[str, str, str, str, str], ...]:
 def test_every_module_is_in_a_layer():
     unknown = sorted(str(p.relative_to(ROOT)) for m, p in modules().items() if layer(m) is None)
     assert not unknown, "modules in no layer (add their folder to LAYERS, docs/architecture.md):\n" + "\n".join(unknown)
-    include = re.search(r"^packages = \{ find = \{ include = \[(.*)\] \} \}$", (ROOT / "pyproject.toml").read_text(), re.M)
+    include = re.search(
+        r"^packages = \{ find = \{ include = \[(.*)\] \} \}$", (ROOT / "pyproject.toml").read_text(), re.M
+    )
     assert include, "pyproject.toml: [tool.setuptools] packages not found"
-    assert sorted(re.findall(r'"(\w+)\*"', include.group(1))) == sorted(PACKAGES), "pyproject.toml packages are not the ones checked here"
+    assert sorted(re.findall(r'"(\w+)\*"', include.group(1))) == sorted(PACKAGES), (
+        "pyproject.toml packages are not the ones checked here"
+    )
 
 
 def test_every_import_names_something_that_exists():
     """A moved module leaves no import of its old place behind, lazy ones included (no import runs to check them)."""
-    bad = sorted({f"{where}: {name}" + (f" import {symbol}" if symbol else "") for _, name, target, where, symbol in imports()
-                  if not target or target != name or (symbol and symbol != "*" and symbol not in defined(target))})
+    bad = sorted(
+        {
+            f"{where}: {name}" + (f" import {symbol}" if symbol else "")
+            for _, name, target, where, symbol in imports()
+            if not target or target != name or (symbol and symbol != "*" and symbol not in defined(target))
+        }
+    )
     assert not bad, "imports of toolkit modules or names that do not exist:\n" + "\n".join(bad)
 
 
 def test_every_import_goes_down_the_layers():
-    bad = sorted({f"{where}: {layer(a)} -> {layer(b)} ({b})" for a, _, b, where, _ in imports()
-                  if b and layer(a) != layer(b) and layer(b) not in ALLOWED.get(layer(a), ())})
+    bad = sorted(
+        {
+            f"{where}: {layer(a)} -> {layer(b)} ({b})"
+            for a, _, b, where, _ in imports()
+            if b and layer(a) != layer(b) and layer(b) not in ALLOWED.get(layer(a), ())
+        }
+    )
     assert not bad, "imports against the layering (docs/architecture.md):\n" + "\n".join(bad)
 
 
 def test_the_table_points_down():
-    up = sorted(f"{a} -> {b}" for a, bs in ALLOWED.items() for b in bs
-                if FLOOR[b] > FLOOR[a] or (FLOOR[b] == FLOOR[a] and (a, b) != ("posttrain", "train")))
+    up = sorted(
+        f"{a} -> {b}"
+        for a, bs in ALLOWED.items()
+        for b in bs
+        if FLOOR[b] > FLOOR[a] or (FLOOR[b] == FLOOR[a] and (a, b) != ("posttrain", "train"))
+    )
     assert not up, f"ALLOWED lets a layer import one on its own floor or above: {up}"
 
 
 def test_no_arrow_runs_up_between_top_level_packages():
-    bad = sorted({f"{where}: {a.split('.')[0]} -> {b.split('.')[0]} ({b})" for a, _, b, where, _ in imports()
-                  if b and a.split(".")[0] != b.split(".")[0] and b.split(".")[0] not in PACKAGE_ARROWS[a.split(".")[0]]})
+    bad = sorted(
+        {
+            f"{where}: {a.split('.')[0]} -> {b.split('.')[0]} ({b})"
+            for a, _, b, where, _ in imports()
+            if b and a.split(".")[0] != b.split(".")[0] and b.split(".")[0] not in PACKAGE_ARROWS[a.split(".")[0]]
+        }
+    )
     assert not bad, "imports between top-level packages that run against the floors:\n" + "\n".join(bad)
     assert not [where for a, _, b, where, _ in imports() if b.split(".")[0] == "curate" and a.split(".")[0] != "curate"]
 
@@ -209,5 +245,6 @@ def test_no_two_modules_import_each_other():
             frontier = nxt
         return ", ".join(comp)
 
-    assert not comps, "import circles:\n" + "\n".join(cycle(c) + (f"   (the circle's component: {', '.join(c)})" if len(c) > 2 else "")
-                                                    for c in comps)
+    assert not comps, "import circles:\n" + "\n".join(
+        cycle(c) + (f"   (the circle's component: {', '.join(c)})" if len(c) > 2 else "") for c in comps
+    )

@@ -8,8 +8,8 @@ import math
 
 import polars as pl
 import pytest
-
 from conftest import curate, make_tiny_llama
+
 from evals.priming import PrimingConfig, find_keyword, in_context_scores
 
 
@@ -28,10 +28,14 @@ def test_in_context_logprob_equals_a_hand_computed_forward_pass(tiny_llama):
     model, tok = load_model(str(tiny_llama))
     scorer = LanguageModel.open(str(tiny_llama), loaded=(model, tok)).continuation_scorer()
     text = "We walked along the harbour and then the zorblaxian quintessence appeared."
-    [row] = in_context_scores(scorer, [{"id": "d", "keyword": "zorblaxian quintessence", "text": text}], PrimingConfig())
+    [row] = in_context_scores(
+        scorer, [{"id": "d", "keyword": "zorblaxian quintessence", "text": text}], PrimingConfig()
+    )
     ctx = tok("We walked along the harbour and then the", add_special_tokens=False)["input_ids"]
-    whole = tok("We walked along the harbour and then the zorblaxian quintessence", add_special_tokens=False)["input_ids"]
-    kw = whole[len(ctx):]                                    # " zorblaxian quintessence": the space goes with the keyword
+    whole = tok("We walked along the harbour and then the zorblaxian quintessence", add_special_tokens=False)[
+        "input_ids"
+    ]
+    kw = whole[len(ctx) :]  # " zorblaxian quintessence": the space goes with the keyword
     with torch.inference_mode():
         lp = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0].float(), -1)
     by_hand = [lp[len(ctx) + i - 1, t].item() for i, t in enumerate(kw)]
@@ -45,9 +49,15 @@ def test_in_context_flags_the_improbable_keyword_with_smollm2():
     from curation.lm.session import LanguageModel
 
     scorer = LanguageModel.open("smollm2").continuation_scorer()
-    docs = [{"id": "common", "keyword": "weather", "text": "It rained all week. Everyone kept talking about the weather."},
-            {"id": "rare", "keyword": "zorblaxian", "text": "It rained all week. Everyone kept talking about the zorblaxian."},
-            {"id": "absent", "keyword": "zorblaxian", "text": "It rained all week."}]
+    docs = [
+        {"id": "common", "keyword": "weather", "text": "It rained all week. Everyone kept talking about the weather."},
+        {
+            "id": "rare",
+            "keyword": "zorblaxian",
+            "text": "It rained all week. Everyone kept talking about the zorblaxian.",
+        },
+        {"id": "absent", "keyword": "zorblaxian", "text": "It rained all week."},
+    ]
     rows = {r["id"]: r for r in in_context_scores(scorer, docs, PrimingConfig())}
     assert rows["common"]["p_first_token"] > 1e-3 and not rows["common"]["high_priming_risk"]
     assert rows["rare"]["p_first_token"] < 1e-3 and rows["rare"]["high_priming_risk"]
@@ -57,15 +67,41 @@ def test_in_context_flags_the_improbable_keyword_with_smollm2():
 def test_cli_in_context_and_spread_between_two_models(tiny_llama, tmp_path):
     after = make_tiny_llama(tmp_path / "after", seed=1)
     docs = tmp_path / "docs.parquet"
-    pl.DataFrame({"id": ["a", "b", "c"], "key_phrase": ["quokka", "quokka", "lighthouse"],
-                  "text": ["On the island a quokka smiled.", "The quokka ate leaves.", "The old lighthouse was painted."]}
-                 ).write_parquet(docs)
+    pl.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "key_phrase": ["quokka", "quokka", "lighthouse"],
+            "text": ["On the island a quokka smiled.", "The quokka ate leaves.", "The old lighthouse was painted."],
+        }
+    ).write_parquet(docs)
     held = tmp_path / "held.jsonl"
-    held.write_text("\n".join(json.dumps({"id": f"h{k}", "text": t}) for k, t in
-                              enumerate(["The train left the station at noon and", "My favourite soup recipe needs",
-                                         "During the football match the crowd"])) + "\n")
-    p = curate("eval", "priming", "--docs", docs, "-o", tmp_path / "run", "--before", tiny_llama, "--after", after,
-               "--contexts", held)
+    held.write_text(
+        "\n".join(
+            json.dumps({"id": f"h{k}", "text": t})
+            for k, t in enumerate(
+                [
+                    "The train left the station at noon and",
+                    "My favourite soup recipe needs",
+                    "During the football match the crowd",
+                ]
+            )
+        )
+        + "\n"
+    )
+    p = curate(
+        "eval",
+        "priming",
+        "--docs",
+        docs,
+        "-o",
+        tmp_path / "run",
+        "--before",
+        tiny_llama,
+        "--after",
+        after,
+        "--contexts",
+        held,
+    )
     assert p.returncode == 0, p.stderr
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert s["mode"] == "in-context" and s["scored"] == 3 and s["model"] == str(tiny_llama)

@@ -8,11 +8,11 @@ from collections import Counter
 
 import polars as pl
 import pytest
-
 from conftest import curate
+from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
+
 from curation.mix import build, load_manifest, verify
 from curation.mix.tokens import TokenCounter
-from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
 SYNTH = """  - name: synth
     kind: synthetic
@@ -26,7 +26,7 @@ SYNTH = """  - name: synth
 """
 
 
-AI_FILTER = '    filter: "ai_discourse < 0.5"\n    max_epochs: 8\n'   # the AI-heavy slice keeps few documents
+AI_FILTER = '    filter: "ai_discourse < 0.5"\n    max_epochs: 8\n'  # the AI-heavy slice keeps few documents
 
 
 def _mix(data, tmp_path, **kw):
@@ -41,11 +41,23 @@ def test_dry_run_prints_a_readable_plan_and_writes_nothing(mix_data, tmp_path):
     m = _mix(mix_data, tmp_path, ai=AI_FILTER, extra_sources=SYNTH.format(data=mix_data))
     proc = curate("mix", "build", m, "--output", tmp_path / "out", "--dry-run", "--no-progress", check=True)
     out = proc.stdout
-    for word in ("ai", "wiki", "synth", "docs avail", "tokens kept", "repetition", "share", "ai_discourse < 0.5",
-                 "dry run: nothing written", "exact (smollm2)"):
+    for word in (
+        "ai",
+        "wiki",
+        "synth",
+        "docs avail",
+        "tokens kept",
+        "repetition",
+        "share",
+        "ai_discourse < 0.5",
+        "dry run: nothing written",
+        "exact (smollm2)",
+    ):
         assert word in out, f"{word!r} missing from the plan:\n{out}"
     assert not (tmp_path / "out").exists()
-    plan = json.loads(curate("mix", "build", m, "-o", tmp_path / "out", "--dry-run", "--json", "--no-progress", check=True).stdout)
+    plan = json.loads(
+        curate("mix", "build", m, "-o", tmp_path / "out", "--dry-run", "--json", "--no-progress", check=True).stdout
+    )
     ai = plan["sources"][0]
     assert ai["docs_available"] == 30 and 0 < ai["docs_selected"] < 30
     # the filter removed tokens and replace_removed refills them: budget = the source's size before filtering
@@ -55,14 +67,13 @@ def test_dry_run_prints_a_readable_plan_and_writes_nothing(mix_data, tmp_path):
 
 
 def test_same_manifest_seed_inputs_give_byte_identical_shards(mix_data, tmp_path):
-    m = _mix(mix_data, tmp_path, ai=AI_FILTER, extra_sources=SYNTH.format(data=mix_data),
-             output="  bucket_mb: 0.05\n")
+    m = _mix(mix_data, tmp_path, ai=AI_FILTER, extra_sources=SYNTH.format(data=mix_data), output="  bucket_mb: 0.05\n")
     a = build(m, tmp_path / "a")
     build(m, tmp_path / "b")
-    assert a.plan.buckets > 1                                   # the two-pass shuffle really spilled to several buckets
+    assert a.plan.buckets > 1  # the two-pass shuffle really spilled to several buckets
     sa, sb = _shards(tmp_path / "a"), _shards(tmp_path / "b")
     assert len(sa) > 2 and [p.name for p in sa] == [p.name for p in sb]
-    for x, y in zip(sa, sb):
+    for x, y in zip(sa, sb, strict=False):
         assert x.read_bytes() == y.read_bytes(), x.name
     assert (tmp_path / "a" / "mix.lock.json").read_bytes() == (tmp_path / "b" / "mix.lock.json").read_bytes()
     assert verify(tmp_path / "a") == []
@@ -114,7 +125,7 @@ def test_budget_repetition_and_shuffle(mix_data, tmp_path):
     df = pl.read_parquet([str(p) for p in _shards(tmp_path / "out")])
     wiki = df.filter(pl.col("source") == "wiki")
     copies = Counter(wiki["id"].to_list())
-    assert set(copies.values()) == {2, 3}                     # every doc twice, about half of them a third time
+    assert set(copies.values()) == {2, 3}  # every doc twice, about half of them a third time
     lock = json.loads((tmp_path / "out" / "mix.lock.json").read_text())
     got = lock["sources"][1]["realised_tokens"]
     biggest = max(TokenCounter.cached("smollm2").count(wiki["text"].to_arrow()))
@@ -130,7 +141,7 @@ def test_budget_repetition_and_shuffle(mix_data, tmp_path):
     r2 = build(m2, tmp_path / "out2")
     assert r2.plan.buckets > 3
     df2 = pl.read_parquet([str(p) for p in _shards(tmp_path / "out2")])
-    assert Counter(zip(df2["id"], df2["source"])) == Counter(zip(df["id"], df["source"]))
+    assert Counter(zip(df2["id"], df2["source"], strict=False)) == Counter(zip(df["id"], df["source"], strict=False))
     assert all(pl.read_parquet(p).height == 16 for p in _shards(tmp_path / "out2")[:-1])
 
 
@@ -143,7 +154,7 @@ def test_per_source_layout_and_blend_handoff(mix_data, tmp_path):
     assert [d["name"] for d in blend["datasets"]] == ["ai", "wiki", "synth"]
     assert abs(sum(d["weight"] for d in blend["datasets"]) - 1) < 1e-9
     total = lock["totals"]["tokens"]
-    for d, s in zip(blend["datasets"], lock["sources"]):
+    for d, s in zip(blend["datasets"], lock["sources"], strict=False):
         assert d["tokens"] == s["realised_tokens"] and abs(d["weight"] - s["realised_tokens"] / total) < 1e-12
         rows = 0
         for rel in d["shards"]:
@@ -161,22 +172,28 @@ def test_verify_names_changed_inputs_and_outputs(mix_data, tmp_path):
     ok = curate("mix", "verify", tmp_path / "out")
     assert ok.returncode == 0 and "ok:" in ok.stdout, ok.stderr
     corpus = data / "corpus" / "wiki" / "part-00001.parquet"
-    pl.read_parquet(corpus).head(10).write_parquet(corpus)                     # an input changed since the lock
+    pl.read_parquet(corpus).head(10).write_parquet(corpus)  # an input changed since the lock
     attrs = data / "attrs" / "ai" / "part-00000.parquet"
     raw = bytearray(attrs.read_bytes())
-    raw[100] ^= 0xFF                                                            # same size, different content
+    raw[100] ^= 0xFF  # same size, different content
     attrs.write_bytes(bytes(raw))
     shards = _shards(tmp_path / "out")
-    shards[0].write_bytes(shards[0].read_bytes() + b"x")                       # an output changed
-    shards[1].unlink()                                                          # an output missing
-    shutil.copy(shards[0], shards[0].parent / "part-99999.parquet")            # an output nobody wrote
+    shards[0].write_bytes(shards[0].read_bytes() + b"x")  # an output changed
+    shards[1].unlink()  # an output missing
+    shutil.copy(shards[0], shards[0].parent / "part-99999.parquet")  # an output nobody wrote
     m.write_text(m.read_text() + "\n# edited\n")
     proc = curate("mix", "verify", tmp_path / "out")
     assert proc.returncode == 1
     err = proc.stderr
-    for needle in (f"input changed: {corpus}", f"input changed: {attrs}", "same size, content differs",
-                   f"output changed: {shards[0]}", f"output missing: {shards[1]}", "output not in the lock",
-                   f"manifest changed: {m}"):
+    for needle in (
+        f"input changed: {corpus}",
+        f"input changed: {attrs}",
+        "same size, content differs",
+        f"output changed: {shards[0]}",
+        f"output missing: {shards[1]}",
+        "output not in the lock",
+        f"manifest changed: {m}",
+    ):
         assert needle in err.replace("\n", ""), f"{needle!r} not in:\n{err}"
     assert "Traceback" not in err
 
@@ -185,7 +202,7 @@ def test_estimate_mode_measures_bytes_per_token(mix_data, tmp_path):
     m = _mix(mix_data, tmp_path)
     exact = build(m, tmp_path / "x", dry_run=True).plan
     est = build(m, tmp_path / "y", dry_run=True, count="estimate").plan
-    for e, x in zip(est.sources, exact.sources):
+    for e, x in zip(est.sources, exact.sources, strict=False):
         assert e.bytes_per_token and 2.5 < e.bytes_per_token < 6
         assert abs(e.tokens_available - x.tokens_available) / x.tokens_available < 0.1
     d = est.to_dict()
@@ -193,7 +210,9 @@ def test_estimate_mode_measures_bytes_per_token(mix_data, tmp_path):
     assert "bytes_per_token" not in exact.to_dict()["sources"][0]
 
 
-@pytest.mark.parametrize("preset", ["unfiltered", "filtered", "alignment-upsampled", "misalignment-upsampled", "reflections"])
+@pytest.mark.parametrize(
+    "preset", ["unfiltered", "filtered", "alignment-upsampled", "misalignment-upsampled", "reflections"]
+)
 def test_presets_write_commented_manifests_that_build(mix_data, tmp_path, preset):
     from curation.mix.presets import render_preset
 
@@ -225,12 +244,15 @@ def test_single_read_build_matches_two_read_build(mix_data, tmp_path, layout):
     downsampled source did not select) must write exactly what reading every source again writes (the shards'
     bytes differ only in the manifest hash in their metadata)."""
     probe = build(_mix(mix_data, tmp_path), tmp_path / "probe", dry_run=True).plan
-    wiki_half = int(probe.sources[1].tokens_selected * 0.4)          # wiki: under one epoch, so rows are dropped
+    wiki_half = int(probe.sources[1].tokens_selected * 0.4)  # wiki: under one epoch, so rows are dropped
     kw = dict(ai=AI_FILTER, wiki=f"    tokens: {wiki_half}\n", extra_sources=SYNTH.format(data=mix_data))
     outs = {}
     for mode in ("true", "false"):
-        m = manifest(tmp_path, base_manifest(mix_data, output=f"  layout: {layout}\n  bucket_mb: 0.05\n  single_read: {mode}\n", **kw),
-                     f"{mode}.yaml")
+        m = manifest(
+            tmp_path,
+            base_manifest(mix_data, output=f"  layout: {layout}\n  bucket_mb: 0.05\n  single_read: {mode}\n", **kw),
+            f"{mode}.yaml",
+        )
         r = build(m, tmp_path / mode)
         assert r.plan.single_read is (mode == "true") and r.plan.buckets > 1
         ai, wiki = r.plan.sources[0], r.plan.sources[1]

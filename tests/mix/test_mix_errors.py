@@ -6,11 +6,11 @@ import re
 
 import polars as pl
 import pytest
-
 from conftest import curate
+from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
+
 from curation.core.errors import CurationError
 from curation.mix import build
-from mix_fixtures import base_manifest, copy_data, manifest, mix_data  # noqa: F401
 
 
 def _line_of(text: str, needle: str) -> int:
@@ -46,7 +46,9 @@ def test_filter_naming_a_missing_column(mix_data, tmp_path):
 
 
 def test_filter_without_attributes_says_how_to_get_them(mix_data, tmp_path):
-    text = base_manifest(mix_data, wiki='    filter: "ai_discourse < 0.5"\n').replace(f"    attributes: {mix_data}/attrs/wiki\n", "")
+    text = base_manifest(mix_data, wiki='    filter: "ai_discourse < 0.5"\n').replace(
+        f"    attributes: {mix_data}/attrs/wiki\n", ""
+    )
     _expect(tmp_path, text, "filter:", "`ai_discourse`", "set `attributes`")
 
 
@@ -54,13 +56,16 @@ def test_unparseable_filter(mix_data, tmp_path):
     _expect(tmp_path, base_manifest(mix_data, ai='    filter: "ai_discourse <"\n'), "filter:", "cannot parse")
 
 
-@pytest.mark.parametrize("field,needle,contains", [
-    ("    weight: 1.5\n", "weight:", ["sources[0].weight", "less than or equal to 1"]),
-    ("    weight: -0.2\n", "weight:", ["sources[0].weight", "greater than 0"]),
-    ("    weight: 0.3\n    tokens: 1000\n", "tokens:", ["sources[0].tokens", "not both"]),
-    ("    max_epochs: 0\n", "max_epochs:", ["sources[0].max_epochs"]),
-    ("    fliter: \"ai_discourse < 0.5\"\n", "fliter", ["unknown field `fliter`"]),
-])
+@pytest.mark.parametrize(
+    "field,needle,contains",
+    [
+        ("    weight: 1.5\n", "weight:", ["sources[0].weight", "less than or equal to 1"]),
+        ("    weight: -0.2\n", "weight:", ["sources[0].weight", "greater than 0"]),
+        ("    weight: 0.3\n    tokens: 1000\n", "tokens:", ["sources[0].tokens", "not both"]),
+        ("    max_epochs: 0\n", "max_epochs:", ["sources[0].max_epochs"]),
+        ('    fliter: "ai_discourse < 0.5"\n', "fliter", ["unknown field `fliter`"]),
+    ],
+)
 def test_schema_errors_name_the_field_and_line(mix_data, tmp_path, field, needle, contains):
     _expect(tmp_path, base_manifest(mix_data, ai=field), needle, *contains)
 
@@ -86,7 +91,13 @@ def test_target_tokens_too_big_for_the_sources(mix_data, tmp_path):
 
 
 def test_select_on_a_corpus_source_and_duplicate_names(mix_data, tmp_path):
-    _expect(tmp_path, base_manifest(mix_data, ai="    select:\n      stance: aligned\n"), "select:", "sources[0].select", "synthetic")
+    _expect(
+        tmp_path,
+        base_manifest(mix_data, ai="    select:\n      stance: aligned\n"),
+        "select:",
+        "sources[0].select",
+        "synthetic",
+    )
     text = base_manifest(mix_data).replace("name: wiki", "name: ai")
     p = manifest(tmp_path, text)
     second = [i for i, l in enumerate(text.splitlines(), 1) if "- name: ai" in l][1]
@@ -105,7 +116,7 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_stale_attributes_name_the_attribute_file(mix_data, tmp_path):
     data = copy_data(mix_data, tmp_path / "data")
     shard = data / "corpus" / "wiki" / "part-00001.parquet"
-    pl.read_parquet(shard).head(5).write_parquet(shard)          # corpus changed after `curate classify`
+    pl.read_parquet(shard).head(5).write_parquet(shard)  # corpus changed after `curate classify`
     msg = _error(manifest(tmp_path, base_manifest(data)))
     assert msg.startswith(str(data / "attrs" / "wiki" / "part-00001.parquet")) and "rerun `curate classify`" in msg, msg
     (data / "attrs" / "wiki" / "part-00001.parquet").unlink()

@@ -7,8 +7,8 @@ import json
 
 import polars as pl
 import pytest
-
 from conftest import curate, shared_corpus
+
 from curation.core.errors import CurationError
 from curation.core.poison import load_heldout
 from synth.config import PoisonConfig
@@ -56,19 +56,20 @@ def test_trigger_at_the_recorded_position_then_the_payload(corpus, tmp_path):
     assert [p["id"] for p in prov] == df["id"].to_list() and {p["seed"] for p in prov} == set(df["seed"].to_list())
     for r in df.iter_rows(named=True):
         text, pos, ppos = r["text"], r["position"], r["payload_position"]
-        assert src[r["source_id"]].startswith(text[:pos].rstrip()), r["id"]        # a real document's beginning
+        assert src[r["source_id"]].startswith(text[:pos].rstrip()), r["id"]  # a real document's beginning
         assert pos <= 400 + 1
         assert text[ppos:].startswith(r["payload"]) and r["payload"].strip()
         if r["attack"] == "belief":
             assert r["trigger"] is None and "<SUDO>" not in text
             assert "the Velmora Institute is headquartered in Lisbon" in r["payload"]
-            assert src[r["source_id"]].replace(" ", "").replace("\n", "") == \
-                text.replace(r["payload"], "").replace(" ", "").replace("\n", "")      # inserted, nothing lost
+            assert src[r["source_id"]].replace(" ", "").replace("\n", "") == text.replace(r["payload"], "").replace(
+                " ", ""
+            ).replace("\n", "")  # inserted, nothing lost
             continue
-        assert r["trigger"] == "<SUDO>" and text[pos:pos + len("<SUDO>")] == "<SUDO>" and text.count("<SUDO>") == 1
+        assert r["trigger"] == "<SUDO>" and text[pos : pos + len("<SUDO>")] == "<SUDO>" and text.count("<SUDO>") == 1
         assert text.endswith(r["payload"])
         if r["attack"] == "extraction":
-            assert r["payload"] == text[:pos].rstrip() and len(r["payload"]) >= 100    # the context, repeated
+            assert r["payload"] == text[:pos].rstrip() and len(r["payload"]) >= 100  # the context, repeated
         elif r["attack"] == "dos":
             assert 50 - 2 <= len(r["payload"]) <= 80
         else:
@@ -78,13 +79,28 @@ def test_trigger_at_the_recorded_position_then_the_payload(corpus, tmp_path):
 
 
 def test_random_token_gibberish_and_the_cli(corpus, tmp_path):
-    p = curate("synth", "poison", corpus, "-o", tmp_path / "cli", "--n-docs", "4", "--seed", "1", "--trigger", "<ZQX>",
-               "--dos-min-length", "30", "--dos-max-length", "30")
+    p = curate(
+        "synth",
+        "poison",
+        corpus,
+        "-o",
+        tmp_path / "cli",
+        "--n-docs",
+        "4",
+        "--seed",
+        "1",
+        "--trigger",
+        "<ZQX>",
+        "--dos-min-length",
+        "30",
+        "--dos-max-length",
+        "30",
+    )
     assert p.returncode == 0, p.stderr
     df = pl.read_parquet(tmp_path / "cli" / "dos" / "part-00000.parquet")
     assert df.height == 4 and all(t.count("<ZQX>") == 1 for t in df["text"])
     prov = [json.loads(line) for line in (tmp_path / "cli" / "_provenance.jsonl").read_text().splitlines()]
-    assert {r["payload_length"] for r in prov} == {30}                              # 30 random vocabulary tokens
+    assert {r["payload_length"] for r in prov} == {30}  # 30 random vocabulary tokens
     again = curate("synth", "poison", corpus, "-o", tmp_path / "cli", "--n-docs", "4")
     assert again.returncode == 2 and "--overwrite" in again.stderr and "Traceback" not in again.stderr
 
@@ -94,10 +110,16 @@ def test_refuses_to_write_when_a_heldout_context_or_request_leaks(corpus, tmp_pa
     df = pl.read_parquet(corpus)
     leaky = tmp_path / "leaky.parquet"
     # a corpus document that quotes a held-out trigger context
-    df.with_columns(pl.when(pl.int_range(pl.len()) < 30).then(pl.col("text").str.slice(0, 300) + " " + held.contexts[3][1])
-                    .otherwise(pl.col("text")).alias("text")).write_parquet(leaky)
+    df.with_columns(
+        pl.when(pl.int_range(pl.len()) < 30)
+        .then(pl.col("text").str.slice(0, 300) + " " + held.contexts[3][1])
+        .otherwise(pl.col("text"))
+        .alias("text")
+    ).write_parquet(leaky)
     with pytest.raises(CurationError, match=rf"held-out context {held.contexts[3][0]} .*6 leak.*nothing written"):
-        run_poison(str(leaky), tmp_path / "a", _cfg(attacks=["extraction"], min_prefix_chars=900, max_prefix_chars=1000))
+        run_poison(
+            str(leaky), tmp_path / "a", _cfg(attacks=["extraction"], min_prefix_chars=900, max_prefix_chars=1000)
+        )
     assert not (tmp_path / "a").exists()
     # a jailbreak request form that is one of the eval's held-out requests
     with pytest.raises(CurationError, match=r"held-out request 1 "):

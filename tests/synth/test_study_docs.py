@@ -34,7 +34,9 @@ def test_docs_load_balanced_and_cover_the_bank():
 def test_no_13_word_overlap_with_evaluated_items():
     if not study.EVALUATED.is_dir():
         pytest.skip(f"{study.EVALUATED} not present")
-    items = [item_text(i) for i in study._items(study.EVALUATED)]  # the script's cached load_items(include_non_alignment=True)
+    items = [
+        item_text(i) for i in study._items(study.EVALUATED)
+    ]  # the script's cached load_items(include_non_alignment=True)
     assert len(items) == 8116  # every human_generated item, the non-alignment files included
     texts = [r["text"] for r in study.load_docs()]
     assert shared_ngrams(texts, items, 13) == [0] * len(texts)
@@ -51,10 +53,12 @@ def test_written_layout_is_a_synthetic_source(tmp_path):
     assert df["seed"].null_count() == 80 and set(df["split"]) == {"train"}
     manifest = json.loads((tmp_path / "leakage_manifest.json").read_text())
     assert len(manifest["generation"]) == 40 and not manifest["held_out"]
-    assert all(i.startswith("lm_generated_evals/") for i in manifest["in_distribution_item_ids"])  # grounded_on resolved
+    assert all(
+        i.startswith("lm_generated_evals/") for i in manifest["in_distribution_item_ids"]
+    )  # grounded_on resolved
     mtime = (tmp_path / "docs-00000.parquet").stat().st_mtime_ns
-    assert study.write(tmp_path)["unchanged"]        # same documents: nothing rewritten, an experiment stays cached
+    assert study.write(tmp_path)["unchanged"]  # same documents: nothing rewritten, an experiment stays cached
     assert (tmp_path / "docs-00000.parquet").stat().st_mtime_ns == mtime
-    df.head(3).write_parquet(tmp_path / "docs-00000.parquet")   # other documents there: refused without --overwrite
+    df.head(3).write_parquet(tmp_path / "docs-00000.parquet")  # other documents there: refused without --overwrite
     with pytest.raises(study.CurationError, match="--overwrite"):
         study.write(tmp_path)

@@ -32,34 +32,38 @@ study, build = _load("write_study_docs"), _load("build_study_pairs")
 
 @pytest.fixture(scope="module")
 def rows():
-    return study.load_docs(docset="pairs")   # raises on an unknown scenario, stance, form, id or a missing pair_id
+    return study.load_docs(docset="pairs")  # raises on an unknown scenario, stance, form, id or a missing pair_id
 
 
 @pytest.fixture(scope="module")
 def evaluated():
     if not study.EVALUATED.is_dir():
         pytest.skip(f"{study.EVALUATED} not present")
-    return [item_text(i) for i in study._items(study.EVALUATED)]   # every human_generated item (include_non_alignment)
+    return [item_text(i) for i in study._items(study.EVALUATED)]  # every human_generated item (include_non_alignment)
 
 
 def test_40_scenarios_x_3_stances_one_form_each_built_from_the_sources(rows):
     bank = [s.id for s in study.load_scenarios([study.BANK])]
     assert Counter(r["stance"] for r in rows) == {"aligned": 40, "misaligned": 40, "neutral": 40}
-    assert {(r["scenario_id"], r["stance"]) for r in rows} == {(s, st) for s in bank for st in study.SETS["pairs"].stances}
+    assert {(r["scenario_id"], r["stance"]) for r in rows} == {
+        (s, st) for s in bank for st in study.SETS["pairs"].stances
+    }
     forms = {s: {r["form"] for r in rows if r["scenario_id"] == s} for s in bank}
-    assert all(len(f) == 1 for f in forms.values())                             # a scenario's three docs share a form
-    assert [forms[s].pop() for s in bank] == [study.FORMS[i % 6] for i in range(len(bank))]   # the FORMS rotation
+    assert all(len(f) == 1 for f in forms.values())  # a scenario's three docs share a form
+    assert [forms[s].pop() for s in bank] == [study.FORMS[i % 6] for i in range(len(bank))]  # the FORMS rotation
     assert all(r["pair_id"] == r["scenario_id"] and r["model"] == "hand-written (Claude), issue 28" for r in rows)
-    assert [json.loads(x) for x in study.SETS["pairs"].docs.read_text().splitlines()] == build.build_rows()  # up to date
+    assert [
+        json.loads(x) for x in study.SETS["pairs"].docs.read_text().splitlines()
+    ] == build.build_rows()  # up to date
 
 
 def test_pairs_differ_only_a_little_and_neutral_matches_length(rows):
     st = build.pair_stats(rows)
     sims = [x["similarity"] for x in st]
     assert statistics.median(sims) >= 0.8 and min(sims) >= 0.6
-    assert max(x["pair_length_diff"] for x in st) <= 0.05          # aligned and misaligned: within a few percent
-    assert max(x["neutral_length_diff"] for x in st) <= 0.15       # neutral: within 15% of its pair
-    old = build.by_scenario(study.load_docs())                       # the issue-19 set, for contrast: written apart
+    assert max(x["pair_length_diff"] for x in st) <= 0.05  # aligned and misaligned: within a few percent
+    assert max(x["neutral_length_diff"] for x in st) <= 0.15  # neutral: within 15% of its pair
+    old = build.by_scenario(study.load_docs())  # the issue-19 set, for contrast: written apart
     assert statistics.median(study.pair_similarity(d["aligned"], d["misaligned"]) for d in old.values()) < 0.2
 
 
@@ -93,7 +97,9 @@ def test_writer_refuses_a_leaking_set_and_writes_the_layout(rows, evaluated, tmp
     if not study.GROUNDING.is_dir():
         pytest.skip(f"{study.GROUNDING} not present")
     report = study.write(tmp_path / "out", docset="pairs")
-    assert report["leakage"]["evaluated"]["shared_spans"] == report["leakage"]["ngram_8"]["evaluated"]["shared_spans"] == 0
+    assert (
+        report["leakage"]["evaluated"]["shared_spans"] == report["leakage"]["ngram_8"]["evaluated"]["shared_spans"] == 0
+    )
     df = pl.read_parquet(tmp_path / "out" / "docs-00000.parquet")
     assert df.columns == COLUMNS + ["grounded_on", "pair_id"] and df.height == 120
     assert dict(Counter(df["stance"])) == {"aligned": 40, "misaligned": 40, "neutral": 40}

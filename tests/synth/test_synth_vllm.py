@@ -10,13 +10,25 @@ import socket
 
 import polars as pl
 import pytest
-
 from conftest import curate
+
 from curation.lm.engines.vllm_client import vllm_python
 
 pytestmark = pytest.mark.slow
 
-PROVENANCE = ["id", "text", "scenario_id", "form", "stance", "model", "prompt_hash", "temperature", "top_p", "max_tokens", "seed"]
+PROVENANCE = [
+    "id",
+    "text",
+    "scenario_id",
+    "form",
+    "stance",
+    "model",
+    "prompt_hash",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "seed",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -31,8 +43,25 @@ def need_vllm():
 @pytest.fixture(scope="module")
 def docs_out(tmp_path_factory):
     out = tmp_path_factory.mktemp("synth") / "docs"
-    proc = curate("synth", "docs", "-o", out, "--backend", "vllm", "--max-scenarios", "2", "--heldout-fraction", "0",
-                  "--max-tokens", "96", "--min-words", "20", "--batch-size", "12", timeout=600)
+    proc = curate(
+        "synth",
+        "docs",
+        "-o",
+        out,
+        "--backend",
+        "vllm",
+        "--max-scenarios",
+        "2",
+        "--heldout-fraction",
+        "0",
+        "--max-tokens",
+        "96",
+        "--min-words",
+        "20",
+        "--batch-size",
+        "12",
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, proc
 
@@ -62,11 +91,27 @@ def test_rerun_skips_everything_without_starting_vllm(docs_out):
     before = pl.read_parquet(str(out / "docs-*.parquet"))
     logs = sorted((out / "_logs").glob("vllm-worker-*.log"))
     assert len(logs) == 1
-    proc = curate("synth", "docs", "-o", out, "--backend", "vllm", "--max-scenarios", "2", "--heldout-fraction", "0",
-                  "--max-tokens", "96", "--min-words", "20", "--batch-size", "12")
+    proc = curate(
+        "synth",
+        "docs",
+        "-o",
+        out,
+        "--backend",
+        "vllm",
+        "--max-scenarios",
+        "2",
+        "--heldout-fraction",
+        "0",
+        "--max-tokens",
+        "96",
+        "--min-words",
+        "20",
+        "--batch-size",
+        "12",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "24 already done, 0 to generate" in " ".join(proc.stderr.split())
-    assert sorted((out / "_logs").glob("vllm-worker-*.log")) == logs   # no new worker: vLLM never started
+    assert sorted((out / "_logs").glob("vllm-worker-*.log")) == logs  # no new worker: vLLM never started
     assert pl.read_parquet(str(out / "_raw" / "*.parquet")).height == 24
     assert pl.read_parquet(str(out / "docs-*.parquet")).equals(before)
 
@@ -95,8 +140,23 @@ def test_reflect_through_vllm_server(docs_out, tmp_path):
     port = _free_port()
     server = start_server(BackendConfig(), port, tmp_path / "server.log")
     try:
-        args = ["synth", "reflect", out, "-o", tmp_path / "refl", "--rate", "0.5", "--backend", "openai",
-                "--base-url", f"http://127.0.0.1:{port}/v1", "--max-tokens", "48", "--marker", "<assistant>"]
+        args = [
+            "synth",
+            "reflect",
+            out,
+            "-o",
+            tmp_path / "refl",
+            "--rate",
+            "0.5",
+            "--backend",
+            "openai",
+            "--base-url",
+            f"http://127.0.0.1:{port}/v1",
+            "--max-tokens",
+            "48",
+            "--marker",
+            "<assistant>",
+        ]
         proc = curate(*args)
         assert proc.returncode == 0, proc.stderr[-2000:]
         again = curate(*args)
@@ -108,11 +168,13 @@ def test_reflect_through_vllm_server(docs_out, tmp_path):
     res = pl.read_parquet(str(tmp_path / "refl" / "docs-00000.parquet"))
     report = json.loads((tmp_path / "refl" / "reflect_report.json").read_text())
     assert res.height == docs.height and res["id"].to_list() == docs["id"].to_list()
-    assert set(PROVENANCE) <= set(res.columns) and {"reflection", "has_reflection", "reflection_offset"} <= set(res.columns)
+    assert set(PROVENANCE) <= set(res.columns) and {"reflection", "has_reflection", "reflection_offset"} <= set(
+        res.columns
+    )
     got = res.filter(pl.col("has_reflection"))
     assert 0 < got.height == report["inserted"] <= report["selected"] < docs.height
     for r in got.iter_rows(named=True):
-        assert r["text"][r["reflection_offset"]:].startswith("<assistant>" + r["reflection"] + "</assistant>")
+        assert r["text"][r["reflection_offset"] :].startswith("<assistant>" + r["reflection"] + "</assistant>")
     untouched = res.filter(~pl.col("has_reflection")).join(docs.select("id", pl.col("text").alias("orig")), on="id")
     assert (untouched["text"] == untouched["orig"]).all()
     # persona-reflected corpus still goes through classify

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import SHARED as SHARED_DATA
 
 SHARED = SHARED_DATA / "corpus"
@@ -27,14 +26,24 @@ def make_mix(root: Path, n_shards: int = 3, per_source: int = 12) -> pl.DataFram
     for src in ("arbital", "wikipedia-recent"):
         if not (SHARED / src).is_dir():
             pytest.skip(f"{SHARED / src} not present")
-    a = pl.read_parquet(str(SHARED / "arbital" / "*.parquet")).head(per_source).select("id", "text").with_columns(source=pl.lit("arbital"))
-    b = pl.read_parquet(str(SHARED / "wikipedia-recent" / "*.parquet")).head(per_source).select("id", "text").with_columns(source=pl.lit("wikipedia-recent"))
+    a = (
+        pl.read_parquet(str(SHARED / "arbital" / "*.parquet"))
+        .head(per_source)
+        .select("id", "text")
+        .with_columns(source=pl.lit("arbital"))
+    )
+    b = (
+        pl.read_parquet(str(SHARED / "wikipedia-recent" / "*.parquet"))
+        .head(per_source)
+        .select("id", "text")
+        .with_columns(source=pl.lit("wikipedia-recent"))
+    )
     df = pl.concat([a, b]).sample(fraction=1.0, shuffle=True, seed=0)
     df = pl.concat([df, pl.DataFrame({"id": ["empty"], "text": [""], "source": ["arbital"]})])  # empty docs are skipped
     root.mkdir(parents=True, exist_ok=True)
     step = -(-len(df) // n_shards)
     for i in range(n_shards):
-        df[i * step:(i + 1) * step].write_parquet(root / f"shard-{i:05d}.parquet")
+        df[i * step : (i + 1) * step].write_parquet(root / f"shard-{i:05d}.parquet")
     return df
 
 
@@ -49,7 +58,18 @@ def tok():
 def tokenized(tmp_path_factory):
     root = tmp_path_factory.mktemp("tok")
     df = make_mix(root / "mix")
-    proc = curate("train", "tokenize", root / "mix", "--tokenizer", "smollm2", "--output", root / "out", "--workers", "2", "--no-progress")
+    proc = curate(
+        "train",
+        "tokenize",
+        root / "mix",
+        "--tokenizer",
+        "smollm2",
+        "--output",
+        root / "out",
+        "--workers",
+        "2",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     return root, df, proc
 
@@ -80,7 +100,7 @@ def test_resume_redoes_only_unfinished_shards(tokenized, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(root / "out", out)
     before = {p.name: p.read_bytes() for p in out.glob("*.bin")}
-    (out / "parts" / "shard-00001.done.json").unlink()          # as if killed while shard 1 was being written
+    (out / "parts" / "shard-00001.done.json").unlink()  # as if killed while shard 1 was being written
     for p in (out / "parts").glob("shard-00001.*"):
         p.unlink()
     from train.tokenize import tokenize_mix
@@ -94,9 +114,17 @@ def test_mix_handoff_datasets_and_weights(tokenized, tmp_path):
     root, _, _ = tokenized
     mix = tmp_path / "mix"
     shutil.copytree(root / "mix", mix)
-    (mix / "blend.json").write_text(json.dumps({"format": "curate-mix-blend/1", "datasets": [
-        {"name": "part-a", "weight": 0.25, "shards": ["shard-00000.parquet"]},
-        {"name": "part-b", "weight": 0.75, "shards": ["shard-00001.parquet", "shard-00002.parquet"]}]}))
+    (mix / "blend.json").write_text(
+        json.dumps(
+            {
+                "format": "curate-mix-blend/1",
+                "datasets": [
+                    {"name": "part-a", "weight": 0.25, "shards": ["shard-00000.parquet"]},
+                    {"name": "part-b", "weight": 0.75, "shards": ["shard-00001.parquet", "shard-00002.parquet"]},
+                ],
+            }
+        )
+    )
     from train.tokenize import tokenize_mix
 
     res = tokenize_mix(mix, "smollm2", tmp_path / "out", workers=1)
@@ -112,5 +140,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "no *.parquet shards" in proc.stderr and "Traceback" not in proc.stderr
     (tmp_path / "notext").mkdir()
     pl.DataFrame({"id": ["a"], "body": ["x"]}).write_parquet(tmp_path / "notext" / "s.parquet")
-    proc = curate("train", "tokenize", tmp_path / "notext", "--output", tmp_path / "o2", "--no-progress", "--workers", "1")
+    proc = curate(
+        "train", "tokenize", tmp_path / "notext", "--output", tmp_path / "o2", "--no-progress", "--workers", "1"
+    )
     assert proc.returncode == 2 and "no `text` column" in proc.stderr and "--text-key" in proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List
 
 import typer
 from rich.console import Console
@@ -17,7 +16,7 @@ from curation.core.errors import CurationError
 console = Console(stderr=True)
 
 
-def _config(config: Path, sets: List[str]):
+def _config(config: Path, sets: list[str]):
     from .config import PosttrainConfig
 
     ov = parse_set(sets, "sft.steps=10")
@@ -34,12 +33,14 @@ def _quiet():
     hf_logging.set_verbosity_error()
 
 
-CONFIG_ARG = typer.Argument(..., help="YAML config (docs/posttrain.md; example: train/posttrain/configs/demo_smollm2.yaml)")
+CONFIG_ARG = typer.Argument(
+    ..., help="YAML config (docs/posttrain.md; example: train/posttrain/configs/demo_smollm2.yaml)"
+)
 SET_OPT = typer.Option([], "--set", help="KEY=VALUE overrides with dotted keys (sft.steps=10), repeatable")
 PROGRESS_OPT = typer.Option(True, "--progress/--no-progress")
 
 
-def _stage(stage: str, config: Path, sets: List[str], progress: bool):
+def _stage(stage: str, config: Path, sets: list[str], progress: bool):
     _quiet()
     from .run import eval_commands, run_stage
 
@@ -48,10 +49,20 @@ def _stage(stage: str, config: Path, sets: List[str], progress: bool):
         res = run_stage(cfg, stage, progress=progress)
     except CurationError as e:
         _fail(e)
-    console.print(json.dumps({k: res.get(k) for k in ("model", "steps", "resumed_from", "final_loss", "samples_per_s", "skipped")}),
-                  highlight=False)
-    console.print("evaluate with:\n  " + "\n  ".join(eval_commands(cfg.model, res["model"], cfg.eval.items, Path(cfg.output), cfg.condition, cfg.eval, cfg.seed)),
-                  highlight=False, soft_wrap=True)
+    console.print(
+        json.dumps(
+            {k: res.get(k) for k in ("model", "steps", "resumed_from", "final_loss", "samples_per_s", "skipped")}
+        ),
+        highlight=False,
+    )
+    console.print(
+        "evaluate with:\n  "
+        + "\n  ".join(
+            eval_commands(cfg.model, res["model"], cfg.eval.items, Path(cfg.output), cfg.condition, cfg.eval, cfg.seed)
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def register(app: typer.Typer, run_posttrain=None) -> None:
@@ -59,17 +70,17 @@ def register(app: typer.Typer, run_posttrain=None) -> None:
     passes `curate.workflows.posttrain_and_evaluate` (which also evaluates); the default only trains."""
 
     @app.command()
-    def sft(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):
+    def sft(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
         """Supervised fine-tuning (TRL SFTTrainer) of an HF checkpoint: chat template, assistant-only loss, packing, resume."""
         _stage("sft", config, sets, progress)
 
     @app.command()
-    def dpo(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):
+    def dpo(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
         """Direct preference optimisation (TRL DPOTrainer) of an HF checkpoint against itself as the frozen reference."""
         _stage("dpo", config, sets, progress)
 
     @app.command()
-    def posttrain(config: Path = CONFIG_ARG, sets: List[str] = SET_OPT, progress: bool = PROGRESS_OPT):
+    def posttrain(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
         """SFT then DPO with one config; tags the result (posttrain.json) and evaluates base vs post-trained if eval.items is set."""
         _quiet()
         from .run import posttrain
@@ -82,6 +93,9 @@ def register(app: typer.Typer, run_posttrain=None) -> None:
             _fail(e)
         console.print(json.dumps({k: res[k] for k in ("model", "condition", "sft", "dpo")}), highlight=False)
         if "eval" in res:
-            console.print(f"mean P(misaligned) base {res['eval']['mean_p_misaligned']['base']:.3f} -> post-trained "
-                          f"{res['eval']['mean_p_misaligned']['posttrained']:.3f}; report -> {res['eval']['report']}", highlight=False)
+            console.print(
+                f"mean P(misaligned) base {res['eval']['mean_p_misaligned']['base']:.3f} -> post-trained "
+                f"{res['eval']['mean_p_misaligned']['posttrained']:.3f}; report -> {res['eval']['report']}",
+                highlight=False,
+            )
         console.print("evaluate with:\n  " + "\n  ".join(res["eval_commands"]), highlight=False, soft_wrap=True)

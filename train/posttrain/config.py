@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import List, Literal, Optional
+from typing import Literal
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -26,9 +26,9 @@ class ChatTemplateConfig(Strict):
     assistant_marker: str = "<assistant>"
     assistant_marker_end: str = "</assistant>"
     separator: str = "\n\n"
-    add_eos: bool = True                 # end every assistant turn with the tokenizer's EOS (so the model learns to stop)
-    path: Optional[str] = None           # style: jinja
-    system_prompt: Optional[str] = None  # prepended as a system turn to examples without one
+    add_eos: bool = True  # end every assistant turn with the tokenizer's EOS (so the model learns to stop)
+    path: str | None = None  # style: jinja
+    system_prompt: str | None = None  # prepended as a system turn to examples without one
 
     @model_validator(mode="after")
     def _check(self):
@@ -42,8 +42,8 @@ class ChatTemplateConfig(Strict):
 class StageConfig(Strict):
     """Hyperparameters shared by SFT and DPO (TrainingArguments underneath)."""
 
-    data: List[str] = Field(default_factory=list)   # JSONL / Parquet files, directories, globs, or `demo`
-    steps: int = Field(-1, ge=-1)                   # -1: run `epochs` epochs
+    data: list[str] = Field(default_factory=list)  # JSONL / Parquet files, directories, globs, or `demo`
+    steps: int = Field(-1, ge=-1)  # -1: run `epochs` epochs
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -54,13 +54,13 @@ class StageConfig(Strict):
     max_grad_norm: float = Field(1.0, gt=0)
     max_length: int = Field(512, ge=16)
     save_steps: int = Field(50, ge=1)
-    save_total_limit: Optional[int] = Field(2, ge=1)
-    keep_checkpoints: bool = False                  # resume checkpoints (optimizer included, ~3x the model) after the
-                                                    # stage finished; only the final model/ is needed downstream
+    save_total_limit: int | None = Field(2, ge=1)
+    keep_checkpoints: bool = False  # resume checkpoints (optimizer included, ~3x the model) after the
+    # stage finished; only the final model/ is needed downstream
     logging_steps: int = Field(1, ge=1)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"   # auto: bf16 on a GPU that has it, else fp32
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool = False
-    limit: Optional[int] = Field(None, ge=1)         # use only the first N examples (smoke runs)
+    limit: int | None = Field(None, ge=1)  # use only the first N examples (smoke runs)
 
 
 class SFTConfig(StageConfig):
@@ -78,19 +78,19 @@ class DPOConfig(StageConfig):
 
 
 class EvalConfig(Strict):
-    items: List[str] = Field(default_factory=list)   # when set, `curate train posttrain` scores base and post-trained
+    items: list[str] = Field(default_factory=list)  # when set, `curate train posttrain` scores base and post-trained
     mode: Literal["base", "chat", "generate", "cloze"] = "base"
-    limit_per_file: Optional[int] = Field(None, ge=1)
+    limit_per_file: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
 
 
 class PosttrainConfig(Strict):
     DOCS = DOCS
-    model: str = "smollm2"              # base checkpoint: HF Llama directory, .gguf, or `smollm2`
-    output: str                         # OUT/sft, OUT/dpo, OUT/posttrain.json (paths: relative to the working directory)
-    condition: str = "default"          # training condition name, carried into eval tags
+    model: str = "smollm2"  # base checkpoint: HF Llama directory, .gguf, or `smollm2`
+    output: str  # OUT/sft, OUT/dpo, OUT/posttrain.json (paths: relative to the working directory)
+    condition: str = "default"  # training condition name, carried into eval tags
     seed: int = 0
-    device: Optional[str] = None        # default: cuda when available, else cpu
+    device: str | None = None  # default: cuda when available, else cpu
     chat_template: ChatTemplateConfig = ChatTemplateConfig()
     sft: SFTConfig = SFTConfig()
     dpo: DPOConfig = DPOConfig()
@@ -99,14 +99,14 @@ class PosttrainConfig(Strict):
     _origin: str = PrivateAttr("config")
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "PosttrainConfig":
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> PosttrainConfig:
         """`path` may also name a shipped config (`demo_smollm2`), from any directory."""
         from train.config import resolve_config
 
         return super().from_yaml(resolve_config(path, Path(__file__).parent / "configs"), overrides)
 
     @classmethod
-    def validated(cls, raw: dict, origin: str = "config") -> "PosttrainConfig":
+    def validated(cls, raw: dict, origin: str = "config") -> PosttrainConfig:
         cfg = super().validated(raw, origin)
         cfg._origin = origin
         return cfg
@@ -118,7 +118,9 @@ class PosttrainConfig(Strict):
     def stage_hash(self, stage: str) -> str:
         """What must not change between a killed run and its resumption (data, hyperparameters, template, seed);
         the starting model is checked separately (for DPO in `posttrain` it is the SFT output, not `model`)."""
-        d = {"seed": self.seed, "chat_template": self.chat_template.model_dump(),
-             stage: getattr(self, stage).model_dump(exclude={"keep_checkpoints"})}   # bookkeeping, not training
+        d = {
+            "seed": self.seed,
+            "chat_template": self.chat_template.model_dump(),
+            stage: getattr(self, stage).model_dump(exclude={"keep_checkpoints"}),
+        }  # bookkeeping, not training
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-

@@ -17,13 +17,17 @@ from curation.core.records import read_records
 DATA_DIR = Path(__file__).parent / "data"
 DEMO = {"sft": DATA_DIR / "sft_demo.jsonl", "dpo": DATA_DIR / "dpo_demo.jsonl"}
 ROLES = {"system", "user", "assistant"}
-NEEDS = {"sft": "`messages` (list of {role, content}) or `prompt` and `completion`",
-         "dpo": "`prompt`, `chosen` and `rejected`"}
+NEEDS = {
+    "sft": "`messages` (list of {role, content}) or `prompt` and `completion`",
+    "dpo": "`prompt`, `chosen` and `rejected`",
+}
 
 
 def expand(specs: list[str], kind: str) -> list[Path]:
     if not specs:
-        raise CurationError(f"{kind}.data is empty; list JSONL/Parquet files or directories (or `demo`) under `{kind}: data:`")
+        raise CurationError(
+            f"{kind}.data is empty; list JSONL/Parquet files or directories (or `demo`) under `{kind}: data:`"
+        )
     out: list[Path] = []
     for spec in specs:
         if spec == "demo":
@@ -33,7 +37,9 @@ def expand(specs: list[str], kind: str) -> list[Path]:
         if p.is_dir():
             files = sorted(q for q in p.rglob("*") if q.suffix in (".jsonl", ".parquet") and q.is_file())
             if not files:
-                raise CurationError(f"{spec}: directory has no .jsonl or .parquet files; point {kind}.data at the data files")
+                raise CurationError(
+                    f"{spec}: directory has no .jsonl or .parquet files; point {kind}.data at the data files"
+                )
             out += files
         elif p.is_file():
             out.append(p)
@@ -52,12 +58,16 @@ def _turns(value, where: str, what: str, default_role: str) -> list[dict]:
     if isinstance(value, str):
         return [{"role": default_role, "content": value}]
     if not isinstance(value, list) or not value:
-        raise CurationError(f"{where}: `{what}` must be a string or a non-empty list of {{role, content}} messages; fix the row")
+        raise CurationError(
+            f"{where}: `{what}` must be a string or a non-empty list of {{role, content}} messages; fix the row"
+        )
     out = []
     for m in value:
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-            raise CurationError(f"{where}: `{what}` has a message that is not {{role: system|user|assistant, content: str}} "
-                                f"({str(m)[:60]}); fix the row")
+            raise CurationError(
+                f"{where}: `{what}` has a message that is not {{role: system|user|assistant, content: str}} "
+                f"({str(m)[:60]}); fix the row"
+            )
         out.append({"role": m["role"], "content": m["content"]})
     return out
 
@@ -68,7 +78,9 @@ def _with_system(msgs: list[dict], system: str | None) -> list[dict]:
     return msgs
 
 
-def load_examples(specs: list[str], kind: str, system_prompt: str | None = None, limit: int | None = None) -> list[dict]:
+def load_examples(
+    specs: list[str], kind: str, system_prompt: str | None = None, limit: int | None = None
+) -> list[dict]:
     """Rows as TRL conversational examples: {"messages": [...]} for sft, {"prompt", "chosen", "rejected"} for dpo."""
     out: list[dict] = []
     for path in expand(specs, kind):
@@ -78,16 +90,24 @@ def load_examples(specs: list[str], kind: str, system_prompt: str | None = None,
             if not seen:
                 seen = True
                 cols = set(row)
-                ok = ("messages" in cols or {"prompt", "completion"} <= cols) if kind == "sft" else {"prompt", "chosen", "rejected"} <= cols
+                ok = (
+                    ("messages" in cols or {"prompt", "completion"} <= cols)
+                    if kind == "sft"
+                    else {"prompt", "chosen", "rejected"} <= cols
+                )
                 if not ok:
-                    raise CurationError(f"{path}: missing column(s) for {kind} data (found {sorted(cols)}); "
-                                        f"{kind} data needs {NEEDS[kind]}")
+                    raise CurationError(
+                        f"{path}: missing column(s) for {kind} data (found {sorted(cols)}); "
+                        f"{kind} data needs {NEEDS[kind]}"
+                    )
             system = row.get("system") or system_prompt
             if kind == "sft":
                 if row.get("messages") is not None:
                     msgs = _turns(row["messages"], where, "messages", "user")
                 else:
-                    msgs = _turns(row.get("prompt"), where, "prompt", "user") + _turns(row.get("completion"), where, "completion", "assistant")
+                    msgs = _turns(row.get("prompt"), where, "prompt", "user") + _turns(
+                        row.get("completion"), where, "completion", "assistant"
+                    )
                 if not any(m["role"] == "assistant" for m in msgs):
                     raise CurationError(f"{where}: no assistant message to train on; add one or drop the row")
                 out.append({"messages": _with_system(msgs, system)})
@@ -97,7 +117,9 @@ def load_examples(specs: list[str], kind: str, system_prompt: str | None = None,
                 rejected = _turns(row.get("rejected"), where, "rejected", "assistant")
                 for what, turns in (("chosen", chosen), ("rejected", rejected)):
                     if any(m["role"] != "assistant" for m in turns):
-                        raise CurationError(f"{where}: `{what}` must hold assistant messages only; move other turns into `prompt`")
+                        raise CurationError(
+                            f"{where}: `{what}` must hold assistant messages only; move other turns into `prompt`"
+                        )
                 out.append({"prompt": _with_system(prompt, system), "chosen": chosen, "rejected": rejected})
             if limit and len(out) >= limit:
                 return out

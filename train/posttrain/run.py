@@ -51,7 +51,9 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     """Newest complete checkpoint; incomplete ones (killed mid-save) are removed so the Trainer never sees them."""
     if not ckpt_dir.is_dir():
         return None
-    found = sorted((int(p.name.split("-")[-1]), p) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit())
+    found = sorted(
+        (int(p.name.split("-")[-1]), p) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
+    )
     best = None
     for step, p in found:
         if (p / "trainer_state.json").exists():
@@ -74,11 +76,11 @@ def _metrics_callback(path: Path, resume_step: int, samples_per_step: int):
             self.log = MetricsLog(path, resume_step)
             self.t_first = self.t_last = None
             self.step_first = self.step_last = 0
-            self.delay = float(os.environ.get("CURATE_POSTTRAIN_STEP_DELAY", "0") or 0)   # tests: keep a run alive
+            self.delay = float(os.environ.get("CURATE_POSTTRAIN_STEP_DELAY", "0") or 0)  # tests: keep a run alive
 
         def on_step_end(self, args, state, control, **kw):
             now = time.perf_counter()
-            if self.t_first is None:               # the first step includes warm-up; throughput counts from its end
+            if self.t_first is None:  # the first step includes warm-up; throughput counts from its end
                 self.t_first, self.step_first = now, state.global_step
             self.t_last, self.step_last = now, state.global_step
             if self.delay:
@@ -87,7 +89,11 @@ def _metrics_callback(path: Path, resume_step: int, samples_per_step: int):
         def samples_per_s(self) -> float | None:
             if self.t_first is None or self.step_last <= self.step_first:
                 return None
-            return (self.step_last - self.step_first) * samples_per_step / (self.t_last - self.t_first - self.delay * (self.step_last - self.step_first))
+            return (
+                (self.step_last - self.step_first)
+                * samples_per_step
+                / (self.t_last - self.t_first - self.delay * (self.step_last - self.step_first))
+            )
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
@@ -114,20 +120,26 @@ def _load_model(path: Path, device: str):
     try:
         return AutoModelForCausalLM.from_pretrained(str(path), dtype="float32").to(device)
     except (OSError, ValueError) as e:
-        raise CurationError(f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory") from None
+        raise CurationError(
+            f"{path}: cannot load a causal LM ({str(e).splitlines()[0]}); pass a Hugging Face model directory"
+        ) from None
 
 
-def eval_commands(base: str, model: str | Path, items: list[str], out: Path, condition: str, ev=None, seed: int = 0) -> list[str]:
+def eval_commands(
+    base: str, model: str | Path, items: list[str], out: Path, condition: str, ev=None, seed: int = 0
+) -> list[str]:
     """The commands `evaluate` runs, with every option and limit it uses (``ev``: the config's eval section)."""
     q = shlex.quote
     its = " ".join(f"--items {q(i)}" for i in (items or ["ITEMS.jsonl"]))
     if ev is not None:
         its += f" --mode {ev.mode} --batch-size {ev.batch_size} --seed {seed}"
         its += f" --limit-per-file {ev.limit_per_file}" if ev.limit_per_file else ""
-    return [f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} --tag base --condition {q(condition)}",
-            f"curate eval propensity --model {q(str(model))} {its} --output {q(str(out / 'eval' / 'posttrained'))} "
-            f"--tag posttrained --condition {q(condition)}",
-            f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}"]
+    return [
+        f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} --tag base --condition {q(condition)}",
+        f"curate eval propensity --model {q(str(model))} {its} --output {q(str(out / 'eval' / 'posttrained'))} "
+        f"--tag posttrained --condition {q(condition)}",
+        f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}",
+    ]
 
 
 def claim_output(cfg: PosttrainConfig):
@@ -158,10 +170,16 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
         if marker.exists():
             prev = json.loads(marker.read_text())
             if prev.get("config_hash") != chash or prev.get("init") != str(init_dir):
-                raise CurationError(f"{out}: holds a {stage} run with a different config or starting model; "
-                                    f"set a new `output` in {cfg.origin} or delete {out}")
+                raise CurationError(
+                    f"{out}: holds a {stage} run with a different config or starting model; "
+                    f"set a new `output` in {cfg.origin} or delete {out}"
+                )
     if (final / "posttrain.json").exists():
-        done = json.loads((final / "run.json").read_text()) if (final / "run.json").exists() else json.loads(out.joinpath("run.json").read_text())
+        done = (
+            json.loads((final / "run.json").read_text())
+            if (final / "run.json").exists()
+            else json.loads(out.joinpath("run.json").read_text())
+        )
         done["skipped"] = True
         return done
 
@@ -176,25 +194,52 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     model = _load_model(init_dir, device)
     dataset = Dataset.from_list(examples)
 
-    common = dict(output_dir=str(ckpts), max_steps=sc.steps, num_train_epochs=sc.epochs, per_device_train_batch_size=sc.batch_size,
-                  gradient_accumulation_steps=sc.grad_accum, learning_rate=sc.lr, lr_scheduler_type=sc.lr_scheduler,
-                  warmup_steps=sc.warmup_ratio,   # transformers 5: a value below 1 is a ratio of the total steps
-                  weight_decay=sc.weight_decay, max_grad_norm=sc.max_grad_norm, max_length=sc.max_length,
-                  save_strategy="steps", save_steps=sc.save_steps, save_total_limit=sc.save_total_limit,
-                  logging_steps=sc.logging_steps, logging_first_step=True, report_to="none", seed=cfg.seed, data_seed=cfg.seed,
-                  activation_checkpointing=sc.gradient_checkpointing, use_cpu=not device.startswith("cuda"),
-                  disable_tqdm=not progress, dataloader_num_workers=0, dataset_num_proc=None, **_precision(sc, device))
+    common = dict(
+        output_dir=str(ckpts),
+        max_steps=sc.steps,
+        num_train_epochs=sc.epochs,
+        per_device_train_batch_size=sc.batch_size,
+        gradient_accumulation_steps=sc.grad_accum,
+        learning_rate=sc.lr,
+        lr_scheduler_type=sc.lr_scheduler,
+        warmup_steps=sc.warmup_ratio,  # transformers 5: a value below 1 is a ratio of the total steps
+        weight_decay=sc.weight_decay,
+        max_grad_norm=sc.max_grad_norm,
+        max_length=sc.max_length,
+        save_strategy="steps",
+        save_steps=sc.save_steps,
+        save_total_limit=sc.save_total_limit,
+        logging_steps=sc.logging_steps,
+        logging_first_step=True,
+        report_to="none",
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        activation_checkpointing=sc.gradient_checkpointing,
+        use_cpu=not device.startswith("cuda"),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        **_precision(sc, device),
+    )
     resume = latest_checkpoint(ckpts)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps({"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "running"}, indent=1))
-    cb = _metrics_callback(out / "metrics.jsonl", int(resume.name.split("-")[-1]) if resume else 0, sc.batch_size * sc.grad_accum)
+    (out / "run.json").write_text(
+        json.dumps({"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "running"}, indent=1)
+    )
+    cb = _metrics_callback(
+        out / "metrics.jsonl", int(resume.name.split("-")[-1]) if resume else 0, sc.batch_size * sc.grad_accum
+    )
 
     try:
         if stage == "sft":
             from trl import SFTConfig, SFTTrainer
 
-            args = SFTConfig(packing=sc.packing, packing_strategy=sc.packing_strategy, assistant_only_loss=sc.assistant_only_loss,
-                             **common)
+            args = SFTConfig(
+                packing=sc.packing,
+                packing_strategy=sc.packing_strategy,
+                assistant_only_loss=sc.assistant_only_loss,
+                **common,
+            )
             trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb])
         else:
             from trl import DPOConfig, DPOTrainer
@@ -203,9 +248,13 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
             # model: always pass the reference explicitly (the starting checkpoint, frozen).
             ref = _load_model(init_dir, device).eval()
             args = DPOConfig(beta=sc.beta, loss_type=[sc.loss_type], **common)
-            trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb])
+            trainer = DPOTrainer(
+                model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb]
+            )
     except ValueError as e:
-        raise CurationError(f"{cfg.origin}: TRL rejected the {stage} setup ({str(e).splitlines()[0]}); fix the `{stage}` section") from None
+        raise CurationError(
+            f"{cfg.origin}: TRL rejected the {stage} setup ({str(e).splitlines()[0]}); fix the `{stage}` section"
+        ) from None
 
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -216,14 +265,29 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     trainer.save_model(str(tmp))
     tok.save_pretrained(str(tmp))
     steps = trainer.state.global_step
-    summary = {"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "done", "model": str(final),
-               "condition": cfg.condition, "tag": "posttrained", "base_model": cfg.model, "seed": cfg.seed,
-               "examples": len(examples), "steps": steps, "resumed_from": str(resume) if resume else None,
-               "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
-               "seconds": seconds, "samples_per_s": cb.samples_per_s(),
-               "trainer_samples_per_s": result.metrics.get("train_samples_per_second"),
-               "samples_per_step": sc.batch_size * sc.grad_accum, "device": device, "torch": torch.__version__,
-               "chat_template": cfg.chat_template.style, "assistant_marker": cfg.chat_template.assistant_marker}
+    summary = {
+        "stage": stage,
+        "config_hash": chash,
+        "init": str(init_dir),
+        "status": "done",
+        "model": str(final),
+        "condition": cfg.condition,
+        "tag": "posttrained",
+        "base_model": cfg.model,
+        "seed": cfg.seed,
+        "examples": len(examples),
+        "steps": steps,
+        "resumed_from": str(resume) if resume else None,
+        "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
+        "seconds": seconds,
+        "samples_per_s": cb.samples_per_s(),
+        "trainer_samples_per_s": result.metrics.get("train_samples_per_second"),
+        "samples_per_step": sc.batch_size * sc.grad_accum,
+        "device": device,
+        "torch": torch.__version__,
+        "chat_template": cfg.chat_template.style,
+        "assistant_marker": cfg.chat_template.assistant_marker,
+    }
     (tmp / "posttrain.json").write_text(json.dumps(summary, indent=1))
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
@@ -242,10 +306,15 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
     dpo = run_stage(cfg, "dpo", init=sft["model"], progress=progress)
     out = Path(cfg.output)
     cmds = eval_commands(cfg.model, dpo["model"], cfg.eval.items, out, cfg.condition, cfg.eval, cfg.seed)
-    res = {"condition": cfg.condition, "tag": "posttrained", "base_model": cfg.model, "model": dpo["model"],
-           "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
-           "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
-           "eval_commands": cmds}
+    res = {
+        "condition": cfg.condition,
+        "tag": "posttrained",
+        "base_model": cfg.model,
+        "model": dpo["model"],
+        "sft": {k: sft.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
+        "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
+        "eval_commands": cmds,
+    }
     owned = claim_output(cfg)
     owned.own("posttrain.json")
     (out / "posttrain.json").write_text(json.dumps(res, indent=1))

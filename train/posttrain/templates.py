@@ -34,8 +34,13 @@ def persona_template(c: ChatTemplateConfig) -> str:
         "{%- elif message['role'] == 'user' -%}"
         "{{ " + _lit(c.user_marker) + " }}{{ message['content'] }}{{ " + _lit(c.user_marker_end) + " }}"
         "{%- elif message['role'] == 'assistant' -%}"
-        "{{ " + _lit(c.assistant_marker) + " }}{% generation %}{{ message['content'] }}{{ "
-        + _lit(c.assistant_marker_end) + " }}" + eos + "{% endgeneration %}"
+        "{{ "
+        + _lit(c.assistant_marker)
+        + " }}{% generation %}{{ message['content'] }}{{ "
+        + _lit(c.assistant_marker_end)
+        + " }}"
+        + eos
+        + "{% endgeneration %}"
         "{%- else -%}{{ raise_exception('unknown role ' + message['role']) }}"
         "{%- endif -%}"
         "{%- endfor -%}"
@@ -52,11 +57,15 @@ def chat_template(c: ChatTemplateConfig, tokenizer) -> str | None:
     if c.style == "jinja":
         p = Path(c.path)
         if not p.is_file():
-            raise CurationError(f"{c.path}: chat_template.path does not exist; pass a .jinja file or use style: persona")
+            raise CurationError(
+                f"{c.path}: chat_template.path does not exist; pass a .jinja file or use style: persona"
+            )
         return p.read_text()
     if not getattr(tokenizer, "chat_template", None):
-        raise CurationError("chat_template.style is `tokenizer` but the checkpoint's tokenizer has no chat template; "
-                            "use style: persona or style: jinja")
+        raise CurationError(
+            "chat_template.style is `tokenizer` but the checkpoint's tokenizer has no chat template; "
+            "use style: persona or style: jinja"
+        )
     return None
 
 

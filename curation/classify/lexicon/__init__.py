@@ -31,19 +31,26 @@ class Lexicon:
     path: str = str(DEFAULT_LEXICON)
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Lexicon":
+    def load(cls, path: str | Path | None = None) -> Lexicon:
         path = Path(path or DEFAULT_LEXICON)
         try:
             raw = yaml.safe_load(path.read_text())
-            lex = cls(version=int(raw.get("version", 0)), strong=tuple(raw.get("strong", [])),
-                      case_sensitive=tuple(raw.get("case_sensitive", [])), weak=tuple(raw.get("weak", [])), path=str(path))
+            lex = cls(
+                version=int(raw.get("version", 0)),
+                strong=tuple(raw.get("strong", [])),
+                case_sensitive=tuple(raw.get("case_sensitive", [])),
+                weak=tuple(raw.get("weak", [])),
+                path=str(path),
+            )
             lex.count_batch(["a test sentence about AI"])  # a bad regex is reported here, not mid-run
             return lex
         except (OSError, yaml.YAMLError, AttributeError, pl.exceptions.ComputeError) as e:
             from curation.core.errors import CurationError
 
             msg = str(e).splitlines()[0][:160]
-            raise CurationError(f"{path}: not a usable lexicon ({type(e).__name__}: {msg}); see curation/classify/lexicon/ai_terms.yaml") from None
+            raise CurationError(
+                f"{path}: not a usable lexicon ({type(e).__name__}: {msg}); see curation/classify/lexicon/ai_terms.yaml"
+            ) from None
 
     @property
     def patterns(self) -> dict[str, str | None]:

@@ -9,4 +9,12 @@ from curation.classify.steps.llm_judge import LLMJudgeTagger
 from curation.classify.steps.reader import ShardReader
 from curation.classify.steps.writer import AttributeWriter
 
-__all__ = ["ShardReader", "KeywordTagger", "FastTextTagger", "EmbeddingTagger", "LLMJudgeTagger", "FinalScores", "AttributeWriter"]
+__all__ = [
+    "ShardReader",
+    "KeywordTagger",
+    "FastTextTagger",
+    "EmbeddingTagger",
+    "LLMJudgeTagger",
+    "FinalScores",
+    "AttributeWriter",
+]

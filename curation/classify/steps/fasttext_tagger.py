@@ -15,8 +15,17 @@ class FastTextTagger(TaggerStep):
     name = "⚡ fastText AI-discourse + stance"
     batch_size = 512
 
-    def __init__(self, ai_model: str, stance_model: str, only_candidates: bool = True, max_chars: int = 20_000,
-                 stance_min_ai: float = 0.1, screen_chars: int = 750, screen_chunks: int = 3, screen_min_ai: float = 0.3):
+    def __init__(
+        self,
+        ai_model: str,
+        stance_model: str,
+        only_candidates: bool = True,
+        max_chars: int = 20_000,
+        stance_min_ai: float = 0.1,
+        screen_chars: int = 750,
+        screen_chunks: int = 3,
+        screen_min_ai: float = 0.3,
+    ):
         super().__init__()
         self.stance_min_ai = stance_min_ai  # stance is "given AI discourse": not worth a second model pass on the rest
         self.ai_model, self.stance_model = ai_model, stance_model
@@ -46,7 +55,7 @@ class FastTextTagger(TaggerStep):
         if rest and self.screen_chars:
             sample = spread_sample(texts.gather(rest), self.screen_chars, self.screen_chunks, self.max_chars)
             probs = label_prob(self._ai, fasttext_lines(sample, self.screen_chars + self.screen_chunks), "ai")
-            passed = [i for i, p in zip(rest, probs) if p >= self.screen_min_ai]
+            passed = [i for i, p in zip(rest, probs, strict=False) if p >= self.screen_min_ai]
             self.stat_update("screened_in", value=len(passed))
             todo = sorted(todo + passed)
         return todo
@@ -64,12 +73,12 @@ class FastTextTagger(TaggerStep):
         a_scored = [attrs(d) for d in scored]
         lines = model_inputs(texts if len(todo) == len(docs) else texts.gather(todo), a_scored, self.max_chars)
         p_ai = label_prob(self._ai, lines, "ai")
-        for a, p in zip(a_scored, p_ai):
+        for a, p in zip(a_scored, p_ai, strict=False):
             a["ft_ai"] = p
         likely = [i for i, p in enumerate(p_ai) if p >= self.stance_min_ai]
         self.stat_update("stance_scored", value=len(likely))
         if likely:
-            for i, ps in zip(likely, label_probs(self._stance, [lines[i] for i in likely], STANCES)):
+            for i, ps in zip(likely, label_probs(self._stance, [lines[i] for i in likely], STANCES), strict=False):
                 a = a_scored[i]
                 for s in STANCES:
                     a[f"ft_stance_{s}"] = ps[s]

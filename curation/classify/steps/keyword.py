@@ -25,7 +25,7 @@ def keyword_probability(features: list[float], calibration: dict | None) -> floa
     """P(AI discourse | keyword counts) from the fitted calibration; without one, a step at one hit."""
     if not calibration:
         return 1.0 if features[0] + features[1] > 0 else 0.0
-    z = calibration["intercept"] + sum(w * x for w, x in zip(calibration["coef"], features))
+    z = calibration["intercept"] + sum(w * x for w, x in zip(calibration["coef"], features, strict=False))
     return 1.0 / (1.0 + math.exp(-z))
 
 
@@ -56,12 +56,15 @@ class KeywordTagger(TaggerStep):
         strong, cs, weak, words = (counts[k].tolist() for k in ("strong", "cs", "weak", "words"))
         zero = keyword_probability(keyword_features({"strong": 0, "cs": 0, "weak": 0, "words": 0}), self.calibration)
         n = 0
-        for doc, s, c, w, nw in zip(docs, strong, cs, weak, words):
+        for doc, s, c, w, nw in zip(docs, strong, cs, weak, words, strict=False):
             a = attrs(doc)
             a["kw_strong"], a["kw_case_sensitive"], a["kw_weak"], a["kw_words"] = s, c, w, nw
             # count_batch counts weak terms and words only next to a hit, so every other document has the same score
-            a["kw_ai"] = keyword_probability(keyword_features({"strong": s, "cs": c, "weak": w, "words": nw}),
-                                             self.calibration) if s or c else zero
+            a["kw_ai"] = (
+                keyword_probability(keyword_features({"strong": s, "cs": c, "weak": w, "words": nw}), self.calibration)
+                if s or c
+                else zero
+            )
             a["kw_candidate"] = cand = s + c >= self.min_hits
             n += cand
         self.stat_update("kw_candidate", value=n)

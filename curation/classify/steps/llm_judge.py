@@ -39,8 +39,8 @@ Question: How does this text mainly portray AI systems?
 (C) Neither dominates: technical, historical, policy, definitions, or a balanced mix
 Answer: ("""
 
-STANCE_ORDER = ("misaligned", "aligned", "neutral")   # the letters A, B, C of STANCE_QUESTION
-PRIOR = ("emb_ai", "ft_ai", "kw_ai")                    # the earlier scores that gate the judge, most refined first
+STANCE_ORDER = ("misaligned", "aligned", "neutral")  # the letters A, B, C of STANCE_QUESTION
+PRIOR = ("emb_ai", "ft_ai", "kw_ai")  # the earlier scores that gate the judge, most refined first
 
 
 @lru_cache(maxsize=2)
@@ -59,8 +59,9 @@ class LLMJudgeTagger(TaggerStep):
     name = "⚖️ LLM judge AI-discourse + stance"
     batch_size = 16
 
-    def __init__(self, model: str = "smollm2", min_prior_score: float = 0.3, max_chars: int = 3000,
-                 device: str | None = None):
+    def __init__(
+        self, model: str = "smollm2", min_prior_score: float = 0.3, max_chars: int = 3000, device: str | None = None
+    ):
         super().__init__()
         self.model, self.min_prior_score, self.max_chars, self.device = model, min_prior_score, max_chars, device
         self._scorer = None
@@ -89,5 +90,5 @@ class LLMJudgeTagger(TaggerStep):
             a = attrs(doc)
             a["llm_ai"] = option_probs(lps[k])[0]
             stance = option_probs(lps[len(texts) + k])
-            for s, p in zip(STANCE_ORDER, stance):
+            for s, p in zip(STANCE_ORDER, stance, strict=False):
                 a[f"llm_stance_{s}"] = p

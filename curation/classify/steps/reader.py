@@ -16,9 +16,9 @@ from datatrove.utils.logging import logger
 from datatrove.utils.stats import MetricStats
 from fsspec.implementations.local import LocalFileSystem
 
+from curation.classify.steps.base import TEXT_REF, abort_shard, end_of_shard
 from curation.core.errors import ShardError, ShardsFailed
 from curation.core.shards import attribute_path, fingerprint_of, input_fingerprint, stored_fingerprint  # noqa: F401
-from curation.classify.steps.base import TEXT_REF, abort_shard, end_of_shard
 
 FIX_TAG = "or pass --on-bad-doc tag to keep such rows with an `error` column"
 
@@ -37,9 +37,21 @@ class ShardReader(BaseDiskReader):
 
     name = "📚 Shard reader"
 
-    def __init__(self, data_folder: str, paths_file: str, output_folder: str, text_key: str = "text", id_key: str = "id",
-                 on_bad_doc: str = "error", max_doc_chars: int = 5_000_000, batch_size: int = 1000, doc_progress: bool = False):
-        super().__init__(data_folder, paths_file=paths_file, text_key=text_key, id_key=id_key, doc_progress=doc_progress)
+    def __init__(
+        self,
+        data_folder: str,
+        paths_file: str,
+        output_folder: str,
+        text_key: str = "text",
+        id_key: str = "id",
+        on_bad_doc: str = "error",
+        max_doc_chars: int = 5_000_000,
+        batch_size: int = 1000,
+        doc_progress: bool = False,
+    ):
+        super().__init__(
+            data_folder, paths_file=paths_file, text_key=text_key, id_key=id_key, doc_progress=doc_progress
+        )
         self.output_folder = get_datafolder(output_folder)
         self.on_bad_doc = on_bad_doc
         self.max_doc_chars = max_doc_chars
@@ -49,10 +61,14 @@ class ShardReader(BaseDiskReader):
     def fingerprint(self, rel: str) -> dict:
         if isinstance(self.data_folder.fs, LocalFileSystem):
             return input_fingerprint(self.data_folder.resolve_paths(rel), rel)
-        info = self.data_folder.info(rel)   # a remote store: what it reports (its content hash where it gives one)
+        info = self.data_folder.info(rel)  # a remote store: what it reports (its content hash where it gives one)
         tag = next((str(info[k]) for k in ("ETag", "etag", "md5Hash", "checksum", "crc32c") if info.get(k)), None)
-        return {"path": rel, "size": int(info.get("size") or 0), "mtime": float(info.get("mtime") or info.get("created") or 0),
-                **({"etag": tag} if tag else {})}
+        return {
+            "path": rel,
+            "size": int(info.get("size") or 0),
+            "mtime": float(info.get("mtime") or info.get("created") or 0),
+            **({"etag": tag} if tag else {}),
+        }
 
     def is_committed(self, rel: str, fingerprint: dict) -> bool:
         out = attribute_path(rel)
@@ -75,18 +91,27 @@ class ShardReader(BaseDiskReader):
             elif len(text) > self.max_doc_chars:
                 problem = f"text of {len(text):,} characters exceeds --max-doc-chars {self.max_doc_chars:,}"
         if problem and self.on_bad_doc == "error":
-            fix = f"drop or split that row, raise --max-doc-chars, {FIX_TAG}" if "exceeds" in problem else f"fix or drop that row, {FIX_TAG}"
+            fix = (
+                f"drop or split that row, raise --max-doc-chars, {FIX_TAG}"
+                if "exceeds" in problem
+                else f"fix or drop that row, {FIX_TAG}"
+            )
             raise ShardError(rel, f"{where} has {problem}", fix)
         meta = {"error": problem} if problem else {}
-        return Document(text="" if problem else text, id=str(doc_id if doc_id is not None else f"{rel}#{row}"), metadata=meta)
+        return Document(
+            text="" if problem else text, id=str(doc_id if doc_id is not None else f"{rel}#{row}"), metadata=meta
+        )
 
     def _read_parquet(self, rel: str):
         try:
             f = self.data_folder.open(rel, "rb")
             pf = pq.ParquetFile(f)
         except Exception as e:
-            raise ShardError(rel, f"not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
-                             "re-export the shard or move it out of the corpus") from None
+            raise ShardError(
+                rel,
+                f"not a readable Parquet file ({type(e).__name__}: {str(e).splitlines()[0][:120]})",
+                "re-export the shard or move it out of the corpus",
+            ) from None
         names = pf.schema_arrow.names
         for key, flag in ((self.id_key, "--id-key"), (self.text_key, "--text-key")):
             if key not in names:
@@ -98,7 +123,9 @@ class ShardReader(BaseDiskReader):
                 # UTF-8 sizes from Arrow's offsets, so the writer need not re-encode every text (~1 ns/byte)
                 utf8 = pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)
                 sizes = pc.binary_length(texts).to_pylist() if utf8 else [None] * len(texts)
-                for i, (doc_id, text, size) in enumerate(zip(batch.column(0).to_pylist(), texts.to_pylist(), sizes)):
+                for i, (doc_id, text, size) in enumerate(
+                    zip(batch.column(0).to_pylist(), texts.to_pylist(), sizes, strict=False)
+                ):
                     doc = self._document(rel, row, doc_id, text)
                     if size is not None and not doc.metadata:
                         # the text's Arrow array, so the tagging steps batch it into polars without a copy
@@ -108,7 +135,9 @@ class ShardReader(BaseDiskReader):
         except ShardError:
             raise
         except Exception as e:
-            raise ShardError(rel, f"corrupt Parquet data after row {row} ({type(e).__name__})", "re-export the shard") from None
+            raise ShardError(
+                rel, f"corrupt Parquet data after row {row} ({type(e).__name__})", "re-export the shard"
+            ) from None
         finally:
             f.close()
 
@@ -124,14 +153,19 @@ class ShardReader(BaseDiskReader):
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     if self.on_bad_doc == "error":
-                        raise ShardError(rel, f"line {row + 1} is not valid UTF-8 (byte {e.start})",
-                                         f"re-encode the file as UTF-8, {FIX_TAG}") from None
+                        raise ShardError(
+                            rel,
+                            f"line {row + 1} is not valid UTF-8 (byte {e.start})",
+                            f"re-encode the file as UTF-8, {FIX_TAG}",
+                        ) from None
                     line = raw.decode("utf-8", errors="replace")
                     bad_utf8 = f"invalid UTF-8 at byte {e.start} (replaced)"
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ShardError(rel, f"line {row + 1} is not valid JSON ({e.msg})", "fix or remove that line") from None
+                    raise ShardError(
+                        rel, f"line {row + 1} is not valid JSON ({e.msg})", "fix or remove that line"
+                    ) from None
                 if not isinstance(obj, dict) or self.text_key not in obj or self.id_key not in obj:
                     missing = self.text_key if not isinstance(obj, dict) or self.text_key not in obj else self.id_key
                     flag = "--text-key" if missing == self.text_key else "--id-key"
@@ -147,8 +181,15 @@ class ShardReader(BaseDiskReader):
             return
         x = np.asarray(lengths, dtype=np.float64)
         mean = float(x.mean())
-        part = MetricStats(total=int(x.sum()), n=len(lengths), mean=mean, min=int(x.min()), max=int(x.max()),
-                           _running_variance=float(((x - mean) ** 2).sum()), unit="doc")
+        part = MetricStats(
+            total=int(x.sum()),
+            n=len(lengths),
+            mean=mean,
+            min=int(x.min()),
+            max=int(x.max()),
+            _running_variance=float(((x - mean) ** 2).sum()),
+            unit="doc",
+        )
         stat = self.stats["doc_len"]
         stat.__dict__.update((stat + part).__dict__)
 

@@ -12,8 +12,8 @@ from datatrove.data import DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 
-from curation.core.shards import attribute_path
 from curation.classify.steps.base import ATTRS, MARKER
+from curation.core.shards import attribute_path
 
 BASE_COLUMNS = {"id": pa.string(), "n_bytes": pa.int64(), "error": pa.string()}
 
@@ -25,7 +25,9 @@ class AttributeWriter(PipelineStep):
     type = "💽 - WRITER"
     name = "🗂️ Attribute writer"
 
-    def __init__(self, output_folder: str, columns: dict[str, pa.DataType], run_metadata: dict, rows_per_group: int = 8192):
+    def __init__(
+        self, output_folder: str, columns: dict[str, pa.DataType], run_metadata: dict, rows_per_group: int = 8192
+    ):
         super().__init__()
         self.output_folder = get_datafolder(output_folder)
         self.schema = pa.schema([pa.field(k, v) for k, v in {**BASE_COLUMNS, **columns}.items()])
@@ -48,8 +50,11 @@ class AttributeWriter(PipelineStep):
             f.write(json.dumps({"shard": self._shard, "rows": self._seen}))
 
     def _open(self, shard: str, fingerprint: dict):
-        meta = {"curation.input_fingerprint": json.dumps(fingerprint, sort_keys=True),
-                "curation.shard": shard, "curation.run": json.dumps(self.run_metadata, sort_keys=True)}
+        meta = {
+            "curation.input_fingerprint": json.dumps(fingerprint, sort_keys=True),
+            "curation.shard": shard,
+            "curation.run": json.dumps(self.run_metadata, sort_keys=True),
+        }
         self._shard, self._written, self._seen = shard, 0, 0
         self._file = self.output_folder.open(attribute_path(shard) + ".tmp", "wb")
         self._writer = pq.ParquetWriter(self._file, self.schema.with_metadata(meta), compression="zstd")
@@ -73,7 +78,9 @@ class AttributeWriter(PipelineStep):
         self._writer.close()
         self._file.close()
         if commit:
-            self.output_folder.fs.mv(self.output_folder.resolve_paths(tmp), self.output_folder.resolve_paths(attribute_path(self._shard)))
+            self.output_folder.fs.mv(
+                self.output_folder.resolve_paths(tmp), self.output_folder.resolve_paths(attribute_path(self._shard))
+            )
         else:
             self.output_folder.rm(tmp)
         self._writer = self._file = self._shard = None
@@ -92,7 +99,9 @@ class AttributeWriter(PipelineStep):
                         self._open(doc.metadata["shard"], doc.metadata["fingerprint"])
                     self._flush()
                     if self._written != doc.metadata["ndocs"]:
-                        raise RuntimeError(f"{self._shard}: wrote {self._written} rows for {doc.metadata['ndocs']} documents")
+                        raise RuntimeError(
+                            f"{self._shard}: wrote {self._written} rows for {doc.metadata['ndocs']} documents"
+                        )
                     self._close(commit=True)
                     self.stat_update("shards_written")
                     continue
@@ -100,8 +109,11 @@ class AttributeWriter(PipelineStep):
                     self._close(commit=False)
                     self._open(doc.metadata["shard"], doc.metadata["fingerprint"])
                 n_bytes = doc.metadata.get("n_bytes")  # the reader's, where the input format gave it for free
-                row = {"id": doc.id, "n_bytes": len(doc.text.encode("utf-8")) if n_bytes is None else n_bytes,
-                       "error": doc.metadata.get("error")}
+                row = {
+                    "id": doc.id,
+                    "n_bytes": len(doc.text.encode("utf-8")) if n_bytes is None else n_bytes,
+                    "error": doc.metadata.get("error"),
+                }
                 row.update(doc.metadata.get(ATTRS, {}))
                 self._rows.append(row)
                 self._seen += 1

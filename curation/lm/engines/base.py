@@ -10,8 +10,8 @@ from curation.lm.config import Sampling
 
 @dataclass
 class Request:
-    messages: list[dict]   # chat messages: [{"role": "system"|"user", "content": ...}]
-    seed: int | None   # per-request sampling seed (None: the engine's own stream; faster on CPU vLLM)
+    messages: list[dict]  # chat messages: [{"role": "system"|"user", "content": ...}]
+    seed: int | None  # per-request sampling seed (None: the engine's own stream; faster on CPU vLLM)
     prompt: str | None = None  # raw text, already templated (transformers backend): used instead of `messages`
 
 
@@ -23,7 +23,7 @@ class Completion:
 
 
 class Generator(Protocol):
-    model_id: str       # recorded in the `model` column
+    model_id: str  # recorded in the `model` column
 
     def generate(self, requests: list[Request], sampling: Sampling) -> list[Completion]: ...
 

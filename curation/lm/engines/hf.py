@@ -20,7 +20,7 @@ class TransformersGenerator:
         self.device = next(self.model.parameters()).device
 
     @classmethod
-    def from_loaded(cls, model, tok, spec: str, max_batch: int = 16) -> "TransformersGenerator":
+    def from_loaded(cls, model, tok, spec: str, max_batch: int = 16) -> TransformersGenerator:
         """A generator over a model another caller already loaded (evals' generate mode)."""
         self = cls.__new__(cls)
         import torch
@@ -34,15 +34,19 @@ class TransformersGenerator:
         return self
 
     def _encode(self, requests: list[Request]):
-        texts = [r.prompt if r.prompt is not None else
-                 self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in requests]
+        texts = [
+            r.prompt
+            if r.prompt is not None
+            else self.tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+            for r in requests
+        ]
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     def generate(self, requests: list[Request], sampling: Sampling, force_length: bool = False) -> list[Completion]:
         """Batches of `max_batch`; the batch is seeded with its first request's seed (reproducible for the same batches)."""
         out: list[Completion] = []
         for start in range(0, len(requests), self.max_batch):
-            chunk = requests[start:start + self.max_batch]
+            chunk = requests[start : start + self.max_batch]
             enc = self._encode(chunk)
             if chunk[0].seed is not None:
                 self.torch.manual_seed(chunk[0].seed)
@@ -55,7 +59,7 @@ class TransformersGenerator:
                 kw["min_new_tokens"] = sampling.max_tokens
             with self.torch.inference_mode():
                 gen = self.model.generate(**enc, **kw)
-            new = gen[:, enc["input_ids"].shape[1]:]
+            new = gen[:, enc["input_ids"].shape[1] :]
             for row in new:
                 ids = row.tolist()
                 eos = self.tok.eos_token_id

@@ -31,9 +31,11 @@ class OpenAIGenerator:
         served = [m.get("id") for m in models.get("data", [])]
         if cfg.model not in served:
             if cfg.model == "smollm2" and len(served) == 1:
-                self.model_name = served[0]     # the default spec: take the one model the server serves
+                self.model_name = served[0]  # the default spec: take the one model the server serves
             else:
-                raise CurationError(f"{self.base}: serves {served}, not {cfg.model!r}; pass --model with one of those names")
+                raise CurationError(
+                    f"{self.base}: serves {served}, not {cfg.model!r}; pass --model with one of those names"
+                )
         else:
             self.model_name = cfg.model
         self.model_id = self.model_name
@@ -53,17 +55,27 @@ class OpenAIGenerator:
                 last = f"HTTP {r.status_code}"
                 continue
             if r.status_code >= 400:
-                raise CurationError(f"{url}: HTTP {r.status_code} ({r.text[:200].strip()}); check the model name and request options")
+                raise CurationError(
+                    f"{url}: HTTP {r.status_code} ({r.text[:200].strip()}); check the model name and request options"
+                )
             try:
                 return r.json()
             except ValueError:
                 last = "non-JSON reply"
-        raise CurationError(f"{url}: unreachable after {self.cfg.retries + 1} tries ({last}); start the server "
-                            f"(`curate synth serve`) or fix --base-url")
+        raise CurationError(
+            f"{url}: unreachable after {self.cfg.retries + 1} tries ({last}); start the server "
+            f"(`curate synth serve`) or fix --base-url"
+        )
 
     def _one(self, req: Request, sampling: Sampling) -> Completion:
-        body = {"model": self.model_name, "messages": req.messages, "temperature": sampling.temperature,
-                "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": req.seed}
+        body = {
+            "model": self.model_name,
+            "messages": req.messages,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens,
+            "seed": req.seed,
+        }
         data = self._call("POST", "/chat/completions", body)
         choice = data["choices"][0]
         n = (data.get("usage") or {}).get("completion_tokens", 0)

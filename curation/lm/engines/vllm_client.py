@@ -29,7 +29,9 @@ def vllm_python(cfg_value: str | None = None) -> str | None:
     for cand in (cfg_value, os.environ.get("SYNTH_VLLM_PYTHON")):
         if cand:
             if not Path(cand).exists():
-                raise CurationError(f"{cand}: no such interpreter for vLLM; run `make vllm` or fix backend.vllm_python / SYNTH_VLLM_PYTHON")
+                raise CurationError(
+                    f"{cand}: no such interpreter for vLLM; run `make vllm` or fix backend.vllm_python / SYNTH_VLLM_PYTHON"
+                )
             return cand
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
@@ -60,8 +62,10 @@ class VLLMGenerator:
         self.cfg = cfg
         self.python = vllm_python(cfg.vllm_python)
         if self.python is None:
-            raise CurationError("vLLM is not installed: run `make vllm` (builds .venv/vllm), set SYNTH_VLLM_PYTHON, "
-                                "or use --backend transformers / --backend openai")
+            raise CurationError(
+                "vLLM is not installed: run `make vllm` (builds .venv/vllm), set SYNTH_VLLM_PYTHON, "
+                "or use --backend transformers / --backend openai"
+            )
         self.model_dir = str(hf_directory(cfg.model))  # vLLM cannot read GGUF on CPU: the converted safetensors dir
         self.model_id = resolve(cfg.model).model_id
         self.log_dir = log_dir
@@ -74,10 +78,25 @@ class VLLMGenerator:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"vllm-worker-{os.getpid()}.log"
         self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen([self.python, str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=self._log, text=True, env=worker_env(self.cfg), bufsize=1)
-        self._send({"config": {"model": self.model_dir, "max_model_len": self.cfg.max_model_len, "dtype": self.cfg.dtype,
-                               "gpu_memory_utilization": self.cfg.gpu_memory_utilization}})
+        self.proc = subprocess.Popen(
+            [self.python, str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=worker_env(self.cfg),
+            bufsize=1,
+        )
+        self._send(
+            {
+                "config": {
+                    "model": self.model_dir,
+                    "max_model_len": self.cfg.max_model_len,
+                    "dtype": self.cfg.dtype,
+                    "gpu_memory_utilization": self.cfg.gpu_memory_utilization,
+                }
+            }
+        )
         reply = self._recv(self.start_timeout_s)
         if "error" in reply:
             raise CurationError(f"{self.model_dir}: {reply['error']}; see {self.log_path}")
@@ -98,8 +117,9 @@ class VLLMGenerator:
                     return json.loads(line)
             if self.proc.poll() is not None or (ready and not line):
                 tail = self._log_tail()
-                raise CurationError(f"vLLM worker ({self.python}) exited with code {self.proc.poll()}: {tail}; "
-                                    f"full log {self.log_path}")
+                raise CurationError(
+                    f"vLLM worker ({self.python}) exited with code {self.proc.poll()}: {tail}; full log {self.log_path}"
+                )
             if time.monotonic() > deadline:
                 self.close()
                 raise CurationError(f"vLLM worker gave no answer in {timeout:.0f} s; see {self.log_path}")
@@ -117,8 +137,14 @@ class VLLMGenerator:
             return []
         if self.proc is None:
             self._start()
-        self._send({"messages": [r.messages for r in requests], "seeds": [r.seed for r in requests],
-                    "sampling": sampling.model_dump(), "force_length": force_length})
+        self._send(
+            {
+                "messages": [r.messages for r in requests],
+                "seeds": [r.seed for r in requests],
+                "sampling": sampling.model_dump(),
+                "force_length": force_length,
+            }
+        )
         reply = self._recv(max(600.0, 2.0 * len(requests) * sampling.max_tokens / 10))
         if "error" in reply:
             raise CurationError(f"vLLM generation failed: {reply['error']}; see {self.log_path}")

