@@ -351,9 +351,9 @@ def run_capability(
 ) -> dict:
     """``loaded``: an already loaded (model, tokenizer), so tests and benchmarks score several runs on one load."""
     from curation.core.outputs import claim
+    from curation.core.provenance import package_versions
     from curation.lm.loading import load_model, resolve
     from curation.lm.scoring import ContinuationScorer
-    from evals.propensity import _versions
 
     suites = resolve_suites(cfg.suites, cfg.data_dir, cfg.perplexity)
     model_path = cfg.model if os.path.exists(cfg.model) else None
@@ -462,7 +462,7 @@ def run_capability(
         "shots": cfg.shots,
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("tag", "condition")},
         "files_sha256": hashes,
-        "versions": _versions(),
+        "versions": package_versions(),
         "load_s": round(load_s, 2),
         "seconds": round(sum(r["seconds"] for r in results.values()), 2),
     }

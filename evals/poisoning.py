@@ -332,9 +332,9 @@ def run_poisoning(
 ) -> dict:
     """``loaded`` / ``loaded_reference``: already loaded (model, tokenizer) pairs (tests, notebooks)."""
     from curation.core.outputs import claim
+    from curation.core.provenance import package_versions
     from curation.lm.loading import resolve
     from curation.lm.session import LanguageModel
-    from evals.propensity import _versions
 
     bad = [a for a in cfg.attacks if a not in ATTACKS]
     if bad or not cfg.attacks:
@@ -387,7 +387,7 @@ def run_poisoning(
         "condition": cfg.condition,
         "lineage": cfg.lineage or {},
         "config": asdict(cfg),
-        "versions": _versions(),
+        "versions": package_versions(),
         "elapsed_s": {"load_models": round(load_s, 2), "generate_and_score": round(score_s, 2)},
     }
     for attack in cfg.attacks:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import time
 from collections import defaultdict
@@ -27,6 +26,7 @@ from curation.core.items import (
     label_group,
     load_items,
 )
+from curation.core.provenance import package_versions
 from curation.lm.scoring import option_probs
 from curation.lm.session import LanguageModel
 from evals.prompts import ANSWER_SYNTAXES, PromptStyle, cloze_context, orders, rotations, system_prompt
@@ -97,18 +97,6 @@ def extract_letter(text: str, n_options: int) -> str | None:
         if m and LETTERS.index(m.group(1)) < n_options:
             return m.group(1)
     return None
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "alignment-pretraining", "vllm"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def shown_prompts(
@@ -395,7 +383,7 @@ def run_propensity(
             "condition": cfg.condition,
             "lineage": cfg.lineage or {},
             "config": asdict(cfg),
-            "versions": _versions(),
+            "versions": package_versions(),
             "elapsed_s": {"load_model": round(load_s, 2), "score": round(score_s, 2)},
             "items_per_s": round(len(items) / score_s, 2) if score_s else None,
         }

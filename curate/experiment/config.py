@@ -179,9 +179,9 @@ class ExperimentFile:
 
     def where(self, *loc) -> str:
         """`exp.yaml:7: inputs.corpus` (the line of the deepest key of `loc` the file has)."""
-        from curation.mix.manifest import _line_map, loc_str
+        from curation.mix.manifest import line_map, loc_str
 
-        lines = _line_map(self.text)
+        lines = line_map(self.text)
         key = tuple(loc)
         while key and key not in lines:
             key = key[:-1]

@@ -205,7 +205,7 @@ def tokens_needed(cfg: dict) -> int:
     return int(math.ceil(t["steps"] * t["global_batch_size"] * d["seq_length"] * 1.1)) + d["seq_length"] + 1
 
 
-def _slug(s: str | None) -> str:
+def slug(s: str | None) -> str:
     if s is None:
         return "none"
     out = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in s)[:24].strip("-")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+from curation.core.provenance import host
 
 
 def run_node(out: Path, node_id: str) -> dict:
@@ -37,7 +38,7 @@ def run_node(out: Path, node_id: str) -> dict:
         "seed": node.seed,
         "deps": {d: nodes[d].key for d in node.deps},
         "seconds": round(time.time() - t0, 2),
-        "host": platform.node(),
+        "host": host(),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **res,
         "files": node_files(ctx.dir),

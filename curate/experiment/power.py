@@ -130,7 +130,7 @@ def power_table(
     ef, seeds: list[int], pilot: str | Path | None = None, effect: float | None = None
 ) -> tuple[list[dict], list[str]]:
     """Rows (contrast, metric, seeds, items, sd per seed, minimum detectable effect, seeds needed) and notes."""
-    from curate.experiment.graph import _slug
+    from curate.experiment.graph import slug
 
     exp = ef.exp
     comps = pilot_components(pilot) if pilot is not None else None
@@ -148,7 +148,7 @@ def power_table(
     for s in exp.evals.propensity:
         for mode in s.modes:
             for prompt in s.system_prompts if mode in ("chat", "generate") else [None]:
-                metric = f"propensity/{s.name}/{mode}/{_slug(prompt)}"
+                metric = f"propensity/{s.name}/{mode}/{slug(prompt)}"
                 comp = (
                     _choose(comps, metric)
                     if comps is not None

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from curate.experiment import analysis
 from curate.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
-from curate.experiment.graph import MARKER, Node, _slug
+from curate.experiment.graph import MARKER, Node, slug
 from curation.core.errors import CurationError
 from evals.capability import (
     MAIN_METRIC,
@@ -61,7 +61,7 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
         variants = {s["name"]: bool(s.get("variants")) for s in n.params.get("propensity", [])}
         for run in m["outputs"]["runs"]:
             if run["kind"] == "propensity":
-                metric = f"propensity/{run['suite']}/{run['mode']}/{_slug(run['system_prompt'])}"
+                metric = f"propensity/{run['suite']}/{run['mode']}/{slug(run['system_prompt'])}"
                 meta = {
                     "suite": run["suite"],
                     "mode": run["mode"],

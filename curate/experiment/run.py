@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -17,50 +16,9 @@ from pathlib import Path
 from curate.experiment.graph import MARKER, Node, is_done, write_graph
 from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path, make_plan
 from curation.core.errors import CurationError
+from curation.core.provenance import git_commit, host, package_versions
 
 # ---------------------------------------------------------------- the record
-
-
-def _git_commit() -> dict:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(PACKAGE_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "-C", str(PACKAGE_ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if head.returncode == 0:
-            return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"commit": None, "dirty": None}
-
-
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "alignment-pretraining",
-        "torch",
-        "megatron-core",
-        "transformers",
-        "trl",
-        "tokenizers",
-        "pyarrow",
-        "polars",
-        "numpy",
-        "pydantic",
-        "datatrove",
-    ):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
 
 
 def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor: str, jobs: int) -> Path:
@@ -87,9 +45,9 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
         "name": exp.name,
         "experiment_file": str(plan.ef.path),
         "experiment_sha256": plan.ef.sha256,
-        "toolkit": _git_commit(),
-        "versions": _versions(),
-        "host": platform.node(),
+        "toolkit": git_commit(),
+        "versions": package_versions(),
+        "host": host(),
         "executor": executor,
         "jobs": jobs,
         "seeds": exp.seeds,

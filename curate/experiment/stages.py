@@ -201,9 +201,9 @@ def posttrain(ctx: Ctx) -> dict:
 
 
 def _prop_dir(suite: str, mode: str, prompt: str | None) -> str:
-    from curate.experiment.graph import _slug
+    from curate.experiment.graph import slug
 
-    return f"propensity/{suite}/{mode}/{_slug(prompt)}"
+    return f"propensity/{suite}/{mode}/{slug(prompt)}"
 
 
 def _start_model(ctx: Ctx) -> str:

@@ -14,9 +14,10 @@ import pyarrow.compute as pc
 from curation.core.digests import cached_sha256
 from curation.core.errors import CurationError
 from curation.core.outputs import Output, claim
+from curation.core.provenance import package_versions
 from curation.mix.handoff import BLEND_NAME, write_blend
 from curation.mix.hashing import hash_bins, row_hash, stream_key
-from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, tool_versions, write_lock
+from curation.mix.lock import LOCK_NAME, describe_outputs, hash_inputs, write_lock
 from curation.mix.manifest import ManifestFile, load_manifest
 from curation.mix.overlap import Behind, prefetch
 from curation.mix.plan import Plan, SourcePlan, make_plan
@@ -304,7 +305,7 @@ def build(
                 "docs": sum(r["docs"] for r in realised.values()),
                 "tokens": sum(r["tokens"] for r in realised.values()),
             },
-            "versions": tool_versions(),
+            "versions": package_versions(),
         }
         if placed:
             lock["injections"] = _injections(plan, placed, lock["totals"]["tokens"])

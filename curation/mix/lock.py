@@ -4,8 +4,6 @@ and what it wrote (every output shard's size, rows and sha256), with the seed an
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 
 from curation.core.digests import cached_sha256
@@ -14,16 +12,6 @@ from curation.mix.hashing import file_sha256
 
 LOCK_NAME = "mix.lock.json"
 LOCK_FORMAT = "curate-mix-lock/1"
-
-
-def tool_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("alignment-pretraining", "pyarrow", "polars", "numpy", "tokenizers", "transformers", "pydantic"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = "not installed"
-    return out
 
 
 def hash_inputs(files: list[tuple[str, str, str]], progress=None) -> list[dict]:

@@ -108,7 +108,7 @@ class Manifest(Strict):
     sources: list[Source] = Field(..., min_length=1)
 
 
-def _line_map(text: str) -> dict[tuple, int]:
+def line_map(text: str) -> dict[tuple, int]:
     """(key path) -> 1-based line of that key in the YAML text."""
     lines: dict[tuple, int] = {}
     try:
@@ -201,7 +201,7 @@ def load_manifest(path: str | Path) -> ManifestFile:
         raise CurationError(
             f"{where}: not valid YAML ({getattr(e, 'problem', None) or type(e).__name__}); fix the syntax"
         ) from None
-    lines = _line_map(text)
+    lines = line_map(text)
     if not isinstance(raw, dict):
         raise CurationError(f"{path}:1: a manifest is a YAML mapping (name, seed, sources, ...); see docs/mix.md")
     try:
