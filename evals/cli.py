@@ -339,3 +339,70 @@ def priming(
                 f"contexts {k['delta_logp_keyword']:+.3f} [{lo:+.3f}, {hi:+.3f}] (items only)",
                 highlight=False,
             )
+
+
+@eval_app.command()
+def attacks(
+    output: Path = typer.Option(..., "--output", "-o", help="Run directory (items.jsonl, summary.json, summary.md)"),
+    requests: Path = typer.Option(
+        ..., help="Harmful requests: HH-RLHF-style JSONL(.gz) (first human turn of `chosen`) or {request: ...} rows"
+    ),
+    model: str = typer.Option("smollm2", help="The post-trained model: HF directory, .gguf file, or 'smollm2'"),
+    split: str = typer.Option("eval", help="eval | posttrain | all: which half of the seeded split of the requests"),
+    eval_share: float = typer.Option(0.5, help="Share of the requests in the eval half"),
+    split_seed: int = typer.Option(0, help="Seed of the eval / posttrain split"),
+    exclude: list[Path] = typer.Option([], help="Post-training files no evaluated request may occur in (repeatable)"),
+    wrappers: str = typer.Option(
+        "plain,roleplay,prefix_injection,refusal_suppression", help="Comma list of the adversarial wrappers"
+    ),
+    limit: int | None = typer.Option(100, help="A seeded subset of N requests of the split (0: all)"),
+    chat: bool | None = typer.Option(
+        None,
+        "--chat/--no-chat",
+        help="Chat template (default: when the tokenizer has one) or the Human/Assistant frame",
+    ),
+    max_new_tokens: int = typer.Option(64),
+    batch_size: int = typer.Option(16),
+    seed: int = typer.Option(0),
+    tag: str | None = typer.Option(None),
+    condition: str | None = typer.Option(None),
+    device: str | None = typer.Option(None),
+    overwrite: bool = typer.Option(
+        False, help="Replace an earlier run in OUTPUT (only what `curate eval attacks` wrote)"
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+):
+    """Attack success: the share of held-out harmful requests a model complies with, plain and inside adversarial
+    wrappers (role-play, prefix injection, refusal suppression); rule-based judge shared with `eval poisoning`."""
+    from curation.core.quiet import quiet_third_party
+    from evals.attacks import AttackConfig, run_attacks
+
+    quiet_third_party(progress)
+    cfg = AttackConfig(
+        model=model,
+        requests=str(requests),
+        split=split,
+        eval_share=eval_share,
+        split_seed=split_seed,
+        exclude=[str(p) for p in exclude],
+        wrappers=[w.strip() for w in wrappers.split(",") if w.strip()],
+        limit=limit or None,
+        chat=chat,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        seed=seed,
+        tag=tag,
+        condition=condition,
+        device=device,
+    )
+    try:
+        s = run_attacks(cfg, output, progress=progress, overwrite=overwrite)
+    except CurationError as e:
+        _fail(e)
+    for w, e in s["wrappers"].items():
+        c = e["compliant"]
+        console.print(
+            f"{w}: compliant {c['mean']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] of {e['n']} requests (items only)",
+            highlight=False,
+        )
+    console.print(f"-> {output}/summary.md", highlight=False)
