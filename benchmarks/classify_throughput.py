@@ -52,15 +52,15 @@ def build_corpus(root: Path, docs: int, shards: int, copies: int = 1, sources=SO
     billion-document run never notices, stops deciding the worker scaling."""
     import polars as pl
 
-    parts = [pl.read_parquet(str(SHARED / s / "*.parquet")).select("id", "text") for s in sources]
-    df = pl.concat(parts).sample(n=min(docs, sum(p.height for p in parts)), seed=0, shuffle=True)
+    parts = [pl.read_parquet(str(SHARED / source / "*.parquet")).select("id", "text") for source in sources]
+    df = pl.concat(parts).sample(n=min(docs, sum(part.height for part in parts)), seed=0, shuffle=True)
     if copies > 1:
         df = pl.concat([df.with_columns(pl.col("id") + f"#{k}") if k else df for k in range(copies)]).sample(
             fraction=1.0, seed=1, shuffle=True
         )
-    per = -(-df.height // shards)
+    rows_per_shard = -(-df.height // shards)
     for i in range(shards):
-        df.slice(i * per, per).write_parquet(root / f"part-{i:03d}.parquet")
+        df.slice(i * rows_per_shard, rows_per_shard).write_parquet(root / f"part-{i:03d}.parquet")
 
 
 def _bare_shard(args):
@@ -95,7 +95,7 @@ def _model_input_step():
 
         def run(self, data, rank=0, world_size=1):
             while batch := list(islice(data, 512)):
-                for doc, line in zip(batch, model_inputs([d.text for d in batch]), strict=False):
+                for doc, line in zip(batch, model_inputs([doc.text for doc in batch]), strict=False):
                     doc.text = line
                     yield doc
 
@@ -133,14 +133,14 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
     from curation.classify.pipeline import classify
 
     ai_model = resolve("default").file("ai_fasttext")
-    shards = sorted(str(p) for p in corpus.glob("*.parquet"))
+    shards = sorted(str(path) for path in corpus.glob("*.parquet"))
     t0 = time.perf_counter()
     positives = ft_positives = embedded = None
     if kind == "a_bare_fasttext":
         from multiprocessing import get_context
 
         with get_context("forkserver").Pool(workers) as pool:
-            sum(pool.map(_bare_shard, [(s, ai_model) for s in shards]))
+            sum(pool.map(_bare_shard, [(shard, ai_model) for shard in shards]))
     elif kind == "b_datatrove_fasttext_filter":
         _forget_datatrove_copy(ai_model)
         LocalPipelineExecutor(
@@ -155,7 +155,7 @@ def run_one(kind: str, corpus: Path, workers: int, work: Path) -> dict:
             logging_dir=str(work / "logs"),
             skip_completed=False,
         ).run()
-        positives = [json.loads(l)["id"] for f in (work / "kept").glob("*.jsonl") for l in f.open()]
+        positives = [json.loads(line)["id"] for shard in (work / "kept").glob("*.jsonl") for line in shard.open()]
     elif kind == "e_curate_default":
         # the shipped default configuration, embedding stage included: the one docs/models.md gives heldout numbers for
         classify(
@@ -217,8 +217,8 @@ def main():
     texts = pl.read_parquet(str(corpus / "*.parquet"))["text"]
     n_docs, mb = texts.len(), texts.str.len_bytes().sum() / 1e6
     print(
-        f"corpus: {n_docs} real documents ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of the sample), {mb:.1f} MB, "
-        f"{args.shards} Parquet shards"
+        f"corpus: {n_docs} real documents ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of the sample), "
+        f"{mb:.1f} MB, {args.shards} Parquet shards"
     )
     kinds, counts = args.kinds.split(","), [int(w) for w in args.workers.split(",")]
     results, times = {}, {}
@@ -232,15 +232,17 @@ def main():
                 stdout, peak = run_measured(
                     [sys.executable, __file__, "--one", kind, str(corpus), str(workers), str(work)], env
                 )
-                r = json.loads(stdout.strip().splitlines()[-1])
-                r["peak_rss_mb"] = max(peak, results.get((kind, workers), {}).get("peak_rss_mb", 0))
-                times.setdefault((kind, workers), []).append(r["seconds"])
-                r["seconds"] = sorted(times[(kind, workers)])[len(times[(kind, workers)]) // 2]  # the median (upper)
-                results[(kind, workers)] = r
+                result = json.loads(stdout.strip().splitlines()[-1])
+                result["peak_rss_mb"] = max(peak, results.get((kind, workers), {}).get("peak_rss_mb", 0))
+                times.setdefault((kind, workers), []).append(result["seconds"])
+                # the median (upper)
+                result["seconds"] = sorted(times[(kind, workers)])[len(times[(kind, workers)]) // 2]
+                results[(kind, workers)] = result
                 print(
-                    f"{kind:30s} workers={workers}  {n_docs / r['seconds']:8.1f} docs/s  {mb / r['seconds']:6.2f} MB/s  "
-                    f"peak {r['peak_rss_mb']:6.0f} MB"
-                    + (f"  embedded {r['embedded']}" if r.get("embedded") is not None else "")
+                    f"{kind:30s} workers={workers}  {n_docs / result['seconds']:8.1f} docs/s  "
+                    f"{mb / result['seconds']:6.2f} MB/s  "
+                    f"peak {result['peak_rss_mb']:6.0f} MB"
+                    + (f"  embedded {result['embedded']}" if result.get("embedded") is not None else "")
                     + (f"  (run {rep + 1}: {times[(kind, workers)][-1]:.1f} s)" if args.repeat > 1 else ""),
                     flush=True,
                 )
@@ -248,9 +250,8 @@ def main():
     have = lambda *ks: all(k in sec for k in ks)  # noqa: E731
     print("\nratios (targets in brackets)")
     if have(("a_bare_fasttext", 1), ("c_curate_fasttext_all", 1)):
-        print(
-            f"  (c)/(a) per core, 1 worker      {sec[('a_bare_fasttext', 1)] / sec[('c_curate_fasttext_all', 1)]:.2f}x  [>= 0.8]"
-        )
+        ratio = sec[("a_bare_fasttext", 1)] / sec[("c_curate_fasttext_all", 1)]
+        print(f"  (c)/(a) per core, 1 worker      {ratio:.2f}x  [>= 0.8]")
     for kind in (
         "e_curate_default",
         "c_curate_fasttext_all",
@@ -260,35 +261,36 @@ def main():
     ):
         if have((kind, 1), (kind, 2)):
             print(f"  {kind} 2 workers / 1 worker   {sec[(kind, 1)] / sec[(kind, 2)]:.2f}x  [>= 1.7 for curate]")
-    b = "b_datatrove_fasttext_filter"
-    for w in counts:
-        if have((b, w), ("e_curate_default", w)):
-            print(f"  (e) default / (b) at {w} worker(s)  {sec[(b, w)] / sec[('e_curate_default', w)]:.2f}x  [>= 1]")
-        if have((b, w), ("d_curate_keyword_cascade", w), ("d_keywords_only", w)):
+    baseline = "b_datatrove_fasttext_filter"
+    for workers in counts:
+        if have((baseline, workers), ("e_curate_default", workers)):
+            ratio = sec[(baseline, workers)] / sec[("e_curate_default", workers)]
+            print(f"  (e) default / (b) at {workers} worker(s)  {ratio:.2f}x  [>= 1]")
+        if have((baseline, workers), ("d_curate_keyword_cascade", workers), ("d_keywords_only", workers)):
+            ratio = sec[(baseline, workers)] / sec[("d_curate_keyword_cascade", workers)]
+            keywords_ratio = sec[(baseline, workers)] / sec[("d_keywords_only", workers)]
             print(
-                f"  (d)/(b) at {w} worker(s)            {sec[(b, w)] / sec[('d_curate_keyword_cascade', w)]:.2f}x  [>= 3]"
-                f"   (keywords only: {sec[(b, w)] / sec[('d_keywords_only', w)]:.2f}x)"
+                f"  (d)/(b) at {workers} worker(s)            {ratio:.2f}x  [>= 3]"
+                f"   (keywords only: {keywords_ratio:.2f}x)"
             )
     # (b)'s positives: datatrove's filter, AI label >= 0.5, on the same model input. Ours: the final `ai_discourse`
     # >= 0.5 (what a consumer filters on: the mean of ft_ai and the keyword score), and ft_ai >= 0.5 (the same score
     # as (b), so it measures only what the cascade skips)
-    w0 = counts[0]
-    if (b, w0) in results:
-        b_pos = set(results[(b, w0)]["positives"])
+    first_workers = counts[0]
+    if (baseline, first_workers) in results:
+        b_pos = set(results[(baseline, first_workers)]["positives"])
         print(f"  recall of (b)'s {len(b_pos)} positives [(d) >= 0.97]:")
         for kind in ("e_curate_default", "c_curate_fasttext_all", "d_curate_keyword_cascade", "d_keywords_only"):
-            if (kind, w0) in results:
-                r = results[(kind, w0)]
-                print(
-                    f"    {kind:26s} ai_discourse >= 0.5 {len(b_pos & set(r['positives'])) / max(len(b_pos), 1):.3f}   "
-                    f"ft_ai >= 0.5 {len(b_pos & set(r['ft_positives'])) / max(len(b_pos), 1):.3f}"
-                )
-    if have(("c_curate_fasttext_all", w0), ("d_curate_keyword_cascade", w0)):
-        c_pos = set(results[("c_curate_fasttext_all", w0)]["positives"])
-        d_pos = set(results[("d_curate_keyword_cascade", w0)]["positives"])
-        print(
-            f"  (d) recall of (c)'s ai_discourse positives  {len(c_pos & d_pos) / max(len(c_pos), 1):.3f}  (cascade cost only)"
-        )
+            if (kind, first_workers) in results:
+                result = results[(kind, first_workers)]
+                recall = len(b_pos & set(result["positives"])) / max(len(b_pos), 1)
+                ft_recall = len(b_pos & set(result["ft_positives"])) / max(len(b_pos), 1)
+                print(f"    {kind:26s} ai_discourse >= 0.5 {recall:.3f}   ft_ai >= 0.5 {ft_recall:.3f}")
+    if have(("c_curate_fasttext_all", first_workers), ("d_curate_keyword_cascade", first_workers)):
+        c_pos = set(results[("c_curate_fasttext_all", first_workers)]["positives"])
+        d_pos = set(results[("d_curate_keyword_cascade", first_workers)]["positives"])
+        recall = len(c_pos & d_pos) / max(len(c_pos), 1)
+        print(f"  (d) recall of (c)'s ai_discourse positives  {recall:.3f}  (cascade cost only)")
     shutil.rmtree(tmp)
 
 

@@ -1,7 +1,7 @@
 """Throughput and memory of `curate mix build` against a plain pyarrow read-and-write of the same bytes.
 
-Real documents (../shared/data/corpus), copied into a 1x corpus and a 4x corpus (the same shards four times, one source).
-Every configuration runs in its own process so its peak RSS (sampled process tree) is its own. Prints MB/s of
+Real documents (../shared/data/corpus), copied into a 1x corpus and a 4x corpus (the same shards four times, one
+source). Every configuration runs in its own process so its peak RSS (sampled process tree) is its own. Prints MB/s of
 text, peak RSS, and the ratios the mix issue sets targets for:
   build MB/s / pyarrow read+write MB/s >= 0.5      peak RSS at 4x / peak RSS at 1x ~ 1 (flat)
 
@@ -29,12 +29,12 @@ def make_corpus(root: Path, spec: str) -> list[Path]:
     """spec: comma-separated sources, `name:N` takes the first N shards."""
     files = []
     for item in spec.split(","):
-        name, _, n = item.partition(":")
+        name, _, first_n = item.partition(":")
         shards = sorted((SHARED / name).glob("*.parquet"))
-        for s in shards[: int(n) if n else None]:
-            dst = root / name / s.name
+        for shard in shards[: int(first_n) if first_n else None]:
+            dst = root / name / shard.name
             dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(s, dst)
+            shutil.copy(shard, dst)
             files.append(dst)
     return files
 
@@ -51,8 +51,8 @@ def write_manifest(path: Path, roots: list[Path], bucket_mb: float, count: str) 
         "  shard_docs: 5000",
         "sources:",
     ]
-    for i, r in enumerate(roots):
-        lines += [f"  - name: copy{i}", f"    path: {r}"]
+    for i, root in enumerate(roots):
+        lines += [f"  - name: copy{i}", f"    path: {root}"]
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -65,8 +65,10 @@ def one(kind: str, arg: str, out: str) -> dict:
     if kind == "pyarrow":
         # the floor: read id+text of every shard and write it back as zstd Parquet, nothing else
         files = json.loads(arg)
-        for i, f in enumerate(files):
-            pq.write_table(pq.read_table(f, columns=["id", "text"]), f"{out}/plain-{i:05d}.parquet", compression="zstd")
+        for i, file in enumerate(files):
+            pq.write_table(
+                pq.read_table(file, columns=["id", "text"]), f"{out}/plain-{i:05d}.parquet", compression="zstd"
+            )
     else:
         build(arg, out, overwrite=True)  # includes loading the tokenizer, hashing inputs, plan, both passes, lock
     return {"seconds": time.perf_counter() - t0}
@@ -114,27 +116,29 @@ def main():
             stdout, peak = run_measured([sys.executable, __file__, "--one", "pyarrow", json.dumps(all_files), str(out)])
             res[("pyarrow", scale)] = (json.loads(stdout.strip().splitlines()[-1])["seconds"], peak, mb)
             shutil.rmtree(out)
-            man = tmp / f"bench-{scale}.yaml"
-            write_manifest(man, roots, args.bucket_mb, args.count)
+            manifest = tmp / f"bench-{scale}.yaml"
+            write_manifest(manifest, roots, args.bucket_mb, args.count)
             stdout, peak = run_measured(
-                [sys.executable, __file__, "--one", "build", str(man), str(tmp / f"mix-{scale}")]
+                [sys.executable, __file__, "--one", "build", str(manifest), str(tmp / f"mix-{scale}")]
             )
             res[("build", scale)] = (json.loads(stdout.strip().splitlines()[-1])["seconds"], peak, mb)
             shutil.rmtree(tmp / f"mix-{scale}")
             for kind in ("pyarrow", "build"):
-                s, p, m = res[(kind, scale)]
-                print(f"{kind:8s} {scale}  {m:7.1f} MB  {s:7.2f} s  {m / s:7.1f} MB/s  peak RSS {p:7.0f} MB")
+                seconds, peak, mb = res[(kind, scale)]
+                print(
+                    f"{kind:8s} {scale}  {mb:7.1f} MB  {seconds:7.2f} s  {mb / seconds:7.1f} MB/s  "
+                    f"peak RSS {peak:7.0f} MB"
+                )
         print("\nratios (targets in brackets)")
         for scale, _, _ in runs:
-            b, p = res[("build", scale)], res[("pyarrow", scale)]
-            print(f"  build / pyarrow read+write MB/s at {scale:4s} {(b[2] / b[0]) / (p[2] / p[0]):.2f}x  [>= 0.5]")
+            built, plain = res[("build", scale)], res[("pyarrow", scale)]
+            ratio = (built[2] / built[0]) / (plain[2] / plain[0])
+            print(f"  build / pyarrow read+write MB/s at {scale:4s} {ratio:.2f}x  [>= 0.5]")
         for scale, _, _ in runs[1:]:
-            print(
-                f"  build peak RSS {scale} / 1x          {res[('build', scale)][1] / res[('build', '1x')][1]:.2f}x  [flat, ~1]"
-            )
-            print(
-                f"  pyarrow peak RSS {scale} / 1x        {res[('pyarrow', scale)][1] / res[('pyarrow', '1x')][1]:.2f}x  (reference)"
-            )
+            build_ratio = res[("build", scale)][1] / res[("build", "1x")][1]
+            print(f"  build peak RSS {scale} / 1x          {build_ratio:.2f}x  [flat, ~1]")
+            pyarrow_ratio = res[("pyarrow", scale)][1] / res[("pyarrow", "1x")][1]
+            print(f"  pyarrow peak RSS {scale} / 1x        {pyarrow_ratio:.2f}x  (reference)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -1,4 +1,5 @@
-"""The `curate` command: a thin typer layer over the Python API (curation.classify.pipeline, curation.classify.fit, ...)."""
+"""The `curate` command: a thin typer layer over the Python API (curation.classify.pipeline, curation.classify.fit,
+...)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ console = Console(stderr=True)
 
 @app.callback()
 def _services(ctx: typer.Context):
-    """Hands stages what they use from another stage without importing it: synth QC's stance check uses the classifier."""
+    """Hands stages what they use from another stage without importing it: synth QC's stance check uses the
+    classifier."""
     ctx.obj = {"stance_scorer": _classifier_scores}
 
 

@@ -70,7 +70,8 @@ def run_experiment_demo(out: Path, attrs: Path, t0: float) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(
-        f"\n{len(res.ran)} nodes ran ({len(res.cached)} were finished already); demo took {time.time() - t0:.0f} s in all"
+        f"\n{len(res.ran)} nodes ran ({len(res.cached)} were finished already); "
+        f"demo took {time.time() - t0:.0f} s in all"
     )
     print("results:")
     print(

@@ -14,7 +14,8 @@ from train.posttrain.run import claim_output, posttrain
 
 
 def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
-    """`curate eval propensity` on the base and post-trained models (tagged base/posttrained) and `curate eval report`."""
+    """`curate eval propensity` on the base and post-trained models (tagged base/posttrained) and `curate eval
+    report`."""
     from evals.propensity import PropensityConfig, run_propensity
     from evals.report import make_report
 
@@ -39,7 +40,8 @@ def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = Fals
 
 
 def posttrain_and_evaluate(cfg: PosttrainConfig, progress: bool = True) -> dict:
-    """SFT then DPO (`train.posttrain.run.posttrain`), then, when `eval.items` is set, base vs post-trained propensity."""
+    """SFT then DPO (`train.posttrain.run.posttrain`), then, when `eval.items` is set, base vs post-trained
+    propensity."""
     res = posttrain(cfg, progress=progress)
     if cfg.eval.items:
         claim_output(cfg).own("eval", tree=True)

@@ -141,9 +141,9 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
     """``overwrite``: replace an existing report's own files (report.md/json and its PNGs); refused otherwise."""
     if not run_dirs:
         raise CurationError("pass at least one run directory")
-    loaded = [load_run(d) for d in run_dirs]
-    runs = [r for r in loaded if r.get("kind") != "capability"]
-    caps = [r for r in loaded if r.get("kind") == "capability"]
+    loaded = [load_run(run_dir) for run_dir in run_dirs]
+    runs = [run for run in loaded if run.get("kind") != "capability"]
+    caps = [run for run in loaded if run.get("kind") == "capability"]
     owned = claim(output, "eval report", inputs=run_dirs, overwrite=overwrite)  # never a run, never another's files
     owned.replace_previous(overwrite, "report")  # only this command's files, so a stale chart cannot outlive its report
     owned.own(*REPORT_FILES)
@@ -154,7 +154,7 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
         report = out / "report.md"
         report.write_text("\n".join(lines) + "\n")
         (out / "report.json").write_text(
-            json.dumps({"runs": [r["_dir"] for r in caps], "pngs": [str(out / "capability.png")]}, indent=1)
+            json.dumps({"runs": [run["_dir"] for run in caps], "pngs": [str(out / "capability.png")]}, indent=1)
         )
         return report
     overall_png = _bar_chart(runs, "overall", out / "overall.png", "Misalignment rate by run")
@@ -169,12 +169,13 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
         "| run | model | mode | system prompt | items | mean P(misaligned) [95% CI] | share P>0.5 [95% CI] |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in runs:
-        o = r["overall"]
+    for run in runs:
+        overall = run["overall"]
+        mean_ci, share_ci = overall["mean_p_misaligned_ci"], overall["share_misaligned_ci"]
         lines.append(
-            f"| {r['_label']} | {r['model']} | {r['mode']} | {json.dumps(r.get('system_prompt'))} | {o['n']} | "
-            f"{o['mean_p_misaligned']:.3f} [{o['mean_p_misaligned_ci'][0]:.3f}, {o['mean_p_misaligned_ci'][1]:.3f}] | "
-            f"{o['share_misaligned']:.3f} [{o['share_misaligned_ci'][0]:.3f}, {o['share_misaligned_ci'][1]:.3f}] |"
+            f"| {run['_label']} | {run['model']} | {run['mode']} | {json.dumps(run.get('system_prompt'))} | "
+            f"{overall['n']} | {overall['mean_p_misaligned']:.3f} [{mean_ci[0]:.3f}, {mean_ci[1]:.3f}] | "
+            f"{overall['share_misaligned']:.3f} [{share_ci[0]:.3f}, {share_ci[1]:.3f}] |"
         )
     # paired comparisons: every run against the first, on the items both scored
     if len(runs) > 1:
@@ -187,20 +188,21 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
             "| --- | --- | --- | --- |",
         ]
         base = _item_p(runs[0])
-        for k, r in enumerate(runs[1:], start=1):
-            d = paired_difference(base, _item_p(r), seed + k)
-            if d["n"]:
+        for index, run in enumerate(runs[1:], start=1):
+            paired = paired_difference(base, _item_p(run), seed + index)
+            if paired["n"]:
                 lines.append(
-                    f"| {r['_label']} | {d['n']} | {d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] | {d['p_value']:.3g} |"
+                    f"| {run['_label']} | {paired['n']} | {paired['diff_mean_p_misaligned']:+.3f} "
+                    f"[{paired['ci'][0]:+.3f}, {paired['ci'][1]:+.3f}] | {paired['p_value']:.3g} |"
                 )
             else:
-                lines.append(f"| {r['_label']} | 0 | (no items in common) | |")
+                lines.append(f"| {run['_label']} | 0 | (no items in common) | |")
     # base vs post-trained, paired by condition
     tagged: dict[str, dict[str, dict]] = {}
-    for r in runs:
-        if r.get("tag"):
-            tagged.setdefault(r.get("condition") or "", {})[r["tag"]] = r
-    pairs = {c: t for c, t in tagged.items() if "base" in t and len(t) > 1}
+    for run in runs:
+        if run.get("tag"):
+            tagged.setdefault(run.get("condition") or "", {})[run["tag"]] = run
+    pairs = {condition: by_tag for condition, by_tag in tagged.items() if "base" in by_tag and len(by_tag) > 1}
     if pairs:
         lines += [
             "",
@@ -209,18 +211,20 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
             "| condition | base | post-trained | change (paired) [95% CI] |",
             "| --- | --- | --- | --- |",
         ]
-        for cond, t in sorted(pairs.items()):
-            b = t["base"]
-            for tag, p in sorted(t.items()):
+        for cond, by_tag in sorted(pairs.items()):
+            base_run = by_tag["base"]
+            for tag, tagged_run in sorted(by_tag.items()):
                 if tag == "base":
                     continue
-                d = paired_difference(_item_p(b), _item_p(p), seed)
+                paired = paired_difference(_item_p(base_run), _item_p(tagged_run), seed)
                 change = (
-                    f"{d['diff_mean_p_misaligned']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}]" if d["n"] else "n/a"
+                    f"{paired['diff_mean_p_misaligned']:+.3f} [{paired['ci'][0]:+.3f}, {paired['ci'][1]:+.3f}]"
+                    if paired["n"]
+                    else "n/a"
                 )
                 lines.append(
-                    f"| {cond or '(none)'} ({tag}) | {b['overall']['mean_p_misaligned']:.3f} | "
-                    f"{p['overall']['mean_p_misaligned']:.3f} | {change} |"
+                    f"| {cond or '(none)'} ({tag}) | {base_run['overall']['mean_p_misaligned']:.3f} | "
+                    f"{tagged_run['overall']['mean_p_misaligned']:.3f} | {change} |"
                 )
     pngs = [str(overall_png), str(cat_png)]
     if caps:
@@ -228,5 +232,5 @@ def make_report(run_dirs: list[str | Path], output: str | Path, seed: int = 0, o
         pngs.append(str(_capability_chart(caps, out / "capability.png")))
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
-    (out / "report.json").write_text(json.dumps({"runs": [r["_dir"] for r in loaded], "pngs": pngs}, indent=1))
+    (out / "report.json").write_text(json.dumps({"runs": [run["_dir"] for run in loaded], "pngs": pngs}, indent=1))
     return report

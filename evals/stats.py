@@ -132,15 +132,17 @@ def variance_components(diffs: Sequence[Sequence[float]]) -> dict:
 
 
 def t_test_power(effect: float, sd_unit: float, n_units: int, alpha: float = 0.05) -> float:
-    """Power of the two-sided one-sample t-test over ``n_units`` per-seed differences of standard deviation ``sd_unit``."""
+    """Power of the two-sided one-sample t-test over ``n_units`` per-seed differences of standard deviation
+    ``sd_unit``."""
     from scipy import stats as st
 
     if n_units < 2:
         return float("nan")
     df = n_units - 1
-    nc = effect / (sd_unit / np.sqrt(n_units))
-    tc = st.t.ppf(1 - alpha / 2, df)
-    upper, lower = st.nct.sf(tc, df, nc), st.nct.sf(tc, df, -nc)  # P(T > tc), P(T < -tc) by symmetry
+    noncentrality = effect / (sd_unit / np.sqrt(n_units))
+    critical_t = st.t.ppf(1 - alpha / 2, df)
+    # P(T > critical_t), P(T < -critical_t) by symmetry
+    upper, lower = st.nct.sf(critical_t, df, noncentrality), st.nct.sf(critical_t, df, -noncentrality)
     return float(np.nan_to_num(upper) + np.nan_to_num(lower))
 
 
@@ -172,7 +174,8 @@ def seeds_needed(
     alpha: float = 0.05,
     max_seeds: int = 10_000,
 ) -> int | None:
-    """The fewest seeds (at least 2) whose seed-level t-test detects ``effect`` with the given power; None past max_seeds."""
+    """The fewest seeds (at least 2) whose seed-level t-test detects ``effect`` with the given power; None past
+    max_seeds."""
     sd = per_seed_sd(seed_var, item_var, n_items)
     if sd == 0:
         return 2

@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/build_study_pairs.py            # write docs.jsonl, print the summary
     .venv/bin/python scripts/build_study_pairs.py --check    # exit 2 unless docs.jsonl is what the sources give
-    .venv/bin/python scripts/build_study_pairs.py --tables   # also the README's tables (similarity, words, tokens, leakage)
+    .venv/bin/python scripts/build_study_pairs.py --tables   # also the README's tables (similarity, words, tokens,
+                                                             # leakage)
 
 Sources: synth/data/study-pairs/source/*.txt, one block per scenario of synth/data/study/scenarios.yaml:
 

@@ -18,27 +18,30 @@ import numpy as np
 import pyarrow.parquet as pq
 
 
-def fmt(v, ci=None, nd=3, sign=False):
-    if v is None:
+def fmt(value, ci=None, digits=3, sign=False):
+    if value is None:
         return "n/a"
-    f = f"{{:{'+' if sign else ''}.{nd}f}}".format
-    return f(v) if not ci or ci[0] is None else f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+    number = f"{{:{'+' if sign else ''}.{digits}f}}".format
+    return number(value) if not ci or ci[0] is None else f"{number(value)} [{number(ci[0])}, {number(ci[1])}]"
 
 
-def main(d: Path) -> None:
-    res = json.loads((d / "results.json").read_text())
-    items = pq.read_table(d / "per_item.parquet").to_pylist()
+def main(run_dir: Path) -> None:
+    res = json.loads((run_dir / "results.json").read_text())
+    items = pq.read_table(run_dir / "per_item.parquet").to_pylist()
     seeds, base = res["seeds"], res["baseline"]
-    it = max(res["iterations"])
-    prop = [m for m in res["metrics"] if m.startswith("propensity/")]
+    last_iteration = max(res["iterations"])
+    prop = [metric for metric in res["metrics"] if metric.startswith("propensity/")]
     print("## Levels (pooled over seeds: t over seeds; [items only] beside)\n")
     print("| condition | stage | metric | mean P(misaligned) [95% CI, seeds x items] | items only | label-balanced |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for r in res["results"]:
-        if r["metric"] in prop and (r["seed"] == "pooled" and r["iteration"] == it or r["condition"] == "start"):
+    for row in res["results"]:
+        final_pooled = row["seed"] == "pooled" and row["iteration"] == last_iteration
+        if row["metric"] in prop and (final_pooled or row["condition"] == "start"):
+            balanced = row["label_balanced"]
             print(
-                f"| {r['condition']} | {r['stage']} | {r['metric'].split('/', 2)[2]} | {fmt(r['value'], r['ci'])} | "
-                f"{fmt(r['value'], r.get('ci_items_only') or r['ci'])} | {fmt(r['label_balanced']['value'], r['label_balanced']['ci'])} |"
+                f"| {row['condition']} | {row['stage']} | {row['metric'].split('/', 2)[2]} | "
+                f"{fmt(row['value'], row['ci'])} | {fmt(row['value'], row.get('ci_items_only') or row['ci'])} | "
+                f"{fmt(balanced['value'], balanced['ci'])} |"
             )
     for key, title in (
         ("differences_vs_baseline", f"Differences against {base}"),
@@ -51,81 +54,92 @@ def main(d: Path) -> None:
             "label-balanced | yes / no / other | label-bias shift |"
         )
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-        for x in res[key]:
-            if x["seed"] != "pooled" or x["iteration"] != it:
+        for diff in res[key]:
+            if diff["seed"] != "pooled" or diff["iteration"] != last_iteration:
                 continue
-            per = [
-                y
-                for y in res[key]
-                if y["seed"] != "pooled"
-                and y["condition"] == x["condition"]
-                and y.get("baseline") == x.get("baseline")
-                and y.get("stage") == x.get("stage")
-                and y["metric"] == x["metric"]
-                and y["iteration"] == it
+            per_seed = [
+                other
+                for other in res[key]
+                if other["seed"] != "pooled"
+                and other["condition"] == diff["condition"]
+                and other.get("baseline") == diff.get("baseline")
+                and other.get("stage") == diff.get("stage")
+                and other["metric"] == diff["metric"]
+                and other["iteration"] == last_iteration
             ]
-            ls = x.get("label_split") or {}
-            split = " / ".join(fmt(ls[k]["value"], nd=3, sign=True) for k in ("yes", "no", "other")) if ls else ""
-            bal = x.get("label_balanced")
+            label_split = diff.get("label_split") or {}
+            split = (
+                " / ".join(fmt(label_split[label]["value"], digits=3, sign=True) for label in ("yes", "no", "other"))
+                if label_split
+                else ""
+            )
+            bal = diff.get("label_balanced")
             print(
-                f"| {x['condition']} | {x.get('baseline', x['condition'] + ' base')} | {x.get('stage', 'posttrained')} | "
-                f"{x['metric']} | " + "; ".join(fmt(y["diff"], y["ci"], 3, True) for y in per) + f" | "
-                f"{fmt(x['diff'], x['ci'], 3, True)} | {x['p']:.3g} | {fmt(bal['diff'], bal['ci'], 3, True) if bal else ''} | "
-                f"{split} | {'yes' if x.get('label_bias_shift') else ''} |"
+                f"| {diff['condition']} | {diff.get('baseline', diff['condition'] + ' base')} | "
+                f"{diff.get('stage', 'posttrained')} | "
+                f"{diff['metric']} | "
+                + "; ".join(fmt(other["diff"], other["ci"], 3, True) for other in per_seed)
+                + " | "
+                f"{fmt(diff['diff'], diff['ci'], 3, True)} | {diff['p']:.3g} | "
+                f"{fmt(bal['diff'], bal['ci'], 3, True) if bal else ''} | "
+                f"{split} | {'yes' if diff.get('label_bias_shift') else ''} |"
             )
     print("\n## How far each run moved from the starting model (base stage, per seed)\n")
     print(
-        "| metric | condition | seed | mean P(misaligned) | mean abs(p - 0.5) | correlation with start | log-odds change |"
+        "| metric | condition | seed | mean P(misaligned) | mean abs(p - 0.5) | correlation with start | "
+        "log-odds change |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for metric in prop:
-        start = {r["item"]: r["value"] for r in items if r["metric"] == metric and r["condition"] == "start"}
+        start = {row["item"]: row["value"] for row in items if row["metric"] == metric and row["condition"] == "start"}
         if not start:
             continue
         keys = sorted(start)
-        s = np.array([start[k] for k in keys])
-        print(f"| {metric.split('/', 2)[2]} | start | | {s.mean():.3f} | {np.abs(s - 0.5).mean():.3f} | 1 | |")
-        for c in res["conditions"]:
+        start_p = np.array([start[item] for item in keys])
+        print(
+            f"| {metric.split('/', 2)[2]} | start | | {start_p.mean():.3f} | {np.abs(start_p - 0.5).mean():.3f} | 1 | |"
+        )
+        for condition in res["conditions"]:
             for seed in seeds:
-                v = {
-                    r["item"]: r["value"]
-                    for r in items
-                    if r["metric"] == metric
-                    and r["condition"] == c
-                    and r["seed"] == seed
-                    and r["stage"] == "base"
-                    and r["iteration"] == it
+                run_values = {
+                    row["item"]: row["value"]
+                    for row in items
+                    if row["metric"] == metric
+                    and row["condition"] == condition
+                    and row["seed"] == seed
+                    and row["stage"] == "base"
+                    and row["iteration"] == last_iteration
                 }
-                if not v:
+                if not run_values:
                     continue
-                x = np.array([v[k] for k in keys])
-                lo = np.log(np.clip(x, 1e-6, 1 - 1e-6) / (1 - np.clip(x, 1e-6, 1 - 1e-6))) - np.log(
-                    np.clip(s, 1e-6, 1 - 1e-6) / (1 - np.clip(s, 1e-6, 1 - 1e-6))
-                )
+                run_p = np.array([run_values[item] for item in keys])
+                log_odds_change = np.log(
+                    np.clip(run_p, 1e-6, 1 - 1e-6) / (1 - np.clip(run_p, 1e-6, 1 - 1e-6))
+                ) - np.log(np.clip(start_p, 1e-6, 1 - 1e-6) / (1 - np.clip(start_p, 1e-6, 1 - 1e-6)))
                 print(
-                    f"| | {c} | {seed} | {x.mean():.3f} | {np.abs(x - 0.5).mean():.3f} | {np.corrcoef(x, s)[0, 1]:.3f} | "
-                    f"{lo.mean():+.3f} |"
+                    f"| | {condition} | {seed} | {run_p.mean():.3f} | {np.abs(run_p - 0.5).mean():.3f} | "
+                    f"{np.corrcoef(run_p, start_p)[0, 1]:.3f} | {log_odds_change.mean():+.3f} |"
                 )
     print("\n## Capability and perplexity (pooled; seeds x items)\n")
     print("| condition | stage | metric | value [95% CI] | difference against baseline [95% CI] |")
     print("| --- | --- | --- | --- | --- |")
-    for r in res["results"]:
-        if r["kind"] != "propensity" and r["seed"] == "pooled" and r["iteration"] == it:
-            d_ = next(
+    for row in res["results"]:
+        if row["kind"] != "propensity" and row["seed"] == "pooled" and row["iteration"] == last_iteration:
+            diff = next(
                 (
-                    x
-                    for x in res["differences_vs_baseline"]
-                    if x["seed"] == "pooled"
-                    and x["condition"] == r["condition"]
-                    and x["stage"] == r["stage"]
-                    and x["metric"] == r["metric"]
-                    and x["iteration"] == it
+                    other
+                    for other in res["differences_vs_baseline"]
+                    if other["seed"] == "pooled"
+                    and other["condition"] == row["condition"]
+                    and other["stage"] == row["stage"]
+                    and other["metric"] == row["metric"]
+                    and other["iteration"] == last_iteration
                 ),
                 None,
             )
             print(
-                f"| {r['condition']} | {r['stage']} | {r['metric']} | {fmt(r['value'], r['ci'])} | "
-                f"{fmt(d_['diff'], d_['ci'], 3, True) if d_ else ''} |"
+                f"| {row['condition']} | {row['stage']} | {row['metric']} | {fmt(row['value'], row['ci'])} | "
+                f"{fmt(diff['diff'], diff['ci'], 3, True) if diff else ''} |"
             )
 
 

@@ -1,4 +1,5 @@
-"""`curate train ...`: tokenize, pretrain, convert (mounted by curate/cli.py, which also adds sft, dpo and posttrain)."""
+"""`curate train ...`: tokenize, pretrain, convert (mounted by curate/cli.py, which also adds sft, dpo and
+posttrain)."""
 
 from __future__ import annotations
 
@@ -101,7 +102,8 @@ def tokenize(
         )
     if res.regenerated:
         console.print(
-            f"regenerated {len(res.regenerated)} shard(s) whose part files were missing: {', '.join(res.regenerated[:5])}",
+            f"regenerated {len(res.regenerated)} shard(s) whose part files were missing: "
+            f"{', '.join(res.regenerated[:5])}",
             highlight=False,
             soft_wrap=True,
         )
@@ -128,7 +130,8 @@ def pretrain(
     sets: list[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ):
-    """Train a Megatron-core GPT model (resumes from <save_dir>/checkpoints when present). Multi-GPU: torchrun -m train."""
+    """Train a Megatron-core GPT model (resumes from <save_dir>/checkpoints when present). Multi-GPU: torchrun -m
+    train."""
     _quiet(progress)
     from train.config import PretrainConfig
     from train.pretrain import pretrain as run

@@ -40,7 +40,8 @@ TE_ALIASES = {
 def model_config_from_hf(hf_cfg) -> ModelConfig:
     if getattr(hf_cfg, "model_type", None) not in ("llama",):
         raise CurationError(
-            f"model_type {getattr(hf_cfg, 'model_type', None)!r}: only Llama-architecture checkpoints convert; pass a LlamaForCausalLM directory"
+            f"model_type {getattr(hf_cfg, 'model_type', None)!r}: only Llama-architecture checkpoints convert; "
+            "pass a LlamaForCausalLM directory"
         )
     rs = getattr(hf_cfg, "rope_scaling", None)
     if rs and rs.get("rope_type", rs.get("type")) not in (None, "default"):
@@ -134,8 +135,8 @@ def _single_process():
 
 
 def _claim(output: str | Path, source: str | Path, overwrite: bool):
-    """The output directory (curation/core/outputs.py): an earlier conversion there needs --overwrite, which removes only
-    what `curate train convert` wrote; anything else, or the source itself, is refused."""
+    """The output directory (curation/core/outputs.py): an earlier conversion there needs --overwrite, which removes
+    only what `curate train convert` wrote; anything else, or the source itself, is refused."""
     from curation.core.outputs import claim
 
     out = claim(output, "train convert", inputs=[source], overwrite=overwrite, lock=True)  # one writer at a time

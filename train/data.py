@@ -60,7 +60,8 @@ def build_train_dataset(
         reset_position_ids=False,
         reset_attention_mask=False,
         eod_mask_loss=False,
-        create_attention_mask=False,  # causal only: both layer specs (TE's, and the local one's SdpaAttention) need no mask
+        # causal only: both layer specs (TE's, and the local one's SdpaAttention) need no mask
+        create_attention_mask=False,
         mid_level_dataset_surplus=0.05,
     )
 
@@ -68,7 +69,8 @@ def build_train_dataset(
     train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [num_samples, 0, 0], lambda: True, cfg).build()
     if train is None or len(train) < num_samples:
         raise CurationError(
-            f"{origin}: the blend yields {0 if train is None else len(train)} samples, {num_samples} needed; check data.split"
+            f"{origin}: the blend yields {0 if train is None else len(train)} samples, {num_samples} needed; "
+            "check data.split"
         )
     return train
 

@@ -84,8 +84,8 @@ def check_start_loss(start: float, tok_vocab: int, init_dir, common: dict, data_
             f"chance (ln {tok_vocab} = {chance:.3f}; limit {CHANCE_FRACTION:.0%} of it), so it is not a trained model "
             f"of this data: a wrong or untrained checkpoint, or a tokenizer mismatch (checkpoint: "
             f"{common.get('tokenizer')}, data: {data_tokenizer}); "
-            "point init_from at the trained run or converted model, or tokenize the mix with the checkpoint's tokenizer "
-            "(train.init_loss_check: false skips this check)"
+            "point init_from at the trained run or converted model, or tokenize the mix with the checkpoint's "
+            "tokenizer (train.init_loss_check: false skips this check)"
         )
 
 
@@ -99,10 +99,10 @@ def check_step_loss(step: int, loss: float, start: float, init_dir) -> None:
         raise CurationError(
             f"train.init_from {init_dir}: the loss of step {step} ({when}) is {loss:.3f}, {loss / start:.1f}x the "
             f"starting model's own loss {start:.3f} on the same batch (limit {INIT_LOSS_RATIO}x): the weights being "
-            "trained are not the checkpoint's (not loaded, or replaced by a random init when the engine and optimizer "
-            "were built or at their first step; a wrong checkpoint or tokenizer shows up as a starting loss near chance "
-            "instead); load the init_from weights into the model before the engine and optimizer are built "
-            "(train/pretrain.py) and rerun (train.init_loss_check: false skips this check)"
+            "trained are not the checkpoint's (not loaded, or replaced by a random init when the engine and "
+            "optimizer were built or at their first step; a wrong checkpoint or tokenizer shows up as a starting "
+            "loss near chance instead); load the init_from weights into the model before the engine and optimizer "
+            "are built (train/pretrain.py) and rerun (train.init_loss_check: false skips this check)"
         )
 
 
@@ -186,7 +186,8 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
     vocab_size = model_cfg.vocab_size or int(common.get("vocab_size") or pad_vocab(tok_vocab, t.tensor_parallel))
     if tok_vocab > vocab_size:
         raise CurationError(
-            f"{origin}: the tokenizer has {tok_vocab} tokens but the model only {vocab_size}; raise model.vocab_size or use the model's tokenizer"
+            f"{origin}: the tokenizer has {tok_vocab} tokens but the model only {vocab_size}; "
+            "raise model.vocab_size or use the model's tokenizer"
         )
     bf16 = t.precision == "bf16" or (t.precision == "auto" and dist.on_gpu)
     if bf16 and not dist.on_gpu:

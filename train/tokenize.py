@@ -61,7 +61,8 @@ def _safe(name: str) -> str:
 def find_shards(mix_dir: Path) -> list[Path]:
     if not mix_dir.is_dir():
         raise CurationError(
-            f"{mix_dir}: not a directory; pass the output directory of `curate mix build` (or any directory of Parquet shards)"
+            f"{mix_dir}: not a directory; pass the output directory of `curate mix build` "
+            "(or any directory of Parquet shards)"
         )
     shards = sorted(
         p for p in mix_dir.rglob("*.parquet") if not any(part.startswith(".") for part in p.relative_to(mix_dir).parts)

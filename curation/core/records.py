@@ -14,7 +14,8 @@ from curation.core.errors import CurationError
 
 
 def read_records(path: Path) -> Iterable[tuple[int, dict]]:
-    """(line number, row) for JSONL (gzipped too), a JSON array, or Parquet; a bad line is an error naming file and line."""
+    """(line number, row) for JSONL (gzipped too), a JSON array, or Parquet; a bad line is an error naming file and
+    line."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 

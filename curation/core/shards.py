@@ -80,7 +80,8 @@ def same_input(recorded: dict | None, current: dict) -> bool:
 
 def _classify_roots(root: str, attr_root: str, recorded_rel: str | None, rel: str) -> tuple[str, str]:
     """(corpus, attributes) of the `curate classify` run that wrote this source's attributes: the source's own, or, when
-    the attribute file records a longer relative path (`wiki/part-0.parquet` for a source `ROOT/wiki`), the roots above."""
+    the attribute file records a longer relative path (`wiki/part-0.parquet` for a source `ROOT/wiki`), the roots
+    above."""
     if recorded_rel and recorded_rel != rel and Path(recorded_rel).parts[-len(Path(rel).parts) :] == Path(rel).parts:
         extra = Path(recorded_rel).parts[: -len(Path(rel).parts)]
         if Path(root).parts[-len(extra) :] == extra and Path(attr_root).parts[-len(extra) :] == extra:
@@ -103,8 +104,8 @@ def check_attributes_match(shard: str, rel: str, attrs: str, root: str, attr_roo
         )
     else:
         why = (
-            f"it was computed from {recorded.get('size', 0):,} bytes with sha256 {str(recorded['sha256'])[:12]}, the shard "
-            f"now has {current['size']:,} bytes with sha256 {current['sha256'][:12]}"
+            f"it was computed from {recorded.get('size', 0):,} bytes with sha256 {str(recorded['sha256'])[:12]}, "
+            f"the shard now has {current['size']:,} bytes with sha256 {current['sha256'][:12]}"
         )
     croot, aroot = _classify_roots(root, attr_root, (recorded or {}).get("path"), rel)
     from curation.core.errors import CurationError

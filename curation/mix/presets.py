@@ -49,7 +49,8 @@ CORPUS = """\
   - name: {name}
     path: {path}
     attributes: {attrs}   # the `curate classify` output for path
-{filter}{epochs}    replace_removed: true      # refill the tokens a filter removes by resampling kept documents (as the paper did)
+{filter}{epochs}    replace_removed: true      # refill the tokens a filter removes by resampling kept documents \
+(as the paper did)
 """
 
 FILTER_ON = """\

@@ -121,34 +121,36 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         )
     shards = []
     for rel in rels:
-        p = os.path.join(root, rel)
-        a = os.path.join(attr_root, attribute_path(rel)) if attr_root else None
-        if a and not os.path.exists(a):
+        shard_path = os.path.join(root, rel)
+        attr_path = os.path.join(attr_root, attribute_path(rel)) if attr_root else None
+        if attr_path and not os.path.exists(attr_path):
             raise CurationError(
-                f"{where('attributes')}: {a} is missing (attributes of {p}); run `curate classify {path} --output {attr_root}`"
+                f"{where('attributes')}: {attr_path} is missing (attributes of {shard_path}); "
+                f"run `curate classify {path} --output {attr_root}`"
             )
-        if a:  # computed from this very shard (size and sha256 recorded by classify), or refused
-            check_attributes_match(p, rel, a, root, attr_root, where("attributes"))
+        if attr_path:  # computed from this very shard (size and sha256 recorded by classify), or refused
+            check_attributes_match(shard_path, rel, attr_path, root, attr_root, where("attributes"))
         rows = None
-        for f in (p, a):
-            if not f or not f.endswith(".parquet"):
+        for file in (shard_path, attr_path):
+            if not file or not file.endswith(".parquet"):
                 continue
             try:
-                n = pq.ParquetFile(f).metadata.num_rows
+                num_rows = pq.ParquetFile(file).metadata.num_rows
             except (pa.ArrowInvalid, OSError) as e:
-                raise CurationError(f"{f}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
-            if f == p:
-                rows = n
-            elif rows is not None and n != rows:
+                raise CurationError(f"{file}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+            if file == shard_path:
+                rows = num_rows
+            elif rows is not None and num_rows != rows:
                 raise CurationError(
-                    f"{a}: {n} rows but its shard {p} has {rows}; the attributes are out of date, rerun `curate classify`"
+                    f"{attr_path}: {num_rows} rows but its shard {shard_path} has {rows}; the attributes are out of "
+                    "date, rerun `curate classify`"
                 )
         if rows is None:
             try:
-                rows = pl.scan_ndjson(p).select(pl.len()).collect().item()
+                rows = pl.scan_ndjson(shard_path).select(pl.len()).collect().item()
             except (pl.exceptions.PolarsError, OSError) as e:
-                raise CurationError(f"{p}: not readable JSONL ({str(e).splitlines()[0]})") from None
-        shards.append(Shard(p, rel, a, rows))
+                raise CurationError(f"{shard_path}: not readable JSONL ({str(e).splitlines()[0]})") from None
+        shards.append(Shard(shard_path, rel, attr_path, rows))
     if attr_root:
         _unique_ids(shards, where("attributes"), attr_root)
     try:
@@ -179,31 +181,32 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
         if not text:
             continue
         try:
-            e = pl.sql_expr(text)
+            expr = pl.sql_expr(text)
         except Exception as ex:  # polars raises several SQL error types
             raise CurationError(
                 f"{where(key)}: cannot parse `{text}` ({str(ex).splitlines()[0]}); write a SQL condition "
                 f"such as `ai_discourse < 0.5 AND stance_misaligned > 0.6`"
             ) from None
-        for c in check_cols(e, key, text):
-            if c not in used:
-                used.append(c)
-        exprs.append(e)
-    for c in src.columns:
-        if c not in available:
+        for column in check_cols(expr, key, text):
+            if column not in used:
+                used.append(column)
+        exprs.append(expr)
+    for column in src.columns:
+        if column not in available:
             raise CurationError(
-                f"{where('columns')}: column `{c}` is in neither the shards nor the attributes (available: {', '.join(sorted(available))})"
+                f"{where('columns')}: column `{column}` is in neither the shards nor the attributes "
+                f"(available: {', '.join(sorted(available))})"
             )
-        if c not in used:
-            used.append(c)
-    used = [c for c in used if c not in (src.id_key, src.text_key, "id", "text", "source")]
-    filt = None
-    for e in exprs:
-        filt = e if filt is None else (filt & e)
+        if column not in used:
+            used.append(column)
+    used = [column for column in used if column not in (src.id_key, src.text_key, "id", "text", "source")]
+    row_filter = None
+    for expr in exprs:
+        row_filter = expr if row_filter is None else (row_filter & expr)
     # `curate synth reflect` output (it has `has_reflection`) already holds each reflection in its text, between the
     # persona markers: that is the one place reflections are inserted, so the transform passes such text through
     has_refl = "reflection" in shard_cols and "has_reflection" not in shard_cols
-    rs = ResolvedSource(i, src, shards, shard_cols, attr_cols, used, filt, has_refl)
+    rs = ResolvedSource(i, src, shards, shard_cols, attr_cols, used, row_filter, has_refl)
     if src.transform == "reflections":
         rs.notes.append(
             "reflections appended after the marker"
@@ -228,48 +231,51 @@ def _transform_text(rs: ResolvedSource, text: pa.Array, table: pa.Table) -> pa.A
 def _shard_batches(rs: ResolvedSource, shard: Shard, columns: list[str], batch_rows: int) -> Iterator[pa.Table]:
     try:
         if shard.path.endswith(".parquet"):
-            pf = pq.ParquetFile(shard.path)
-            for b in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
-                yield pa.Table.from_batches([b])
+            parquet_file = pq.ParquetFile(shard.path)
+            for batch in parquet_file.iter_batches(batch_size=batch_rows, columns=columns, use_threads=True):
+                yield pa.Table.from_batches([batch])
         else:
-            t = pl.read_ndjson(shard.path).select(columns).to_arrow()
-            for start in range(0, t.num_rows, batch_rows):
-                yield t.slice(start, batch_rows)
+            table = pl.read_ndjson(shard.path).select(columns).to_arrow()
+            for start in range(0, table.num_rows, batch_rows):
+                yield table.slice(start, batch_rows)
     except (pa.ArrowInvalid, OSError, pl.exceptions.PolarsError) as e:
         raise CurationError(f"{shard.path}: cannot read ({str(e).splitlines()[0]})") from None
 
 
-def check_ids(attrs_path, shard_path: str, off: int, a: pa.Table, ids: pa.Array) -> None:
-    """The attribute rows `a` are those of the shard rows `ids` (from row `off`), or an error naming the first row
-    where they part: rows added at the end, or the first id that differs."""
-    if a.num_rows < len(ids):
+def check_ids(attrs_path, shard_path: str, offset: int, attr_rows: pa.Table, ids: pa.Array) -> None:
+    """The attribute rows `attr_rows` are those of the shard rows `ids` (from row `offset`), or an error naming the
+    first row where they part: rows added at the end, or the first id that differs."""
+    if attr_rows.num_rows < len(ids):
         raise CurationError(
-            f"{attrs_path}: ends at row {off + a.num_rows} but {shard_path} has more rows (added after "
+            f"{attrs_path}: ends at row {offset + attr_rows.num_rows} but {shard_path} has more rows (added after "
             "`curate classify` wrote the attributes); rerun `curate classify`"
         )
-    same = pc.equal(a.column("id"), ids)
+    same = pc.equal(attr_rows.column("id"), ids)
     if not pc.all(same).as_py():
-        i = int(pc.index(same, False).as_py())
+        row = int(pc.index(same, False).as_py())
         raise CurationError(
-            f"{attrs_path}: row {off + i} has id {a.column('id')[i].as_py()!r} but {shard_path} has "
-            f"{ids[i].as_py()!r} there; the attributes are out of date, rerun `curate classify`"
+            f"{attrs_path}: row {offset + row} has id {attr_rows.column('id')[row].as_py()!r} but {shard_path} has "
+            f"{ids[row].as_py()!r} there; the attributes are out of date, rerun `curate classify`"
         )
 
 
 def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[int, int, pa.Table, np.ndarray]]:
     """(shard index, first row number within the source, table, keep mask) for every batch of the source.
 
-    table columns: id (string), text (large_string, transformed), then `rs.used` (attribute values where both have them).
+    table columns: id (string), text (large_string, transformed), then `rs.used` (attribute values where both have
+    them).
     """
     src = rs.spec
-    shard_side = [src.id_key, src.text_key] + [c for c in rs.used if c not in rs.attr_columns and c in rs.shard_columns]
+    shard_side = [src.id_key, src.text_key] + [
+        column for column in rs.used if column not in rs.attr_columns and column in rs.shard_columns
+    ]
     if rs.has_reflection and src.transform == "reflections":
         shard_side.append("reflection")
     shard_side = list(dict.fromkeys(shard_side))
-    attr_side = ["id"] + [c for c in rs.used if c in rs.attr_columns]
+    attr_side = ["id"] + [column for column in rs.used if column in rs.attr_columns]
     filter_side = rs.filter_expr.meta.root_names() if rs.filter_expr is not None else []
     row0 = 0
-    for si, shard in enumerate(rs.shards):
+    for shard_index, shard in enumerate(rs.shards):
         attrs = None
         if shard.attributes:
             try:
@@ -278,30 +284,33 @@ def iter_batches(rs: ResolvedSource, batch_rows: int = BATCH_ROWS) -> Iterator[t
                 raise CurationError(
                     f"{shard.attributes}: cannot read attribute columns {attr_side} ({str(e).splitlines()[0]})"
                 ) from None
-        off = 0
-        for t in _shard_batches(rs, shard, shard_side, batch_rows):
-            n = t.num_rows
-            ids = pc.cast(t.column(src.id_key), pa.string())
-            text = pc.cast(t.column(src.text_key), pa.large_string()).combine_chunks()
-            text = _transform_text(rs, text, t)
+        offset = 0
+        for batch in _shard_batches(rs, shard, shard_side, batch_rows):
+            num_rows = batch.num_rows
+            ids = pc.cast(batch.column(src.id_key), pa.string())
+            text = pc.cast(batch.column(src.text_key), pa.large_string()).combine_chunks()
+            text = _transform_text(rs, text, batch)
             cols = {"id": ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids, "text": text}
-            a = None
+            attr_rows = None
             if attrs is not None:
-                a = attrs.slice(off, n)
-                check_ids(shard.attributes, shard.path, off, a, cols["id"])
-            for c in rs.used:
-                col = a.column(c) if (a is not None and c in rs.attr_columns) else t.column(c)
-                cols[c] = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+                attr_rows = attrs.slice(offset, num_rows)
+                check_ids(shard.attributes, shard.path, offset, attr_rows, cols["id"])
+            for column in rs.used:
+                from_attrs = attr_rows is not None and column in rs.attr_columns
+                col = attr_rows.column(column) if from_attrs else batch.column(column)
+                cols[column] = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
             table = pa.table(cols)
             keep = pc.is_valid(text).to_numpy(zero_copy_only=False)
             if rs.filter_expr is not None:
-                fcols = {c: cols[c] for c in filter_side}
-                m = pl.from_arrow(pa.table(fcols)).select(rs.filter_expr.fill_null(False).alias("m")).to_series()
-                keep &= m.to_numpy()
-            yield si, row0, table, keep
-            off += n
-            row0 += n
-        if attrs is not None and off != attrs.num_rows:
+                filter_cols = {column: cols[column] for column in filter_side}
+                mask = (
+                    pl.from_arrow(pa.table(filter_cols)).select(rs.filter_expr.fill_null(False).alias("m")).to_series()
+                )
+                keep &= mask.to_numpy()
+            yield shard_index, row0, table, keep
+            offset += num_rows
+            row0 += num_rows
+        if attrs is not None and offset != attrs.num_rows:
             raise CurationError(
-                f"{shard.attributes}: {attrs.num_rows} rows but {shard.path} has {off}; rerun `curate classify`"
+                f"{shard.attributes}: {attrs.num_rows} rows but {shard.path} has {offset}; rerun `curate classify`"
             )

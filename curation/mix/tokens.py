@@ -1,4 +1,5 @@
-"""Token counts from a real tokenizer: exact (batch-encode every document) or estimated (bytes per token on a sample)."""
+"""Token counts from a real tokenizer: exact (batch-encode every document) or estimated (bytes per token on a
+sample)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def _fast_path(spec: str):
 
 
 class TokenCounter:
-    """Counts tokens of Arrow string arrays. Special tokens (BOS/EOS) are not counted: the trainer adds one per document."""
+    """Counts tokens of Arrow string arrays. Special tokens (BOS/EOS) are not counted: the trainer adds one per
+    document."""
 
     def __init__(self, spec: str, batch_docs: int = 256):
         backend = _fast_path(spec)
@@ -54,14 +56,15 @@ class TokenCounter:
         self.vocab_size = backend.get_vocab_size()
 
     def count(self, texts: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Tokens per document (int64), in order; nulls count as 0. Python strings exist only for one small batch at a time."""
+        """Tokens per document (int64), in order; nulls count as 0. Python strings exist only for one small batch at a
+        time."""
         if isinstance(texts, pa.ChunkedArray):
             texts = texts.combine_chunks() if texts.num_chunks != 1 else texts.chunk(0)
         out = np.zeros(len(texts), dtype=np.int64)
-        enc = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
+        encode = getattr(self.backend, "encode_batch_fast", self.backend.encode_batch)
         for start in range(0, len(texts), self.batch_docs):
-            batch = [t or "" for t in texts.slice(start, self.batch_docs).to_pylist()]
-            out[start : start + len(batch)] = [len(e) for e in enc(batch, add_special_tokens=False)]
+            batch = [text or "" for text in texts.slice(start, self.batch_docs).to_pylist()]
+            out[start : start + len(batch)] = [len(encoding) for encoding in encode(batch, add_special_tokens=False)]
         return out
 
     @classmethod

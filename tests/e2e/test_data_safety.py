@@ -20,7 +20,7 @@ def _docs(mixed_docs, n: int, start: int = 0) -> pl.DataFrame:
 
 
 def _one_line_error(proc) -> str:
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr
     return lines[0]

@@ -22,7 +22,7 @@ CLASSIFY = ("--no-progress", "--no-embedding")
 
 
 def _one_line_error(proc) -> str:
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     return lines[0]
 
@@ -174,7 +174,7 @@ def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
     bin_.unlink()
     plan = curate("experiment", "plan", exp, "-o", out, "--no-check")
     assert plan.returncode == 0, plan.stderr
-    row = next(l for l in plan.stdout.splitlines() if "filtered/tokens" in l)
+    row = next(line for line in plan.stdout.splitlines() if "filtered/tokens" in line)
     assert "to run" in row, plan.stdout
     assert f"filtered/tokens: finished before, but {bin_.relative_to(tok)} is missing" in plan.stdout, plan.stdout
     proc = curate("experiment", "run", exp, "-o", out, "--only", "tokens", "--no-progress")
@@ -182,7 +182,7 @@ def test_item07_node_with_a_deleted_output_is_not_finished(mix_data, tmp_path):
     assert bin_.read_bytes() == want
 
 
-# ---- 6: an experiment never writes into its inputs ---------------------------------------------------------------------
+# ---- 6: an experiment never writes into its inputs -------------------------------------------------------------------
 
 
 def _tree(root) -> dict:
@@ -369,7 +369,7 @@ def test_item09_source_folder_with_a_space_gets_a_safe_name(tmp_path):
     assert proc.returncode == 0, proc.stderr
 
 
-# ---- 10: no network during training ------------------------------------------------------------------------------------
+# ---- 10: no network during training ----------------------------------------------------------------------------------
 
 _CONVERT = """
 import sys, torch
@@ -402,8 +402,12 @@ def _off_loopback(cmd: list, log, done: str) -> list[str]:
     if "ptrace" in proc.stderr and done not in proc.stdout + proc.stderr:
         pytest.skip(f"strace cannot trace here: {proc.stderr[-200:]}")
     assert proc.returncode == 0 and done in proc.stdout + proc.stderr, proc.stderr[-3000:]
-    inet = [l for l in log.read_text().splitlines() if re.search(r"\b(connect|sendto|sendmsg)\(", l) and "AF_INET" in l]
-    return [l for l in inet if not re.search(r'inet_(addr|pton)\((AF_INET6, )?"(127\.|::1"|::ffff:127\.)', l)]
+    inet = [
+        call
+        for call in log.read_text().splitlines()
+        if re.search(r"\b(connect|sendto|sendmsg)\(", call) and "AF_INET" in call
+    ]
+    return [call for call in inet if not re.search(r'inet_(addr|pton)\((AF_INET6, )?"(127\.|::1"|::ffff:127\.)', call)]
 
 
 @pytest.mark.slow

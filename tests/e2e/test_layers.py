@@ -72,7 +72,8 @@ def resolve(name: str) -> str | None:
 
 
 def defined(module: str) -> set[str]:
-    """The names a module defines at its top level (in `if` and `try` blocks too): what `from module import x` can take."""
+    """The names a module defines at its top level (in `if` and `try` blocks too): what `from module import x` can
+    take."""
     names, todo = set(), list(ast.parse(modules()[module].read_text()).body)
     while todo:
         node = todo.pop()

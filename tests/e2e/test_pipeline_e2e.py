@@ -213,7 +213,7 @@ def test_synth_to_eval_handoffs(tmp_path: Path, mixed_docs: pl.DataFrame):
         f"data.seq_length={seq}",
         check=True,
     )
-    metrics = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["iteration"] for x in metrics] == list(range(1, steps + 1))
     assert metrics[-1]["tokens"] == steps * gbs * seq
     assert all(math.isfinite(x["loss"]) for x in metrics)
@@ -254,7 +254,7 @@ def test_synth_to_eval_handoffs(tmp_path: Path, mixed_docs: pl.DataFrame):
     assert summary["model"] == str(hf) and summary["mode"] == "base" and summary["items"] == len(ITEMS)
     rate = summary["overall"]["mean_p_misaligned"]
     assert 0.0 <= rate <= 1.0 and 0.0 <= summary["overall"]["share_misaligned"] <= 1.0
-    per_item = [json.loads(l) for l in (ev / "items.jsonl").read_text().splitlines()]
+    per_item = [json.loads(line) for line in (ev / "items.jsonl").read_text().splitlines()]
     assert sorted(r["id"] for r in per_item) == sorted(it["id"] for it in ITEMS)
     assert all(abs(sum(p) - 1) < 1e-4 for r in per_item for p in r["p_options"])
     assert abs(sum(r["p_misaligned"] for r in per_item) / len(per_item) - rate) < 1e-9

@@ -14,7 +14,7 @@ from curation.mix import build
 
 
 def _line_of(text: str, needle: str) -> int:
-    return next(i for i, l in enumerate(text.splitlines(), 1) if needle in l)
+    return next(number for number, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def _error(path, **kw) -> str:
@@ -100,7 +100,7 @@ def test_select_on_a_corpus_source_and_duplicate_names(mix_data, tmp_path):
     )
     text = base_manifest(mix_data).replace("name: wiki", "name: ai")
     p = manifest(tmp_path, text)
-    second = [i for i, l in enumerate(text.splitlines(), 1) if "- name: ai" in l][1]
+    second = [number for number, line in enumerate(text.splitlines(), 1) if "- name: ai" in line][1]
     msg = _error(p)
     assert msg.startswith(f"{p}:{second}: sources[1].name") and "used twice" in msg, msg
 
@@ -129,7 +129,7 @@ def test_cli_errors_are_one_line_and_output_is_protected(mix_data, tmp_path):
     p = manifest(tmp_path, text)
     proc = curate("mix", "build", p, "--output", tmp_path / "out", "--no-progress")
     assert proc.returncode == 2
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {p}:{_line_of(text, 'filter:')}:"), proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out" / "shards").glob("*"))
     # a directory that is not a mix is never overwritten

@@ -112,7 +112,8 @@ def test_verify_catches_moved_or_dropped_injected_documents(data, tmp_path):
     lock_path.write_text(json.dumps(lock))
     assert any("injection moved" in p for p in verify(out))
     lock_path.write_text(good)
-    # a shard rewritten without one injected row, its hash in the lock updated to match: only the injection check sees it
+    # a shard rewritten without one injected row, its hash in the lock updated to match: only the injection check
+    # sees it
     lock = json.loads(good)
     p = lock["injections"][0]["positions"][0]
     shard = out / lock["outputs"][p // 16]["path"]

@@ -100,7 +100,8 @@ def test_smollm2_round_trip_continued_pretraining_and_eval(tmp_path):
     cpt = tmp_path / "cpt.yaml"  # no model section: the architecture comes from the checkpoint
     cpt.write_text(
         f"data: {{blend: {blend}, seq_length: 64}}\noptim: {{lr: 1.0e-4, min_lr: 1.0e-5, warmup_steps: 1}}\n"
-        f"train: {{steps: 2, global_batch_size: 2, micro_batch_size: 1, save_interval: 2, save_dir: {tmp_path / 'cpt'}}}\n"
+        f"train: {{steps: 2, global_batch_size: 2, micro_batch_size: 1, save_interval: 2, "
+        f"save_dir: {tmp_path / 'cpt'}}}\n"
     )
     proc = curate("train", "pretrain", cpt, "--init-from", tmp_path / "smol", "--no-progress", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

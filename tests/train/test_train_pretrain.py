@@ -1,4 +1,5 @@
-"""curate train pretrain on CPU: the tiny config trains, logs, checkpoints, and resumes after SIGKILL on the same curve."""
+"""curate train pretrain on CPU: the tiny config trains, logs, checkpoints, and resumes after SIGKILL on the same
+curve."""
 
 from __future__ import annotations
 
