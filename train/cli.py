@@ -181,3 +181,38 @@ def convert(
     except CurationError as e:
         _fail(e)
     console.print(f"wrote {out}", highlight=False)
+
+
+@train_app.command()
+def plan(
+    config: Path = typer.Argument(..., help="YAML config or shipped config name (see train/configs/)"),
+    gpus: int = typer.Option(8, "--gpus", help="GPUs per node"),
+    nodes: int = typer.Option(1, "--nodes", help="Nodes"),
+    gpu: str = typer.Option("H100", "--gpu", help="H100 | H200 | A100 (its memory), unless --gpu-memory is given"),
+    gpu_memory: float | None = typer.Option(None, "--gpu-memory", help="GiB per GPU, for another device"),
+    vocab_size: int | None = typer.Option(
+        None, "--vocab-size", help="Tokenizer vocabulary, when the config has no model.vocab_size (default: SmolLM2's)"
+    ),
+    sets: list[str] = typer.Option([], "--set", help="SECTION.KEY=VALUE overrides, repeatable"),
+):
+    """Parameter count, per-GPU memory (weights, gradients, optimizer, activations) and estimated tokens/s of a config
+    on NODES x GPUS devices, without a GPU; exit 2 with one line naming the fix when it cannot fit (train/sizing.py)."""
+    from rich.table import Table
+
+    from train.config import PretrainConfig
+    from train.sizing import estimate_config, table_rows
+
+    try:
+        cfg = PretrainConfig.from_yaml(config, parse_set(sets, "train.micro_batch_size=2"))
+        s = estimate_config(
+            cfg, str(config), gpus=gpus, nodes=nodes, gpu=gpu, gpu_memory=gpu_memory, vocab_size=vocab_size
+        )
+        table = Table(title=f"{config}: {s.params['total'] / 1e9:.3f}B parameters on {nodes} x {gpus} {gpu}")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        for k, v in table_rows(cfg, s):
+            table.add_row(k, v)
+        Console().print(table)
+        s.check()
+    except CurationError as e:
+        _fail(e)

@@ -202,6 +202,12 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             f"{origin}: train.global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size x "
             f"data-parallel size ({t.micro_batch_size} x {dist.dp})"
         )
+    if (
+        dist.on_gpu
+    ):  # per-GPU memory estimate: refuse a setting that cannot fit before anything is built (train/sizing.py)
+        from train.sizing import check_startup
+
+        check_startup(model_cfg, t, seq_length=seq, vocab_size=vocab_size, world_size=dist.world_size, origin=origin)
 
     model = build_model(
         model_cfg,

@@ -97,6 +97,10 @@ def make_plan(
                 probs, notes = _check_budget(ef, n, cfgs.get(n.condition))
                 plan.problems += probs
                 plan.notes += notes
+        from train.sizing import experiment_notes  # per-GPU memory of the training runs (train/sizing.py)
+
+        probs, notes = experiment_notes([n.params for n in nodes if n.kind == "train"], str(ef.path))
+        plan.problems, plan.notes = plan.problems + probs, plan.notes + notes
     return plan
 
 

@@ -84,6 +84,9 @@ train:
   stage: pretrain               # pretrain from scratch | midtrain / cpt from init_from
   # init_from: smollm2          # midtrain / cpt: HF directory, .gguf, smollm2 or a trainer checkpoint
   config: llama_350m_gpu        # shipped config name (train/configs) or a YAML path
+  # paper scale (docs/train.md): llama_6p9b_gpu, Tice et al.'s 6.9B (their 500B tokens: about 15,000 H100-hours per
+  # run at an assumed 40% MFU, 180,000 for 4 conditions x 3 seeds), or llama_1p7b_gpu, the 1.7B of Minder et al.;
+  # `curate train plan CONFIG` prints parameters, per-GPU memory and tokens/s
   set:                          # dotted overrides of the config
     train.steps: 20000
     train.save_interval: 1000
