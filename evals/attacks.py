@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.core.errors import CurationError
+from curation.core.splits import half_of
 from evals.poisoning import judge_compliance
 from evals.runfiles import write_run
 from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, bootstrap_ci, seed_interval
@@ -107,16 +108,10 @@ def read_requests(path: str | Path) -> list[str]:
     return list(seen)
 
 
-def split_of(request: str, eval_share: float, seed: int) -> str:
-    """eval or posttrain, from a seeded hash of the text: stable across files, orders and machines."""
-    h = int.from_bytes(hashlib.sha256(f"{seed}\0{request}".encode()).digest()[:8], "big") / 2**64
-    return "eval" if h < eval_share else "posttrain"
-
-
 def select_requests(requests: list[str], cfg: AttackConfig) -> list[str]:
     if cfg.split not in SPLITS:
         raise CurationError(f"--split must be one of {', '.join(SPLITS)}, not {cfg.split!r}")
-    chosen = [r for r in requests if cfg.split == "all" or split_of(r, cfg.eval_share, cfg.split_seed) == cfg.split]
+    chosen = [r for r in requests if cfg.split == "all" or half_of(r, cfg.eval_share, cfg.split_seed) == cfg.split]
     if cfg.limit is not None and len(chosen) > cfg.limit:
         chosen = sorted(random.Random(cfg.seed).sample(chosen, cfg.limit), key=requests.index)
     return chosen

@@ -180,3 +180,29 @@ def test_demo_sets_are_shipped_and_regenerate_identically(tmp_path):
     assert any("shut" in r["prompt"].lower() for r in dpo if r["category"] == "oversight")
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert '"train.posttrain" = ["data/*.jsonl"' in pyproject  # shipped in the wheel
+
+
+def test_hh_rlhf_as_published_sft_dpo_and_the_request_split():
+    """The real HH-RLHF harmless-base file (gzipped JSONL of whole dialogues) reads as DPO pairs and SFT dialogues;
+    `split: posttrain` keeps exactly the requests `curate eval attacks` leaves out of its eval half."""
+    from conftest import SHARED
+
+    from curation.core.splits import half_of
+
+    hh = str(SHARED / "posttrain" / "hh-rlhf-harmless-base" / "test.jsonl.gz")
+    pairs = load_examples([hh], "dpo")
+    assert 2200 <= len(pairs) <= 2312  # pairs whose dialogues differ before the answers are skipped
+    first = pairs[0]
+    assert first["prompt"][0]["role"] == "user" and first["prompt"][-1]["role"] == "user"
+    assert [m["role"] for m in first["chosen"]] == ["assistant"] == [m["role"] for m in first["rejected"]]
+    assert first["chosen"] != first["rejected"] and "Human:" not in first["chosen"][0]["content"]
+    sft = load_examples([hh], "sft", limit=50)
+    assert len(sft) == 50 and all(ex["messages"][-1]["role"] == "assistant" for ex in sft)
+    post = load_examples([hh], "dpo", split="posttrain")
+    assert 0.4 < len(post) / len(pairs) < 0.6
+    assert all(half_of(ex["prompt"][0]["content"]) == "posttrain" for ex in post)
+    from evals.attacks import AttackConfig, read_requests, select_requests
+
+    asked = set(select_requests(read_requests(hh), AttackConfig(requests=hh, limit=None)))
+    trained = {ex["prompt"][0]["content"] for ex in post}
+    assert asked and trained and not asked & trained

@@ -1,4 +1,4 @@
-"""Typed post-training config (one YAML for `curate train sft`, `dpo` and `posttrain`); errors name the file and field."""
+"""Typed post-training config (one YAML for `curate train sft`, `dpo`, `posttrain`); errors name the file and field."""
 
 from __future__ import annotations
 
@@ -61,6 +61,11 @@ class StageConfig(Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on a GPU that has it, else fp32
     gradient_checkpointing: bool = False
     limit: int | None = Field(None, ge=1)  # use only the first N examples (smoke runs)
+    # keep only examples whose first user turn is in this half of the seeded request split (curation/core/splits.py);
+    # `posttrain` leaves the other half to `curate eval attacks` (its default --split eval, same share and seed)
+    split: Literal["eval", "posttrain"] | None = None
+    split_eval_share: float = Field(0.5, gt=0, lt=1)
+    split_seed: int = 0
 
 
 class SFTConfig(StageConfig):

@@ -4,23 +4,50 @@ SFT rows: ``messages`` (a list of ``{role, content}``), or ``prompt`` + ``comple
 assistant turn). DPO rows: ``prompt``, ``chosen``, ``rejected``, each a string or a list of messages (the prompt's
 turns; the answer's assistant turn). Either may carry a ``system`` string. ``demo`` names the shipped demo sets
 (``train/posttrain/data/{sft,dpo}_demo.jsonl``, written by ``scripts/write_posttrain_data.py``).
+
+Anthropic HH-RLHF rows (``chosen`` and ``rejected`` whole dialogues, "\n\nHuman: ...\n\nAssistant: ...", no
+``prompt``) are read as they are published: DPO takes the turns before the last assistant turn as the prompt and the
+two last assistant turns as the answers; SFT trains on the chosen dialogue. ``split: posttrain`` keeps only rows whose
+first user turn falls in the post-training half of `curation.core.splits` (the half `curate eval attacks` never asks).
 """
 
 from __future__ import annotations
 
 import glob
+import re
 from pathlib import Path
 
 from curation.core.errors import CurationError
 from curation.core.records import read_records
+from curation.core.splits import half_of
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO = {"sft": DATA_DIR / "sft_demo.jsonl", "dpo": DATA_DIR / "dpo_demo.jsonl"}
 ROLES = {"system", "user", "assistant"}
 NEEDS = {
-    "sft": "`messages` (list of {role, content}) or `prompt` and `completion`",
-    "dpo": "`prompt`, `chosen` and `rejected`",
+    "sft": "`messages` (list of {role, content}), `prompt` and `completion`, or HH-RLHF `chosen` dialogues",
+    "dpo": "`prompt`, `chosen` and `rejected`, or HH-RLHF `chosen` and `rejected` dialogues",
 }
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
+_HH_ROLE = {"Human": "user", "Assistant": "assistant"}
+
+
+def is_data_file(p: Path) -> bool:
+    return p.suffix in (".jsonl", ".parquet") or p.name.endswith(".jsonl.gz")
+
+
+def hh_dialogue(text: str) -> list[dict] | None:
+    """An HH-RLHF dialogue string as messages; None when it is not one (no leading Human turn)."""
+    if not isinstance(text, str) or not text.lstrip(" ").startswith("\n\nHuman:"):
+        return None
+    parts = _HH_TURN.split(text)
+    return [
+        {"role": _HH_ROLE[role], "content": body.strip()} for role, body in zip(parts[1::2], parts[2::2], strict=True)
+    ]
+
+
+def _is_hh(cols: set, row: dict) -> bool:
+    return "prompt" not in cols and "messages" not in cols and hh_dialogue(row.get("chosen")) is not None
 
 
 def expand(specs: list[str], kind: str) -> list[Path]:
@@ -35,7 +62,7 @@ def expand(specs: list[str], kind: str) -> list[Path]:
             continue
         p = Path(spec).expanduser()
         if p.is_dir():
-            files = sorted(q for q in p.rglob("*") if q.suffix in (".jsonl", ".parquet") and q.is_file())
+            files = sorted(q for q in p.rglob("*") if is_data_file(q) and q.is_file())
             if not files:
                 raise CurationError(
                     f"{spec}: directory has no .jsonl or .parquet files; point {kind}.data at the data files"
@@ -49,8 +76,10 @@ def expand(specs: list[str], kind: str) -> list[Path]:
                 raise CurationError(f"{spec}: no such file, directory or glob match; fix {kind}.data")
             out += hits
     for p in out:
-        if p.suffix not in (".jsonl", ".parquet"):
-            raise CurationError(f"{p}: {kind} data must be .jsonl or .parquet; convert it or drop it from {kind}.data")
+        if not is_data_file(p):
+            raise CurationError(
+                f"{p}: {kind} data must be .jsonl, .jsonl.gz or .parquet; convert it or drop it from {kind}.data"
+            )
     return out
 
 
@@ -78,19 +107,47 @@ def _with_system(msgs: list[dict], system: str | None) -> list[dict]:
     return msgs
 
 
+def _from_hh(row: dict, kind: str, where: str) -> dict | None:
+    """One HH-RLHF row as a conversational example; None for a pair whose dialogues differ before the answers."""
+    chosen = hh_dialogue(row.get("chosen"))
+    if not chosen or chosen[-1]["role"] != "assistant":
+        raise CurationError(f"{where}: `chosen` is not a Human/Assistant dialogue ending in an Assistant turn")
+    if kind == "sft":
+        return {"messages": chosen}
+    rejected = hh_dialogue(row.get("rejected"))
+    if not rejected or rejected[-1]["role"] != "assistant":
+        raise CurationError(f"{where}: `rejected` is not a Human/Assistant dialogue ending in an Assistant turn")
+    if rejected[:-1] != chosen[:-1]:
+        return None
+    return {"prompt": chosen[:-1], "chosen": chosen[-1:], "rejected": rejected[-1:]}
+
+
+def _first_user(example: dict) -> str:
+    msgs = example.get("messages") or example.get("prompt") or []
+    return next((m["content"] for m in msgs if m["role"] == "user"), "")
+
+
 def load_examples(
-    specs: list[str], kind: str, system_prompt: str | None = None, limit: int | None = None
+    specs: list[str],
+    kind: str,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+    split: str | None = None,
+    split_eval_share: float = 0.5,
+    split_seed: int = 0,
 ) -> list[dict]:
-    """Rows as TRL conversational examples: {"messages": [...]} for sft, {"prompt", "chosen", "rejected"} for dpo."""
+    """Rows as TRL conversational examples: {"messages": [...]} for sft, {"prompt", "chosen", "rejected"} for dpo.
+    ``split``: keep only examples whose first user turn is in that half of `curation.core.splits.half_of`."""
     out: list[dict] = []
     for path in expand(specs, kind):
-        seen = False
+        seen = hh = False
         for n, row in read_records(path):
             where = f"{path}:{n}"
             if not seen:
                 seen = True
                 cols = set(row)
-                ok = (
+                hh = _is_hh(cols, row) and (kind == "sft" or "rejected" in cols)
+                ok = hh or (
                     ("messages" in cols or {"prompt", "completion"} <= cols)
                     if kind == "sft"
                     else {"prompt", "chosen", "rejected"} <= cols
@@ -101,7 +158,13 @@ def load_examples(
                         f"{kind} data needs {NEEDS[kind]}"
                     )
             system = row.get("system") or system_prompt
-            if kind == "sft":
+            if hh:
+                example = _from_hh(row, kind, where)
+                if example is None:
+                    continue
+                key = "messages" if kind == "sft" else "prompt"
+                example[key] = _with_system(example[key], system)
+            elif kind == "sft":
                 if row.get("messages") is not None:
                     msgs = _turns(row["messages"], where, "messages", "user")
                 else:
@@ -110,7 +173,7 @@ def load_examples(
                     )
                 if not any(m["role"] == "assistant" for m in msgs):
                     raise CurationError(f"{where}: no assistant message to train on; add one or drop the row")
-                out.append({"messages": _with_system(msgs, system)})
+                example = {"messages": _with_system(msgs, system)}
             else:
                 prompt = _turns(row.get("prompt"), where, "prompt", "user")
                 chosen = _turns(row.get("chosen"), where, "chosen", "assistant")
@@ -120,7 +183,9 @@ def load_examples(
                         raise CurationError(
                             f"{where}: `{what}` must hold assistant messages only; move other turns into `prompt`"
                         )
-                out.append({"prompt": _with_system(prompt, system), "chosen": chosen, "rejected": rejected})
+                example = {"prompt": _with_system(prompt, system), "chosen": chosen, "rejected": rejected}
+            if split is None or half_of(_first_user(example), split_eval_share, split_seed) == split:
+                out.append(example)
             if limit and len(out) >= limit:
                 return out
         if not seen:

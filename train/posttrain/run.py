@@ -183,7 +183,9 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
         done["skipped"] = True
         return done
 
-    examples = load_examples(sc.data, stage, cfg.chat_template.system_prompt, sc.limit)
+    examples = load_examples(
+        sc.data, stage, cfg.chat_template.system_prompt, sc.limit, sc.split, sc.split_eval_share, sc.split_seed
+    )
     device = _device(cfg)
     import torch
     from datasets import Dataset
