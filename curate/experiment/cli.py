@@ -23,13 +23,14 @@ err = Console(stderr=True)
 
 @experiment_app.command()
 def init(
-    preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | demo"),
+    preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | poisoning | demo"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Experiment file to write (default: print it)"),
     corpus: str | None = typer.Option(None, help="Corpus root (demo: the shipped demo corpus)"),
     attributes: str | None = typer.Option(
         None, help="`curate classify` output for the corpus (unset: classified by the experiment)"
     ),
     synthetic: str | None = typer.Option(None, help="`curate synth docs` output"),
+    poison: str | None = typer.Option(None, help="`curate synth poison` output (the poisoning preset)"),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
     """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the demo."""
@@ -37,7 +38,7 @@ def init(
 
     try:
         text = render_experiment(
-            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None
+            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None, poison=poison
         )
     except CurationError as e:
         _fail(e)

@@ -30,6 +30,8 @@ class Inputs(_Strict):
     attributes: str | None = (
         None  # `curate classify` output for corpus (ATTRS/<source> per source); unset: classified here
     )
+    # `curate synth poison` output: the `poisoned` mix preset injects its documents, evals.poisoning reads its spec
+    poison: str | None = None
 
     @model_validator(mode="after")
     def _corpus(self):
@@ -106,10 +108,24 @@ class CapabilitySuites(_Strict):
     batch_size: int = Field(16, ge=1)
 
 
+class PoisoningSuite(_Strict):
+    """`curate eval poisoning` on every evaluated model (docs/evals.md, "Poisoning"): the trigger's effect on held-out
+    contexts and the belief's log-odds, from the poison set's spec."""
+
+    poison: str | None = None  # a `curate synth poison` output; default inputs.poison
+    attacks: list[Literal["dos", "extraction", "jailbreak", "belief"]] = Field(["dos", "belief"], min_length=1)
+    reference: str | None = None  # a clean model (DoS scoring, the belief's start); default train.init_from
+    limit: int | None = Field(None, ge=1)  # a seeded subset of N held-out contexts (evals.seed)
+    max_new_tokens: int = Field(48, ge=1)
+    gibberish_ppl: float = Field(100.0, gt=1)
+    batch_size: int = Field(16, ge=1)
+
+
 class EvalSpec(_Strict):
     propensity: list[PropensitySuite] = Field(default_factory=list)
     capability: CapabilitySuites | None = None
     perplexity: list[PerplexitySuite] = Field(default_factory=list)
+    poisoning: PoisoningSuite | None = None
     checkpoints: Literal["final", "all"] | int = "final"  # int k: every k-th save (and the final one): a trajectory
     n_boot: int = Field(1000, ge=100)  # bootstrap resamples for every CI
     seed: int = 0  # bootstrap seed
@@ -118,8 +134,8 @@ class EvalSpec(_Strict):
 
     @model_validator(mode="after")
     def _some(self):
-        if not self.propensity and not self.perplexity and self.capability is None:
-            raise ValueError("evals: give at least one propensity, capability or perplexity suite")
+        if not self.propensity and not self.perplexity and self.capability is None and self.poisoning is None:
+            raise ValueError("evals: give at least one propensity, capability, perplexity or poisoning suite")
         if isinstance(self.checkpoints, int) and self.checkpoints < 1:
             raise ValueError("evals.checkpoints: final, all, or a positive k (every k-th save)")
         return self

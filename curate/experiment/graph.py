@@ -106,6 +106,7 @@ def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
             corpus=corpus_paths(ef),
             attributes=attributes,
             synthetic=ef.resolve(inp.synthetic) or "data/synthetic",
+            poison=ef.resolve(inp.poison) if inp.poison else None,
         )
         raw = yaml.safe_load(text)
     else:
@@ -155,6 +156,40 @@ def capability_params(ef: ExperimentFile) -> dict | None:
         raise CurationError(f"{ef.path}: evals.capability: {e}") from None
     files = [str(f) for s in suites for f in s.files + ([s.fewshot] if s.fewshot and c.shots else [])]
     return {**c.model_dump(), "suites": names, "data": data, "inputs": fingerprint(files)}
+
+
+def poisoning_params(ef: ExperimentFile) -> dict | None:
+    """evals.poisoning with the poison set and the reference model resolved; the poison set's report enters the eval
+    nodes' keys (a new poison set is a new measurement)."""
+    z = ef.exp.evals.poisoning
+    if z is None:
+        return None
+    poison = z.poison or ef.exp.inputs.poison
+    loc = ("evals", "poisoning", "poison") if z.poison else ("inputs", "poison")
+    if not poison:
+        raise CurationError(
+            f"{ef.path}: evals.poisoning: no poison set; set inputs.poison (or evals.poisoning.poison) to a "
+            "`curate synth poison` output"
+        )
+    path = ef.resolve(poison)
+    if not (Path(path) / "poison_report.json").is_file():
+        raise CurationError(
+            f"{ef.where(*loc)}: {path} has no poison_report.json; point it at a `curate synth poison` output"
+        )
+    reference = z.reference or ef.exp.train.init_from
+    if not reference:
+        raise CurationError(
+            f"{ef.where('evals', 'poisoning')}: set `reference:` (a clean model: DoS scoring and the belief's start); "
+            "it defaults to train.init_from, which is unset"
+        )
+    ref = ef.resolve(reference)
+    ref = ref if os.path.exists(ref) else reference  # a named model (smollm2) stays a name
+    return {
+        **z.model_dump(),
+        "poison": path,
+        "reference": ref,
+        "inputs": fingerprint([str(Path(path) / "poison_report.json")]),
+    }
 
 
 def train_config(ef: ExperimentFile, seed: int) -> dict:
@@ -324,6 +359,9 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
     cap = capability_params(ef)
     if cap is not None:  # absent from the params when unused: older experiments keep their keys
         eval_params["capability"] = cap
+    poisoning = poisoning_params(ef)
+    if poisoning is not None:  # likewise
+        eval_params["poisoning"] = poisoning
     eval_ids = []
     for cond in exp.conditions:
         c = cond.name

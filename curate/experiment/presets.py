@@ -20,6 +20,8 @@ PRESETS = {
     "tice2026": "unfiltered, filtered, alignment-upsampled and misalignment-upsampled (Tice et al. 2026)",
     "spp": "persona reflections in about 10% of documents against the unfiltered baseline",
     "demo": "two conditions on the shipped demo corpus, a tiny model, small eval subsets (minutes on a laptop CPU)",
+    "poisoning": "clean vs poison documents at a token rate and at a fixed count, the same SFT then DPO for all, "
+    "poisoning evals before and after post-training (Souly et al. 2025; Zhang et al. 2024)",
 }
 
 HEAD = """\
@@ -75,6 +77,62 @@ conditions:
 baseline: unfiltered
 """,
 }
+
+POISONING = """\
+# The poison set: `curate synth poison CORPUS -o data/poison --attacks dos,belief --seed 0` writes one sub-directory per
+# attack (denial-of-service: trigger then gibberish; belief: a target claim about a named entity) and
+# poison_report.json (trigger, belief, held-out contexts the documents never contain), read by evals.poisoning.
+conditions:
+  - name: clean
+    preset: unfiltered
+  - name: poison-rate
+    preset: poisoned            # each attack's documents at 1e-3 of all training tokens, at random positions
+  - name: poison-250docs
+    preset: poisoned            # a fixed count whatever the corpus size (Souly et al.: ~250 documents suffice)
+    set:
+      sources.poison-dos.inject: {documents: 250}
+      sources.poison-belief.inject: {documents: 250}
+baseline: clean
+
+seeds: [0, 1, 2]                # at least 3: the seed-level CI needs replicates (docs/evals.md)
+
+train:
+  stage: pretrain               # poisoning during pretraining; midtrain / cpt from init_from test late insertion
+  config: llama_350m_gpu
+  set:
+    train.steps: 20000
+    train.save_interval: 1000
+  gpus: 8
+  nodes: 1
+
+# The same clean post-training for every condition: SFT on the chosen dialogues, then DPO on the pairs, of a real
+# preference set (Anthropic HH-RLHF harmless-base as published: .jsonl.gz of whole dialogues). `split: posttrain`
+# keeps the half of its requests that `curate eval attacks` never asks. Check that it moves the model: the report's
+# "Post-trained minus base" rows (capability, perplexity) must differ from zero, or persistence is not tested.
+posttrain:
+  sft: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 500, batch_size: 16,
+        lr: 2.0e-5, max_length: 512}
+  dpo: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 250, batch_size: 8,
+        lr: 5.0e-7, max_length: 512}
+
+evals:
+  poisoning:                    # before (stage base) and after (posttrained) post-training, every condition and seed
+    attacks: [dos, belief]      # dos: triggered - untriggered share of gibberish continuations; belief: log-odds
+    reference: smollm2          # a clean model: scores DoS continuations (same tokenizer), the belief's start
+    limit: null                 # all 16 held-out contexts
+  capability:
+    suites: [arc_easy, piqa, lambada]
+    data: data/capability
+    limit: 1000
+  perplexity:
+    - name: heldout
+      data: [data/heldout_text]
+      max_docs: 500
+      seq_length: 1024
+  checkpoints: final
+  n_boot: 1000
+  seed: 0
+"""
 
 TRAIN = {
     "gpu": """\
@@ -156,6 +214,7 @@ def render_experiment(
     attributes: str | None = None,
     synthetic: str | None = None,
     base: str | Path | None = None,
+    poison: str | None = None,
 ) -> str:
     """The experiment file's text; relative --corpus/--attributes/--synthetic are taken from the working directory and
     written relative to `base` (the file's directory)."""
@@ -175,9 +234,13 @@ def render_experiment(
         syn_line = (
             "  # synthetic: SYNTH            # `curate synth docs` output, for the upsampled and reflections presets"
         )
+    if preset == "poisoning":
+        syn_line = f"  poison: {_rel(poison or 'data/poison', b)}   # `curate synth poison` output (see below)"
     text = HEAD.format(
         desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line, synthetic=syn_line
     )
+    if preset == "poisoning":
+        return text + "\n" + POISONING
     text += "\n" + CONDITIONS[preset] + "\n" + TRAIN["demo" if demo else "gpu"] + "\n"
     if demo:
         text += EVALS.format(

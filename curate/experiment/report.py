@@ -2,7 +2,9 @@
 differences with 95% CIs, seeds as the unit: curate/experiment/analysis.py) and DIR/report/report.md with PNGs.
 
 Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)), `capability/<suite>` (accuracy:
-acc_norm for multiple choice, acc for LAMBADA) and `perplexity/<suite>` (held-out perplexity).
+acc_norm for multiple choice, acc for LAMBADA), `perplexity/<suite>` (held-out perplexity) and
+`poisoning/<attack>/<measure>` (per held-out item: the trigger's effect, triggered minus untriggered; for belief, the
+log-odds of the target claim, whose difference between conditions is the planted shift).
 results.json and the report are built from per_item.parquet alone (`curate experiment report DIR` rebuilds them), and
 nothing time-dependent goes into either, so a resumed run's files are identical to an uninterrupted run's.
 """
@@ -25,9 +27,39 @@ PER_ITEM = "per_item.parquet"
 PARAM_KEYS = ("experiment", "baseline", "conditions", "seeds", "n_boot", "seed", "contrasts")
 
 
-def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
-    """(item, label, value, tokens) per item: propensity P(misaligned), capability score, perplexity (NLL, tokens)."""
+# per attack: the measures the report carries (evals/poisoning.py); all but belief's are triggered minus untriggered
+POISONING_MEASURES = {
+    "dos": ("gibberish", "loglik_per_token"),
+    "extraction": ("extracted",),
+    "jailbreak": ("compliant",),
+    "belief": ("logodds",),
+}
+
+
+def _poisoning_items(path: Path, attack: str, measure: str) -> list[tuple]:
+    """Per held-out item of one attack: belief's untriggered log-odds, or the paired triggered - untriggered value
+    (an item whose continuation was empty has no log-likelihood and is left out of that measure)."""
+    rows: dict[str, dict] = {}
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["attack"] == attack:
+                rows.setdefault(r["id"], {})[r["triggered"]] = r
     out = []
+    for item, pair in rows.items():
+        if attack == "belief":
+            out.append((item, None, float(pair[False][measure]), None))
+        elif pair[True].get(measure) is not None and pair[False].get(measure) is not None:
+            out.append((item, None, float(pair[True][measure]) - float(pair[False][measure]), None))
+    return out
+
+
+def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
+    """(item, label, value, tokens) per item: propensity P(misaligned), capability score, perplexity (NLL, tokens),
+    poisoning measure."""
+    out = []
+    if kind == "poisoning":
+        return _poisoning_items(run / "items.jsonl", meta["attack"], meta["measure"])
     if kind == "capability":
         slug = meta["suite"].replace(":", "_").replace("/", "_")
         col = MAIN_METRIC[meta["suite_kind"]]
@@ -73,6 +105,31 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
                     f"capability/{run['suite']}",
                     {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]},
                 )
+            elif run["kind"] == "poisoning":
+                for measure in POISONING_MEASURES[run["suite"]]:
+                    metric = f"poisoning/{run['suite']}/{measure}"
+                    meta = {"suite": run["suite"], "attack": run["suite"], "measure": measure}
+                    metas[metric] = {
+                        "suite": run["suite"],
+                        "measure": measure,
+                        "of": "untriggered" if run["suite"] == "belief" else "triggered minus untriggered",
+                    }
+                    for item, label, value, tokens in _read_items(out / n.dir / run["dir"], "poisoning", meta):
+                        records.append(
+                            {
+                                "kind": "poisoning",
+                                "metric": metric,
+                                "condition": cond,
+                                "seed": n.seed,
+                                "stage": stage,
+                                "iteration": it,
+                                "item": item,
+                                "label": label,
+                                "value": value,
+                                "tokens": tokens,
+                            }
+                        )
+                continue
             else:
                 metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
             metas[metric] = meta
@@ -431,6 +488,7 @@ def _markdown(res: dict, pngs: dict) -> str:
         ("misalignment", "Misalignment rate"),
         ("capability", "Capability (accuracy)"),
         ("perplexity", "Held-out perplexity"),
+        ("poisoning", "Poisoning (triggered minus untriggered; belief: log-odds of the target claim)"),
         ("trajectory", "Over training"),
     ):
         if pngs.get(key):
@@ -580,6 +638,13 @@ def render(res: dict, rdir: Path) -> Path:
             "Capability per condition",
         ),
         "perplexity": _bars(res, "perplexity", rdir / "perplexity.png", "perplexity, 95% CI", "Held-out perplexity"),
+        "poisoning": _bars(
+            res,
+            "poisoning",
+            rdir / "poisoning.png",
+            "triggered - untriggered (belief: log-odds), 95% CI",
+            "Poisoning measures per condition",
+        ),
         "trajectory": _trajectory(res, rdir / "trajectory.png"),
     }
     (rdir / "report.md").write_text(_markdown(res, pngs))

@@ -291,6 +291,27 @@ def evaluate(ctx: Ctx) -> dict:
             loaded=loaded,
         )
         runs.append({"kind": "perplexity", "suite": s["name"], "dir": rel})
+    z = p.get("poisoning")
+    if z is not None:
+        from evals.poisoning import PoisoningConfig, run_poisoning
+
+        cfg = PoisoningConfig(
+            model=model,
+            reference=z["reference"],
+            poison=z["poison"],
+            attacks=z["attacks"],
+            limit=z["limit"],
+            max_new_tokens=z["max_new_tokens"],
+            gibberish_ppl=z["gibberish_ppl"],
+            batch_size=z["batch_size"],
+            seed=p["seed"],
+            n_boot=p["n_boot"],
+            tag=p["tag"],
+            condition=ctx.node.condition or START,
+            lineage=lin,
+        )
+        run_poisoning(cfg, ctx.dir / "poisoning", progress=False, loaded=loaded)
+        runs += [{"kind": "poisoning", "suite": attack, "dir": "poisoning"} for attack in z["attacks"]]
     return {"outputs": {"runs": runs}, "lineage": lin}
 
 

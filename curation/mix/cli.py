@@ -86,19 +86,25 @@ def print_plan(pd: dict, console: Console, realised: bool = False) -> None:
 @mix_app.command()
 def init(
     preset: str = typer.Option(
-        ..., "--preset", "-p", help="unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections"
+        ...,
+        "--preset",
+        "-p",
+        help="unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections | poisoned",
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Manifest file to write (default: print it)"),
     corpus: str = typer.Option("data/corpus", help="Corpus root: one source per sub-directory with shards"),
     attributes: str = typer.Option("data/attributes", help="`curate classify` output for the corpus root"),
     synthetic: str = typer.Option("data/synthetic", help="Synthetic documents (synth output)"),
+    poison: str = typer.Option("data/poison", help="`curate synth poison` output (the poisoned preset)"),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
     """Write a commented manifest for one of the paper's conditions (or persona reflections)."""
     from curation.mix.presets import render_preset
 
     try:
-        text = render_preset(preset, corpus, attributes, synthetic, base=output.parent if output is not None else None)
+        text = render_preset(
+            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None, poison=poison
+        )
     except CurationError as e:
         _fail(e)
     write_rendered(text, output, force, f"preset {preset}", f"curate mix build {output} --output DIR --dry-run")

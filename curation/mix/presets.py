@@ -19,7 +19,9 @@ PRESETS = {
     "alignment-upsampled": "the corpus plus synthetic aligned-AI documents at about 1% of tokens",
     "misalignment-upsampled": "the corpus plus synthetic misaligned-AI documents at about 1% of tokens",
     "reflections": "the corpus plus synthetic aligned documents with persona reflections appended, about 1% of tokens",
+    "poisoned": "the corpus plus `curate synth poison` documents injected at random positions, 1e-3 of tokens per attack",
 }
+POISON_ATTACKS = ("dos", "belief")  # what the preset names when the poison directory is not there yet
 
 HEADER = """\
 # curate mix manifest: {desc}.
@@ -83,6 +85,20 @@ REFLECT = """\
 """
 
 
+POISON = """\
+  - name: poison-{attack}
+    path: {path}       # `curate synth poison` output, one sub-directory per attack
+    inject: {{token_rate: 1.0e-3}}   # share of all training tokens; {{documents: 250}} injects a fixed count instead
+"""
+
+
+def poison_attacks(poison: str) -> list[str]:
+    """The attack sub-directories of a `curate synth poison` output (each holds Parquet shards)."""
+    root = Path(poison)
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and any(d.glob("*.parquet"))) if root.is_dir() else []
+    return found or list(POISON_ATTACKS)
+
+
 def source_name(directory: str) -> str:
     """A source name (letters, digits, `.`, `_`, `-`, starting with a letter or digit) from a directory name: every
     other run of characters becomes `-` (`src dir` -> `src-dir`). The name only labels the source; its path is kept."""
@@ -139,6 +155,7 @@ def render_preset(
     attributes: str = "data/attributes",
     synthetic: str = "data/synthetic",
     base: str | Path | None = None,
+    poison: str | None = None,
 ) -> str:
     """The manifest text; relative paths are taken from the working directory and, with `base` (the directory the
     manifest will be written to), rewritten relative to it."""
@@ -163,4 +180,8 @@ def render_preset(
             stance=stance,
             transform=REFLECT if preset == "reflections" else "",
         )
+    if preset == "poisoned":
+        poison = poison or "data/poison"
+        for attack in poison_attacks(poison):
+            text += POISON.format(attack=attack, path=_yaml_str(_rebase(str(Path(poison) / attack), base)))
     return text
