@@ -1,27 +1,27 @@
 #!/usr/bin/env bash
 # The GPU tier of the small-scale replication (docs/results/small-scale-replication.md, "GPU tier").
 #
-#   bash scripts/gpu_study.sh prepare          here: data side on the CPU, then build/gpu/{a,b,run} (each <= 64 MiB a call)
-#   bash scripts/gpu_study.sh smoke            on the lent GPU machine, first call (carries run/): the engine at full shape
-#   bash scripts/gpu_study.sh run              on the lent GPU machine, after the staging calls (see prepare's output)
-#   bash scripts/gpu_study.sh collect FILES    here: the device's files -> runs/gpu-study/results.json and report/
+#   bash scripts/gpu_study.sh prepare          here: data side, `curate experiment export` to build/gpu/run, wheels, GGUF
+#   bash scripts/gpu_study.sh smoke            on the lent GPU machine, first call (carries run/, wheels/): the engine
+#   bash scripts/gpu_study.sh run              on the lent GPU machine, after the staging calls: `curate experiment run-pack`
+#   bash scripts/gpu_study.sh collect FILES    here: `curate experiment import`, then the report in runs/gpu-study
 #
 # Extra arguments go to scripts/gpu_study.py (e.g. prepare --exp FILE; run --jobs 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmd="${1:?usage: gpu_study.sh prepare|run|collect [args]}"; shift
+cmd="${1:?usage: gpu_study.sh prepare|smoke|run|collect [args]}"; shift
 case "$cmd" in
   prepare|collect)
     exec .venv/bin/python scripts/gpu_study.py "$cmd" "$@" ;;
   run|smoke)
     # the GPU machine reaches no registry: install the carried wheels beside its own torch and transformers
     site="${GPU_STUDY_SITE:-/tmp/gpu-study-site}"
-    if compgen -G "build/gpu/run/wheels/*.whl" > /dev/null; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" build/gpu/run/wheels/*.whl
+    if compgen -G "build/gpu/wheels/*.whl" > /dev/null; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" build/gpu/wheels/*.whl
     fi
     export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     if [ "$cmd" = run ]; then set -- --site "$site" "$@"; fi
     exec python3 scripts/gpu_study.py "$cmd" "$@" ;;
   *)
-    echo "usage: gpu_study.sh prepare|run|collect [args]" >&2; exit 2 ;;
+    echo "usage: gpu_study.sh prepare|smoke|run|collect [args]" >&2; exit 2 ;;
 esac

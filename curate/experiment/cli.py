@@ -1,4 +1,5 @@
-"""`curate experiment init | plan | run` (mounted in curate/cli.py): a thin layer over curate.experiment."""
+"""`curate experiment init | plan | run | report | export | run-pack | import` (mounted in curate/cli.py): a thin
+layer over curate.experiment."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def init(
     poison: str | None = typer.Option(None, help="`curate synth poison` output (the poisoning preset)"),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
-    """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the demo."""
+    """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the
+    demo."""
     from curate.experiment.presets import render_experiment
 
     try:
@@ -46,20 +48,21 @@ def init(
 
 
 def _print_plan(plan, out: Path | None) -> None:
-    con = Console() if Console().is_terminal else Console(width=160)
-    t = Table(
-        title=f"experiment '{plan.ef.exp.name}': {len(plan.nodes)} nodes, {len(plan.nodes) - len(plan.to_run)} finished, "
-        f"{len(plan.to_run)} to run" + (f" (in {out})" if out else ""),
+    console = Console() if Console().is_terminal else Console(width=160)
+    table = Table(
+        title=f"experiment '{plan.name}': {len(plan.nodes)} nodes, {len(plan.nodes) - len(plan.to_run)} "
+        f"finished, {len(plan.to_run)} to run" + (f" (in {out})" if out else ""),
         title_justify="left",
     )
     for col in ("node", "kind", "after", "status", "key"):
-        t.add_column(col)
-    for n in plan.nodes:
-        after = ", ".join(d.split("/")[-1] for d in n.deps) if n.kind != "report" else f"{len(n.deps)} evals"
-        t.add_row(n.id, n.kind, after, "finished" if plan.done[n.id] else "[bold]to run[/bold]", n.key[:10])
-    con.print(t)
+        table.add_column(col)
+    for node in plan.nodes:
+        after = ", ".join(d.split("/")[-1] for d in node.deps) if node.kind != "report" else f"{len(node.deps)} evals"
+        status = "finished" if plan.done[node.id] else "[bold]to run[/bold]"
+        table.add_row(node.id, node.kind, after, status, node.key[:10])
+    console.print(table)
     for note in plan.notes:
-        con.print(f"note: {note}", highlight=False, soft_wrap=True)
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
 
 
 def _print_power(rows: list[dict], notes: list[str], effect: float | None) -> None:
@@ -124,7 +127,7 @@ def plan(
 
     try:
         p = make_plan(experiment, output, check_budgets=check, seeds=parse_seeds(seeds))
-        rows, notes = power_table(p.ef, p.ef.exp.seeds, pilot, effect)
+        rows, notes = power_table(p.experiment_file, p.experiment_file.exp.seeds, pilot, effect)
     except CurationError as e:
         _fail(e)
     _print_plan(p, output)
@@ -206,3 +209,78 @@ def report(
         _fail(e)
     print(f"results  {res}")
     print(f"report   {res.parent / 'report' / 'report.md'}")
+
+
+def _kinds(only: str) -> set[str]:
+    return {k.strip() for k in only.split(",") if k.strip()}
+
+
+@experiment_app.command()
+def export(
+    experiment: Path = typer.Argument(..., help="Experiment YAML"),
+    directory: Path = typer.Option(
+        ..., "--dir", "-d", help="The experiment's output directory (`run -o`), its data side finished"
+    ),
+    only: str = typer.Option(..., help="The kinds to run elsewhere, comma-separated (e.g. init,train,convert,eval)"),
+    output: Path = typer.Option(..., "--output", "-o", help="The pack directory to write (a new or earlier pack)"),
+    label: str = typer.Option("export", help="Where the logs come back to: DIR/logs/LABEL"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress lines on stderr"),
+):
+    """Pack the unfinished nodes of some kinds, with the finished nodes and inputs they read, for another machine
+    (`curate experiment run-pack` there, `curate experiment import` back here)."""
+    from curate.experiment.export import ExportExecutor
+    from curate.experiment.run import run_experiment
+
+    log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
+    try:
+        res = run_experiment(experiment, directory, executor=ExportExecutor(_kinds(only), output, label), log=log)
+    except CurationError as e:
+        _fail(e)
+    err.print(
+        f"there: curate experiment run-pack {res.pack} -o WORK --results RESULTS; "
+        f"back here: curate experiment import RESULTS --into {res.output}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    print(res.pack)
+
+
+@experiment_app.command("run-pack")
+def run_pack(
+    pack: Path = typer.Argument(..., help="A pack `curate experiment export` wrote"),
+    output: Path = typer.Option(..., "--output", "-o", help="Working directory: a copy of the pack the nodes run in"),
+    results: Path = typer.Option(..., help="Where results.tar.gz and summary.json go (for `curate experiment import`)"),
+    jobs: int = typer.Option(1, help="Nodes run at once"),
+    fresh: bool = typer.Option(False, help="Start over instead of keeping the nodes an earlier call finished"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="One line per node on stderr"),
+):
+    """Run an exported pack's nodes here (the machine the pack was carried to), then write its results."""
+    from curate.experiment.export import run_pack as run
+
+    log = (lambda m: err.print(m, highlight=False, soft_wrap=True)) if progress else (lambda m: None)
+    try:
+        res = run(pack, output, results, jobs=jobs, fresh=fresh, log=log)
+    except CurationError as e:
+        _fail(e)
+    print(f"results  {res.results}")
+
+
+@experiment_app.command("import")
+def import_(
+    results: Path = typer.Argument(..., help="The --results folder of `curate experiment run-pack` (or its tarball)"),
+    into: Path = typer.Option(..., "--into", help="The experiment directory the pack was exported from"),
+    seeds: str | None = typer.Option(
+        None, help="Require only these seeds finished, comma-separated (a run cut short: its first seeds)"
+    ),
+):
+    """Check a pack's results against the experiment directory's graph and bring its finished nodes in; then
+    `curate experiment run EXP -o DIR` writes the report."""
+    from curate.experiment.export import import_results
+    from curate.experiment.run import parse_seeds
+
+    try:
+        res = import_results(results, into, parse_seeds(seeds), log=lambda m: err.print(m, highlight=False))
+    except CurationError as e:
+        _fail(e)
+    again = f"curate experiment run {res.experiment or 'EXP'} -o {res.into}" + (f" --seeds {seeds}" if seeds else "")
+    print(f"imported {len(res.imported)} nodes; the report: {again}")

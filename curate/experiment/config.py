@@ -220,7 +220,7 @@ def load_experiment(path: str | Path) -> ExperimentFile:
     path = Path(path)
     raw = read_yaml(path, DOCS)
     exp = validate(Experiment, raw, str(path), DOCS)
-    ef = ExperimentFile(path.resolve(), path.read_text(), exp)
+    experiment_file = ExperimentFile(path.resolve(), path.read_text(), exp)
     if exp.posttrain is not None:
         from train.posttrain.config import PosttrainConfig
 
@@ -242,4 +242,4 @@ def load_experiment(path: str | Path) -> ExperimentFile:
                 f"{path}: condition {c.name}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
                 "(`curate synth docs` output)"
             )
-    return ef
+    return experiment_file

@@ -95,27 +95,27 @@ def _set_path(raw: dict, dotted: str, value) -> None:
         n[parts[-1]] = value
 
 
-def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
+def condition_manifest(experiment_file: ExperimentFile, cond, attributes: str) -> dict:
     """The condition's mix manifest as a dict, paths absolute, name = the condition's name."""
     from curation.mix.presets import render_preset
 
-    inp = ef.exp.inputs
+    inp = experiment_file.exp.inputs
     if cond.preset is not None:
         text = render_preset(
             cond.preset,
-            corpus=corpus_paths(ef),
+            corpus=corpus_paths(experiment_file),
             attributes=attributes,
-            synthetic=ef.resolve(inp.synthetic) or "data/synthetic",
-            poison=ef.resolve(inp.poison) if inp.poison else None,
+            synthetic=experiment_file.resolve(inp.synthetic) or "data/synthetic",
+            poison=experiment_file.resolve(inp.poison) if inp.poison else None,
         )
         raw = yaml.safe_load(text)
     else:
-        mpath = Path(ef.resolve(cond.manifest))
+        mpath = Path(experiment_file.resolve(cond.manifest))
         try:
             raw = yaml.safe_load(mpath.read_text())
         except (OSError, yaml.YAMLError) as e:
             raise CurationError(
-                f"{ef.path}: condition {cond.name}: cannot read manifest {mpath} ({type(e).__name__}); "
+                f"{experiment_file.path}: condition {cond.name}: cannot read manifest {mpath} ({type(e).__name__}); "
                 "fix the path (relative to the experiment file)"
             ) from None
         for s in raw.get("sources") or []:
@@ -127,62 +127,62 @@ def condition_manifest(ef: ExperimentFile, cond, attributes: str) -> dict:
         try:
             _set_path(raw, k, v)
         except CurationError as e:
-            raise CurationError(f"{ef.path}: condition {cond.name}: {e}") from None
+            raise CurationError(f"{experiment_file.path}: condition {cond.name}: {e}") from None
     return raw
 
 
-def corpus_paths(ef: ExperimentFile) -> str | list[str]:
+def corpus_paths(experiment_file: ExperimentFile) -> str | list[str]:
     """inputs.corpus resolved: a root, or the list of source directories."""
-    c = ef.exp.inputs.corpus
-    return [ef.resolve(x) for x in c] if isinstance(c, list) else ef.resolve(c)
+    c = experiment_file.exp.inputs.corpus
+    return [experiment_file.resolve(x) for x in c] if isinstance(c, list) else experiment_file.resolve(c)
 
 
-def capability_params(ef: ExperimentFile) -> dict | None:
+def capability_params(experiment_file: ExperimentFile) -> dict | None:
     """evals.capability with the data directory and suite files resolved now (a missing suite fails before any work);
     the suite files' fingerprints enter the eval nodes' keys."""
     from curation.core.items import data_dir
     from evals.capability import DATA_ENV, DEFAULT_DATA, NAMED, SUITES, resolve_suites
 
-    c = ef.exp.evals.capability
+    c = experiment_file.exp.evals.capability
     if c is None:
         return None
-    names = [n if (n in SUITES or n in NAMED) else ef.resolve(n) for n in c.suites]
-    data = ef.resolve(c.data) if c.data else None
+    names = [n if (n in SUITES or n in NAMED) else experiment_file.resolve(n) for n in c.suites]
+    data = experiment_file.resolve(c.data) if c.data else None
     if any(n in SUITES or n in NAMED for n in names):
         data = str(data_dir(data, DATA_ENV, DEFAULT_DATA, "capability suites", "evals.capability.data").resolve())
     try:
         suites = resolve_suites(names, data)
     except CurationError as e:
-        raise CurationError(f"{ef.path}: evals.capability: {e}") from None
+        raise CurationError(f"{experiment_file.path}: evals.capability: {e}") from None
     files = [str(f) for s in suites for f in s.files + ([s.fewshot] if s.fewshot and c.shots else [])]
     return {**c.model_dump(), "suites": names, "data": data, "inputs": fingerprint(files)}
 
 
-def poisoning_params(ef: ExperimentFile) -> dict | None:
+def poisoning_params(experiment_file: ExperimentFile) -> dict | None:
     """evals.poisoning with the poison set and the reference model resolved; the poison set's report enters the eval
     nodes' keys (a new poison set is a new measurement)."""
-    z = ef.exp.evals.poisoning
+    z = experiment_file.exp.evals.poisoning
     if z is None:
         return None
-    poison = z.poison or ef.exp.inputs.poison
+    poison = z.poison or experiment_file.exp.inputs.poison
     loc = ("evals", "poisoning", "poison") if z.poison else ("inputs", "poison")
     if not poison:
         raise CurationError(
-            f"{ef.path}: evals.poisoning: no poison set; set inputs.poison (or evals.poisoning.poison) to a "
+            f"{experiment_file.path}: evals.poisoning: no poison set; set inputs.poison (or evals.poisoning.poison) to a "
             "`curate synth poison` output"
         )
-    path = ef.resolve(poison)
+    path = experiment_file.resolve(poison)
     if not (Path(path) / "poison_report.json").is_file():
         raise CurationError(
-            f"{ef.where(*loc)}: {path} has no poison_report.json; point it at a `curate synth poison` output"
+            f"{experiment_file.where(*loc)}: {path} has no poison_report.json; point it at a `curate synth poison` output"
         )
-    reference = z.reference or ef.exp.train.init_from
+    reference = z.reference or experiment_file.exp.train.init_from
     if not reference:
         raise CurationError(
-            f"{ef.where('evals', 'poisoning')}: set `reference:` (a clean model: DoS scoring and the belief's start); "
+            f"{experiment_file.where('evals', 'poisoning')}: set `reference:` (a clean model: DoS scoring and the belief's start); "
             "it defaults to train.init_from, which is unset"
         )
-    ref = ef.resolve(reference)
+    ref = experiment_file.resolve(reference)
     ref = ref if os.path.exists(ref) else reference  # a named model (smollm2) stays a name
     return {
         **z.model_dump(),
@@ -192,23 +192,25 @@ def poisoning_params(ef: ExperimentFile) -> dict | None:
     }
 
 
-def train_config(ef: ExperimentFile, seed: int) -> dict:
+def train_config(experiment_file: ExperimentFile, seed: int) -> dict:
     """The resolved trainer config of one run (validated now, so a bad override fails before any work)."""
     from train.config import PretrainConfig, resolve_config
 
-    t = ef.exp.train
-    ov = dict(t.set)
-    ov.update({"data.blend": "@tokens/blend.json", "train.save_dir": "@run", "train.seed": seed, "data.seed": seed})
+    t = experiment_file.exp.train
+    overrides = dict(t.set)
+    overrides.update(
+        {"data.blend": "@tokens/blend.json", "train.save_dir": "@run", "train.seed": seed, "data.seed": seed}
+    )
     if t.init_from:
-        ov["train.init_from"] = "@init"
-    if ef.exp.evals.checkpoints != "final":
-        ov["train.keep_checkpoints"] = 0
+        overrides["train.init_from"] = "@init"
+    if experiment_file.exp.evals.checkpoints != "final":
+        overrides["train.keep_checkpoints"] = 0
     try:
-        cand = ef.resolve(t.config)
+        cand = experiment_file.resolve(t.config)
         path = resolve_config(cand if Path(cand).is_file() else t.config)
-        cfg = PretrainConfig.from_yaml(path, ov)
+        cfg = PretrainConfig.from_yaml(path, overrides)
     except CurationError as e:
-        raise CurationError(f"{ef.path}: train: {e}") from None
+        raise CurationError(f"{experiment_file.path}: train: {e}") from None
     out = json.loads(cfg.model_dump_json())
     if out["train"]["init_loss_check"]:
         # a guard that only stops a broken run changes no finished run's result: its default stays out of the node key,
@@ -223,9 +225,9 @@ def saved_iterations(cfg: dict) -> list[int]:
     return its
 
 
-def eval_iterations(ef: ExperimentFile, cfg: dict) -> list[int]:
+def eval_iterations(experiment_file: ExperimentFile, cfg: dict) -> list[int]:
     saves = saved_iterations(cfg)
-    k = ef.exp.evals.checkpoints
+    k = experiment_file.exp.evals.checkpoints
     if k == "final":
         return [saves[-1]]
     if k == "all":
@@ -251,13 +253,13 @@ def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def check_inputs(ef: ExperimentFile) -> None:
+def check_inputs(experiment_file: ExperimentFile) -> None:
     """The experiment's own inputs, checked before anything is planned, each error naming its field in the file: the
     corpus (it exists and holds shards), the propensity items and the held-out text (they exist)."""
     from curation.core.items import item_files
     from curation.core.shards import list_shards
 
-    c = ef.exp.inputs.corpus
+    c = experiment_file.exp.inputs.corpus
     entries = c if isinstance(c, list) else [c]
     fix = (
         "set it to a corpus root (one source per sub-directory holding shards) or a list of source directories, "
@@ -266,21 +268,22 @@ def check_inputs(ef: ExperimentFile) -> None:
     for i, x in enumerate(entries):
         loc = ("inputs", "corpus") + ((i,) if isinstance(c, list) else ())
         if not str(x).strip():
-            raise CurationError(f"{ef.where(*loc)}: is empty; {fix}")
-        p = ef.resolve(x)
+            raise CurationError(f"{experiment_file.where(*loc)}: is empty; {fix}")
+        p = experiment_file.resolve(x)
         if not any(ch in p for ch in "*?[") and not os.path.exists(p):
-            raise CurationError(f"{ef.where(*loc)}: {p} does not exist; {fix}")
+            raise CurationError(f"{experiment_file.where(*loc)}: {p} does not exist; {fix}")
         try:
             rels = list_shards(p)[1]
         except OSError as e:
-            raise CurationError(f"{ef.where(*loc)}: cannot list {p} ({e.strerror})") from None
+            raise CurationError(f"{experiment_file.where(*loc)}: cannot list {p} ({e.strerror})") from None
         if not rels:
             raise CurationError(
-                f"{ef.where(*loc)}: {p} holds no Parquet/JSONL shards (*.parquet, *.jsonl, *.jsonl.gz); {fix}"
+                f"{experiment_file.where(*loc)}: {p} holds no Parquet/JSONL shards "
+                f"(*.parquet, *.jsonl, *.jsonl.gz); {fix}"
             )
-    for i, s in enumerate(ef.exp.evals.propensity):
+    for i, s in enumerate(experiment_file.exp.evals.propensity):
         for j, item in enumerate(s.items):
-            p = ef.resolve(item)
+            p = experiment_file.resolve(item)
             if p == "alignment" and not os.path.exists(p):  # the named set: resolved by the eval's data directory
                 continue
             try:
@@ -289,24 +292,24 @@ def check_inputs(ef: ExperimentFile) -> None:
                 found = None
             if not found:
                 raise CurationError(
-                    f"{ef.where('evals', 'propensity', i, 'items', j)}: {p} "
+                    f"{experiment_file.where('evals', 'propensity', i, 'items', j)}: {p} "
                     f"{'does not exist' if found is None else 'holds no item files (*.jsonl, *.json, *.parquet)'}; "
                     "point it at item files or a directory of them (relative to the experiment file)"
                 )
-    for i, s in enumerate(ef.exp.evals.perplexity):
+    for i, s in enumerate(experiment_file.exp.evals.perplexity):
         for j, d in enumerate(s.data):
-            p = ef.resolve(d)
+            p = experiment_file.resolve(d)
             if not os.path.exists(p):
                 raise CurationError(
-                    f"{ef.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
+                    f"{experiment_file.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
                     "held-out JSONL/Parquet files or a directory of them"
                 )
 
 
-def build_graph(ef: ExperimentFile) -> list[Node]:
+def build_graph(experiment_file: ExperimentFile) -> list[Node]:
     """Every node in a topological order (dependencies first), keys and directories filled in."""
-    check_inputs(ef)
-    exp = ef.exp
+    check_inputs(experiment_file)
+    exp = experiment_file.exp
     nodes: list[Node] = []
     by_id: dict[str, Node] = {}
 
@@ -318,10 +321,10 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
         by_id[n.id] = n
         return n
 
-    corpus = corpus_paths(ef)
+    corpus = corpus_paths(experiment_file)
     shared_deps: list[str] = []
     if exp.inputs.attributes:
-        attributes = ef.resolve(exp.inputs.attributes)
+        attributes = experiment_file.resolve(exp.inputs.attributes)
         attr_fp = fingerprint([attributes], suffixes=(".parquet",))  # the attribute files, not summary.json or logs
     else:
         add(
@@ -334,15 +337,15 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
         attributes, attr_fp = CLASSIFY_REF, None
         shared_deps = ["_shared/classify"]
     if exp.train.init_from:
-        src = ef.resolve(exp.train.init_from)
+        src = experiment_file.resolve(exp.train.init_from)
         add(Node("_shared/init", "init", {"source": src, "inputs": fingerprint([src]) if os.path.exists(src) else src}))
     evals = exp.evals
     # `subset`: limit_per_file became a seeded random subset (it was the head of each file), so such nodes are redone
     prop = [
         {
             **s.model_dump(),
-            "items": [ef.resolve(i) for i in s.items],
-            "inputs": fingerprint([ef.resolve(i) for i in s.items]),
+            "items": [experiment_file.resolve(i) for i in s.items],
+            "inputs": fingerprint([experiment_file.resolve(i) for i in s.items]),
             **({"subset": "seeded"} if s.limit_per_file else {}),
         }
         for s in evals.propensity
@@ -350,22 +353,22 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
     ppl = [
         {
             **s.model_dump(),
-            "data": [ef.resolve(i) for i in s.data],
-            "inputs": fingerprint([ef.resolve(i) for i in s.data]),
+            "data": [experiment_file.resolve(i) for i in s.data],
+            "inputs": fingerprint([experiment_file.resolve(i) for i in s.data]),
         }
         for s in evals.perplexity
     ]
     eval_params = {"propensity": prop, "perplexity": ppl, "n_boot": evals.n_boot, "seed": evals.seed}
-    cap = capability_params(ef)
+    cap = capability_params(experiment_file)
     if cap is not None:  # absent from the params when unused: older experiments keep their keys
         eval_params["capability"] = cap
-    poisoning = poisoning_params(ef)
+    poisoning = poisoning_params(experiment_file)
     if poisoning is not None:  # likewise
         eval_params["poisoning"] = poisoning
     eval_ids = []
     for cond in exp.conditions:
         c = cond.name
-        manifest = condition_manifest(ef, cond, attributes)
+        manifest = condition_manifest(experiment_file, cond, attributes)
         srcs = [s.get("path") for s in manifest.get("sources", []) if s.get("path")]
         mix = add(
             Node(
@@ -377,7 +380,7 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
             )
         )
         for seed in exp.seeds:
-            cfg = train_config(ef, seed)
+            cfg = train_config(experiment_file, seed)
             tok_id = f"{c}/tokens"
             if tok_id not in by_id:  # every seed reads the same tokens (the data order comes from data.seed)
                 add(
@@ -409,7 +412,7 @@ def build_graph(ef: ExperimentFile) -> list[Node]:
                     seed=seed,
                 )
             )
-            its = eval_iterations(ef, cfg)
+            its = eval_iterations(experiment_file, cfg)
             for it in its:
                 cv = add(
                     Node(
@@ -522,12 +525,12 @@ def is_done(out: Path, node: Node) -> bool:
     return node_state(out, node)[0]
 
 
-def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:
+def write_graph(out: Path, experiment_file: ExperimentFile, nodes: list[Node]) -> Path:
     g = {
         "format": FORMAT,
-        "experiment": str(ef.path),
-        "experiment_sha256": ef.sha256,
-        "name": ef.exp.name,
+        "experiment": str(experiment_file.path),
+        "experiment_sha256": experiment_file.sha256,
+        "name": experiment_file.exp.name,
         "nodes": [n.to_dict() for n in nodes],
     }
     p = out / "graph.json"
@@ -537,6 +540,69 @@ def write_graph(out: Path, ef: ExperimentFile, nodes: list[Node]) -> Path:
     return p
 
 
+# An experiment directory exported to another machine (curate/experiment/export.py) holds the inputs its graph names
+# (eval items, capability suites, a checkpoint) under inputs/, and paths.json: {path in graph.json: path relative to
+# the experiment directory}. The graph itself is copied unchanged (its keys stay the keys of the nodes back home);
+# read_graph and read_marker move the paths when they load, wherever the directory lies then.
+PATHS = "paths.json"
+PATHS_FORMAT = "curate-experiment-paths/1"
+# files a finished node keeps that no other node reads: left behind when it travels (the tokens node's per-shard
+# parts, which its merged token files were built from)
+SCRATCH = {"tokens": ("tokens/parts/",)}
+# files worth bringing back from a node that ran elsewhere when no node back home reads its outputs (a training run's
+# metrics: loss, tokens/s, MFU), beside its marker
+RECORDS = {"train": ("run/metrics.jsonl",)}
+
+
+def relocate(obj, table: dict[str, str]):
+    """`obj` with every string that is a path of `table` (or lies under one) moved where the table says; `table` is
+    ordered longest path first, so a file's own entry wins over the directory holding it."""
+    if not table:
+        return obj
+    if isinstance(obj, dict):
+        return {key: relocate(value, table) for key, value in obj.items()}
+    if isinstance(obj, list):
+        return [relocate(value, table) for value in obj]
+    if isinstance(obj, str):
+        for old, new in table.items():
+            if obj == old or obj.startswith(old + "/"):
+                return new + obj[len(old) :]
+    return obj
+
+
+def read_paths(out: Path) -> dict[str, str]:
+    """The directory's paths table (empty for an experiment run where it was planned), resolved against `out`."""
+    path = out / PATHS
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != PATHS_FORMAT:
+            raise ValueError(data.get("format"))
+        paths = data["paths"]
+    except (OSError, ValueError, KeyError, AttributeError) as e:
+        raise CurationError(
+            f"{path}: unreadable paths table ({type(e).__name__}); export the experiment again"
+        ) from None
+    base = Path(out).resolve()
+    return {old: str(base / rel) for old, rel in sorted(paths.items(), key=lambda item: -len(item[0]))}
+
+
 def read_graph(out: Path) -> tuple[dict, dict[str, Node]]:
-    g = json.loads((out / "graph.json").read_text())
-    return g, {d["id"]: Node(**d) for d in g["nodes"]}
+    graph = json.loads((out / "graph.json").read_text())
+    nodes = {d["id"]: Node(**d) for d in graph["nodes"]}
+    table = read_paths(out)
+    for node in nodes.values():
+        node.params = relocate(node.params, table)
+    return graph, nodes
+
+
+def read_marker(out: Path, node: Node) -> dict:
+    """A finished node's marker, its paths moved as the directory's paths table says (see read_graph)."""
+    return relocate(json.loads((out / node.dir / MARKER).read_text()), read_paths(out))
+
+
+def graph_digest(nodes) -> str:
+    """What identifies a graph's nodes: their ids and keys (the same experiment planned anywhere gives the same)."""
+    pairs = sorted([node.id, node.key] for node in nodes)
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()

