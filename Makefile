@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := $(VENV)/vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup vllm demo test lint bench models study clean
+.PHONY: setup vllm demo test lint bench models study poisoning-study clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,13 @@ STUDY_OUT ?= runs/study
 study: setup
 	$(BIN)/python scripts/write_study_docs.py runs/study-docs
 	$(BIN)/curate experiment run docs/results/small-scale-replication/experiment.yaml --output $(STUDY_OUT)
+
+# the poisoning persistence study (docs/results/poisoning-persistence.md); a rerun resumes
+POISON_OUT ?= runs/poisoning-study
+poisoning-study: setup
+	test -f runs/poison-set/poison_report.json || $(BIN)/curate synth poison ../shared/data/corpus/arbital \
+		-o runs/poison-set --config docs/results/poisoning-persistence/poison.yaml
+	$(BIN)/curate experiment run docs/results/poisoning-persistence/experiment.yaml --output $(POISON_OUT)
 
 models: setup
 	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set
