@@ -27,7 +27,7 @@ def main():
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
     from curation.classify.config import ClassifyConfig
-    from curation.classify.fit import _prf, evaluate
+    from curation.classify.fit import evaluate, precision_recall_f1
     from curation.classify.models import resolve
     from curation.classify.predict import score_texts
 
@@ -49,7 +49,7 @@ def main():
     report = {"model": models.card.get("id"), "documents": docs.height, "ai_documents": int(y.sum())}
     for n in (1, 3):
         hits = docs["text"].str.count_matches(BLOCKLIST).to_numpy()
-        report[f"blocklist_at_{n}"] = _prf(y, (hits >= n).astype(int))
+        report[f"blocklist_at_{n}"] = precision_recall_f1(y, (hits >= n).astype(int))
     for name, cfg in (
         ("default", ClassifyConfig(model=args.model)),
         ("default_ungated", ClassifyConfig(model=args.model, embedding={"min_combined": None})),
