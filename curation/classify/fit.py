@@ -43,8 +43,8 @@ class FitParams:
     # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
     stance_class_weights: dict[str, float] | None = None
-    # a learned combination of the stage probabilities (curation/classify/combiner.py, fitted on out-of-fold scores of real text
-    # by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
+    # a learned combination of the stage probabilities (curation/classify/combiner.py, fitted on out-of-fold scores of
+    # real text by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
     ai_combiner: dict | None = None
 
 
@@ -201,7 +201,8 @@ def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
 
 
 def head_candidates(train: pl.DataFrame, counts: dict) -> pl.DataFrame:
-    """The documents the embedding head is trained on: keyword hits (what the stage mostly sees) and every AI document."""
+    """The documents the embedding head is trained on: keyword hits (what the stage mostly sees) and every AI
+    document."""
     return train.filter(pl.Series((counts["strong"] + counts["cs"]) > 0) | (pl.col("ai_discourse") == 1))
 
 
@@ -278,7 +279,8 @@ def fit(
     train, valid = folds if folds is not None else split(df, p.valid_fraction, p.seed)
     if train.filter(pl.col("ai_discourse") == 1).height < 5 or valid.height == 0:
         raise CurationError(
-            f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; label more"
+            f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; "
+            "label more"
         )
     rng = random.Random(p.seed)
 

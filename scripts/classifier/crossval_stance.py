@@ -8,7 +8,8 @@ MiniLM embeddings share crossval_real.py's cache in build/cv/. Each argument is 
 NAME[:key=value,...], keys: real_mult (real documents counted N times), use_written, use_demo (0/1), C (head),
 ftw (fastText weight in the mean).
 
-    python scripts/classifier/crossval_stance.py base real_mult3:real_mult=3 nowritten:real_mult=3,use_written=0 head_c1:C=1
+    python scripts/classifier/crossval_stance.py base real_mult3:real_mult=3 \
+        nowritten:real_mult=3,use_written=0 head_c1:C=1
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Measures a model set on ../shared/data/heldout (evaluation only: never used for training or tuning).
 
-Labels: scripts/classifier/data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass, preferred), by hand
-following ../shared/labelling/GUIDE.md.
+Labels: scripts/classifier/data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass,
+preferred), by hand following ../shared/labelling/GUIDE.md.
 Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastText on every document, and for a
 plain keyword blocklist baseline; writes scripts/classifier/heldout-eval.json.
 
@@ -19,7 +19,10 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 HELDOUT = ROOT.parent / "shared" / "data" / "heldout" / "docs.parquet"
-BLOCKLIST = r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|chatbots?)\b"
+BLOCKLIST = (
+    r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|"
+    r"chatbots?)\b"
+)
 
 
 def main():
