@@ -162,6 +162,12 @@ def build_taggers(cfg, models: ModelSet) -> list:
     """The enabled stages in cascade order, then FinalScores (the combined `ai_discourse` and stance columns)."""
     from curation.classify.steps.combine import FinalScores
 
+    missing = [name for name in TAGGERS if getattr(cfg, name, None) is None]
+    if missing:
+        raise CurationError(
+            f"the classify config has no `{missing[0]}` section: it was made before that tagger was registered; "
+            "import the module that registers it before reading the config"
+        )
     steps = [tagger(name)(cfg, models) for name in TAGGERS if getattr(cfg, name).enabled]
     if not steps:
         raise CurationError(f"every tagging stage is disabled; enable at least one of {', '.join(TAGGERS)}")
