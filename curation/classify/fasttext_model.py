@@ -162,8 +162,8 @@ def model_inputs(texts: list[str] | pl.Series, known: list[dict] | None = None, 
 def train_fasttext(lines: list[str], out: Path, p) -> None:
     """Trains a supervised model on `__label__X text` lines and saves it quantized (.ftz) to `out`.
 
-    `p` carries the hyper-parameters (`curation.classify.fit.FitParams`: epoch, lr, word_ngrams, dim, min_count, bucket, seed,
-    quantize_cutoff)."""
+    `p` carries the hyper-parameters (`curation.classify.fit.FitParams`: epoch, lr, word_ngrams, dim, min_count,
+    bucket, seed, quantize_cutoff)."""
     import fasttext
 
     fasttext.FastText.eprint = lambda *a, **k: None

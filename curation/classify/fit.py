@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from curation.classify.embedding import EmbeddingCache
 from curation.classify.fasttext_model import model_inputs, train_fasttext
 from curation.classify.lexicon import Lexicon
 from curation.classify.steps.base import STANCES
@@ -42,8 +43,8 @@ class FitParams:
     # multipliers on the model stances before renormalising (a prior shift toward what the training data under-predicts
     # on the target text); None = argmax of the plain mean. Written into the card, applied by FinalScores.
     stance_class_weights: dict[str, float] | None = None
-    # a learned combination of the stage probabilities (curation/classify/combiner.py, fitted on out-of-fold scores of real text
-    # by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
+    # a learned combination of the stage probabilities (curation/classify/combiner.py, fitted on out-of-fold scores of
+    # real text by scripts/classifier/crossval_real.py); None = the mean. Written into the card, applied by FinalScores.
     ai_combiner: dict | None = None
 
 
@@ -114,7 +115,8 @@ def split(df: pl.DataFrame, fraction: float, seed: int) -> tuple[pl.DataFrame, p
     return df.filter(~mask), df.filter(mask)
 
 
-def _prf(y: np.ndarray, p: np.ndarray) -> dict:
+def precision_recall_f1(y: np.ndarray, p: np.ndarray) -> dict:
+    """Binary precision, recall and F1 of predictions `p` against labels `y` (both 0/1), rounded as cards report."""
     tp, fp, fn = int(((p == 1) & (y == 1)).sum()), int(((p == 1) & (y == 0)).sum()), int(((p == 0) & (y == 1)).sum())
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
@@ -131,7 +133,7 @@ def macro_f1(y: list[str], p: list[str]) -> dict:
     per = {}
     for s in STANCES:
         yy, pp = np.array([v == s for v in y], int), np.array([v == s for v in p], int)
-        per[s] = _prf(yy, pp)["f1"]
+        per[s] = precision_recall_f1(yy, pp)["f1"]
     return {
         "macro_f1": round(float(np.mean(list(per.values()))), 4),
         "per_class_f1": per,
@@ -153,11 +155,11 @@ def evaluate(df: pl.DataFrame, scores: list[dict]) -> dict:
     ):
         if any(key in s for s in scores):
             pred = np.array([1 if (s.get(key) or 0) >= 0.5 else 0 for s in scores])
-            out[name] = _prf(y, pred)
+            out[name] = precision_recall_f1(y, pred)
     if "source" in df.columns and df["source"].n_unique() > 1:  # how it does on each writing style
         final = np.array([1 if (s.get("ai_discourse") or 0) >= 0.5 else 0 for s in scores])
         src = df["source"].to_numpy()
-        out["final_by_source"] = {str(v): _prf(y[src == v], final[src == v]) for v in sorted(set(src))}
+        out["final_by_source"] = {str(v): precision_recall_f1(y[src == v], final[src == v]) for v in sorted(set(src))}
     ai_rows = [i for i in range(df.height) if y[i] == 1]
     truth = [df["stance"][i] for i in ai_rows]
     for prefix, name in (
@@ -199,11 +201,14 @@ def _logreg(x: np.ndarray, y: np.ndarray, seed: int):
 
 
 def head_candidates(train: pl.DataFrame, counts: dict) -> pl.DataFrame:
-    """The documents the embedding head is trained on: keyword hits (what the stage mostly sees) and every AI document."""
+    """The documents the embedding head is trained on: keyword hits (what the stage mostly sees) and every AI
+    document."""
     return train.filter(pl.Series((counts["strong"] + counts["cs"]) > 0) | (pl.col("ai_discourse") == 1))
 
 
-def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
+def fit_embedding_head(
+    cand: pl.DataFrame, out: Path, p: FitParams, embedding_cache: EmbeddingCache | None = None
+) -> dict:
     """Logistic heads (AI discourse; stance on the AI documents) on the candidates' embeddings, saved to `out`.
     Returns the windows they were embedded with, which the card carries so tagging embeds the same way."""
     from curation.classify.embedding import embed_documents
@@ -213,7 +218,8 @@ def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
         "max_chunks": p.embedding_max_chunks,
         "max_tokens": p.embedding_max_tokens,
     }
-    x = embed_documents(cand["text"].to_list(), **window)
+    embed = embedding_cache.embed if embedding_cache is not None else embed_documents
+    x = embed(cand["text"].to_list(), **window)
     ai_head = _logreg(x, cand["ai_discourse"].to_numpy(), p.seed)
     ai_mask = cand["ai_discourse"].to_numpy() == 1
     st_head = _logreg(x[ai_mask], np.array(cand["stance"].to_list(), dtype=object)[ai_mask].astype(str), p.seed)
@@ -228,7 +234,9 @@ def fit_embedding_head(cand: pl.DataFrame, out: Path, p: FitParams) -> dict:
     return window
 
 
-def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> dict:
+def validate(
+    model_dir: Path, valid: pl.DataFrame, embedding: bool = True, embedding_cache: EmbeddingCache | None = None
+) -> dict:
     """Validation metrics of the default configuration and of the keyword cascade, and what the cascade costs."""
     from curation.classify.config import ClassifyConfig
     from curation.classify.models import load
@@ -237,7 +245,7 @@ def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> di
     models = load(Path(model_dir))
     emb = {"enabled": embedding}
     detail = {
-        name: evaluate(valid, score_texts(valid["text"].to_list(), cfg, models))
+        name: evaluate(valid, score_texts(valid["text"].to_list(), cfg, models, embedding_cache))
         for name, cfg in (
             ("default", ClassifyConfig(embedding=emb)),
             ("cascade", ClassifyConfig(fasttext={"only_candidates": True}, embedding=emb)),
@@ -249,16 +257,30 @@ def validate(model_dir: Path, valid: pl.DataFrame, embedding: bool = True) -> di
     return {"validation": detail["default"], "validation_detail": detail}
 
 
-def fit(labelled: list[str], output: str | Path, params: FitParams | None = None, progress=print) -> dict:
+def fit(
+    labelled: list[str],
+    output: str | Path,
+    params: FitParams | None = None,
+    progress=print,
+    *,
+    folds: tuple[pl.DataFrame, pl.DataFrame] | None = None,
+    embedding_cache: EmbeddingCache | None = None,
+) -> dict:
+    """Trains a model set from `labelled` files into `output` and returns its card.
+
+    `folds`: (train, valid) frames (columns as `load_labelled` gives) to use instead of the seeded hash split, for
+    cross-validation; the card's data hash is still that of all of `labelled`. `embedding_cache`: reuse document
+    vectors across fits (the embedding head and validation)."""
     p = params or FitParams()
     started = time.time()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     df = load_labelled(labelled)
-    train, valid = split(df, p.valid_fraction, p.seed)
+    train, valid = folds if folds is not None else split(df, p.valid_fraction, p.seed)
     if train.filter(pl.col("ai_discourse") == 1).height < 5 or valid.height == 0:
         raise CurationError(
-            f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; label more"
+            f"labelled data: too few rows ({df.height}, {df['ai_discourse'].sum()} AI) to train and validate; "
+            "label more"
         )
     rng = random.Random(p.seed)
 
@@ -294,7 +316,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
         cand = head_candidates(train, counts)
         progress(f"embedding head on {cand.height} candidate documents")
         files["embedding_head"] = "embed_head.npz"
-        card_extra["embedding_window"] = fit_embedding_head(cand, output / files["embedding_head"], p)
+        card_extra["embedding_window"] = fit_embedding_head(cand, output / files["embedding_head"], p, embedding_cache)
 
     stance_counts = pos.group_by("stance").len()
     prior = {s: 0.0 for s in STANCES}
@@ -334,7 +356,7 @@ def fit(labelled: list[str], output: str | Path, params: FitParams | None = None
     (output / "card.json").write_text(json.dumps(card, indent=1))
 
     progress(f"validating on {valid.height} held-back documents")
-    card["metrics"] = validate(output, valid, p.embedding)
+    card["metrics"] = validate(output, valid, p.embedding, embedding_cache)
     card["elapsed_s"] = round(time.time() - started, 1)
     (output / "card.json").write_text(json.dumps(card, indent=1))
     return card

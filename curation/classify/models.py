@@ -45,7 +45,8 @@ class ModelSet:
 
     @property
     def embedding_window(self) -> dict:
-        """The windows the embedding head was trained on (cards before `embedding_window`: 4 of 180 words, 256 tokens)."""
+        """The windows the embedding head was trained on (cards before `embedding_window`: 4 of 180 words, 256
+        tokens)."""
         w = self.card.get("embedding_window") or {}
         return {
             "words_per_chunk": w.get("words_per_chunk", 180),

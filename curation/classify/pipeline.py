@@ -156,10 +156,26 @@ def shard_rows(root: str, rels: list[str]) -> dict[str, int | None]:
     return rows
 
 
-def documents_done(output: Path, rows: dict[str, int | None]) -> tuple[int, int]:
+def committed_rows(output: Path, rel: str, rows: dict[str, int | None], seen: dict[str, int]) -> int:
+    """Documents of a committed shard: its input's row count where known, else its attribute file's footer (one row
+    per document, whatever the input format), read once and kept in `seen`."""
+    if rows.get(rel) is not None:
+        return rows[rel]
+    if rel not in seen:
+        import pyarrow.parquet as pq
+
+        try:
+            seen[rel] = pq.ParquetFile(output / attribute_path(rel)).metadata.num_rows
+        except Exception:  # being replaced by a rerun: counted on the next poll
+            return 0
+    return seen[rel]
+
+
+def documents_done(output: Path, rows: dict[str, int | None], seen: dict[str, int] | None = None) -> tuple[int, int]:
     """(documents, shards) done so far: committed shards count whole, open ones by the writers' `_progress` files."""
+    seen = {} if seen is None else seen
     committed = {r for r in rows if (output / attribute_path(r)).is_file()}
-    docs = sum(rows[r] or 0 for r in committed)
+    docs = sum(committed_rows(output, r, rows, seen) for r in committed)
     for f in (output / "_progress").glob("rank-*.json") if (output / "_progress").is_dir() else ():
         try:
             p = json.loads(f.read_text())
@@ -170,19 +186,42 @@ def documents_done(output: Path, rows: dict[str, int | None]) -> tuple[int, int]
     return docs, len(committed)
 
 
+def estimated_total(
+    root: str, rows: dict[str, int | None], done: dict[str, int], sizes: dict[str, int]
+) -> tuple[int | None, bool]:
+    """(documents in the run, exact?): exact where every shard's count is known (Parquet footers, or committed);
+    otherwise the known counts plus the other shards' bytes at the documents per byte of the committed shards
+    without a footer count (JSONL: compressed and plain alike). None until one such shard is committed."""
+    unknown = [r for r, n in rows.items() if n is None and r not in done]
+    known = sum(n for n in rows.values() if n is not None) + sum(done.values())
+    if not unknown:
+        return known, True
+    measured = [r for r in done if rows.get(r) is None and sizes.get(r)]
+    if not measured:
+        return None, False
+    per_byte = sum(done[r] for r in measured) / sum(sizes[r] for r in measured)
+    return known + round(per_byte * sum(sizes.get(r, 0) for r in unknown)), False
+
+
 def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.Event, show: bool):
     """Polls committed attribute files and the writers' progress files; works whatever process does the work.
 
-    Counts documents (docs/s and an ETA from the Parquet footers' row counts); shards without a row count in their
-    metadata (JSONL) leave the total open.
+    Counts documents whatever the shard format (committed shards by their attribute file's row count), with docs/s
+    and an ETA: the total is exact from Parquet footers, else estimated from the shards' bytes (shown as ~N).
     """
     if not show:
         return None
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     rows = shard_rows(root, rels)
-    total = sum(rows.values()) if all(v is not None for v in rows.values()) else None
-    start_docs, _ = documents_done(output, rows)  # a resumed run: what is already done does not count toward speed
+    sizes = {}
+    for rel in rels:
+        try:
+            sizes[rel] = os.path.getsize(os.path.join(root, rel))
+        except OSError:
+            sizes[rel] = 0
+    seen: dict[str, int] = {}  # committed shards without a footer count: their attribute files' row counts
+    start_docs, _ = documents_done(output, rows, seen)  # a resumed run: what is already done does not count for speed
     t0 = time.monotonic()
 
     def loop():
@@ -197,19 +236,24 @@ def _progress_thread(output: Path, root: str, rels: list[str], stop: threading.E
             TimeRemainingColumn(),
             transient=False,
         ) as bar:
-            task = bar.add_task(
-                "docs",
-                total=total,
-                total_text=f"{total:,}" if total is not None else "?",
-                rate="-",
-                shards=f"0/{len(rels)}",
-            )
+            task = bar.add_task("docs", total=None, total_text="?", rate="-", shards=f"0/{len(rels)}")
 
             def refresh():
-                docs, shards = documents_done(output, rows)
+                docs, shards = documents_done(output, rows, seen)
+                total, exact = estimated_total(root, rows, seen, sizes)
+                if total is not None:
+                    total = max(total, docs)
                 secs = time.monotonic() - t0
                 rate = (docs - start_docs) / secs if secs > 0 else 0.0
-                bar.update(task, completed=docs, rate=f"{rate:,.0f}", shards=f"{shards}/{len(rels)}")
+                text = "?" if total is None else f"{total:,}" if exact else f"~{total:,}"
+                bar.update(
+                    task,
+                    completed=docs,
+                    total=total,
+                    total_text=text,
+                    rate=f"{rate:,.0f}",
+                    shards=f"{shards}/{len(rels)}",
+                )
 
             while True:
                 refresh()

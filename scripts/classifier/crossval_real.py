@@ -4,10 +4,11 @@ Why: the fit's own validation split mixes in documents written for training, whi
 model does on real text it has not seen. Each fold trains the production `fit` on the other folds plus every written
 and demo document, and validates on the fold's real documents cut to 4,000 characters (the length heldout/ uses).
 It then prints the pooled metrics; for the pooled stance probabilities, macro-F1 under a grid of stance class
-weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner (curation/classify/combiner.py):
-its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores, and, with --write-combiner, the
-combiner fitted on all of them (how scripts/classifier/default_combiner.json is made). MiniLM embeddings are cached in build/cv/;
-the out-of-fold scores are kept there too (oof-TAG.pkl), to try other combinations without refitting the folds.
+weights (how the default's `stance_class_weights` were chosen); and the learned AI combiner
+(curation/classify/combiner.py): its F1 when each fold's combiner is fitted on the other folds' out-of-fold scores,
+and, with --write-combiner, the combiner fitted on all of them (how scripts/classifier/default_combiner.json is made).
+MiniLM embeddings are cached in build/cv/ (`fit(..., folds=, embedding_cache=)`: no patched internals); the
+out-of-fold scores are kept there too (oof-TAG.pkl), to try other combinations without refitting the folds.
 
     python scripts/classifier/crossval_real.py [--folds 5] [--tag NAME] [--reuse-models] [--write-combiner PATH]
 """
@@ -45,32 +46,12 @@ def real_folds(df: pl.DataFrame, folds: int = 5) -> tuple[np.ndarray, np.ndarray
     return real, fold
 
 
-def cached_embeddings(cache: dict):
-    import curation.classify.embedding as ce
-    import curation.classify.steps.embedding as se
+def embedding_cache():
+    """The MiniLM vectors of earlier runs (build/cv/embeddings.pkl), shared with crossval_stance.py."""
+    from curation.classify.embedding import EmbeddingCache
 
-    original = ce.embed_documents
-
-    def embed(texts, encoder_path=None, max_chunks=4, batch_size=64, words_per_chunk=180, max_tokens=None):
-        keys = [
-            hashlib.sha1(
-                f"{max_chunks}:{t}".encode()
-                if (words_per_chunk, max_tokens) == (180, None)
-                else f"{max_chunks}:{words_per_chunk}:{max_tokens}:{t}".encode()
-            ).hexdigest()
-            for t in texts
-        ]
-        miss = [i for i, k in enumerate(keys) if k not in cache]
-        if miss:
-            for i, row in zip(
-                miss,
-                original([texts[i] for i in miss], encoder_path, max_chunks, batch_size, words_per_chunk, max_tokens),
-                strict=False,
-            ):
-                cache[keys[i]] = row
-        return np.stack([cache[k] for k in keys]) if texts else np.zeros((0, 384), np.float32)
-
-    ce.embed_documents = se.embed_documents = embed
+    WORK.mkdir(parents=True, exist_ok=True)
+    return EmbeddingCache(WORK / "embeddings.pkl")
 
 
 def main():
@@ -91,10 +72,7 @@ def main():
     from curation.classify.predict import score_texts
     from curation.classify.steps.base import STANCES
 
-    WORK.mkdir(parents=True, exist_ok=True)
-    cache_path = WORK / "embeddings.pkl"
-    cache = pickle.loads(cache_path.read_bytes()) if cache_path.exists() else {}
-    cached_embeddings(cache)
+    cache = embedding_cache()
     df = labelled_frame()
     data = WORK / "labelled.parquet"
     df.write_parquet(data)
@@ -103,20 +81,27 @@ def main():
     for k in range(args.folds):
         valid = df.filter(pl.Series(fold == k)).with_columns(pl.col("text").map_elements(cut, return_dtype=pl.Utf8))
         train = df.filter(pl.Series(fold != k))
-        cf.split = lambda d, f, s, _t=train, _v=valid: (_t, _v)  # the fold instead of the hash split
         out = WORK / f"model-{args.tag}-{k}"
         if not (
             args.reuse_models
             and (out / "card.json").is_file()
             and json.loads((out / "card.json").read_text())["data"]["sha256"] == cf.fit_data_hash(df)
         ):
-            cf.fit([str(data)], out, cf.FitParams(stance_class_weights=STANCE_CLASS_WEIGHTS), progress=lambda *a: None)
+            cf.fit(
+                [str(data)],
+                out,
+                cf.FitParams(stance_class_weights=STANCE_CLASS_WEIGHTS),
+                progress=lambda *a: None,
+                folds=(train, valid),  # the fold instead of the hash split
+                embedding_cache=cache,
+            )
         valids.append(valid)
-        scores += score_texts(valid["text"].to_list(), ClassifyConfig(), load(out))
-        cache_path.write_bytes(pickle.dumps(cache))
+        scores += score_texts(valid["text"].to_list(), ClassifyConfig(), load(out), embedding_cache=cache)
+        cache.save()
         v = cf.evaluate(valid, scores[-valid.height :])
         print(
-            f"fold {k}: AI F1 {v['final']['f1']:.3f}  stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f}",
+            f"fold {k}: AI F1 {v['final']['f1']:.3f}  "
+            f"stance macro-F1 {v.get('stance_final', {}).get('macro_f1', float('nan')):.3f}",
             flush=True,
         )
     valid = pl.concat(valids)
@@ -169,7 +154,8 @@ def main():
             scores,
             y,
             fitted_on=f"out-of-fold scores of {valid.height} real corpus documents "
-            f"({int(y.sum())} AI), {args.folds}-fold scripts/classifier/crossval_real.py, data {cf.fit_data_hash(df)[:12]}",
+            f"({int(y.sum())} AI), {args.folds}-fold scripts/classifier/crossval_real.py, "
+            f"data {cf.fit_data_hash(df)[:12]}",
         )
         Path(args.write_combiner).write_text(json.dumps(comb.to_dict(), indent=1) + "\n")
         print(f"wrote {args.write_combiner}: {comb.to_dict()}")

@@ -4,16 +4,17 @@ Why: `crossval_real.py` refits every stage per fold (about 15 minutes a fold her
 stance models. Same folds as crossval_real.py: each trains the fastText stance model and the embedding stance head
 on the other folds' real AI documents plus the written and demo ones, and scores the fold's real documents cut to
 4,000 characters. Prints macro-F1 at the default class weights (aligned x2, misaligned x1.5) and the best of a grid.
-MiniLM embeddings share crossval_real.py's cache in build/cv/. Each argument is one configuration, NAME[:key=value,...], keys:
-real_mult (real documents counted N times), use_written, use_demo (0/1), C (head), ftw (fastText weight in the mean).
+MiniLM embeddings share crossval_real.py's cache in build/cv/. Each argument is one configuration,
+NAME[:key=value,...], keys: real_mult (real documents counted N times), use_written, use_demo (0/1), C (head),
+ftw (fastText weight in the mean).
 
-    python scripts/classifier/crossval_stance.py base real_mult3:real_mult=3 nowritten:real_mult=3,use_written=0 head_c1:C=1
+    python scripts/classifier/crossval_stance.py base real_mult3:real_mult=3 \
+        nowritten:real_mult=3,use_written=0 head_c1:C=1
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import random
 import sys
 import tempfile
@@ -28,13 +29,12 @@ GRID = [(wa, wm) for wa in (1, 1.5, 2, 3, 4) for wm in (1, 1.25, 1.5, 2, 3)]
 
 
 def main():
-    from crossval_real import WORK, cached_embeddings, cut, real_folds
+    from crossval_real import cut, embedding_cache, real_folds
     from sklearn.linear_model import LogisticRegression
     from train_default_models import labelled_frame
 
     import curation.classify.fit as cf
-    from curation.classify.embedding import embed_documents
-    from curation.classify.fasttext_model import label_probs, load_fasttext, model_inputs
+    from curation.classify.fasttext_model import label_probs, load_fasttext, model_inputs, train_fasttext
     from curation.classify.steps.base import STANCES
 
     df = labelled_frame().filter(pl.col("ai_discourse") == 1)
@@ -43,12 +43,9 @@ def main():
     texts = df["text"].to_list()
     cuts = [cut(t) for t in texts]
     y = np.array(df["stance"].to_list())
-    cache_path = WORK / "embeddings.pkl"
-    cache = pickle.loads(cache_path.read_bytes()) if cache_path.exists() else {}
-    cached_embeddings(cache)
-    emb_full, emb_cut = embed_documents(texts), embed_documents(cuts)
-    WORK.mkdir(parents=True, exist_ok=True)
-    cache_path.write_bytes(pickle.dumps(cache))
+    cache = embedding_cache()
+    emb_full, emb_cut = cache.embed(texts), cache.embed(cuts)
+    cache.save()
     full_in, cut_in = model_inputs(texts), model_inputs(cuts)
     p = cf.FitParams()
     ai = np.flatnonzero(real)
@@ -70,7 +67,7 @@ def main():
             lines = [f"__label__{y[i]} {full_in[i]}" for i, m in zip(tr, mult, strict=False) for _ in range(m)]
             random.Random(0).shuffle(lines)
             with tempfile.TemporaryDirectory() as tmp:
-                cf._train_fasttext(lines, Path(tmp) / "stance.ftz", p)
+                train_fasttext(lines, Path(tmp) / "stance.ftz", p)
                 model = load_fasttext(str(Path(tmp) / "stance.ftz"))
             pf[va] = [[d[s] for s in STANCES] for d in label_probs(model, [cut_in[i] for i in va], STANCES)]
             head = LogisticRegression(max_iter=3000, C=o["C"], class_weight="balanced").fit(

@@ -1,7 +1,7 @@
 """Measures a model set on ../shared/data/heldout (evaluation only: never used for training or tuning).
 
-Labels: scripts/classifier/data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass, preferred), by hand
-following ../shared/labelling/GUIDE.md.
+Labels: scripts/classifier/data/labels/heldout_engineer.jsonl (fast pass) and heldout_part*.jsonl (careful pass,
+preferred), by hand following ../shared/labelling/GUIDE.md.
 Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastText on every document, and for a
 plain keyword blocklist baseline; writes scripts/classifier/heldout-eval.json.
 
@@ -19,7 +19,10 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
 HELDOUT = ROOT.parent / "shared" / "data" / "heldout" / "docs.parquet"
-BLOCKLIST = r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|chatbots?)\b"
+BLOCKLIST = (
+    r"(?i)\b(AI|AGI|artificial intelligence|robots?|androids?|machine learning|neural networks?|superintelligence|"
+    r"chatbots?)\b"
+)
 
 
 def main():
@@ -27,7 +30,7 @@ def main():
     ap.add_argument("--model", default="default")
     args = ap.parse_args()
     from curation.classify.config import ClassifyConfig
-    from curation.classify.fit import _prf, evaluate
+    from curation.classify.fit import evaluate, precision_recall_f1
     from curation.classify.models import resolve
     from curation.classify.predict import score_texts
 
@@ -49,7 +52,7 @@ def main():
     report = {"model": models.card.get("id"), "documents": docs.height, "ai_documents": int(y.sum())}
     for n in (1, 3):
         hits = docs["text"].str.count_matches(BLOCKLIST).to_numpy()
-        report[f"blocklist_at_{n}"] = _prf(y, (hits >= n).astype(int))
+        report[f"blocklist_at_{n}"] = precision_recall_f1(y, (hits >= n).astype(int))
     for name, cfg in (
         ("default", ClassifyConfig(model=args.model)),
         ("default_ungated", ClassifyConfig(model=args.model, embedding={"min_combined": None})),

@@ -2,18 +2,20 @@
 
 Training data (all real text from ../shared/data/corpus, never heldout/):
   * every corpus document the candidate rule below selects was labelled by hand following
-    ../shared/labelling/GUIDE.md: scripts/classifier/data/labels/corpus_engineer.jsonl covers all of them, and labels in
-    scripts/classifier/data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it where present;
+    ../shared/labelling/GUIDE.md: scripts/classifier/data/labels/corpus_engineer.jsonl covers all of them, and labels
+    in scripts/classifier/data/labels/corpus_part*.jsonl (a second, slower pass reading longer excerpts) override it
+    where present;
   * every other corpus document is a negative: it has fewer than two AI terms (Wikipedia) or no AI term at all
     and no alignment domain tag (Arbital), so by the guide it cannot have AI as a substantial subject;
-  * corpus documents outside that rule read and labelled by hand anyway (scripts/classifier/data/labels/corpus_extra.jsonl: Wikipedia
-    articles with at most one AI term, about fiction, machines and people, mostly hard negatives);
+  * corpus documents outside that rule read and labelled by hand anyway
+    (scripts/classifier/data/labels/corpus_extra.jsonl: Wikipedia articles with at most one AI term, about fiction,
+    machines and people, mostly hard negatives);
   * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
-  * documents written for training by this project (scripts/classifier/data/written/*.jsonl, labelled as written): encyclopedic
-    articles on fiction with machine characters, AI people and techniques, hard negatives, and essays, wiki pages,
-    stories, abstracts and forum threads that separate the three stances; Wikipedia-style articles on AI fiction,
-    people and techniques with look-alike hard negatives (encyclopedic2.jsonl); Arbital- and blog-style alignment
-    posts across the three stances with decision-theory hard negatives (forum.jsonl).
+  * documents written for training by this project (scripts/classifier/data/written/*.jsonl, labelled as
+    written): encyclopedic articles on fiction with machine characters, AI people and techniques, hard negatives,
+    and essays, wiki pages, stories, abstracts and forum threads that separate the three stances; Wikipedia-style
+    articles on AI fiction, people and techniques with look-alike hard negatives (encyclopedic2.jsonl); Arbital- and
+    blog-style alignment posts across the three stances with decision-theory hard negatives (forum.jsonl).
 
 Stance class weights (aligned x2, misaligned x1.5): the models under-predict both on real text, whose style the
 written documents teach them to read as "neutral". Chosen by 5-fold cross-validation on the labelled real corpus
@@ -41,7 +43,8 @@ SHARED = ROOT.parent / "shared" / "data" / "corpus"
 LABELS = HERE / "data" / "labels"
 STRICT = (
     r"(?i)\b(artificial intelligence|AI|AGI|robot\w*|androids?|machine learning|neural net\w*|superintelligen\w*|"
-    r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|intelligent agents?|"
+    r"chatbots?|language models?|cyborgs?|automat(a|on|ons)|deep learning|expert systems?|turing test|"
+    r"intelligent agents?|"
     r"cybernetic\w*|thinking machines?|computer chess|GPT-?\d?|reinforcement learning|HAL 9000|skynet)\b"
 )
 BROAD = STRICT[:-3] + r"|alignment|corrigib\w*|paperclip|utility functions?|agents?|optimi[sz]er)\b"
@@ -146,7 +149,8 @@ def main():
     ap.add_argument(
         "--promote",
         action="store_true",
-        help="write into curation/classify/models/default instead: only for a set that becomes the default (docs/models.md)",
+        help="write into curation/classify/models/default instead: only for a set that becomes the default "
+        "(docs/models.md)",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

@@ -38,9 +38,9 @@ def test_each_bad_shard_gets_one_clear_line_and_others_finish(bad_corpus, tmp_pa
     out = tmp_path / "attrs"
     proc = curate("classify", bad_corpus, "--output", out, "--no-progress")
     assert proc.returncode == 1
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     for name, hint in BAD.items():
-        mine = [l for l in lines if name in l]
+        mine = [ln for ln in lines if name in ln]
         assert mine, f"no error line for {name}:\n{proc.stderr}"
         assert hint in mine[0], mine[0]
         assert not (out / attribute_path(name)).exists()

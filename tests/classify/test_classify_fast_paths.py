@@ -39,7 +39,8 @@ def test_dequantized_small_model_with_a_narrow_last_subquantizer(tmp_path, real_
     train = tmp_path / "train.txt"
     lines = model_inputs(real_texts, max_chars=2000)
     train.write_text("".join(f"__label__{'ai' if i % 3 else 'other'} {x}\n" for i, x in enumerate(lines)))
-    # a small bucket (5000) makes this fastText build diverge at random (out-of-range n-gram rows?); 2M, as fit uses, does not
+    # a small bucket (5000) makes this fastText build diverge at random (out-of-range n-gram rows?); 2M, as fit uses,
+    # does not
     for attempt in range(8):
         try:
             model = fasttext.train_supervised(

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-from conftest import shared_corpus, write_corpus
+from conftest import REPO, curate, shared_corpus, write_corpus
 
 
 def _texts() -> list[str]:
@@ -32,8 +32,8 @@ def test_embedding_runs_only_where_the_cheaper_stages_leave_doubt():
     for a, b, p in zip(rows, open_gate, p0, strict=False):
         assert (a.get("emb_ai") is not None) == (b.get("emb_ai") is not None and p >= cut)
         if a.get("emb_ai") is not None:
-            # who is embedded, not the score: the same document in another batch differs by bf16 rounding (the padding and
-            # the kernels' blocking depend on the batch), about 1e-4
+            # who is embedded, not the score: the same document in another batch differs by bf16 rounding (the
+            # padding and the kernels' blocking depend on the batch), about 1e-4
             assert a["emb_ai"] == pytest.approx(b["emb_ai"], abs=1e-3)
             assert a["ai_discourse"] == pytest.approx(b["ai_discourse"], abs=1e-3)
         else:  # ruled out by keyword + fastText: the final score is theirs alone
@@ -81,3 +81,33 @@ def test_progress_counts_documents_from_footers_and_writers(tmp_path):
     (out / attribute_path("b.parquet")).unlink()
     (out / "_progress" / "rank-00001.json").write_text(json.dumps({"shard": "b.parquet", "rows": 7}))
     assert documents_done(out, rows) == (17, 1)
+
+
+def test_progress_counts_jsonl_documents_with_a_rate_and_a_total(tmp_path):
+    """JSONL shards have no row count up front: committed ones count by their attribute files, and the total is
+    estimated from the bytes until every shard is done."""
+    import os
+
+    from curation.classify.pipeline import documents_done, estimated_total, shard_rows
+    from curation.core.shards import attribute_path
+
+    demo = REPO / "curate" / "data" / "demo_corpus"
+    shards = sorted(p.name for p in demo.glob("*.jsonl"))
+    n = sum(1 for p in demo.glob("*.jsonl") for line in p.read_text().splitlines() if line.strip())
+    out = tmp_path / "attrs"
+    proc = curate("classify", demo, "--output", out, "--no-embedding", check=True)  # the bar as a user sees it
+    bar = [ln for ln in proc.stdout.splitlines() if ln.startswith("classify ")]
+    assert bar and f"{n:,}/{n:,} docs" in bar[-1] and f"{len(shards)}/{len(shards)} shards" in bar[-1], proc.stdout
+    assert " 0 docs/s" not in bar[-1] and "docs/s" in bar[-1]
+    rows = shard_rows(str(demo), shards)
+    assert set(rows.values()) == {None}
+    seen: dict[str, int] = {}
+    assert documents_done(out, rows, seen) == (n, len(shards))
+    sizes = {s: os.path.getsize(demo / s) for s in shards}
+    assert estimated_total(str(demo), rows, seen, sizes) == (n, True)
+    # one shard still to do: the total is estimated from its bytes, at the others' documents per byte
+    (out / attribute_path(shards[0])).unlink()
+    seen = {}
+    docs, _ = documents_done(out, rows, seen)
+    total, exact = estimated_total(str(demo), rows, seen, sizes)
+    assert not exact and docs < n and abs(total - n) < 0.5 * (n - docs)

@@ -209,3 +209,49 @@ def test_stance_class_weights_shift_the_final_stance():
     assert plain["ai_discourse"] == shifted["ai_discourse"] == pytest.approx(0.8)
     with pytest.raises(CurationError, match="stance-class-weights"):
         parse_class_weights("friendly=2")
+
+
+def test_fit_takes_folds_and_an_embedding_cache(tmp_path):
+    """The seams cross-validation uses (scripts/classifier/crossval_real.py): given train/valid frames instead of
+    the hash split, and document vectors kept across fits, so a second fit of the same folds embeds nothing."""
+    from curation.classify.embedding import EmbeddingCache
+    from curation.classify.fit import FitParams, fit, load_labelled
+
+    labels = pl.read_ndjson(LABELS).select("id", "ai_discourse", "stance")
+    docs = pl.concat([shared_corpus("turntrout"), shared_corpus("wikipedia-recent").head(40)]).select("id", "text")
+    data = docs.join(labels, on="id", how="left").with_columns(pl.col("ai_discourse").fill_null(0))
+    data.write_parquet(tmp_path / "labelled.parquet")
+    df = load_labelled([str(tmp_path / "labelled.parquet")])
+    held = pl.Series([i % 4 == 0 for i in range(df.height)])
+    train, valid = df.filter(~held), df.filter(held).with_columns(pl.col("text").str.slice(0, 1500))
+    p = FitParams(epoch=5, dim=16, embedding_max_chunks=1, embedding_words_per_chunk=64)
+    p.embedding_max_tokens = 64
+    cache = EmbeddingCache(tmp_path / "vectors.pkl")
+    card = fit(
+        [str(tmp_path / "labelled.parquet")],
+        tmp_path / "m1",
+        p,
+        lambda *a: None,
+        folds=(train, valid),
+        embedding_cache=cache,
+    )
+    assert (card["data"]["train"], card["data"]["valid"], card["data"]["documents"]) == (
+        train.height,
+        valid.height,
+        df.height,
+    )
+    assert card["metrics"]["validation"]["final"]["n"] == valid.height
+    assert any(cache.key(t, 1, 64, 64) in cache.vectors for t in valid["text"])  # validation used it (the cut texts)
+    cache.save()
+    again = EmbeddingCache(tmp_path / "vectors.pkl")
+    assert again.vectors.keys() == cache.vectors.keys()
+    n = len(again.vectors)
+    card2 = fit(
+        [str(tmp_path / "labelled.parquet")],
+        tmp_path / "m2",
+        p,
+        lambda *a: None,
+        folds=(train, valid),
+        embedding_cache=again,
+    )
+    assert len(again.vectors) == n and card2["metrics"] == card["metrics"]

@@ -14,10 +14,11 @@ STAGE_NAME = {p: stage for stage, p in STAGE_PREFIX.items()}
 class FinalScores(TaggerStep):
     """Takes each document's scores from the most refined stages that ran on it.
 
-    `ai_discourse` is the card's learned combination of the stage probabilities (`ai_combiner`, curation/classify/combiner.py)
-    where the card has one and the stages it needs ran; otherwise the mean of the probabilities of every stage that ran
-    on the document (calibrated keyword score, fastText, embedding head, LLM judge when enabled). The stance is the mean of the stance models that ran, else the
-    stance prior of the training data. A model card may carry `stance_class_weights`: multipliers applied to the
+    `ai_discourse` is the card's learned combination of the stage probabilities (`ai_combiner`,
+    curation/classify/combiner.py) where the card has one and the stages it needs ran; otherwise the mean of the
+    probabilities of every stage that ran on the document (calibrated keyword score, fastText, embedding head, LLM
+    judge when enabled). The stance is the mean of the stance models that ran, else the stance prior of the training
+    data. A model card may carry `stance_class_weights`: multipliers applied to the
     model stances before renormalising (a prior shift: written training documents make the models read real-text
     style as "neutral"; the default's weights were chosen by cross-validation on real corpus text, see
     scripts/classifier/crossval_real.py).

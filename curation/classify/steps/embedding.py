@@ -46,6 +46,9 @@ class EmbeddingTagger(TaggerStep):
         self.after_fasttext = after_fasttext
         self.ai_combiner, self.min_combined = ai_combiner, min_combined
         self._head = self._combiner = None
+        self.embedding_cache = (
+            None  # an EmbeddingCache, in-process scoring only (`score_texts`): never pickled to workers
+        )
 
     def columns(self):
         return {"emb_ai": pa.float32(), **{f"emb_stance_{s}": pa.float32() for s in STANCES}}
@@ -72,7 +75,8 @@ class EmbeddingTagger(TaggerStep):
         if self._head is None:
             self._head = dict(np.load(self.head_path))
         h = self._head
-        x = embed_documents(
+        embed = self.embedding_cache.embed if self.embedding_cache is not None else embed_documents
+        x = embed(
             [d.text for d in todo],
             self.encoder_path,
             self.max_chunks,
