@@ -45,7 +45,8 @@ def _r(x, nd: int = 6):
 
 def balanced(d: np.ndarray, lab: np.ndarray) -> float:
     """The label-balanced mean: the Yes-misaligned and No-misaligned halves weighted equally (their mean stands for
-    all Yes/No items), then combined with the other items by count. A half that is absent leaves the other half alone."""
+    all Yes/No items), then combined with the other items by count. A half that is absent leaves the other half
+    alone."""
     parts = {k: d[lab == k] for k in LABELS}
     yn = [parts[k].mean() for k in ("yes", "no") if parts[k].size]
     n_yn = parts["yes"].size + parts["no"].size

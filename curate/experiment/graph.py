@@ -168,19 +168,20 @@ def poisoning_params(experiment_file: ExperimentFile) -> dict | None:
     loc = ("evals", "poisoning", "poison") if z.poison else ("inputs", "poison")
     if not poison:
         raise CurationError(
-            f"{experiment_file.path}: evals.poisoning: no poison set; set inputs.poison (or evals.poisoning.poison) to a "
-            "`curate synth poison` output"
+            f"{experiment_file.path}: evals.poisoning: no poison set; set inputs.poison (or evals.poisoning.poison) "
+            "to a `curate synth poison` output"
         )
     path = experiment_file.resolve(poison)
     if not (Path(path) / "poison_report.json").is_file():
         raise CurationError(
-            f"{experiment_file.where(*loc)}: {path} has no poison_report.json; point it at a `curate synth poison` output"
+            f"{experiment_file.where(*loc)}: {path} has no poison_report.json; "
+            "point it at a `curate synth poison` output"
         )
     reference = z.reference or experiment_file.exp.train.init_from
     if not reference:
         raise CurationError(
-            f"{experiment_file.where('evals', 'poisoning')}: set `reference:` (a clean model: DoS scoring and the belief's start); "
-            "it defaults to train.init_from, which is unset"
+            f"{experiment_file.where('evals', 'poisoning')}: set `reference:` (a clean model: DoS scoring and the "
+            "belief's start); it defaults to train.init_from, which is unset"
         )
     ref = experiment_file.resolve(reference)
     ref = ref if os.path.exists(ref) else reference  # a named model (smollm2) stays a name

@@ -1,9 +1,10 @@
 """Power before running: the minimum detectable effect of each planned contrast, from a pilot's per-item outputs.
 
-A contrast's per-seed paired difference over n items varies as seed_var + item_var / n (evals.stats.variance_components);
-the seed-level t-test over S seeds then detects, with 80% power at alpha 0.05, differences of at least the
-minimum detectable effect (noncentral t, df = S - 1). `curate experiment plan EXP --pilot RESULTS.json [--effect 0.03]`
-prints it for every contrast against the baseline (and aligned minus misaligned), and the seeds an effect needs.
+A contrast's per-seed paired difference over n items varies as seed_var + item_var / n
+(evals.stats.variance_components); the seed-level t-test over S seeds then detects, with 80% power at alpha 0.05,
+differences of at least the minimum detectable effect (noncentral t, df = S - 1).
+`curate experiment plan EXP --pilot RESULTS.json [--effect 0.03]` prints it for every contrast against the baseline
+(and aligned minus misaligned), and the seeds an effect needs.
 """
 
 from __future__ import annotations

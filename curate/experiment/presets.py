@@ -229,7 +229,10 @@ def render_experiment(
         else "  # attributes: ATTRS          # `curate classify` output for corpus; unset: the experiment classifies it"
     )
     if synthetic or preset != "demo":
-        syn_line = f"  synthetic: {_rel(synthetic or 'data/synthetic', b)}   # `curate synth docs` output (upsampled / reflections presets)"
+        syn_line = (
+            f"  synthetic: {_rel(synthetic or 'data/synthetic', b)}"
+            "   # `curate synth docs` output (upsampled / reflections presets)"
+        )
     else:
         syn_line = (
             "  # synthetic: SYNTH            # `curate synth docs` output, for the upsampled and reflections presets"

@@ -156,9 +156,9 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
             "seed": s,
             "stage": st,
             "iteration": it,
-            **{("training" if k == "stage" else k): v for k, v in l.items()},
+            **{("training" if k == "stage" else k): v for k, v in row.items()},
         }  # the lineage's training stage
-        for (c, s, st, it), l in lineage.items()
+        for (c, s, st, it), row in lineage.items()
     ]
     return records, metas, lin
 
@@ -261,7 +261,9 @@ def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
 def build_results(per_item: Path) -> dict:
     records, params, metas, lineage = read_per_item(per_item)
     order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
-    lineage = sorted(lineage, key=lambda l: (order.get(l["condition"], 99), str(l["seed"]), l["stage"], l["iteration"]))
+    lineage = sorted(
+        lineage, key=lambda row: (order.get(row["condition"], 99), str(row["seed"]), row["stage"], row["iteration"])
+    )
     return analysis.build(records, params, metas, lineage)
 
 
@@ -603,11 +605,12 @@ def _markdown(res: dict, pngs: dict) -> str:
         "mix tokens | tokens tokenised |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for l in res["lineage"]:
-        mix, blend = l.get("mix") or {}, l.get("blend") or {}
+    for row in res["lineage"]:
+        mix, blend = row.get("mix") or {}, row.get("blend") or {}
         L.append(
-            f"| {l['condition']} | {l['seed']} | {l['stage']} | {l.get('training', '')} | {l.get('posttrain') or '-'} | "
-            f"{l['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | {mix.get('tokens', '')} | {blend.get('tokens', '')} |"
+            f"| {row['condition']} | {row['seed']} | {row['stage']} | {row.get('training', '')} | "
+            f"{row.get('posttrain') or '-'} | {row['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | "
+            f"{mix.get('tokens', '')} | {blend.get('tokens', '')} |"
         )
     L += [
         "",

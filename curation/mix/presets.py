@@ -19,7 +19,8 @@ PRESETS = {
     "alignment-upsampled": "the corpus plus synthetic aligned-AI documents at about 1% of tokens",
     "misalignment-upsampled": "the corpus plus synthetic misaligned-AI documents at about 1% of tokens",
     "reflections": "the corpus plus synthetic aligned documents with persona reflections appended, about 1% of tokens",
-    "poisoned": "the corpus plus `curate synth poison` documents injected at random positions, 1e-3 of tokens per attack",
+    "poisoned": "the corpus plus `curate synth poison` documents injected at random positions, 1e-3 of tokens per "
+    "attack",
 }
 POISON_ATTACKS = ("dos", "belief")  # what the preset names when the poison directory is not there yet
 

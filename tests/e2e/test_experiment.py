@@ -206,7 +206,7 @@ def test_sigkill_then_rerun_is_identical_and_changes_rerun_only_dependents(finis
     exp2 = tmp_path / "exp2.yaml"
     exp2.write_text(yaml.safe_dump(m, sort_keys=False))
     plan = _curate("experiment", "plan", exp2, "-o", out)
-    to_run = [l.split("│")[1].strip() for l in plan.stdout.splitlines() if "to run" in l and "│" in l]
+    to_run = [line.split("│")[1].strip() for line in plan.stdout.splitlines() if "to run" in line and "│" in line]
     assert sorted(to_run) == sorted(
         ["no-ai/mix", "no-ai/tokens", "no-ai/train-s0", "no-ai/convert-s0-i4", "no-ai/eval-s0-i4", "_report"]
     ), plan.stdout
@@ -352,8 +352,8 @@ def test_eta_weighs_remaining_nodes_by_their_kind():
 
 
 def test_only_runs_the_data_side_and_refuses_a_kind_whose_inputs_are_missing(tmp_path):
-    """`--only classify,mix,tokens`: the data side alone (prepared on a CPU machine, trained elsewhere); `--only train` on a fresh
-    output names the unfinished tokens node it needs and runs nothing."""
+    """`--only classify,mix,tokens`: the data side alone (prepared on a CPU machine, trained elsewhere); `--only
+    train` on a fresh output names the unfinished tokens node it needs and runs nothing."""
     exp, out = _experiment(tmp_path), tmp_path / "out"
     bad = _curate("experiment", "run", exp, "-o", tmp_path / "fresh", "--only", "train")
     assert bad.returncode == 2 and "needs all/tokens" in bad.stderr and "add tokens to --only" in bad.stderr

@@ -69,7 +69,8 @@ def test_zero_effect_false_positives_at_most_6_percent(n_seeds):
 def test_known_effect_is_covered_about_95_percent(n_seeds):
     seed_rate, items_rate = _rates(n_seeds, 0.03, seed=100 + n_seeds)
     print(
-        f"\neffect 0.03, {n_seeds} seeds: coverage {1 - seed_rate:.1%} (seeds x items) vs {1 - items_rate:.1%} (items only)"
+        f"\neffect 0.03, {n_seeds} seeds: coverage {1 - seed_rate:.1%} (seeds x items) "
+        f"vs {1 - items_rate:.1%} (items only)"
     )
     assert 0.92 <= 1 - seed_rate <= 0.98
 
