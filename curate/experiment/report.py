@@ -36,7 +36,7 @@ POISONING_MEASURES = {
 }
 
 
-def _poisoning_items(path: Path, attack: str, measure: str) -> list[tuple]:
+def poisoning_items(path: Path, attack: str, measure: str) -> list[tuple]:
     """Per held-out item of one attack: belief's untriggered log-odds, or the paired triggered - untriggered value
     (an item whose continuation was empty has no log-likelihood and is left out of that measure)."""
     rows: dict[str, dict] = {}
@@ -59,7 +59,7 @@ def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
     poisoning measure."""
     out = []
     if kind == "poisoning":
-        return _poisoning_items(run / "items.jsonl", meta["attack"], meta["measure"])
+        return poisoning_items(run / "items.jsonl", meta["attack"], meta["measure"])
     if kind == "capability":
         slug = meta["suite"].replace(":", "_").replace("/", "_")
         col = MAIN_METRIC[meta["suite_kind"]]
