@@ -175,7 +175,7 @@ def main():
                 from torch.profiler import ProfilerActivity, profile
 
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    run_capability(cfg, tmp / f"prof_{name}", progress=False, loaded=(model, tok))
+                    run_capability(cfg, tmp / f"prof_{name}", progress=False, lm=ours_lm)
                 mm = (
                     sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm"))
                     / 1e6
