@@ -100,9 +100,7 @@ def test_cloze_mode_scores_option_text(smol):
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        s = run_propensity(
-            PropensityConfig(mode="cloze,base", n_boot=100), tmp, progress=False, items=items, lm=smol
-        )
+        s = run_propensity(PropensityConfig(mode="cloze,base", n_boot=100), tmp, progress=False, items=items, lm=smol)
         rows = [json.loads(x) for x in open(f"{tmp}/items.jsonl")]
     assert set(s["by_mode"]) == {"cloze", "base"} and s["by_mode"]["cloze"]["overall"] == s["overall"]
     assert s["example_prompt"].endswith("\nAnswer: " + items[0].options[0])
