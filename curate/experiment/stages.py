@@ -310,7 +310,7 @@ def evaluate(ctx: Ctx) -> dict:
             condition=ctx.node.condition or START,
             lineage=lin,
         )
-        run_poisoning(cfg, ctx.dir / "poisoning", progress=False, loaded=loaded)
+        run_poisoning(cfg, ctx.dir / "poisoning", progress=False, lm=lm)
         runs += [{"kind": "poisoning", "suite": attack, "dir": "poisoning"} for attack in z["attacks"]]
     return {"outputs": {"runs": runs}, "lineage": lin}
 
