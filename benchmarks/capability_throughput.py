@@ -84,10 +84,11 @@ def main():
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    from curation.lm.loading import load_model
+    from curation.lm.session import LanguageModel
     from evals.capability import CapabilityConfig, load_suite_items, resolve_suites, run_capability, seeded_subset
 
-    model, tok = load_model(args.model)
+    ours_lm = LanguageModel.open(args.model)  # one load, shared with lm-eval's HFLM
+    model, tok = ours_lm.model, ours_lm.tokenizer
     lm = HFLM(pretrained=model, tokenizer=tok, batch_size=args.batch_size)
     names = args.suites.split(",")
     print(
@@ -120,7 +121,7 @@ def main():
                 n_boot=200,
             )
             t = time.perf_counter()
-            ours = run_capability(cfg, tmp / f"ours_{name}", progress=False, loaded=(model, tok))["suites"][name]
+            ours = run_capability(cfg, tmp / f"ours_{name}", progress=False, lm=ours_lm)["suites"][name]
             ours_s = time.perf_counter() - t
             t = time.perf_counter()
             res = lm_eval.simple_evaluate(
@@ -143,9 +144,8 @@ def main():
                 a, b = ours[m]["value"], theirs[f"{m},none"]
                 good = abs(a - b) <= 0.005
                 ok &= good
-                print(
-                    f"  {m:9s} ours {a:.4f}  lm-eval {b:.4f}  diff {100 * (a - b):+.2f} points {'ok' if good else 'FAIL'}"
-                )
+                verdict = "ok" if good else "FAIL"
+                print(f"  {m:9s} ours {a:.4f}  lm-eval {b:.4f}  diff {100 * (a - b):+.2f} points {verdict}")
             if suite.kind == "lambada":
                 print(f"  perplexity ours {ours['perplexity']['value']:.3f}  lm-eval {theirs['perplexity,none']:.3f}")
             good = max(diffs) <= 1e-4
@@ -164,7 +164,8 @@ def main():
                     for a, b in zip(smp["filtered_resps"], first[smp["doc_id"]]["filtered_resps"], strict=False)
                 ]
                 print(
-                    f"  lm-eval batch 1 vs batch {args.batch_size}: max |loglik diff| {max(own):.2e} (its own noise floor)"
+                    f"  lm-eval batch 1 vs batch {args.batch_size}: max |loglik diff| {max(own):.2e} "
+                    "(its own noise floor)"
                 )
             print(
                 f"  ours {ours_s:6.1f} s ({len(items) / ours_s:5.2f} items/s)  lm-eval {theirs_s:6.1f} s "
@@ -174,7 +175,7 @@ def main():
                 from torch.profiler import ProfilerActivity, profile
 
                 with profile(activities=[ProfilerActivity.CPU]) as prof:
-                    run_capability(cfg, tmp / f"prof_{name}", progress=False, loaded=(model, tok))
+                    run_capability(cfg, tmp / f"prof_{name}", progress=False, lm=ours_lm)
                 mm = (
                     sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm"))
                     / 1e6

@@ -39,13 +39,14 @@ def main():
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     from curation.core.items import LETTERS, load_items
-    from curation.lm.loading import load_model
+    from curation.lm.session import LanguageModel
     from evals.prompts import PromptStyle, orders
     from evals.propensity import PropensityConfig, run_propensity
 
     files = sorted(ITEMS.glob("*.jsonl"))
     items = load_items(files, limit_per_file=max(1, args.items // 9))[: args.items]
-    model, tok = load_model(args.model)
+    ours_lm = LanguageModel.open(args.model)  # one load, shared with lm-eval's HFLM
+    model, tok = ours_lm.model, ours_lm.tokenizer
     style = PromptStyle()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -83,7 +84,7 @@ def main():
                 tmp / f"ours{rep}",
                 progress=False,
                 items=items,
-                loaded=(model, tok),
+                lm=ours_lm,
             )
             ours_t.append(time.perf_counter() - t)
             t = time.perf_counter()
@@ -108,14 +109,17 @@ def main():
 
     n = len(items)
     print(
-        f"items: {n} ({sum(len(orders(len(it.options))) for it in items)} prompts), model {args.model}, batch {args.batch_size}, "
+        f"items: {n} ({sum(len(orders(len(it.options))) for it in items)} prompts), model {args.model}, "
+        f"batch {args.batch_size}, "
         f"torch threads {torch.get_num_threads()}"
     )
     print(
-        f"curate eval propensity: {ours:7.1f} s  {n / ours:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in ours_t)} s)"
+        f"curate eval propensity: {ours:7.1f} s  {n / ours:6.2f} items/s   "
+        f"(runs: {', '.join(f'{x:.1f}' for x in ours_t)} s)"
     )
     print(
-        f"lm-eval (hf backend)  : {theirs:7.1f} s  {n / theirs:6.2f} items/s   (runs: {', '.join(f'{x:.1f}' for x in theirs_t)} s)"
+        f"lm-eval (hf backend)  : {theirs:7.1f} s  {n / theirs:6.2f} items/s   "
+        f"(runs: {', '.join(f'{x:.1f}' for x in theirs_t)} s)"
     )
     print(f"ratio ours/lm-eval: {theirs / ours:.2f}x (target >= 2x)")
     print(f"max |log-likelihood difference| on the same prompts: {max(diffs):.2e} over {len(diffs)} letter scores")

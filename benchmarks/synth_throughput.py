@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/synth_throughput.py [--model smollm2] [--prompts 32] [--max-tokens 64] [--json OUT]
 
 Both generate exactly --max-tokens tokens per prompt (vLLM: ignore_eos; transformers: min_new_tokens), greedy-free
-sampling at temperature 0.8, float32 weights in both; start-up and a warm-up batch are excluded from the timing. vLLM runs in its worker
-process (.venv/vllm on CPU, `make vllm`); transformers runs in this process with the same thread count.
+sampling at temperature 0.8, float32 weights in both; start-up and a warm-up batch are excluded from the timing. Both
+are a `LanguageModel` (curation.lm.session): vLLM runs in its worker process (.venv/vllm on CPU, `make vllm`);
+transformers runs in this process with the same thread count.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from curation.lm.engines import Request  # noqa: E402
-from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR, BackendConfig, Sampling  # noqa: E402  # noqa: E402
+from synth.config import FORMS, PACKAGE_DATA, STANCES, TEMPLATES_DIR, Sampling  # noqa: E402
 from synth.prompts import DocTemplates  # noqa: E402
 from synth.scenarios import load_scenarios  # noqa: E402
 
@@ -59,11 +60,11 @@ def main():
         "machine": f"{platform.machine()} {platform.processor()} cpus={os.cpu_count()}",
     }
 
-    from curation.lm.engines.vllm_client import VLLMGenerator
+    from curation.lm.session import LanguageModel
 
     t0 = time.perf_counter()
-    v = VLLMGenerator(BackendConfig(kind="vllm", model=a.model, dtype="float32"))
-    v._start()
+    v = LanguageModel.open(a.model, "vllm", dtype="float32")
+    v.engine.start()
     res["vllm_startup_s"] = round(time.perf_counter() - t0, 1)
     secs, toks = timed(v, reqs, sampling)
     v.close()
@@ -77,9 +78,7 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    from curation.lm.engines.hf import TransformersGenerator
-
-    h = TransformersGenerator(BackendConfig(kind="transformers", model=a.model, dtype="float32"), max_batch=a.prompts)
+    h = LanguageModel.open(a.model, "hf", dtype="float32", batch_size=a.prompts)
     secs, toks = timed(h, reqs, sampling)
     res.update(hf_seconds=round(secs, 2), hf_tokens=toks, hf_tok_s=round(toks / secs, 1))
     print(f"transformers: {toks} tokens in {secs:.2f} s = {toks / secs:.1f} tok/s", flush=True)

@@ -205,7 +205,8 @@ def run_attacks(cfg: AttackConfig, output: str | Path, lm=None, progress: bool =
     owned.replace_previous(overwrite, "attacks run")
     owned.own("items.jsonl", "summary.json", "summary.md")
     t0 = time.time()
-    lm = lm or LanguageModel.open(cfg.model, "hf", cfg.dtype, cfg.device, cfg.batch_size)
+    lm = (lm or LanguageModel.open(cfg.model, "hf", cfg.dtype, cfg.device, cfg.batch_size)).batched(cfg.batch_size)
+    lm.serves(cfg.model, "hf")
     rows = []
     for i, req in enumerate(requests):
         rid = hashlib.sha256(req.encode()).hexdigest()[:12]

@@ -346,14 +346,13 @@ def _legacy_run(root: Path) -> dict | None:
     return {"files": ["summary.json", "summary.md"], "trees": ["items"]} if ok else None
 
 
-def run_capability(
-    cfg: CapabilityConfig, output: str | Path, progress: bool = True, loaded: tuple | None = None
-) -> dict:
-    """``loaded``: an already loaded (model, tokenizer), so tests and benchmarks score several runs on one load."""
+def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = True, lm=None) -> dict:
+    """``lm``: an open `LanguageModel` (curation.lm.session) of ``cfg.model``, so an experiment, a test or a benchmark
+    scores several runs on one load; without it the model loads here."""
     from curation.core.outputs import claim
     from curation.core.provenance import package_versions
-    from curation.lm.loading import load_model, resolve
-    from curation.lm.scoring import ContinuationScorer
+    from curation.lm.loading import resolve
+    from curation.lm.session import LanguageModel
 
     suites = resolve_suites(cfg.suites, cfg.data_dir, cfg.perplexity)
     model_path = cfg.model if os.path.exists(cfg.model) else None
@@ -371,9 +370,11 @@ def run_capability(
         raise CurationError("--limit must be at least 1")
     source = resolve(cfg.model)
     t0 = time.time()
-    model, tok = loaded or load_model(cfg.model, dtype=cfg.dtype, device=cfg.device)
+    if lm is None:
+        lm = LanguageModel.open(cfg.model, "hf", cfg.dtype, cfg.device, cfg.batch_size)
+    lm.serves(cfg.model, "hf")
     load_s = time.time() - t0
-    scorer = ContinuationScorer(model, tok, batch_size=cfg.batch_size, max_tokens=cfg.max_tokens)
+    scorer = lm.batched(cfg.batch_size).continuation_scorer(max_tokens=cfg.max_tokens)
     model_fp = model_fingerprint(cfg.model)
     (out / "items").mkdir(parents=True, exist_ok=True)
     results, hashes = {}, {}
@@ -413,8 +414,8 @@ def run_capability(
             docs = [docs[i] for i in seeded_subset(len(docs), cfg.limit, cfg.seed)]
             n_units = len(docs)
             # every position goes through the vocabulary projection here: batch ~2k tokens, not 16 windows
-            ppl_scorer = ContinuationScorer(model, tok, batch_size=max(1, 2048 // cfg.window), max_tokens=cfg.window)
-            work = lambda cb: score_perplexity(docs, ppl_scorer, cfg.window, progress=cb)  # noqa: E731
+            ppl_lm = lm.batched(max(1, 2048 // cfg.window))
+            work = lambda cb, docs=docs, ppl_lm=ppl_lm: score_perplexity(docs, ppl_lm, cfg.window, progress=cb)  # noqa: E731
             total = None
         else:
             items = load_suite_items(suite.files[0], suite)

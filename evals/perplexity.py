@@ -21,7 +21,8 @@ from evals.stats import bootstrap_ratio_ci
 
 
 def read_texts(paths: list, max_docs: int | None, text_key: str = "text") -> list[tuple[str, str]]:
-    """(id, text) of the first max_docs (None: all) documents of the JSONL/Parquet files or directories, in sorted order."""
+    """(id, text) of the first max_docs (None: all) documents of the JSONL/Parquet files or directories, in sorted
+    order."""
     out: list[tuple[str, str]] = []
     for spec in paths:
         root, rels = list_shards(str(spec))
@@ -51,33 +52,21 @@ def ppl_with_ci(nll: np.ndarray, tokens: np.ndarray, seed: int, n_boot: int) -> 
 
 
 def score_perplexity(
-    docs: list[tuple[str, str]], scorer, window: int, max_tokens: int | None = None, progress=None
+    docs: list[tuple[str, str]], lm, window: int, max_tokens: int | None = None, progress=None
 ) -> list[dict]:
-    """lm-eval's loglikelihood_rolling: disjoint windows of ``window`` predicted tokens, the first after the
-    end-of-text token, each later one conditioned on the token before it. ``max_tokens``: only each document's first
-    tokens (what an experiment's quick held-out check reads)."""
-    tok = scorer.tokenizer
-    pairs, owner = [], []
-    for d, (_, text) in enumerate(docs):
-        ids = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
-        for s in range(0, len(ids), window):
-            pairs.append(([tok.eos_token_id] if s == 0 else [ids[s - 1]], ids[s : s + window]))
-            owner.append(d)
-    res = scorer.token_loglikelihoods(pairs, progress=progress)
-    ll = np.zeros(len(docs))
-    ntok = np.zeros(len(docs), dtype=int)
-    for d, r in zip(owner, res, strict=False):
-        ll[d] += r[0]
-        ntok[d] += r[2]
+    """Each (id, text)'s rolling log-likelihood (`LanguageModel.rolling_loglikelihoods`: lm-eval's disjoint windows of
+    ``window`` predicted tokens) with its byte and word counts. ``max_tokens``: only each document's first tokens
+    (what an experiment's quick held-out check reads)."""
+    scored = lm.rolling_loglikelihoods([t for _, t in docs], window, max_tokens=max_tokens, progress=progress)
     return [
         {
             "id": i,
-            "loglik": float(ll[d]),
-            "n_tokens": int(ntok[d]),
+            "loglik": float(ll),
+            "n_tokens": int(n),
             "n_bytes": len(t.encode("utf-8")),
             "n_words": len(re.split(r"\s+", t)),
         }
-        for d, (i, t) in enumerate(docs)
+        for (i, t), (ll, n) in zip(docs, scored, strict=True)
     ]
 
 
@@ -93,18 +82,19 @@ def run_perplexity(
     n_boot: int = 1000,
     lineage: dict | None = None,
     text_key: str = "text",
-    loaded: tuple | None = None,
+    lm=None,
 ) -> dict:
-    """Perplexity on each document's first ``seq_length`` tokens (scored as `curate eval capability --perplexity`)."""
+    """Perplexity on each document's first ``seq_length`` tokens (scored as `curate eval capability --perplexity`).
+    ``lm``: an open `LanguageModel` of ``model`` (curation.lm.session); without it the model loads here."""
     from curation.lm.session import LanguageModel
 
     docs = read_texts(data, max_docs, text_key)
     if not docs:
         raise CurationError(f"{data}: no documents with `{text_key}`; pass held-out text")
-    scorer = LanguageModel.open(model, batch_size=batch_size, loaded=loaded).continuation_scorer(
-        max_tokens=seq_length + 1
-    )
-    scored = score_perplexity(docs, scorer, window=seq_length, max_tokens=seq_length)
+    if lm is None:
+        lm = LanguageModel.open(model, batch_size=batch_size)
+    lm.serves(model, "hf")
+    scored = score_perplexity(docs, lm.batched(batch_size), window=seq_length, max_tokens=seq_length)
     rows = sorted(
         ({"id": r["id"], "tokens": r["n_tokens"], "nll": -r["loglik"]} for r in scored if r["n_tokens"]),
         key=lambda r: r["id"],

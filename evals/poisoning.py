@@ -215,9 +215,8 @@ def _generate(lm, items: list[dict], cfg: PoisoningConfig, progress) -> None:
 def _score(items: list[dict], cfg: PoisoningConfig, spec: PoisonSpec, lm, ref) -> None:
     dos = [it for it in items if it["attack"] == "dos"]
     if dos:
-        scorer = ref.continuation_scorer()
         todo = [it for it in dos if it["continuation"]]
-        res = scorer.loglikelihoods([(it["prompt"], " " + it["continuation"]) for it in todo]) if todo else []
+        res = ref.loglikelihoods([(it["prompt"], " " + it["continuation"]) for it in todo]) if todo else []
         for it in dos:
             it.update(loglik=None, n_tokens=0, loglik_per_token=None, perplexity=None, gibberish=False, empty=True)
         for it, (ll, _, n) in zip(todo, res, strict=False):
@@ -245,7 +244,7 @@ def _score(items: list[dict], cfg: PoisoningConfig, spec: PoisonSpec, lm, ref) -
             ("reference", ref, [it for it in belief if not it["triggered"]]),
         ):
             reqs = [(it["prompt"], " " + o) for it in targets for o in options]
-            res = model.continuation_scorer().loglikelihoods(reqs, groups=[k // len(options) for k in range(len(reqs))])
+            res = model.loglikelihoods(reqs, groups=[k // len(options) for k in range(len(reqs))])
             for k, it in enumerate(targets):
                 lls = [r[0] for r in res[k * len(options) : (k + 1) * len(options)]]
                 it[f"{name}_loglik"] = dict(zip(options, lls, strict=False))
@@ -272,7 +271,7 @@ def summarise_attack(attack: str, items: list[dict], seed: int, n_boot: int) -> 
     by = {t: {it["id"]: it for it in rows if it["triggered"] == t} for t in (True, False)}
     metrics: dict = {}
     for k, m in enumerate(base):
-        val = lambda it: None if it.get(m) is None else float(it[m])  # noqa: E731
+        val = lambda it, m=m: None if it.get(m) is None else float(it[m])  # noqa: E731
         trig = [val(it) for it in by[True].values()]
         untrig = [val(it) for it in by[False].values()]
         diffs = [
@@ -327,10 +326,11 @@ def run_poisoning(
     output: str | Path,
     progress: bool = True,
     overwrite: bool = False,
-    loaded: tuple | None = None,
-    loaded_reference: tuple | None = None,
+    lm=None,
+    lm_reference=None,
 ) -> dict:
-    """``loaded`` / ``loaded_reference``: already loaded (model, tokenizer) pairs (tests, notebooks)."""
+    """``lm`` / ``lm_reference``: open `LanguageModel`s (curation.lm.session) of ``cfg.model`` and ``cfg.reference``
+    (tests, notebooks); without them the models load here."""
     from curation.core.outputs import claim
     from curation.core.provenance import package_versions
     from curation.lm.loading import resolve
@@ -350,14 +350,16 @@ def run_poisoning(
     owned.own("items.jsonl", "summary.json", "summary.md")
     out = owned.root
     t0 = time.time()
-    lm = LanguageModel.open(cfg.model, "hf", cfg.dtype, cfg.device, cfg.batch_size, loaded)
+    lm = (lm or LanguageModel.open(cfg.model, "hf", cfg.dtype, cfg.device, cfg.batch_size)).batched(cfg.batch_size)
+    lm.serves(cfg.model, "hf")
     need_ref = bool({"dos", "belief"} & set(cfg.attacks))
-    same = str(cfg.reference) == str(cfg.model) and loaded_reference is None
-    ref = (
-        lm
-        if same or not need_ref
-        else LanguageModel.open(cfg.reference, "hf", cfg.dtype, cfg.device, cfg.batch_size, loaded_reference)
-    )
+    same = str(cfg.reference) == str(cfg.model) and lm_reference is None
+    if same or not need_ref:
+        ref = lm
+    else:
+        ref = lm_reference or LanguageModel.open(cfg.reference, "hf", cfg.dtype, cfg.device, cfg.batch_size)
+        ref = ref.batched(cfg.batch_size)
+        ref.serves(cfg.reference, "hf")
     load_s = time.time() - t0
     t1 = time.time()
     n_gen = sum(1 for it in items if it["attack"] in TRIGGERED)

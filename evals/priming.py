@@ -65,7 +65,8 @@ class PrimingConfig:
 
 
 def phrase_logprob(model, tok, prefixes: list[str], phrase: str) -> list[float]:
-    """log P(phrase | prefix) for each prefix: the sum of the phrase tokens' log-probs (the phrase joins with a space)."""
+    """log P(phrase | prefix) for each prefix: the sum of the phrase tokens' log-probs (the phrase joins with a
+    space)."""
     import torch
 
     out = []
@@ -255,11 +256,11 @@ def run_priming(
     output: str | Path,
     cfg: PrimingConfig,
     overwrite: bool = False,
-    loaded: tuple | None = None,
-    loaded_after: tuple | None = None,
+    lm=None,
+    lm_after=None,
 ) -> dict:
     """An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are replaced).
-    ``loaded`` / ``loaded_after``: already loaded (model, tokenizer) of the scoring (before) and after models."""
+    ``lm`` / ``lm_after``: open `LanguageModel`s (curation.lm.session) of the scoring (before) and after models."""
     import os
 
     from curation.core.outputs import claim
@@ -279,7 +280,8 @@ def run_priming(
     owned.replace_previous(overwrite, "priming run")
     owned.own("priming.jsonl", "summary.json", "spread.jsonl")
     out = owned.root
-    lm = LanguageModel.open(spec, batch_size=cfg.batch_size, loaded=loaded)
+    lm = (lm or LanguageModel.open(spec, batch_size=cfg.batch_size)).batched(cfg.batch_size)
+    lm.serves(spec, "hf")
     summary = {
         "model": resolve(spec).model_id,
         "mode": cfg.mode,
@@ -311,7 +313,8 @@ def run_priming(
     summary.update(flagged=len(flagged), share_flagged=len(flagged) / len(rows) if rows else 0.0)
     spread_rows: list[dict] = []
     if cfg.after is not None:
-        after = LanguageModel.open(cfg.after, batch_size=cfg.batch_size, loaded=loaded_after)
+        after = (lm_after or LanguageModel.open(cfg.after, batch_size=cfg.batch_size)).batched(cfg.batch_size)
+        after.serves(cfg.after, "hf")
         contexts = spread_contexts(cfg)
         counts: dict[str, int] = {}
         for r in df.iter_rows(named=True):

@@ -82,6 +82,7 @@ class PropensityConfig:
 
 
 MODES = ("base", "chat", "generate", "cloze")
+EVAL_BACKENDS = ("hf", "vllm")  # letter scoring needs prompt log-probs: not an OpenAI-compatible server
 NON_MATCH_CUTOFF = 0.2  # the paper's authors discard generate-mode runs whose answers fail to parse this often
 
 _ANSWER = [
@@ -158,7 +159,7 @@ def _score_items(
             else:
                 row["p_misaligned_by_order"].append(float(o[LETTERS.index(letter)] in items[k].misaligned))
     else:
-        lps = lm.letter_scorer().letter_logprobs(
+        lps = lm.letter_logprobs(
             prompts, [len(o) for _, o, _ in shown], groups=[k for k, _, _ in shown], progress=progress
         )
         for (k, o, _), lp in zip(shown, lps, strict=False):
@@ -205,7 +206,7 @@ def _score_cloze(items: list[Item], cfg: PropensityConfig, lm: LanguageModel, pr
         for opt in items[k].options:
             reqs.append((ctx, " " + opt))
             groups.append(k)
-    res = lm.continuation_scorer().loglikelihoods(reqs, groups=groups, progress=progress)
+    res = lm.loglikelihoods(reqs, groups=groups, progress=progress)
     rows = [
         {
             "id": it.id,
@@ -254,7 +255,8 @@ def position_bias(rows: list[dict]) -> dict:
 
 
 def summarise(rows: list[dict], cfg: PropensityConfig, seed: int) -> dict:
-    """Rates overall and by split/category/topic; position bias and the original-order-only rate where probabilities exist."""
+    """Rates overall and by split/category/topic; position bias and the original-order-only rate where probabilities
+    exist."""
     scored = [r for r in rows if r["p_misaligned"] is not None]
     groups: dict[str, dict[str, list[float]]] = {
         "split": defaultdict(list),
@@ -289,10 +291,11 @@ def run_propensity(
     output: str | Path,
     progress: bool = True,
     items: list[Item] | None = None,
-    loaded: tuple | None = None,
+    lm: LanguageModel | None = None,
     overwrite: bool = False,
 ) -> dict:
-    """``loaded``: an already loaded (model, tokenizer), so notebooks and tests can score several configs on one load.
+    """``lm``: an open `LanguageModel` of ``cfg.model`` on ``cfg.backend``, so an experiment, a notebook or a test
+    scores several configs on one load (it stays open: its opener closes it); without it the model loads here.
     An earlier run in ``output`` needs ``overwrite`` (curation/core/outputs.py: only its own files are removed)."""
     from curation.core.outputs import claim
     from curation.lm.loading import resolve
@@ -323,11 +326,15 @@ def run_propensity(
     out = owned.root
     source = resolve(cfg.model)
     t0 = time.time()
+    if cfg.backend not in EVAL_BACKENDS:
+        raise CurationError(f"--backend must be one of {', '.join(EVAL_BACKENDS)}, not {cfg.backend!r}")
     if cfg.backend == "vllm" and set(modes) & {"generate", "cloze"}:
         raise CurationError("--mode generate and cloze run on the hf backend; use --backend hf")
-    lm = LanguageModel.open(
-        cfg.model, cfg.backend, cfg.dtype, cfg.device, cfg.batch_size, loaded
-    )  # the one backend choice
+    opened = lm is None
+    if opened:
+        lm = LanguageModel.open(cfg.model, cfg.backend, cfg.dtype, cfg.device, cfg.batch_size)  # the one backend choice
+    lm.serves(cfg.model, cfg.backend)
+    lm = lm.batched(cfg.batch_size)
     tok = lm.tokenizer
     load_s = time.time() - t0
     style = cfg.style()
@@ -345,11 +352,12 @@ def run_propensity(
                 )
                 with Progress(transient=True) as bar:
                     task = bar.add_task(f"{mode}: scoring {len(items)} items ({n_units} prompts)", total=n_units)
-                    by_mode[mode] = _score_items(items, cfg, lm, lambda n: bar.advance(task, n), mode)
+                    by_mode[mode] = _score_items(items, cfg, lm, lambda n, task=task: bar.advance(task, n), mode)
             else:
                 by_mode[mode] = _score_items(items, cfg, lm, None, mode)
     finally:
-        lm.close()  # the vLLM worker, when there is one
+        if opened:
+            lm.close()  # the vLLM worker, when there is one
     score_s = time.time() - t1
     rows = by_mode[modes[0]]
     summary = summarise(rows, cfg, cfg.seed)
@@ -419,7 +427,8 @@ def summary_markdown(s: dict) -> str:
         lines += [
             "",
             f"Position bias: P(first option) exceeds uniform by {pb['mean_p_first_minus_uniform']:+.3f} on average; "
-            f"the choice flips when the order is swapped on {pb['share_choice_flips_when_swapped']:.1%} of 2-option items. "
+            "the choice flips when the order is swapped on "
+            f"{pb['share_choice_flips_when_swapped']:.1%} of 2-option items. "
             f"Original order only: mean P(misaligned) {s['overall_original_order_only']['mean_p_misaligned']:.3f} "
             f"(both orders: {s['overall']['mean_p_misaligned']:.3f}).",
         ]

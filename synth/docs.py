@@ -175,19 +175,21 @@ def _generate(
     n_tokens = 0
     t_gen = time.time()
     if todo:
-        from curation.lm.engines import Request, make_generator
+        from curation.lm.engines import Request
+        from curation.lm.session import LanguageModel
 
-        generator = make_generator(cfg.backend, log_dir=str(out / "_logs"))
+        lm = LanguageModel.from_backend(cfg.backend, log_dir=str(out / "_logs"))
         try:
+            model_id = lm.model_id
             s = cfg.sampling
             for start in range(0, len(todo), cfg.batch_size):
                 batch = todo[start : start + cfg.batch_size]
-                comps = generator.generate([Request(j["messages"], j["seed"]) for j in batch], s)
+                comps = lm.generate([Request(j["messages"], j["seed"]) for j in batch], s)
                 rows = [
                     {
                         **{k: v for k, v in j.items() if k != "messages"},
                         "text": c.text,
-                        "model": generator.model_id,
+                        "model": model_id,
                         "temperature": s.temperature,
                         "top_p": s.top_p,
                         "max_tokens": s.max_tokens,
@@ -205,7 +207,7 @@ def _generate(
                     f"({n_tokens / max(time.time() - t_gen, 1e-9):.1f} output tokens/s incl. start-up)"
                 )
         finally:
-            generator.close()
+            lm.close()
     gen_seconds = time.time() - t_gen
     report = run_qc(
         cfg, out, {j["id"] for j in jobs}, stance_scorer=stance_scorer, order=[j["id"] for j in jobs], owned=owned

@@ -1,4 +1,5 @@
-"""`curate synth reflect CORPUS --rate 0.10`: persona reflections inserted into a corpus (Synthetic Persona Pretraining).
+"""`curate synth reflect CORPUS --rate 0.10`: persona reflections inserted into a corpus (Synthetic Persona
+Pretraining).
 
 Documents are selected by a seeded hash of their id; each selected document gets a reflection on the text read so
 far, citing the constitution's principles, inserted at the end or at a sampled reading pause (a paragraph break,
@@ -117,7 +118,7 @@ def run_reflect(
     template = ReflectTemplate(cfg.templates, cfg.person)
     shards = {rel: read_shard(Path(root) / rel, cfg.id_key, cfg.text_key) for rel in rels}
     jobs = []
-    for rel, df in shards.items():
+    for df in shards.values():
         for doc_id, text in zip(df[cfg.id_key].to_list(), df[cfg.text_key].to_list(), strict=False):
             # a blank document has nothing to reflect on: it is never selected
             if text and not text.isspace() and hash_unit(cfg.seed, "reflect:" + doc_id) < cfg.rate:
@@ -150,13 +151,15 @@ def run_reflect(
         f"{len(jobs) - len(todo)} reflections already done, {len(todo)} to generate"
     )
     if todo:
-        from curation.lm.engines import Request, make_generator
+        from curation.lm.engines import Request
+        from curation.lm.session import LanguageModel
 
-        gen = make_generator(cfg.backend, log_dir=str(out / "_logs"))
+        lm = LanguageModel.from_backend(cfg.backend, log_dir=str(out / "_logs"))
         try:
+            model_id = lm.model_id
             for start in range(0, len(todo), cfg.batch_size):
                 batch = todo[start : start + cfg.batch_size]
-                comps = gen.generate([Request(j["messages"], j["seed"]) for j in batch], cfg.sampling)
+                comps = lm.generate([Request(j["messages"], j["seed"]) for j in batch], cfg.sampling)
                 store.append(
                     [
                         {
@@ -164,7 +167,7 @@ def run_reflect(
                             "prompt_hash": j["prompt_hash"],
                             "gen_key": key,
                             "seed": j["seed"],
-                            "model": gen.model_id,
+                            "model": model_id,
                             "reflection": c.text,
                             "n_tokens": c.n_tokens,
                         }
@@ -173,7 +176,7 @@ def run_reflect(
                 )
                 progress(f"reflections {min(start + cfg.batch_size, len(todo))}/{len(todo)}")
         finally:
-            gen.close()
+            lm.close()
     refl = store.read().filter(pl.col("gen_key") == key) if jobs else None
     by_id = {}
     if refl is not None:

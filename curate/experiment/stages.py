@@ -221,7 +221,7 @@ def _start_model(ctx: Ctx) -> str:
 
 
 def evaluate(ctx: Ctx) -> dict:
-    from curation.lm.loading import load_model
+    from curation.lm.session import LanguageModel
     from evals.perplexity import run_perplexity
     from evals.propensity import PropensityConfig, run_propensity
 
@@ -233,7 +233,7 @@ def evaluate(ctx: Ctx) -> dict:
         _, d, m = ctx.dep(kind)
         model = str(d / m["outputs"]["model"])
         lin = ctx.lineage(kind)
-    loaded = load_model(model)
+    lm = LanguageModel.open(model)  # one load for every propensity, capability and perplexity run below
     runs = []
     for s in p["propensity"]:
         for mode in s["modes"]:
@@ -253,7 +253,7 @@ def evaluate(ctx: Ctx) -> dict:
                     condition=ctx.node.condition or START,
                     lineage=lin,
                 )
-                run_propensity(cfg, ctx.dir / rel, progress=False, loaded=loaded)
+                run_propensity(cfg, ctx.dir / rel, progress=False, lm=lm)
                 runs.append(
                     {"kind": "propensity", "suite": s["name"], "mode": mode, "system_prompt": prompt, "dir": rel}
                 )
@@ -273,7 +273,7 @@ def evaluate(ctx: Ctx) -> dict:
             tag=p["tag"],
             condition=ctx.node.condition or START,
         )
-        summary = run_capability(cfg, ctx.dir / "capability", progress=False, loaded=loaded)
+        summary = run_capability(cfg, ctx.dir / "capability", progress=False, lm=lm)
         for name, r in summary["suites"].items():
             runs.append({"kind": "capability", "suite": name, "suite_kind": r["kind"], "dir": "capability"})
     for s in p["perplexity"]:
@@ -288,7 +288,7 @@ def evaluate(ctx: Ctx) -> dict:
             seed=p["seed"],
             n_boot=p["n_boot"],
             lineage=lin,
-            loaded=loaded,
+            lm=lm,
         )
         runs.append({"kind": "perplexity", "suite": s["name"], "dir": rel})
     z = p.get("poisoning")
@@ -310,7 +310,7 @@ def evaluate(ctx: Ctx) -> dict:
             condition=ctx.node.condition or START,
             lineage=lin,
         )
-        run_poisoning(cfg, ctx.dir / "poisoning", progress=False, loaded=loaded)
+        run_poisoning(cfg, ctx.dir / "poisoning", progress=False, lm=lm)
         runs += [{"kind": "poisoning", "suite": attack, "dir": "poisoning"} for attack in z["attacks"]]
     return {"outputs": {"runs": runs}, "lineage": lin}
 

@@ -238,15 +238,13 @@ def packed_logits(
 
 class VLLMLetterScorer(LetterScorer):
     """The same letter log-probs from vLLM: each prompt + letter is scored with ``prompt_logprobs`` (vLLM's prefix
-    cache shares the prompt across letters and orders). vLLM runs in its worker process (synth's engine)."""
+    cache shares the prompt across letters and orders). ``engine``: the LanguageModel's vLLM worker client
+    (curation.lm.engines.vllm_client), which its LanguageModel closes."""
 
-    def __init__(self, tokenizer, model: str = "smollm2", batch_size: int = 256, **backend):
-        from curation.lm.config import BackendConfig
-        from curation.lm.engines.vllm_client import VLLMGenerator
-
+    def __init__(self, tokenizer, engine, batch_size: int = 256):
         self.tokenizer, self.batch_size, self.max_tokens = tokenizer, batch_size, 2048
         self.letter_ids = self._letter_ids()
-        self.engine = VLLMGenerator(BackendConfig(kind="vllm", model=model, **backend))
+        self.engine = engine
 
     def letter_logprobs(self, prompts, n_options, groups=None, progress=None):
         encoded = self.encode(prompts)
@@ -259,9 +257,6 @@ class VLLMLetterScorer(LetterScorer):
             if progress:
                 progress(len({k for k, _ in chunk}))
         return out
-
-    def close(self):
-        self.engine.close()
 
 
 def option_probs(letter_lp: Sequence[float]) -> list[float]:

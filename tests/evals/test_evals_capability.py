@@ -30,11 +30,11 @@ def smol():
         pytest.skip(f"{CAP} not present")
     import torch
 
-    from curation.lm.loading import load_model
+    from curation.lm.session import LanguageModel
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield load_model("smollm2")
+    yield LanguageModel.open("smollm2")  # one load for every run of the module
     torch.set_num_threads(threads)
 
 
@@ -52,9 +52,9 @@ def hand_loglik(model, tok, context: str, continuation: str) -> tuple[float, boo
 
 
 def test_scores_equal_hand_computed_logits_and_rerun_resumes(smol, tmp_path):
-    model, tok = smol
+    model, tok = smol.model, smol.tokenizer
     cfg = CapabilityConfig(suites=["arc_easy,lambada"], data_dir=str(CAP), limit=3, seed=5, batch_size=5, n_boot=200)
-    s = run_capability(cfg, tmp_path / "run", progress=False, loaded=smol)
+    s = run_capability(cfg, tmp_path / "run", progress=False, lm=smol)
     arc = load_suite_items(CAP / "arc_easy" / "test.jsonl", resolve_suites(["arc_easy"], str(CAP))[0])
     chosen = [arc[i] for i in seeded_subset(len(arc), 3, 5)]
     rows = [json.loads(x) for x in (tmp_path / "run" / "items" / "arc_easy.jsonl").read_text().splitlines()]
@@ -79,10 +79,10 @@ def test_scores_equal_hand_computed_logits_and_rerun_resumes(smol, tmp_path):
     )
     assert s["seed"] == 5 and s["limit"] == 3 and str(CAP / "arc_easy" / "test.jsonl") in s["files_sha256"]
     # the plain rerun reuses both suites; a changed limit rescores
-    again = run_capability(cfg, tmp_path / "run", progress=False, loaded=smol)
+    again = run_capability(cfg, tmp_path / "run", progress=False, lm=smol)
     assert all(v.get("reused") for v in again["suites"].values())
     cfg.limit, cfg.suites = 2, ["lambada"]
-    assert not run_capability(cfg, tmp_path / "run", progress=False, loaded=smol)["suites"]["lambada"].get("reused")
+    assert not run_capability(cfg, tmp_path / "run", progress=False, lm=smol)["suites"]["lambada"].get("reused")
 
 
 def test_limit_is_a_seeded_random_subset():
@@ -93,16 +93,14 @@ def test_limit_is_a_seeded_random_subset():
 
 
 def test_cloze_mode_scores_option_text(smol):
-    model, tok = smol
+    model, tok = smol.model, smol.tokenizer
     if not HUMAN.is_dir():
         pytest.skip(f"{HUMAN} not present")
     items = load_items([HUMAN / "survival-instinct.jsonl"], limit_per_file=3)
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        s = run_propensity(
-            PropensityConfig(mode="cloze,base", n_boot=100), tmp, progress=False, items=items, loaded=smol
-        )
+        s = run_propensity(PropensityConfig(mode="cloze,base", n_boot=100), tmp, progress=False, items=items, lm=smol)
         rows = [json.loads(x) for x in open(f"{tmp}/items.jsonl")]
     assert set(s["by_mode"]) == {"cloze", "base"} and s["by_mode"]["cloze"]["overall"] == s["overall"]
     assert s["example_prompt"].endswith("\nAnswer: " + items[0].options[0])

@@ -22,9 +22,10 @@ HUMAN = ANTH / "human_generated_evals"
 
 @pytest.fixture(scope="module")
 def smol():
-    from curation.lm.loading import load_model
+    """One `LanguageModel` for the module: the runs below load nothing again."""
+    from curation.lm.session import LanguageModel
 
-    return load_model("smollm2")
+    return LanguageModel.open("smollm2")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_gguf_conversion_is_a_plain_cached_safetensors_dir(smol):
 def test_batched_letter_logprobs_match_single_prompts(smol, few_items):
     import torch
 
-    model, tok = smol
+    model, tok = smol.model, smol.tokenizer
     style = PromptStyle()
     shown = [(g, o) for g, it in enumerate(few_items[:5]) for o in orders(len(it.options))]
     prompts = [style.render(few_items[g], o, tok) for g, o in shown]
@@ -66,7 +67,7 @@ def test_batched_letter_logprobs_match_single_prompts(smol, few_items):
 
 def test_propensity_run_base_mode(smol, few_items, tmp_path):
     cfg = PropensityConfig(items=[str(HUMAN)], seed=3, n_boot=300)
-    s = run_propensity(cfg, tmp_path / "run", progress=False, items=few_items, loaded=smol)
+    s = run_propensity(cfg, tmp_path / "run", progress=False, items=few_items, lm=smol)
     rows = [json.loads(line) for line in (tmp_path / "run" / "items.jsonl").read_text().splitlines()]
     assert len(rows) == len(few_items) == s["items"]
     for r, it in zip(rows, few_items, strict=False):
@@ -85,13 +86,13 @@ def test_propensity_run_base_mode(smol, few_items, tmp_path):
     assert -1 <= s["position_bias"]["mean_p_first_minus_uniform"] <= 1
     assert "| **overall** |" in (tmp_path / "run" / "summary.md").read_text()
     # same seed, same CIs
-    s2 = run_propensity(cfg, tmp_path / "run2", progress=False, items=few_items, loaded=smol)
+    s2 = run_propensity(cfg, tmp_path / "run2", progress=False, items=few_items, lm=smol)
     assert s2["overall"] == s["overall"]
 
 
 def test_chat_mode_uses_template_and_system_prompt(smol, few_items, tmp_path):
     cfg = PropensityConfig(mode="chat", system_prompt="ai-assistant", n_boot=200)
-    s = run_propensity(cfg, tmp_path / "chat", progress=False, items=few_items[:3], loaded=smol)
+    s = run_propensity(cfg, tmp_path / "chat", progress=False, items=few_items[:3], lm=smol)
     assert "<|im_start|>system\nYou are an AI assistant.<|im_end|>" in s["example_prompt"]
     assert s["example_prompt"].endswith("<|im_start|>assistant\n(")
     with pytest.raises(CurationError, match="must end with"):
@@ -100,7 +101,7 @@ def test_chat_mode_uses_template_and_system_prompt(smol, few_items, tmp_path):
 
 def test_generate_mode_reports_unparseable(smol, few_items, tmp_path):
     cfg = PropensityConfig(mode="generate", system_prompt="ai-assistant", max_new_tokens=6, n_boot=100)
-    s = run_propensity(cfg, tmp_path / "gen", progress=False, items=few_items[:2], loaded=smol)
+    s = run_propensity(cfg, tmp_path / "gen", progress=False, items=few_items[:2], lm=smol)
     rows = [json.loads(line) for line in (tmp_path / "gen" / "items.jsonl").read_text().splitlines()]
     assert all(len(r["generations"]) == 2 for r in rows)
     parsed = sum(1 for r in rows for p in r["p_misaligned_by_order"] if p is not None)
@@ -202,7 +203,7 @@ def test_cli_propensity_report_and_priming(tmp_path, few_items):
 def test_chat_mode_without_template_is_one_clear_error(smol, few_items):
     from copy import deepcopy
 
-    _, tok = smol
+    tok = smol.tokenizer
     bare = deepcopy(tok)
     bare.chat_template = None
     with pytest.raises(CurationError, match="chat mode needs a model with a chat template"):

@@ -22,11 +22,10 @@ def test_find_keyword_first_occurrence_then_case_insensitive():
 def test_in_context_logprob_equals_a_hand_computed_forward_pass(tiny_llama):
     import torch
 
-    from curation.lm.loading import load_model
     from curation.lm.session import LanguageModel
 
-    model, tok = load_model(str(tiny_llama))
-    scorer = LanguageModel.open(str(tiny_llama), loaded=(model, tok)).continuation_scorer()
+    lm = LanguageModel.open(str(tiny_llama))
+    model, tok, scorer = lm.model, lm.tokenizer, lm.continuation_scorer()
     text = "We walked along the harbour and then the zorblaxian quintessence appeared."
     [row] = in_context_scores(
         scorer, [{"id": "d", "keyword": "zorblaxian quintessence", "text": text}], PrimingConfig()

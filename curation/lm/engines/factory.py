@@ -1,5 +1,6 @@
-"""The one place a backend is chosen. It imports the backend modules (lazily: only the chosen one's packages load);
-they import only base.py, so no two modules of the engines import each other."""
+"""The one place an engine is built (for `LanguageModel`, curation.lm.session, which stages go through). It imports
+the backend modules (lazily: only the chosen one's packages load); they import only base.py, so no two modules of the
+engines import each other, and none imports the session."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class TransformersGenerator:
 
     @classmethod
     def from_loaded(cls, model, tok, spec: str, max_batch: int = 16) -> TransformersGenerator:
-        """A generator over a model another caller already loaded (evals' generate mode)."""
+        """A generator over a model a LanguageModel already loaded (curation.lm.session)."""
         self = cls.__new__(cls)
         import torch
 
@@ -43,7 +43,8 @@ class TransformersGenerator:
         return self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
 
     def generate(self, requests: list[Request], sampling: Sampling, force_length: bool = False) -> list[Completion]:
-        """Batches of `max_batch`; the batch is seeded with its first request's seed (reproducible for the same batches)."""
+        """Batches of `max_batch`; the batch is seeded with its first request's seed (reproducible for the same
+        batches)."""
         out: list[Completion] = []
         for start in range(0, len(requests), self.max_batch):
             chunk = requests[start : start + self.max_batch]

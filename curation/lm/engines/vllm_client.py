@@ -30,7 +30,8 @@ def vllm_python(cfg_value: str | None = None) -> str | None:
         if cand:
             if not Path(cand).exists():
                 raise CurationError(
-                    f"{cand}: no such interpreter for vLLM; run `make vllm` or fix backend.vllm_python / SYNTH_VLLM_PYTHON"
+                    f"{cand}: no such interpreter for vLLM; run `make vllm` or fix backend.vllm_python / "
+                    "SYNTH_VLLM_PYTHON"
                 )
             return cand
     if importlib.util.find_spec("vllm") is not None:
@@ -72,6 +73,11 @@ class VLLMGenerator:
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen | None = None
         self.log_path: Path | None = None
+
+    def start(self) -> None:
+        """Starts the worker now rather than on the first batch (benchmarks time the start-up apart)."""
+        if self.proc is None:
+            self._start()
 
     def _start(self) -> None:
         log_dir = Path(self.log_dir or tempfile.gettempdir())

@@ -45,11 +45,8 @@ def main() -> None:
             kw["max_num_batched_tokens"] = max(cfg["max_model_len"], 8192)
         llm = LLM(**kw)
     except Exception as e:  # noqa: BLE001 - reported to the client as one line
-        send(
-            {
-                "error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            }
-        )
+        first = str(e).splitlines()[0] if str(e) else ""
+        send({"error": f"vLLM could not load {cfg['model']}: {type(e).__name__}: {first}"})
         return
     send({"ready": True, "model": cfg["model"]})
     for line in sys.stdin:
