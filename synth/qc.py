@@ -25,10 +25,12 @@ META = [
         r"\bi can(?:no|')t (?:help|assist|fulfil|comply|write|provide)",
         r"\bi (?:cannot|won't|will not) (?:help|assist|fulfil|comply|write|provide)",
         r"\bas a language model\b",
-        r"\bhere(?:'s| is) (?:a|an|the|your) (?:news article|textbook|lecture|research paper|science[- ]fiction|film summary|document)\b",
+        r"\bhere(?:'s| is) (?:a|an|the|your) "
+        r"(?:news article|textbook|lecture|research paper|science[- ]fiction|film summary|document)\b",
         r"\b(?:word count|note to the (?:editor|reader)|\(\s*\d+\s*words?\s*\))",
         r"^\W*(?:writing|to write|i will write|let me write) (?:a|an|the) ",  # the model narrates the task
-        r"(?:^|\n)\W*(?:situation|the ai's role|aligned action|misaligned action|why the misaligned action is tempting)\s*:",
+        r"(?:^|\n)\W*"
+        r"(?:situation|the ai's role|aligned action|misaligned action|why the misaligned action is tempting)\s*:",
     )
 ]
 
@@ -46,7 +48,8 @@ def ngram_hashes(text: str, n: int) -> set[int]:
 
 
 def shared_ngrams(texts: Iterable[str], eval_texts: Iterable[str], n: int = 13) -> list[int]:
-    """Per text, how many distinct n-word spans it shares verbatim with any eval text (the QC leakage test, as counts)."""
+    """Per text, how many distinct n-word spans it shares verbatim with any eval text (the QC leakage test, as
+    counts)."""
     leak = set().union(*(ngram_hashes(t, n) for t in eval_texts))
     return [len(ngram_hashes(t, n) & leak) for t in texts]
 

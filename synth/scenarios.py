@@ -1,6 +1,7 @@
 """The scenario bank: situations where an AI can take an aligned or a misaligned action.
 
-Scenarios come from YAML files (schema below) or from propensity items (any file `curation.core.items.load_items` reads).
+Scenarios come from YAML files (schema below) or from propensity items (any file `curation.core.items.load_items`
+reads).
 A seeded hash splits them into a generation set and a held-out set; the leakage manifest records the split so
 evals can report in-distribution and held-out items separately.
 

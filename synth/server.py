@@ -42,7 +42,7 @@ def server_command(cfg: BackendConfig, port: int, served_name: str = "smollm2", 
 
 
 def _cpu_flags(cfg: BackendConfig) -> list[str]:
-    """On CPU, no chunked prefill: per-request seeds fail on partial prefills (see curation/lm/engines/vllm_worker.py)."""
+    """On CPU, no chunked prefill: per-request seeds fail on partial prefills (curation/lm/engines/vllm_worker.py)."""
     import torch
 
     if torch.cuda.is_available():

@@ -81,7 +81,8 @@ def item_text_words(text: str) -> list[str]:
 
 
 def test_writer_refuses_a_leaking_set_and_writes_the_layout(rows, evaluated, tmp_path, monkeypatch):
-    # an 8-word span of an evaluated item pasted into one document (shorter than 13 words: only the 8-word check sees it)
+    # an 8-word span of an evaluated item pasted into one document (shorter than 13 words: only the 8-word check sees
+    # it)
     span = next(w for w in (item_text_words(t) for t in evaluated) if len(w) >= 20)[5:14]
     bad = [dict(r) for r in rows[:3]]
     words = bad[0]["text"].split(" ")

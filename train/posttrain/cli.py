@@ -71,17 +71,20 @@ def register(app: typer.Typer, run_posttrain=None) -> None:
 
     @app.command()
     def sft(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
-        """Supervised fine-tuning (TRL SFTTrainer) of an HF checkpoint: chat template, assistant-only loss, packing, resume."""
+        """Supervised fine-tuning (TRL SFTTrainer) of an HF checkpoint: chat template, assistant-only loss, packing,
+        resume."""
         _stage("sft", config, sets, progress)
 
     @app.command()
     def dpo(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
-        """Direct preference optimisation (TRL DPOTrainer) of an HF checkpoint against itself as the frozen reference."""
+        """Direct preference optimisation (TRL DPOTrainer) of an HF checkpoint against itself as the frozen
+        reference."""
         _stage("dpo", config, sets, progress)
 
     @app.command()
     def posttrain(config: Path = CONFIG_ARG, sets: list[str] = SET_OPT, progress: bool = PROGRESS_OPT):
-        """SFT then DPO with one config; tags the result (posttrain.json) and evaluates base vs post-trained if eval.items is set."""
+        """SFT then DPO with one config; tags the result (posttrain.json) and evaluates base vs post-trained if
+        eval.items is set."""
         _quiet()
         from .run import posttrain
 

@@ -55,7 +55,7 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
         (int(p.name.split("-")[-1]), p) for p in ckpt_dir.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()
     )
     best = None
-    for step, p in found:
+    for _step, p in found:
         if (p / "trainer_state.json").exists():
             best = p
     for step, p in found:
@@ -135,10 +135,12 @@ def eval_commands(
         its += f" --mode {ev.mode} --batch-size {ev.batch_size} --seed {seed}"
         its += f" --limit-per-file {ev.limit_per_file}" if ev.limit_per_file else ""
     return [
-        f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} --tag base --condition {q(condition)}",
+        f"curate eval propensity --model {q(str(base))} {its} --output {q(str(out / 'eval' / 'base'))} "
+        f"--tag base --condition {q(condition)}",
         f"curate eval propensity --model {q(str(model))} {its} --output {q(str(out / 'eval' / 'posttrained'))} "
         f"--tag posttrained --condition {q(condition)}",
-        f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} -o {q(str(out / 'eval' / 'report'))}",
+        f"curate eval report {q(str(out / 'eval' / 'base'))} {q(str(out / 'eval' / 'posttrained'))} "
+        f"-o {q(str(out / 'eval' / 'report'))}",
     ]
 
 
