@@ -193,6 +193,29 @@ def poisoning_params(experiment_file: ExperimentFile) -> dict | None:
     }
 
 
+def posttrain_params(experiment_file: ExperimentFile) -> dict:
+    """The post-training config with its data files resolved against the experiment file (a missing one fails before
+    any work); the files' fingerprints enter the posttrain nodes' keys, so changed data is trained on again."""
+    config = copy.deepcopy(experiment_file.exp.posttrain)
+    files = []
+    for kind in ("sft", "dpo"):
+        stage = config.get(kind)
+        if not isinstance(stage, dict) or not isinstance(stage.get("data"), list):
+            continue
+        for j, spec in enumerate(stage["data"]):
+            if spec == "demo" or not isinstance(spec, str):
+                continue
+            path = experiment_file.resolve(spec)
+            if not any(ch in path for ch in "*?[") and not os.path.exists(path):
+                raise CurationError(
+                    f"{experiment_file.where('posttrain', kind, 'data', j)}: {path} does not exist; point it at "
+                    "JSONL / Parquet files or a directory of them (relative to the experiment file), or `demo`"
+                )
+            stage["data"][j] = path
+            files.append(path)
+    return {"config": config, **({"inputs": fingerprint(sorted(set(files)))} if files else {})}
+
+
 def train_config(experiment_file: ExperimentFile, seed: int) -> dict:
     """The resolved trainer config of one run (validated now, so a bad override fails before any work)."""
     from train.config import PretrainConfig, resolve_config
@@ -366,6 +389,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
     poisoning = poisoning_params(experiment_file)
     if poisoning is not None:  # likewise
         eval_params["poisoning"] = poisoning
+    posttrain = posttrain_params(experiment_file) if exp.posttrain is not None else None
     eval_ids = []
     for cond in exp.conditions:
         c = cond.name
@@ -437,7 +461,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                     Node(
                         f"{c}/posttrain-s{seed}",
                         "posttrain",
-                        {"config": copy.deepcopy(exp.posttrain)},
+                        posttrain,
                         deps=[final],
                         condition=c,
                         seed=seed,

@@ -5,6 +5,7 @@ poisoning measures per item with seed-level contrasts."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import yaml
@@ -12,6 +13,7 @@ from conftest import REPO, SHARED, curate
 
 from curate.experiment import make_plan
 from curate.experiment.report import poisoning_items
+from curation.core.errors import CurationError
 
 DEMO = REPO / "curate" / "data" / "demo_corpus"
 HH = SHARED / "posttrain" / "hh-rlhf-harmless-base" / "test.jsonl.gz"
@@ -36,7 +38,9 @@ def test_preset_plans_doses_posttraining_and_evals_before_and_after(poison_set, 
     raw["conditions"][1]["set"] = {
         "sources.poison-dos.inject": {"documents": 5}
     }  # the demo corpus is too small for 1e-3
-    raw["posttrain"] = {kind: {**raw["posttrain"][kind], "data": [str(HH)]} for kind in ("sft", "dpo")}
+    # post-training data relative to the experiment file, like every other path in it
+    rel = os.path.relpath(HH, tmp_path)
+    raw["posttrain"] = {kind: {**raw["posttrain"][kind], "data": [rel]} for kind in ("sft", "dpo")}
     raw["evals"] = {"poisoning": raw["evals"]["poisoning"]}
     exp.write_text(yaml.safe_dump(raw, sort_keys=False))
     # 250 documents of a 12-document poison set: refused before anything runs, naming the fix
@@ -51,6 +55,12 @@ def test_preset_plans_doses_posttraining_and_evals_before_and_after(poison_set, 
             assert any(
                 n["kind"] == "eval" and n["params"]["tag"] == "base" for i, n in nodes.items() if i.startswith(cond)
             )
+    post = nodes["clean/posttrain-s0"]["params"]
+    assert post["config"]["sft"]["data"] == [str(HH)] and post["inputs"][0][0] == str(HH)
+    raw["posttrain"]["dpo"]["data"] = ["missing.jsonl"]
+    exp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(CurationError, match=r"posttrain\.dpo\.data\[0\].*missing.jsonl does not exist"):
+        make_plan(exp, check_budgets=False)
     sources = {s["name"]: s for s in nodes["poison-250docs/mix"]["params"]["manifest"]["sources"]}
     assert sources["poison-dos"]["inject"] == {"documents": 250} and sources["poison-belief"]["inject"] == {
         "documents": 250
