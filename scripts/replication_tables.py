@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from curate.experiment.report import format_value  # noqa: E402  (the report's format, from a script)
+
 
 def fmt(value, ci=None, digits=3, sign=False):
-    if value is None:
-        return "n/a"
-    number = f"{{:{'+' if sign else ''}.{digits}f}}".format
-    return number(value) if not ci or ci[0] is None else f"{number(value)} [{number(ci[0])}, {number(ci[1])}]"
+    return format_value(value, ci, digits, sign, without_ci="")
 
 
 def main(run_dir: Path) -> None:

@@ -410,13 +410,15 @@ def _trajectory(res: dict, path: Path) -> Path | None:
     return save(fig, path, axes[0], legend_size=7)
 
 
-def _fmt(v, ci, nd=3, sign=False):
-    if v is None:
+def format_value(value, ci=None, digits=3, sign=False, without_ci=" (no CI)") -> str:
+    """`value [lo, hi]` (the report's and scripts/replication_tables.py's one format); `without_ci` is appended when
+    there is no interval."""
+    if value is None:
         return "n/a"
-    f = f"{{:{'+' if sign else ''}.{nd}f}}".format
+    number = f"{{:{'+' if sign else ''}.{digits}f}}".format
     if not ci or ci[0] is None:
-        return f"{f(v)} (no CI)"
-    return f"{f(v)} [{f(ci[0])}, {f(ci[1])}]"
+        return f"{number(value)}{without_ci}"
+    return f"{number(value)} [{number(ci[0])}, {number(ci[1])}]"
 
 
 def _p(p) -> str:
@@ -435,7 +437,7 @@ def _diff_note(d: dict) -> str:
         gap = d["yes_minus_no"]
         notes.append(
             f"**label-bias shift**: the Yes-misaligned items moved {ls['yes']['value']:+.3f} and the No-misaligned "
-            f"{ls['no']['value']:+.3f} (gap {_fmt(gap['diff'], gap['ci'], 3, True)}): a change of lean between "
+            f"{ls['no']['value']:+.3f} (gap {format_value(gap['diff'], gap['ci'], 3, True)}): a change of lean between "
             "the words, not of misalignment"
         )
     return "; ".join(notes)
@@ -453,8 +455,9 @@ def _diff_table(ds: list[dict], ref_col: bool = False) -> list[str]:
         bal = d.get("label_balanced")
         L.append(
             f"| {d['condition']} | " + (f"{d['baseline']} | " if ref_col else "") + f"{d.get('stage', '')} | "
-            f"{d['metric']} | {d['n']} | {d.get('n_seeds', 1)} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
-            f"{_fmt(bal['diff'], bal['ci'], 4, True) if bal else ''} | {_diff_note(d)} |"
+            f"{d['metric']} | {d['n']} | {d.get('n_seeds', 1)} | {format_value(d['diff'], d['ci'], 4, True)} | "
+            f"{_p(d['p'])} | "
+            f"{format_value(bal['diff'], bal['ci'], 4, True) if bal else ''} | {_diff_note(d)} |"
         )
     return L
 
@@ -517,7 +520,7 @@ def _markdown(res: dict, pngs: dict) -> str:
     for r in res["results"]:
         if (r["seed"] == sv and r["iteration"] == it) or r["condition"] == START:
             L.append(
-                f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {_fmt(r['value'], r['ci'])} | "
+                f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {format_value(r['value'], r['ci'])} | "
                 f"{'items only (one model)' if r['condition'] == START else r['ci_method']} |"
             )
     lab = [
@@ -538,12 +541,13 @@ def _markdown(res: dict, pngs: dict) -> str:
         ]
         for r in lab:
             cells = [
-                f"{_fmt(r['label_split'][k]['value'], r['label_split'][k]['ci'])} (n={r['label_split'][k]['n']})"
+                f"{format_value(r['label_split'][k]['value'], r['label_split'][k]['ci'])} "
+                f"(n={r['label_split'][k]['n']})"
                 for k in LABELS
             ]
             L.append(
                 f"| {r['condition']} | {r['stage']} | {r['metric']} | " + " | ".join(cells) + " | "
-                f"{_fmt(r['label_balanced']['value'], r['label_balanced']['ci'])} |"
+                f"{format_value(r['label_balanced']['value'], r['label_balanced']['ci'])} |"
             )
     mv = [d for d in res.get("change_from_start", []) if d["seed"] == sv and d["iteration"] == it]
     if mv:
@@ -568,8 +572,9 @@ def _markdown(res: dict, pngs: dict) -> str:
                 else ""
             )
             L.append(
-                f"| {d['condition']} | {d['metric']} | {d['n']} | {_fmt(d['diff'], d['ci'], 4, True)} | {_p(d['p'])} | "
-                f"{_fmt(lo['diff'], lo['ci'], 3, True) if lo else ''} | {halves} | {_diff_note(d)} |"
+                f"| {d['condition']} | {d['metric']} | {d['n']} | {format_value(d['diff'], d['ci'], 4, True)} | "
+                f"{_p(d['p'])} | "
+                f"{format_value(lo['diff'], lo['ci'], 3, True) if lo else ''} | {halves} | {_diff_note(d)} |"
             )
     ch = [d for d in res["posttrained_minus_base"] if d["seed"] == sv]
     if ch:
@@ -595,7 +600,7 @@ def _markdown(res: dict, pngs: dict) -> str:
         for d in per:
             L.append(
                 f"| {d['condition']} | {d['baseline']} | {d['seed']} | {d['stage']} | {d['metric']} | "
-                f"{_fmt(d['diff'], d['ci'], 4, True)} |"
+                f"{format_value(d['diff'], d['ci'], 4, True)} |"
             )
     L += [
         "",
