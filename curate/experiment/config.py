@@ -141,6 +141,22 @@ class EvalSpec(_Strict):
         return self
 
 
+NODE_KINDS = ("classify", "init", "mix", "tokens", "train", "convert", "posttrain", "eval", "report")
+
+
+class NodeResources(_Strict):
+    """What one kind of node asks Slurm for; unset fields take the `slurm:` defaults. `gpus` on a train node is
+    train.gpus (torchrun on every node of the allocation); on any other kind it is `--gpus-per-node` for its one
+    process (post-training, conversion and evals then run on the GPU)."""
+
+    gpus: int | None = Field(None, ge=0)
+    cpus_per_task: int | None = Field(None, ge=1)
+    mem: str | None = None
+    time: str | None = None
+    partition: str | None = None
+    extra: list[str] = Field(default_factory=list)
+
+
 class SlurmSpec(_Strict):
     partition: str | None = None
     account: str | None = None
@@ -149,6 +165,31 @@ class SlurmSpec(_Strict):
     mem: str | None = None
     extra: list[str] = Field(default_factory=list)  # more `#SBATCH` lines, e.g. "--qos=high"
     python: str | None = None  # the interpreter on the cluster (default: this one)
+    # per node kind (train, posttrain, convert, eval, ...): GPUs, CPUs, memory, time, partition
+    resources: dict[str, NodeResources] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _kinds(self):
+        bad = sorted(set(self.resources) - set(NODE_KINDS))
+        if bad:
+            raise ValueError(f"slurm.resources: unknown node kind(s) {', '.join(bad)}; use {', '.join(NODE_KINDS)}")
+        if (self.resources.get("train") or NodeResources()).gpus is not None:
+            raise ValueError(
+                "slurm.resources.train.gpus: training GPUs are train.gpus (and train.nodes); set them there"
+            )
+        return self
+
+    def for_kind(self, kind: str) -> dict:
+        """The resolved request of one node kind."""
+        res = self.resources.get(kind) or NodeResources()
+        return {
+            "gpus": res.gpus or 0,
+            "cpus_per_task": res.cpus_per_task or self.cpus_per_task,
+            "mem": res.mem or self.mem,
+            "time": res.time or self.time,
+            "partition": res.partition or self.partition,
+            "extra": [*self.extra, *res.extra],
+        }
 
 
 class Experiment(_Strict):

@@ -132,6 +132,15 @@ evals:
   checkpoints: final
   n_boot: 1000
   seed: 0
+
+slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
+  partition: null
+  time: "24:00:00"
+  cpus_per_task: 8
+  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
+    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
+    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
+    eval: {gpus: 1, mem: 32G, time: "04:00:00"}         # generation and scoring on the GPU
 """
 
 TRAIN = {
@@ -199,6 +208,13 @@ slurm:                          # used with `curate experiment run --executor sl
   partition: null
   time: "24:00:00"
   cpus_per_task: 8
+{resources}"""
+
+RESOURCES = """\
+  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
+    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
+    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
+    eval: {gpus: 1, mem: 32G, time: "04:00:00"}
 """
 
 
@@ -259,6 +275,7 @@ def render_experiment(
             max_docs=16,
             seq=128,
             ckpts="all",
+            resources="",
         )
     else:
         text += EVALS.format(
@@ -274,5 +291,6 @@ def render_experiment(
             max_docs=500,
             seq=1024,
             ckpts="final",
+            resources=RESOURCES,
         )
     return text

@@ -24,17 +24,18 @@ def script(out: Path, plan: Plan, node: Node) -> str:
     spec = plan.experiment_file.exp.slurm
     python = shlex.quote(spec.python or sys.executable)
     quote = lambda p: shlex.quote(str(p))  # noqa: E731
-    gpus = node.params.get("gpus", 0) if node.kind == "train" else 0
+    request = spec.for_kind(node.kind)
+    gpus = node.params.get("gpus", 0) if node.kind == "train" else 0  # torchrun processes per node
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={plan.experiment_file.exp.name}:{node.id}",
         f"#SBATCH --output={log_path(out, node).with_suffix('.slurm-%j.log')}",
-        f"#SBATCH --time={spec.time}",
-        f"#SBATCH --cpus-per-task={spec.cpus_per_task}",
+        f"#SBATCH --time={request['time']}",
+        f"#SBATCH --cpus-per-task={request['cpus_per_task']}",
     ]
-    lines += [f"#SBATCH --partition={spec.partition}"] if spec.partition else []
+    lines += [f"#SBATCH --partition={request['partition']}"] if request["partition"] else []
     lines += [f"#SBATCH --account={spec.account}"] if spec.account else []
-    lines += [f"#SBATCH --mem={spec.mem}"] if spec.mem else []
+    lines += [f"#SBATCH --mem={request['mem']}"] if request["mem"] else []
     if gpus:
         lines += [
             f"#SBATCH --nodes={node.params.get('nodes', 1)}",
@@ -42,7 +43,9 @@ def script(out: Path, plan: Plan, node: Node) -> str:
             f"#SBATCH --gpus-per-node={gpus}",
             "#SBATCH --exclusive",
         ]
-    lines += [f"#SBATCH {x}" for x in spec.extra]
+    elif request["gpus"]:  # one process on a GPU node: post-training, conversion, evals
+        lines += [f"#SBATCH --gpus-per-node={request['gpus']}"]
+    lines += [f"#SBATCH {x}" for x in request["extra"]]
     lines += [
         "set -euo pipefail",
         f"cd {quote(out)}",

@@ -1,0 +1,53 @@
+"""Per node kind Slurm resources: post-training, conversion and evals ask for what the experiment file gives them
+(GPUs, CPUs, memory, time, partition); training keeps train.gpus and torchrun; a bad kind is one clear error."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from curate.experiment import make_plan, render_experiment
+from curate.experiment.slurm import script
+from curation.core.errors import CurationError
+
+
+def _experiment(tmp_path, resources):
+    exp_path = tmp_path / "exp.yaml"
+    raw = yaml.safe_load(render_experiment("demo"))
+    raw["posttrain"] = {"sft": {"data": ["demo"], "steps": 1}, "dpo": {"data": ["demo"], "steps": 1}}
+    raw["train"]["gpus"] = 2
+    raw["slurm"] = {"time": "01:00:00", "cpus_per_task": 4, "mem": "16G", "resources": resources}
+    exp_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return exp_path
+
+
+def test_each_kind_gets_its_own_request(tmp_path):
+    resources = {
+        "posttrain": {"gpus": 1, "mem": "64G", "time": "12:00:00", "partition": "gpu"},
+        "eval": {"gpus": 1, "cpus_per_task": 16},
+        "train": {"time": "48:00:00", "extra": ["--qos=long"]},
+    }
+    plan = make_plan(_experiment(tmp_path, resources), check_budgets=False)
+    by_kind = {}
+    for node in plan.nodes:
+        by_kind.setdefault(node.kind, node)
+    post = script(tmp_path, plan, by_kind["posttrain"])
+    assert "#SBATCH --gpus-per-node=1" in post and "#SBATCH --mem=64G" in post and "#SBATCH --time=12:00:00" in post
+    assert "#SBATCH --partition=gpu" in post and "torch.distributed.run" not in post
+    ev = script(tmp_path, plan, by_kind["eval"])
+    assert "#SBATCH --gpus-per-node=1" in ev and "#SBATCH --cpus-per-task=16" in ev and "#SBATCH --mem=16G" in ev
+    train = script(tmp_path, plan, by_kind["train"])
+    assert "#SBATCH --gpus-per-node=2" in train and "torch.distributed.run" in train and "--qos=long" in train
+    assert "#SBATCH --time=48:00:00" in train
+    mix = script(tmp_path, plan, by_kind["mix"])  # no entry: the defaults, no GPU
+    assert "gpus-per-node" not in mix and "#SBATCH --time=01:00:00" in mix and "#SBATCH --cpus-per-task=4" in mix
+
+
+@pytest.mark.parametrize(
+    "resources, needle",
+    [({"evals": {"gpus": 1}}, "unknown node kind(s) evals"), ({"train": {"gpus": 4}}, "training GPUs are train.gpus")],
+)
+def test_bad_resources_are_one_clear_error(tmp_path, resources, needle):
+    with pytest.raises(CurationError, match="slurm") as err:
+        make_plan(_experiment(tmp_path, resources), check_budgets=False)
+    assert needle in str(err.value) and "\n" not in str(err.value)
