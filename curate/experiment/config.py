@@ -197,6 +197,9 @@ class Experiment(_Strict):
     inputs: Inputs
     conditions: list[Condition] = Field(..., min_length=1)
     baseline: str | None = None  # the condition differences are taken against (default: the first)
+    # more differences, each [a, b] = a minus b (e.g. [aligned, neutral]: a dose against its matched control), with the
+    # same seed-level CIs; aligned minus misaligned is added by itself when both upsampled presets are present
+    contrasts: list[tuple[str, str]] = Field(default_factory=list)
     seeds: list[int] = Field(
         [0], min_length=1
     )  # replicates: one training run per condition and seed (train.seed, data.seed)
@@ -217,6 +220,10 @@ class Experiment(_Strict):
             raise ValueError(f"baseline {self.baseline!r} is not a condition ({', '.join(names)})")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
+        for a, b in self.contrasts:
+            unknown = [x for x in (a, b) if x not in names]
+            if unknown or a == b:
+                raise ValueError(f"contrasts: [{a}, {b}] must name two different conditions ({', '.join(names)})")
         return self
 
     @property

@@ -505,11 +505,16 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
 
 
 def stance_contrasts(exp) -> list[list[str]]:
-    """[[aligned, misaligned]] when the experiment has both upsampled conditions: the stance contrast itself, aligned
-    minus misaligned, which no comparison against the baseline gives."""
+    """The contrasts beside the baseline differences: [aligned, misaligned] when the experiment has both upsampled
+    conditions (the stance contrast itself, which no comparison against the baseline gives), then the file's own
+    `contrasts:` (each a minus b), each once."""
     by_preset = {c.preset: c.name for c in exp.conditions if c.preset}
     pair = [by_preset.get("alignment-upsampled"), by_preset.get("misalignment-upsampled")]
-    return [pair] if all(pair) else []
+    out = [pair] if all(pair) else []
+    for a, b in exp.contrasts:
+        if [a, b] not in out:
+            out.append([a, b])
+    return out
 
 
 def node_files(d: Path) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""Per node kind Slurm resources: post-training, conversion and evals ask for what the experiment file gives them
+"""Experiment file options. Per node kind Slurm resources: post-training, conversion and evals ask for what it gives
 (GPUs, CPUs, memory, time, partition); training keeps train.gpus and torchrun; a bad kind is one clear error."""
 
 from __future__ import annotations
@@ -51,3 +51,20 @@ def test_bad_resources_are_one_clear_error(tmp_path, resources, needle):
     with pytest.raises(CurationError, match="slurm") as err:
         make_plan(_experiment(tmp_path, resources), check_budgets=False)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_contrasts_from_the_file_join_the_stance_contrast(tmp_path):
+    """`contrasts: [[a, b]]` in the experiment file: a minus b beside the baseline differences; a name that is not a
+    condition is refused."""
+    from curate.experiment.config import load_experiment
+    from curate.experiment.graph import stance_contrasts
+
+    raw = yaml.safe_load(render_experiment("demo"))
+    raw["contrasts"] = [["filtered", "unfiltered"], ["unfiltered", "filtered"]]
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    assert stance_contrasts(load_experiment(path).exp) == [["filtered", "unfiltered"], ["unfiltered", "filtered"]]
+    raw["contrasts"] = [["filtered", "neutral"]]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(CurationError, match="contrasts"):
+        load_experiment(path)
