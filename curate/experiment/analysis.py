@@ -368,8 +368,10 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     seeds = list(params["seeds"])
     data = index(records, metas)
     start = {k[4]: v for k, v in data.items() if k[0] == START}  # metric -> the starting model's cell
-    conds = ([START] if start else []) + list(params["conditions"])
-    trained = {k: v for k, v in data.items() if k[0] != START}
+    references = list(params.get("references") or [])  # outside models: rows once each, like the starting model
+    outside = {ref: {k[4]: v for k, v in data.items() if k[0] == ref} for ref in references}
+    conds = ([START] if start else []) + references + list(params["conditions"])
+    trained = {k: v for k, v in data.items() if k[0] != START and k[0] not in outside}
     groups = sorted({(k[2], k[3], k[4]) for k in trained})
     rows, diffs, contrasts, moved, changes = [], [], [], [], []
     pooled_view = len(seeds) > 1
@@ -377,20 +379,21 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     def cells(c, st, it, metric):
         return {s: data[(c, s, st, it, metric)] for s in seeds if (c, s, st, it, metric) in data}
 
-    # levels: the starting model once, then each condition per seed and pooled over seeds
-    for metric, cell in sorted(start.items()):
-        rows.append(
-            {
-                "condition": START,
-                "seed": None,
-                "stage": START,
-                "iteration": 0,
-                "kind": cell["kind"],
-                "metric": metric,
-                **cell["meta"],
-                **_level_per_seed(cell, seed, n_boot),
-            }
-        )
+    # levels: the starting model and each reference model once, then each condition per seed and pooled over seeds
+    for name, stage, by_metric in [(START, START, start)] + [(ref, "reference", outside[ref]) for ref in references]:
+        for metric, cell in sorted(by_metric.items()):
+            rows.append(
+                {
+                    "condition": name,
+                    "seed": None,
+                    "stage": stage,
+                    "iteration": 0,
+                    "kind": cell["kind"],
+                    "metric": metric,
+                    **cell["meta"],
+                    **_level_per_seed(cell, seed, n_boot),
+                }
+            )
     for c in params["conditions"]:
         for st, it, metric in groups:
             cs = cells(c, st, it, metric)
@@ -470,7 +473,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
                 )
     for e in moved + changes:
         e.pop("baseline", None)
-    trained_rows = [r for r in rows if r["condition"] != START]
+    trained_rows = [r for r in rows if r["seed"] is not None]
     return _r(
         {
             "format": FORMAT,
@@ -478,6 +481,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
             "baseline": base,
             "conditions": params["conditions"],
             "reference": START if start else None,
+            **({"reference_models": references} if references else {}),
             "seeds": seeds,
             "stages": sorted({r["stage"] for r in trained_rows}),
             "iterations": sorted({r["iteration"] for r in trained_rows}),

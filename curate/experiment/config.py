@@ -192,6 +192,14 @@ class SlurmSpec(_Strict):
         }
 
 
+class ReferenceModel(_Strict):
+    """An outside model evaluated once with the same evals and shown beside the conditions (a published checkpoint, a
+    lab's production model): rows, not a condition, so no differences are taken against it."""
+
+    name: str = Field(..., pattern=NAME)
+    model: str  # HF directory, .gguf, or a named model (smollm2); relative paths: to the experiment file
+
+
 class Experiment(_Strict):
     name: str = Field(..., pattern=NAME)
     inputs: Inputs
@@ -208,6 +216,7 @@ class Experiment(_Strict):
         None  # a `curate train posttrain` config without model/output/condition (SFT then DPO)
     )
     evals: EvalSpec
+    reference_models: list[ReferenceModel] = Field(default_factory=list)
     slurm: SlurmSpec = SlurmSpec()
 
     @model_validator(mode="after")
@@ -220,6 +229,12 @@ class Experiment(_Strict):
             raise ValueError(f"baseline {self.baseline!r} is not a condition ({', '.join(names)})")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds must be distinct")
+        refs = [r.name for r in self.reference_models]
+        clash = sorted({r for r in refs if refs.count(r) > 1 or r in names or r == "start"})
+        if clash:
+            raise ValueError(
+                f"reference_models: {', '.join(clash)} repeated or the name of a condition (or `start`); rename it"
+            )
         for a, b in self.contrasts:
             unknown = [x for x in (a, b) if x not in names]
             if unknown or a == b:

@@ -28,6 +28,7 @@ FORMAT = "curate-experiment-graph/1"
 CLASSIFY_REF = "CLASSIFY_OUTPUT"  # the classify node's attribute directory, filled in when the mix node runs
 MARKER = "node.json"
 START = "start"  # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
+REFERENCE = "reference"  # the eval tag of an outside model (reference_models:): report rows named after it
 # nodes that resume their own work after a kill; the others start again from an empty directory
 RESUMABLE = {"classify", "tokens", "train", "posttrain"}
 
@@ -485,6 +486,13 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 Node("_shared/eval-start", "eval", {**eval_params, "tag": START, "iteration": 0}, deps=["_shared/init"])
             ).id,
         )
+    for ref in exp.reference_models:  # outside models, once each, beside the conditions
+        model = experiment_file.resolve(ref.model)
+        model = model if os.path.exists(model) else ref.model  # a named model (smollm2) stays a name
+        params = {**eval_params, "tag": REFERENCE, "iteration": 0, "reference": ref.name, "model": model}
+        if os.path.exists(model):
+            params["model_inputs"] = fingerprint([model])
+        eval_ids.append(add(Node(f"_shared/eval-ref-{ref.name}", "eval", params)).id)
     add(
         Node(
             "_report",
@@ -497,11 +505,18 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 "n_boot": evals.n_boot,
                 "seed": evals.seed,
                 "contrasts": stance_contrasts(exp),
+                # absent when there are none: older experiments keep their report node's key
+                **({"references": [r.name for r in exp.reference_models]} if exp.reference_models else {}),
             },
             deps=eval_ids,
         )
     )
     return nodes
+
+
+def row_name(node: Node) -> str:
+    """The report row an eval node's results go under: its condition, `start`, or the reference model's name."""
+    return node.condition or (node.params["reference"] if node.params.get("tag") == REFERENCE else START)
 
 
 def stance_contrasts(exp) -> list[list[str]]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from curate.experiment import analysis
 from curate.experiment.analysis import LABEL_NAMES, LABELS, MEAN_KINDS, POOLED, START
-from curate.experiment.graph import MARKER, Node, slug
+from curate.experiment.graph import MARKER, Node, row_name, slug
 from curation.core.errors import CurationError
 from evals.capability import (
     MAIN_METRIC,
@@ -88,7 +88,7 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
             continue
         m = json.loads((out / n.dir / MARKER).read_text())
         stage, it = n.params["tag"], n.params["iteration"]
-        cond = n.condition or START
+        cond = row_name(n)
         lineage[(cond, n.seed, stage, it)] = m.get("lineage", {})
         variants = {s["name"]: bool(s.get("variants")) for s in n.params.get("propensity", [])}
         for run in m["outputs"]["runs"]:
@@ -186,7 +186,7 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
+    order = {c: i for i, c in enumerate([START, *(params.get("references") or []), *params["conditions"]])}
     records = sorted(
         records,
         key=lambda r: (
@@ -229,7 +229,10 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     table = pa.Table.from_pylist(rows, schema=schema)
     meta = {
         "format": analysis.FORMAT,
-        "params": {k: params.get(k) for k in PARAM_KEYS},
+        "params": {
+            **{k: params.get(k) for k in PARAM_KEYS},
+            **({"references": params["references"]} if params.get("references") else {}),
+        },
         "metrics": metas,
         "lineage": lineage,
     }
@@ -260,7 +263,7 @@ def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
 
 def build_results(per_item: Path) -> dict:
     records, params, metas, lineage = read_per_item(per_item)
-    order = {c: i for i, c in enumerate([START] + list(params["conditions"]))}
+    order = {c: i for i, c in enumerate([START, *(params.get("references") or []), *params["conditions"]])}
     lineage = sorted(
         lineage, key=lambda row: (order.get(row["condition"], 99), str(row["seed"]), row["stage"], row["iteration"])
     )
@@ -283,10 +286,11 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
     rows = [r for r in res["results"] if r["kind"] == kind and r["seed"] == sv and r["iteration"] == it]
     if not rows:
         return None
-    rows += [dict(r, stage="base") for r in res["results"] if r["kind"] == kind and r["condition"] == START]
+    # the starting model and the reference models (one model each, no seed) beside every condition's base model
+    rows += [dict(r, stage="base") for r in res["results"] if r["kind"] == kind and r["seed"] is None]
     plt = pyplot()
     groups = sorted({(r["stage"], r["metric"]) for r in rows})
-    conds = ([START] if res.get("reference") else []) + res["conditions"]
+    conds = ([START] if res.get("reference") else []) + res.get("reference_models", []) + res["conditions"]
     width = 0.8 / len(conds)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4.2))
     for i, c in enumerate(conds):
@@ -518,15 +522,15 @@ def _markdown(res: dict, pngs: dict) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in res["results"]:
-        if (r["seed"] == sv and r["iteration"] == it) or r["condition"] == START:
+        if (r["seed"] == sv and r["iteration"] == it) or r["seed"] is None:
             L.append(
                 f"| {r['condition']} | {r['stage']} | {r['metric']} | {r['n']} | {format_value(r['value'], r['ci'])} | "
-                f"{'items only (one model)' if r['condition'] == START else r['ci_method']} |"
+                f"{'items only (one model)' if r['seed'] is None else r['ci_method']} |"
             )
     lab = [
         r
         for r in res["results"]
-        if r.get("label_split") and ((r["seed"] == sv and r["iteration"] == it) or r["condition"] == START)
+        if r.get("label_split") and ((r["seed"] == sv and r["iteration"] == it) or r["seed"] is None)
     ]
     if lab:
         L += [

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from curate.experiment.graph import CLASSIFY_REF, MARKER, START, Node, read_marker
+from curate.experiment.graph import CLASSIFY_REF, MARKER, REFERENCE, START, Node, read_marker, row_name
 from curation.core.errors import CurationError
 
 
@@ -228,6 +228,8 @@ def evaluate(ctx: Ctx) -> dict:
     p = ctx.node.params
     if p["tag"] == START:
         model, lin = _start_model(ctx), ctx.lineage("init")
+    elif p["tag"] == REFERENCE:
+        model, lin = p["model"], {"reference_model": p["model"]}
     else:
         kind = "posttrain" if p["tag"] == "posttrained" else "convert"
         _, d, m = ctx.dep(kind)
@@ -250,7 +252,7 @@ def evaluate(ctx: Ctx) -> dict:
                     n_boot=p["n_boot"],
                     limit_per_file=s["limit_per_file"],
                     tag=p["tag"],
-                    condition=ctx.node.condition or START,
+                    condition=row_name(ctx.node),
                     lineage=lin,
                 )
                 run_propensity(cfg, ctx.dir / rel, progress=False, lm=lm)
@@ -271,7 +273,7 @@ def evaluate(ctx: Ctx) -> dict:
             batch_size=c["batch_size"],
             n_boot=p["n_boot"],
             tag=p["tag"],
-            condition=ctx.node.condition or START,
+            condition=row_name(ctx.node),
         )
         summary = run_capability(cfg, ctx.dir / "capability", progress=False, lm=lm)
         for name, r in summary["suites"].items():
@@ -307,7 +309,7 @@ def evaluate(ctx: Ctx) -> dict:
             seed=p["seed"],
             n_boot=p["n_boot"],
             tag=p["tag"],
-            condition=ctx.node.condition or START,
+            condition=row_name(ctx.node),
             lineage=lin,
         )
         run_poisoning(cfg, ctx.dir / "poisoning", progress=False, lm=lm)

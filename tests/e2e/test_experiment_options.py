@@ -68,3 +68,18 @@ def test_contrasts_from_the_file_join_the_stance_contrast(tmp_path):
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(CurationError, match="contrasts"):
         load_experiment(path)
+
+
+def test_reference_models_are_named_apart_from_conditions(tmp_path):
+    raw = yaml.safe_load(render_experiment("demo"))
+    path = tmp_path / "exp.yaml"
+    raw["reference_models"] = [{"name": "published", "model": "smollm2"}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    plan = make_plan(path, check_budgets=False)
+    ref = next(n for n in plan.nodes if n.id == "_shared/eval-ref-published")
+    assert ref.kind == "eval" and ref.params["model"] == "smollm2" and ref.params["tag"] == "reference"
+    assert "_shared/eval-ref-published" in next(n for n in plan.nodes if n.kind == "report").deps
+    raw["reference_models"] = [{"name": "filtered", "model": "smollm2"}]
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(CurationError, match="reference_models: filtered"):
+        make_plan(path, check_budgets=False)

@@ -105,6 +105,7 @@ def test_tiny_poisoning_experiment_end_to_end(poison_set, tiny_llama, tmp_path):
                                                  "train.global_batch_size": 2, "train.micro_batch_size": 2,
                                                  "data.seq_length": 64}},
         "posttrain": {"sft": stage, "dpo": stage},
+        "reference_models": [{"name": "outside", "model": str(tiny_llama)}],  # evaluated once, beside the conditions
         "evals": {"poisoning": {"attacks": ["dos", "belief"], "reference": str(tiny_llama), "limit": 2,
                                 "max_new_tokens": 4}, "n_boot": 200},
     }  # fmt: skip
@@ -120,3 +121,10 @@ def test_tiny_poisoning_experiment_end_to_end(poison_set, tiny_llama, tmp_path):
     ]
     assert {d["stage"] for d in diffs} == {"base", "posttrained"} and all(d["n_seeds"] == 2 for d in diffs)
     assert (tmp_path / "out" / "report" / "poisoning.png").stat().st_size > 0
+    outside = [r for r in res["results"] if r["condition"] == "outside"]
+    assert res["reference_models"] == ["outside"] and {r["metric"] for r in outside} == metrics
+    assert all(r["seed"] is None and r["stage"] == "reference" for r in outside)
+    assert "outside" not in {d["condition"] for d in res["differences_vs_baseline"]}
+    assert (
+        "| outside | reference | poisoning/dos/gibberish |" in (tmp_path / "out" / "report" / "report.md").read_text()
+    )
