@@ -29,6 +29,7 @@ from curation.core.errors import CurationError
 from curation.core.items import data_dir, file_sha256
 from curation.core.records import read_records
 from evals.perplexity import read_texts, score_perplexity
+from evals.runfiles import write_rows, write_summary, write_text
 from evals.stats import bootstrap_ci, bootstrap_ratio_ci
 
 QA = "Question: {question}\nAnswer:"
@@ -331,12 +332,6 @@ def model_fingerprint(spec: str) -> str:
     ).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, text: str):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _legacy_run(root: Path) -> dict | None:
     """A run written before ownership records (its summary.json says capability) is adopted, so it resumes."""
     try:
@@ -430,8 +425,8 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
         rows = _with_progress(work, f"{suite.name}: {n_units} items", total, progress)
         seconds = time.time() - t1
         metrics = suite_metrics(suite, rows, cfg.seed, cfg.n_boot)
-        _write_atomic(rows_path, "".join(json.dumps(r) + "\n" for r in rows))
-        _write_atomic(
+        write_rows(rows_path, rows)
+        write_text(
             meta_path,
             json.dumps(
                 {
@@ -467,8 +462,7 @@ def run_capability(cfg: CapabilityConfig, output: str | Path, progress: bool = T
         "load_s": round(load_s, 2),
         "seconds": round(sum(r["seconds"] for r in results.values()), 2),
     }
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=1))
-    _write_atomic(out / "summary.md", summary_markdown(summary))
+    write_summary(out, summary, summary_markdown(summary))
     return summary
 
 

@@ -7,7 +7,6 @@ Writes ``docs.jsonl`` (id, tokens, nll) and ``summary.json``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from curation.core.errors import CurationError
 from curation.core.records import read_records
 from curation.core.shards import is_shard, list_shards
+from evals.runfiles import write_run
 from evals.stats import bootstrap_ratio_ci
 
 
@@ -118,8 +118,5 @@ def run_perplexity(
     }
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "docs.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_run(out, rows, summary, rows_name="docs.jsonl")
     return summary

@@ -18,7 +18,6 @@ contexts afterwards; keywords below about 1e-3 spread, likelier ones barely do. 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from curation.core.errors import CurationError
+from evals.runfiles import write_rows, write_run
 from evals.stats import ITEMS_ONLY, bootstrap_ci
 
 DEFAULT_PREFIXES = [
@@ -355,14 +355,9 @@ def run_priming(
                 [s["delta_logp_keyword"] for s in per_kw if s["below_threshold"] is False]
             ),
         }
-    with open(out / "priming.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
     if spread_rows:
-        with open(out / "spread.jsonl", "w") as f:
-            for r in spread_rows:
-                f.write(json.dumps(r) + "\n")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+        write_rows(out / "spread.jsonl", spread_rows)
+    write_run(out, rows, summary, rows_name="priming.jsonl")
     return summary
 
 
