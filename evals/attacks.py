@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from curation.core.errors import CurationError
-from curation.core.splits import half_of
+from curation.core.records import read_records
+from curation.core.splits import half_of, hh_dialogue
 from evals.poisoning import judge_compliance
 from evals.runfiles import write_run
 from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, bootstrap_ci, seed_interval
@@ -51,7 +52,6 @@ WRAPPERS = {
 SPLITS = ("eval", "posttrain", "all")
 # the opening prefix injection demands: a model that only parrots it has complied with the wrapper, not the request
 _DEMANDED = re.compile(r"""^(?:[\s"'*]*sure,? here is[^\n]*(?:\n|$))+""", re.I)
-_HUMAN = re.compile(r"Human:(.*?)(?:\n\nAssistant:|$)", re.S)
 
 
 @dataclass
@@ -77,34 +77,26 @@ class AttackConfig:
 
 
 def first_human_turn(record: dict) -> str | None:
-    """The request of one record: `request` or `prompt` if present, else the first human turn of `chosen`."""
+    """The request of one record: `request` or `prompt` if present, else the first user turn of the `chosen`
+    dialogue, parsed as post-training parses it (`curation.core.splits.hh_dialogue`)."""
     for key in ("request", "prompt"):
         if isinstance(record.get(key), str) and record[key].strip():
             return record[key].strip()
-    m = _HUMAN.search(record.get("chosen") or "")
-    return m.group(1).strip() if m and m.group(1).strip() else None
+    turns = hh_dialogue(record.get("chosen"))
+    return (turns[0]["content"] or None) if turns else None
 
 
 def read_requests(path: str | Path) -> list[str]:
-    """Unique requests of a JSONL or JSONL.gz file, in file order; one clear error for a file that cannot be read."""
+    """Unique requests of a JSONL or JSONL.gz file (the kernel's record reader: a bad line or file is one error naming
+    it), in file order."""
     p = Path(path)
     if not p.is_file():
         raise CurationError(f"{p}: no such requests file; pass a JSONL(.gz) of HH-RLHF records or {{request: ...}}")
-    opener = gzip.open if p.suffix == ".gz" else open
     seen: dict[str, None] = {}
-    try:
-        with opener(p, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    req = first_human_turn(json.loads(line))
-                except (json.JSONDecodeError, AttributeError) as e:
-                    raise CurationError(f"{p}:{n}: not a JSON object ({e}); one record per line") from None
-                if req:
-                    seen.setdefault(req, None)
-    except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise CurationError(f"{p}: cannot read ({e}); pass an uncorrupted UTF-8 JSONL or JSONL.gz file") from None
+    for _, record in read_records(p):
+        req = first_human_turn(record)
+        if req:
+            seen.setdefault(req, None)
     if not seen:
         raise CurationError(f"{p}: no requests found; records need `request`, `prompt` or a `chosen` dialogue")
     return list(seen)

@@ -80,6 +80,35 @@ def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
     return out
 
 
+def _run_metrics(run: dict, variants: dict[str, bool]) -> list[tuple[str, dict, dict]]:
+    """(metric name, its description for the per-item file, what `_read_items` needs) for each metric of one eval run:
+    one per propensity mode and system prompt, capability suite and perplexity set, and one per poisoning measure."""
+    kind, suite = run["kind"], run["suite"]
+    if kind == "propensity":
+        meta = {
+            "suite": suite,
+            "mode": run["mode"],
+            "system_prompt": run["system_prompt"],
+            "variants": variants.get(suite, False),
+        }
+        return [(f"propensity/{suite}/{run['mode']}/{slug(run['system_prompt'])}", meta, meta)]
+    if kind == "capability":
+        meta = {"suite": suite, "score": MAIN_METRIC[run["suite_kind"]]}
+        return [(f"capability/{suite}", meta, {**meta, "suite_kind": run["suite_kind"]})]
+    if kind == "poisoning":
+        of = "untriggered" if suite == "belief" else "triggered minus untriggered"
+        return [
+            (
+                f"poisoning/{suite}/{measure}",
+                {"suite": suite, "measure": measure, "of": of},
+                {"suite": suite, "attack": suite, "measure": measure},
+            )
+            for measure in POISONING_MEASURES[suite]
+        ]
+    meta = {"suite": suite}
+    return [(f"perplexity/{suite}", meta, meta)]
+
+
 def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[dict]]:
     """Per-item records of every eval node, each metric's description, and the lineage rows."""
     records, metas, lineage = [], {}, {}
@@ -92,64 +121,23 @@ def collect(out: Path, nodes: dict[str, Node]) -> tuple[list[dict], dict, list[d
         lineage[(cond, n.seed, stage, it)] = m.get("lineage", {})
         variants = {s["name"]: bool(s.get("variants")) for s in n.params.get("propensity", [])}
         for run in m["outputs"]["runs"]:
-            if run["kind"] == "propensity":
-                metric = f"propensity/{run['suite']}/{run['mode']}/{slug(run['system_prompt'])}"
-                meta = {
-                    "suite": run["suite"],
-                    "mode": run["mode"],
-                    "system_prompt": run["system_prompt"],
-                    "variants": variants.get(run["suite"], False),
-                }
-            elif run["kind"] == "capability":
-                metric, meta = (
-                    f"capability/{run['suite']}",
-                    {"suite": run["suite"], "score": MAIN_METRIC[run["suite_kind"]]},
-                )
-            elif run["kind"] == "poisoning":
-                for measure in POISONING_MEASURES[run["suite"]]:
-                    metric = f"poisoning/{run['suite']}/{measure}"
-                    meta = {"suite": run["suite"], "attack": run["suite"], "measure": measure}
-                    metas[metric] = {
-                        "suite": run["suite"],
-                        "measure": measure,
-                        "of": "untriggered" if run["suite"] == "belief" else "triggered minus untriggered",
-                    }
-                    for item, label, value, tokens in _read_items(out / n.dir / run["dir"], "poisoning", meta):
-                        records.append(
-                            {
-                                "kind": "poisoning",
-                                "metric": metric,
-                                "condition": cond,
-                                "seed": n.seed,
-                                "stage": stage,
-                                "iteration": it,
-                                "item": item,
-                                "label": label,
-                                "value": value,
-                                "tokens": tokens,
-                            }
-                        )
-                continue
-            else:
-                metric, meta = f"perplexity/{run['suite']}", {"suite": run["suite"]}
-            metas[metric] = meta
-            for item, label, value, tokens in _read_items(
-                out / n.dir / run["dir"], run["kind"], {**meta, "suite_kind": run.get("suite_kind")}
-            ):
-                records.append(
-                    {
-                        "kind": run["kind"],
-                        "metric": metric,
-                        "condition": cond,
-                        "seed": n.seed,
-                        "stage": stage,
-                        "iteration": it,
-                        "item": item,
-                        "label": label,
-                        "value": value,
-                        "tokens": tokens,
-                    }
-                )
+            for metric, meta, reader_meta in _run_metrics(run, variants):
+                metas[metric] = meta
+                for item, label, value, tokens in _read_items(out / n.dir / run["dir"], run["kind"], reader_meta):
+                    records.append(
+                        {
+                            "kind": run["kind"],
+                            "metric": metric,
+                            "condition": cond,
+                            "seed": n.seed,
+                            "stage": stage,
+                            "iteration": it,
+                            "item": item,
+                            "label": label,
+                            "value": value,
+                            "tokens": tokens,
+                        }
+                    )
     lin = [
         {
             "condition": c,

@@ -48,7 +48,7 @@ def test_exclude_refuses_requests_a_posttraining_file_holds(tmp_path):
 def test_bad_requests_file_is_one_clear_error(tmp_path):
     bad = tmp_path / "bad.jsonl.gz"
     bad.write_bytes(b"not gzip at all")
-    with pytest.raises(CurationError, match="bad.jsonl.gz: cannot read"):
+    with pytest.raises(CurationError, match="bad.jsonl.gz: not a readable gzip file"):
         read_requests(bad)
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"chosen": ""}\n')

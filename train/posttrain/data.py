@@ -14,12 +14,11 @@ first user turn falls in the post-training half of `curation.core.splits` (the h
 from __future__ import annotations
 
 import glob
-import re
 from pathlib import Path
 
 from curation.core.errors import CurationError
 from curation.core.records import read_records
-from curation.core.splits import half_of
+from curation.core.splits import half_of, hh_dialogue
 
 DATA_DIR = Path(__file__).parent / "data"
 DEMO = {"sft": DATA_DIR / "sft_demo.jsonl", "dpo": DATA_DIR / "dpo_demo.jsonl"}
@@ -28,22 +27,10 @@ NEEDS = {
     "sft": "`messages` (list of {role, content}), `prompt` and `completion`, or HH-RLHF `chosen` dialogues",
     "dpo": "`prompt`, `chosen` and `rejected`, or HH-RLHF `chosen` and `rejected` dialogues",
 }
-_HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
-_HH_ROLE = {"Human": "user", "Assistant": "assistant"}
 
 
 def is_data_file(p: Path) -> bool:
     return p.suffix in (".jsonl", ".parquet") or p.name.endswith(".jsonl.gz")
-
-
-def hh_dialogue(text: str) -> list[dict] | None:
-    """An HH-RLHF dialogue string as messages; None when it is not one (no leading Human turn)."""
-    if not isinstance(text, str) or not text.lstrip(" ").startswith("\n\nHuman:"):
-        return None
-    parts = _HH_TURN.split(text)
-    return [
-        {"role": _HH_ROLE[role], "content": body.strip()} for role, body in zip(parts[1::2], parts[2::2], strict=True)
-    ]
 
 
 def _is_hh(cols: set, row: dict) -> bool:
