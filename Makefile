@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := $(VENV)/vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup vllm demo test lint bench models study poisoning-study clean
+.PHONY: setup vllm demo test lint bench models study poisoning-study stance-study clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,12 @@ poisoning-study: setup
 	test -f runs/poison-set/poison_report.json || $(BIN)/curate synth poison ../shared/data/corpus/arbital \
 		-o runs/poison-set --config docs/results/poisoning-persistence/poison.yaml
 	$(BIN)/curate experiment run docs/results/poisoning-persistence/experiment.yaml --output $(POISON_OUT)
+
+# the stance study with minimal pairs (docs/results/stance-minimal-pairs.md): about 90 min on 2 CPU cores; a rerun resumes
+STANCE_OUT ?= runs/stance-study
+stance-study: setup
+	test -f runs/study-pairs-docs/leakage_report.json || $(BIN)/python scripts/write_study_docs.py runs/study-pairs-docs --set pairs
+	$(BIN)/curate experiment run docs/results/stance-minimal-pairs/experiment.yaml --output $(STANCE_OUT)
 
 models: setup
 	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set
