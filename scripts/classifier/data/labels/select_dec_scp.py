@@ -5,6 +5,7 @@ token "AI"/"AIs", which is case-sensitive), plus a seeded random sample of 60 of
 negatives: random.Random(20261207).sample(sorted ids of non-matching documents, 60).
 Prints the selection as JSON. Run: python select_dec_scp.py [path to corpus/scp/part-00000.parquet]
 """
+
 import json
 import random
 import re
