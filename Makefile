@@ -65,7 +65,7 @@ poisoning-study: setup
 # the stance study with minimal pairs (docs/results/stance-minimal-pairs.md): about 90 min on 2 CPU cores; a rerun resumes
 STANCE_OUT ?= runs/stance-study
 stance-study: setup
-	test -f runs/study-pairs-docs/leakage_report.json || $(BIN)/python scripts/write_study_docs.py runs/study-pairs-docs --set pairs
+	$(BIN)/python scripts/write_study_docs.py runs/study-pairs-docs --set pairs --by-stance
 	$(BIN)/curate experiment run docs/results/stance-minimal-pairs/experiment.yaml --output $(STANCE_OUT)
 
 models: setup

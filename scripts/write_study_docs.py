@@ -1,12 +1,14 @@
 """Writes a set of hand-written study documents in the `curate synth docs` output layout, so a `kind: synthetic`
 source of `curate mix` can read them, after checking them for leakage.
 
-    .venv/bin/python scripts/write_study_docs.py OUT [--set study|pairs] [--overwrite]
+    .venv/bin/python scripts/write_study_docs.py OUT [--set study|pairs] [--by-stance] [--overwrite]
 
 --set study (default)  synth/data/study/docs.jsonl (issue 19): 40 scenarios x aligned/misaligned, written apart
 --set pairs            synth/data/study-pairs/docs.jsonl (issue 28): 40 scenarios x aligned/misaligned minimal pairs
                        (they differ only in the AI's choice and its consequences) + a neutral control in the same form
                        (stance `neutral`: no AI makes an aligned or misaligned choice); extra column `pair_id`
+
+--by-stance            OUT/<stance>/ holds the layout below for one stance, every stance in the same scenario order
 
 OUT/docs-00000.parquet      synth.docs.COLUMNS + grounded_on (+ pair_id); the generation-only columns (prompt_hash,
                             temperature, top_p, max_tokens, seed, n_tokens, finish_reason) are null: nothing was sampled
@@ -136,7 +138,7 @@ def grounding_item_ids(scenarios) -> dict[str, list[str]]:
     return out
 
 
-def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
+def write(out: Path, overwrite: bool = False, docset: str = "study", by_stance: bool = False) -> dict:
     ds = SETS[docset]
     rows = load_docs(docset=docset)
     texts = [r["text"] for r in rows]
@@ -177,10 +179,25 @@ def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
         **{s: sum(r["stance"] == s for r in rows) for s in ds.stances},
         "leakage": report,
     }
+    if not by_stance:
+        return {**summary, **_write_dir(df, out, scenarios, report, overwrite)}
+    # one directory per stance, each in the same scenario order: a mix source of the same name reading any of them
+    # hashes row i (scenario i) alike, so the stances' documents are selected and placed at the same stream positions
+    order = [r["scenario_id"] for r in rows if r["stance"] == ds.stances[0]]
+    for stance in ds.stances:
+        sub = df.filter(pl.col("stance") == stance)
+        if sub["scenario_id"].to_list() != order:
+            raise CurationError(f"{ds.docs}: stance {stance} does not list the scenarios in the order of the others")
+        summary[stance] = {"docs": sub.height, **_write_dir(sub, out / stance, scenarios, report, overwrite)}
+    return summary
+
+
+def _write_dir(df: pl.DataFrame, out: Path, scenarios, report: dict, overwrite: bool) -> dict:
+    target = out / "docs-00000.parquet"
     if target.exists():
         if pl.read_parquet(target).equals(df):
             # unchanged: nothing is rewritten, so an experiment reading OUT (keyed by size and mtime) stays finished
-            return {**summary, "unchanged": True}
+            return {"unchanged": True}
         if not overwrite:
             raise CurationError(
                 f"{target} exists with other documents; pass --overwrite to rewrite this script's outputs"
@@ -188,7 +205,7 @@ def write(out: Path, overwrite: bool = False, docset: str = "study") -> dict:
     write_atomic(df, target)
     write_manifest(out / "leakage_manifest.json", scenarios, [], seed=0, fraction=0.0)
     (out / "leakage_report.json").write_text(json.dumps(report, indent=1))
-    return summary
+    return {}
 
 
 def main() -> None:
@@ -204,9 +221,14 @@ def main() -> None:
     ap.add_argument(
         "--overwrite", action="store_true", help="rewrite OUT/docs-00000.parquet if this script wrote it before"
     )
+    ap.add_argument(
+        "--by-stance",
+        action="store_true",
+        help="OUT/<stance>/ per stance, in one scenario order (paired designs: same selection and stream positions)",
+    )
     a = ap.parse_args()
     try:
-        print(json.dumps(write(a.out, a.overwrite, a.docset), indent=1))
+        print(json.dumps(write(a.out, a.overwrite, a.docset, a.by_stance), indent=1))
     except CurationError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
