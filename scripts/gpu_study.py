@@ -111,9 +111,11 @@ def prepare(args) -> None:
     from curation.lm.loading import resolve as resolve_model
 
     out = Path(args.out).resolve()
-    if not Path(args.docs).is_dir():
-        writer = [sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), args.docs, "--set", args.docs_set]
-        subprocess.run(writer, check=True)
+    # the pairs are written one directory per stance (the manifests read DOCS/<stance>); idempotent when unchanged
+    writer = [sys.executable, str(ROOT / "scripts" / "write_study_docs.py"), args.docs, "--set", args.docs_set]
+    subprocess.run(
+        writer + (["--by-stance"] if args.docs_set == "pairs" else []), check=True, stdout=subprocess.DEVNULL
+    )
     started = time.time()
     run_experiment(args.exp, out, jobs=args.jobs, only=DATA_KINDS, log=_log)
     _log(f"data side: {time.time() - started:.0f}s -> {out}")
@@ -328,7 +330,9 @@ def main() -> None:
     p.add_argument(
         "--docs", default=str(ROOT / "runs" / "study-pairs-docs"), help="the study documents (written when missing)"
     )
-    p.add_argument("--docs-set", default="pairs", help="scripts/write_study_docs.py --set, when --docs is missing")
+    p.add_argument(
+        "--docs-set", default="pairs", help="scripts/write_study_docs.py --set (pairs: --by-stance) written to --docs"
+    )
     p.add_argument("--pack", default=str(PACK))
     p.add_argument("--python", default="3.12", help="the GPU machine's Python, for the wheels")
     p.add_argument("--jobs", type=int, default=2)

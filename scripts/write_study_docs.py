@@ -153,7 +153,6 @@ def write(out: Path, overwrite: bool = False, docset: str = "study", by_stance: 
                 f"{ds.docs}: {got['evaluated']['docs_with_overlap']} documents share a {n}-word span with "
                 f"an evaluated item in {EVALUATED}; rewrite them"
             )
-    target = out / "docs-00000.parquet"
     scenarios = load_scenarios([BANK])
     for s, ids in zip(scenarios, grounding_item_ids(scenarios).values(), strict=False):
         s.item_ids = ids
