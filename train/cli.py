@@ -123,7 +123,13 @@ def tokenize(
 def pretrain(
     config: Path = typer.Argument(..., help="YAML config (see train/configs/ and docs/train.md)"),
     init_from: str | None = typer.Option(
-        None, "--init-from", help="Checkpoint whose weights start this run (midtraining / CPT)"
+        None, "--init-from", help="Checkpoint whose weights start this run, with a fresh optimizer and schedule (CPT)"
+    ),
+    continue_from: str | None = typer.Option(
+        None,
+        "--continue-from",
+        help="A base run whose weights, optimizer state and LR schedule this run continues on its own data "
+        "(midtraining; train.continue_iteration picks the checkpoint)",
     ),
     save_dir: str | None = typer.Option(None, "--save-dir", help="Overrides train.save_dir"),
     steps: int | None = typer.Option(None, "--steps", help="Overrides train.steps"),
@@ -138,7 +144,12 @@ def pretrain(
 
     try:
         ov = parse_set(sets, "train.steps=100")
-        for key, val in (("train.init_from", init_from), ("train.save_dir", save_dir), ("train.steps", steps)):
+        for key, val in (
+            ("train.init_from", init_from),
+            ("train.continue_from", continue_from),
+            ("train.save_dir", save_dir),
+            ("train.steps", steps),
+        ):
             if val is not None:
                 ov[key] = val
         cfg = PretrainConfig.from_yaml(config, ov)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from curation.core.config import Strict
 from curation.core.errors import CurationError
@@ -107,7 +107,12 @@ class TrainConfig(Strict):
     save_interval: int = 50
     log_interval: int = 1
     peak_tflops: float | None = None  # per device, for MFU; default: known GPUs' bf16 dense peak
-    init_from: str | None = None  # checkpoint whose weights start this run (midtraining / CPT)
+    init_from: str | None = None  # checkpoint whose weights start this run, fresh optimizer and schedule (CPT)
+    # a base run this run continues (midtraining): its weights, optimizer state (moments, step) and iteration, so the
+    # LR schedule (train.steps and optim.*, which must be the base run's) goes on where it stopped, while the data is
+    # this run's own, read from its first sample; a save_dir, its checkpoints/ or one iter_* directory
+    continue_from: str | None = None
+    continue_iteration: int | None = Field(None, ge=1)  # which checkpoint of continue_from (default: its latest)
     threads: int | None = None  # CPU: torch threads (default: torch's choice)
     keep_checkpoints: int = 2  # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
     init_loss_check: bool = True  # with init_from: stop if the start is no better than chance, or the first
@@ -123,8 +128,20 @@ class PretrainConfig(Strict):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.model is None and not self.train.init_from:
-            raise ValueError("a model section is needed unless train.init_from names a checkpoint")
+        if self.train.init_from and self.train.continue_from:
+            raise ValueError(
+                "train.init_from and train.continue_from exclude each other: init_from starts a fresh optimizer and "
+                "schedule from a model's weights (CPT), continue_from goes on with a base run's optimizer and schedule "
+                "(midtraining); give one"
+            )
+        if self.train.continue_iteration is not None and not self.train.continue_from:
+            raise ValueError(
+                "train.continue_iteration needs train.continue_from (the base run it picks a checkpoint of)"
+            )
+        if self.model is None and not (self.train.init_from or self.train.continue_from):
+            raise ValueError(
+                "a model section is needed unless train.init_from or train.continue_from names a checkpoint"
+            )
         if self.train.global_batch_size % self.train.micro_batch_size:
             raise ValueError("train.global_batch_size must be a multiple of train.micro_batch_size")
         return self

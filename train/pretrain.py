@@ -1,9 +1,11 @@
 """`curate train pretrain CONFIG.yaml`: the training loop (pretraining, midtraining, continued pretraining).
 
 Start-up order: distributed state -> the checkpoint to resume (``<save_dir>/checkpoints/latest.json``) or, for a
-fresh run with ``train.init_from``, the checkpoint whose weights start it -> model, engine, data -> steps.
+fresh run, the base run it continues (``train.continue_from``) or the checkpoint whose weights start it
+(``train.init_from``) -> model, engine, data -> steps.
 A resumed run restores model, optimizer and iteration; the data order depends only on the iteration (train.data),
-so the loss curve continues exactly where the killed run's last checkpoint left it.
+so the loss curve continues exactly where the killed run's last checkpoint left it. A continued run (midtraining)
+restores the same from another run's checkpoint, keeps its LR schedule, and reads its own data from the first sample.
 """
 
 from __future__ import annotations
@@ -106,6 +108,53 @@ def check_step_loss(step: int, loss: float, start: float, init_dir) -> None:
         )
 
 
+SCHEDULE = ("lr", "min_lr", "warmup_steps")
+
+
+def schedule_of(cfg: dict) -> dict:
+    """The LR schedule a (dumped) config trains on: lr_at's inputs, the decay length resolved."""
+    o, t = cfg["optim"], cfg["train"]
+    return {**{k: o[k] for k in SCHEDULE}, "decay_steps": o.get("decay_steps") or t["steps"]}
+
+
+def continue_source(cfg: PretrainConfig, origin: str) -> Path:
+    """The base run's checkpoint train.continue_from names (train.continue_iteration picks one of its saves)."""
+    t = cfg.train
+    it_dir = checkpoint.resolve(t.continue_from)
+    if t.continue_iteration is not None:
+        want = it_dir.parent / f"iter_{t.continue_iteration:07d}"
+        if not want.is_dir():
+            have = sorted(int(p.name[5:]) for p in it_dir.parent.glob("iter_*") if p.name[5:].isdigit())
+            raise CurationError(
+                f"{origin}: train.continue_from {t.continue_from} has no checkpoint at train.continue_iteration "
+                f"{t.continue_iteration} (saved: {have}); pick one of those, or have the base run save there "
+                "(train.save_interval, train.keep_checkpoints)"
+            )
+        it_dir = want
+    return it_dir
+
+
+def check_continuation(cfg: PretrainConfig, common: dict, it_dir: Path, origin: str) -> None:
+    """A continued run needs a trainer checkpoint with optimizer state (a converted model has none) and the base run's
+    LR schedule: a different one would jump at the first step, which is no continuation."""
+    base = common.get("train_config")
+    if not base:  # the trainer's own checkpoints record their config; conversions (train/convert.py) do not
+        raise CurationError(
+            f"{origin}: train.continue_from {it_dir} is not a `curate train pretrain` checkpoint with optimizer state "
+            f"({'converted from ' + str(common['converted_from']) if common.get('converted_from') else 'none saved'}); "
+            "continue a trainer run, or start from the model's weights with train.init_from (fresh optimizer: CPT)"
+        )
+    mine, theirs = schedule_of(json.loads(cfg.model_dump_json())), schedule_of(base)
+    diff = {k: (mine[k], theirs[k]) for k in mine if mine[k] != theirs[k]}
+    if diff:
+        raise CurationError(
+            f"{origin}: the LR schedule differs from the base run's at {it_dir} in {diff} (this run, base run); a "
+            "continued run keeps the base run's schedule: set the same optim.lr/min_lr/warmup_steps and its schedule "
+            "length (train.steps, or optim.decay_steps when the base run stopped early), or use train.init_from for "
+            "a fresh schedule (CPT)"
+        )
+
+
 def _progress(enabled: bool, total: int, start: int):
     if not enabled:
         return nullcontext(None)
@@ -157,7 +206,7 @@ def claim_save_dir(cfg: PretrainConfig, origin: str) -> None:
     out = claim(
         cfg.train.save_dir,
         "train pretrain",
-        inputs=[*data, cfg.train.init_from],
+        inputs=[*data, cfg.train.init_from, cfg.train.continue_from],
         legacy=_legacy_save_dir,
         flag=f"train.save_dir in {origin}",
     )
@@ -169,8 +218,11 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
     t, save_dir = cfg.train, Path(cfg.train.save_dir)
     resume_dir = checkpoint.latest(save_dir)
     init_dir = checkpoint.resolve(t.init_from) if (t.init_from and resume_dir is None) else None
-    src = resume_dir or init_dir
+    continue_dir = continue_source(cfg, origin) if (t.continue_from and resume_dir is None) else None
+    src = resume_dir or continue_dir or init_dir
     common = checkpoint.read_common(src) if src else {}
+    if continue_dir:
+        check_continuation(cfg, common, continue_dir, origin)
     model_cfg = cfg.model or ModelConfig(**common["model_config"])
     if common and cfg.model and cfg.model.model_dump() != common["model_config"]:
         diff = {
@@ -180,7 +232,11 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         }
         raise CurationError(
             f"{origin}: model section differs from checkpoint {src} in {diff} (config, checkpoint); "
-            "drop the model section to use the checkpoint's, or start a new save_dir"
+            + (
+                "a continued run keeps the base run's model: drop the model section or make it the base run's"
+                if continue_dir
+                else "drop the model section to use the checkpoint's, or start a new save_dir"
+            )
         )
     eod, tok_vocab, tok_spec = _tokens_info(cfg, origin)
     vocab_size = model_cfg.vocab_size or int(common.get("vocab_size") or pad_vocab(tok_vocab, t.tensor_parallel))
@@ -236,24 +292,33 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         return CpuEngine(model, cfg.optim, t)
 
     engine, start = None, 0
-    if resume_dir:
+    if resume_dir or continue_dir:  # the same restore for both: model, optimizer state (moments, step), iteration
         engine = make_engine()
         model_sd = model.sharded_state_dict()
         template = {"model": model_sd}
         opt_t = engine.optimizer_template(model_sd)
         if opt_t:
             template["optimizer"] = opt_t
-        loaded = checkpoint.load(resume_dir, template)
-        checkpoint.load_model_state(model, loaded["model"], resume_dir)
+        loaded = checkpoint.load(resume_dir or continue_dir, template)
+        checkpoint.load_model_state(model, loaded["model"], resume_dir or continue_dir)
         engine.load_optimizer_state(loaded)
         start = int(loaded["iteration"])
+    # the global batch index where this run's own data starts: a continued run reads its blend from its first sample
+    # (iteration `start` of the schedule takes batch 0), and keeps that offset when it resumes after a kill
+    data_start = start if continue_dir else int(common.get("data_start", 0)) if resume_dir else 0
+    if continue_dir and data_start >= t.steps:
+        raise CurationError(
+            f"{origin}: train.continue_from {continue_dir} is at iteration {data_start}, not before train.steps "
+            f"{t.steps}: nothing is left to train; set train.steps to the base run's schedule length (its "
+            "optim.decay_steps, or train.steps) or pick an earlier checkpoint with train.continue_iteration"
+        )
 
     if dist.rank == 0:  # after the config and data checks, before anything is written under save_dir
         claim_save_dir(cfg, origin)
     cache = cfg.data.cache_dir or str(save_dir / "data-cache")
     dataset = build_train_dataset(
         cfg.data,
-        num_samples=t.steps * t.global_batch_size,
+        num_samples=(t.steps - data_start) * t.global_batch_size,
         eod=eod,
         vocab_size=vocab_size,
         cache_dir=cache,
@@ -299,6 +364,9 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         "layer_spec": layer_spec_name(dist.on_gpu),
         "train_config": json.loads(cfg.model_dump_json()),
         "lineage": lineage or {},
+        "data_start": data_start,
+        **({"continued_from": {"checkpoint": str(continue_dir), "iteration": start}} if continue_dir else {}),
+        **({"continued_from": common["continued_from"]} if resume_dir and "continued_from" in common else {}),
     }
 
     def save(iteration: int):
@@ -320,7 +388,7 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             lr = lr_at(it, cfg.optim, t.steps)
             engine.set_lr(lr)
             batches = global_batch(
-                dataset, it, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device
+                dataset, it - data_start, t.global_batch_size, t.micro_batch_size, dist.dp_rank, dist.dp, dist.device
             )
             loss, gnorm = engine.step(batches)
             if dist.on_gpu:
@@ -367,6 +435,7 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
         "start_iteration": start,
         "resumed": resume_dir is not None,
         "initialised_from": str(init_dir) if init_dir else None,
+        "continued_from": str(continue_dir) if continue_dir else None,
         "init_loss": start_loss[0] if start_loss else None,
         **last,
     }

@@ -24,7 +24,7 @@ err = Console(stderr=True)
 
 @experiment_app.command()
 def init(
-    preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | poisoning | demo"),
+    preset: str = typer.Option(..., "--preset", "-p", help="tice2026 | spp | timing | poisoning | demo"),
     output: Path | None = typer.Option(None, "--output", "-o", help="Experiment file to write (default: print it)"),
     corpus: str | None = typer.Option(None, help="Corpus root (demo: the shipped demo corpus)"),
     attributes: str | None = typer.Option(
@@ -34,8 +34,8 @@ def init(
     poison: str | None = typer.Option(None, help="`curate synth poison` output (the poisoning preset)"),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
-    """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp) or the
-    demo."""
+    """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp), the
+    timing ablation (timing: end-to-end, midtraining, continued pretraining), poisoning, or the demo."""
     from curate.experiment.presets import render_experiment
 
     try:

@@ -55,6 +55,11 @@ class Condition(_Strict):
     set: dict[str, Any] = Field(
         default_factory=dict
     )  # dotted manifest overrides: target_tokens, sources.NAME.weight, sources.*.max_epochs
+    # this condition's training stage (default: train.stage), so one experiment holds a timing ablation: pretrain
+    # (its mix from step 0; from scratch), midtrain (continues train.base's run for its last share of steps, optimizer
+    # and schedule included; without train.base: from train.init_from), cpt (a fresh optimizer and schedule from the
+    # base run's end, or from train.init_from)
+    stage: Literal["pretrain", "midtrain", "cpt"] | None = None
 
     @model_validator(mode="after")
     def _one(self):
@@ -63,11 +68,29 @@ class Condition(_Strict):
         return self
 
 
+class BaseRun(_Strict):
+    """The shared base run that midtrain and cpt conditions start from: one per seed, on its own mix (a preset or a
+    manifest, like a condition's), trained for the first (1 - share) of train.steps on the full run's LR schedule."""
+
+    name: str = Field("base", pattern=NAME)  # the base mix's name (its lineage)
+    preset: str | None = None
+    manifest: str | None = None
+    set: dict[str, Any] = Field(default_factory=dict)
+    share: float = Field(0.1, gt=0, lt=1)  # the last share of train.steps the midtrain conditions train (paper: 10%)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if (self.preset is None) == (self.manifest is None):
+            raise ValueError("train.base: give exactly one of `preset` or `manifest` (its mix)")
+        return self
+
+
 class TrainSpec(_Strict):
     stage: Literal["pretrain", "midtrain", "cpt"] = "pretrain"
     init_from: str | None = (
         None  # midtrain / cpt: the model whose weights start every run (HF dir, smollm2, checkpoint)
     )
+    base: BaseRun | None = None  # a base run trained here, which midtrain conditions continue (instead of init_from)
     config: str = "tiny_cpu"  # a shipped config name (train/configs) or a YAML path
     set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides of the config (train.steps, optim.lr, ...)
     gpus: int = Field(0, ge=0)  # Slurm: GPUs per node for this stage (torchrun processes per node)
@@ -75,8 +98,16 @@ class TrainSpec(_Strict):
 
     @model_validator(mode="after")
     def _init(self):
-        if self.stage != "pretrain" and not self.init_from:
-            raise ValueError(f"train.stage {self.stage} starts from a model: set train.init_from")
+        if self.base is not None and self.init_from:
+            raise ValueError(
+                "train.base and train.init_from exclude each other: midtrain / cpt conditions start from a base run "
+                "trained here (base) or from an outside model (init_from); give one"
+            )
+        if self.stage != "pretrain" and not (self.init_from or self.base):
+            raise ValueError(
+                f"train.stage {self.stage} starts from a model: set train.init_from, or train.base (a base run "
+                "trained here)"
+            )
         return self
 
 
@@ -235,6 +266,17 @@ class Experiment(_Strict):
             raise ValueError(
                 f"reference_models: {', '.join(clash)} repeated or the name of a condition (or `start`); rename it"
             )
+        t = self.train
+        later = [c.name for c in self.conditions if (c.stage or t.stage) != "pretrain"]
+        if later and not (t.init_from or t.base):
+            raise ValueError(
+                f"conditions {', '.join(later)}: stage midtrain / cpt starts from a model; set train.base (a base "
+                "run trained here, which midtraining continues) or train.init_from"
+            )
+        if t.base is not None and not later:
+            raise ValueError(
+                "train.base: no condition starts from it; give conditions `stage: midtrain` (or cpt), or remove it"
+            )
         for a, b in self.contrasts:
             unknown = [x for x in (a, b) if x not in names]
             if unknown or a == b:
@@ -295,14 +337,13 @@ def load_experiment(path: str | Path) -> ExperimentFile:
         validate(PosttrainConfig, {**exp.posttrain, "output": "x"}, f"{path}: posttrain", "docs/posttrain.md")
     from curation.mix.presets import PRESETS
 
-    for c in exp.conditions:
+    for c in [*exp.conditions, *([exp.train.base] if exp.train.base else [])]:
+        who = "train.base" if c is exp.train.base else f"condition {c.name}"
         if c.preset is not None and c.preset not in PRESETS:
-            raise CurationError(
-                f"{path}: condition {c.name}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}"
-            )
+            raise CurationError(f"{path}: {who}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}")
         if c.preset in ("alignment-upsampled", "misalignment-upsampled", "reflections") and not exp.inputs.synthetic:
             raise CurationError(
-                f"{path}: condition {c.name}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
+                f"{path}: {who}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
                 "(`curate synth docs` output)"
             )
     return experiment_file

@@ -217,8 +217,9 @@ def posttrain_params(experiment_file: ExperimentFile) -> dict:
     return {"config": config, **({"inputs": fingerprint(sorted(set(files)))} if files else {})}
 
 
-def train_config(experiment_file: ExperimentFile, seed: int) -> dict:
-    """The resolved trainer config of one run (validated now, so a bad override fails before any work)."""
+def train_config(experiment_file: ExperimentFile, seed: int, extra: dict | None = None, init: bool = True) -> dict:
+    """The resolved trainer config of one run (validated now, so a bad override fails before any work); `extra`:
+    overrides the experiment sets on top (a base run's or a continuation's), `init`: start from train.init_from."""
     from train.config import PretrainConfig, resolve_config
 
     t = experiment_file.exp.train
@@ -226,8 +227,9 @@ def train_config(experiment_file: ExperimentFile, seed: int) -> dict:
     overrides.update(
         {"data.blend": "@tokens/blend.json", "train.save_dir": "@run", "train.seed": seed, "data.seed": seed}
     )
-    if t.init_from:
+    if t.init_from and init:
         overrides["train.init_from"] = "@init"
+    overrides.update(extra or {})
     if experiment_file.exp.evals.checkpoints != "final":
         overrides["train.keep_checkpoints"] = 0
     try:
@@ -241,12 +243,29 @@ def train_config(experiment_file: ExperimentFile, seed: int) -> dict:
         # a guard that only stops a broken run changes no finished run's result: its default stays out of the node key,
         # so runs trained before it existed are still found finished (the trainer fills the default back in)
         del out["train"]["init_loss_check"]
+    for k in ("continue_from", "continue_iteration"):  # likewise: unset, they stay out of the keys
+        if out["train"][k] is None:
+            del out["train"][k]
     return out
+
+
+def base_iteration(experiment_file: ExperimentFile, cfg: dict) -> int:
+    """Where the base run stops and midtraining takes over: the first (1 - train.base.share) of train.steps."""
+    steps, share = cfg["train"]["steps"], experiment_file.exp.train.base.share
+    it = round(steps * (1 - share))
+    if not 0 < it < steps:
+        raise CurationError(
+            f"{experiment_file.where('train', 'base', 'share')}: {share} of {steps} steps leaves "
+            f"{'no base run' if it <= 0 else 'no midtraining'} (the base run would stop at iteration {it}); raise "
+            "train.steps or choose a share between 1/steps and 1 - 1/steps"
+        )
+    return it
 
 
 def saved_iterations(cfg: dict) -> list[int]:
     t = cfg["train"]
-    its = [i for i in range(1, t["steps"] + 1) if i % t["save_interval"] == 0 or i == t["steps"]]
+    first = (t.get("continue_iteration") or 0) + 1  # a continued run saves only after where it took over
+    its = [i for i in range(first, t["steps"] + 1) if i % t["save_interval"] == 0 or i == t["steps"]]
     return its
 
 
@@ -264,7 +283,8 @@ def tokens_needed(cfg: dict) -> int:
     """Tokens one run reads (steps x global batch x sequence), with 10% and one sequence of slack, so the trainer's
     dataset never wraps around a partial tokenisation."""
     t, d = cfg["train"], cfg["data"]
-    return int(math.ceil(t["steps"] * t["global_batch_size"] * d["seq_length"] * 1.1)) + d["seq_length"] + 1
+    steps = t["steps"] - (t.get("continue_iteration") or 0)  # a continued run reads its own data for its steps only
+    return int(math.ceil(steps * t["global_batch_size"] * d["seq_length"] * 1.1)) + d["seq_length"] + 1
 
 
 def slug(s: str | None) -> str:
@@ -364,6 +384,50 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
     if exp.train.init_from:
         src = experiment_file.resolve(exp.train.init_from)
         add(Node("_shared/init", "init", {"source": src, "inputs": fingerprint([src]) if os.path.exists(src) else src}))
+    base = exp.train.base
+    if base is not None:  # the shared base run: its own mix and tokens, one run per seed (built when first read)
+        base_manifest = condition_manifest(experiment_file, base, attributes)
+        add(
+            Node(
+                "_shared/base-mix",
+                "mix",
+                {
+                    "manifest": base_manifest,
+                    "inputs": fingerprint([s["path"] for s in base_manifest.get("sources", []) if s.get("path")]),
+                    "attributes": attr_fp,
+                },
+                deps=list(shared_deps),
+            )
+        )
+
+    def base_run(seed: int) -> tuple[str, int]:
+        """The id of the seed's base run and the iteration it stops at (midtraining's start)."""
+        full = train_config(experiment_file, seed)
+        stop = base_iteration(experiment_file, full)
+        nid = f"_shared/base-train-s{seed}"
+        if nid in by_id:
+            return nid, stop
+        # the first (1 - share) of the full run's schedule: train.steps stops it, optim.decay_steps keeps its length
+        extra = {"train.steps": stop}
+        if not full["optim"]["decay_steps"]:
+            extra["optim.decay_steps"] = full["train"]["steps"]
+        cfg = train_config(experiment_file, seed, extra)
+        if "_shared/base-tokens" not in by_id:
+            add(
+                Node(
+                    "_shared/base-tokens",
+                    "tokens",
+                    {
+                        "tokenizer": base_manifest.get("tokenizer", {}).get("name", "smollm2"),
+                        "max_tokens": tokens_needed(cfg),
+                    },
+                    deps=["_shared/base-mix"],
+                )
+            )
+        params = {"config": cfg, "stage": "pretrain", "seed": seed, "gpus": exp.train.gpus, "nodes": exp.train.nodes}
+        add(Node(nid, "train", params, deps=["_shared/base-tokens"], seed=seed))
+        return nid, stop
+
     evals = exp.evals
     # `subset`: limit_per_file became a seeded random subset (it was the head of each file), so such nodes are redone
     prop = [
@@ -405,8 +469,25 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 condition=c,
             )
         )
+        stage = cond.stage or exp.train.stage
         for seed in exp.seeds:
-            cfg = train_config(experiment_file, seed)
+            # where the run starts: a base run's continuation (midtrain) or its end with a fresh optimizer (cpt), the
+            # outside model of train.init_from, or random weights; `offset` is the base run's steps before a cpt run,
+            # so its evaluated checkpoints are reported at the steps trained in all, like the other conditions'
+            deps, offset = [], 0
+            if base is not None and stage != "pretrain":
+                base_id, stop = base_run(seed)
+                deps = [base_id]
+                if stage == "midtrain":
+                    extra = {"train.continue_from": "@base", "train.continue_iteration": stop}
+                else:  # the same steps as midtraining, from the same point, with a fresh warm-up and schedule
+                    steps = train_config(experiment_file, seed)["train"]["steps"]
+                    extra, offset = {"train.init_from": "@base", "train.steps": steps - stop}, stop
+                cfg = train_config(experiment_file, seed, extra)
+            else:
+                use_init = bool(exp.train.init_from) and cond.stage != "pretrain"  # an explicit pretrain: from scratch
+                cfg = train_config(experiment_file, seed, init=use_init)
+                deps = ["_shared/init"] if use_init else []
             tok_id = f"{c}/tokens"
             if tok_id not in by_id:  # every seed reads the same tokens (the data order comes from data.seed)
                 add(
@@ -421,14 +502,14 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                         condition=c,
                     )
                 )
-            deps = [tok_id] + (["_shared/init"] if exp.train.init_from else [])
+            deps = [tok_id] + deps
             tr = add(
                 Node(
                     f"{c}/train-s{seed}",
                     "train",
                     {
                         "config": cfg,
-                        "stage": exp.train.stage,
+                        "stage": stage,
                         "seed": seed,
                         "gpus": exp.train.gpus,
                         "nodes": exp.train.nodes,
@@ -447,9 +528,9 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 )
                 ev = add(
                     Node(
-                        f"{c}/eval-s{seed}-i{it}",
+                        f"{c}/eval-s{seed}-i{offset + it}",
                         "eval",
-                        {**eval_params, "tag": "base", "iteration": it},
+                        {**eval_params, "tag": "base", "iteration": offset + it},
                         deps=[cv.id],
                         condition=c,
                         seed=seed,
@@ -472,7 +553,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                     Node(
                         f"{c}/eval-s{seed}-posttrained",
                         "eval",
-                        {**eval_params, "tag": "posttrained", "iteration": its[-1]},
+                        {**eval_params, "tag": "posttrained", "iteration": offset + its[-1]},
                         deps=[pt.id],
                         condition=c,
                         seed=seed,

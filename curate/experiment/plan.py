@@ -68,6 +68,7 @@ def _check_budget(experiment_file: ExperimentFile, node: Node, cfg: dict | None)
     from curation.mix.plan import make_plan
 
     manifest, notes = copy.deepcopy(node.params["manifest"]), []
+    who = node.condition or "train.base"  # the shared base run's mix has no condition
     deferred = [
         s
         for s in manifest["sources"]
@@ -78,21 +79,21 @@ def _check_budget(experiment_file: ExperimentFile, node: Node, cfg: dict | None)
         s.update(attributes=None, filter=None, columns=[])  # so a budget impossible here is impossible after it too)
     if filtered:
         notes.append(
-            f"{node.condition}: budgets checked before filtering; the filters apply when the mix is built "
+            f"{who}: budgets checked before filtering; the filters apply when the mix is built "
             "(its attributes come from the classify node)"
         )
     with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / f"{node.condition}.yaml"
+        p = Path(tmp) / f"{who}.yaml"
         p.write_text(yaml.safe_dump(manifest, sort_keys=False))
         try:
             plan = make_plan(load_manifest(p), count="estimate")
         except CurationError as e:
-            return [f"condition {node.condition}: {str(e).replace(str(p), 'mix')}"], []
+            return [f"{'condition ' if node.condition else ''}{who}: {str(e).replace(str(p), 'mix')}"], []
     if cfg is not None:
         need = tokens_needed(cfg) / 1.1
         if need > plan.total_tokens:
             notes.append(
-                f"{node.condition}: a run reads about {need:,.0f} tokens and the mix has about "
+                f"{who}: a run reads about {need:,.0f} tokens and the mix has about "
                 f"{plan.total_tokens:,.0f}: the trainer goes through it {need / plan.total_tokens:.1f} times"
             )
     return [], notes

@@ -1,7 +1,8 @@
-"""`curate experiment init --preset tice2026|spp|demo`: commented experiment files.
+"""`curate experiment init --preset tice2026|spp|timing|poisoning|demo`: commented experiment files.
 
 tice2026: the four data conditions of Tice et al. (2026) against the unfiltered baseline; spp: persona reflections
-in about 10% of documents (synthetic aligned documents with reflections) against the same baseline; demo: two
+in about 10% of documents (synthetic aligned documents with reflections) against the same baseline; timing: one
+intervention end-to-end, as midtraining continuing a shared base run, and as continued pretraining; demo: two
 conditions on the data this package ships, a tiny model, small eval subsets, nothing else to pass.
 """
 
@@ -20,6 +21,8 @@ PRESETS = {
     "tice2026": "unfiltered, filtered, alignment-upsampled and misalignment-upsampled (Tice et al. 2026)",
     "spp": "persona reflections in about 10% of documents against the unfiltered baseline",
     "demo": "two conditions on the shipped demo corpus, a tiny model, small eval subsets (minutes on a laptop CPU)",
+    "timing": "when the data enters: end-to-end, midtraining in the last 10% (continuing a shared base run's optimizer "
+    "and schedule) and continued pretraining (a fresh optimizer from the same point), on the demo corpus",
     "poisoning": "clean vs poison documents at a token rate and at a fixed count, the same SFT then DPO for all, "
     "poisoning evals before and after post-training (Souly et al. 2025; Zhang et al. 2024)",
 }
@@ -75,6 +78,38 @@ conditions:
     set:
       sources.*.max_epochs: 16  # a small corpus: refilling what the filter removed needs more passes
 baseline: unfiltered
+""",
+    "timing": """\
+# The timing ablation (Tice et al. 2026 insert their data in the last 10% of base training): the same data
+# intervention (here `filtered`; with inputs.synthetic, `alignment-upsampled` is the paper's) entering at three times.
+# Each condition sets its own `stage`:
+#   pretrain: its mix from step 0 (end-to-end), from scratch;
+#   midtrain: continues train.base's run (one per seed, shared) at (1 - share) of train.steps with the base run's
+#             optimizer state (Adam moments, step) and LR schedule, reading its own mix for the last share of steps;
+#   cpt:      starts from the same base-run checkpoint with a fresh optimizer, warm-up and schedule, for the same
+#             number of steps (continued pretraining). Its checkpoints are reported at base steps + its own.
+conditions:
+  - name: unfiltered
+    preset: unfiltered
+    stage: pretrain             # the baseline: no intervention at any time
+  - name: filtered-e2e
+    preset: filtered            # documents tagged as AI discourse (ai_discourse >= 0.5) removed and refilled
+    stage: pretrain
+    set:
+      sources.*.max_epochs: 16  # a small corpus: refilling what the filter removed needs more passes
+  - name: filtered-midtrain
+    preset: filtered
+    stage: midtrain
+    set:
+      sources.*.max_epochs: 16
+  - name: filtered-cpt
+    preset: filtered
+    stage: cpt
+    set:
+      sources.*.max_epochs: 16
+baseline: unfiltered
+contrasts:
+  - [filtered-midtrain, filtered-cpt]   # what continuing the optimizer and schedule changes, the data being the same
 """,
 }
 
@@ -183,6 +218,23 @@ train:
 #   sft: {data: [demo], steps: 2, batch_size: 2, max_length: 128}
 #   dpo: {data: [demo], steps: 2, batch_size: 2, max_length: 128}
 """,
+    "timing": """\
+seeds: [0]                      # replicates: one base run per seed, shared by the midtrain and cpt conditions
+
+train:
+  stage: pretrain               # each condition's own `stage` above overrides this
+  config: tiny_cpu              # 2 layers, 64 wide: seconds per step on a CPU; at scale llama_350m_gpu, 20,000 steps
+  set:
+    train.steps: 20             # the full schedule: end-to-end runs train all of it
+    train.save_interval: 10
+    train.global_batch_size: 4
+    train.micro_batch_size: 4
+    optim.warmup_steps: 1       # cpt warms up again over this many of its own steps
+  base:                         # the shared base run (per seed) that midtrain and cpt conditions start from
+    preset: unfiltered          # its mix (a `curate mix` preset or `manifest:`, with `set:`)
+    share: 0.1                  # it trains the first 90% of train.steps (iteration 18 of 20) on the full run's LR
+                                # schedule; midtraining trains the last 10% (paper: 50B of 550B tokens)
+""",
 }
 
 EVALS = """\
@@ -237,14 +289,14 @@ def render_experiment(
     if preset not in PRESETS:
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     b = Path(base) if base is not None else None
-    demo = preset == "demo"
+    demo = preset in ("demo", "timing")  # the shipped corpus, the tiny CPU model, the shipped eval subsets
     corpus_line = _rel(corpus, b) if corpus else (str(DEMO_CORPUS) if demo else "data/corpus")  # shipped data: absolute
     attr_line = (
         f"  attributes: {_rel(attributes, b)}   # `curate classify` output for corpus"
         if attributes
         else "  # attributes: ATTRS          # `curate classify` output for corpus; unset: the experiment classifies it"
     )
-    if synthetic or preset != "demo":
+    if synthetic or not demo:
         syn_line = (
             f"  synthetic: {_rel(synthetic or 'data/synthetic', b)}"
             "   # `curate synth docs` output (upsampled / reflections presets)"
@@ -260,7 +312,7 @@ def render_experiment(
     )
     if preset == "poisoning":
         return text + "\n" + POISONING
-    text += "\n" + CONDITIONS[preset] + "\n" + TRAIN["demo" if demo else "gpu"] + "\n"
+    text += "\n" + CONDITIONS[preset] + "\n" + TRAIN[preset if preset in TRAIN else "gpu"] + "\n"
     if demo:
         text += EVALS.format(
             pname="demo",
@@ -274,7 +326,7 @@ def render_experiment(
             heldout=str(DEMO_EVALS / "heldout_wikipedia.jsonl"),
             max_docs=16,
             seq=128,
-            ckpts="all",
+            ckpts="all" if preset == "demo" else "final",
             resources="",
         )
     else:

@@ -155,9 +155,22 @@ def train(ctx: Ctx) -> dict:
         n, d, m = ctx.dep("init")
         ck = m["outputs"]["checkpoint"]
         refs["@init"] = ck if os.path.isabs(ck) or not (d / ck).exists() else str(d / ck)
+    base = next((ctx.nodes[d] for d in ctx.node.deps if ctx.nodes[d].kind == "train"), None)
+    if base is not None:  # train.base's run: midtraining continues it (@base), cpt starts from its end
+        _, d, m = ctx.dep("train")
+        refs["@base"] = str(d / m["outputs"]["run"])
     cfg = PretrainConfig.validated(_fill(ctx.node.params["config"], refs), f"{ctx.node.id} (graph.json)")
     lin = ctx.lineage("tokens")
     lin.update({"seed": ctx.node.seed, "stage": ctx.node.params["stage"]})
+    if base is not None:
+        t = ctx.node.params["config"]["train"]
+        lin["base_run"] = {
+            "node": base.id,
+            "key": base.key,
+            "iteration": base.params["config"]["train"]["steps"],
+            "optimizer": "continued" if t.get("continue_from") else "fresh",
+            "mix": (m.get("lineage") or {}).get("mix", {}).get("lock_sha256"),
+        }
     res = pretrain(cfg, ctx.node.id, progress=False, lineage=lin)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
