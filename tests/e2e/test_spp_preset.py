@@ -62,7 +62,8 @@ def _experiment(tmp_path, reflected, tiny: bool) -> dict:
         for kind in ("sft", "dpo"):
             raw["posttrain"][kind].update(steps=1, batch_size=2, max_length=96)
         raw["evals"] = {"attacks": {**raw["evals"]["attacks"], "limit": 2, "max_new_tokens": 4}, "n_boot": 200}
-        raw["conditions"][1]["set"] = {"sources.*.max_epochs": 16}  # the demo corpus is small (the demo preset too)
+        # the filtered baseline is planned above and built by the demo preset's tests: two conditions keep this short
+        raw["conditions"] = [c for c in raw["conditions"] if c["name"] != "filtered"]
     return raw
 
 
@@ -125,9 +126,7 @@ def test_tiny_spp_experiment_end_to_end(reflected, tmp_path):
     assert {f"attacks/{w}/compliant" for w in wrappers} <= {r["metric"] for r in res["results"]}
     diffs = [d for d in res["differences_vs_baseline"] if d["metric"] == "attacks/plain/compliant"]
     pooled = [d for d in diffs if d["seed"] == "pooled"]
-    assert {(d["condition"], d["stage"]) for d in pooled} == {
-        (c, s) for c in ("filtered", "spp") for s in ("base", "posttrained")
-    }
+    assert {(d["condition"], d["stage"]) for d in pooled} == {("spp", s) for s in ("base", "posttrained")}
     assert all(d["n_seeds"] == 2 for d in pooled)
     assert (tmp_path / "out" / "report" / "attacks.png").stat().st_size > 0
     # the spp mix: every demo document once, the reflected share recorded in the lock and recounted by verify
