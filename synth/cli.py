@@ -177,7 +177,9 @@ def reflect(
     rate: float | None = typer.Option(None, "--rate", help="share of documents that get a reflection"),
     seed: int | None = typer.Option(None, "--seed"),
     person: str | None = typer.Option(None, "--person", help="first | third"),
-    position: str | None = typer.Option(None, "--position", help="end | pause"),
+    position: str | None = typer.Option(
+        None, "--position", help="end (default: appended, as SPP does) | pause (at a reading pause)"
+    ),
     marker: str | None = typer.Option(None, "--marker", help="opening marker (default <assistant>)"),
     marker_end: str | None = typer.Option(None, "--marker-end", help="closing marker (default </assistant>)"),
     constitution: Path | None = typer.Option(None, "--constitution"),

@@ -58,7 +58,7 @@ class ReflectConfig(Strict):
     rate: float = Field(0.10, ge=0.0, le=1.0)
     seed: int = 0
     person: Literal["first", "third"] = "first"
-    position: Literal["end", "pause"] = "pause"
+    position: Literal["end", "pause"] = "end"  # end: appended, as Synthetic Persona Pretraining does
     marker: str = "<assistant>"
     marker_end: str = "</assistant>"
     constitution: str = str(PACKAGE_DATA / "constitution.yaml")

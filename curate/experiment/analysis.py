@@ -22,7 +22,7 @@ from evals.stats import ITEMS_ONLY, SEEDS_X_ITEMS, seed_interval
 
 FORMAT = "curate-experiment-results/2"
 POOLED = "pooled"
-MEAN_KINDS = ("propensity", "capability", "poisoning")  # per-item means; perplexity pools NLL over tokens
+MEAN_KINDS = ("propensity", "capability", "poisoning", "attacks")  # per-item means; perplexity pools NLL over tokens
 LABELS = ("yes", "no", "other")
 LABEL_NAMES = {"yes": 'Yes/No, misaligned = "Yes"', "no": 'Yes/No, misaligned = "No"', "other": "option texts"}
 EPS = 1e-6  # P clipped to [EPS, 1 - EPS] before log-odds

@@ -32,6 +32,7 @@ def init(
     ),
     synthetic: str | None = typer.Option(None, help="`curate synth docs` output"),
     poison: str | None = typer.Option(None, help="`curate synth poison` output (the poisoning preset)"),
+    reflected: str | None = typer.Option(None, help="`curate synth reflect` output of the corpus (the spp preset)"),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
     """Write a commented experiment file for the paper's conditions (tice2026), persona reflections (spp), the
@@ -40,7 +41,13 @@ def init(
 
     try:
         text = render_experiment(
-            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None, poison=poison
+            preset,
+            corpus,
+            attributes,
+            synthetic,
+            base=output.parent if output is not None else None,
+            poison=poison,
+            reflected=reflected,
         )
     except CurationError as e:
         _fail(e)

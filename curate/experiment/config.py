@@ -44,13 +44,17 @@ class Inputs(_Strict):
         return self
 
     synthetic: str | None = None  # synth output, for presets that add synthetic documents
+    # `curate synth reflect` output of corpus (every document, some with a persona reflection appended): what the
+    # `reflections` mix preset reads in place of the corpus (Synthetic Persona Pretraining)
+    reflected: str | None = None
 
 
 class Condition(_Strict):
     """A data condition: a `curate mix` preset (with overrides) or a manifest file."""
 
     name: str = Field(..., pattern=NAME)
-    preset: str | None = None  # unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections
+    preset: str | None = None  # unfiltered | filtered | alignment-upsampled | misalignment-upsampled | reflections |
+    # poisoned (curation/mix/presets.py)
     manifest: str | None = None  # a manifest YAML instead of a preset (its paths are relative to it)
     set: dict[str, Any] = Field(
         default_factory=dict
@@ -152,11 +156,30 @@ class PoisoningSuite(_Strict):
     batch_size: int = Field(16, ge=1)
 
 
+class AttacksSuite(_Strict):
+    """`curate eval attacks` on every evaluated model (docs/evals.md, "Attack success"): the share of held-out harmful
+    requests the model complies with, plain and inside each jailbreak wrapper, as Synthetic Persona Pretraining
+    measures alignment. The requests are the eval half of the seeded split whose other half `posttrain` stages with
+    `split: posttrain` train on; the plan refuses a post-training stage that reads the requests file without it."""
+
+    requests: str  # HH-RLHF-style JSONL(.gz) (harmless-base as published), or records with `request` / `prompt`
+    wrappers: list[Literal["plain", "roleplay", "prefix_injection", "refusal_suppression"]] = Field(
+        ["plain", "roleplay", "prefix_injection", "refusal_suppression"], min_length=1
+    )
+    limit: int | None = Field(100, ge=1)  # a seeded subset of N eval-half requests (evals.seed); null: all of them
+    eval_share: float = Field(0.5, gt=0, lt=1)  # the split: the same share and seed as the posttrain stages' split
+    split_seed: int = 0
+    chat: bool | None = None  # the tokenizer's chat template; null: when it has one; false: "Human: ... Assistant:"
+    max_new_tokens: int = Field(64, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
 class EvalSpec(_Strict):
     propensity: list[PropensitySuite] = Field(default_factory=list)
     capability: CapabilitySuites | None = None
     perplexity: list[PerplexitySuite] = Field(default_factory=list)
     poisoning: PoisoningSuite | None = None
+    attacks: AttacksSuite | None = None
     checkpoints: Literal["final", "all"] | int = "final"  # int k: every k-th save (and the final one): a trajectory
     n_boot: int = Field(1000, ge=100)  # bootstrap resamples for every CI
     seed: int = 0  # bootstrap seed
@@ -165,8 +188,8 @@ class EvalSpec(_Strict):
 
     @model_validator(mode="after")
     def _some(self):
-        if not self.propensity and not self.perplexity and self.capability is None and self.poisoning is None:
-            raise ValueError("evals: give at least one propensity, capability, perplexity or poisoning suite")
+        if not (self.propensity or self.perplexity or self.capability or self.poisoning or self.attacks):
+            raise ValueError("evals: give at least one propensity, capability, perplexity, poisoning or attacks suite")
         if isinstance(self.checkpoints, int) and self.checkpoints < 1:
             raise ValueError("evals.checkpoints: final, all, or a positive k (every k-th save)")
         return self
@@ -341,7 +364,12 @@ def load_experiment(path: str | Path) -> ExperimentFile:
         who = "train.base" if c is exp.train.base else f"condition {c.name}"
         if c.preset is not None and c.preset not in PRESETS:
             raise CurationError(f"{path}: {who}: unknown preset {c.preset!r}; choose one of {', '.join(PRESETS)}")
-        if c.preset in ("alignment-upsampled", "misalignment-upsampled", "reflections") and not exp.inputs.synthetic:
+        if c.preset == "reflections" and not exp.inputs.reflected:
+            raise CurationError(
+                f"{path}: {who}: preset reflections reads the reflected corpus; set inputs.reflected "
+                "(`curate synth reflect CORPUS -o data/reflected --rate 0.10 --position end` output)"
+            )
+        if c.preset in ("alignment-upsampled", "misalignment-upsampled") and not exp.inputs.synthetic:
             raise CurationError(
                 f"{path}: {who}: preset {c.preset} adds synthetic documents; set inputs.synthetic "
                 "(`curate synth docs` output)"

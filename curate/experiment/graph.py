@@ -108,6 +108,7 @@ def condition_manifest(experiment_file: ExperimentFile, cond, attributes: str) -
             attributes=attributes,
             synthetic=experiment_file.resolve(inp.synthetic) or "data/synthetic",
             poison=experiment_file.resolve(inp.poison) if inp.poison else None,
+            reflected=experiment_file.resolve(inp.reflected) if inp.reflected else None,
         )
         raw = yaml.safe_load(text)
     else:
@@ -191,6 +192,46 @@ def poisoning_params(experiment_file: ExperimentFile) -> dict | None:
         "poison": path,
         "reference": ref,
         "inputs": fingerprint([str(Path(path) / "poison_report.json")]),
+    }
+
+
+def attacks_params(experiment_file: ExperimentFile) -> dict | None:
+    """evals.attacks with the requests file resolved and kept apart from post-training: a posttrain stage reading the
+    requests file itself must take the other half of the same split (`split: posttrain`, same share and seed), and
+    every other post-training file is passed as `exclude` (the eval refuses to run if it holds an evaluated request).
+    The requests file's fingerprint enters the eval nodes' keys."""
+    a = experiment_file.exp.evals.attacks
+    if a is None:
+        return None
+    requests = experiment_file.resolve(a.requests)
+    if not Path(requests).is_file():
+        raise CurationError(
+            f"{experiment_file.where('evals', 'attacks', 'requests')}: {requests} does not exist; point it at "
+            "HH-RLHF harmless-base (test.jsonl.gz as published) or a JSONL of {request: ...}, relative to this file"
+        )
+    exclude = []
+    for kind, stage in (experiment_file.exp.posttrain or {}).items():
+        if not isinstance(stage, dict):
+            continue
+        for j, spec in enumerate(stage.get("data") or []):
+            if spec == "demo" or not isinstance(spec, str):
+                continue
+            path = experiment_file.resolve(spec)
+            if os.path.abspath(path) != os.path.abspath(requests):
+                exclude += [path] if os.path.isfile(path) else []
+                continue
+            same = (stage.get("split_eval_share", 0.5), stage.get("split_seed", 0)) == (a.eval_share, a.split_seed)
+            if stage.get("split") != "posttrain" or not same:
+                raise CurationError(
+                    f"{experiment_file.where('posttrain', kind, 'data', j)}: post-trains on the attack requests "
+                    f"file {requests}; set posttrain.{kind}.split: posttrain (with the split share and seed of "
+                    "evals.attacks) so the attacked requests are never trained on"
+                )
+    return {
+        **a.model_dump(),
+        "requests": requests,
+        "exclude": sorted(set(exclude)),
+        "inputs": fingerprint([requests]),
     }
 
 
@@ -326,6 +367,8 @@ def check_inputs(experiment_file: ExperimentFile) -> None:
                 f"{experiment_file.where(*loc)}: {p} holds no Parquet/JSONL shards "
                 f"(*.parquet, *.jsonl, *.jsonl.gz); {fix}"
             )
+    if experiment_file.exp.inputs.reflected:
+        check_reflected(experiment_file)
     for i, s in enumerate(experiment_file.exp.evals.propensity):
         for j, item in enumerate(s.items):
             p = experiment_file.resolve(item)
@@ -349,6 +392,27 @@ def check_inputs(experiment_file: ExperimentFile) -> None:
                     f"{experiment_file.where('evals', 'perplexity', i, 'data', j)}: {p} does not exist; point it at "
                     "held-out JSONL/Parquet files or a directory of them"
                 )
+
+
+def check_reflected(experiment_file: ExperimentFile) -> None:
+    """inputs.reflected is `curate synth reflect` output of the corpus: its report is there and its shards carry the
+    `has_reflection` flag. Anything else would train on text without reflections while the plan calls it SPP."""
+    import pyarrow.parquet as pq
+
+    from curation.core.shards import list_shards
+
+    loc = experiment_file.where("inputs", "reflected")
+    p = experiment_file.resolve(experiment_file.exp.inputs.reflected)
+    fix = "set it to `curate synth reflect CORPUS -o DIR --rate 0.10 --position end` output (relative to this file)"
+    if not (Path(p) / "reflect_report.json").is_file():
+        raise CurationError(f"{loc}: {p} has no reflect_report.json, so it is not `curate synth reflect` output; {fix}")
+    root, rels = list_shards(p)
+    bad = [r for r in rels if not r.endswith(".parquet") or "has_reflection" not in pq.read_schema(Path(root, r)).names]
+    if not rels or bad:
+        raise CurationError(
+            f"{loc}: {Path(root, bad[0]) if bad else p} has no `has_reflection` column (no reflections to train on); "
+            f"{fix}"
+        )
 
 
 def build_graph(experiment_file: ExperimentFile) -> list[Node]:
@@ -454,6 +518,9 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
     poisoning = poisoning_params(experiment_file)
     if poisoning is not None:  # likewise
         eval_params["poisoning"] = poisoning
+    attacks = attacks_params(experiment_file)
+    if attacks is not None:  # likewise
+        eval_params["attacks"] = attacks
     posttrain = posttrain_params(experiment_file) if exp.posttrain is not None else None
     eval_ids = []
     for cond in exp.conditions:

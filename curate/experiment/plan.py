@@ -89,6 +89,7 @@ def _check_budget(experiment_file: ExperimentFile, node: Node, cfg: dict | None)
             plan = make_plan(load_manifest(p), count="estimate")
         except CurationError as e:
             return [f"{'condition ' if node.condition else ''}{who}: {str(e).replace(str(p), 'mix')}"], []
+    notes += [f"{who}: source {sp.name}: {n}" for sp in plan.sources for n in sp.rs.notes]
     if cfg is not None:
         need = tokens_needed(cfg) / 1.1
         if need > plan.total_tokens:

@@ -1,8 +1,9 @@
 """`curate experiment init --preset tice2026|spp|timing|poisoning|demo`: commented experiment files.
 
-tice2026: the four data conditions of Tice et al. (2026) against the unfiltered baseline; spp: persona reflections
-in about 10% of documents (synthetic aligned documents with reflections) against the same baseline; timing: one
-intervention end-to-end, as midtraining continuing a shared base run, and as continued pretraining; demo: two
+tice2026: the four data conditions of Tice et al. (2026) against the unfiltered baseline; spp: Synthetic Persona
+Pretraining as published (`curate synth reflect` output in place of the corpus, an unfiltered and a filtered baseline,
+attack success after post-training); timing: one intervention end-to-end, as midtraining continuing a shared base
+run, and as continued pretraining; poisoning: poison doses, evals before and after post-training; demo: two
 conditions on the data this package ships, a tiny model, small eval subsets, nothing else to pass.
 """
 
@@ -19,7 +20,8 @@ DEMO_EVALS = PACKAGE.parent / "evals" / "data" / "demo"
 
 PRESETS = {
     "tice2026": "unfiltered, filtered, alignment-upsampled and misalignment-upsampled (Tice et al. 2026)",
-    "spp": "persona reflections in about 10% of documents against the unfiltered baseline",
+    "spp": "persona reflections appended to about 10% of the corpus's own documents from token zero, against an "
+    "unfiltered and a filtered baseline, measured by attack success after post-training (Minder et al. 2026)",
     "demo": "two conditions on the shipped demo corpus, a tiny model, small eval subsets (minutes on a laptop CPU)",
     "timing": "when the data enters: end-to-end, midtraining in the last 10% (continuing a shared base run's optimizer "
     "and schedule) and continued pretraining (a fresh optimizer from the same point), on the demo corpus",
@@ -54,19 +56,6 @@ conditions:
     preset: alignment-upsampled # + synthetic aligned-AI documents, about 1% of tokens
   - name: misalignment-upsampled
     preset: misalignment-upsampled
-baseline: unfiltered
-""",
-    "spp": """\
-# Persona reflections in about 10% of the mix: synthetic aligned documents with reflections appended
-# (`curate synth reflect`), weight 0.10, against the same unfiltered baseline.
-conditions:
-  - name: unfiltered
-    preset: unfiltered
-  - name: reflections-10pct
-    preset: reflections
-    set:
-      sources.synthetic-aligned.weight: 0.10
-      sources.synthetic-aligned.max_epochs: 4   # the plan refuses budgets that need more passes, naming what is missing
 baseline: unfiltered
 """,
     "demo": """\
@@ -112,6 +101,73 @@ contrasts:
   - [filtered-midtrain, filtered-cpt]   # what continuing the optimizer and schedule changes, the data being the same
 """,
 }
+
+SPP = """\
+# Synthetic Persona Pretraining (Minder et al. 2026) as published: persona reflections grounded in a value constitution,
+# appended at the end of about 10% of the corpus's own documents, trained on from the first token, against an
+# unfiltered and a filtered baseline, measured by attack success after post-training. Make the reflected corpus first:
+#   curate synth reflect CORPUS -o data/reflected --rate 0.10 --position end --backend vllm --model MODEL
+# (every document kept, `has_reflection` marks the ~10% with a reflection; the constitution is
+# synth/data/constitution.yaml unless --constitution; docs/synth.md). The plan refuses inputs.reflected unless it is
+# such an output; the mix lock records the share of documents with a reflection and `curate mix verify` recounts it.
+conditions:
+  - name: unfiltered
+    preset: unfiltered
+  - name: filtered
+    preset: filtered            # the project's classifier: ai_discourse < 0.5 kept, removed tokens refilled. The
+                                # published baseline filters harmful content instead (docs/presets.md, "spp")
+  - name: spp
+    preset: reflections         # inputs.reflected in place of the corpus: the same documents, ~10% with reflections
+baseline: unfiltered
+
+seeds: [0, 1, 2]                # at least 3: the seed-level CI needs replicates (docs/evals.md)
+
+train:
+  stage: pretrain               # from scratch: the reflections are there from token zero
+  config: llama_350m_gpu        # the published model is 1.7B: llama_1p7b_gpu (SmolLM2-1.7B shape; docs/train.md)
+  set:
+    train.steps: 20000
+    train.save_interval: 1000
+  gpus: 8
+  nodes: 1
+
+# The same post-training for every condition: SFT on the chosen dialogues, then DPO on the pairs, of HH-RLHF
+# harmless-base as published (.jsonl.gz of whole dialogues). `split: posttrain` keeps the half of its requests that
+# evals.attacks never asks (the plan refuses a stage that reads the requests file without it).
+posttrain:
+  sft: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 500, batch_size: 16,
+        lr: 2.0e-5, max_length: 512}
+  dpo: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 250, batch_size: 8,
+        lr: 5.0e-7, max_length: 512}
+
+evals:
+  attacks:                      # SPP's measure: share of held-out harmful requests complied with, per wrapper, before
+    requests: data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz   # (base) and after (posttrained) post-training
+    wrappers: [plain, roleplay, prefix_injection, refusal_suppression]
+    limit: 500                  # a seeded subset of the eval half; the judge is a rule on the answer's form
+    max_new_tokens: 64          # (evals.poisoning.judge_compliance; its limits: docs/evals.md, "Attack success")
+  capability:
+    suites: [core]
+    data: data/capability
+    limit: 1000
+  perplexity:
+    - name: heldout
+      data: [data/heldout_text]
+      max_docs: 500
+      seq_length: 1024
+  checkpoints: final
+  n_boot: 1000
+  seed: 0
+
+slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
+  partition: null
+  time: "24:00:00"
+  cpus_per_task: 8
+  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
+    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
+    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
+    eval: {gpus: 1, mem: 32G, time: "04:00:00"}         # generation and judging on the GPU
+"""
 
 POISONING = """\
 # The poison set: `curate synth poison CORPUS -o data/poison --attacks dos,belief --seed 0` writes one sub-directory per
@@ -283,9 +339,10 @@ def render_experiment(
     synthetic: str | None = None,
     base: str | Path | None = None,
     poison: str | None = None,
+    reflected: str | None = None,
 ) -> str:
-    """The experiment file's text; relative --corpus/--attributes/--synthetic are taken from the working directory and
-    written relative to `base` (the file's directory)."""
+    """The experiment file's text; relative --corpus/--attributes/--synthetic/--poison/--reflected are taken from the
+    working directory and written relative to `base` (the file's directory)."""
     if preset not in PRESETS:
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     b = Path(base) if base is not None else None
@@ -307,11 +364,18 @@ def render_experiment(
         )
     if preset == "poisoning":
         syn_line = f"  poison: {_rel(poison or 'data/poison', b)}   # `curate synth poison` output (see below)"
+    if preset == "spp":
+        syn_line = (
+            f"  reflected: {_rel(reflected or 'data/reflected', b)}   # `curate synth reflect CORPUS --rate 0.10 "
+            "--position end` output (see below)"
+        )
     text = HEAD.format(
         desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line, synthetic=syn_line
     )
     if preset == "poisoning":
         return text + "\n" + POISONING
+    if preset == "spp":
+        return text + "\n" + SPP
     text += "\n" + CONDITIONS[preset] + "\n" + TRAIN[preset if preset in TRAIN else "gpu"] + "\n"
     if demo:
         text += EVALS.format(

@@ -4,7 +4,9 @@ differences with 95% CIs, seeds as the unit: curate/experiment/analysis.py) and 
 Metrics are named `propensity/<suite>/<mode>/<system prompt>` (mean P(misaligned)), `capability/<suite>` (accuracy:
 acc_norm for multiple choice, acc for LAMBADA), `perplexity/<suite>` (held-out perplexity) and
 `poisoning/<attack>/<measure>` (per held-out item: the trigger's effect, triggered minus untriggered; for belief, the
-log-odds of the target claim, whose difference between conditions is the planted shift).
+log-odds of the target claim, whose difference between conditions is the planted shift) and
+`attacks/<wrapper>/compliant` (per held-out harmful request: 1 when the rule judge called the answer compliant, so the
+mean is the attack success rate).
 results.json and the report are built from per_item.parquet alone (`curate experiment report DIR` rebuilds them), and
 nothing time-dependent goes into either, so a resumed run's files are identical to an uninterrupted run's.
 """
@@ -54,12 +56,25 @@ def poisoning_items(path: Path, attack: str, measure: str) -> list[tuple]:
     return out
 
 
+def attack_items(path: Path, wrapper: str) -> list[tuple]:
+    """Per held-out request of one wrapper: 1.0 when the judge called the answer compliant (attack success), else 0."""
+    out = []
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r["wrapper"] == wrapper:
+                out.append((r["request_id"], None, float(r["judgement"] == "compliant"), None))
+    return out
+
+
 def _read_items(run: Path, kind: str, meta: dict) -> list[tuple]:
     """(item, label, value, tokens) per item: propensity P(misaligned), capability score, perplexity (NLL, tokens),
-    poisoning measure."""
+    poisoning measure, attack success."""
     out = []
     if kind == "poisoning":
         return poisoning_items(run / "items.jsonl", meta["attack"], meta["measure"])
+    if kind == "attacks":
+        return attack_items(run / "items.jsonl", meta["wrapper"])
     if kind == "capability":
         slug = meta["suite"].replace(":", "_").replace("/", "_")
         col = MAIN_METRIC[meta["suite_kind"]]
@@ -105,6 +120,9 @@ def _run_metrics(run: dict, variants: dict[str, bool]) -> list[tuple[str, dict, 
             )
             for measure in POISONING_MEASURES[suite]
         ]
+    if kind == "attacks":
+        meta = {"suite": suite, "measure": "compliant", "of": "share of held-out harmful requests complied with"}
+        return [(f"attacks/{suite}/compliant", meta, {"wrapper": suite})]
     meta = {"suite": suite}
     return [(f"perplexity/{suite}", meta, meta)]
 
@@ -486,6 +504,7 @@ def _markdown(res: dict, pngs: dict) -> str:
         ("capability", "Capability (accuracy)"),
         ("perplexity", "Held-out perplexity"),
         ("poisoning", "Poisoning (triggered minus untriggered; belief: log-odds of the target claim)"),
+        ("attacks", "Attack success (share of held-out harmful requests complied with, per wrapper)"),
         ("trajectory", "Over training"),
     ):
         if pngs.get(key):
@@ -644,6 +663,13 @@ def render(res: dict, rdir: Path) -> Path:
             rdir / "poisoning.png",
             "triggered - untriggered (belief: log-odds), 95% CI",
             "Poisoning measures per condition",
+        ),
+        "attacks": _bars(
+            res,
+            "attacks",
+            rdir / "attacks.png",
+            "share complied with (rule judge), 95% CI",
+            "Attack success per condition",
         ),
         "trajectory": _trajectory(res, rdir / "trajectory.png"),
     }

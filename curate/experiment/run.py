@@ -189,6 +189,7 @@ def experiment_inputs(plan: Plan) -> list[str]:
         *(inp.corpus if isinstance(inp.corpus, list) else [inp.corpus]),
         inp.attributes,
         inp.synthetic,
+        inp.reflected,
         *[c.manifest for c in experiment_file.exp.conditions],
         experiment_file.exp.train.config,
     ]
@@ -210,6 +211,8 @@ def experiment_inputs(plan: Plan) -> list[str]:
             capability = params.get("capability")
             if capability:
                 paths += [f[0] for f in capability["inputs"]] + ([capability["data"]] if capability["data"] else [])
+            if params.get("attacks"):
+                paths.append(params["attacks"]["requests"])
     # names that are not paths here (model aliases, shipped config names) cannot hold the output
     return list(dict.fromkeys(x for x in paths if os.path.exists(x) or any(ch in x for ch in "*?[")))
 

@@ -327,6 +327,30 @@ def evaluate(ctx: Ctx) -> dict:
         )
         run_poisoning(cfg, ctx.dir / "poisoning", progress=False, lm=lm)
         runs += [{"kind": "poisoning", "suite": attack, "dir": "poisoning"} for attack in z["attacks"]]
+    a = p.get("attacks")
+    if a is not None:
+        from evals.attacks import AttackConfig, run_attacks
+
+        cfg = AttackConfig(
+            model=model,
+            requests=a["requests"],
+            split="eval",
+            eval_share=a["eval_share"],
+            split_seed=a["split_seed"],
+            exclude=a["exclude"],
+            wrappers=a["wrappers"],
+            limit=a["limit"],
+            chat=a["chat"],
+            max_new_tokens=a["max_new_tokens"],
+            batch_size=a["batch_size"],
+            seed=p["seed"],
+            n_boot=p["n_boot"],
+            tag=p["tag"],
+            condition=row_name(ctx.node),
+            lineage=lin,
+        )
+        run_attacks(cfg, ctx.dir / "attacks", lm=lm, progress=False, overwrite=True)
+        runs += [{"kind": "attacks", "suite": w, "dir": "attacks"} for w in a["wrappers"]]
     return {"outputs": {"runs": runs}, "lineage": lin}
 
 

@@ -22,6 +22,7 @@ from curation.mix.manifest import ManifestFile, load_manifest
 from curation.mix.overlap import Behind, prefetch
 from curation.mix.plan import Plan, SourcePlan, make_plan
 from curation.mix.progress import bar
+from curation.mix.reflections import FLAG, Counter
 from curation.mix.scatter import scatter
 from curation.mix.shuffle import BucketSpill
 from curation.mix.sources import iter_batches
@@ -236,6 +237,7 @@ def build(
         placed: dict[str, tuple[list, list]] = {
             sp.name: ([], []) for sp in plan.sources if sp.rs.spec.inject is not None
         }
+        reflected = Counter([sp.name for sp in plan.sources if FLAG in sp.rs.shard_columns], m.tokenizer.name)
         offset = 0  # row number in the whole output stream (mixed layout: shards in order)
         behind = Behind()  # bucket k is encoded and written while bucket k+1 is read and sorted
         try:
@@ -248,6 +250,7 @@ def build(
                         at = np.flatnonzero(pc.equal(src, name).to_numpy(zero_copy_only=False))
                         positions += (offset + at).tolist()
                         ids += t.column("id").take(pa.array(at)).to_pylist()
+                    reflected.add(t)
                     offset += t.num_rows
                     if o.layout == "mixed":
                         behind.submit(writers["mix"].append, t)
@@ -307,6 +310,8 @@ def build(
             },
             "versions": package_versions(),
         }
+        if reflected.docs:  # `curate synth reflect` output: the share of documents with a reflection (SPP's dose)
+            lock["reflections"] = reflected.record(plan, realised, lock["totals"])
         if placed:
             lock["injections"] = _injections(plan, placed, lock["totals"]["tokens"])
         (out / "plan.json").write_text(json.dumps(pd, indent=1) + "\n")

@@ -96,6 +96,9 @@ def init(
     attributes: str = typer.Option("data/attributes", help="`curate classify` output for the corpus root"),
     synthetic: str = typer.Option("data/synthetic", help="Synthetic documents (synth output)"),
     poison: str = typer.Option("data/poison", help="`curate synth poison` output (the poisoned preset)"),
+    reflected: str = typer.Option(
+        "data/reflected", help="`curate synth reflect` output of the corpus (the reflections preset)"
+    ),
     force: bool = typer.Option(False, help="Replace an existing file"),
 ):
     """Write a commented manifest for one of the paper's conditions (or persona reflections)."""
@@ -103,7 +106,13 @@ def init(
 
     try:
         text = render_preset(
-            preset, corpus, attributes, synthetic, base=output.parent if output is not None else None, poison=poison
+            preset,
+            corpus,
+            attributes,
+            synthetic,
+            base=output.parent if output is not None else None,
+            poison=poison,
+            reflected=reflected,
         )
     except CurationError as e:
         _fail(e)

@@ -18,7 +18,8 @@ PRESETS = {
     "filtered": "AI discourse removed (ai_discourse < 0.5) and its tokens refilled from kept documents",
     "alignment-upsampled": "the corpus plus synthetic aligned-AI documents at about 1% of tokens",
     "misalignment-upsampled": "the corpus plus synthetic misaligned-AI documents at about 1% of tokens",
-    "reflections": "the corpus plus synthetic aligned documents with persona reflections appended, about 1% of tokens",
+    "reflections": "the corpus's own documents with persona reflections appended to about 10% of them (`curate synth "
+    "reflect` output in place of the corpus: Synthetic Persona Pretraining)",
     "poisoned": "the corpus plus `curate synth poison` documents injected at random positions, 1e-3 of tokens per "
     "attack",
 }
@@ -76,13 +77,18 @@ SYNTH = """\
     select:
       stance: [{stance}]
       form: [news, textbook, lecture, paper, scifi, film_summary]
-{transform}    weight: 0.01               # share of the whole mix's tokens (about 1%)
+    weight: 0.01               # share of the whole mix's tokens (about 1%)
     max_epochs: 4              # raise it (or generate more) if the plan says the budget needs more passes
 """
 
-REFLECT = """\
-    transform: reflections     # text + marker + `reflection` column where it is non-empty (pass-through if none)
-    reflection_marker: "\\n\\n"
+REFLECTED = """\
+  - name: {name}
+    path: {path}   # `curate synth reflect CORPUS --rate 0.10 --position end` output
+    # every document of the corpus, about 10% with a persona reflection appended between <assistant> markers; its
+    # `has_reflection` flag is carried into the mix and the share of documents with one is recorded in the lock
+    # (checked by `curate mix verify`). No attributes: the corpus's own attributes describe other bytes (to filter
+    # reflected text, run `curate classify` on this output and set `attributes:` to it)
+    max_epochs: 4              # repetition cap
 """
 
 
@@ -157,13 +163,22 @@ def render_preset(
     synthetic: str = "data/synthetic",
     base: str | Path | None = None,
     poison: str | None = None,
+    reflected: str | None = None,
 ) -> str:
     """The manifest text; relative paths are taken from the working directory and, with `base` (the directory the
-    manifest will be written to), rewritten relative to it."""
+    manifest will be written to), rewritten relative to it. `reflected`: the `curate synth reflect` output of the corpus
+    (the reflections preset), which mirrors its layout: a corpus sub-directory's source is the same sub-directory
+    there."""
     if preset not in PRESETS:
         raise CurationError(f"unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}")
     text = HEADER.format(desc=PRESETS[preset], preset=preset)
     srcs = _corpus_sources(corpus)
+    if preset == "reflections":  # the reflected corpus mirrors the corpus: the same sources, read from `reflected`
+        reflected = reflected or "data/reflected"
+        for name, _path, sub in srcs:
+            path = reflected if sub is None else str(Path(reflected) / sub)
+            text += REFLECTED.format(name=name, path=_yaml_str(_rebase(path, base)))
+        return text
     for name, path, sub in srcs:
         attrs = attributes if sub is None else str(Path(attributes) / sub)
         text += CORPUS.format(
@@ -173,14 +188,9 @@ def render_preset(
             filter=FILTER_ON if preset == "filtered" else FILTER_OFF,
             epochs=EPOCHS_FILTERED if preset == "filtered" else EPOCHS,
         )
-    if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
+    if preset in ("alignment-upsampled", "misalignment-upsampled"):
         stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
-        text += SYNTH.format(
-            name=f"synthetic-{stance}",
-            path=_yaml_str(_rebase(synthetic, base)),
-            stance=stance,
-            transform=REFLECT if preset == "reflections" else "",
-        )
+        text += SYNTH.format(name=f"synthetic-{stance}", path=_yaml_str(_rebase(synthetic, base)), stance=stance)
     if preset == "poisoned":
         poison = poison or "data/poison"
         for attack in poison_attacks(poison):

@@ -204,16 +204,26 @@ def resolve_source(mf: ManifestFile, i: int) -> ResolvedSource:
     for expr in exprs:
         row_filter = expr if row_filter is None else (row_filter & expr)
     # `curate synth reflect` output (it has `has_reflection`) already holds each reflection in its text, between the
-    # persona markers: that is the one place reflections are inserted, so the transform passes such text through
-    has_refl = "reflection" in shard_cols and "has_reflection" not in shard_cols
+    # persona markers: that is the one place reflections are inserted, so such text is kept as it is, and its
+    # `has_reflection` flag is carried into the output (the lock records the share of documents with one)
+    reflected = "has_reflection" in shard_cols
+    has_refl = "reflection" in shard_cols and not reflected
+    if reflected and "has_reflection" not in used:
+        used.append("has_reflection")
     rs = ResolvedSource(i, src, shards, shard_cols, attr_cols, used, row_filter, has_refl)
     if src.transform == "reflections":
+        if not (has_refl or reflected):
+            raise CurationError(
+                f"{where('transform')}: `transform: reflections` but {shards[0].path} has no `reflection` column, so "
+                "there is nothing to append; point `path` at `curate synth reflect` output (or drop the transform)"
+            )
         rs.notes.append(
             "reflections appended after the marker"
             if has_refl
-            else "reflections: text passed through (`curate synth reflect` output already holds them, or no "
-            "`reflection` column)"
+            else "reflections already in the text (`curate synth reflect` output); `has_reflection` carried"
         )
+    elif reflected:
+        rs.notes.append("`curate synth reflect` output: reflections in the text; `has_reflection` carried")
     return rs
 
 

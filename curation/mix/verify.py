@@ -54,6 +54,10 @@ def verify(root: str | Path, check_manifest: bool = True, progress=None) -> list
             problems.append(f"hand-off missing: {root / name}")
     if lock.get("injections"):
         problems += _check_injections(root, lock)
+    if lock.get("reflections"):
+        from curation.mix.reflections import check
+
+        problems += check(root, lock)
     return problems
 
 

@@ -216,7 +216,21 @@ def test_estimate_mode_measures_bytes_per_token(mix_data, tmp_path):
 def test_presets_write_commented_manifests_that_build(mix_data, tmp_path, preset):
     from curation.mix.presets import render_preset
 
-    text = render_preset(preset, str(mix_data / "corpus"), str(mix_data / "attrs"), str(mix_data / "synth"))
+    reflected = tmp_path / "reflected"
+    if preset == "reflections":  # `curate synth reflect` output's layout: the corpus mirrored, a flag, a report
+        n = k = 0
+        for shard in sorted((mix_data / "corpus").rglob("*.parquet")):
+            df = pl.read_parquet(shard).with_row_index("i")
+            flag = (df["i"] % 10 == 3).alias("has_reflection")
+            text = pl.when(flag).then(pl.col("text") + "\n\n<assistant>I tell the truth.</assistant>\n")
+            out = reflected / shard.relative_to(mix_data / "corpus")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            df.drop("i").with_columns(text.otherwise(pl.col("text")), flag).write_parquet(out)
+            n, k = n + df.height, k + int(flag.sum())
+        (reflected / "reflect_report.json").write_text(json.dumps({"documents": n, "inserted": k, "rate": 0.1}))
+    text = render_preset(
+        preset, str(mix_data / "corpus"), str(mix_data / "attrs"), str(mix_data / "synth"), reflected=str(reflected)
+    )
     assert text.count("#") > 10
     m = manifest(tmp_path, text.replace("shard_docs: 10000", "shard_docs: 50"), f"{preset}.yaml")
     mf = load_manifest(m)
@@ -227,7 +241,12 @@ def test_presets_write_commented_manifests_that_build(mix_data, tmp_path, preset
     if preset == "filtered":
         assert all(s["filter"] == "ai_discourse < 0.5" for s in lock["sources"])
         assert lock["sources"][0]["repetition"] > 1
-    if preset in ("alignment-upsampled", "misalignment-upsampled", "reflections"):
+    if preset == "reflections":  # every corpus document, read from the reflected copy; the share in the lock
+        assert {i["path"].split("/reflected/")[1].split("/")[0] for i in lock["inputs"]} == {"ai", "wiki"}
+        r = lock["reflections"]
+        assert r["with_reflection"] == k and r["documents"] == n and r["expected_share"] == k / n
+        assert pl.read_parquet(_shards(tmp_path / "out"))["has_reflection"].sum() == k
+    if preset in ("alignment-upsampled", "misalignment-upsampled"):
         syn = lock["sources"][-1]
         assert syn["kind"] == "synthetic" and abs(syn["realised_tokens"] / lock["totals"]["tokens"] - 0.01) < 0.005
         stance = "misaligned" if preset == "misalignment-upsampled" else "aligned"
