@@ -19,7 +19,7 @@ def main() -> None:
     ap.add_argument("mode", choices=["list", "stream"])
     ap.add_argument("kind", choices=["sft", "dpo"])
     ap.add_argument("data", nargs="+")
-    ap.add_argument("--cache", default=None, help="stream: cache directory (default: a fresh temporary one)")
+    ap.add_argument("--cache", default=None, help="stream: cache directory (default: a temporary one, removed after)")
     a = ap.parse_args()
     import datasets
 
@@ -31,7 +31,8 @@ def main() -> None:
     if a.mode == "list":
         ds = datasets.Dataset.from_list(data.load_examples(a.data, a.kind))
     else:
-        ds = data.build_dataset(a.data, a.kind, a.cache or tempfile.mkdtemp(prefix="posttrain-cache-"), progress=False)
+        tmp = tempfile.TemporaryDirectory(prefix="posttrain-cache-")
+        ds = data.build_dataset(a.data, a.kind, a.cache or tmp.name, progress=False)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(
