@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from train.posttrain.config import PosttrainConfig
-from train.posttrain.run import claim_output, posttrain
+from train.posttrain.run import claim_output, posttrain, rank
 
 
 def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = False) -> dict:
@@ -41,9 +41,9 @@ def evaluate_posttrained(cfg: PosttrainConfig, model: str, progress: bool = Fals
 
 def posttrain_and_evaluate(cfg: PosttrainConfig, progress: bool = True) -> dict:
     """SFT then DPO (`train.posttrain.run.posttrain`), then, when `eval.items` is set, base vs post-trained
-    propensity."""
+    propensity (rank 0 alone under torchrun: the other ranks' share of the work ends with training)."""
     res = posttrain(cfg, progress=progress)
-    if cfg.eval.items:
+    if cfg.eval.items and rank() == 0:
         claim_output(cfg).own("eval", tree=True)
         res["eval"] = evaluate_posttrained(cfg, res["model"], progress=progress)
         (Path(cfg.output) / "posttrain.json").write_text(json.dumps(res, indent=1))

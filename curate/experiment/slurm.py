@@ -1,6 +1,7 @@
 """The Slurm executor: one sbatch job per unfinished node, chained with --dependency=afterok on the jobs of the nodes
 it reads. Training nodes with `train.gpus` > 0 are launched with torchrun on every node of their allocation, as
-docs/train.md describes; the other nodes run one process. Each job runs `python -m curate.experiment.node OUT ID`,
+docs/train.md describes; a post-training node with `slurm.resources.posttrain.gpus` > 1 runs DDP with torchrun on its
+one node (docs/posttrain.md); the other nodes run one process. Each job runs `python -m curate.experiment.node OUT ID`,
 so a job that fails or is cancelled is simply submitted again by the next `curate experiment run`.
 """
 
@@ -26,6 +27,7 @@ def script(out: Path, plan: Plan, node: Node) -> str:
     quote = lambda p: shlex.quote(str(p))  # noqa: E731
     request = spec.for_kind(node.kind)
     gpus = node.params.get("gpus", 0) if node.kind == "train" else 0  # torchrun processes per node
+    ddp = request["gpus"] if node.kind == "posttrain" and request["gpus"] > 1 else 0  # one node, one process per GPU
     lines = [
         "#!/bin/bash",
         f"#SBATCH --job-name={plan.experiment_file.exp.name}:{node.id}",
@@ -58,6 +60,8 @@ def script(out: Path, plan: Plan, node: Node) -> str:
             f'srun {python} -m torch.distributed.run --nnodes "$SLURM_NNODES" --nproc-per-node {gpus} '
             f'--node-rank "$SLURM_NODEID" --rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" {node_cmd}',
         ]
+    elif ddp:
+        lines.append(f"{python} -m torch.distributed.run --standalone --nproc-per-node {ddp} {node_cmd}")
     else:
         lines.append(f"{python} {node_cmd}")
     return "\n".join(lines) + "\n"

@@ -39,6 +39,11 @@ def test_each_kind_gets_its_own_request(tmp_path):
     train = script(tmp_path, plan, by_kind["train"])
     assert "#SBATCH --gpus-per-node=2" in train and "torch.distributed.run" in train and "--qos=long" in train
     assert "#SBATCH --time=48:00:00" in train
+    resources["posttrain"]["gpus"] = 4  # several GPUs: DDP post-training, one process per GPU on the one node
+    plan = make_plan(_experiment(tmp_path, resources), check_budgets=False)
+    post = script(tmp_path, plan, next(n for n in plan.nodes if n.kind == "posttrain"))
+    assert "#SBATCH --gpus-per-node=4" in post and "--nodes=" not in post
+    assert "-m torch.distributed.run --standalone --nproc-per-node 4 -m curate.experiment.node" in post
     mix = script(tmp_path, plan, by_kind["mix"])  # no entry: the defaults, no GPU
     assert "gpus-per-node" not in mix and "#SBATCH --time=01:00:00" in mix and "#SBATCH --cpus-per-task=4" in mix
 

@@ -182,7 +182,7 @@ def test_demo_sets_are_shipped_and_regenerate_identically(tmp_path):
     assert '"train.posttrain" = ["data/*.jsonl"' in pyproject  # shipped in the wheel
 
 
-def test_hh_rlhf_as_published_sft_dpo_and_the_request_split():
+def test_hh_rlhf_as_published_sft_dpo_and_the_request_split(tmp_path):
     """The real HH-RLHF harmless-base file (gzipped JSONL of whole dialogues) reads as DPO pairs and SFT dialogues;
     `split: posttrain` keeps exactly the requests `curate eval attacks` leaves out of its eval half."""
     from conftest import SHARED
@@ -206,3 +206,85 @@ def test_hh_rlhf_as_published_sft_dpo_and_the_request_split():
     asked = set(select_requests(read_requests(hh), AttackConfig(requests=hh, limit=None)))
     trained = {ex["prompt"][0]["content"] for ex in post}
     assert asked and trained and not asked & trained
+    # streamed as training reads it (Arrow under a cache dir), with a limit: the same disjointness for both kinds
+    from train.posttrain.data import build_dataset
+
+    for kind, key in (("dpo", "prompt"), ("sft", "messages")):
+        ds = build_dataset([hh], kind, tmp_path / kind, limit=200, split="posttrain", progress=False)
+        firsts = {next(m["content"] for m in ex[key] if m["role"] == "user") for ex in ds}
+        assert len(ds) == 200 and ds.to_list() == load_examples([hh], kind, limit=200, split="posttrain")
+        assert not firsts & asked
+
+
+def test_read_records_streams_jsonl_gz_and_keeps_its_errors(tmp_path):
+    """JSONL (gzipped too) is read a line at a time with the same rows and line numbers as before; a JSON array is still
+    one value; U+2028 inside a string is no line break; truncated gzip and bad lines name the file and line."""
+    import gzip
+
+    from curation.core.records import read_records
+
+    rows = [{"a": "x\u2028y"}, {"a": "z"}]
+    body = json.dumps(rows[0], ensure_ascii=False) + "\r\n\n  \n" + json.dumps(rows[1]) + "\n"
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(body.encode()))
+    assert list(read_records(tmp_path / "a.jsonl.gz")) == [(1, rows[0]), (4, rows[1])]
+    (tmp_path / "arr.json").write_text("\n  [" + json.dumps(rows[0]) + ",\n" + json.dumps(rows[1]) + "]\n")
+    assert list(read_records(tmp_path / "arr.json")) == [(1, rows[0]), (2, rows[1])]
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(CurationError, match=r"bad.jsonl:2: malformed JSONL"):
+        list(read_records(tmp_path / "bad.jsonl"))
+    (tmp_path / "cut.jsonl.gz").write_bytes(gzip.compress(body.encode())[:-12])
+    with pytest.raises(CurationError, match="cut.jsonl.gz: not a readable gzip file"):
+        list(read_records(tmp_path / "cut.jsonl.gz"))
+
+
+def test_streamed_dataset_matches_the_list_saved_datasets_and_a_changed_file(tmp_path):
+    """`build_dataset` (Arrow written row by row under the cache dir) holds exactly `load_examples`' examples in the
+    same order, with split and limit; a `save_to_disk` directory (Dataset, or DatasetDict's `train`) reads like the
+    JSONL it came from; an edited input file is re-read, not served from the cache."""
+    from datasets import Dataset, DatasetDict
+
+    from train.posttrain.data import build_dataset
+
+    src = [json.loads(line) for line in DEMO["dpo"].read_text().splitlines()[:12]]
+    ds = build_dataset(["demo"], "dpo", tmp_path / "c1", split="posttrain", limit=5, progress=False)
+    assert ds.to_list() == load_examples(["demo"], "dpo", split="posttrain", limit=5) and len(ds) == 5
+    assert list(Path(tmp_path / "c1").rglob("*.arrow"))  # on disk, memory-mapped
+    two = [str(_jsonl(tmp_path / "x.jsonl", src[:3])), str(_jsonl(tmp_path / "y.jsonl", src[3:9]))]
+    five = build_dataset(two, "dpo", tmp_path / "c4", limit=5, progress=False)  # limit over all files, in order
+    assert five.to_list() == load_examples(two, "dpo", limit=5) and len(five) == 5
+    Dataset.from_list(src).save_to_disk(str(tmp_path / "saved"))
+    DatasetDict({"train": Dataset.from_list(src)}).save_to_disk(str(tmp_path / "dict"))
+    want = load_examples([str(_jsonl(tmp_path / "src.jsonl", src))], "dpo")
+    assert load_examples([str(tmp_path / "saved")], "dpo") == want == load_examples([str(tmp_path / "dict")], "dpo")
+    assert build_dataset([str(tmp_path / "saved")], "dpo", tmp_path / "c2", progress=False).to_list() == want
+    DatasetDict({"test": Dataset.from_list(src)}).save_to_disk(str(tmp_path / "nodict"))
+    with pytest.raises(CurationError, match="without a `train` split"):
+        load_examples([str(tmp_path / "nodict")], "dpo")
+    p = _jsonl(tmp_path / "e.jsonl", src[:3])
+    assert len(build_dataset([str(p)], "dpo", tmp_path / "c3", progress=False)) == 3
+    _jsonl(p, src[:7])
+    assert len(build_dataset([str(p)], "dpo", tmp_path / "c3", progress=False)) == 7
+    with pytest.raises(CurationError, match=r"e.jsonl:2: malformed JSONL"):  # a bad row surfaces as itself
+        p.write_text(json.dumps(src[0]) + "\n{\n")
+        build_dataset([str(p)], "dpo", tmp_path / "c3", progress=False)
+
+
+def test_markers_from_a_reflect_report(tmp_path):
+    """`chat_template.markers_from` takes the assistant markers a `curate synth reflect` run wrote its reflections
+    with, so the persona template addresses the model in that format; a missing report is a one-line config error."""
+    (tmp_path / "reflect").mkdir()
+    (tmp_path / "reflect" / "reflect_report.json").write_text(json.dumps({"marker": ["<persona>", "</persona>"]}))
+    cfg = PosttrainConfig.validated(
+        {"output": str(tmp_path / "o"), "chat_template": {"markers_from": str(tmp_path / "reflect")}}, "cfg.yaml"
+    )
+    assert (cfg.chat_template.assistant_marker, cfg.chat_template.assistant_marker_end) == ("<persona>", "</persona>")
+    from train.posttrain.templates import persona_template
+
+    assert '"<persona>"' in persona_template(cfg.chat_template) and "<assistant>" not in persona_template(
+        cfg.chat_template
+    )
+    with pytest.raises(CurationError, match="cfg.yaml") as e:
+        PosttrainConfig.validated(
+            {"output": "o", "chat_template": {"markers_from": str(tmp_path / "none")}}, "cfg.yaml"
+        )
+    assert "markers_from" in str(e.value) and "\n" not in str(e.value)

@@ -42,13 +42,15 @@ PROGRESS_OPT = typer.Option(True, "--progress/--no-progress")
 
 def _stage(stage: str, config: Path, sets: list[str], progress: bool):
     _quiet()
-    from .run import eval_commands, run_stage
+    from .run import eval_commands, rank, run_stage
 
     try:
         cfg = _config(config, sets)
         res = run_stage(cfg, stage, progress=progress)
     except CurationError as e:
         _fail(e)
+    if rank() != 0:  # under torchrun: rank 0 reports
+        return
     console.print(
         json.dumps(
             {k: res.get(k) for k in ("model", "steps", "resumed_from", "final_loss", "samples_per_s", "skipped")}
@@ -86,7 +88,7 @@ def register(app: typer.Typer, run_posttrain=None) -> None:
         """SFT then DPO with one config; tags the result (posttrain.json) and evaluates base vs post-trained if
         eval.items is set."""
         _quiet()
-        from .run import posttrain
+        from .run import posttrain, rank
 
         run = run_posttrain or posttrain
         try:
@@ -94,6 +96,8 @@ def register(app: typer.Typer, run_posttrain=None) -> None:
             res = run(cfg, progress=progress)
         except CurationError as e:
             _fail(e)
+        if rank() != 0:  # under torchrun: rank 0 reports
+            return
         console.print(json.dumps({k: res[k] for k in ("model", "condition", "sft", "dpo")}), highlight=False)
         if "eval" in res:
             console.print(

@@ -16,7 +16,8 @@ DOCS = "docs/posttrain.md"
 
 class ChatTemplateConfig(Strict):
     """`persona` builds a template from the markers below (the default matches `curate synth reflect`'s
-    `<assistant>...</assistant>` reflections); `tokenizer` keeps the checkpoint's own template; `jinja` reads `path`."""
+    `<assistant>...</assistant>` reflections; `markers_from` copies the markers a reflect run actually used);
+    `tokenizer` keeps the checkpoint's own template; `jinja` reads `path`."""
 
     style: Literal["persona", "tokenizer", "jinja"] = "persona"
     system_marker: str = "<system>"
@@ -29,9 +30,25 @@ class ChatTemplateConfig(Strict):
     add_eos: bool = True  # end every assistant turn with the tokenizer's EOS (so the model learns to stop)
     path: str | None = None  # style: jinja
     system_prompt: str | None = None  # prepended as a system turn to examples without one
+    # a `curate synth reflect` output directory (or its reflect_report.json): its `marker` pair becomes
+    # assistant_marker / assistant_marker_end, so the persona is addressed exactly as its reflections were written
+    markers_from: str | None = None
 
     @model_validator(mode="after")
     def _check(self):
+        if self.markers_from:
+            p = Path(self.markers_from).expanduser()
+            report = p / "reflect_report.json" if p.is_dir() else p
+            try:
+                marker = json.loads(report.read_text()).get("marker")
+            except (OSError, ValueError):
+                raise ValueError(
+                    f"markers_from: {report} is not a readable `curate synth reflect` report; point it at the reflect "
+                    "output directory"
+                ) from None
+            if not (isinstance(marker, list) and len(marker) == 2 and marker[0]):
+                raise ValueError(f"markers_from: {report} has no `marker` pair; rerun `curate synth reflect`")
+            self.assistant_marker, self.assistant_marker_end = marker
         if self.style == "jinja" and not self.path:
             raise ValueError("style `jinja` needs `path` (a .jinja file with {% generation %} markers)")
         if self.style == "persona" and not self.assistant_marker:

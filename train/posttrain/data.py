@@ -1,4 +1,4 @@
-"""Post-training data from JSONL or Parquet, normalised to TRL's conversational formats.
+"""Post-training data from JSONL, Parquet or a saved `datasets` directory, normalised to TRL's conversational formats.
 
 SFT rows: ``messages`` (a list of ``{role, content}``), or ``prompt`` + ``completion`` strings (one user turn, one
 assistant turn). DPO rows: ``prompt``, ``chosen``, ``rejected``, each a string or a list of messages (the prompt's
@@ -9,11 +9,16 @@ Anthropic HH-RLHF rows (``chosen`` and ``rejected`` whole dialogues, "\n\nHuman:
 ``prompt``) are read as they are published: DPO takes the turns before the last assistant turn as the prompt and the
 two last assistant turns as the answers; SFT trains on the chosen dialogue. ``split: posttrain`` keeps only rows whose
 first user turn falls in the post-training half of `curation.core.splits` (the half `curate eval attacks` never asks).
+
+`build_dataset` streams the rows into an Arrow file under the run's output (`Dataset.from_generator`), so a set of any
+size trains in bounded memory; `load_examples` returns the same examples, in the same order, as a list (small sets,
+tests).
 """
 
 from __future__ import annotations
 
 import glob
+from collections.abc import Iterator
 from pathlib import Path
 
 from curation.core.errors import CurationError
@@ -33,6 +38,13 @@ def is_data_file(p: Path) -> bool:
     return p.suffix in (".jsonl", ".parquet") or p.name.endswith(".jsonl.gz")
 
 
+def is_saved_dataset(p: Path) -> bool:
+    """A directory written by `Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."""
+    return p.is_dir() and (
+        ((p / "state.json").is_file() and (p / "dataset_info.json").is_file()) or (p / "dataset_dict.json").is_file()
+    )
+
+
 def _is_hh(cols: set, row: dict) -> bool:
     return "prompt" not in cols and "messages" not in cols and hh_dialogue(row.get("chosen")) is not None
 
@@ -48,11 +60,14 @@ def expand(specs: list[str], kind: str) -> list[Path]:
             out.append(DEMO[kind])
             continue
         p = Path(spec).expanduser()
-        if p.is_dir():
+        if is_saved_dataset(p):
+            out.append(p)
+        elif p.is_dir():
             files = sorted(q for q in p.rglob("*") if is_data_file(q) and q.is_file())
             if not files:
                 raise CurationError(
-                    f"{spec}: directory has no .jsonl or .parquet files; point {kind}.data at the data files"
+                    f"{spec}: directory has no .jsonl or .parquet files and is no saved `datasets` directory "
+                    f"(state.json, dataset_info.json); point {kind}.data at the data"
                 )
             out += files
         elif p.is_file():
@@ -63,9 +78,10 @@ def expand(specs: list[str], kind: str) -> list[Path]:
                 raise CurationError(f"{spec}: no such file, directory or glob match; fix {kind}.data")
             out += hits
     for p in out:
-        if not is_data_file(p):
+        if not (is_data_file(p) or is_saved_dataset(p)):
             raise CurationError(
-                f"{p}: {kind} data must be .jsonl, .jsonl.gz or .parquet; convert it or drop it from {kind}.data"
+                f"{p}: {kind} data must be .jsonl, .jsonl.gz, .parquet or a `save_to_disk` directory; convert it or "
+                f"drop it from {kind}.data"
             )
     return out
 
@@ -114,7 +130,35 @@ def _first_user(example: dict) -> str:
     return next((m["content"] for m in msgs if m["role"] == "user"), "")
 
 
-def load_examples(
+def _saved_rows(path: Path, kind: str) -> Iterator[tuple[int, dict]]:
+    """Rows of a `save_to_disk` directory, read a batch at a time from its memory-mapped Arrow files."""
+    from datasets import DatasetDict, load_from_disk
+
+    try:
+        ds = load_from_disk(str(path))
+    except Exception as e:  # noqa: BLE001 - datasets raises several types for a damaged directory
+        raise CurationError(
+            f"{path}: not a readable saved dataset ({str(e).splitlines()[0]}); save it again with save_to_disk"
+        ) from None
+    if isinstance(ds, DatasetDict):
+        if "train" not in ds:
+            raise CurationError(
+                f"{path}: a DatasetDict without a `train` split (has {', '.join(ds)}); point {kind}.data at "
+                f"{path}/SPLIT"
+            )
+        ds = ds["train"]
+    n = 0
+    for batch in ds.iter(batch_size=512):
+        for values in zip(*batch.values(), strict=True):
+            n += 1
+            yield n, dict(zip(batch, values, strict=True))
+
+
+def _rows(path: Path, kind: str) -> Iterator[tuple[int, dict]]:
+    return _saved_rows(path, kind) if is_saved_dataset(path) else read_records(path)
+
+
+def iter_examples(
     specs: list[str],
     kind: str,
     system_prompt: str | None = None,
@@ -122,13 +166,14 @@ def load_examples(
     split: str | None = None,
     split_eval_share: float = 0.5,
     split_seed: int = 0,
-) -> list[dict]:
-    """Rows as TRL conversational examples: {"messages": [...]} for sft, {"prompt", "chosen", "rejected"} for dpo.
-    ``split``: keep only examples whose first user turn is in that half of `curation.core.splits.half_of`."""
-    out: list[dict] = []
+) -> Iterator[dict]:
+    """Rows as TRL conversational examples, one at a time: {"messages": [...]} for sft, {"prompt", "chosen",
+    "rejected"} for dpo. ``split``: keep only examples whose first user turn is in that half of
+    `curation.core.splits.half_of`; ``limit``: stop after that many kept examples."""
+    kept = 0
     for path in expand(specs, kind):
         seen = hh = False
-        for n, row in read_records(path):
+        for n, row in _rows(path, kind):
             where = f"{path}:{n}"
             if not seen:
                 seen = True
@@ -172,9 +217,80 @@ def load_examples(
                         )
                 example = {"prompt": _with_system(prompt, system), "chosen": chosen, "rejected": rejected}
             if split is None or half_of(_first_user(example), split_eval_share, split_seed) == split:
-                out.append(example)
-            if limit and len(out) >= limit:
-                return out
+                kept += 1
+                yield example
+            if limit and kept >= limit:
+                return
         if not seen:
             raise CurationError(f"{path}: no rows; remove it from {kind}.data or fill it")
-    return out
+
+
+def load_examples(
+    specs: list[str],
+    kind: str,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+    split: str | None = None,
+    split_eval_share: float = 0.5,
+    split_seed: int = 0,
+) -> list[dict]:
+    """`iter_examples` as a list (small sets and tests; training uses `build_dataset`)."""
+    return list(iter_examples(specs, kind, system_prompt, limit, split, split_eval_share, split_seed))
+
+
+def _stamp(paths: list[Path]) -> list[tuple]:
+    """(path, size, mtime) of every input file: part of the cached dataset's fingerprint, so an edited file rebuilds."""
+    files = [q for p in paths for q in (sorted(p.rglob("*")) if p.is_dir() else [p]) if q.is_file()]
+    return [(str(q.resolve()), q.stat().st_size, q.stat().st_mtime_ns) for q in files]
+
+
+def _generate(specs, kind, system_prompt, limit, split, split_eval_share, split_seed, stamp):
+    yield from iter_examples(list(specs), kind, system_prompt, limit, split, split_eval_share, split_seed)
+
+
+def build_dataset(
+    specs: list[str],
+    kind: str,
+    cache_dir: str | Path,
+    system_prompt: str | None = None,
+    limit: int | None = None,
+    split: str | None = None,
+    split_eval_share: float = 0.5,
+    split_seed: int = 0,
+    progress: bool = True,
+):
+    """The examples of `iter_examples` as a `datasets.Dataset` backed by an Arrow file in ``cache_dir``: rows are
+    written as they are parsed (a writer batch at a time), so memory does not grow with the set. Cached by the
+    arguments and the input files' size and mtime (a resumed run reuses it)."""
+    from datasets import Dataset
+    from datasets.exceptions import DatasetGenerationError
+    from datasets.utils import logging as ds_logging
+
+    kw = dict(
+        specs=tuple(specs),  # tuples: datasets would take a list as shards (limit and order per shard)
+        kind=kind,
+        system_prompt=system_prompt,
+        limit=limit,
+        split=split,
+        split_eval_share=split_eval_share,
+        split_seed=split_seed,
+        stamp=tuple(_stamp(expand(specs, kind))),
+    )
+    bars = ds_logging.is_progress_bar_enabled()
+    if not progress:
+        ds_logging.disable_progress_bar()
+    try:
+        ds = Dataset.from_generator(_generate, gen_kwargs=kw, cache_dir=str(cache_dir))
+    except DatasetGenerationError as e:
+        cause = e.__cause__ or e.__context__
+        while cause is not None and not isinstance(cause, CurationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            raise cause from None
+        raise
+    finally:
+        if bars:
+            ds_logging.enable_progress_bar()
+    if len(ds) == 0:
+        raise CurationError(f"{kind}.data: no examples left after `split: {split}`; use more data or another split")
+    return ds

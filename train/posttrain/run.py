@@ -12,6 +12,11 @@ Layout of ``cfg.output``::
 
 A stage whose ``model/posttrain.json`` exists with the same config hash is skipped; a killed stage resumes from its
 newest *complete* checkpoint (one with ``trainer_state.json``, which the Trainer writes last).
+
+Data is streamed into an Arrow file under ``OUT/<stage>/dataset-cache/`` (removed when the stage finishes), so the set's
+size does not bound memory. Under ``torchrun --nproc_per_node N`` (or ``accelerate launch``) the Trainer runs DDP (gloo
+on CPU, NCCL on GPUs); rank 0 alone claims the output, deletes partial checkpoints, builds the dataset first (the others
+then read its cache) and writes the final model, metrics and markers, and every rank waits for it at the end of a stage.
 """
 
 from __future__ import annotations
@@ -30,10 +35,29 @@ from .config import PosttrainConfig
 STAGES = ("sft", "dpo")
 
 
+def rank() -> int:
+    """This process's global rank under torchrun / accelerate launch (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 def _device(cfg: PosttrainConfig) -> str:
     import torch
 
-    return cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process, not every copy on GPU 0
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return device
 
 
 def _precision(stage_cfg, device: str) -> dict:
@@ -47,8 +71,9 @@ def _precision(stage_cfg, device: str) -> dict:
     return {"bf16": p == "bf16", "fp16": p == "fp16"}
 
 
-def latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    """Newest complete checkpoint; incomplete ones (killed mid-save) are removed so the Trainer never sees them."""
+def latest_checkpoint(ckpt_dir: Path, prune: bool = True) -> Path | None:
+    """Newest complete checkpoint; incomplete ones (killed mid-save) are removed (``prune``: rank 0 only) so the
+    Trainer never sees them."""
     if not ckpt_dir.is_dir():
         return None
     found = sorted(
@@ -59,7 +84,7 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
         if (p / "trainer_state.json").exists():
             best = p
     for step, p in found:
-        if best is None or step > int(best.name.split("-")[-1]):
+        if prune and (best is None or step > int(best.name.split("-")[-1])):
             shutil.rmtree(p, ignore_errors=True)
     return best
 
@@ -73,7 +98,7 @@ def _metrics_callback(path: Path, resume_step: int, samples_per_step: int):
         """metrics.jsonl as in pretraining (`iteration` first); measures samples/s between logged steps."""
 
         def __init__(self):
-            self.log = MetricsLog(path, resume_step)
+            self.log = MetricsLog(path, resume_step, enabled=rank() == 0)  # one writer under DDP
             self.t_first = self.t_last = None
             self.step_first = self.step_last = 0
             self.delay = float(os.environ.get("CURATE_POSTTRAIN_STEP_DELAY", "0") or 0)  # tests: keep a run alive
@@ -157,11 +182,11 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     """Train one stage (sft or dpo) from `init` (default cfg.model); returns a summary dict (also in run.json)."""
     from curation.lm.loading import hf_directory, load_tokenizer
 
-    from .data import load_examples
+    from .data import build_dataset
     from .templates import apply
 
     sc = getattr(cfg, stage)
-    claim_output(cfg).own(stage, tree=True)
+    main = rank() == 0
     out = Path(cfg.output) / stage
     final = out / "model"
     ckpts = out / "checkpoints"
@@ -185,18 +210,10 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
         done["skipped"] = True
         return done
 
-    examples = load_examples(
-        sc.data, stage, cfg.chat_template.system_prompt, sc.limit, sc.split, sc.split_eval_share, sc.split_seed
-    )
     device = _device(cfg)
+    world = world_size()
     import torch
-    from datasets import Dataset
     from transformers import set_seed
-
-    set_seed(cfg.seed)
-    tok = apply(cfg.chat_template, load_tokenizer(init_dir))
-    model = _load_model(init_dir, device)
-    dataset = Dataset.from_list(examples)
 
     common = dict(
         output_dir=str(ckpts),
@@ -225,18 +242,11 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
         dataset_num_proc=None,
         **_precision(sc, device),
     )
-    resume = latest_checkpoint(ckpts)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(
-        json.dumps({"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "running"}, indent=1)
-    )
-    cb = _metrics_callback(
-        out / "metrics.jsonl", int(resume.name.split("-")[-1]) if resume else 0, sc.batch_size * sc.grad_accum
-    )
-
+    if world > 1:
+        common["ddp_backend"] = "nccl" if device.startswith("cuda") else "gloo"
     try:
         if stage == "sft":
-            from trl import SFTConfig, SFTTrainer
+            from trl import SFTConfig
 
             args = SFTConfig(
                 packing=sc.packing,
@@ -244,14 +254,54 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
                 assistant_only_loss=sc.assistant_only_loss,
                 **common,
             )
+        else:
+            from trl import DPOConfig
+
+            args = DPOConfig(beta=sc.beta, loss_type=[sc.loss_type], **common)
+        args.device  # noqa: B018 - sets up the process group under torchrun before the rank-0-first block below
+    except ValueError as e:
+        raise CurationError(
+            f"{cfg.origin}: TRL rejected the {stage} setup ({str(e).splitlines()[0]}); fix the `{stage}` section"
+        ) from None
+
+    with args.main_process_first(local=False, desc=f"{stage} output and dataset"):
+        if main:
+            claim_output(cfg).own(stage, tree=True)
+        resume = latest_checkpoint(ckpts, prune=main)
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "run.json").write_text(
+                json.dumps({"stage": stage, "config_hash": chash, "init": str(init_dir), "status": "running"}, indent=1)
+            )
+        dataset = build_dataset(
+            sc.data,
+            stage,
+            out / "dataset-cache",
+            cfg.chat_template.system_prompt,
+            sc.limit,
+            sc.split,
+            sc.split_eval_share,
+            sc.split_seed,
+            progress=progress and main,
+        )
+
+    set_seed(cfg.seed)
+    tok = apply(cfg.chat_template, load_tokenizer(init_dir))
+    model = _load_model(init_dir, device)
+    samples_per_step = sc.batch_size * sc.grad_accum * world
+    cb = _metrics_callback(out / "metrics.jsonl", int(resume.name.split("-")[-1]) if resume else 0, samples_per_step)
+
+    try:
+        if stage == "sft":
+            from trl import SFTTrainer
+
             trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb])
         else:
-            from trl import DPOConfig, DPOTrainer
+            from trl import DPOTrainer
 
             # TRL 1.16 reloads a missing reference from model.config._name_or_path, which is empty for an in-memory
             # model: always pass the reference explicitly (the starting checkpoint, frozen).
             ref = _load_model(init_dir, device).eval()
-            args = DPOConfig(beta=sc.beta, loss_type=[sc.loss_type], **common)
             trainer = DPOTrainer(
                 model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tok, callbacks=[cb]
             )
@@ -263,11 +313,17 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
+    ranks = [{"rank": rank(), "pid": os.getpid(), "device": str(trainer.args.device)}]
+    if world > 1:  # every rank reports in: proof that all of them trained to the end
+        import torch.distributed as dist
+
+        ranks = [None] * world
+        dist.all_gather_object(ranks, {"rank": rank(), "pid": os.getpid(), "device": str(trainer.args.device)})
 
     tmp = out / ".model-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tok.save_pretrained(str(tmp))
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))  # every rank calls it (sharded setups gather); rank 0 writes
     steps = trainer.state.global_step
     summary = {
         "stage": stage,
@@ -279,26 +335,33 @@ def run_stage(cfg: PosttrainConfig, stage: str, init: str | None = None, progres
         "tag": "posttrained",
         "base_model": cfg.model,
         "seed": cfg.seed,
-        "examples": len(examples),
+        "examples": len(dataset),
         "steps": steps,
         "resumed_from": str(resume) if resume else None,
         "final_loss": next((h["loss"] for h in reversed(trainer.state.log_history) if "loss" in h), None),
         "seconds": seconds,
         "samples_per_s": cb.samples_per_s(),
         "trainer_samples_per_s": result.metrics.get("train_samples_per_second"),
-        "samples_per_step": sc.batch_size * sc.grad_accum,
+        "samples_per_step": samples_per_step,
+        "world_size": world,
+        "ranks": ranks,
         "device": device,
         "torch": torch.__version__,
         "chat_template": cfg.chat_template.style,
         "assistant_marker": cfg.chat_template.assistant_marker,
     }
-    (tmp / "posttrain.json").write_text(json.dumps(summary, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    (out / "run.json").write_text(json.dumps(summary, indent=1))
-    if not sc.keep_checkpoints:  # they exist to resume a killed stage; a finished one is skipped, never resumed
-        shutil.rmtree(ckpts, ignore_errors=True)
-    del trainer, model
+    if main:
+        tok.save_pretrained(str(tmp))
+        (tmp / "posttrain.json").write_text(json.dumps(summary, indent=1))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+        (out / "run.json").write_text(json.dumps(summary, indent=1))
+        if not sc.keep_checkpoints:  # they exist to resume a killed stage; a finished one is skipped, never resumed
+            shutil.rmtree(ckpts, ignore_errors=True)
+    del trainer, model, dataset
+    _barrier()  # the next stage (or the caller) reads what rank 0 just wrote
+    if main:
+        shutil.rmtree(out / "dataset-cache", ignore_errors=True)  # derived from the data; rebuilt on a rerun
     return summary
 
 
@@ -319,7 +382,8 @@ def posttrain(cfg: PosttrainConfig, progress: bool = True) -> dict:
         "dpo": {k: dpo.get(k) for k in ("model", "steps", "samples_per_s", "final_loss", "resumed_from", "skipped")},
         "eval_commands": cmds,
     }
-    owned = claim_output(cfg)
-    owned.own("posttrain.json")
-    (out / "posttrain.json").write_text(json.dumps(res, indent=1))
+    if rank() == 0:
+        owned = claim_output(cfg)
+        owned.own("posttrain.json")
+        (out / "posttrain.json").write_text(json.dumps(res, indent=1))
     return res
