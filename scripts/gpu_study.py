@@ -34,6 +34,7 @@ scripts/gpu_study.sh is the entry point; docs/results/stance-minimal-pairs/GPU.m
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -186,6 +187,9 @@ def _stage_gguf(pack: Path, site: Path) -> None:
             f.write(part.read_bytes())
     if file_sha256(target) != manifest["gguf_sha256"]:
         raise SystemExit(f"{target}: sha256 differs from the packed GGUF; rerun prepare and the staging calls")
+    # the site directory was listed when this process started (it is on sys.path): forget that listing, or the
+    # package just written there stays invisible to this process
+    importlib.invalidate_caches()
 
 
 def run_device(args) -> None:

@@ -2,6 +2,7 @@
 carried site directory ($GPU_STUDY_SITE) provides them. Put this directory first on PYTHONPATH."""
 
 import importlib.machinery
+import importlib.util
 import os
 import sys
 
@@ -38,8 +39,23 @@ class _Absent:
             and name not in ALLOWED
             and not (SITE and importlib.machinery.PathFinder.find_spec(name, [SITE]))
         ):
-            raise ImportError(f"{name} is not on the GPU machine (tests/e2e/gpu_image)")
+            raise ModuleNotFoundError(f"{name} is not on the GPU machine (tests/e2e/gpu_image)", name=name)
         return None
 
 
+_find_spec = importlib.util.find_spec
+
+
+def _probe(name, package=None):
+    """`importlib.util.find_spec` answers None for an absent module, as on the machine itself (datasets probes for
+    polars this way at import); only an import raises."""
+    try:
+        return _find_spec(name, package)
+    except ModuleNotFoundError as e:
+        if "is not on the GPU machine" in str(e):
+            return None
+        raise
+
+
 sys.meta_path.insert(0, _Absent())
+importlib.util.find_spec = _probe
