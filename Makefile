@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 VLLM_VENV := $(VENV)/vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 
-.PHONY: setup vllm demo test lint bench models study poisoning-study stance-study clean
+.PHONY: setup vllm demo test lint bench models study poisoning-study stance-study filtering-study clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,10 @@ STANCE_OUT ?= runs/stance-study
 stance-study: setup
 	$(BIN)/python scripts/write_study_docs.py runs/study-pairs-docs --set pairs --by-stance
 	$(BIN)/curate experiment run docs/results/stance-minimal-pairs/experiment.yaml --output $(STANCE_OUT)
+
+FILTERING_OUT ?= runs/filtering-study
+filtering-study: setup
+	$(BIN)/curate experiment run docs/results/stance-minimal-pairs/filtering.yaml --output $(FILTERING_OUT)
 
 models: setup
 	$(BIN)/python scripts/classifier/train_default_models.py  # into build/models/candidate; --promote replaces the shipped set

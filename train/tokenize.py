@@ -13,6 +13,10 @@ The format is Megatron-core's own (``megatron.core.datasets.indexed_dataset``); 
 ``max_tokens``: only what a run will read is tokenised. Each dataset gets ``ceil(max_tokens x weight)`` tokens (EOD
 included): its shards are read in order and the last one stops after the document that reaches the budget. A mix's
 shards are globally shuffled, so this is a uniform sample of the mix; shards are then done one at a time, in order.
+
+What was tokenised is recorded, so a result can say what its run read: ``OUT/read.parquet`` has a row per document
+(``id``, ``source``: the mix's own source column, ``tokens``, EOD included) in stream order, and ``blend.json``'s
+``read`` the documents and tokens per mix source.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from curation.core.outputs import claim, file_identity
 
 MANIFEST = "tokenize.json"
 BLEND = "blend.json"
+READ = "read.parquet"
 
 
 @dataclass
@@ -145,16 +150,21 @@ def _tokenize_shard(job: dict) -> dict:
     if text_key not in names:
         raise CurationError(f"{shard}: no `{text_key}` column (has {names}); pass --text-key or rebuild the mix")
     has_source = "source" in names and job.get("by_column", True)
+    origin_col, id_col = "source" in names, "id" in names  # what was read: the mix's own source column and ids
     eod, dtype = job["eod"], np.dtype(job["dtype"]).type
     builders: dict[str, IndexedDatasetBuilder] = {}
     counts: dict[str, dict] = {}
+    read: dict[str, list] = {"id": [], "source": [], "tokens": []}
     cap = job.get("max_tokens")
     total = 0
-    for rb in pf.iter_batches(batch_size=batch, columns=[text_key] + (["source"] if has_source else [])):
+    cols = [text_key] + (["source"] if origin_col else []) + (["id"] if id_col and text_key != "id" else [])
+    for rb in pf.iter_batches(batch_size=batch, columns=cols):
         if cap is not None and total >= cap:
             break
         texts = rb.column(text_key).to_pylist()
-        sources = rb.column("source").to_pylist() if has_source else [job["default_source"]] * len(texts)
+        origins = rb.column("source").to_pylist() if origin_col else [None] * len(texts)
+        sources = origins if has_source else [job["default_source"]] * len(texts)
+        doc_ids = rb.column("id").to_pylist() if id_col else [None] * len(texts)
         keep = [i for i, t in enumerate(texts) if t]
         if not keep:
             continue
@@ -169,6 +179,9 @@ def _tokenize_shard(job: dict) -> dict:
             b.add_document(doc, [len(doc)])
             counts[src]["documents"] += 1
             counts[src]["tokens"] += len(doc)
+            read["id"].append(None if doc_ids[i] is None else str(doc_ids[i]))
+            read["source"].append(origins[i] if origins[i] is not None else job["default_source"])
+            read["tokens"].append(len(doc))
             total += len(doc)
             if cap is not None and total >= cap:
                 break
@@ -177,6 +190,7 @@ def _tokenize_shard(job: dict) -> dict:
         b.finalize(str(tmp) + ".idx.tmp")
         os.replace(str(tmp) + ".bin.tmp", str(tmp) + ".bin")
         os.replace(str(tmp) + ".idx.tmp", str(tmp) + ".idx")
+    _write_read(read, parts / f"{key}.{READ}")
     marker = parts / f"{key}.done.json"
     marker.with_suffix(".tmp").write_text(json.dumps({"shard": str(shard), "input": job["input"], "sources": counts}))
     os.replace(marker.with_suffix(".tmp"), marker)
@@ -184,6 +198,44 @@ def _tokenize_shard(job: dict) -> dict:
 
 
 # ---- driver ---------------------------------------------------------------------------------------------------
+
+
+def _write_read(read: dict, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table(
+        {
+            "id": pa.array(read["id"], pa.string()),
+            "source": pa.array(read["source"], pa.string()),
+            "tokens": pa.array(read["tokens"], pa.int64()),
+        }
+    )
+    pq.write_table(table, str(path) + ".tmp")
+    os.replace(str(path) + ".tmp", path)
+
+
+def _merge_read(output: Path, parts: Path, shards: list[Path], mix_dir: Path, own) -> dict | None:
+    """OUT/read.parquet (the parts' read records in stream order) and the documents and tokens per mix source; None
+    when a part was tokenised before read records existed (its shard is not redone for this)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [parts / f"{_shard_key(mix_dir, sh)}.{READ}" for sh in shards]
+    if not all(f.is_file() for f in files):
+        return None
+    table = pa.concat_tables([pq.read_table(f) for f in files]) if files else None
+    if table is None:
+        return None
+    own(READ, READ + ".tmp")
+    pq.write_table(table, str(output / READ) + ".tmp")
+    os.replace(str(output / READ) + ".tmp", output / READ)
+    per: dict[str, dict] = {}
+    for src, n in zip(table.column("source").to_pylist(), table.column("tokens").to_pylist(), strict=True):
+        d = per.setdefault(str(src), {"documents": 0, "tokens": 0})
+        d["documents"] += 1
+        d["tokens"] += int(n)
+    return {"file": READ, "sources": dict(sorted(per.items()))}
 
 
 def _legacy_tokens(output: Path) -> dict | None:
@@ -464,6 +516,9 @@ def _merge(
         "weights": [s["weight"] for s in sources],
         "sources": sources,
     }
+    read = _merge_read(output, parts, shards, mix_dir, own)
+    if read is not None:
+        blend["read"] = read
     (output / (BLEND + ".tmp")).write_text(json.dumps(blend, indent=1))
     os.replace(output / (BLEND + ".tmp"), output / BLEND)
     return blend

@@ -618,16 +618,28 @@ def _markdown(res: dict, pngs: dict) -> str:
         "## Lineage",
         "",
         "| condition | seed | stage | training | post-training | checkpoint | mix lock (sha256) | "
-        "mix tokens | tokens tokenised |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "mix tokens | tokens tokenised | AI discourse among them |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in res["lineage"]:
         mix, blend = row.get("mix") or {}, row.get("blend") or {}
+        read = blend.get("read") or {}
+        ai = (
+            f"{read['ai_discourse_tokens']} ({read['ai_discourse_share']:.1%})"
+            if read.get("classified_tokens")
+            else "-"
+        )
         L.append(
             f"| {row['condition']} | {row['seed']} | {row['stage']} | {row.get('training', '')} | "
             f"{row.get('posttrain') or '-'} | {row['iteration']} | `{str(mix.get('lock_sha256', ''))[:16]}` | "
-            f"{mix.get('tokens', '')} | {blend.get('tokens', '')} |"
+            f"{mix.get('tokens', '')} | {blend.get('tokens', '')} | {ai} |"
         )
+    L += [
+        "",
+        "AI discourse among the tokens tokenised: tokens of documents the classifier scores `ai_discourse >= 0.5` "
+        "(the `filtered` preset's cut), of all tokens the run's stream held; `-` where no source read has classifier "
+        "attributes. Per source: `blend.read` in results.json's lineage.",
+    ]
     L += [
         "",
         f"Every number here is recomputed from the per-item outputs (../{PER_ITEM}) by "

@@ -112,6 +112,7 @@ def mix(ctx: Ctx) -> dict:
 
 
 def tokens(ctx: Ctx) -> dict:
+    from curate.experiment.read import read_summary
     from train.tokenize import tokenize_mix
 
     _, mix_dir, _ = ctx.dep("mix")
@@ -128,6 +129,9 @@ def tokens(ctx: Ctx) -> dict:
         "documents": res.documents,
         "max_tokens": p["max_tokens"],
     }
+    read = read_summary(mix_dir, ctx.dir / "tokens")
+    if read is not None:
+        lin["blend"]["read"] = read  # what the run read: tokens per source, AI-discourse tokens
     return {"outputs": {"blend": "tokens/blend.json"}, "lineage": lin}
 
 

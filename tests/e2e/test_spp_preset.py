@@ -129,6 +129,11 @@ def test_tiny_spp_experiment_end_to_end(reflected, tmp_path):
     assert {(d["condition"], d["stage"]) for d in pooled} == {("spp", s) for s in ("base", "posttrained")}
     assert all(d["n_seeds"] == 2 for d in pooled)
     assert (tmp_path / "out" / "report" / "attacks.png").stat().st_size > 0
+    # what each run read: the unfiltered stream's documents all carry classifier scores, some of them AI discourse
+    read = next(r for r in res["lineage"] if r["condition"] == "unfiltered")["blend"]["read"]
+    assert read["classified_tokens"] == read["tokens"] == sum(s["tokens"] for s in read["sources"].values())
+    assert 0 < read["ai_discourse_tokens"] < read["tokens"]
+    assert "AI discourse among them" in (tmp_path / "out" / "report" / "report.md").read_text()
     # the spp mix: every demo document once, the reflected share recorded in the lock and recounted by verify
     (mix,) = (tmp_path / "out" / "nodes" / "spp").glob("mix-*/mix")
     lock = json.loads((mix / "mix.lock.json").read_text())

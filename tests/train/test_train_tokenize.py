@@ -95,6 +95,21 @@ def test_indexed_datasets_hold_every_document_with_eod(tokenized, tok):
     assert abs(s["arbital"]["weight"] - s["arbital"]["tokens"] / total) < 1e-9  # no hand-off: weights = token shares
 
 
+def test_read_record_lists_every_document_in_stream_order(tokenized, tok):
+    """read.parquet: one row per tokenised document (id, mix source, tokens with EOD), in shard then row order, and
+    blend.json's per-source totals agree with the indexed datasets."""
+    root, df, _ = tokenized
+    read = pl.read_parquet(root / "out" / "read.parquet")
+    kept = df.filter(pl.col("text") != "")
+    assert read["id"].to_list() == kept["id"].to_list()
+    assert read["source"].to_list() == kept["source"].to_list()
+    want = [len(tok(t, add_special_tokens=False)["input_ids"]) + 1 for t in kept["text"].to_list()]
+    assert read["tokens"].to_list() == want
+    blend = json.loads((root / "out" / "blend.json").read_text())
+    for s in blend["sources"]:
+        assert blend["read"]["sources"][s["name"]] == {"documents": s["documents"], "tokens": s["tokens"]}
+
+
 def test_resume_redoes_only_unfinished_shards(tokenized, tmp_path):
     root, _, _ = tokenized
     out = tmp_path / "out"
