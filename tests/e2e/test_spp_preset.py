@@ -129,10 +129,15 @@ def test_tiny_spp_experiment_end_to_end(reflected, tmp_path):
     assert {(d["condition"], d["stage"]) for d in pooled} == {("spp", s) for s in ("base", "posttrained")}
     assert all(d["n_seeds"] == 2 for d in pooled)
     assert (tmp_path / "out" / "report" / "attacks.png").stat().st_size > 0
-    # what each run read: the unfiltered stream's documents all carry classifier scores, some of them AI discourse
+    # what each run read: the unfiltered stream's documents all carry classifier scores; its AI-discourse tokens are
+    # those of the read documents the classify node scored >= 0.5
     read = next(r for r in res["lineage"] if r["condition"] == "unfiltered")["blend"]["read"]
-    assert read["classified_tokens"] == read["tokens"] == sum(s["tokens"] for s in read["sources"].values())
-    assert 0 < read["ai_discourse_tokens"] < read["tokens"]
+    assert read["classified_tokens"] == read["tokens"] == sum(s["tokens"] for s in read["sources"].values()) > 0
+    (rows,) = (tmp_path / "out" / "nodes" / "unfiltered").glob("tokens-*/tokens/read.parquet")
+    attrs = pl.read_parquet(list((tmp_path / "out" / "nodes" / "_shared").glob("classify-*/attrs/**/*.parquet")))
+    joined = pl.read_parquet(rows).join(attrs.select("id", "ai_discourse"), on="id", how="inner")
+    assert joined.height == pl.read_parquet(rows).height
+    assert read["ai_discourse_tokens"] == joined.filter(pl.col("ai_discourse") >= 0.5)["tokens"].sum()
     assert "AI discourse among them" in (tmp_path / "out" / "report" / "report.md").read_text()
     # the spp mix: every demo document once, the reflected share recorded in the lock and recounted by verify
     (mix,) = (tmp_path / "out" / "nodes" / "spp").glob("mix-*/mix")
