@@ -135,38 +135,13 @@ train:
 # harmless-base as published (.jsonl.gz of whole dialogues). `split: posttrain` keeps the half of its requests that
 # evals.attacks never asks (the plan refuses a stage that reads the requests file without it).
 posttrain:
-  sft: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 500, batch_size: 16,
-        lr: 2.0e-5, max_length: 512}
-  dpo: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 250, batch_size: 8,
-        lr: 5.0e-7, max_length: 512}
-
+{hh_posttrain}
 evals:
   attacks:                      # SPP's measure: share of held-out harmful requests complied with, per wrapper, before
     requests: data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz   # (base) and after (posttrained) post-training
     wrappers: [plain, roleplay, prefix_injection, refusal_suppression]
     limit: 500                  # a seeded subset of the eval half; the judge is a rule on the answer's form
     max_new_tokens: 64          # (evals.poisoning.judge_compliance; its limits: docs/evals.md, "Attack success")
-  capability:
-    suites: [core]
-    data: data/capability
-    limit: 1000
-  perplexity:
-    - name: heldout
-      data: [data/heldout_text]
-      max_docs: 500
-      seq_length: 1024
-  checkpoints: final
-  n_boot: 1000
-  seed: 0
-
-slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
-  partition: null
-  time: "24:00:00"
-  cpus_per_task: 8
-  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
-    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
-    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
-    eval: {gpus: 1, mem: 32G, time: "04:00:00"}         # generation and judging on the GPU
 """
 
 POISONING = """\
@@ -201,37 +176,12 @@ train:
 # keeps the half of its requests that `curate eval attacks` never asks. Check that it moves the model: the report's
 # "Post-trained minus base" rows (capability, perplexity) must differ from zero, or persistence is not tested.
 posttrain:
-  sft: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 500, batch_size: 16,
-        lr: 2.0e-5, max_length: 512}
-  dpo: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 250, batch_size: 8,
-        lr: 5.0e-7, max_length: 512}
-
+{hh_posttrain}
 evals:
   poisoning:                    # before (stage base) and after (posttrained) post-training, every condition and seed
     attacks: [dos, belief]      # dos: triggered - untriggered share of gibberish continuations; belief: log-odds
     reference: smollm2          # a clean model: scores DoS continuations (same tokenizer), the belief's start
     limit: null                 # all 16 held-out contexts
-  capability:
-    suites: [arc_easy, piqa, lambada]
-    data: data/capability
-    limit: 1000
-  perplexity:
-    - name: heldout
-      data: [data/heldout_text]
-      max_docs: 500
-      seq_length: 1024
-  checkpoints: final
-  n_boot: 1000
-  seed: 0
-
-slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
-  partition: null
-  time: "24:00:00"
-  cpus_per_task: 8
-  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
-    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
-    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
-    eval: {gpus: 1, mem: 32G, time: "04:00:00"}         # generation and scoring on the GPU
 """
 
 TRAIN = {
@@ -312,18 +262,57 @@ evals:
   n_boot: 1000
   seed: 0
 
+{slurm}"""
+
+# Shared by the GPU-scale presets (spp, poisoning, and tice2026 through EVALS): each block written once.
+# Post-training on HH-RLHF harmless-base, `split: posttrain` so the requests evals.attacks asks are never trained on
+HH_POSTTRAIN = """\
+  sft: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 500, batch_size: 16,
+        lr: 2.0e-5, max_length: 512}
+  dpo: {data: [data/posttrain/hh-rlhf-harmless-base/test.jsonl.gz], split: posttrain, steps: 250, batch_size: 8,
+        lr: 5.0e-7, max_length: 512}
+"""
+
+# capability and perplexity at scale, as spp and poisoning run them (tice2026's EVALS carries its own comments)
+GPU_EVALS = """\
+  capability:
+    suites: [{suites}]
+    data: data/capability
+    limit: 1000
+  perplexity:
+    - name: heldout
+      data: [data/heldout_text]
+      max_docs: 500
+      seq_length: 1024
+  checkpoints: final
+  n_boot: 1000
+  seed: 0
+"""
+
+
+def _slurm(resources: bool, eval_note: str = "") -> str:
+    """The `slurm:` block; `resources`: per node kind for a GPU cluster (the demo presets leave them out), with a
+    note on what the eval nodes do on their GPU."""
+    text = """\
 slurm:                          # used with `curate experiment run --executor slurm` (one job per node)
   partition: null
   time: "24:00:00"
   cpus_per_task: 8
-{resources}"""
-
-RESOURCES = """\
-  resources:                    # per node kind (unset: the defaults above); training GPUs are train.gpus / nodes
-    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU
-    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}
-    eval: {gpus: 1, mem: 32G, time: "04:00:00"}
 """
+    if resources:
+        text += (
+            "  resources:                    # per node kind (unset: the defaults above); training GPUs are "
+            "train.gpus / nodes\n"
+            '    posttrain: {gpus: 1, mem: 64G, time: "12:00:00"}   # SFT + DPO of one model on one GPU\n'
+            '    convert: {cpus_per_task: 4, mem: 64G, time: "02:00:00"}\n'
+            '    eval: {gpus: 1, mem: 32G, time: "04:00:00"}' + (f"         # {eval_note}" if eval_note else "") + "\n"
+        )
+    return text
+
+
+def _gpu_tail(suites: str, eval_note: str) -> str:
+    """spp's and poisoning's capability, perplexity and Slurm blocks: the same but for the suites and a comment."""
+    return GPU_EVALS.replace("{suites}", suites) + "\n" + _slurm(True, eval_note)
 
 
 def _rel(path: str | Path, base: Path | None) -> str:
@@ -373,9 +362,11 @@ def render_experiment(
         desc=PRESETS[preset], preset=preset, name=preset, corpus=corpus_line, attributes=attr_line, synthetic=syn_line
     )
     if preset == "poisoning":
-        return text + "\n" + POISONING
+        body = POISONING.replace("{hh_posttrain}", HH_POSTTRAIN)
+        return text + "\n" + body + _gpu_tail("arc_easy, piqa, lambada", "generation and scoring on the GPU")
     if preset == "spp":
-        return text + "\n" + SPP
+        body = SPP.replace("{hh_posttrain}", HH_POSTTRAIN)
+        return text + "\n" + body + _gpu_tail("core", "generation and judging on the GPU")
     text += "\n" + CONDITIONS[preset] + "\n" + TRAIN[preset if preset in TRAIN else "gpu"] + "\n"
     if demo:
         text += EVALS.format(
@@ -391,7 +382,7 @@ def render_experiment(
             max_docs=16,
             seq=128,
             ckpts="all" if preset == "demo" else "final",
-            resources="",
+            slurm=_slurm(False),
         )
     else:
         text += EVALS.format(
@@ -407,6 +398,6 @@ def render_experiment(
             max_docs=500,
             seq=1024,
             ckpts="final",
-            resources=RESOURCES,
+            slurm=_slurm(True),
         )
     return text
