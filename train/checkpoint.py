@@ -56,8 +56,11 @@ def read_common(iter_dir: str | Path) -> dict:
     return dist_checkpointing.load_common_state_dict(str(iter_dir))
 
 
-def save(save_dir: str | Path, iteration: int, sharded_state: dict, is_rank0: bool, keep: int = KEEP) -> Path:
-    """Writes iter_<n> via a temporary directory and then points latest.json at it; keeps the newest `keep` (0: all)."""
+def save(
+    save_dir: str | Path, iteration: int, sharded_state: dict, is_rank0: bool, keep: int = KEEP, pinned=()
+) -> Path:
+    """Writes iter_<n> via a temporary directory and then points latest.json at it; keeps the newest `keep` (0: all)
+    and the `pinned` iterations (a branch point other runs continue from)."""
     from megatron.core import dist_checkpointing
 
     root = ckpt_dir(save_dir)
@@ -76,7 +79,10 @@ def save(save_dir: str | Path, iteration: int, sharded_state: dict, is_rank0: bo
         lp = root / "latest.json"
         lp.with_suffix(".tmp").write_text(json.dumps({"dir": name, "iteration": iteration}))
         os.replace(lp.with_suffix(".tmp"), lp)
-        olds = sorted(d for d in root.glob("iter_*") if d.is_dir() and not d.name.endswith(".partial"))
+        pins = {f"iter_{i:07d}" for i in pinned}
+        olds = sorted(
+            d for d in root.glob("iter_*") if d.is_dir() and not d.name.endswith(".partial") and d.name not in pins
+        )
         for d in olds[:-keep] if keep > 0 else []:
             shutil.rmtree(d, ignore_errors=True)
     _barrier()

@@ -115,6 +115,9 @@ class TrainConfig(Strict):
     continue_iteration: int | None = Field(None, ge=1)  # which checkpoint of continue_from (default: its latest)
     threads: int | None = None  # CPU: torch threads (default: torch's choice)
     keep_checkpoints: int = 2  # newest checkpoints kept (0: all, e.g. to evaluate a trajectory)
+    # iterations saved besides every save_interval and kept whatever keep_checkpoints says: where a midtraining run
+    # branches off a base run that trains on to its full length
+    save_iterations: list[int] = Field(default_factory=list)
     init_loss_check: bool = True  # with init_from: stop if the start is no better than chance, or the first
     # step's loss is over 1.5x the loaded model's own loss on that batch
 

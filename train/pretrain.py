@@ -377,7 +377,7 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             "iteration": iteration,
             **common_state,
         }
-        checkpoint.save(save_dir, iteration, state, dist.rank == 0, keep=t.keep_checkpoints)
+        checkpoint.save(save_dir, iteration, state, dist.rank == 0, keep=t.keep_checkpoints, pinned=t.save_iterations)
 
     last = {"iteration": start}
     show = progress and dist.is_logger
@@ -427,7 +427,7 @@ def _run(cfg: PretrainConfig, origin: str, dist, progress: bool, lineage: dict |
             last = rec
             if bar:
                 bar.update(task, completed=it + 1, info=f"loss {loss:.4f} lr {lr:.2e} {tps:,.0f} tok/s")
-            if (it + 1) % t.save_interval == 0 or it + 1 == t.steps:
+            if (it + 1) % t.save_interval == 0 or it + 1 == t.steps or it + 1 in t.save_iterations:
                 save(it + 1)
     log.close()
     return {

@@ -370,7 +370,8 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     start = {k[4]: v for k, v in data.items() if k[0] == START}  # metric -> the starting model's cell
     references = list(params.get("references") or [])  # outside models: rows once each, like the starting model
     outside = {ref: {k[4]: v for k, v in data.items() if k[0] == ref} for ref in references}
-    conds = ([START] if start else []) + references + list(params["conditions"])
+    base_run = [params["base_run"]] if params.get("base_run") else []  # train.base's own model: levels, no differences
+    conds = ([START] if start else []) + references + base_run + list(params["conditions"])
     trained = {k: v for k, v in data.items() if k[0] != START and k[0] not in outside}
     groups = sorted({(k[2], k[3], k[4]) for k in trained})
     rows, diffs, contrasts, moved, changes = [], [], [], [], []
@@ -394,7 +395,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
                     **_level_per_seed(cell, seed, n_boot),
                 }
             )
-    for c in params["conditions"]:
+    for c in [*base_run, *params["conditions"]]:
         for st, it, metric in groups:
             cs = cells(c, st, it, metric)
             for s, cell in cs.items():
@@ -482,6 +483,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
             "conditions": params["conditions"],
             "reference": START if start else None,
             **({"reference_models": references} if references else {}),
+            **({"base_run": base_run[0]} if base_run else {}),
             "seeds": seeds,
             "stages": sorted({r["stage"] for r in trained_rows}),
             "iterations": sorted({r["iteration"] for r in trained_rows}),

@@ -62,7 +62,7 @@ class Condition(_Strict):
     # this condition's training stage (default: train.stage), so one experiment holds a timing ablation: pretrain
     # (its mix from step 0; from scratch), midtrain (continues train.base's run for its last share of steps, optimizer
     # and schedule included; without train.base: from train.init_from), cpt (a fresh optimizer and schedule from the
-    # base run's end, or from train.init_from)
+    # full-length base run's end, or from train.init_from)
     stage: Literal["pretrain", "midtrain", "cpt"] | None = None
 
     @model_validator(mode="after")
@@ -74,7 +74,8 @@ class Condition(_Strict):
 
 class BaseRun(_Strict):
     """The shared base run that midtrain and cpt conditions start from: one per seed, on its own mix (a preset or a
-    manifest, like a condition's), trained for the first (1 - share) of train.steps on the full run's LR schedule."""
+    manifest, like a condition's), trained for all of train.steps with its save at (1 - share) of them kept, where
+    midtraining branches off; cpt starts from its end, and its own model is evaluated beside the conditions."""
 
     name: str = Field("base", pattern=NAME)  # the base mix's name (its lineage)
     preset: str | None = None
@@ -99,6 +100,9 @@ class TrainSpec(_Strict):
     set: dict[str, Any] = Field(default_factory=dict)  # dotted overrides of the config (train.steps, optim.lr, ...)
     gpus: int = Field(0, ge=0)  # Slurm: GPUs per node for this stage (torchrun processes per node)
     nodes: int = Field(1, ge=1)  # Slurm: nodes per training run
+    # keep every training run's checkpoints (optimizer state included) after the nodes that read them have finished;
+    # by default they are pruned then (curate/experiment/prune.py): the converted models are what later nodes read
+    keep_checkpoints: bool = False
 
     @model_validator(mode="after")
     def _init(self):

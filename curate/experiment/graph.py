@@ -29,6 +29,7 @@ CLASSIFY_REF = "CLASSIFY_OUTPUT"  # the classify node's attribute directory, fil
 MARKER = "node.json"
 START = "start"  # the eval tag and report row of the starting model (_shared/eval-start): a reference, not a condition
 REFERENCE = "reference"  # the eval tag of an outside model (reference_models:): report rows named after it
+BASE_RUN = "base (no intervention)"  # the report rows of train.base's full-length run (one per seed)
 # nodes that resume their own work after a kill; the others start again from an empty directory
 RESUMABLE = {"classify", "tokens", "train", "posttrain"}
 
@@ -284,14 +285,14 @@ def train_config(experiment_file: ExperimentFile, seed: int, extra: dict | None 
         # a guard that only stops a broken run changes no finished run's result: its default stays out of the node key,
         # so runs trained before it existed are still found finished (the trainer fills the default back in)
         del out["train"]["init_loss_check"]
-    for k in ("continue_from", "continue_iteration"):  # likewise: unset, they stay out of the keys
-        if out["train"][k] is None:
+    for k in ("continue_from", "continue_iteration", "save_iterations"):  # likewise: unset, they stay out of the keys
+        if out["train"][k] in (None, []):
             del out["train"][k]
     return out
 
 
 def base_iteration(experiment_file: ExperimentFile, cfg: dict) -> int:
-    """Where the base run stops and midtraining takes over: the first (1 - train.base.share) of train.steps."""
+    """Where midtraining branches off the base run: after the first (1 - train.base.share) of train.steps."""
     steps, share = cfg["train"]["steps"], experiment_file.exp.train.base.share
     it = round(steps * (1 - share))
     if not 0 < it < steps:
@@ -465,17 +466,15 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
         )
 
     def base_run(seed: int) -> tuple[str, int]:
-        """The id of the seed's base run and the iteration it stops at (midtraining's start)."""
+        """The id of the seed's base run and the iteration midtraining branches off at. The base run trains all of
+        train.steps on the base mix (cpt conditions start from its end; its model is evaluated as the `base (no
+        intervention)` rows) and saves the branch iteration besides, kept for the midtraining runs to continue."""
         full = train_config(experiment_file, seed)
         stop = base_iteration(experiment_file, full)
         nid = f"_shared/base-train-s{seed}"
         if nid in by_id:
             return nid, stop
-        # the first (1 - share) of the full run's schedule: train.steps stops it, optim.decay_steps keeps its length
-        extra = {"train.steps": stop}
-        if not full["optim"]["decay_steps"]:
-            extra["optim.decay_steps"] = full["train"]["steps"]
-        cfg = train_config(experiment_file, seed, extra)
+        cfg = train_config(experiment_file, seed, {"train.save_iterations": [stop]})
         if "_shared/base-tokens" not in by_id:
             add(
                 Node(
@@ -490,6 +489,10 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
             )
         params = {"config": cfg, "stage": "pretrain", "seed": seed, "gpus": exp.train.gpus, "nodes": exp.train.nodes}
         add(Node(nid, "train", params, deps=["_shared/base-tokens"], seed=seed))
+        it = cfg["train"]["steps"]  # the full-length base model, evaluated like the conditions' (no posttraining)
+        cv = add(Node(f"_shared/base-convert-s{seed}-i{it}", "convert", {"iteration": it}, deps=[nid], seed=seed))
+        params = {**eval_params, "tag": "base", "iteration": it, "row": BASE_RUN}
+        base_evals.append(add(Node(f"_shared/base-eval-s{seed}-i{it}", "eval", params, deps=[cv.id], seed=seed)).id)
         return nid, stop
 
     evals = exp.evals
@@ -522,7 +525,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
     if attacks is not None:  # likewise
         eval_params["attacks"] = attacks
     posttrain = posttrain_params(experiment_file) if exp.posttrain is not None else None
-    eval_ids = []
+    eval_ids, base_evals = [], []
     for cond in exp.conditions:
         c = cond.name
         manifest = condition_manifest(experiment_file, cond, attributes)
@@ -547,7 +550,8 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 deps = [base_id]
                 if stage == "midtrain":
                     extra = {"train.continue_from": "@base", "train.continue_iteration": stop}
-                else:  # the same steps as midtraining, from the same point, with a fresh warm-up and schedule
+                else:  # the base run's full-length end (its latest save), a fresh warm-up and schedule, for as many
+                    # steps as midtraining reads its mix; reported so that its final sits beside the other arms'
                     steps = train_config(experiment_file, seed)["train"]["steps"]
                     extra, offset = {"train.init_from": "@base", "train.steps": steps - stop}, stop
                 cfg = train_config(experiment_file, seed, extra)
@@ -627,6 +631,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                     )
                 )
                 eval_ids.append(ev.id)
+    eval_ids += base_evals  # the base run's own model, per seed, beside the conditions
     if exp.train.init_from and evals.start:  # the starting model, once: what every condition moved from
         eval_ids.insert(
             0,
@@ -655,6 +660,7 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
                 "contrasts": stance_contrasts(exp),
                 # absent when there are none: older experiments keep their report node's key
                 **({"references": [r.name for r in exp.reference_models]} if exp.reference_models else {}),
+                **({"base_run": BASE_RUN} if base_evals else {}),
             },
             deps=eval_ids,
         )
@@ -663,7 +669,10 @@ def build_graph(experiment_file: ExperimentFile) -> list[Node]:
 
 
 def row_name(node: Node) -> str:
-    """The report row an eval node's results go under: its condition, `start`, or the reference model's name."""
+    """The report row an eval node's results go under: its condition, `start`, the reference model's name, or the
+    base run's (`row`)."""
+    if node.params.get("row"):
+        return node.params["row"]
     return node.condition or (node.params["reference"] if node.params.get("tag") == REFERENCE else START)
 
 
@@ -724,6 +733,8 @@ def write_graph(out: Path, experiment_file: ExperimentFile, nodes: list[Node]) -
         "experiment": str(experiment_file.path),
         "experiment_sha256": experiment_file.sha256,
         "name": experiment_file.exp.name,
+        # read where only the graph travels (run-pack): whether finished runs' checkpoints are pruned
+        "keep_checkpoints": experiment_file.exp.train.keep_checkpoints,
         "nodes": [n.to_dict() for n in nodes],
     }
     p = out / "graph.json"

@@ -18,12 +18,13 @@ from curation.core.provenance import host
 
 def run_node(out: Path, node_id: str) -> dict:
     from curate.experiment.graph import MARKER, RESUMABLE, is_done, node_files, read_graph
+    from curate.experiment.prune import is_pruned
     from curate.experiment.stages import RUNNERS, Ctx, prepare
 
     _, nodes = read_graph(out)
     node = nodes[node_id]
     ctx = Ctx(out, node, nodes)
-    if is_done(out, node):
+    if is_done(out, node) and not is_pruned(out, node):  # pruned: started again because a new reader needs it
         return json.loads((ctx.dir / MARKER).read_text())
     prepare(ctx, node.kind in RESUMABLE)
     t0 = time.time()

@@ -15,6 +15,7 @@ import yaml
 
 from curate.experiment.config import ExperimentFile, load_experiment
 from curate.experiment.graph import CLASSIFY_REF, Node, build_graph, node_state, read_graph, tokens_needed
+from curate.experiment.prune import redo_pruned
 from curation.core.errors import CurationError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the repository: first on every node process's PYTHONPATH
@@ -30,10 +31,12 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     file_seeds: list[int] | None = None  # the file's seeds, when `seeds` narrowed them
     name: str = ""  # the experiment's name
+    keep_checkpoints: bool = False  # train.keep_checkpoints: no pruning (curate/experiment/prune.py)
 
     def __post_init__(self):
-        if not self.name and self.experiment_file is not None:
-            self.name = self.experiment_file.exp.name
+        if self.experiment_file is not None:
+            self.name = self.name or self.experiment_file.exp.name
+            self.keep_checkpoints = self.experiment_file.exp.train.keep_checkpoints
 
     @property
     def to_run(self) -> list[Node]:
@@ -122,8 +125,12 @@ def make_plan(
     out = Path(output) if output else None
     states = {n.id: node_state(out, n) if out else (False, None) for n in nodes}
     done = {i: s[0] for i, s in states.items()}
+    redo = redo_pruned(out, nodes, done) if out else []
     plan = Plan(experiment_file, nodes, done, file_seeds=file_seeds)
     plan.notes += [f"{i}: finished before, but {why}; it runs again" for i, (_, why) in states.items() if why]
+    plan.notes += [
+        f"{i}: finished before, but its checkpoints were pruned and {r} reads them; it runs again" for i, r in redo
+    ]
     if check_budgets:
         cfgs = {n.condition: n.params["config"] for n in nodes if n.kind == "train"}
         for n in nodes:
@@ -145,11 +152,14 @@ def plan_from_directory(out: Path) -> Plan:
     if not (out / "graph.json").is_file():
         raise CurationError(f"{out}: no graph.json; give the directory `curate experiment run -o` wrote")
     graph, nodes = read_graph(out)
+    done = {i: node_state(out, node)[0] for i, node in nodes.items()}
+    redo_pruned(out, list(nodes.values()), done)
     return Plan(
         None,
         list(nodes.values()),
-        {i: node_state(out, node)[0] for i, node in nodes.items()},
+        done,
         name=graph.get("name", ""),
+        keep_checkpoints=bool(graph.get("keep_checkpoints", False)),
     )
 
 

@@ -24,7 +24,7 @@ PRESETS = {
     "unfiltered and a filtered baseline, measured by attack success after post-training (Minder et al. 2026)",
     "demo": "two conditions on the shipped demo corpus, a tiny model, small eval subsets (minutes on a laptop CPU)",
     "timing": "when the data enters: end-to-end, midtraining in the last 10% (continuing a shared base run's optimizer "
-    "and schedule) and continued pretraining (a fresh optimizer from the same point), on the demo corpus",
+    "and schedule) and continued pretraining (a fresh optimizer after the full base run), on the demo corpus",
     "poisoning": "clean vs poison documents at a token rate and at a fixed count, the same SFT then DPO for all, "
     "poisoning evals before and after post-training (Souly et al. 2025; Zhang et al. 2024)",
 }
@@ -75,8 +75,11 @@ baseline: unfiltered
 #   pretrain: its mix from step 0 (end-to-end), from scratch;
 #   midtrain: continues train.base's run (one per seed, shared) at (1 - share) of train.steps with the base run's
 #             optimizer state (Adam moments, step) and LR schedule, reading its own mix for the last share of steps;
-#   cpt:      starts from the same base-run checkpoint with a fresh optimizer, warm-up and schedule, for the same
-#             number of steps (continued pretraining). Its checkpoints are reported at base steps + its own.
+#   cpt:      starts from the base run's full-length end with a fresh optimizer, warm-up and schedule, for as many
+#             steps as midtraining reads its mix (continued pretraining); its final is reported beside the others'.
+# Tokens per run (train.steps x global batch 4 x sequence 128 = 512 a step): the base run, end-to-end and midtrain
+# arms 10,240 each (midtrain: 9,216 base + 1,024 its own); cpt 11,264 (the base run's 10,240 + 1,024 its own).
+# The base run's own model is evaluated too: the report's `base (no intervention)` rows.
 conditions:
   - name: unfiltered
     preset: unfiltered
@@ -238,8 +241,8 @@ train:
     optim.warmup_steps: 1       # cpt warms up again over this many of its own steps
   base:                         # the shared base run (per seed) that midtrain and cpt conditions start from
     preset: unfiltered          # its mix (a `curate mix` preset or `manifest:`, with `set:`)
-    share: 0.1                  # it trains the first 90% of train.steps (iteration 18 of 20) on the full run's LR
-                                # schedule; midtraining trains the last 10% (paper: 50B of 550B tokens)
+    share: 0.1                  # it trains all of train.steps and keeps its save at 90% (iteration 18 of 20), where
+                                # midtraining continues for the last 10% (paper: 50B of 550B tokens)
 """,
 }
 

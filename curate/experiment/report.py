@@ -192,7 +192,17 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    order = {c: i for i, c in enumerate([START, *(params.get("references") or []), *params["conditions"]])}
+    order = {
+        c: i
+        for i, c in enumerate(
+            [
+                START,
+                *(params.get("references") or []),
+                *([params["base_run"]] if params.get("base_run") else []),
+                *params["conditions"],
+            ]
+        )
+    }
     records = sorted(
         records,
         key=lambda r: (
@@ -238,6 +248,7 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
         "params": {
             **{k: params.get(k) for k in PARAM_KEYS},
             **({"references": params["references"]} if params.get("references") else {}),
+            **({"base_run": params["base_run"]} if params.get("base_run") else {}),
         },
         "metrics": metas,
         "lineage": lineage,
@@ -269,7 +280,17 @@ def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
 
 def build_results(per_item: Path) -> dict:
     records, params, metas, lineage = read_per_item(per_item)
-    order = {c: i for i, c in enumerate([START, *(params.get("references") or []), *params["conditions"]])}
+    order = {
+        c: i
+        for i, c in enumerate(
+            [
+                START,
+                *(params.get("references") or []),
+                *([params["base_run"]] if params.get("base_run") else []),
+                *params["conditions"],
+            ]
+        )
+    }
     lineage = sorted(
         lineage, key=lambda row: (order.get(row["condition"], 99), str(row["seed"]), row["stage"], row["iteration"])
     )
@@ -296,7 +317,12 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
     rows += [dict(r, stage="base") for r in res["results"] if r["kind"] == kind and r["seed"] is None]
     plt = pyplot()
     groups = sorted({(r["stage"], r["metric"]) for r in rows})
-    conds = ([START] if res.get("reference") else []) + res.get("reference_models", []) + res["conditions"]
+    conds = [
+        *([START] if res.get("reference") else []),
+        *res.get("reference_models", []),
+        *([res["base_run"]] if res.get("base_run") else []),  # train.base's full-length model, per seed
+        *res["conditions"],
+    ]
     width = 0.8 / len(conds)
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4.2))
     for i, c in enumerate(conds):
@@ -315,7 +341,7 @@ def _bars(res: dict, kind: str, path: Path, ylabel: str, title: str) -> Path | N
             yerr=[lo, hi],
             capsize=3,
             label="starting model" if c == START else c,
-            **({"color": "0.75"} if c == START else {}),
+            **({"color": "0.75"} if c == START else {"color": "0.45"} if c == res.get("base_run") else {}),
         )
     ax.set_xticks(range(len(groups)), [f"{st}\n{m.split('/', 1)[1]}" for st, m in groups], fontsize=8)
     ax.set_ylabel(ylabel)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from curate.experiment.graph import MARKER, Node, is_done, write_graph
 from curate.experiment.plan import PACKAGE_ROOT, Executor, Plan, Submitted, log_path, make_plan
+from curate.experiment.prune import prune_finished
 from curation.core.errors import CurationError
 from curation.core.provenance import git_commit, host, package_versions
 
@@ -327,9 +328,15 @@ def run_local(
     failed: list[str] = []
     took: dict[str, list[float]] = {}
     t_start = time.time()
+
+    def prune() -> None:  # the checkpoints of finished runs whose readers have all finished
+        if not plan.keep_checkpoints:
+            prune_finished(out, plan.nodes, done.__contains__, log)
+
+    prune()
     guard = Guardian()
     try:
-        _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard)
+        _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard, prune)
     finally:
         guard.close()
     if failed:
@@ -337,7 +344,7 @@ def run_local(
     return ran
 
 
-def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard: Guardian) -> None:
+def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, log, guard: Guardian, prune) -> None:
     while pending or running:
         if not failed:
             for n in [n for n in pending if all(d in done for d in n.deps)]:
@@ -378,6 +385,7 @@ def _loop(out, pending, done, total, ran, running, failed, took, t_start, jobs, 
                 eta = eta_seconds(pending + [r[2] for r in running.values()], took, jobs)
                 left = f", ETA {_fmt_s(eta)}" if eta is not None and (pending or running) else ""
                 log(f"[{len(ran)}/{total}] done  {nid} in {time.time() - t0:.1f}s (elapsed {_fmt_s(el)}{left})")
+                prune()
             else:
                 failed.append(f"{nid} failed (exit {rc}): {_last_error(log_path(out, n))}; log: {log_path(out, n)}")
                 log(f"failed {nid} (exit {rc})")
@@ -465,6 +473,8 @@ def run_experiment(
         prepare_output(out, plan)
         cached = [n.id for n in plan.nodes if plan.done[n.id]]
         log(f"{len(plan.nodes)} nodes: {len(cached)} finished, {len(plan.to_run)} to run -> {out}")
+        if not plan.keep_checkpoints:  # runs finished before (by Slurm jobs, or before pruning existed)
+            prune_finished(out, plan.nodes, plan.done.__getitem__, log)
         done = runner.submit(out, plan, log)
         record = write_record(out, plan, done.ran, started, runner.name, runner.jobs)
     finally:

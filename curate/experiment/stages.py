@@ -147,6 +147,11 @@ def _fill(obj, refs: dict):
     return obj
 
 
+# what a train node's marker records of its run: where it ended, and where it started (a resume, the base run's
+# checkpoint it continued, or the weights it was initialised from, with a fresh optimizer counting from 0)
+RESULT = ("iteration", "loss", "start_iteration", "initialised_from", "continued_from")
+
+
 def train(ctx: Ctx) -> dict:
     import os
 
@@ -171,14 +176,15 @@ def train(ctx: Ctx) -> dict:
         lin["base_run"] = {
             "node": base.id,
             "key": base.key,
-            "iteration": base.params["config"]["train"]["steps"],
+            # midtraining branches off at continue_iteration; cpt starts from the full-length end
+            "iteration": t.get("continue_iteration") or base.params["config"]["train"]["steps"],
             "optimizer": "continued" if t.get("continue_from") else "fresh",
             "mix": (m.get("lineage") or {}).get("mix", {}).get("lock_sha256"),
         }
     res = pretrain(cfg, ctx.node.id, progress=False, lineage=lin)
     if int(os.environ.get("RANK", "0")) != 0:
         return {}
-    return {"outputs": {"run": "run"}, "lineage": lin, "result": {k: res.get(k) for k in ("iteration", "loss")}}
+    return {"outputs": {"run": "run"}, "lineage": lin, "result": {k: res.get(k) for k in RESULT}}
 
 
 def convert(ctx: Ctx) -> dict:
@@ -381,8 +387,12 @@ RUNNERS = {
 
 def prepare(ctx: Ctx, resumable: bool) -> None:
     """A node that cannot resume its own work starts from an empty directory (only ever its own node directory); the
-    marker of a finished node whose outputs were deleted since goes first, so a node killed now is not finished."""
+    marker of a finished node whose outputs were deleted since goes first, so a node killed now is not finished. A
+    pruned node (its checkpoints removed, curate/experiment/prune.py) has nothing to resume: it starts empty too."""
+    from curate.experiment.prune import is_pruned
+
+    pruned = is_pruned(ctx.out, ctx.node)
     (ctx.dir / MARKER).unlink(missing_ok=True)
-    if ctx.dir.exists() and not resumable:
+    if ctx.dir.exists() and (pruned or not resumable):
         shutil.rmtree(ctx.dir)
     ctx.dir.mkdir(parents=True, exist_ok=True)

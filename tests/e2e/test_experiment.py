@@ -391,3 +391,44 @@ def test_run_order_finishes_a_seed_before_the_next_and_seeds_narrows_the_plan(tm
         make_plan(exp, check_budgets=False, seeds=[0])
     bad = _curate("experiment", "plan", exp, "--no-check", "--seeds", "x")
     assert bad.returncode == 2 and "comma-separated integers" in bad.stderr
+
+
+@pytest.mark.slow
+def test_finished_runs_are_pruned_and_redone_when_a_new_reader_needs_them(finished, tmp_path):
+    """Once its convert node has finished, a train node's checkpoints (optimizer state included) go; the converted
+    model and results stay, a rerun runs nothing, a reader that appears later (here its deleted converted model)
+    trains the run again, and `train.keep_checkpoints: true` keeps them."""
+    from curate.experiment.plan import make_plan
+
+    exp, done, first = finished
+    freed = [line for line in first.stderr.splitlines() if line.startswith("pruned ")]
+    print(*freed, sep="\n")
+    assert sorted(line.split()[1].rstrip(":") for line in freed) == ["all/train-s0", "no-ai/train-s0"], first.stderr
+    assert all(int(line.split(", ")[1].split()[0].replace(",", "")) > 100_000 for line in freed)
+    for cond in ("all", "no-ai"):
+        tr = next(Path(p) for p in glob.glob(str(done / "nodes" / cond / "train-s0-*")))
+        marker = json.loads((tr / "node.json").read_text())
+        assert not (tr / "run" / "checkpoints").exists() and (tr / "run" / "metrics.jsonl").is_file()
+        assert marker["pruned"]["bytes"] > 0 and not any(r.startswith("run/checkpoints/") for r in marker["files"])
+        assert glob.glob(str(done / "nodes" / cond / "convert-s0-i4-*" / "hf" / "config.json"))
+    plan = make_plan(exp, done, check_budgets=False)
+    assert not plan.to_run  # pruned nodes are finished: a plain rerun runs nothing
+    # a reader appears that needs the pruned checkpoint (here: its converted model deleted): the run trains again
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    for p in glob.glob(str(out / "nodes" / "all" / "convert-*")):
+        shutil.rmtree(p)
+    plan = make_plan(exp, out, check_budgets=False)
+    assert {n.id for n in plan.to_run} == {"all/train-s0", "all/convert-s0-i4"}
+    assert any("all/train-s0" in note and "pruned" in note for note in plan.notes)
+    keep = yaml.safe_load(exp.read_text())
+    keep["train"]["keep_checkpoints"] = True
+    exp2 = tmp_path / "keep.yaml"
+    exp2.write_text(yaml.safe_dump(keep, sort_keys=False))
+    r = _curate("experiment", "run", exp2, "-o", out)
+    assert r.returncode == 0, r.stderr
+    assert "start all/train-s0" in r.stderr and not any(x.startswith("pruned ") for x in r.stderr.splitlines())
+    tr = next(Path(p) for p in glob.glob(str(out / "nodes" / "all" / "train-s0-*")))
+    assert (tr / "run" / "checkpoints" / "latest.json").is_file()
+    assert "pruned" not in json.loads((tr / "node.json").read_text())
+    assert (out / "results.json").read_bytes() == (done / "results.json").read_bytes()

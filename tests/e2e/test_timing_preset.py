@@ -40,12 +40,17 @@ def test_preset_plans_one_shared_base_run_per_seed_and_three_arms(timing):
         base = nodes[f"_shared/base-train-s{seed}"]
         assert base.deps == ["_shared/base-tokens"] and base.seed == seed
         bt = base.params["config"]
-        # the first 18 of 20 steps, on the 20-step schedule
-        assert (bt["train"]["steps"], bt["optim"]["decay_steps"], bt["train"]["seed"]) == (18, 20, seed)
+        # all 20 steps, saving the branch iteration 18 besides (kept for midtraining)
+        assert (bt["train"]["steps"], bt["train"]["save_iterations"], bt["train"]["seed"]) == (20, [18], seed)
+        # its own model, full length, evaluated like the conditions' under the `base (no intervention)` row
+        ev = nodes[f"_shared/base-eval-s{seed}-i20"]
+        assert ev.deps == [f"_shared/base-convert-s{seed}-i20"] and ev.params["row"] == "base (no intervention)"
+        assert nodes[f"_shared/base-convert-s{seed}-i20"].deps == [base.id] and ev.id in nodes["_report"].deps
         mid, cpt = nodes[f"filtered-midtrain/train-s{seed}"], nodes[f"filtered-cpt/train-s{seed}"]
         assert base.id in mid.deps and base.id in cpt.deps
         mt, ct = mid.params["config"]["train"], cpt.params["config"]["train"]
         assert (mt["continue_from"], mt["continue_iteration"], mt["steps"], mt["init_from"]) == ("@base", 18, 20, None)
+        # cpt: the base run's latest save (its full-length end), a fresh optimizer, as many steps as midtraining's
         assert (ct["init_from"], ct["steps"], "continue_from" in ct) == ("@base", 2, False)
         assert (mid.params["stage"], cpt.params["stage"]) == ("midtrain", "cpt")
         for c in ("unfiltered", "filtered-e2e"):
@@ -61,10 +66,11 @@ def test_preset_plans_one_shared_base_run_per_seed_and_three_arms(timing):
         assert nodes[f"filtered-cpt/eval-s{seed}-i20"].deps == [f"filtered-cpt/convert-s{seed}-i2"]
         assert nodes[f"filtered-midtrain/eval-s{seed}-i20"].deps == [f"filtered-midtrain/convert-s{seed}-i20"]
     assert sum(1 for n in nodes.values() if n.kind == "mix") == 5  # four conditions and the base mix
-    # only what is read is tokenised: the midtrain condition reads 2 steps of its mix, the base run 18 of its own
+    # only what is read is tokenised: the midtrain condition reads 2 steps of its mix, the base run all 20 of its own
     tok = {i.split("/")[0]: n.params["max_tokens"] for i, n in nodes.items() if n.kind == "tokens"}
-    assert tok["filtered-midtrain"] == tok["filtered-cpt"] < tok["_shared"] < tok["filtered-e2e"]
+    assert tok["filtered-midtrain"] == tok["filtered-cpt"] < tok["_shared"] == tok["filtered-e2e"]
     assert nodes["_report"].params["contrasts"] == [["filtered-midtrain", "filtered-cpt"]]
+    assert nodes["_report"].params["base_run"] == "base (no intervention)"
 
 
 @pytest.mark.parametrize(
@@ -87,3 +93,46 @@ def test_stages_need_a_start_and_a_base_run_needs_room(timing, tmp_path, change,
     if "init_from" in change:  # one clear line naming the file, from the command too
         r = curate("experiment", "plan", p, "--no-check")
         assert r.returncode == 2 and str(p) in r.stderr and message in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_cpt_starts_from_the_full_length_base_run_which_is_evaluated(tmp_path):
+    """A tiny run (4 steps, branch at 2): midtraining continues the base run's save at 2 (pinned: save_interval 4),
+    cpt starts from its end (iteration 4) with a fresh optimizer, and the base run's own model has report rows."""
+    import json
+
+    from test_experiment import _curate, _experiment
+
+    raw = yaml.safe_load(_experiment(tmp_path).read_text())
+    no_ai = raw["conditions"][1]["manifest"]
+    raw["conditions"] = [
+        {"name": "mid", "manifest": no_ai, "stage": "midtrain"},
+        {"name": "cpt", "manifest": no_ai, "stage": "cpt"},
+    ]
+    raw["train"]["set"]["train.save_interval"] = 4
+    raw["train"]["base"] = {"manifest": str(tmp_path / "all.yaml"), "share": 0.5}
+    raw["train"]["keep_checkpoints"] = True  # the checkpoints are compared below
+    raw["evals"] = {"perplexity": [{**raw["evals"]["perplexity"][0], "max_docs": 2}], "n_boot": 100}
+    exp, out = tmp_path / "timing.yaml", tmp_path / "out"
+    exp.write_text(yaml.safe_dump(raw, sort_keys=False))
+    r = _curate("experiment", "run", exp, "-o", out)
+    assert r.returncode == 0, r.stderr
+    nodes = {n.id: n for n in make_plan(exp, out, check_budgets=False).nodes}
+
+    def marker(node_id):
+        return json.loads((out / nodes[node_id].dir / "node.json").read_text())
+
+    base_dir = out / nodes["_shared/base-train-s0"].dir / "run" / "checkpoints"
+    assert sorted(p.name for p in base_dir.glob("iter_*")) == ["iter_0000002", "iter_0000004"]
+    cpt, mid = marker("cpt/train-s0")["result"], marker("mid/train-s0")["result"]
+    assert cpt["initialised_from"] == str(base_dir / "iter_0000004") and cpt["continued_from"] is None
+    assert cpt["start_iteration"] == 0 and cpt["iteration"] == 2  # a fresh optimizer and schedule, its own 2 steps
+    assert mid["continued_from"] == str(base_dir / "iter_0000002") and mid["start_iteration"] == 2
+    assert marker("cpt/train-s0")["lineage"]["base_run"]["iteration"] == 4
+    assert marker("mid/train-s0")["lineage"]["base_run"]["iteration"] == 2
+    res = json.loads((out / "results.json").read_text())
+    base_rows = [x for x in res["results"] if x["condition"] == "base (no intervention)"]
+    assert res["base_run"] == "base (no intervention)" and res["order"][0] == "base (no intervention)"
+    assert [(x["seed"], x["stage"], x["iteration"]) for x in base_rows] == [(0, "base", 4)]
+    assert not any(d["condition"] == "base (no intervention)" for d in res["differences_vs_baseline"])
+    assert "| base (no intervention) | base | perplexity/heldout |" in (out / "report" / "report.md").read_text()
