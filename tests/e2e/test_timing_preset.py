@@ -1,6 +1,6 @@
 """The timing preset (`curate experiment init --preset timing`): one base run per seed shared by the midtrain and cpt
-conditions, which start where it stops (90% of the steps), beside the end-to-end conditions; and the file checks that
-keep an experiment's stages consistent."""
+conditions (midtrain continues its save at 90% of the steps, cpt starts from its full-length end), beside the
+end-to-end conditions; and the file checks that keep an experiment's stages consistent."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_preset_plans_one_shared_base_run_per_seed_and_three_arms(timing):
                 "continue_from" not in e2e.params["config"]["train"]
                 and e2e.params["config"]["train"]["init_from"] is None
             )
-        # every arm's final model is reported at step 20 (cpt: 18 base steps + its 2), so all are compared
+        # every arm's final model is reported at step 20 (cpt: its own 2 after the base run's 20), so all are compared
         for c in stages:
             assert f"{c}/eval-s{seed}-i20" in nodes
         assert nodes[f"filtered-cpt/eval-s{seed}-i20"].deps == [f"filtered-cpt/convert-s{seed}-i2"]
@@ -97,11 +97,14 @@ def test_stages_need_a_start_and_a_base_run_needs_room(timing, tmp_path, change,
 
 @pytest.mark.slow
 def test_cpt_starts_from_the_full_length_base_run_which_is_evaluated(tmp_path):
-    """A tiny run (4 steps, branch at 2): midtraining continues the base run's save at 2 (pinned: save_interval 4),
-    cpt starts from its end (iteration 4) with a fresh optimizer, and the base run's own model has report rows."""
+    """A tiny run (4 steps, branch at 2): the base run trains all 4 and keeps its save at 2 (pinned: save_interval 4),
+    midtraining continues that save (not the base run's latest; its optimizer and schedule: tests/train), cpt starts
+    from its end (iteration 4) with a fresh optimizer, and the base run's own model has report rows."""
     import json
 
     from test_experiment import _curate, _experiment
+
+    from train.metrics import read_metrics
 
     raw = yaml.safe_load(_experiment(tmp_path).read_text())
     no_ai = raw["conditions"][1]["manifest"]
@@ -109,13 +112,14 @@ def test_cpt_starts_from_the_full_length_base_run_which_is_evaluated(tmp_path):
         {"name": "mid", "manifest": no_ai, "stage": "midtrain"},
         {"name": "cpt", "manifest": no_ai, "stage": "cpt"},
     ]
+    raw["inputs"]["attributes"] = str(tmp_path / "attrs")  # the manifests filter on none: no classify node
     raw["train"]["set"]["train.save_interval"] = 4
     raw["train"]["base"] = {"manifest": str(tmp_path / "all.yaml"), "share": 0.5}
     raw["train"]["keep_checkpoints"] = True  # the checkpoints are compared below
     raw["evals"] = {"perplexity": [{**raw["evals"]["perplexity"][0], "max_docs": 2}], "n_boot": 100}
     exp, out = tmp_path / "timing.yaml", tmp_path / "out"
     exp.write_text(yaml.safe_dump(raw, sort_keys=False))
-    r = _curate("experiment", "run", exp, "-o", out)
+    r = _curate("experiment", "run", exp, "-o", out, "--jobs", "2")
     assert r.returncode == 0, r.stderr
     nodes = {n.id: n for n in make_plan(exp, out, check_budgets=False).nodes}
 
@@ -125,14 +129,36 @@ def test_cpt_starts_from_the_full_length_base_run_which_is_evaluated(tmp_path):
     base_dir = out / nodes["_shared/base-train-s0"].dir / "run" / "checkpoints"
     assert sorted(p.name for p in base_dir.glob("iter_*")) == ["iter_0000002", "iter_0000004"]
     cpt, mid = marker("cpt/train-s0")["result"], marker("mid/train-s0")["result"]
+    assert mid["continued_from"] == str(base_dir / "iter_0000002") and mid["start_iteration"] == 2
+    assert mid["iteration"] == 4
     assert cpt["initialised_from"] == str(base_dir / "iter_0000004") and cpt["continued_from"] is None
     assert cpt["start_iteration"] == 0 and cpt["iteration"] == 2  # a fresh optimizer and schedule, its own 2 steps
-    assert mid["continued_from"] == str(base_dir / "iter_0000002") and mid["start_iteration"] == 2
-    assert marker("cpt/train-s0")["lineage"]["base_run"]["iteration"] == 4
-    assert marker("mid/train-s0")["lineage"]["base_run"]["iteration"] == 2
+    # the start-loss guard (on by default) ran: step 1's forward, before any update, is the loaded base model's
+    first = read_metrics(out / nodes["cpt/train-s0"].dir / "run")[0]
+    assert first["init_loss_ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert marker("cpt/train-s0")["lineage"]["base_run"] | {"key": None, "mix": None} == {
+        "node": "_shared/base-train-s0",
+        "key": None,
+        "iteration": 4,
+        "optimizer": "fresh",
+        "mix": None,
+    }
+    assert marker("mid/train-s0")["lineage"]["base_run"] | {"key": None, "mix": None} == {
+        "node": "_shared/base-train-s0",
+        "key": None,
+        "iteration": 2,
+        "optimizer": "continued",
+        "mix": None,
+    }
     res = json.loads((out / "results.json").read_text())
     base_rows = [x for x in res["results"] if x["condition"] == "base (no intervention)"]
     assert res["base_run"] == "base (no intervention)" and res["order"][0] == "base (no intervention)"
     assert [(x["seed"], x["stage"], x["iteration"]) for x in base_rows] == [(0, "base", 4)]
+    # both arms reported at train.steps (cpt: its own 2 after the base run's 4) beside the base run
+    assert {(x["condition"], x["iteration"]) for x in res["results"]} == {
+        ("base (no intervention)", 4),
+        ("mid", 4),
+        ("cpt", 4),
+    }
     assert not any(d["condition"] == "base (no intervention)" for d in res["differences_vs_baseline"])
     assert "| base (no intervention) | base | perplexity/heldout |" in (out / "report" / "report.md").read_text()
