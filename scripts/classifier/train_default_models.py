@@ -10,6 +10,9 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
   * corpus documents outside that rule read and labelled by hand anyway
     (scripts/classifier/data/labels/corpus_extra.jsonl: Wikipedia articles with at most one AI term, about fiction,
     machines and people, mostly hard negatives);
+  * the sources added to ../shared/data/corpus in December 2026 (aisafetyatlas, pauseai, distill, gutenberg, gwern,
+    issarice, vitalik: every document; scp: 194 keyword-selected and seeded random documents), labelled by hand in
+    scripts/classifier/data/labels/corpus_dec_*.jsonl (README-dec.md); their other documents are negatives;
   * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
   * documents written for training by this project (scripts/classifier/data/written/*.jsonl, labelled as
     written): encyclopedic articles on fiction with machine characters, AI people and techniques, hard negatives,
@@ -69,6 +72,9 @@ def labelled_frame() -> pl.DataFrame:
         LABELS / "corpus_engineer.jsonl",
         *sorted(LABELS.glob("corpus_part*.jsonl")),
         LABELS / "corpus_extra.jsonl",
+        # the sources added to ../shared/data/corpus in December 2026 (README-dec.md); their unlabelled documents
+        # (330 of scp's 524) stay negatives like every other document outside the candidate rule
+        *sorted(LABELS.glob("corpus_dec_*.jsonl")),
     ]:
         for line in path.read_text().splitlines():
             if line.strip():
