@@ -10,6 +10,9 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
   * corpus documents outside that rule read and labelled by hand anyway
     (scripts/classifier/data/labels/corpus_extra.jsonl: Wikipedia articles with at most one AI term, about fiction,
     machines and people, mostly hard negatives);
+  * the sources added to ../shared/data/corpus in December 2026 (aisafetyatlas, pauseai, distill, gutenberg, gwern,
+    issarice, vitalik: every document; scp: 194 keyword-selected and seeded random documents), labelled by hand in
+    scripts/classifier/data/labels/corpus_dec_*.jsonl (README-dec.md); their other documents are negatives;
   * the demo corpus written by this project (scripts/write_demo_corpus.py), with its own labels;
   * documents written for training by this project (scripts/classifier/data/written/*.jsonl, labelled as
     written): encyclopedic articles on fiction with machine characters, AI people and techniques, hard negatives,
@@ -17,10 +20,11 @@ Training data (all real text from ../shared/data/corpus, never heldout/):
     articles on AI fiction, people and techniques with look-alike hard negatives (encyclopedic2.jsonl); Arbital- and
     blog-style alignment posts across the three stances with decision-theory hard negatives (forum.jsonl).
 
-Stance class weights (aligned x2, misaligned x1.5): the models under-predict both on real text, whose style the
+Stance class weights (aligned x1.5, misaligned x1.5): the models under-predict both on real text, whose style the
 written documents teach them to read as "neutral". Chosen by 5-fold cross-validation on the labelled real corpus
-documents (scripts/classifier/crossval_real.py), stable across two versions of the training data: pooled stance macro-F1
-0.512 -> 0.543 and 0.523 -> 0.554.
+documents (scripts/classifier/crossval_real.py): aligned x2, misaligned x1.5 on two earlier versions of the training
+data (pooled stance macro-F1 0.512 -> 0.543 and 0.523 -> 0.554); with the December 2026 labels the grid's best is
+aligned x1.5, misaligned x1.5 (0.531 at x2/x1.5 -> 0.548 on 19,040 real documents, 576 AI; docs/models.md).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 HERE = Path(__file__).resolve().parent  # the classifier workspace: labels, written documents, combiner, heldout scores
-STANCE_CLASS_WEIGHTS = {"aligned": 2.0, "misaligned": 1.5, "neutral": 1.0}
+STANCE_CLASS_WEIGHTS = {"aligned": 1.5, "misaligned": 1.5, "neutral": 1.0}
 # the embedding head's windows (the card's `embedding_window`): four of 180 words, MiniLM's 256 tokens. One window of
 # 100 words (128 tokens) is 5-10x cheaper but lost stance macro-F1 on the real-text CV (0.545 -> 0.51; docs/models.md)
 EMBEDDING_WINDOW = {"embedding_words_per_chunk": 180, "embedding_max_chunks": 4, "embedding_max_tokens": None}
@@ -69,6 +73,9 @@ def labelled_frame() -> pl.DataFrame:
         LABELS / "corpus_engineer.jsonl",
         *sorted(LABELS.glob("corpus_part*.jsonl")),
         LABELS / "corpus_extra.jsonl",
+        # the sources added to ../shared/data/corpus in December 2026 (README-dec.md); their unlabelled documents
+        # (330 of scp's 524) stay negatives like every other document outside the candidate rule
+        *sorted(LABELS.glob("corpus_dec_*.jsonl")),
     ]:
         for line in path.read_text().splitlines():
             if line.strip():
