@@ -6,10 +6,10 @@ Prints AI-discourse P/R/F1 at 0.5 and stance macro-F1 for the cascade, for fastT
 plain keyword blocklist baseline, and the default's F1 by source; writes scripts/classifier/heldout-eval.json.
 
 `--extra` measures ../shared/data/heldout/docs-extra.parquet instead (the sources added in December 2026, full texts),
-writing scripts/classifier/heldout-eval-extra.json. Its documents have no hand labels in this repository (the heldout
-label files cover docs.parquet only), so where none are found it reports, by source, what the default predicts: the
-documents it calls AI discourse (score >= 0.5) and their predicted stances. Labelled ids, should any be added to
-heldout_*.jsonl, are scored as for docs.parquet.
+writing scripts/classifier/heldout-eval-extra.json. It reports, by source, what the default predicts (the documents it
+calls AI discourse, score >= 0.5, and their predicted stances), and scores the documents labelled in
+heldout_extra.jsonl (all 187, by hand, README-heldout-extra.md) as for docs.parquet. heldout_extra.jsonl is read only
+with `--extra`, so the docs.parquet measurement is unchanged; no training script reads it.
 
     python scripts/classifier/evaluate_heldout.py [--model default] [--extra]
 """
@@ -47,6 +47,8 @@ def main():
         HERE / "data" / "labels" / "heldout_engineer.jsonl",
         *sorted((HERE / "data" / "labels").glob("heldout_part*.jsonl")),
     ]
+    if args.extra:  # the docs-extra labels (measurement only); docs.parquet is scored without them
+        files.append(HERE / "data" / "labels" / "heldout_extra.jsonl")
     schema = {"id": pl.Utf8, "ai_discourse": pl.Int8, "stance": pl.Utf8}
     labels = pl.concat([pl.read_ndjson(p).select(list(schema)).cast(schema) for p in files if p.is_file()])
     labels = labels.unique("id", keep="last", maintain_order=True)
@@ -130,6 +132,11 @@ def predict_extra(model: str, labels: pl.DataFrame) -> None:
     if labelled.height:
         r = report["default"]
         print(f"labelled: AI F1 {r['final']['f1']:.3f} (P {r['final']['precision']:.3f} R {r['final']['recall']:.3f})")
+        st = r.get("stance_final", {})
+        print(f"stance macro-F1 {st.get('macro_f1', float('nan')):.3f} on {st.get('n', 0)}: {st.get('per_class_f1')}")
+        for src, m in r.get("final_by_source", {}).items():
+            pr = f"P {m['precision']:.3f} R {m['recall']:.3f}"
+            print(f"  {src:15s} AI F1 {m['f1']:.3f} ({pr}) on {m['n']}, {m['support']} AI")
     print(f"-> {out}")
 
 
