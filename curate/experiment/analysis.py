@@ -361,6 +361,13 @@ def _add_logodds(entry: dict, kind: str, pairs: list[tuple[dict, dict]], pooled:
         entry["logodds_change"]["label_split"] = halves
 
 
+def row_order(params: dict) -> list[str]:
+    """The report's rows in order: the starting model, outside models (`references`), train.base's own run
+    (`base_run`), then the conditions."""
+    base_run = [params["base_run"]] if params.get("base_run") else []
+    return [START, *(params.get("references") or []), *base_run, *params["conditions"]]
+
+
 def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: list[dict]) -> dict:
     """results.json from the per-item records, the report node's params (experiment, baseline, conditions, seeds,
     n_boot, seed, contrasts), each metric's description and the lineage rows."""
@@ -371,7 +378,7 @@ def build(records: list[dict], params: dict, metas: dict[str, dict], lineage: li
     references = list(params.get("references") or [])  # outside models: rows once each, like the starting model
     outside = {ref: {k[4]: v for k, v in data.items() if k[0] == ref} for ref in references}
     base_run = [params["base_run"]] if params.get("base_run") else []  # train.base's own model: levels, no differences
-    conds = ([START] if start else []) + references + base_run + list(params["conditions"])
+    conds = [c for c in row_order(params) if c != START or start]
     trained = {k: v for k, v in data.items() if k[0] != START and k[0] not in outside}
     groups = sorted({(k[2], k[3], k[4]) for k in trained})
     rows, diffs, contrasts, moved, changes = [], [], [], [], []

@@ -192,17 +192,7 @@ def write_per_item(path: Path, records: list[dict], params: dict, metas: dict, l
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    order = {
-        c: i
-        for i, c in enumerate(
-            [
-                START,
-                *(params.get("references") or []),
-                *([params["base_run"]] if params.get("base_run") else []),
-                *params["conditions"],
-            ]
-        )
-    }
+    order = {c: i for i, c in enumerate(analysis.row_order(params))}
     records = sorted(
         records,
         key=lambda r: (
@@ -280,17 +270,7 @@ def read_per_item(path: Path) -> tuple[list[dict], dict, dict, list[dict]]:
 
 def build_results(per_item: Path) -> dict:
     records, params, metas, lineage = read_per_item(per_item)
-    order = {
-        c: i
-        for i, c in enumerate(
-            [
-                START,
-                *(params.get("references") or []),
-                *([params["base_run"]] if params.get("base_run") else []),
-                *params["conditions"],
-            ]
-        )
-    }
+    order = {c: i for i, c in enumerate(analysis.row_order(params))}
     lineage = sorted(
         lineage, key=lambda row: (order.get(row["condition"], 99), str(row["seed"]), row["stage"], row["iteration"])
     )
